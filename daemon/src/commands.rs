@@ -1,0 +1,275 @@
+//! The commands behind the CLI. Each returns the process exit code or an error (exit 1).
+
+use crate::git::StackRepo;
+use crate::{ColorChoice, DiagnosticFormat, GraphFormat, PlanArgs, PlanFormat};
+use anyhow::{Context, Result, bail};
+use planner::diagnostic::{self, Colour};
+use planner::plan::{MadeAgainst, PlanOptions};
+use planner::{Analysis, Snapshot, StackFile};
+use std::io::IsTerminal;
+use std::path::Path;
+
+/// Whether to colour stdout and stderr.
+#[derive(Clone, Copy)]
+pub struct Colours {
+    pub stdout: bool,
+    pub stderr: bool,
+}
+
+pub fn colour_enabled(choice: ColorChoice) -> Colours {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    match choice {
+        ColorChoice::Always => Colours {
+            stdout: true,
+            stderr: true,
+        },
+        ColorChoice::Never => Colours {
+            stdout: false,
+            stderr: false,
+        },
+        ColorChoice::Auto => Colours {
+            stdout: !no_color && std::io::stdout().is_terminal(),
+            stderr: !no_color && std::io::stderr().is_terminal(),
+        },
+    }
+}
+
+pub fn paint(colours: Colours, code: &str, text: &str) -> String {
+    if colours.stderr {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
+}
+
+fn diag_colour(colours: Colours) -> Colour {
+    if colours.stderr {
+        Colour::Always
+    } else {
+        Colour::Never
+    }
+}
+
+/// How diagnostics name files: relative to where the user ran the command.
+fn display_root(stack: &Path) -> String {
+    let s = stack.to_string_lossy().trim_end_matches('/').to_string();
+    if s == "." || s.is_empty() {
+        String::new()
+    } else {
+        s
+    }
+}
+
+fn analyze(stack: &Path) -> Result<Analysis> {
+    let files = planner::load::read_dir(stack)?;
+    let mut analysis = planner::analyze(files);
+    analysis
+        .stack
+        .sources
+        .set_display_root(&display_root(stack));
+    Ok(analysis)
+}
+
+fn analyze_files(files: Vec<StackFile>, root: &str) -> Analysis {
+    let mut analysis = planner::analyze(files);
+    analysis.stack.sources.set_display_root(root);
+    analysis
+}
+
+/// Prints diagnostics to stderr; returns whether there were errors.
+fn report(analysis: &Analysis, colours: Colours, context: Option<&str>) -> bool {
+    if !analysis.diagnostics.is_empty() {
+        eprint!("{}", analysis.render_diagnostics(diag_colour(colours)));
+    }
+    let errors = analysis.has_errors();
+    if errors {
+        let tally = diagnostic::tally(&analysis.diagnostics);
+        match context {
+            Some(c) => eprintln!("{}: {c} has {tally}", paint(colours, "1;31", "error")),
+            None => eprintln!("{}: the stack has {tally}", paint(colours, "1;31", "error")),
+        }
+    }
+    errors
+}
+
+pub fn validate(stack: &Path, format: DiagnosticFormat, colours: Colours) -> Result<u8> {
+    let analysis = analyze(stack)?;
+    if format == DiagnosticFormat::Json {
+        println!("{}", diagnostics_json(&analysis));
+        return Ok(u8::from(analysis.has_errors()));
+    }
+    if report(&analysis, colours, None) {
+        return Ok(1);
+    }
+    let warnings = diagnostic::tally(&analysis.diagnostics);
+    let name = analysis
+        .stack
+        .platform
+        .as_ref()
+        .map_or("", |p| p.name.value.as_str());
+    println!(
+        "stack `{name}` is valid: {} resources, {} teams, {} files{}",
+        analysis.stack.resources.len(),
+        analysis.stack.teams.len(),
+        analysis.stack.sources.len(),
+        if warnings.is_empty() {
+            String::new()
+        } else {
+            format!(" ({warnings})")
+        }
+    );
+    Ok(0)
+}
+
+/// Diagnostics as JSON, for CI annotations.
+fn diagnostics_json(analysis: &Analysis) -> String {
+    let sources = &analysis.stack.sources;
+    let items: Vec<serde_json::Value> = analysis
+        .diagnostics
+        .iter()
+        .map(|d| {
+            let labels: Vec<serde_json::Value> = d
+                .labels
+                .iter()
+                .map(|l| {
+                    let f = sources.get(l.span.file);
+                    let lc = f.line_col(l.span.start as usize);
+                    let end = f.line_col(l.span.end as usize);
+                    serde_json::json!({
+                        "file": sources.display_path(l.span.file),
+                        "line": lc.line, "column": lc.column,
+                        "end_line": end.line, "end_column": end.column,
+                        "message": l.message, "primary": l.primary,
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "severity": d.severity, "code": d.code, "message": d.message,
+                "labels": labels, "help": d.help, "notes": d.notes,
+            })
+        })
+        .collect();
+    let doc = serde_json::json!({ "valid": !analysis.has_errors(), "diagnostics": items });
+    serde_json::to_string_pretty(&doc).unwrap_or_default()
+}
+
+pub fn plan(args: &PlanArgs, colours: Colours) -> Result<u8> {
+    let (desired, prior, made_against) = match &args.base {
+        None => {
+            let head = analyze(&args.stack)?;
+            if report(&head, colours, None) {
+                return Ok(1);
+            }
+            let snapshot = head.snapshot.expect("valid stacks have a snapshot");
+            // Until the store exists, a plan without --base starts from nothing.
+            let prior = Snapshot::empty(&snapshot.stack);
+            let against = MadeAgainst {
+                base_revision: None,
+                head_revision: Some("working-tree".into()),
+                state_generation: None,
+            };
+            (snapshot, prior, against)
+        }
+        Some(base_rev) => {
+            let repo = StackRepo::discover(&args.stack)?;
+            let (head, head_rev) = match &args.head {
+                Some(rev) => {
+                    let at = repo.read(rev)?;
+                    (analyze_files(at.files, &repo.stack_path), at.commit)
+                }
+                None => (analyze(&args.stack)?, "working-tree".to_string()),
+            };
+            if report(
+                &head,
+                colours,
+                Some(&format!("the desired revision ({head_rev})")),
+            ) {
+                return Ok(1);
+            }
+            let base_at = repo.read(base_rev)?;
+            let desired = head.snapshot.expect("valid stacks have a snapshot");
+            let prior = if base_at.files.is_empty() {
+                Snapshot::empty(&desired.stack)
+            } else {
+                let base = analyze_files(base_at.files, &repo.stack_path);
+                if base.has_errors() {
+                    eprint!("{}", base.render_diagnostics(diag_colour(colours)));
+                    bail!(
+                        "the base revision `{base_rev}` ({}) has {}; cannot plan against it",
+                        short(&base_at.commit),
+                        diagnostic::tally(&base.diagnostics)
+                    );
+                }
+                base.snapshot.expect("valid stacks have a snapshot")
+            };
+            let against = MadeAgainst {
+                base_revision: Some(base_at.commit),
+                head_revision: Some(head_rev),
+                state_generation: None,
+            };
+            (desired, prior, against)
+        }
+    };
+    let options = PlanOptions {
+        allow_destroy: args.allow_destroy.clone(),
+        made_against,
+    };
+    for addr in &options.allow_destroy {
+        if !prior.resources.contains_key(addr) && !desired.resources.contains_key(addr) {
+            eprintln!(
+                "{}: --allow-destroy {addr} matches no resource",
+                paint(colours, "1;33", "warning")
+            );
+        }
+    }
+    let plan = planner::plan::plan(&prior, &desired, &options);
+    let rendered = match args.format {
+        PlanFormat::Text => planner::render::text(&plan, colours.stdout),
+        PlanFormat::Json => planner::render::json(&plan),
+        PlanFormat::Markdown => planner::render::markdown(&plan, planner::render::MARKDOWN_LIMIT),
+    };
+    print!("{rendered}");
+    if let Some(out) = &args.out {
+        std::fs::write(out, planner::render::json(&plan))
+            .with_context(|| format!("cannot write plan to {}", out.display()))?;
+        eprintln!("saved plan to {}", out.display());
+    }
+    Ok(plan.exit_code(args.detailed_exitcode) as u8)
+}
+
+fn short(commit: &str) -> &str {
+    commit.get(..12).unwrap_or(commit)
+}
+
+pub fn graph(
+    stack: &Path,
+    format: GraphFormat,
+    focus: Option<&str>,
+    colours: Colours,
+) -> Result<u8> {
+    let analysis = analyze(stack)?;
+    if report(&analysis, colours, None) {
+        return Ok(1);
+    }
+    let graph = &analysis.graph;
+    let focus_node = match focus {
+        None => None,
+        Some(addr) => match graph.node(addr) {
+            Some(n) => Some(n),
+            None => {
+                let all: Vec<&str> = graph.graph.node_weights().map(String::as_str).collect();
+                let hint = planner::suggest::did_you_mean(addr, all.iter().copied())
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default();
+                bail!("no resource `{addr}` in the stack{hint}");
+            }
+        },
+    };
+    let out = match (format, focus_node) {
+        (GraphFormat::Dot, f) => graph.render_dot(f),
+        (GraphFormat::Text, Some(n)) => graph.render_focus(n),
+        (GraphFormat::Text, None) => graph.render_tree(),
+    };
+    print!("{out}");
+    Ok(0)
+}

@@ -1,0 +1,276 @@
+//! Monthly cost estimates from a built-in price table (AWS on-demand list prices, eu-west-1,
+//! USD), overridable per stack with a `pricing { }` block. Estimates are for guardrails and PR
+//! review, not billing: they are deterministic and explainable, not exact.
+
+use crate::decode::fields::{cpu_millis, memory_bytes};
+use crate::diagnostic::Diagnostic;
+use crate::model::{Kind, Resource, Spec, Stack};
+use std::collections::BTreeMap;
+
+pub const HOURS_PER_MONTH: f64 = 730.0;
+
+/// Named rates a `pricing { rate "name" usd=X }` may override, with their defaults.
+pub const RATE_NAMES: &[&str] = &[
+    "vcpu-month",
+    "gib-month",
+    "db-storage-gb-month",
+    "bucket-gb-month",
+    "partition-month",
+    "spot-factor",
+];
+
+fn default_rate(name: &str) -> f64 {
+    match name {
+        // Fargate-like compute: $0.04048 per vCPU-hour, $0.004445 per GiB-hour.
+        "vcpu-month" => 29.55,
+        "gib-month" => 3.24,
+        "db-storage-gb-month" => 0.115,
+        "bucket-gb-month" => 0.023,
+        "partition-month" => 1.50,
+        // Spot capacity billed as a fraction of on-demand.
+        "spot-factor" => 0.35,
+        _ => 0.0,
+    }
+}
+
+/// Instance type → (on-demand USD per hour, GPUs per instance).
+const INSTANCES: &[(&str, f64, u32)] = &[
+    ("g4dn.xlarge", 0.526, 1),
+    ("g4dn.12xlarge", 3.912, 4),
+    ("g5.xlarge", 1.006, 1),
+    ("g5.2xlarge", 1.212, 1),
+    ("g5.12xlarge", 5.672, 4),
+    ("g5.48xlarge", 16.288, 8),
+    ("g6.xlarge", 0.8048, 1),
+    ("g6.2xlarge", 0.9776, 1),
+    ("g6.12xlarge", 4.6016, 4),
+    ("g6e.xlarge", 1.861, 1),
+    ("g6e.12xlarge", 10.493, 4),
+    ("p4d.24xlarge", 32.7726, 8),
+    ("p5.48xlarge", 98.32, 8),
+    ("inf2.xlarge", 0.7582, 1),
+    ("inf2.8xlarge", 1.9679, 1),
+    ("trn1.2xlarge", 1.3438, 1),
+    ("ml.g5.xlarge", 1.408, 1),
+    ("ml.g5.2xlarge", 1.515, 1),
+    ("ml.g6.xlarge", 1.0056, 1),
+    ("ml.p4d.24xlarge", 37.688, 8),
+    ("db.t4g.micro", 0.016, 0),
+    ("db.t4g.small", 0.032, 0),
+    ("db.t4g.medium", 0.065, 0),
+    ("db.t4g.large", 0.129, 0),
+    ("db.m6g.large", 0.152, 0),
+    ("db.m6g.xlarge", 0.304, 0),
+    ("db.m6g.2xlarge", 0.608, 0),
+    ("db.r6g.large", 0.225, 0),
+    ("db.r6g.xlarge", 0.45, 0),
+    ("db.r6g.2xlarge", 0.9, 0),
+    ("db.r6g.4xlarge", 1.8, 0),
+    ("db.r7g.large", 0.239, 0),
+    ("db.r7g.xlarge", 0.478, 0),
+];
+
+pub struct PriceTable<'a> {
+    stack: &'a Stack,
+}
+
+impl<'a> PriceTable<'a> {
+    pub fn new(stack: &'a Stack) -> PriceTable<'a> {
+        PriceTable { stack }
+    }
+
+    pub fn rate(&self, name: &str) -> f64 {
+        self.stack
+            .pricing
+            .rates
+            .get(name)
+            .copied()
+            .unwrap_or_else(|| default_rate(name))
+    }
+
+    /// (USD per hour, GPUs) of an instance type.
+    pub fn instance(&self, instance_type: &str) -> Option<(f64, u32)> {
+        if let Some(p) = self.stack.pricing.instances.get(instance_type) {
+            return Some(*p);
+        }
+        INSTANCES
+            .iter()
+            .find(|(n, _, _)| *n == instance_type)
+            .map(|(_, h, g)| (*h, *g))
+    }
+}
+
+/// Monthly estimates for every resource, in USD, plus warnings for prices it does not know.
+pub fn estimate(stack: &Stack) -> (BTreeMap<String, f64>, Vec<Diagnostic>) {
+    let prices = PriceTable::new(stack);
+    let mut costs = BTreeMap::new();
+    let mut warnings = Vec::new();
+    let mut unknown_price = |r: &Resource, instance_type: &str| {
+        warnings.push(
+            Diagnostic::warning(
+                "unknown-price",
+                format!(
+                    "no price for instance type \"{instance_type}\"; {} is counted as $0",
+                    r.address
+                ),
+            )
+            .with_label(r.name_span, "cost unknown")
+            .with_help(format!(
+                "add `pricing {{ instance \"{instance_type}\" hourly-usd=… gpus=… }}` to the stack"
+            )),
+        );
+    };
+    // GPU pools are reserved at their max nodes; endpoints placed on a pool are charged their
+    // share (GPUs × replicas) and the pool keeps the unallocated rest, so the total is counted once.
+    let mut pool_allocated: BTreeMap<&str, f64> = BTreeMap::new();
+    for r in &stack.resources {
+        let usd = match &r.spec {
+            Spec::Service(s) => compute_cost(
+                &prices,
+                &s.resources.cpu,
+                &s.resources.memory,
+                s.autoscale
+                    .as_ref()
+                    .map_or(s.replicas, |a| a.min.max(s.replicas)),
+            ),
+            Spec::Pipeline(p) => {
+                compute_cost(&prices, &p.resources.cpu, &p.resources.memory, p.replicas)
+            }
+            Spec::Database(d) => {
+                let instance = match prices.instance(&d.size) {
+                    Some((hourly, _)) => hourly * HOURS_PER_MONTH,
+                    None => {
+                        unknown_price(r, &d.size);
+                        0.0
+                    }
+                };
+                let multiplier = if d.high_availability { 2.0 } else { 1.0 };
+                (instance + d.storage_gb as f64 * prices.rate("db-storage-gb-month")) * multiplier
+            }
+            Spec::Bucket(b) => b.estimated_gb.unwrap_or(0) as f64 * prices.rate("bucket-gb-month"),
+            Spec::Topic(t) => t.partitions as f64 * prices.rate("partition-month"),
+            Spec::GpuPool(_) => 0.0, // below, once endpoints are known
+            Spec::AiEndpoint(e) => {
+                let replicas =
+                    e.autoscale
+                        .as_ref()
+                        .map_or(e.replicas, |a| a.min.max(e.replicas)) as f64;
+                if let Some(placement) = &e.gpu_pool {
+                    let pool = stack.resources.iter().find(|p| {
+                        p.address.kind == Kind::GpuPool && p.address.name == placement.pool
+                    });
+                    match pool.map(|p| &p.spec) {
+                        Some(Spec::GpuPool(pool_spec)) => match prices
+                            .instance(&pool_spec.instance_type)
+                        {
+                            Some((hourly, gpus)) if gpus > 0 => {
+                                let factor = if pool_spec.capacity == "spot" {
+                                    prices.rate("spot-factor")
+                                } else {
+                                    1.0
+                                };
+                                let usd = hourly * factor / gpus as f64
+                                    * placement.gpus as f64
+                                    * replicas
+                                    * HOURS_PER_MONTH;
+                                *pool_allocated.entry(placement.pool.as_str()).or_default() += usd;
+                                usd
+                            }
+                            _ => 0.0, // the pool reports the unknown price
+                        },
+                        _ => 0.0,
+                    }
+                } else if let Some(it) = &e.instance_type {
+                    match prices.instance(it) {
+                        Some((hourly, _)) => hourly * replicas * HOURS_PER_MONTH,
+                        None => {
+                            unknown_price(r, it);
+                            0.0
+                        }
+                    }
+                } else {
+                    0.0
+                }
+            }
+        };
+        costs.insert(r.address.to_string(), usd);
+    }
+    for r in &stack.resources {
+        if let Spec::GpuPool(p) = &r.spec {
+            let usd = match prices.instance(&p.instance_type) {
+                Some((hourly, _)) => {
+                    let factor = if p.capacity == "spot" {
+                        prices.rate("spot-factor")
+                    } else {
+                        1.0
+                    };
+                    let reserved = p.nodes.max as f64 * hourly * factor * HOURS_PER_MONTH;
+                    (reserved
+                        - pool_allocated
+                            .get(r.address.name.as_str())
+                            .copied()
+                            .unwrap_or(0.0))
+                    .max(0.0)
+                }
+                None => {
+                    unknown_price(r, &p.instance_type);
+                    0.0
+                }
+            };
+            costs.insert(r.address.to_string(), usd);
+        }
+    }
+    for v in costs.values_mut() {
+        *v = round_cents(*v);
+    }
+    (costs, warnings)
+}
+
+fn compute_cost(prices: &PriceTable<'_>, cpu: &str, memory: &str, replicas: u32) -> f64 {
+    let vcpu = cpu_millis(cpu).unwrap_or(0) as f64 / 1000.0;
+    let gib = memory_bytes(memory).unwrap_or(0) as f64 / (1u64 << 30) as f64;
+    (vcpu * prices.rate("vcpu-month") + gib * prices.rate("gib-month")) * replicas as f64
+}
+
+pub fn round_cents(usd: f64) -> f64 {
+    (usd * 100.0).round() / 100.0
+}
+
+/// `$12,345.67`
+pub fn format_usd(usd: f64) -> String {
+    let cents = (usd.abs() * 100.0).round() as u64;
+    let dollars = (cents / 100).to_string();
+    let mut grouped = String::new();
+    for (i, c) in dollars.chars().enumerate() {
+        if i > 0 && (dollars.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    let sign = if usd < 0.0 && cents > 0 { "-" } else { "" };
+    format!("{sign}${grouped}.{:02}", cents % 100)
+}
+
+/// `+$1.00`, `-$1.00`, `$0.00`
+pub fn format_delta(usd: f64) -> String {
+    let cents = (usd * 100.0).round() as i64;
+    match cents.signum() {
+        1 => format!("+{}", format_usd(usd)),
+        -1 => format_usd(usd),
+        _ => "$0.00".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_money() {
+        assert_eq!(format_usd(1234567.891), "$1,234,567.89");
+        assert_eq!(format_usd(0.5), "$0.50");
+        assert_eq!(format_delta(-12.0), "-$12.00");
+        assert_eq!(format_delta(0.001), "$0.00");
+        assert_eq!(format_delta(100.0), "+$100.00");
+    }
+}

@@ -1,0 +1,636 @@
+//! Shape and value checks for one field node (`replicas 3`, `resources cpu="500m"`), shared by
+//! every kind's decoder. Each helper pushes a diagnostic and returns `None` on bad input, so a
+//! decoder reads as a list of fields and still reports every problem.
+
+use crate::diagnostic::Diagnostic;
+use crate::model::Spanned;
+use crate::source::Span;
+use crate::suggest;
+use crate::syntax::{Node, Value};
+use std::collections::BTreeMap;
+
+/// A child field of a block: its name, whether it may repeat or must be present, and a usage
+/// example shown in help lines.
+#[derive(Debug, Clone, Copy)]
+pub struct FieldDef {
+    pub name: &'static str,
+    pub repeat: bool,
+    pub required: bool,
+    pub usage: &'static str,
+}
+
+pub const fn once(name: &'static str, usage: &'static str) -> FieldDef {
+    FieldDef {
+        name,
+        repeat: false,
+        required: false,
+        usage,
+    }
+}
+
+pub const fn required(name: &'static str, usage: &'static str) -> FieldDef {
+    FieldDef {
+        name,
+        repeat: false,
+        required: true,
+        usage,
+    }
+}
+
+pub const fn repeated(name: &'static str, usage: &'static str) -> FieldDef {
+    FieldDef {
+        name,
+        repeat: true,
+        required: false,
+        usage,
+    }
+}
+
+/// The children of a block, grouped by field after checking for unknown and repeated fields.
+pub struct Block<'n> {
+    pub owner: String,
+    pub owner_span: Span,
+    fields: BTreeMap<&'static str, Vec<&'n Node>>,
+    defs: &'static [FieldDef],
+}
+
+impl<'n> Block<'n> {
+    /// `owner` names the block in messages ("service `checkout-api`").
+    pub fn new(
+        owner: String,
+        owner_span: Span,
+        children: &'n [Node],
+        defs: &'static [FieldDef],
+        extra_defs: &'static [FieldDef],
+        diags: &mut Vec<Diagnostic>,
+    ) -> Block<'n> {
+        let mut fields: BTreeMap<&'static str, Vec<&'n Node>> = BTreeMap::new();
+        let all = || defs.iter().chain(extra_defs.iter());
+        for child in children {
+            annotations_unused(child, diags);
+            let Some(def) = all().find(|d| d.name == child.name.text) else {
+                let names: Vec<&str> = all().map(|d| d.name).collect();
+                diags.push(
+                    Diagnostic::error(
+                        "unknown-field",
+                        format!("unknown field `{}` in {owner}", child.name.text),
+                    )
+                    .with_label(child.name.span, "unknown field")
+                    .with_help(suggest::help_for(
+                        &child.name.text,
+                        &names,
+                        "fields",
+                    )),
+                );
+                continue;
+            };
+            let seen = fields.entry(def.name).or_default();
+            if !def.repeat
+                && let Some(first) = seen.first()
+            {
+                diags.push(
+                    Diagnostic::error(
+                        "duplicate-field",
+                        format!("`{}` is set twice in {owner}", def.name),
+                    )
+                    .with_label(child.name.span, "set again here")
+                    .with_label(first.name.span, "first set here")
+                    .with_help(format!("keep one `{}`; it takes a single value", def.name)),
+                );
+                continue;
+            }
+            seen.push(child);
+        }
+        let mut all_defs: Vec<FieldDef> = all().copied().collect();
+        all_defs.sort_by_key(|d| d.name);
+        let block = Block {
+            owner,
+            owner_span,
+            fields,
+            defs,
+        };
+        for def in all_defs.iter().filter(|d| d.required) {
+            if !block.fields.contains_key(def.name) {
+                diags.push(missing_field(&block.owner, block.owner_span, def));
+            }
+        }
+        block
+    }
+
+    pub fn one(&self, name: &str) -> Option<&'n Node> {
+        self.fields.get(name).and_then(|v| v.first().copied())
+    }
+
+    pub fn all(&self, name: &str) -> &[&'n Node] {
+        self.fields.get(name).map_or(&[], |v| v.as_slice())
+    }
+
+    pub fn def(&self, name: &str) -> FieldDef {
+        *self
+            .defs
+            .iter()
+            .find(|d| d.name == name)
+            .unwrap_or(&FieldDef {
+                name: "?",
+                repeat: false,
+                required: false,
+                usage: "",
+            })
+    }
+}
+
+pub fn missing_field(owner: &str, span: Span, def: &FieldDef) -> Diagnostic {
+    Diagnostic::error(
+        "missing-field",
+        format!("{owner} is missing required field `{}`", def.name),
+    )
+    .with_label(span, format!("needs `{}`", def.name))
+    .with_help(format!("add `{}` inside the block", def.usage))
+}
+
+pub fn annotations_unused(node: &Node, diags: &mut Vec<Diagnostic>) {
+    let spans = node
+        .type_annotation
+        .iter()
+        .map(|t| t.span)
+        .chain(node.entry_annotations.iter().copied());
+    for span in spans {
+        diags.push(
+            Diagnostic::warning("type-annotation", "type annotations are ignored")
+                .with_label(span, "ignored")
+                .with_help("remove the `(type)` annotation; field types are fixed by the language"),
+        );
+    }
+}
+
+/// Checks the number of arguments and the property names of a field node.
+pub fn shape(
+    node: &Node,
+    min_args: usize,
+    max_args: usize,
+    props: &[&'static str],
+    usage: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> bool {
+    let mut ok = true;
+    let n = node.args.len();
+    if n < min_args || n > max_args {
+        ok = false;
+        let expected = match (min_args, max_args) {
+            (0, 0) => "no arguments".to_string(),
+            (a, b) if a == b => format!("{a} argument{}", if a == 1 { "" } else { "s" }),
+            (a, usize::MAX) => format!("at least {a} argument{}", if a == 1 { "" } else { "s" }),
+            (a, b) => format!("{a} to {b} arguments"),
+        };
+        let span = if n > max_args {
+            node.args[max_args].span
+        } else {
+            node.name.span
+        };
+        let label = if n > max_args {
+            "unexpected argument"
+        } else {
+            "missing argument"
+        };
+        diags.push(
+            Diagnostic::error(
+                "wrong-arguments",
+                format!("`{}` takes {expected}, found {n}", node.name.text),
+            )
+            .with_label(span, label)
+            .with_help(format!("write it as `{usage}`")),
+        );
+    }
+    for prop in &node.props {
+        if !props.contains(&prop.key.text.as_str()) {
+            ok = false;
+            let help = if props.is_empty() {
+                format!(
+                    "`{}` takes no properties; write it as `{usage}`",
+                    node.name.text
+                )
+            } else {
+                suggest::help_for(&prop.key.text, props, "properties")
+            };
+            diags.push(
+                Diagnostic::error(
+                    "unknown-property",
+                    format!(
+                        "unknown property `{}` on `{}`",
+                        prop.key.text, node.name.text
+                    ),
+                )
+                .with_label(prop.key.span, "unknown property")
+                .with_help(help),
+            );
+        }
+    }
+    if node.has_block && !node.children.is_empty() {
+        ok = false;
+        diags.push(
+            Diagnostic::error(
+                "unknown-field",
+                format!("`{}` takes no child block", node.name.text),
+            )
+            .with_label(node.children[0].name.span, "unexpected child")
+            .with_help(format!("write it as `{usage}`")),
+        );
+    }
+    ok
+}
+
+/// A value with what it was, for typed extraction of args and props alike.
+pub struct Val<'a> {
+    pub value: &'a Value,
+    pub span: Span,
+    /// What the value is, in messages: "`replicas`" or "`min` of `nodes`".
+    pub what: String,
+}
+
+pub fn arg<'a>(node: &'a Node, i: usize) -> Option<Val<'a>> {
+    node.args.get(i).map(|a| Val {
+        value: &a.value,
+        span: a.span,
+        what: format!("`{}`", node.name.text),
+    })
+}
+
+pub fn prop<'a>(node: &'a Node, key: &str) -> Option<Val<'a>> {
+    node.prop(key).map(|p| Val {
+        value: &p.value,
+        span: p.value_span,
+        what: format!("`{key}` of `{}`", node.name.text),
+    })
+}
+
+/// A required property; reports `missing-field` when absent.
+pub fn required_prop<'a>(
+    node: &'a Node,
+    key: &str,
+    usage: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Val<'a>> {
+    let v = prop(node, key);
+    if v.is_none() {
+        diags.push(
+            Diagnostic::error(
+                "missing-field",
+                format!("`{}` is missing required property `{key}`", node.name.text),
+            )
+            .with_label(node.name.span, format!("needs `{key}=`"))
+            .with_help(format!("write it as `{usage}`")),
+        );
+    }
+    v
+}
+
+fn wrong_type(v: &Val<'_>, expected: &str, example: &str) -> Diagnostic {
+    Diagnostic::error(
+        "wrong-type",
+        format!(
+            "{} must be {expected}, found {}",
+            v.what,
+            v.value.type_name()
+        ),
+    )
+    .with_label(v.span, format!("expected {expected}"))
+    .with_help(format!("for example `{example}`"))
+}
+
+pub fn string(v: Val<'_>, example: &str, diags: &mut Vec<Diagnostic>) -> Option<Spanned<String>> {
+    match v.value {
+        Value::String(s) => Some(Spanned::new(s.clone(), v.span)),
+        _ => {
+            diags.push(wrong_type(&v, "a string", example));
+            None
+        }
+    }
+}
+
+pub fn integer(
+    v: Val<'_>,
+    min: i128,
+    max: i128,
+    example: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<i128> {
+    let n = match v.value {
+        Value::Integer(n) => *n,
+        Value::String(s) if s.trim().parse::<i128>().is_ok() => {
+            diags.push(
+                wrong_type(&v, "an integer", example)
+                    .with_help(format!("remove the quotes: `{}`", s.trim())),
+            );
+            return None;
+        }
+        _ => {
+            diags.push(wrong_type(&v, "an integer", example));
+            return None;
+        }
+    };
+    if n < min || n > max {
+        diags.push(
+            Diagnostic::error(
+                "out-of-range",
+                format!("{} is {n}, outside {min}..={max}", v.what),
+            )
+            .with_label(v.span, format!("must be between {min} and {max}"))
+            .with_help(format!("use a value from {min} to {max}")),
+        );
+        return None;
+    }
+    Some(n)
+}
+
+pub fn number(
+    v: Val<'_>,
+    min: f64,
+    max: f64,
+    example: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<f64> {
+    let n = match v.value {
+        Value::Integer(n) => *n as f64,
+        Value::Float(f) => *f,
+        _ => {
+            diags.push(wrong_type(&v, "a number", example));
+            return None;
+        }
+    };
+    if !(min..=max).contains(&n) || n.is_nan() {
+        diags.push(
+            Diagnostic::error(
+                "out-of-range",
+                format!("{} is {n}, outside {min}..={max}", v.what),
+            )
+            .with_label(v.span, format!("must be between {min} and {max}"))
+            .with_help(format!("use a value from {min} to {max}")),
+        );
+        return None;
+    }
+    Some(n)
+}
+
+pub fn boolean(v: Val<'_>, example: &str, diags: &mut Vec<Diagnostic>) -> Option<bool> {
+    match v.value {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) if s == "true" || s == "false" => {
+            diags.push(
+                wrong_type(&v, "a boolean", example)
+                    .with_help(format!("KDL v2 booleans are written `#{s}`")),
+            );
+            None
+        }
+        _ => {
+            diags.push(wrong_type(&v, "a boolean", example));
+            None
+        }
+    }
+}
+
+pub fn one_of(v: Val<'_>, allowed: &[&'static str], diags: &mut Vec<Diagnostic>) -> Option<String> {
+    let example = format!("\"{}\"", allowed[0]);
+    let s = string(
+        Val {
+            value: v.value,
+            span: v.span,
+            what: v.what.clone(),
+        },
+        &example,
+        diags,
+    )?;
+    if allowed.contains(&s.value.as_str()) {
+        return Some(s.value);
+    }
+    diags.push(
+        Diagnostic::error(
+            "invalid-value",
+            format!(
+                "{} is \"{}\", which is not one of its values",
+                v.what, s.value
+            ),
+        )
+        .with_label(v.span, "not a valid value")
+        .with_help(suggest::help_for(&s.value, allowed, "values")),
+    );
+    None
+}
+
+/// A string checked by a predicate; `rule` explains what is accepted.
+pub fn formatted(
+    v: Val<'_>,
+    valid: impl Fn(&str) -> bool,
+    rule: &str,
+    example: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Spanned<String>> {
+    let what = v.what.clone();
+    let s = string(v, example, diags)?;
+    if valid(&s.value) {
+        return Some(s);
+    }
+    diags.push(
+        Diagnostic::error(
+            "invalid-value",
+            format!("{what} \"{}\" is not valid: {rule}", s.value),
+        )
+        .with_label(s.span, "invalid value")
+        .with_help(format!("for example `{example}`")),
+    );
+    None
+}
+
+pub fn is_dns_label(s: &str) -> bool {
+    dns_label_problem(s).is_none()
+}
+
+/// Why a name is not a DNS-1123 label, in words.
+pub fn dns_label_problem(s: &str) -> Option<&'static str> {
+    if s.is_empty() {
+        Some("it is empty")
+    } else if s.len() > 63 {
+        Some("it is longer than 63 characters")
+    } else if s.chars().any(|c| c.is_ascii_uppercase()) {
+        Some("it contains uppercase letters")
+    } else if s.contains('_') {
+        Some("it contains `_`")
+    } else if !s
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        Some("it contains characters other than a-z, 0-9 and `-`")
+    } else if s.starts_with('-') || s.ends_with('-') {
+        Some("it starts or ends with `-`")
+    } else {
+        None
+    }
+}
+
+/// A valid name close to an invalid one, for the help line.
+pub fn fix_dns_label(s: &str) -> String {
+    let mut out: String = s
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    while out.contains("--") {
+        out = out.replace("--", "-");
+    }
+    let out = out.trim_matches('-');
+    let mut out: String = out.chars().take(63).collect();
+    while out.ends_with('-') {
+        out.pop();
+    }
+    if out.is_empty() {
+        "my-resource".to_string()
+    } else {
+        out
+    }
+}
+
+pub fn is_duration(s: &str) -> bool {
+    // One or more `<digits><unit>` groups: "90s", "2h", "1h30m", "7d".
+    let mut rest = s;
+    if rest.is_empty() {
+        return false;
+    }
+    while !rest.is_empty() {
+        let digits = rest.chars().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            return false;
+        }
+        let Some(unit) = rest[digits..].chars().next() else {
+            return false;
+        };
+        if !matches!(unit, 's' | 'm' | 'h' | 'd') {
+            return false;
+        }
+        rest = &rest[digits + 1..];
+    }
+    true
+}
+
+/// Seconds in a duration accepted by [`is_duration`].
+pub fn duration_seconds(s: &str) -> u64 {
+    let mut total = 0u64;
+    let mut n = 0u64;
+    for c in s.chars() {
+        if let Some(d) = c.to_digit(10) {
+            n = n.saturating_mul(10).saturating_add(d as u64);
+        } else {
+            let unit = match c {
+                's' => 1,
+                'm' => 60,
+                'h' => 3600,
+                _ => 86_400,
+            };
+            total = total.saturating_add(n.saturating_mul(unit));
+            n = 0;
+        }
+    }
+    total
+}
+
+/// Kubernetes CPU quantity: "500m", "2", "0.5".
+pub fn is_cpu(s: &str) -> bool {
+    cpu_millis(s).is_some_and(|m| m > 0)
+}
+
+pub fn cpu_millis(s: &str) -> Option<u64> {
+    if let Some(m) = s.strip_suffix('m') {
+        return m.parse::<u64>().ok();
+    }
+    let f: f64 = s.parse().ok()?;
+    (f.is_finite() && f > 0.0).then(|| (f * 1000.0).round() as u64)
+}
+
+/// Kubernetes memory quantity: "512Mi", "2Gi", "1G", "1048576".
+pub fn is_memory(s: &str) -> bool {
+    memory_bytes(s).is_some_and(|b| b > 0)
+}
+
+pub fn memory_bytes(s: &str) -> Option<u64> {
+    const UNITS: [(&str, u64); 8] = [
+        ("Ki", 1 << 10),
+        ("Mi", 1 << 20),
+        ("Gi", 1 << 30),
+        ("Ti", 1 << 40),
+        ("K", 1_000),
+        ("M", 1_000_000),
+        ("G", 1_000_000_000),
+        ("T", 1_000_000_000_000),
+    ];
+    for (suffix, mult) in UNITS {
+        if let Some(n) = s.strip_suffix(suffix) {
+            return n.parse::<u64>().ok().and_then(|n| n.checked_mul(mult));
+        }
+    }
+    s.parse::<u64>().ok()
+}
+
+pub fn is_email(s: &str) -> bool {
+    match s.split_once('@') {
+        Some((user, domain)) => {
+            !user.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !s.contains(char::is_whitespace)
+        }
+        None => false,
+    }
+}
+
+/// An OCI image reference: `registry/repo[:tag][@digest]`, no whitespace, lowercase repository.
+pub fn is_image(s: &str) -> bool {
+    if s.is_empty() || s.contains(char::is_whitespace) {
+        return false;
+    }
+    let name = s.split('@').next().unwrap_or(s);
+    let repo = match name.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => {
+            if tag.is_empty() {
+                return false;
+            }
+            repo
+        }
+        _ => name,
+    };
+    !repo.is_empty() && !repo.ends_with('/') && repo.chars().all(|c| !c.is_ascii_uppercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_formats() {
+        assert!(
+            is_duration("2h")
+                && is_duration("1h30m")
+                && !is_duration("2 hours")
+                && !is_duration("h")
+        );
+        assert_eq!(duration_seconds("1h30m"), 5400);
+        assert_eq!(cpu_millis("500m"), Some(500));
+        assert_eq!(cpu_millis("1.5"), Some(1500));
+        assert_eq!(memory_bytes("512Mi"), Some(512 << 20));
+        assert!(!is_memory("lots"));
+        assert!(
+            is_image("ghcr.io/acme/checkout:1.4.2")
+                && is_image("localhost:5000/x")
+                && !is_image("Acme/X")
+        );
+        assert_eq!(
+            dns_label_problem("Checkout_API"),
+            Some("it contains uppercase letters")
+        );
+        assert_eq!(fix_dns_label("Checkout_API"), "checkout-api");
+        assert!(is_email("a@b.example") && !is_email("a@b"));
+    }
+}

@@ -1,0 +1,76 @@
+//! The platformd planner: the desired-state language, the typed model, validation, the
+//! dependency graph, diffing and plan rendering.
+//!
+//! Pure by design: no async runtime, no network, no database. The only IO is reading a stack
+//! directory ([`load::read_dir`]); everything else takes data and returns data *with*
+//! diagnostics instead of failing on the first problem. Start reading at [`analyze`].
+
+pub mod cost;
+pub mod decode;
+pub mod diagnostic;
+pub mod graph;
+pub mod load;
+pub mod model;
+pub mod plan;
+pub mod render;
+pub mod snapshot;
+pub mod source;
+pub mod suggest;
+pub mod syntax;
+pub mod validate;
+
+pub use diagnostic::{Diagnostic, Severity};
+pub use load::StackFile;
+pub use model::Stack;
+pub use plan::Plan;
+pub use snapshot::Snapshot;
+
+/// Everything known about a stack after reading it: the model, its graph, every diagnostic,
+/// and — when there are no errors — its snapshot.
+pub struct Analysis {
+    pub stack: Stack,
+    pub graph: graph::Graph,
+    pub diagnostics: Vec<Diagnostic>,
+    /// `None` when the stack has errors: nothing is planned from an invalid stack.
+    pub snapshot: Option<Snapshot>,
+}
+
+impl Analysis {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+
+    /// Renders all diagnostics (errors and warnings) for a terminal.
+    pub fn render_diagnostics(&self, colour: diagnostic::Colour) -> String {
+        diagnostic::render(&self.diagnostics, &self.stack.sources, colour)
+    }
+}
+
+/// Parses, decodes, validates and snapshots a stack from its files.
+pub fn analyze(files: Vec<StackFile>) -> Analysis {
+    let parsed = load::parse_files(files);
+    let mut diagnostics = parsed.diagnostics;
+    let stack = validate::check(
+        parsed.sources,
+        parsed.decoded,
+        parsed.syntax_errors,
+        &mut diagnostics,
+    );
+    let (costs, cost_warnings) = cost::estimate(&stack);
+    diagnostics.extend(cost_warnings);
+    diagnostic::sort(&mut diagnostics);
+    let graph = graph::Graph::from_stack(&stack);
+    let snapshot = (!diagnostics.iter().any(Diagnostic::is_error))
+        .then(|| Snapshot::from_stack(&stack, &costs));
+    Analysis {
+        stack,
+        graph,
+        diagnostics,
+        snapshot,
+    }
+}
+
+/// Reads and analyzes the stack in a directory.
+pub fn analyze_dir(dir: &std::path::Path) -> Result<Analysis, load::LoadError> {
+    Ok(analyze(load::read_dir(dir)?))
+}

@@ -1,0 +1,140 @@
+//! Reading a stack: the files of a directory (or handed in from a git tree), parsed and decoded
+//! in parallel, merged in sorted path order so results never depend on scheduling.
+
+use crate::decode::{self, Decoded};
+use crate::diagnostic::Diagnostic;
+use crate::source::{FileId, SourceFile, Sources};
+use std::path::Path;
+
+/// One stack file: its path relative to the stack root (`/`-separated) and its contents.
+#[derive(Debug, Clone)]
+pub struct StackFile {
+    pub path: String,
+    pub text: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read stack directory {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid UTF-8")]
+    NotUtf8 { path: String },
+}
+
+/// Every `*.kdl` file below `root`, recursively, skipping hidden directories and files, sorted
+/// by path.
+pub fn read_dir(root: &Path) -> Result<Vec<StackFile>, LoadError> {
+    let mut files = Vec::new();
+    walk(root, "", &mut files)?;
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(files)
+}
+
+fn walk(dir: &Path, prefix: &str, out: &mut Vec<StackFile>) -> Result<(), LoadError> {
+    let io = |source| LoadError::Io {
+        path: dir.display().to_string(),
+        source,
+    };
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        let rel = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}/{name}")
+        };
+        let file_type = entry.file_type().map_err(io)?;
+        let path = entry.path();
+        // Follow symlinks to files and directories alike, as git checkouts may contain them.
+        let is_dir = file_type.is_dir() || (file_type.is_symlink() && path.is_dir());
+        if is_dir {
+            walk(&path, &rel, out)?;
+        } else if name.ends_with(".kdl") {
+            let bytes = std::fs::read(&path).map_err(|source| LoadError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+            let text =
+                String::from_utf8(bytes).map_err(|_| LoadError::NotUtf8 { path: rel.clone() })?;
+            out.push(StackFile { path: rel, text });
+        }
+    }
+    Ok(())
+}
+
+/// Parses and decodes files; returns the sources, the merged decode result, and diagnostics.
+/// `syntax_errors` tells later stages that some declarations may be missing.
+pub struct Parsed {
+    pub sources: Sources,
+    pub decoded: Decoded,
+    pub diagnostics: Vec<Diagnostic>,
+    pub syntax_errors: bool,
+}
+
+pub fn parse_files(files: Vec<StackFile>) -> Parsed {
+    let mut sources = Sources::new();
+    for f in files {
+        sources.add(SourceFile::new(f.path, f.text));
+    }
+    let n = sources.len();
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |p| p.get())
+        .min(n.max(1));
+    // Interleaved assignment balances files of similar size across workers.
+    let results: Vec<(usize, Decoded, Vec<Diagnostic>, bool)> = if workers <= 1 || n < 2 {
+        (0..n).map(|i| parse_one(&sources, i)).collect()
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|w| {
+                    let sources = &sources;
+                    scope.spawn(move || {
+                        (w..n)
+                            .step_by(workers)
+                            .map(|i| parse_one(sources, i))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            let mut all: Vec<_> = handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect();
+            all.sort_by_key(|r| r.0);
+            all
+        })
+    };
+    let mut decoded = Decoded::default();
+    let mut diagnostics = Vec::new();
+    let mut syntax_errors = false;
+    for (_, d, diags, had_syntax_errors) in results {
+        decoded.merge(d);
+        diagnostics.extend(diags);
+        syntax_errors |= had_syntax_errors;
+    }
+    Parsed {
+        sources,
+        decoded,
+        diagnostics,
+        syntax_errors,
+    }
+}
+
+fn parse_one(sources: &Sources, i: usize) -> (usize, Decoded, Vec<Diagnostic>, bool) {
+    let id = FileId(i as u32);
+    let text = &sources.get(id).text;
+    match crate::syntax::parse(id, text) {
+        Ok(nodes) => {
+            let mut diags = Vec::new();
+            let decoded = decode::decode_nodes(&nodes, &mut diags);
+            (i, decoded, diags, false)
+        }
+        Err(diags) => (i, Decoded::default(), diags, true),
+    }
+}

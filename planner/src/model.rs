@@ -1,0 +1,536 @@
+//! The typed model of a stack, produced by [`crate::decode`] and checked by
+//! [`crate::validate`]. Every user-written value that a later check may point at keeps its span.
+
+use crate::source::{Sources, Span};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A resource kind. Order here is the order kinds are listed in docs and summaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    Service,
+    Database,
+    Bucket,
+    Topic,
+    Pipeline,
+    GpuPool,
+    AiEndpoint,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 7] = [
+        Kind::Service,
+        Kind::Database,
+        Kind::Bucket,
+        Kind::Topic,
+        Kind::Pipeline,
+        Kind::GpuPool,
+        Kind::AiEndpoint,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Service => "service",
+            Kind::Database => "database",
+            Kind::Bucket => "bucket",
+            Kind::Topic => "topic",
+            Kind::Pipeline => "pipeline",
+            Kind::GpuPool => "gpu-pool",
+            Kind::AiEndpoint => "ai-endpoint",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Outputs a resource of this kind publishes once applied, usable in `from="kind/name.output"`.
+    pub fn outputs(self) -> &'static [&'static str] {
+        match self {
+            Kind::Service => &["url", "host", "port"],
+            Kind::Database => &["host", "port", "url", "name", "username"],
+            Kind::Bucket => &["name", "arn", "url"],
+            Kind::Topic => &["name", "bootstrap-servers"],
+            Kind::Pipeline => &["name"],
+            Kind::GpuPool => &["name", "node-selector"],
+            Kind::AiEndpoint => &["url", "model"],
+        }
+    }
+
+    /// Databases and buckets hold data: deleting them needs an explicit allow unless
+    /// `protect #false` was declared.
+    pub fn protected_by_default(self) -> bool {
+        matches!(self, Kind::Database | Kind::Bucket)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `kind/name`, unique in a stack.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Address {
+    pub kind: Kind,
+    pub name: String,
+}
+
+impl Address {
+    pub fn new(kind: Kind, name: impl Into<String>) -> Address {
+        Address {
+            kind,
+            name: name.into(),
+        }
+    }
+
+    /// Parses `kind/name`; the error says what is wrong in words suitable for a label.
+    pub fn parse(s: &str) -> Result<Address, String> {
+        let Some((kind, name)) = s.split_once('/') else {
+            return Err("expected `kind/name`".to_string());
+        };
+        let kind = Kind::parse(kind).ok_or_else(|| format!("unknown kind `{kind}`"))?;
+        if name.is_empty() {
+            return Err("missing name after `/`".to_string());
+        }
+        Ok(Address::new(kind, name))
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.kind, self.name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spanned<T> {
+    pub value: T,
+    pub span: Span,
+}
+
+impl<T> Spanned<T> {
+    pub fn new(value: T, span: Span) -> Spanned<T> {
+        Spanned { value, span }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyncMode {
+    #[default]
+    Auto,
+    Manual,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DriftPolicy {
+    #[default]
+    Correct,
+    Report,
+    Ignore,
+}
+
+impl DriftPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DriftPolicy::Correct => "correct",
+            DriftPolicy::Report => "report",
+            DriftPolicy::Ignore => "ignore",
+        }
+    }
+}
+
+/// The driver implementations platformd ships.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DriverType {
+    Local,
+    Kubernetes,
+    Aws,
+}
+
+impl DriverType {
+    pub const ALL: [DriverType; 3] = [DriverType::Local, DriverType::Kubernetes, DriverType::Aws];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DriverType::Local => "local",
+            DriverType::Kubernetes => "kubernetes",
+            DriverType::Aws => "aws",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DriverType> {
+        DriverType::ALL.into_iter().find(|d| d.as_str() == s)
+    }
+
+    /// Kinds the driver can manage. The local driver renders every kind.
+    pub fn supports(self, kind: Kind) -> bool {
+        match self {
+            DriverType::Local => true,
+            DriverType::Kubernetes => {
+                matches!(
+                    kind,
+                    Kind::Service | Kind::AiEndpoint | Kind::Topic | Kind::Pipeline | Kind::GpuPool
+                )
+            }
+            DriverType::Aws => matches!(
+                kind,
+                Kind::Bucket | Kind::Database | Kind::GpuPool | Kind::AiEndpoint
+            ),
+        }
+    }
+
+    /// Settings each driver accepts inside its `driver "name" { }` block.
+    pub fn settings(self) -> &'static [&'static str] {
+        match self {
+            DriverType::Local => &["path"],
+            DriverType::Kubernetes => &["context", "namespace", "kubeconfig"],
+            DriverType::Aws => &["region", "endpoint-url", "profile"],
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DriverDecl {
+    pub driver: DriverType,
+    pub name_span: Span,
+    pub settings: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub kinds: Vec<Spanned<Kind>>,
+    pub to: Spanned<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Platform {
+    pub name: Spanned<String>,
+    pub environment: Option<String>,
+    pub sync: SyncMode,
+    pub drift: DriftPolicy,
+    pub drivers: Vec<DriverDecl>,
+    pub routes: Vec<Route>,
+    /// The `platform` keyword, for diagnostics about the platform as a whole.
+    pub keyword_span: Span,
+}
+
+impl Platform {
+    /// The driver a kind goes to: its route, else the first declared driver.
+    pub fn route_for(&self, kind: Kind) -> Option<&str> {
+        for route in &self.routes {
+            if route.kinds.iter().any(|k| k.value == kind) {
+                return Some(&route.to.value);
+            }
+        }
+        self.drivers.first().map(|d| d.driver.as_str())
+    }
+
+    pub fn driver(&self, name: &str) -> Option<&DriverDecl> {
+        self.drivers.iter().find(|d| d.driver.as_str() == name)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Team {
+    pub name: Spanned<String>,
+    pub owner: Option<String>,
+    pub budget_monthly_usd: Option<f64>,
+}
+
+/// Why an edge exists; printed in graphs and cycle paths.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EdgeVia {
+    DependsOn,
+    Env(String),
+    GpuPool,
+    Source,
+    Sink,
+}
+
+impl fmt::Display for EdgeVia {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EdgeVia::DependsOn => f.write_str("depends-on"),
+            EdgeVia::Env(name) => write!(f, "env {name}"),
+            EdgeVia::GpuPool => f.write_str("gpu-pool"),
+            EdgeVia::Source => f.write_str("source"),
+            EdgeVia::Sink => f.write_str("sink"),
+        }
+    }
+}
+
+/// An outgoing edge: this resource needs `target` (and, for wiring, one of its outputs).
+#[derive(Debug, Clone)]
+pub struct Reference {
+    pub target: Address,
+    pub output: Option<String>,
+    pub via: EdgeVia,
+    pub span: Span,
+    /// Kinds the reference may point at; empty means any.
+    pub allowed_kinds: &'static [Kind],
+}
+
+#[derive(Debug, Clone)]
+pub struct Resource {
+    pub address: Address,
+    pub kind_span: Span,
+    pub name_span: Span,
+    pub team: Option<Spanned<String>>,
+    pub driver_override: Option<Spanned<String>>,
+    pub labels: BTreeMap<String, String>,
+    pub protect: bool,
+    /// `None` means the platform default.
+    pub drift: Option<DriftPolicy>,
+    pub ignore_changes: Vec<Spanned<String>>,
+    pub references: Vec<Reference>,
+    pub spec: Spec,
+}
+
+/// Kind-specific fields. Serialized with kebab-case keys and defaults filled in, this is the
+/// canonical form the diff compares.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Spec {
+    Service(ServiceSpec),
+    Database(DatabaseSpec),
+    Bucket(BucketSpec),
+    Topic(TopicSpec),
+    Pipeline(PipelineSpec),
+    GpuPool(GpuPoolSpec),
+    AiEndpoint(AiEndpointSpec),
+}
+
+/// An environment variable: a literal, an output of another resource, or a secret reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvValue {
+    Literal(String),
+    From { address: String, output: String },
+    Secret(String),
+}
+
+impl Serialize for EnvValue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            EnvValue::Literal(v) => s.serialize_str(v),
+            EnvValue::From { address, output } => {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("from", &format!("{address}.{output}"))?;
+                m.end()
+            }
+            EnvValue::Secret(r) => {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("secret", r)?;
+                m.end()
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ComputeResources {
+    pub cpu: String,
+    pub memory: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct HealthCheck {
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    pub initial_delay_seconds: u32,
+    pub period_seconds: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Autoscale {
+    pub min: u32,
+    pub max: u32,
+    pub cpu_percent: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ServiceSpec {
+    pub image: String,
+    pub replicas: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    pub resources: ComputeResources,
+    pub env: BTreeMap<String, EnvValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub autoscale: Option<Autoscale>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct DatabaseSpec {
+    pub engine: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    pub size: String,
+    pub storage_gb: u32,
+    pub backup_retention_days: u32,
+    pub high_availability: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct BucketSpec {
+    pub versioning: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expire_after_days: Option<u32>,
+    pub public: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimated_gb: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct TopicSpec {
+    pub partitions: u32,
+    pub retention_hours: u32,
+    pub replication_factor: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Sink {
+    pub target: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PipelineSpec {
+    pub source: String,
+    pub sink: Sink,
+    pub image: String,
+    pub replicas: u32,
+    pub resources: ComputeResources,
+    pub env: BTreeMap<String, EnvValue>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct NodeRange {
+    pub min: u32,
+    pub max: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct GpuPoolSpec {
+    pub accelerator: String,
+    pub instance_type: String,
+    pub nodes: NodeRange,
+    pub capacity: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_shutdown_after: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ModelRef {
+    pub id: String,
+    pub revision: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PoolPlacement {
+    pub pool: String,
+    pub gpus: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RateLimit {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens_per_minute: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Canary {
+    pub revision: String,
+    pub weight_percent: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct AiEndpointSpec {
+    pub model: ModelRef,
+    pub runtime: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu_pool: Option<PoolPlacement>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_type: Option<String>,
+    pub replicas: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub autoscale: Option<Autoscale>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary: Option<Canary>,
+}
+
+/// A price override from a `pricing { }` block.
+#[derive(Debug, Clone, Default)]
+pub struct PricingOverrides {
+    /// Instance type → (hourly USD, GPUs per instance).
+    pub instances: BTreeMap<String, (f64, u32)>,
+    /// Named rate → USD (see `docs/LANGUAGE.md`, "pricing").
+    pub rates: BTreeMap<String, f64>,
+}
+
+/// A decoded stack: the model plus the sources it came from.
+#[derive(Debug, Clone, Default)]
+pub struct Stack {
+    pub sources: Sources,
+    pub platform: Option<Platform>,
+    pub teams: Vec<Team>,
+    pub resources: Vec<Resource>,
+    pub pricing: PricingOverrides,
+}
+
+impl Stack {
+    pub fn team(&self, name: &str) -> Option<&Team> {
+        self.teams.iter().find(|t| t.name.value == name)
+    }
+
+    /// The driver a resource is applied by: its `driver` override, else its kind's route.
+    pub fn driver_for(&self, resource: &Resource) -> Option<String> {
+        if let Some(d) = &resource.driver_override {
+            return Some(d.value.clone());
+        }
+        self.platform
+            .as_ref()?
+            .route_for(resource.address.kind)
+            .map(str::to_string)
+    }
+
+    pub fn default_drift(&self) -> DriftPolicy {
+        self.platform
+            .as_ref()
+            .map_or(DriftPolicy::Correct, |p| p.drift)
+    }
+}

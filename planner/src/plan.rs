@@ -1,0 +1,564 @@
+//! Plans: the difference between a prior snapshot and a desired one, as plain data.
+//!
+//! A plan is computed, rendered, saved and later executed as stored; nothing in it refers back
+//! to the stack it came from. Its JSON form is documented in `docs/PLAN_FORMAT.md` and its
+//! field names are stable.
+
+use crate::cost::round_cents;
+use crate::graph::Graph;
+use crate::model::Kind;
+use crate::snapshot::{ResourceSnapshot, Snapshot};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+
+pub const PLAN_FORMAT_VERSION: &str = "1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Create,
+    Update,
+    Replace,
+    Delete,
+    NoOp,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Replace => "replace",
+            Action::Delete => "delete",
+            Action::NoOp => "no-op",
+        }
+    }
+
+    /// The marker in text plans, as in `terraform plan`.
+    pub fn marker(self) -> &'static str {
+        match self {
+            Action::Create => "+",
+            Action::Update => "~",
+            Action::Replace => "-/+",
+            Action::Delete => "-",
+            Action::NoOp => " ",
+        }
+    }
+}
+
+/// What a plan was made against; a saved plan is refused when either has moved since.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MadeAgainst {
+    /// The prior state's revision: a commit id for `--base`, or the store's applied revision.
+    pub base_revision: Option<String>,
+    /// The desired state's revision: a commit id, or `working-tree`.
+    pub head_revision: Option<String>,
+    /// The store generation the prior state was read at; `None` when planned from git alone.
+    pub state_generation: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldChange {
+    pub path: String,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+    /// Why this field forces replacement, when it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forces_replacement: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResourceCost {
+    pub before: f64,
+    pub after: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResourceChange {
+    pub address: String,
+    pub kind: Kind,
+    pub driver: String,
+    pub team: String,
+    pub action: Action,
+    pub reason: String,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+    pub changed_paths: Vec<String>,
+    /// Field-level detail of `changed_paths`, in the same order.
+    pub changes: Vec<FieldChange>,
+    /// Paths that changed but are listed in `ignore-changes`, so are not applied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignored_paths: Vec<String>,
+    pub depends_on: Vec<String>,
+    /// A delete or replace of a protected resource that was not explicitly allowed.
+    pub blocked: bool,
+    pub cost: ResourceCost,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub create: usize,
+    pub update: usize,
+    pub replace: usize,
+    pub delete: usize,
+    pub no_op: usize,
+    pub blocked: usize,
+    pub has_changes: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Violation {
+    /// `budget` or `protected-delete`.
+    pub policy: String,
+    pub message: String,
+    pub addresses: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PolicyReport {
+    pub blocked: bool,
+    pub violations: Vec<Violation>,
+    pub warnings: Vec<Violation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TeamCost {
+    pub team: String,
+    pub before: f64,
+    pub after: f64,
+    pub delta: f64,
+    pub budget: Option<f64>,
+    pub over_budget: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CostReport {
+    pub currency: String,
+    pub before: f64,
+    pub after: f64,
+    pub delta: f64,
+    pub teams: Vec<TeamCost>,
+}
+
+/// A resource whose live state differs from its last applied spec (filled by `--refresh` and
+/// the daemon; empty for plans made from git alone).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriftFinding {
+    pub address: String,
+    /// `drifted`, `missing` or `orphan`.
+    pub status: String,
+    pub changed_paths: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub format_version: String,
+    pub stack: String,
+    pub environment: Option<String>,
+    pub made_against: MadeAgainst,
+    pub summary: Summary,
+    /// In apply order: creates, updates and replaces after their dependencies; then deletes,
+    /// dependents before what they depended on.
+    pub resources: Vec<ResourceChange>,
+    pub drift: Vec<DriftFinding>,
+    pub policy: PolicyReport,
+    pub cost: CostReport,
+}
+
+impl Plan {
+    /// Exit code for `--detailed-exitcode` semantics: 3 blocked, 2 changes, 0 nothing to do.
+    pub fn exit_code(&self, detailed: bool) -> i32 {
+        if self.policy.blocked {
+            3
+        } else if detailed && self.summary.has_changes {
+            2
+        } else {
+            0
+        }
+    }
+
+    pub fn changes(&self) -> impl Iterator<Item = &ResourceChange> {
+        self.resources.iter().filter(|r| r.action != Action::NoOp)
+    }
+}
+
+/// Inputs a plan depends on beyond the two snapshots.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// Addresses whose deletion or replacement is allowed even though they are protected.
+    pub allow_destroy: Vec<String>,
+    pub made_against: MadeAgainst,
+}
+
+/// Plans the change from `prior` to `desired`.
+pub fn plan(prior: &Snapshot, desired: &Snapshot, options: &PlanOptions) -> Plan {
+    let allow: BTreeSet<&str> = options.allow_destroy.iter().map(String::as_str).collect();
+    let mut resources = Vec::with_capacity(desired.resources.len());
+
+    let desired_graph = graph_of(desired);
+    for n in desired_graph.topo_order() {
+        let address = desired_graph.address(n);
+        let after = &desired.resources[address];
+        let change = match prior.resources.get(address) {
+            None => ResourceChange {
+                address: address.to_string(),
+                kind: after.kind,
+                driver: after.driver.clone(),
+                team: after.team.clone(),
+                action: Action::Create,
+                reason: "not yet created".to_string(),
+                before: None,
+                after: Some(after.spec.clone()),
+                changed_paths: Vec::new(),
+                changes: Vec::new(),
+                ignored_paths: Vec::new(),
+                depends_on: after.depends_on.clone(),
+                blocked: false,
+                cost: ResourceCost {
+                    before: 0.0,
+                    after: after.monthly_cost_usd,
+                },
+            },
+            Some(before) => diff_resource(address, before, after, &allow),
+        };
+        resources.push(change);
+    }
+
+    let prior_graph = graph_of(prior);
+    let mut deletes: Vec<ResourceChange> = Vec::new();
+    for n in prior_graph.topo_order().into_iter().rev() {
+        let address = prior_graph.address(n);
+        if desired.resources.contains_key(address) {
+            continue;
+        }
+        let before = &prior.resources[address];
+        let blocked = before.protect && !allow.contains(address);
+        let reason = if blocked {
+            format!(
+                "removed from the stack; protected: pass --allow-destroy {address} or set `protect #false` first"
+            )
+        } else {
+            "removed from the stack".to_string()
+        };
+        deletes.push(ResourceChange {
+            address: address.to_string(),
+            kind: before.kind,
+            driver: before.driver.clone(),
+            team: before.team.clone(),
+            action: Action::Delete,
+            reason,
+            before: Some(before.spec.clone()),
+            after: None,
+            changed_paths: Vec::new(),
+            changes: Vec::new(),
+            ignored_paths: Vec::new(),
+            depends_on: before.depends_on.clone(),
+            blocked,
+            cost: ResourceCost {
+                before: before.monthly_cost_usd,
+                after: 0.0,
+            },
+        });
+    }
+    resources.extend(deletes);
+
+    let mut summary = Summary::default();
+    for r in &resources {
+        match r.action {
+            Action::Create => summary.create += 1,
+            Action::Update => summary.update += 1,
+            Action::Replace => summary.replace += 1,
+            Action::Delete => summary.delete += 1,
+            Action::NoOp => summary.no_op += 1,
+        }
+        summary.blocked += usize::from(r.blocked);
+    }
+    summary.has_changes = summary.create + summary.update + summary.replace + summary.delete > 0;
+
+    let cost = cost_report(prior, desired);
+    let policy = policy_report(&resources, &cost, desired);
+    Plan {
+        format_version: PLAN_FORMAT_VERSION.to_string(),
+        stack: desired.stack.clone(),
+        environment: desired.environment.clone(),
+        made_against: options.made_against.clone(),
+        summary,
+        resources,
+        drift: Vec::new(),
+        policy,
+        cost,
+    }
+}
+
+fn graph_of(s: &Snapshot) -> Graph {
+    Graph::from_dependencies(s.resources.iter().map(|(a, r)| {
+        (
+            a.as_str(),
+            r.kind,
+            r.driver.as_str(),
+            r.depends_on.as_slice(),
+        )
+    }))
+}
+
+fn diff_resource(
+    address: &str,
+    before: &ResourceSnapshot,
+    after: &ResourceSnapshot,
+    allow: &BTreeSet<&str>,
+) -> ResourceChange {
+    let mut changes = Vec::new();
+    diff_values("", Some(&before.spec), Some(&after.spec), &mut changes);
+    let mut ignored_paths = Vec::new();
+    changes.retain(|c| {
+        let ignored = after
+            .ignore_changes
+            .iter()
+            .any(|f| c.path == *f || c.path.starts_with(&format!("{f}.")));
+        if ignored {
+            ignored_paths.push(c.path.clone());
+        }
+        !ignored
+    });
+    for c in &mut changes {
+        c.forces_replacement =
+            replacement_reason(after.kind, &c.path, c.before.as_ref(), c.after.as_ref());
+    }
+    let driver_moved = before.driver != after.driver;
+    let mut replace_reasons: Vec<String> = changes
+        .iter()
+        .filter_map(|c| {
+            c.forces_replacement
+                .as_ref()
+                .map(|r| format!("{}: {r}", c.path))
+        })
+        .collect();
+    if driver_moved {
+        replace_reasons.insert(
+            0,
+            format!(
+                "moves from driver `{}` to `{}`",
+                before.driver, after.driver
+            ),
+        );
+    }
+    let (action, reason) = if !replace_reasons.is_empty() {
+        (Action::Replace, replace_reasons.join("; "))
+    } else if !changes.is_empty() {
+        (Action::Update, "update in place".to_string())
+    } else if !ignored_paths.is_empty() {
+        (
+            Action::NoOp,
+            format!("only ignored fields changed ({})", ignored_paths.join(", ")),
+        )
+    } else {
+        (Action::NoOp, "unchanged".to_string())
+    };
+    // Replacing a protected resource destroys it (and its data) just like a delete does.
+    let blocked = action == Action::Replace && before.protect && !allow.contains(address);
+    let reason = if blocked {
+        format!(
+            "{reason}; protected: replacement destroys it, pass --allow-destroy {address} to allow"
+        )
+    } else {
+        reason
+    };
+    ResourceChange {
+        address: address.to_string(),
+        kind: after.kind,
+        driver: after.driver.clone(),
+        team: after.team.clone(),
+        action,
+        reason,
+        before: Some(before.spec.clone()),
+        after: Some(after.spec.clone()),
+        changed_paths: changes.iter().map(|c| c.path.clone()).collect(),
+        changes,
+        ignored_paths,
+        depends_on: after.depends_on.clone(),
+        blocked,
+        cost: ResourceCost {
+            before: before.monthly_cost_usd,
+            after: after.monthly_cost_usd,
+        },
+    }
+}
+
+/// Field-level differences between two JSON values. Objects recurse by key; arrays and scalars
+/// compare whole (a changed list is one change).
+pub fn diff_values(
+    path: &str,
+    before: Option<&Value>,
+    after: Option<&Value>,
+    out: &mut Vec<FieldChange>,
+) {
+    match (before, after) {
+        (Some(Value::Object(b)), Some(Value::Object(a))) => {
+            let keys: BTreeSet<&String> = b.keys().chain(a.keys()).collect();
+            // Keep the canonical key order of the spec rather than alphabetical order.
+            let mut ordered: Vec<&String> = a.keys().filter(|k| keys.contains(k)).collect();
+            ordered.extend(b.keys().filter(|k| !a.contains_key(*k)));
+            for k in ordered {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                diff_values(&p, b.get(k), a.get(k), out);
+            }
+        }
+        (b, a) if b == a => {}
+        (b, a) => out.push(FieldChange {
+            path: path.to_string(),
+            before: b.cloned(),
+            after: a.cloned(),
+            forces_replacement: None,
+        }),
+    }
+}
+
+/// Fields that cannot change in place. Drivers may refine this per field (see
+/// `docs/DRIVERS.md`); these rules hold for every driver.
+fn replacement_reason(
+    kind: Kind,
+    path: &str,
+    before: Option<&Value>,
+    after: Option<&Value>,
+) -> Option<String> {
+    let num = |v: Option<&Value>| v.and_then(Value::as_u64);
+    let decreased = num(after) < num(before) && num(after).is_some();
+    match (kind, path) {
+        (Kind::Database, "engine") => Some("a database engine cannot change in place".into()),
+        (Kind::Database, "storage-gb") if decreased => {
+            Some("allocated storage cannot shrink in place".into())
+        }
+        (Kind::Topic, "partitions") if decreased => {
+            Some("a topic's partition count cannot be reduced".into())
+        }
+        (Kind::GpuPool, "accelerator" | "instance-type" | "capacity") => {
+            Some("a node pool's instance type and capacity type are immutable".into())
+        }
+        (Kind::AiEndpoint, "runtime") => {
+            Some("an endpoint cannot switch serving runtime in place".into())
+        }
+        (Kind::Pipeline, "source") => {
+            Some("a pipeline's consumer position belongs to its source".into())
+        }
+        _ => None,
+    }
+}
+
+fn cost_report(prior: &Snapshot, desired: &Snapshot) -> CostReport {
+    let mut teams: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    for r in prior.resources.values() {
+        teams.entry(r.team.clone()).or_default().0 += r.monthly_cost_usd;
+    }
+    for r in desired.resources.values() {
+        teams.entry(r.team.clone()).or_default().1 += r.monthly_cost_usd;
+    }
+    for t in desired.teams.keys() {
+        teams.entry(t.clone()).or_default();
+    }
+    let before: f64 = prior.resources.values().map(|r| r.monthly_cost_usd).sum();
+    let after: f64 = desired.resources.values().map(|r| r.monthly_cost_usd).sum();
+    CostReport {
+        currency: "USD".to_string(),
+        before: round_cents(before),
+        after: round_cents(after),
+        delta: round_cents(after - before),
+        teams: teams
+            .into_iter()
+            .map(|(team, (b, a))| {
+                let budget = desired.teams.get(&team).and_then(|t| t.budget_monthly_usd);
+                TeamCost {
+                    over_budget: budget.is_some_and(|limit| round_cents(a) > limit),
+                    team,
+                    before: round_cents(b),
+                    after: round_cents(a),
+                    delta: round_cents(a - b),
+                    budget,
+                }
+            })
+            .collect(),
+    }
+}
+
+fn policy_report(
+    resources: &[ResourceChange],
+    cost: &CostReport,
+    desired: &Snapshot,
+) -> PolicyReport {
+    let mut report = PolicyReport::default();
+    let blocked: Vec<String> = resources
+        .iter()
+        .filter(|r| r.blocked)
+        .map(|r| r.address.clone())
+        .collect();
+    if !blocked.is_empty() {
+        report.violations.push(Violation {
+            policy: "protected-delete".into(),
+            message: format!(
+                "{} protected resource{} would be destroyed: {}; pass --allow-destroy for each, or set `protect #false` in an earlier change",
+                blocked.len(),
+                if blocked.len() == 1 { "" } else { "s" },
+                blocked.join(", ")
+            ),
+            addresses: blocked,
+        });
+    }
+    for t in cost.teams.iter().filter(|t| t.over_budget) {
+        let budget = t.budget.unwrap_or(0.0);
+        let mut top: Vec<&crate::snapshot::ResourceSnapshot> = desired
+            .resources
+            .values()
+            .filter(|r| r.team == t.team)
+            .collect();
+        top.sort_by(|a, b| {
+            b.monthly_cost_usd
+                .total_cmp(&a.monthly_cost_usd)
+                .then_with(|| a.name.cmp(&b.name))
+        });
+        let top: Vec<&crate::snapshot::ResourceSnapshot> = top.into_iter().take(3).collect();
+        let names: Vec<String> = top
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}/{} ({})",
+                    r.kind,
+                    r.name,
+                    crate::cost::format_usd(r.monthly_cost_usd)
+                )
+            })
+            .collect();
+        let increases = t.delta > 0.0;
+        let message = format!(
+            "team `{}` is over its monthly budget: {} estimated against a budget of {}{}; largest: {}",
+            t.team,
+            crate::cost::format_usd(t.after),
+            crate::cost::format_usd(budget),
+            if increases {
+                format!(" (this change adds {})", crate::cost::format_delta(t.delta))
+            } else {
+                String::new()
+            },
+            names.join(", ")
+        );
+        let violation = Violation {
+            policy: "budget".into(),
+            message,
+            addresses: top
+                .iter()
+                .map(|r| format!("{}/{}", r.kind, r.name))
+                .collect(),
+        };
+        // A change that does not add cost is not blocked, so over-budget teams can still cut.
+        if increases {
+            report.violations.push(violation)
+        } else {
+            report.warnings.push(violation)
+        }
+    }
+    report.blocked = !report.violations.is_empty();
+    report
+}

@@ -1,0 +1,481 @@
+//! Plan renderers: text for terminals and logs, JSON for machines, Markdown for PR comments.
+
+use crate::cost::{format_delta, format_usd};
+use crate::plan::{Action, FieldChange, Plan, ResourceChange};
+use serde_json::Value;
+use std::fmt::Write as _;
+
+/// Markdown comments stay under this size (GitHub's limit is 65,536 characters).
+pub const MARKDOWN_LIMIT: usize = 60_000;
+
+fn plural(n: usize, word: &str) -> String {
+    format!("{n} {word}")
+}
+
+/// `3 to create, 1 to update, 1 to replace, 1 to delete, 24 unchanged`
+pub fn summary_line(plan: &Plan) -> String {
+    let s = &plan.summary;
+    let mut parts = Vec::new();
+    for (n, what) in [
+        (s.create, "to create"),
+        (s.update, "to update"),
+        (s.replace, "to replace"),
+        (s.delete, "to delete"),
+    ] {
+        if n > 0 {
+            parts.push(plural(n, what));
+        }
+    }
+    if parts.is_empty() {
+        return format!("no changes, {} unchanged", s.no_op);
+    }
+    parts.push(format!("{} unchanged", s.no_op));
+    let mut line = parts.join(", ");
+    if s.blocked > 0 {
+        let _ = write!(line, " ({} blocked)", s.blocked);
+    }
+    line
+}
+
+pub fn cost_line(plan: &Plan) -> String {
+    format!(
+        "{}/month → {}/month ({})",
+        format_usd(plan.cost.before),
+        format_usd(plan.cost.after),
+        format_delta(plan.cost.delta)
+    )
+}
+
+fn value_text(v: Option<&Value>) -> String {
+    match v {
+        None => "(none)".to_string(),
+        Some(v) => serde_json::to_string(v).unwrap_or_default(),
+    }
+}
+
+/// Leaf fields of a spec, for listing what a create sets. Empty collections and the lifecycle
+/// block (platformd's own settings) are left out to keep creates readable.
+fn leaves(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                if prefix.is_empty() && k == "lifecycle" {
+                    continue;
+                }
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                let is_env_value = prefix.ends_with("env") && v.is_object();
+                if is_env_value {
+                    out.push((p, value_text(Some(v))));
+                } else {
+                    leaves(&p, v, out);
+                }
+            }
+        }
+        Value::Array(a) if a.is_empty() => {}
+        other => out.push((prefix.to_string(), value_text(Some(other)))),
+    }
+}
+
+struct Paint {
+    colour: bool,
+}
+
+impl Paint {
+    fn c(&self, code: &str, s: &str) -> String {
+        if self.colour {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+
+    fn action(&self, a: Action, s: &str) -> String {
+        let code = match a {
+            Action::Create => "32",
+            Action::Update => "33",
+            Action::Replace => "35",
+            Action::Delete => "31",
+            Action::NoOp => "0",
+        };
+        self.c(code, s)
+    }
+}
+
+/// A terraform-like text plan: summary first, then each change in apply order.
+pub fn text(plan: &Plan, colour: bool) -> String {
+    let p = Paint { colour };
+    let mut out = String::new();
+    let env = plan
+        .environment
+        .as_deref()
+        .map(|e| format!(" ({e})"))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "{} {}",
+        p.c("1", &format!("Plan for {}{env}:", plan.stack)),
+        summary_line(plan)
+    );
+    let _ = writeln!(out, "Cost: {}", cost_line(plan));
+    if plan.policy.blocked {
+        let _ = writeln!(
+            out,
+            "{}",
+            p.c("1;31", "Blocked by policy: this plan will not be applied")
+        );
+    }
+    if plan.summary.has_changes {
+        out.push('\n');
+    }
+    for r in plan.changes() {
+        render_change_text(&p, r, &mut out);
+    }
+    if !plan.policy.violations.is_empty() || !plan.policy.warnings.is_empty() {
+        let _ = writeln!(out, "{}", p.c("1", "Policy:"));
+        for v in &plan.policy.violations {
+            let _ = writeln!(out, "  {} {}: {}", p.c("1;31", "✗"), v.policy, v.message);
+        }
+        for v in &plan.policy.warnings {
+            let _ = writeln!(out, "  {} {}: {}", p.c("1;33", "!"), v.policy, v.message);
+        }
+        out.push('\n');
+    }
+    let moved: Vec<_> = plan
+        .cost
+        .teams
+        .iter()
+        .filter(|t| t.delta.abs() >= 0.005 || t.over_budget)
+        .collect();
+    if !moved.is_empty() {
+        let _ = writeln!(out, "{}", p.c("1", "Cost by team (monthly):"));
+        let width = moved.iter().map(|t| t.team.len()).max().unwrap_or(0);
+        for t in moved {
+            let budget = match t.budget {
+                Some(b) if t.over_budget => format!(
+                    "  {}",
+                    p.c("1;31", &format!("over budget {}", format_usd(b)))
+                ),
+                Some(b) => format!("  budget {}", format_usd(b)),
+                None => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "  {:width$}  {} → {} ({}){budget}",
+                t.team,
+                format_usd(t.before),
+                format_usd(t.after),
+                format_delta(t.delta)
+            );
+        }
+    }
+    out
+}
+
+fn render_change_text(p: &Paint, r: &ResourceChange, out: &mut String) {
+    let head = format!("{:>3} {}", r.action.marker(), r.address);
+    let detail = match r.action {
+        Action::Create => "will be created".to_string(),
+        Action::Update => "will be updated in place".to_string(),
+        Action::Replace => format!("must be replaced ({})", r.reason),
+        Action::Delete => "will be destroyed".to_string(),
+        Action::NoOp => String::new(),
+    };
+    let _ = writeln!(out, "{} [{}] {detail}", p.action(r.action, &head), r.driver);
+    if r.blocked {
+        let _ = writeln!(
+            out,
+            "      {}",
+            p.c("1;31", &format!("BLOCKED: {}", r.reason))
+        );
+    }
+    match r.action {
+        Action::Create => {
+            let mut fields = Vec::new();
+            if let Some(after) = &r.after {
+                leaves("", after, &mut fields);
+            }
+            let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+            for (k, v) in fields {
+                let _ = writeln!(
+                    out,
+                    "      {}",
+                    p.action(Action::Create, &format!("+ {k:width$} = {v}"))
+                );
+            }
+        }
+        Action::Update | Action::Replace => {
+            let width = r.changes.iter().map(|c| c.path.len()).max().unwrap_or(0);
+            for c in &r.changes {
+                let _ = writeln!(out, "      {}", field_line(p, c, width));
+            }
+            if !r.ignored_paths.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "      (ignored by ignore-changes: {})",
+                    r.ignored_paths.join(", ")
+                );
+            }
+        }
+        _ => {}
+    }
+    if !r.depends_on.is_empty() && r.action != Action::Delete {
+        let _ = writeln!(out, "      after: {}", r.depends_on.join(", "));
+    }
+    out.push('\n');
+}
+
+fn field_line(p: &Paint, c: &FieldChange, width: usize) -> String {
+    let (marker, action) = match (&c.before, &c.after) {
+        (None, Some(_)) => ("+", Action::Create),
+        (Some(_), None) => ("-", Action::Delete),
+        _ => ("~", Action::Update),
+    };
+    let forces = if c.forces_replacement.is_some() {
+        p.c("1;35", "  # forces replacement")
+    } else {
+        String::new()
+    };
+    let text = match (&c.before, &c.after) {
+        (None, Some(a)) => format!("{marker} {:width$} = {}", c.path, value_text(Some(a))),
+        (Some(b), None) => format!("{marker} {:width$} = {}", c.path, value_text(Some(b))),
+        (b, a) => format!(
+            "{marker} {:width$} = {} → {}",
+            c.path,
+            value_text(b.as_ref()),
+            value_text(a.as_ref())
+        ),
+    };
+    format!("{}{forces}", p.action(action, &text))
+}
+
+/// The JSON plan (`docs/PLAN_FORMAT.md`), pretty-printed.
+pub fn json(plan: &Plan) -> String {
+    let mut s =
+        serde_json::to_string_pretty(plan).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    s.push('\n');
+    s
+}
+
+fn md_escape(s: &str) -> String {
+    s.replace('|', "\\|")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn action_badge(a: Action) -> &'static str {
+    match a {
+        Action::Create => "🟢 create",
+        Action::Update => "🟡 update",
+        Action::Replace => "🟣 replace",
+        Action::Delete => "🔴 delete",
+        Action::NoOp => "no-op",
+    }
+}
+
+/// A Markdown plan for a PR comment: summary and cost first, a table of changes, per-resource
+/// details. Never longer than `limit` characters: details, then table rows, are cut with a note.
+pub fn markdown(plan: &Plan, limit: usize) -> String {
+    let mut head = String::new();
+    let env = plan
+        .environment
+        .as_deref()
+        .map(|e| format!(" ({e})"))
+        .unwrap_or_default();
+    let _ = writeln!(head, "### platformd plan: `{}`{env}\n", plan.stack);
+    let _ = writeln!(head, "**{}**  ", summary_line(plan));
+    let _ = writeln!(head, "**Cost:** {}\n", cost_line(plan));
+    if plan.policy.blocked {
+        let _ = writeln!(
+            head,
+            "> [!CAUTION]\n> **Blocked by policy.** This plan will not be applied until these are resolved:"
+        );
+        for v in &plan.policy.violations {
+            let _ = writeln!(head, "> - **{}**: {}", v.policy, md_escape(&v.message));
+        }
+        head.push('\n');
+    }
+    if !plan.policy.warnings.is_empty() {
+        let _ = writeln!(head, "> [!WARNING]");
+        for v in &plan.policy.warnings {
+            let _ = writeln!(head, "> - **{}**: {}", v.policy, md_escape(&v.message));
+        }
+        head.push('\n');
+    }
+
+    let changes: Vec<&ResourceChange> = plan.changes().collect();
+    let mut rows = Vec::new();
+    for r in &changes {
+        let changed = if r.action == Action::Create || r.action == Action::Delete {
+            String::new()
+        } else {
+            r.changed_paths
+                .iter()
+                .map(|p| format!("`{p}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let blocked = if r.blocked { " ⛔ blocked" } else { "" };
+        rows.push(format!(
+            "| {}{blocked} | `{}` | {} | {} | {} |\n",
+            action_badge(r.action),
+            r.address,
+            r.driver,
+            format_delta(r.cost.after - r.cost.before),
+            md_escape(&changed)
+        ));
+    }
+    let table_head =
+        "| Action | Resource | Driver | Cost Δ/month | Changed |\n|---|---|---|---:|---|\n";
+
+    let mut teams = String::new();
+    let moved: Vec<_> = plan
+        .cost
+        .teams
+        .iter()
+        .filter(|t| t.delta.abs() >= 0.005 || t.over_budget)
+        .collect();
+    if !moved.is_empty() {
+        teams.push_str("\n#### Cost by team (monthly)\n\n| Team | Before | After | Δ | Budget |\n|---|---:|---:|---:|---:|\n");
+        for t in moved {
+            let budget = match t.budget {
+                Some(b) if t.over_budget => format!("⛔ {} (over)", format_usd(b)),
+                Some(b) => format_usd(b),
+                None => "—".to_string(),
+            };
+            let _ = writeln!(
+                teams,
+                "| {} | {} | {} | {} | {} |",
+                t.team,
+                format_usd(t.before),
+                format_usd(t.after),
+                format_delta(t.delta),
+                budget
+            );
+        }
+    }
+
+    let mut details = Vec::new();
+    for r in &changes {
+        let mut d = String::new();
+        let _ = writeln!(
+            d,
+            "<details><summary><code>{}</code>: {}</summary>\n",
+            r.address,
+            md_escape(&r.reason)
+        );
+        d.push_str("```diff\n");
+        match r.action {
+            Action::Create => {
+                let mut fields = Vec::new();
+                if let Some(after) = &r.after {
+                    leaves("", after, &mut fields);
+                }
+                for (k, v) in fields {
+                    let _ = writeln!(d, "+ {k} = {v}");
+                }
+            }
+            Action::Delete => {
+                let _ = writeln!(d, "- {} (destroyed)", r.address);
+            }
+            _ => {
+                for c in &r.changes {
+                    let forces = if c.forces_replacement.is_some() {
+                        "  # forces replacement"
+                    } else {
+                        ""
+                    };
+                    let _ = writeln!(d, "- {} = {}", c.path, value_text(c.before.as_ref()));
+                    let _ = writeln!(d, "+ {} = {}{forces}", c.path, value_text(c.after.as_ref()));
+                }
+            }
+        }
+        // A fence inside a value must not end the block early.
+        let d = d.replace("```\n", "'''\n");
+        details.push(format!(
+            "{}```\n\n</details>\n",
+            d.trim_end_matches("```\n")
+        ));
+    }
+
+    let footer = "\n<sub>Generated by `platformd plan`. The full machine-readable plan is `platformd plan --format json`.</sub>\n";
+    let mut out = head;
+    if changes.is_empty() {
+        out.push_str("No changes. The stack matches the prior state.\n");
+        out.push_str(&teams);
+        out.push_str(footer);
+        return truncate_hard(out, limit);
+    }
+
+    // Budget: head + table + teams + footer must fit; details fill what is left.
+    let fixed = out.len() + table_head.len() + teams.len() + footer.len() + 400;
+    let mut table = String::from(table_head);
+    let mut shown_rows = 0;
+    for row in &rows {
+        if fixed + table.len() + row.len() > limit {
+            break;
+        }
+        table.push_str(row);
+        shown_rows += 1;
+    }
+    if shown_rows < rows.len() {
+        let _ = writeln!(
+            table,
+            "\n> [!NOTE]\n> Truncated: {} more change{} not listed (comment limit {} characters). Run `platformd plan --format text` for the full plan.",
+            rows.len() - shown_rows,
+            if rows.len() - shown_rows == 1 {
+                ""
+            } else {
+                "s"
+            },
+            limit
+        );
+    }
+    out.push_str(&table);
+    out.push_str(&teams);
+    let mut detail_text = String::from("\n#### Details\n\n");
+    let mut shown_details = 0;
+    for d in &details {
+        if out.len() + detail_text.len() + d.len() + footer.len() + 300 > limit {
+            break;
+        }
+        detail_text.push_str(d);
+        shown_details += 1;
+    }
+    if shown_details > 0 {
+        out.push_str(&detail_text);
+    }
+    if shown_details < details.len() && shown_rows == rows.len() {
+        let _ = writeln!(
+            out,
+            "\n> [!NOTE]\n> Truncated: details of {} change{} not shown (comment limit {} characters).",
+            details.len() - shown_details,
+            if details.len() - shown_details == 1 {
+                ""
+            } else {
+                "s"
+            },
+            limit
+        );
+    }
+    out.push_str(footer);
+    truncate_hard(out, limit)
+}
+
+/// Last resort for pathological inputs (a huge policy message): cut at a char boundary.
+fn truncate_hard(mut s: String, limit: usize) -> String {
+    if s.len() <= limit {
+        return s;
+    }
+    let note = "\n\n> [!NOTE]\n> Truncated to fit the comment limit.\n";
+    let mut cut = limit.saturating_sub(note.len());
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    s.truncate(cut);
+    s.push_str(note);
+    s
+}

@@ -1,0 +1,283 @@
+//! The project's own KDL syntax tree.
+//!
+//! Decoding works on this tree, never on the `kdl` crate's types, so the parser behind
+//! [`parse`] can be replaced (by a faster one checked against the KDL compliance suite) without
+//! touching decoding. Every identifier and value keeps its byte span.
+
+use crate::diagnostic::Diagnostic;
+use crate::source::{FileId, Span};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    String(String),
+    Integer(i128),
+    Float(f64),
+    Bool(bool),
+    Null,
+}
+
+impl Value {
+    /// A word for the type, for "expected X, found Y" messages.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::String(_) => "a string",
+            Value::Integer(_) => "an integer",
+            Value::Float(_) => "a number",
+            Value::Bool(_) => "a boolean",
+            Value::Null => "#null",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ident {
+    pub text: String,
+    pub span: Span,
+}
+
+/// A positional argument of a node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Arg {
+    pub value: Value,
+    pub span: Span,
+}
+
+/// A `key=value` property of a node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prop {
+    pub key: Ident,
+    pub value: Value,
+    pub value_span: Span,
+    /// The whole `key=value` entry.
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub name: Ident,
+    /// A `(type)` annotation on the node, which the language does not use.
+    pub type_annotation: Option<Ident>,
+    /// Spans of `(type)` annotations on entries, which the language does not use either.
+    pub entry_annotations: Vec<Span>,
+    pub args: Vec<Arg>,
+    pub props: Vec<Prop>,
+    pub children: Vec<Node>,
+    /// Whether the node had a `{ }` block (possibly empty).
+    pub has_block: bool,
+    /// The whole node, trailing whitespace trimmed.
+    pub span: Span,
+}
+
+impl Node {
+    pub fn prop(&self, key: &str) -> Option<&Prop> {
+        self.props.iter().rev().find(|p| p.key.text == key)
+    }
+}
+
+/// Parses one file into its top-level nodes, or the syntax errors found in it.
+pub fn parse(file: FileId, text: &str) -> Result<Vec<Node>, Vec<Diagnostic>> {
+    match kdl::KdlDocument::parse_v2(text) {
+        Ok(doc) => Ok(doc
+            .nodes()
+            .iter()
+            .map(|n| convert_node(file, text, n))
+            .collect()),
+        Err(err) => Err(err
+            .diagnostics
+            .into_iter()
+            .map(|d| {
+                let start = d.span.offset().min(text.len());
+                let end = (start + d.span.len()).min(text.len());
+                // Point at the first offending character, not at a run of whitespace.
+                let (start, end) = trim_span(text, start, end);
+                let message = d.message.unwrap_or_else(|| "invalid KDL".to_string());
+                let mut diag = Diagnostic::error(
+                    "syntax-error",
+                    lowercase_first(message.trim_end_matches('.')),
+                )
+                .with_label(
+                    Span::new(file, start, end),
+                    d.label.unwrap_or_else(|| "here".into()),
+                );
+                diag.help = Some(
+                    d.help
+                        .map(|h| lowercase_first(h.trim_end_matches('.')))
+                        .unwrap_or_else(|| {
+                            "the stack is written in KDL v2; see docs/LANGUAGE.md".to_string()
+                        }),
+                );
+                diag
+            })
+            .collect()),
+    }
+}
+
+fn lowercase_first(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        // Keep acronyms like "KDL" as they are.
+        Some(c) if chars.clone().next().is_some_and(|n| n.is_lowercase()) => {
+            c.to_lowercase().chain(chars).collect()
+        }
+        _ => s.to_string(),
+    }
+}
+
+fn trim_span(text: &str, start: usize, end: usize) -> (usize, usize) {
+    let slice = &text[start..end];
+    let trimmed_start = start + (slice.len() - slice.trim_start().len());
+    let trimmed_end = end - (slice.len() - slice.trim_end().len());
+    if trimmed_start >= trimmed_end {
+        (start, end)
+    } else {
+        (trimmed_start, trimmed_end)
+    }
+}
+
+fn span_of(file: FileId, text: &str, offset: usize, len: usize) -> Span {
+    let start = offset.min(text.len());
+    let end = (start + len).min(text.len());
+    let (start, end) = trim_span(text, start, end);
+    Span::new(file, start, end)
+}
+
+fn convert_value(v: &kdl::KdlValue) -> Value {
+    match v {
+        kdl::KdlValue::String(s) => Value::String(s.clone()),
+        kdl::KdlValue::Integer(i) => Value::Integer(*i),
+        kdl::KdlValue::Float(f) => Value::Float(*f),
+        kdl::KdlValue::Bool(b) => Value::Bool(*b),
+        kdl::KdlValue::Null => Value::Null,
+    }
+}
+
+fn convert_node(file: FileId, text: &str, node: &kdl::KdlNode) -> Node {
+    let sp = |s: &miette::SourceSpan| span_of(file, text, s.offset(), s.len());
+    let name = Ident {
+        text: node.name().value().to_string(),
+        span: sp(&node.name().span()),
+    };
+    let type_annotation = node.ty().map(|t| Ident {
+        text: t.value().to_string(),
+        span: sp(&t.span()),
+    });
+    let mut args = Vec::new();
+    let mut props = Vec::new();
+    let mut entry_annotations = Vec::new();
+    for entry in node.entries() {
+        let entry_span = sp(&entry.span());
+        if let Some(ty) = entry.ty() {
+            entry_annotations.push(sp(&ty.span()));
+        }
+        let value = convert_value(entry.value());
+        match entry.name() {
+            None => args.push(Arg {
+                value,
+                span: value_span_after_annotation(text, entry_span),
+            }),
+            Some(key) => {
+                let key = Ident {
+                    text: key.value().to_string(),
+                    span: sp(&key.span()),
+                };
+                let value_span = prop_value_span(text, key.span, entry_span);
+                props.push(Prop {
+                    key,
+                    value,
+                    value_span,
+                    span: entry_span,
+                });
+            }
+        }
+    }
+    let (children, has_block) = match node.children() {
+        Some(doc) => (
+            doc.nodes()
+                .iter()
+                .map(|n| convert_node(file, text, n))
+                .collect(),
+            true,
+        ),
+        None => (Vec::new(), false),
+    };
+    Node {
+        name,
+        type_annotation,
+        entry_annotations,
+        args,
+        props,
+        children,
+        has_block,
+        span: sp(&node.span()),
+    }
+}
+
+/// The span of a property's value: after `key`, the `=` and any whitespace around it.
+fn prop_value_span(text: &str, key: Span, entry: Span) -> Span {
+    let rest = text.get(key.end as usize..entry.end as usize).unwrap_or("");
+    match rest.find('=') {
+        Some(eq) => {
+            let after = &rest[eq + 1..];
+            let skipped = after.len() - after.trim_start().len();
+            let start = key.end as usize + eq + 1 + skipped;
+            value_span_after_annotation(text, Span::new(key.file, start, entry.end as usize))
+        }
+        None => entry,
+    }
+}
+
+/// Skips a leading `(type)` annotation so the label lands on the value itself.
+fn value_span_after_annotation(text: &str, span: Span) -> Span {
+    let s = text
+        .get(span.start as usize..span.end as usize)
+        .unwrap_or("");
+    if s.starts_with('(')
+        && let Some(close) = s.find(')')
+    {
+        let after = &s[close + 1..];
+        let skipped = after.len() - after.trim_start().len();
+        return Span::new(
+            span.file,
+            span.start as usize + close + 1 + skipped,
+            span.end as usize,
+        );
+    }
+    span
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_ok(text: &str) -> Vec<Node> {
+        parse(FileId(0), text).expect("parses")
+    }
+
+    #[test]
+    fn keeps_spans_of_names_args_and_prop_values() {
+        let text = "service \"chéckout\" {\n    env \"A\" from = \"db/x.url\"  // c\n    port (u16)8080\n}\n";
+        let nodes = parse_ok(text);
+        let svc = &nodes[0];
+        let slice = |s: Span| &text[s.start as usize..s.end as usize];
+        assert_eq!(slice(svc.name.span), "service");
+        assert_eq!(slice(svc.args[0].span), "\"chéckout\"");
+        let env = &svc.children[0];
+        assert_eq!(slice(env.span), "env \"A\" from = \"db/x.url\"");
+        assert_eq!(slice(env.props[0].key.span), "from");
+        assert_eq!(slice(env.props[0].value_span), "\"db/x.url\"");
+        assert_eq!(slice(svc.children[1].args[0].span), "8080");
+        assert_eq!(svc.children[1].entry_annotations.len(), 1);
+    }
+
+    #[test]
+    fn syntax_errors_have_spans_messages_and_help() {
+        let errors = parse(FileId(0), "a {\n  b 1.\n}\n").unwrap_err();
+        assert_eq!(errors[0].code, "syntax-error");
+        assert!(errors[0].help.is_some());
+        assert!(
+            errors[0].message.starts_with(char::is_lowercase),
+            "{}",
+            errors[0].message
+        );
+    }
+}

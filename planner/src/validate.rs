@@ -1,0 +1,447 @@
+//! Cross-file checks on a decoded stack: one platform, unique addresses, declared teams,
+//! drivers for every kind, references that resolve (with the right kind and output), no cycles.
+//! Pure: diagnostics in, diagnostics out.
+
+use crate::decode::Decoded;
+use crate::diagnostic::Diagnostic;
+use crate::graph::Graph;
+use crate::model::*;
+use crate::source::Sources;
+use crate::suggest;
+use std::collections::{BTreeMap, HashMap};
+
+/// Builds the [`Stack`] from decoded files and checks it as a whole.
+pub fn check(
+    sources: Sources,
+    decoded: Decoded,
+    syntax_errors: bool,
+    diags: &mut Vec<Diagnostic>,
+) -> Stack {
+    let mut stack = Stack {
+        sources,
+        ..Stack::default()
+    };
+
+    if !stack.sources.iter().any(|(_, f)| f.path == "platform.kdl") && !syntax_errors {
+        let mut d = Diagnostic::error("missing-platform", "the stack has no platform.kdl at its root").with_help(
+            "create platform.kdl with `platform \"my-platform\" { driver \"local\" { path \".platformd/rendered\" } }`",
+        );
+        if stack.sources.is_empty() {
+            d = d.with_note("no .kdl files were found in the stack directory");
+        }
+        diags.push(d);
+    }
+    let mut platforms = decoded.platforms.into_iter();
+    stack.platform = platforms.next();
+    for extra in platforms {
+        let first = stack.platform.as_ref().expect("first platform exists");
+        diags.push(
+            Diagnostic::error(
+                "duplicate-platform",
+                "the stack declares `platform` more than once",
+            )
+            .with_label(extra.keyword_span, "declared again here")
+            .with_label(first.keyword_span, "first declared here")
+            .with_help("a stack has exactly one platform; merge the two blocks"),
+        );
+    }
+    if stack.platform.is_none()
+        && !syntax_errors
+        && stack.sources.iter().any(|(_, f)| f.path == "platform.kdl")
+    {
+        let file = stack
+            .sources
+            .iter()
+            .find(|(_, f)| f.path == "platform.kdl")
+            .map(|(id, _)| id)
+            .expect("checked");
+        diags.push(
+            Diagnostic::error("missing-platform", "platform.kdl declares no `platform`")
+                .with_label(crate::source::Span::new(file, 0, 0), "expected `platform \"name\" { … }`")
+                .with_help("add `platform \"my-platform\" { driver \"local\" { path \".platformd/rendered\" } }`"),
+        );
+    }
+
+    let mut team_names: HashMap<String, usize> = HashMap::new();
+    for team in decoded.teams {
+        if let Some(&i) = team_names.get(&team.name.value) {
+            let first: &Team = &stack.teams[i];
+            diags.push(
+                Diagnostic::error(
+                    "duplicate-address",
+                    format!("team `{}` is declared twice", team.name.value),
+                )
+                .with_label(team.name.span, "declared again here")
+                .with_label(first.name.span, "first declared here")
+                .with_help("team names are unique in a stack; rename or remove one"),
+            );
+            continue;
+        }
+        team_names.insert(team.name.value.clone(), stack.teams.len());
+        stack.teams.push(team);
+    }
+
+    let mut addresses: HashMap<Address, usize> = HashMap::new();
+    for r in decoded.resources {
+        if let Some(&i) = addresses.get(&r.address) {
+            let first: &Resource = &stack.resources[i];
+            diags.push(
+                Diagnostic::error(
+                    "duplicate-address",
+                    format!("{} is declared twice", r.address),
+                )
+                .with_label(r.name_span, "declared again here")
+                .with_label(first.name_span, "first declared here")
+                .with_help("addresses (`kind/name`) are unique in a stack; rename or remove one"),
+            );
+            continue;
+        }
+        addresses.insert(r.address.clone(), stack.resources.len());
+        stack.resources.push(r);
+    }
+    stack.pricing = decoded.pricing;
+
+    check_drivers(&stack, diags);
+    // A file that failed to parse may hold the missing declarations; reporting dangling
+    // references then would be noise.
+    if !syntax_errors {
+        check_teams(&stack, diags);
+        check_references(&stack, &addresses, diags);
+    }
+    check_cycles(&stack, diags);
+    check_gpu_capacity(&stack, diags);
+    stack
+}
+
+fn check_teams(stack: &Stack, diags: &mut Vec<Diagnostic>) {
+    let names: Vec<&str> = stack.teams.iter().map(|t| t.name.value.as_str()).collect();
+    for r in &stack.resources {
+        let Some(team) = &r.team else { continue };
+        if stack.team(&team.value).is_none() {
+            let help = match suggest::did_you_mean(&team.value, names.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!(
+                    "declare it: `team \"{}\" {{ owner \"oncall@example.com\" }}`",
+                    team.value
+                ),
+            };
+            diags.push(
+                Diagnostic::error(
+                    "undeclared-team",
+                    format!("team `{}` of {} is not declared", team.value, r.address),
+                )
+                .with_label(team.span, "no such team")
+                .with_help(help),
+            );
+        }
+    }
+}
+
+fn check_drivers(stack: &Stack, diags: &mut Vec<Diagnostic>) {
+    let Some(platform) = &stack.platform else {
+        return;
+    };
+    let declared: Vec<&str> = platform.drivers.iter().map(|d| d.driver.as_str()).collect();
+    let unknown_driver = |name: &str| -> String {
+        match suggest::did_you_mean(name, declared.iter().copied()) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None if DriverType::parse(name).is_some() => {
+                format!("declare it in the platform: `driver \"{name}\" {{ … }}`")
+            }
+            None => format!(
+                "declared drivers: {}",
+                if declared.is_empty() {
+                    "none".to_string()
+                } else {
+                    declared.join(", ")
+                }
+            ),
+        }
+    };
+    for route in &platform.routes {
+        match platform.driver(&route.to.value) {
+            None => diags.push(
+                Diagnostic::error(
+                    "unknown-driver",
+                    format!("route to undeclared driver `{}`", route.to.value),
+                )
+                .with_label(route.to.span, "not declared in the platform")
+                .with_help(unknown_driver(&route.to.value)),
+            ),
+            Some(d) => {
+                for k in &route.kinds {
+                    if !d.driver.supports(k.value) {
+                        diags.push(
+                            Diagnostic::error(
+                                "unsupported-kind",
+                                format!(
+                                    "driver `{}` does not support kind `{}`",
+                                    route.to.value, k.value
+                                ),
+                            )
+                            .with_label(
+                                k.span,
+                                format!("cannot be applied by `{}`", route.to.value),
+                            )
+                            .with_help(supported_help(d.driver, k.value)),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    // Kinds that fall to the default (first) driver or have none: one diagnostic per kind.
+    let mut reported: BTreeMap<Kind, ()> = BTreeMap::new();
+    for r in &stack.resources {
+        let kind = r.address.kind;
+        if let Some(over) = &r.driver_override {
+            match platform.driver(&over.value) {
+                None => diags.push(
+                    Diagnostic::error(
+                        "unknown-driver",
+                        format!("{} names undeclared driver `{}`", r.address, over.value),
+                    )
+                    .with_label(over.span, "not declared in the platform")
+                    .with_help(unknown_driver(&over.value)),
+                ),
+                Some(d) if !d.driver.supports(kind) => diags.push(
+                    Diagnostic::error(
+                        "unsupported-kind",
+                        format!("driver `{}` does not support kind `{kind}`", over.value),
+                    )
+                    .with_label(over.span, format!("cannot apply {}", r.address))
+                    .with_help(supported_help(d.driver, kind)),
+                ),
+                Some(_) => {}
+            }
+            continue;
+        }
+        if platform
+            .routes
+            .iter()
+            .any(|route| route.kinds.iter().any(|k| k.value == kind))
+        {
+            continue; // the route is checked above
+        }
+        if reported.contains_key(&kind) {
+            continue;
+        }
+        match platform.drivers.first() {
+            None => {
+                reported.insert(kind, ());
+                diags.push(
+                    Diagnostic::error("no-driver", format!("no driver for kind `{kind}`"))
+                        .with_label(r.kind_span, "nothing can apply this")
+                        .with_label(platform.keyword_span, "the platform declares no driver")
+                        .with_help("declare one in the platform: `driver \"local\" { path \".platformd/rendered\" }`"),
+                );
+            }
+            Some(first) if !first.driver.supports(kind) => {
+                reported.insert(kind, ());
+                diags.push(
+                    Diagnostic::error(
+                        "unsupported-kind",
+                        format!("kind `{kind}` has no route and the default driver `{}` does not support it", first.driver.as_str()),
+                    )
+                    .with_label(r.kind_span, "no driver can apply this")
+                    .with_label(first.name_span, "the default driver (declared first)")
+                    .with_help(format!("route it: `route \"{kind}\" to=\"…\"` to a driver that supports it, such as `{}`", supporting_driver(kind))),
+                );
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+fn supported_help(driver: DriverType, kind: Kind) -> String {
+    let kinds: Vec<&str> = Kind::ALL
+        .iter()
+        .filter(|k| driver.supports(**k))
+        .map(|k| k.as_str())
+        .collect();
+    format!(
+        "`{}` supports {}; route `{kind}` to `{}` instead",
+        driver.as_str(),
+        kinds.join(", "),
+        supporting_driver(kind)
+    )
+}
+
+fn supporting_driver(kind: Kind) -> &'static str {
+    DriverType::ALL
+        .iter()
+        .rev()
+        .find(|d| d.supports(kind))
+        .map_or("local", |d| d.as_str())
+}
+
+fn check_references(
+    stack: &Stack,
+    addresses: &HashMap<Address, usize>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    // Candidates for "did you mean", by kind.
+    let mut by_kind: BTreeMap<Kind, Vec<String>> = BTreeMap::new();
+    for r in &stack.resources {
+        by_kind
+            .entry(r.address.kind)
+            .or_default()
+            .push(r.address.name.clone());
+    }
+    for r in &stack.resources {
+        for reference in &r.references {
+            let target = &reference.target;
+            let Some(&ti) = addresses.get(target) else {
+                let same_kind = by_kind
+                    .get(&target.kind)
+                    .map(|v| v.as_slice())
+                    .unwrap_or(&[]);
+                let suggestion =
+                    suggest::did_you_mean(&target.name, same_kind.iter().map(String::as_str))
+                        .map(|n| format!("{}/{n}", target.kind))
+                        .or_else(|| {
+                            // Right name, wrong kind?
+                            stack
+                                .resources
+                                .iter()
+                                .find(|o| o.address.name == target.name)
+                                .map(|o| o.address.to_string())
+                        });
+                let help = match suggestion {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!(
+                        "declare `{} \"{}\" {{ … }}` or fix the reference",
+                        target.kind, target.name
+                    ),
+                };
+                let what = if reference.via == EdgeVia::GpuPool {
+                    "gpu-pool"
+                } else {
+                    "resource"
+                };
+                diags.push(
+                    Diagnostic::error(
+                        "unknown-reference",
+                        format!("{} references {target}, which does not exist", r.address),
+                    )
+                    .with_label(reference.span, format!("no such {what}"))
+                    .with_help(help),
+                );
+                continue;
+            };
+            if !reference.allowed_kinds.is_empty()
+                && !reference.allowed_kinds.contains(&target.kind)
+            {
+                let kinds: Vec<&str> = reference.allowed_kinds.iter().map(|k| k.as_str()).collect();
+                diags.push(
+                    Diagnostic::error(
+                        "wrong-reference-kind",
+                        format!(
+                            "`{}` of {} cannot be a {}",
+                            reference.via, r.address, target.kind
+                        ),
+                    )
+                    .with_label(reference.span, format!("a {}", target.kind))
+                    .with_help(format!(
+                        "`{}` takes a {}",
+                        reference.via,
+                        kinds.join(", a ")
+                    )),
+                );
+            }
+            if let Some(output) = &reference.output {
+                let outputs = stack.resources[ti].address.kind.outputs();
+                if !outputs.contains(&output.as_str()) {
+                    diags.push(
+                        Diagnostic::error(
+                            "unknown-output",
+                            format!("{target} has no output `{output}`"),
+                        )
+                        .with_label(reference.span, "unknown output")
+                        .with_help(suggest::help_for(
+                            output,
+                            outputs,
+                            &format!("outputs of a {}", target.kind),
+                        )),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn check_cycles(stack: &Stack, diags: &mut Vec<Diagnostic>) {
+    let graph = Graph::from_stack(stack);
+    for cycle in graph.cycles() {
+        let mut path: Vec<String> = cycle
+            .iter()
+            .map(|(n, _)| graph.address(*n).to_string())
+            .collect();
+        path.push(path[0].clone());
+        let mut d = Diagnostic::error(
+            "dependency-cycle",
+            format!("dependency cycle: {}", path.join(" → ")),
+        );
+        for (i, (n, edge)) in cycle.iter().enumerate() {
+            let next = &path[i + 1];
+            if let Some(span) = edge.span {
+                d = d.with_label(
+                    span,
+                    format!("{} needs {next} ({})", graph.address(*n), edge.via),
+                );
+            }
+        }
+        diags.push(d.with_help("break the cycle: remove one of these references, or wire the value through a resource outside the loop"));
+    }
+}
+
+/// Endpoints that need more GPUs than their pool can ever have.
+fn check_gpu_capacity(stack: &Stack, diags: &mut Vec<Diagnostic>) {
+    let prices = crate::cost::PriceTable::new(stack);
+    for pool in &stack.resources {
+        let Spec::GpuPool(p) = &pool.spec else {
+            continue;
+        };
+        let Some((_, gpus_per_node)) = prices.instance(&p.instance_type) else {
+            continue;
+        };
+        if gpus_per_node == 0 {
+            continue;
+        }
+        let capacity = p.nodes.max * gpus_per_node;
+        let mut demand = 0u32;
+        let mut users = Vec::new();
+        for r in &stack.resources {
+            if let Spec::AiEndpoint(e) = &r.spec
+                && let Some(placement) = &e.gpu_pool
+                && placement.pool == pool.address.name
+            {
+                let replicas = e
+                    .autoscale
+                    .as_ref()
+                    .map_or(e.replicas, |a| a.max.max(e.replicas));
+                demand += placement.gpus * replicas;
+                users.push(r);
+            }
+        }
+        if demand > capacity {
+            let mut d = Diagnostic::warning(
+                "gpu-capacity",
+                format!(
+                    "endpoints on {} need {demand} GPUs but the pool has at most {capacity}",
+                    pool.address
+                ),
+            )
+            .with_label(
+                pool.name_span,
+                format!("at most {} nodes × {gpus_per_node} GPU", p.nodes.max),
+            );
+            for u in users {
+                d = d.with_label(u.name_span, "runs on this pool");
+            }
+            diags.push(
+                d.with_help("raise `nodes max=`, use a larger instance type, or lower replicas"),
+            );
+        }
+    }
+}
