@@ -247,7 +247,7 @@ pub fn plan(prior: &Snapshot, desired: &Snapshot, options: &PlanOptions) -> Plan
             driver: before.driver.clone(),
             team: before.team.clone(),
             action: Action::Delete,
-            reason,
+            reason: reason.to_string(),
             before: Some(before.spec.clone()),
             after: None,
             changed_paths: Vec::new(),
@@ -326,44 +326,29 @@ fn diff_resource(
             replacement_reason(after.kind, &c.path, c.before.as_ref(), c.after.as_ref());
     }
     let driver_moved = before.driver != after.driver;
-    let mut replace_reasons: Vec<String> = changes
-        .iter()
-        .filter_map(|c| {
-            c.forces_replacement
-                .as_ref()
-                .map(|r| format!("{}: {r}", c.path))
-        })
-        .collect();
+    let forcing: Vec<&str> =
+        changes.iter().filter(|c| c.forces_replacement.is_some()).map(|c| c.path.as_str()).collect();
+    let mut why: Vec<String> = Vec::new();
     if driver_moved {
-        replace_reasons.insert(
-            0,
-            format!(
-                "moves from driver `{}` to `{}`",
-                before.driver, after.driver
-            ),
-        );
+        why.push(format!("moves from driver `{}` to `{}`", before.driver, after.driver));
     }
-    let (action, reason) = if !replace_reasons.is_empty() {
-        (Action::Replace, replace_reasons.join("; "))
+    if !forcing.is_empty() {
+        let mut reasons: Vec<&str> = changes.iter().filter_map(|c| c.forces_replacement.as_deref()).collect();
+        reasons.dedup();
+        why.push(format!("{} forces replacement: {}", forcing.join(", "), reasons.join("; ")));
+    }
+    let (action, reason) = if !why.is_empty() {
+        (Action::Replace, why.join("; "))
     } else if !changes.is_empty() {
         (Action::Update, "update in place".to_string())
     } else if !ignored_paths.is_empty() {
-        (
-            Action::NoOp,
-            format!("only ignored fields changed ({})", ignored_paths.join(", ")),
-        )
+        (Action::NoOp, format!("only ignored fields changed ({})", ignored_paths.join(", ")))
     } else {
         (Action::NoOp, "unchanged".to_string())
     };
     // Replacing a protected resource destroys it (and its data) just like a delete does.
     let blocked = action == Action::Replace && before.protect && !allow.contains(address);
-    let reason = if blocked {
-        format!(
-            "{reason}; protected: replacement destroys it, pass --allow-destroy {address} to allow"
-        )
-    } else {
-        reason
-    };
+    let reason = if blocked { format!("{reason}; blocked: protected") } else { reason };
     ResourceChange {
         address: address.to_string(),
         kind: after.kind,

@@ -180,7 +180,7 @@ fn render_change_text(p: &Paint, r: &ResourceChange, out: &mut String) {
     let detail = match r.action {
         Action::Create => "will be created".to_string(),
         Action::Update => "will be updated in place".to_string(),
-        Action::Replace => format!("must be replaced ({})", r.reason),
+        Action::Replace => format!("must be replaced ({})", r.reason.trim_end_matches("; blocked: protected")),
         Action::Delete => "will be destroyed".to_string(),
         Action::NoOp => String::new(),
     };
@@ -189,7 +189,14 @@ fn render_change_text(p: &Paint, r: &ResourceChange, out: &mut String) {
         let _ = writeln!(
             out,
             "      {}",
-            p.c("1;31", &format!("BLOCKED: {}", r.reason))
+            p.c(
+                "1;31",
+                &format!(
+                    "BLOCKED: protected; {} destroys it. Allow with --allow-destroy {}",
+                    if r.action == Action::Delete { "deleting" } else { "replacing" },
+                    r.address
+                )
+            )
         );
     }
     match r.action {

@@ -1,0 +1,96 @@
+//! One fixture stack per diagnostic: `fixtures/diagnostics/<code>/` must produce a diagnostic
+//! with that code, and the rendered diagnostics (file, line, column, label, help) must match the
+//! snapshot `snapshots/diagnostics__<code>.snap`.
+
+use planner::diagnostic::Colour;
+use std::path::{Path, PathBuf};
+
+fn fixture_dirs() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/diagnostics");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .expect("fixtures exist")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+#[test]
+fn every_fixture_produces_its_diagnostic_at_the_snapshotted_location() {
+    let dirs = fixture_dirs();
+    assert!(dirs.len() >= 25, "expected a fixture per diagnostic, found {}", dirs.len());
+    for dir in dirs {
+        let code = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let analysis = planner::analyze_dir(&dir).expect("fixture readable");
+        assert!(
+            analysis.diagnostics.iter().any(|d| d.code == code),
+            "fixture {code} did not produce a `{code}` diagnostic; got: {:?}",
+            analysis.diagnostics.iter().map(|d| d.code).collect::<Vec<_>>()
+        );
+        // Warnings leave the stack valid; errors make it invalid.
+        let expected_error = analysis.diagnostics.iter().any(|d| d.code == code && d.is_error());
+        assert_eq!(analysis.has_errors(), expected_error, "fixture {code}");
+        let rendered = analysis.render_diagnostics(Colour::Never);
+        insta::assert_snapshot!(code.as_str(), rendered);
+    }
+}
+
+#[test]
+fn diagnostics_never_print_a_literal_secret() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/diagnostics/secret-literal");
+    let analysis = planner::analyze_dir(&dir).unwrap();
+    for colour in [Colour::Never, Colour::Always] {
+        let text = analysis.render_diagnostics(colour);
+        assert!(!text.contains("sk_live_"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+}
+
+#[test]
+fn all_problems_of_a_stack_are_reported_in_one_run() {
+    let files = vec![
+        planner::StackFile {
+            path: "platform.kdl".into(),
+            text: "platform \"p\" { driver \"local\" }\nteam \"core\"\n".into(),
+        },
+        planner::StackFile {
+            path: "a.kdl".into(),
+            text: "service \"a\" {\n    team \"nope\"\n    image \"ghcr.io/x/a:1\"\n    replica 2\n}\n".into(),
+        },
+        planner::StackFile { path: "b.kdl".into(), text: "topic \"B\" {\n    team \"core\"\n}\n".into() },
+        planner::StackFile { path: "c.kdl".into(), text: "bucket \"c\" {\n    team \"core\"\n    versioning \"yes\"\n}\n".into() },
+    ];
+    let analysis = planner::analyze(files);
+    let mut codes: Vec<&str> = analysis.diagnostics.iter().map(|d| d.code).collect();
+    codes.sort();
+    assert_eq!(codes, ["invalid-name", "undeclared-team", "unknown-field", "wrong-type"]);
+}
+
+#[test]
+fn a_syntax_error_in_one_file_does_not_hide_errors_in_others() {
+    let files = vec![
+        planner::StackFile { path: "platform.kdl".into(), text: "platform \"p\" { driver \"local\" }\n".into() },
+        planner::StackFile { path: "broken.kdl".into(), text: "team \"core\" {\n".into() },
+        planner::StackFile { path: "ok.kdl".into(), text: "topic \"t\" {\n    team \"core\"\n    partitions 0\n}\n".into() },
+    ];
+    let analysis = planner::analyze(files);
+    let codes: Vec<&str> = analysis.diagnostics.iter().map(|d| d.code).collect();
+    assert!(codes.contains(&"syntax-error"), "{codes:?}");
+    assert!(codes.contains(&"out-of-range"), "{codes:?}");
+    // The team may be declared in the broken file, so no dangling-team noise.
+    assert!(!codes.contains(&"undeclared-team"), "{codes:?}");
+}
+
+#[test]
+fn the_example_stack_validates_clean() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../platform-state-example");
+    let analysis = planner::analyze_dir(&dir).unwrap();
+    assert!(analysis.diagnostics.is_empty(), "{}", analysis.render_diagnostics(Colour::Never));
+    let stack = &analysis.stack;
+    assert!(stack.teams.len() >= 4);
+    assert!(stack.resources.len() >= 25);
+    for kind in planner::model::Kind::ALL {
+        assert!(stack.resources.iter().any(|r| r.address.kind == kind), "no {kind} in the example");
+    }
+}

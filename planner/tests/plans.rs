@@ -1,0 +1,176 @@
+//! Data-driven plan tests: `fixtures/plans/<name>/base/` is the prior state, `head/` the desired
+//! one, optional `allow-destroy.txt` lists allowed destroys. The text and Markdown renderings are
+//! snapshots; the JSON plan's actions are asserted per fixture below.
+
+use planner::plan::{Action, PlanOptions};
+use planner::{Plan, Snapshot};
+use std::path::Path;
+
+fn fixture(name: &str) -> Plan {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/plans").join(name);
+    let load = |part: &str| -> Option<Snapshot> {
+        let files = planner::load::read_dir(&dir.join(part)).unwrap();
+        if files.is_empty() {
+            return None;
+        }
+        let analysis = planner::analyze(files);
+        assert!(!analysis.has_errors(), "{name}/{part}: {}", analysis.render_diagnostics(planner::diagnostic::Colour::Never));
+        analysis.snapshot
+    };
+    let head = load("head").expect("head exists");
+    let base = load("base").unwrap_or_else(|| Snapshot::empty(&head.stack));
+    let allow_destroy = std::fs::read_to_string(dir.join("allow-destroy.txt"))
+        .map(|s| s.lines().map(str::to_string).collect())
+        .unwrap_or_default();
+    planner::plan::plan(&base, &head, &PlanOptions { allow_destroy, ..Default::default() })
+}
+
+fn actions(plan: &Plan) -> Vec<(String, Action)> {
+    plan.resources.iter().map(|r| (r.address.clone(), r.action)).collect()
+}
+
+fn snapshot_renderings(name: &str, plan: &Plan) {
+    insta::assert_snapshot!(format!("{name}.text"), planner::render::text(plan, false));
+    insta::assert_snapshot!(format!("{name}.md"), planner::render::markdown(plan, planner::render::MARKDOWN_LIMIT));
+}
+
+fn find<'a>(plan: &'a Plan, address: &str) -> &'a planner::plan::ResourceChange {
+    plan.resources.iter().find(|r| r.address == address).unwrap_or_else(|| panic!("{address} not in plan"))
+}
+
+#[test]
+fn create_update_delete_in_apply_order() {
+    let plan = fixture("create-update-delete");
+    snapshot_renderings("create-update-delete", &plan);
+    let a = actions(&plan);
+    let pos = |addr: &str| a.iter().position(|(x, _)| x == addr).unwrap();
+    assert_eq!(find(&plan, "service/api").action, Action::Update);
+    assert_eq!(find(&plan, "service/api").changed_paths, ["replicas", "env.LOG_LEVEL"]);
+    assert_eq!(find(&plan, "service/search").action, Action::Create);
+    assert_eq!(find(&plan, "topic/legacy-events").action, Action::Delete);
+    assert_eq!(find(&plan, "service/legacy-consumer").action, Action::Delete);
+    // Creates after their dependencies; deletes last, dependents first.
+    assert!(pos("topic/order-events") < pos("service/search"));
+    assert!(pos("database/orders-db") < pos("service/api"));
+    assert!(pos("service/legacy-consumer") < pos("topic/legacy-events"));
+    assert!(pos("service/search") < pos("service/legacy-consumer"));
+    assert_eq!((plan.summary.create, plan.summary.update, plan.summary.delete), (1, 1, 2));
+    assert_eq!(plan.exit_code(true), 2);
+    assert!(!plan.policy.blocked);
+}
+
+#[test]
+fn replacements_and_protected_resources_are_blocked_without_an_allow() {
+    let plan = fixture("replace-and-protected");
+    snapshot_renderings("replace-and-protected", &plan);
+    let db = find(&plan, "database/orders-db");
+    assert_eq!(db.action, Action::Replace);
+    assert!(db.blocked, "protected database replacement must be blocked");
+    assert_eq!(db.changes[0].path, "engine");
+    assert!(db.changes[0].forces_replacement.is_some());
+    let bucket = find(&plan, "bucket/uploads");
+    assert_eq!((bucket.action, bucket.blocked), (Action::Delete, true));
+    let topic = find(&plan, "topic/order-events");
+    assert_eq!(topic.action, Action::Replace, "fewer partitions forces replacement");
+    let pool = find(&plan, "gpu-pool/batch");
+    assert_eq!((pool.action, pool.blocked), (Action::Replace, false));
+    assert!(plan.policy.blocked);
+    assert_eq!(plan.policy.violations[0].policy, "protected-delete");
+    assert_eq!(plan.exit_code(false), 3);
+}
+
+#[test]
+fn allow_destroy_unblocks_named_resources() {
+    let plan = fixture("allowed-destroy");
+    assert!(!plan.policy.blocked, "{:?}", plan.policy);
+    assert_eq!(plan.summary.blocked, 0);
+    assert_eq!(plan.exit_code(true), 2);
+}
+
+#[test]
+fn budget_breach_blocks_and_names_team_budget_and_top_resources() {
+    let plan = fixture("budget-breach");
+    snapshot_renderings("budget-breach", &plan);
+    assert!(plan.policy.blocked);
+    let v = &plan.policy.violations[0];
+    assert_eq!(v.policy, "budget");
+    assert!(v.message.contains("team `ml`"), "{}", v.message);
+    assert!(v.message.contains("$2,000.00"), "{}", v.message);
+    assert!(v.message.contains("gpu-pool/l4"), "{}", v.message);
+    let ml = plan.cost.teams.iter().find(|t| t.team == "ml").unwrap();
+    assert!(ml.over_budget && ml.delta > 0.0);
+    // The pool's cost is split with the endpoint on it, never counted twice.
+    let total: f64 = plan.resources.iter().map(|r| r.cost.after).sum();
+    assert!((total - plan.cost.after).abs() < 0.01);
+    assert_eq!(plan.exit_code(true), 3);
+}
+
+#[test]
+fn ignored_fields_do_not_make_changes() {
+    let plan = fixture("ignore-changes");
+    let api = find(&plan, "service/api");
+    assert_eq!(api.action, Action::NoOp);
+    assert_eq!(api.ignored_paths, ["replicas"]);
+    assert_eq!(plan.exit_code(true), 0);
+}
+
+#[test]
+fn deletes_run_dependents_first() {
+    let plan = fixture("delete-order");
+    snapshot_renderings("delete-order", &plan);
+    let deletes: Vec<&str> =
+        plan.resources.iter().filter(|r| r.action == Action::Delete).map(|r| r.address.as_str()).collect();
+    let mut sorted = deletes.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["pipeline/events-to-db", "service/reader", "topic/order-events"]);
+    let pos = |a: &str| deletes.iter().position(|d| *d == a).unwrap();
+    assert!(pos("pipeline/events-to-db") < pos("topic/order-events"), "{deletes:?}");
+    assert!(!plan.policy.blocked, "reader declared protect #false, topics are unprotected");
+}
+
+#[test]
+fn no_changes_is_exit_zero_even_with_detailed_exitcode() {
+    let plan = fixture("no-changes");
+    snapshot_renderings("no-changes", &plan);
+    assert!(!plan.summary.has_changes);
+    assert_eq!(plan.exit_code(true), 0);
+}
+
+#[test]
+fn plan_from_empty_state_creates_everything_and_keeps_secrets_as_references() {
+    let plan = fixture("from-empty");
+    snapshot_renderings("from-empty", &plan);
+    assert!(plan.resources.iter().all(|r| r.action == Action::Create));
+    let json = planner::render::json(&plan);
+    assert!(json.contains("\"secret\": \"aws-sm:staging/api/stripe\""));
+    let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(parsed["format_version"], "1");
+    for key in ["address", "kind", "driver", "action", "reason", "before", "after", "changed_paths", "depends_on"] {
+        assert!(parsed["resources"][0].get(key).is_some(), "missing {key}");
+    }
+    for key in ["drift", "policy", "cost", "summary"] {
+        assert!(parsed.get(key).is_some(), "missing {key}");
+    }
+    // A saved plan round-trips.
+    let back: Plan = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, plan);
+}
+
+#[test]
+fn markdown_stays_under_the_comment_limit_and_says_it_was_truncated() {
+    let mut text = String::from("platform \"big\" {\n    driver \"local\"\n}\nteam \"t\"\n");
+    for i in 0..3000 {
+        text.push_str(&format!(
+            "service \"svc-{i}\" {{\n    team \"t\"\n    image \"ghcr.io/acme/svc-{i}:1.0.{i}\"\n    env \"A\" \"{}\"\n}}\n",
+            "x".repeat(40)
+        ));
+    }
+    let analysis = planner::analyze(vec![planner::StackFile { path: "platform.kdl".into(), text }]);
+    let snapshot = analysis.snapshot.expect("valid");
+    let plan = planner::plan::plan(&Snapshot::empty("big"), &snapshot, &PlanOptions::default());
+    let md = planner::render::markdown(&plan, planner::render::MARKDOWN_LIMIT);
+    assert!(md.chars().count() <= planner::render::MARKDOWN_LIMIT, "{}", md.len());
+    assert!(md.contains("Truncated"), "truncation must be noted");
+    assert!(md.starts_with("### platformd plan"));
+    assert!(md.contains("3000 to create"));
+}
