@@ -4,9 +4,11 @@ use crate::git::StackRepo;
 use crate::{ColorChoice, DiagnosticFormat, GraphFormat, PlanArgs, PlanFormat};
 use anyhow::{Context, Result, bail};
 use planner::diagnostic::{self, Colour};
+use planner::load::ParseCache;
 use planner::plan::{MadeAgainst, PlanOptions};
 use planner::{Analysis, Snapshot, StackFile};
 use std::io::IsTerminal;
+use std::io::Write as _;
 use std::path::Path;
 
 /// Whether to colour stdout and stderr.
@@ -60,9 +62,9 @@ fn display_root(stack: &Path) -> String {
     }
 }
 
-fn analyze(stack: &Path) -> Result<Analysis> {
+fn analyze(stack: &Path, cache: Option<&ParseCache>) -> Result<Analysis> {
     let files = planner::load::read_dir(stack)?;
-    let mut analysis = planner::analyze(files);
+    let mut analysis = planner::analyze_cached(files, cache);
     analysis
         .stack
         .sources
@@ -70,8 +72,8 @@ fn analyze(stack: &Path) -> Result<Analysis> {
     Ok(analysis)
 }
 
-fn analyze_files(files: Vec<StackFile>, root: &str) -> Analysis {
-    let mut analysis = planner::analyze(files);
+fn analyze_files(files: Vec<StackFile>, root: &str, cache: Option<&ParseCache>) -> Analysis {
+    let mut analysis = planner::analyze_cached(files, cache);
     analysis.stack.sources.set_display_root(root);
     analysis
 }
@@ -93,7 +95,7 @@ fn report(analysis: &Analysis, colours: Colours, context: Option<&str>) -> bool 
 }
 
 pub fn validate(stack: &Path, format: DiagnosticFormat, colours: Colours) -> Result<u8> {
-    let analysis = analyze(stack)?;
+    let analysis = analyze(stack, None)?;
     if format == DiagnosticFormat::Json {
         println!("{}", diagnostics_json(&analysis));
         return Ok(u8::from(analysis.has_errors()));
@@ -156,7 +158,7 @@ fn diagnostics_json(analysis: &Analysis) -> String {
 pub fn plan(args: &PlanArgs, colours: Colours) -> Result<u8> {
     let (desired, prior, made_against) = match &args.base {
         None => {
-            let head = analyze(&args.stack)?;
+            let head = analyze(&args.stack, None)?;
             if report(&head, colours, None) {
                 return Ok(1);
             }
@@ -172,12 +174,20 @@ pub fn plan(args: &PlanArgs, colours: Colours) -> Result<u8> {
         }
         Some(base_rev) => {
             let repo = StackRepo::discover(&args.stack)?;
+            // Base and head usually share most files: parse each distinct file once.
+            let cache = ParseCache::new();
             let (head, head_rev) = match &args.head {
                 Some(rev) => {
                     let at = repo.read(rev)?;
-                    (analyze_files(at.files, &repo.stack_path), at.commit)
+                    (
+                        analyze_files(at.files, &repo.stack_path, Some(&cache)),
+                        at.commit,
+                    )
                 }
-                None => (analyze(&args.stack)?, "working-tree".to_string()),
+                None => (
+                    analyze(&args.stack, Some(&cache))?,
+                    "working-tree".to_string(),
+                ),
             };
             if report(
                 &head,
@@ -191,7 +201,7 @@ pub fn plan(args: &PlanArgs, colours: Colours) -> Result<u8> {
             let prior = if base_at.files.is_empty() {
                 Snapshot::empty(&desired.stack)
             } else {
-                let base = analyze_files(base_at.files, &repo.stack_path);
+                let base = analyze_files(base_at.files, &repo.stack_path, Some(&cache));
                 if base.has_errors() {
                     eprint!("{}", base.render_diagnostics(diag_colour(colours)));
                     bail!(
@@ -228,7 +238,12 @@ pub fn plan(args: &PlanArgs, colours: Colours) -> Result<u8> {
         PlanFormat::Json => planner::render::json(&plan),
         PlanFormat::Markdown => planner::render::markdown(&plan, planner::render::MARKDOWN_LIMIT),
     };
-    print!("{rendered}");
+    // One write: stdout is line-buffered, and a 10,000-resource plan has a million lines.
+    std::io::stdout()
+        .lock()
+        .write_all(rendered.as_bytes())
+        .context("cannot write the plan to stdout")?;
+    drop(rendered);
     if let Some(out) = &args.out {
         std::fs::write(out, planner::render::json(&plan))
             .with_context(|| format!("cannot write plan to {}", out.display()))?;
@@ -247,7 +262,7 @@ pub fn graph(
     focus: Option<&str>,
     colours: Colours,
 ) -> Result<u8> {
-    let analysis = analyze(stack)?;
+    let analysis = analyze(stack, None)?;
     if report(&analysis, colours, None) {
         return Ok(1);
     }

@@ -4,7 +4,7 @@
 
 use crate::decode::fields::{cpu_millis, memory_bytes};
 use crate::diagnostic::Diagnostic;
-use crate::model::{Kind, Resource, Spec, Stack};
+use crate::model::{Resource, Spec, Stack};
 use std::collections::BTreeMap;
 
 pub const HOURS_PER_MONTH: f64 = 730.0;
@@ -123,6 +123,14 @@ pub fn estimate(stack: &Stack) -> (BTreeMap<String, f64>, Vec<Diagnostic>) {
     // GPU pools are reserved at their max nodes; endpoints placed on a pool are charged their
     // share (GPUs × replicas) and the pool keeps the unallocated rest, so the total is counted once.
     let mut pool_allocated: BTreeMap<&str, f64> = BTreeMap::new();
+    let pools: std::collections::HashMap<&str, &crate::model::GpuPoolSpec> = stack
+        .resources
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::GpuPool(p) => Some((r.address.name.as_str(), p)),
+            _ => None,
+        })
+        .collect();
     for r in &stack.resources {
         let usd = match &r.spec {
             Spec::Service(s) => compute_cost(
@@ -156,13 +164,8 @@ pub fn estimate(stack: &Stack) -> (BTreeMap<String, f64>, Vec<Diagnostic>) {
                         .as_ref()
                         .map_or(e.replicas, |a| a.min.max(e.replicas)) as f64;
                 if let Some(placement) = &e.gpu_pool {
-                    let pool = stack.resources.iter().find(|p| {
-                        p.address.kind == Kind::GpuPool && p.address.name == placement.pool
-                    });
-                    match pool.map(|p| &p.spec) {
-                        Some(Spec::GpuPool(pool_spec)) => match prices
-                            .instance(&pool_spec.instance_type)
-                        {
+                    match pools.get(placement.pool.as_str()) {
+                        Some(pool_spec) => match prices.instance(&pool_spec.instance_type) {
                             Some((hourly, gpus)) if gpus > 0 => {
                                 let factor = if pool_spec.capacity == "spot" {
                                     prices.rate("spot-factor")
@@ -242,7 +245,7 @@ pub fn format_usd(usd: f64) -> String {
     let dollars = (cents / 100).to_string();
     let mut grouped = String::new();
     for (i, c) in dollars.chars().enumerate() {
-        if i > 0 && (dollars.len() - i) % 3 == 0 {
+        if i > 0 && (dollars.len() - i).is_multiple_of(3) {
             grouped.push(',');
         }
         grouped.push(c);

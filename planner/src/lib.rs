@@ -48,7 +48,12 @@ impl Analysis {
 
 /// Parses, decodes, validates and snapshots a stack from its files.
 pub fn analyze(files: Vec<StackFile>) -> Analysis {
-    let parsed = load::parse_files(files);
+    analyze_cached(files, None)
+}
+
+/// [`analyze`], reusing syntax trees of files already in `cache`.
+pub fn analyze_cached(files: Vec<StackFile>, cache: Option<&load::ParseCache>) -> Analysis {
+    let parsed = load::parse_files_cached(files, cache);
     let mut diagnostics = parsed.diagnostics;
     let stack = validate::check(
         parsed.sources,

@@ -4,7 +4,76 @@
 use crate::decode::{self, Decoded};
 use crate::diagnostic::Diagnostic;
 use crate::source::{FileId, SourceFile, Sources};
+use crate::syntax::Node;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Syntax trees of files already parsed, keyed by their content, so each distinct file is
+/// parsed once: planning a base revision against a head that shares most files, or re-planning
+/// after a one-file edit. A hit compares the full text, so a hash collision cannot return the
+/// wrong tree. Only files that parse cleanly are kept.
+#[derive(Default)]
+pub struct ParseCache {
+    entries: Mutex<HashMap<u64, Vec<(Arc<str>, Arc<Vec<Node>>)>>>,
+    hits: AtomicUsize,
+    misses: AtomicUsize,
+}
+
+impl ParseCache {
+    pub fn new() -> ParseCache {
+        ParseCache::default()
+    }
+
+    fn key(text: &str) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        text.hash(&mut h);
+        h.finish()
+    }
+
+    fn get(&self, text: &str) -> Option<Arc<Vec<Node>>> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let found = entries
+            .get(&Self::key(text))?
+            .iter()
+            .find(|(t, _)| &**t == text)
+            .map(|(_, n)| n.clone());
+        drop(entries);
+        if found.is_some() {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        found
+    }
+
+    fn put(&self, text: &str, nodes: Arc<Vec<Node>>) {
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .entry(Self::key(text))
+            .or_default()
+            .push((Arc::from(text), nodes));
+    }
+
+    /// (hits, misses) so far.
+    pub fn stats(&self) -> (usize, usize) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Drops every entry whose text is not among `keep` (bounded memory for long-running use).
+    pub fn retain_texts<'t>(&self, keep: impl IntoIterator<Item = &'t str>) {
+        let keep: std::collections::HashSet<&str> = keep.into_iter().collect();
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        for list in entries.values_mut() {
+            list.retain(|(t, _)| keep.contains(&**t));
+        }
+        entries.retain(|_, list| !list.is_empty());
+    }
+}
 
 /// One stack file: its path relative to the stack root (`/`-separated) and its contents.
 #[derive(Debug, Clone)]
@@ -78,6 +147,11 @@ pub struct Parsed {
 }
 
 pub fn parse_files(files: Vec<StackFile>) -> Parsed {
+    parse_files_cached(files, None)
+}
+
+/// [`parse_files`], reusing and filling `cache`.
+pub fn parse_files_cached(files: Vec<StackFile>, cache: Option<&ParseCache>) -> Parsed {
     let mut sources = Sources::new();
     for f in files {
         sources.add(SourceFile::new(f.path, f.text));
@@ -88,7 +162,7 @@ pub fn parse_files(files: Vec<StackFile>) -> Parsed {
         .min(n.max(1));
     // Interleaved assignment balances files of similar size across workers.
     let results: Vec<(usize, Decoded, Vec<Diagnostic>, bool)> = if workers <= 1 || n < 2 {
-        (0..n).map(|i| parse_one(&sources, i)).collect()
+        (0..n).map(|i| parse_one(&sources, i, cache)).collect()
     } else {
         std::thread::scope(|scope| {
             let handles: Vec<_> = (0..workers)
@@ -97,7 +171,7 @@ pub fn parse_files(files: Vec<StackFile>) -> Parsed {
                     scope.spawn(move || {
                         (w..n)
                             .step_by(workers)
-                            .map(|i| parse_one(sources, i))
+                            .map(|i| parse_one(sources, i, cache))
                             .collect::<Vec<_>>()
                     })
                 })
@@ -126,15 +200,34 @@ pub fn parse_files(files: Vec<StackFile>) -> Parsed {
     }
 }
 
-fn parse_one(sources: &Sources, i: usize) -> (usize, Decoded, Vec<Diagnostic>, bool) {
+fn parse_one(
+    sources: &Sources,
+    i: usize,
+    cache: Option<&ParseCache>,
+) -> (usize, Decoded, Vec<Diagnostic>, bool) {
     let id = FileId(i as u32);
     let text = &sources.get(id).text;
-    match crate::syntax::parse(id, text) {
-        Ok(nodes) => {
-            let mut diags = Vec::new();
-            let decoded = decode::decode_nodes(&nodes, &mut diags);
-            (i, decoded, diags, false)
-        }
-        Err(diags) => (i, Decoded::default(), diags, true),
-    }
+    let cached = cache.and_then(|c| c.get(text));
+    let nodes = match cached {
+        Some(nodes) => nodes,
+        None => match crate::syntax::parse(id, text) {
+            Ok(nodes) => {
+                let nodes = Arc::new(nodes);
+                if let Some(c) = cache {
+                    c.put(text, nodes.clone());
+                }
+                nodes
+            }
+            Err(diags) => return (i, Decoded::default(), diags, true),
+        },
+    };
+    let mut diags = Vec::new();
+    // Cached trees may carry another file's id: spans are re-pointed while decoding.
+    let decoded = if nodes.first().is_some_and(|n| n.name.span.file != id) {
+        let remapped: Vec<Node> = nodes.iter().map(|n| n.with_file(id)).collect();
+        decode::decode_nodes(&remapped, &mut diags)
+    } else {
+        decode::decode_nodes(&nodes, &mut diags)
+    };
+    (i, decoded, diags, false)
 }

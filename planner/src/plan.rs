@@ -7,7 +7,7 @@
 use crate::cost::round_cents;
 use crate::graph::Graph;
 use crate::model::Kind;
-use crate::snapshot::{ResourceSnapshot, Snapshot};
+use crate::snapshot::{ResourceSnapshot, Snapshot, SpecJson};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -82,8 +82,9 @@ pub struct ResourceChange {
     pub team: String,
     pub action: Action,
     pub reason: String,
-    pub before: Option<Value>,
-    pub after: Option<Value>,
+    /// Specs are shared with the snapshots they came from, not copied.
+    pub before: Option<SpecJson>,
+    pub after: Option<SpecJson>,
     pub changed_paths: Vec<String>,
     /// Field-level detail of `changed_paths`, in the same order.
     pub changes: Vec<FieldChange>,
@@ -309,7 +310,15 @@ fn diff_resource(
     allow: &BTreeSet<&str>,
 ) -> ResourceChange {
     let mut changes = Vec::new();
-    diff_values("", Some(&before.spec), Some(&after.spec), &mut changes);
+    // Equal canonical text means equal specs: most resources of a large stack skip parsing.
+    if before.spec != after.spec {
+        diff_values(
+            "",
+            Some(&before.spec.value()),
+            Some(&after.spec.value()),
+            &mut changes,
+        );
+    }
     let mut ignored_paths = Vec::new();
     changes.retain(|c| {
         let ignored = after
@@ -326,29 +335,49 @@ fn diff_resource(
             replacement_reason(after.kind, &c.path, c.before.as_ref(), c.after.as_ref());
     }
     let driver_moved = before.driver != after.driver;
-    let forcing: Vec<&str> =
-        changes.iter().filter(|c| c.forces_replacement.is_some()).map(|c| c.path.as_str()).collect();
+    let forcing: Vec<&str> = changes
+        .iter()
+        .filter(|c| c.forces_replacement.is_some())
+        .map(|c| c.path.as_str())
+        .collect();
     let mut why: Vec<String> = Vec::new();
     if driver_moved {
-        why.push(format!("moves from driver `{}` to `{}`", before.driver, after.driver));
+        why.push(format!(
+            "moves from driver `{}` to `{}`",
+            before.driver, after.driver
+        ));
     }
     if !forcing.is_empty() {
-        let mut reasons: Vec<&str> = changes.iter().filter_map(|c| c.forces_replacement.as_deref()).collect();
+        let mut reasons: Vec<&str> = changes
+            .iter()
+            .filter_map(|c| c.forces_replacement.as_deref())
+            .collect();
         reasons.dedup();
-        why.push(format!("{} forces replacement: {}", forcing.join(", "), reasons.join("; ")));
+        why.push(format!(
+            "{} forces replacement: {}",
+            forcing.join(", "),
+            reasons.join("; ")
+        ));
     }
     let (action, reason) = if !why.is_empty() {
         (Action::Replace, why.join("; "))
     } else if !changes.is_empty() {
         (Action::Update, "update in place".to_string())
     } else if !ignored_paths.is_empty() {
-        (Action::NoOp, format!("only ignored fields changed ({})", ignored_paths.join(", ")))
+        (
+            Action::NoOp,
+            format!("only ignored fields changed ({})", ignored_paths.join(", ")),
+        )
     } else {
         (Action::NoOp, "unchanged".to_string())
     };
     // Replacing a protected resource destroys it (and its data) just like a delete does.
     let blocked = action == Action::Replace && before.protect && !allow.contains(address);
-    let reason = if blocked { format!("{reason}; blocked: protected") } else { reason };
+    let reason = if blocked {
+        format!("{reason}; blocked: protected")
+    } else {
+        reason
+    };
     ResourceChange {
         address: address.to_string(),
         kind: after.kind,

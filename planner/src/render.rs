@@ -180,7 +180,10 @@ fn render_change_text(p: &Paint, r: &ResourceChange, out: &mut String) {
     let detail = match r.action {
         Action::Create => "will be created".to_string(),
         Action::Update => "will be updated in place".to_string(),
-        Action::Replace => format!("must be replaced ({})", r.reason.trim_end_matches("; blocked: protected")),
+        Action::Replace => format!(
+            "must be replaced ({})",
+            r.reason.trim_end_matches("; blocked: protected")
+        ),
         Action::Delete => "will be destroyed".to_string(),
         Action::NoOp => String::new(),
     };
@@ -193,7 +196,11 @@ fn render_change_text(p: &Paint, r: &ResourceChange, out: &mut String) {
                 "1;31",
                 &format!(
                     "BLOCKED: protected; {} destroys it. Allow with --allow-destroy {}",
-                    if r.action == Action::Delete { "deleting" } else { "replacing" },
+                    if r.action == Action::Delete {
+                        "deleting"
+                    } else {
+                        "replacing"
+                    },
                     r.address
                 )
             )
@@ -203,7 +210,7 @@ fn render_change_text(p: &Paint, r: &ResourceChange, out: &mut String) {
         Action::Create => {
             let mut fields = Vec::new();
             if let Some(after) = &r.after {
-                leaves("", after, &mut fields);
+                leaves("", &after.value(), &mut fields);
             }
             let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
             for (k, v) in fields {
@@ -379,7 +386,7 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
             Action::Create => {
                 let mut fields = Vec::new();
                 if let Some(after) = &r.after {
-                    leaves("", after, &mut fields);
+                    leaves("", &after.value(), &mut fields);
                 }
                 for (k, v) in fields {
                     let _ = writeln!(d, "+ {k} = {v}");

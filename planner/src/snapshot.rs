@@ -4,8 +4,53 @@
 use crate::model::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+
+/// A canonical spec stored as compact JSON text: ten times smaller than a `serde_json::Value`
+/// tree, shared (not copied) between snapshots and plans, and equal specs compare as strings
+/// without parsing. Serialized inline as the JSON object it holds.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SpecJson(Arc<str>);
+
+impl SpecJson {
+    pub fn from_value(value: &serde_json::Value) -> SpecJson {
+        SpecJson(Arc::from(
+            serde_json::to_string(value).unwrap_or_else(|_| "null".into()),
+        ))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The spec as a JSON value (keys in canonical order).
+    pub fn value(&self) -> serde_json::Value {
+        serde_json::from_str(&self.0).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl std::fmt::Debug for SpecJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for SpecJson {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let raw: &serde_json::value::RawValue =
+            serde_json::from_str(&self.0).map_err(serde::ser::Error::custom)?;
+        raw.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for SpecJson {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Box::<serde_json::value::RawValue>::deserialize(d)?;
+        Ok(SpecJson(Arc::from(raw.get())))
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TeamInfo {
@@ -23,7 +68,7 @@ pub struct ResourceSnapshot {
     pub team: String,
     /// Canonical spec: `team`, `labels`, the kind's fields with defaults filled in, and
     /// `lifecycle` (`protect`, `drift`, `ignore-changes`). Keys are kebab-case, as in KDL.
-    pub spec: serde_json::Value,
+    pub spec: SpecJson,
     pub depends_on: Vec<String>,
     pub protect: bool,
     pub drift: DriftPolicy,
@@ -59,30 +104,7 @@ impl Snapshot {
             let drift = r.drift.unwrap_or(default_drift);
             let ignore_changes: Vec<String> =
                 r.ignore_changes.iter().map(|s| s.value.clone()).collect();
-            let mut spec = serde_json::Map::new();
-            spec.insert(
-                "team".into(),
-                r.team
-                    .as_ref()
-                    .map(|t| t.value.clone())
-                    .unwrap_or_default()
-                    .into(),
-            );
-            if !r.labels.is_empty() {
-                spec.insert(
-                    "labels".into(),
-                    serde_json::to_value(&r.labels).unwrap_or_default(),
-                );
-            }
-            if let serde_json::Value::Object(fields) =
-                serde_json::to_value(&r.spec).unwrap_or_default()
-            {
-                spec.extend(fields);
-            }
-            spec.insert(
-                "lifecycle".into(),
-                serde_json::json!({ "protect": r.protect, "drift": drift.as_str(), "ignore-changes": ignore_changes }),
-            );
+            let spec = canonical_spec(r, drift, &ignore_changes);
             let mut depends_on: Vec<String> =
                 r.references.iter().map(|x| x.target.to_string()).collect();
             depends_on.sort();
@@ -94,7 +116,7 @@ impl Snapshot {
                     name: r.address.name.clone(),
                     driver: stack.driver_for(r).unwrap_or_default(),
                     team: r.team.as_ref().map(|t| t.value.clone()).unwrap_or_default(),
-                    spec: serde_json::Value::Object(spec),
+                    spec,
                     depends_on,
                     protect: r.protect,
                     drift,
@@ -125,4 +147,48 @@ impl Snapshot {
             resources,
         }
     }
+}
+
+/// The canonical spec text of a resource: `team`, `labels` (when any), the kind's fields in
+/// declaration order, then `lifecycle`. Written directly as JSON text, without building a
+/// `serde_json::Value` tree, because snapshots of large stacks make many of them.
+fn canonical_spec(r: &Resource, drift: DriftPolicy, ignore_changes: &[String]) -> SpecJson {
+    #[derive(Serialize)]
+    #[serde(rename_all = "kebab-case")]
+    struct Lifecycle<'a> {
+        protect: bool,
+        drift: &'a str,
+        ignore_changes: &'a [String],
+    }
+    let team = r.team.as_ref().map_or("", |t| t.value.as_str());
+    let body = json(&r.spec);
+    let mut out = String::with_capacity(body.len() + 96);
+    out.push_str("{\"team\":");
+    out.push_str(&json(&team));
+    if !r.labels.is_empty() {
+        out.push_str(",\"labels\":");
+        out.push_str(&json(&r.labels));
+    }
+    // `body` is a JSON object: splice its members in.
+    let inner = body
+        .strip_prefix('{')
+        .and_then(|b| b.strip_suffix('}'))
+        .unwrap_or("");
+    if !inner.is_empty() {
+        out.push(',');
+        out.push_str(inner);
+    }
+    out.push_str(",\"lifecycle\":");
+    out.push_str(&json(&Lifecycle {
+        protect: r.protect,
+        drift: drift.as_str(),
+        ignore_changes,
+    }));
+    out.push('}');
+    SpecJson(Arc::from(out))
+}
+
+/// Compact JSON of a value whose serialization cannot fail (plain data, string keys).
+fn json<T: Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".to_string())
 }

@@ -9,13 +9,15 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 best = best.min(d[i - 2][j - 2] + 1);
             }
@@ -49,7 +51,7 @@ where
 }
 
 /// `did you mean `x`?` or a list of what is valid, for a help line.
-pub fn help_for<'a>(input: &str, candidates: &[&'a str], what: &str) -> String {
+pub fn help_for(input: &str, candidates: &[&str], what: &str) -> String {
     match did_you_mean(input, candidates.iter().copied()) {
         Some(s) => format!("did you mean `{s}`?"),
         None if candidates.len() <= 12 => {

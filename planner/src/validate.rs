@@ -398,6 +398,21 @@ fn check_cycles(stack: &Stack, diags: &mut Vec<Diagnostic>) {
 /// Endpoints that need more GPUs than their pool can ever have.
 fn check_gpu_capacity(stack: &Stack, diags: &mut Vec<Diagnostic>) {
     let prices = crate::cost::PriceTable::new(stack);
+    // GPU demand and users per pool, in one pass.
+    let mut demand: HashMap<&str, (u32, Vec<&Resource>)> = HashMap::new();
+    for r in &stack.resources {
+        if let Spec::AiEndpoint(e) = &r.spec
+            && let Some(placement) = &e.gpu_pool
+        {
+            let replicas = e
+                .autoscale
+                .as_ref()
+                .map_or(e.replicas, |a| a.max.max(e.replicas));
+            let entry = demand.entry(placement.pool.as_str()).or_default();
+            entry.0 += placement.gpus * replicas;
+            entry.1.push(r);
+        }
+    }
     for pool in &stack.resources {
         let Spec::GpuPool(p) = &pool.spec else {
             continue;
@@ -405,43 +420,28 @@ fn check_gpu_capacity(stack: &Stack, diags: &mut Vec<Diagnostic>) {
         let Some((_, gpus_per_node)) = prices.instance(&p.instance_type) else {
             continue;
         };
-        if gpus_per_node == 0 {
+        let Some((needed, users)) = demand.get(pool.address.name.as_str()) else {
+            continue;
+        };
+        let capacity = p.nodes.max * gpus_per_node;
+        if gpus_per_node == 0 || *needed <= capacity {
             continue;
         }
-        let capacity = p.nodes.max * gpus_per_node;
-        let mut demand = 0u32;
-        let mut users = Vec::new();
-        for r in &stack.resources {
-            if let Spec::AiEndpoint(e) = &r.spec
-                && let Some(placement) = &e.gpu_pool
-                && placement.pool == pool.address.name
-            {
-                let replicas = e
-                    .autoscale
-                    .as_ref()
-                    .map_or(e.replicas, |a| a.max.max(e.replicas));
-                demand += placement.gpus * replicas;
-                users.push(r);
-            }
+        let mut d = Diagnostic::warning(
+            "gpu-capacity",
+            format!(
+                "endpoints on {} need {needed} GPUs but the pool has at most {capacity}",
+                pool.address
+            ),
+        )
+        .with_label(
+            pool.name_span,
+            format!("at most {} nodes × {gpus_per_node} GPU", p.nodes.max),
+        );
+        for u in users {
+            d = d.with_label(u.name_span, "runs on this pool");
         }
-        if demand > capacity {
-            let mut d = Diagnostic::warning(
-                "gpu-capacity",
-                format!(
-                    "endpoints on {} need {demand} GPUs but the pool has at most {capacity}",
-                    pool.address
-                ),
-            )
-            .with_label(
-                pool.name_span,
-                format!("at most {} nodes × {gpus_per_node} GPU", p.nodes.max),
-            );
-            for u in users {
-                d = d.with_label(u.name_span, "runs on this pool");
-            }
-            diags.push(
-                d.with_help("raise `nodes max=`, use a larger instance type, or lower replicas"),
-            );
-        }
+        diags
+            .push(d.with_help("raise `nodes max=`, use a larger instance type, or lower replicas"));
     }
 }

@@ -19,17 +19,28 @@ fn fixture_dirs() -> Vec<PathBuf> {
 #[test]
 fn every_fixture_produces_its_diagnostic_at_the_snapshotted_location() {
     let dirs = fixture_dirs();
-    assert!(dirs.len() >= 25, "expected a fixture per diagnostic, found {}", dirs.len());
+    assert!(
+        dirs.len() >= 25,
+        "expected a fixture per diagnostic, found {}",
+        dirs.len()
+    );
     for dir in dirs {
         let code = dir.file_name().unwrap().to_string_lossy().into_owned();
         let analysis = planner::analyze_dir(&dir).expect("fixture readable");
         assert!(
             analysis.diagnostics.iter().any(|d| d.code == code),
             "fixture {code} did not produce a `{code}` diagnostic; got: {:?}",
-            analysis.diagnostics.iter().map(|d| d.code).collect::<Vec<_>>()
+            analysis
+                .diagnostics
+                .iter()
+                .map(|d| d.code)
+                .collect::<Vec<_>>()
         );
         // Warnings leave the stack valid; errors make it invalid.
-        let expected_error = analysis.diagnostics.iter().any(|d| d.code == code && d.is_error());
+        let expected_error = analysis
+            .diagnostics
+            .iter()
+            .any(|d| d.code == code && d.is_error());
         assert_eq!(analysis.has_errors(), expected_error, "fixture {code}");
         let rendered = analysis.render_diagnostics(Colour::Never);
         insta::assert_snapshot!(code.as_str(), rendered);
@@ -38,7 +49,8 @@ fn every_fixture_produces_its_diagnostic_at_the_snapshotted_location() {
 
 #[test]
 fn diagnostics_never_print_a_literal_secret() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/diagnostics/secret-literal");
+    let dir =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/diagnostics/secret-literal");
     let analysis = planner::analyze_dir(&dir).unwrap();
     for colour in [Colour::Never, Colour::Always] {
         let text = analysis.render_diagnostics(colour);
@@ -64,15 +76,32 @@ fn all_problems_of_a_stack_are_reported_in_one_run() {
     let analysis = planner::analyze(files);
     let mut codes: Vec<&str> = analysis.diagnostics.iter().map(|d| d.code).collect();
     codes.sort();
-    assert_eq!(codes, ["invalid-name", "undeclared-team", "unknown-field", "wrong-type"]);
+    assert_eq!(
+        codes,
+        [
+            "invalid-name",
+            "undeclared-team",
+            "unknown-field",
+            "wrong-type"
+        ]
+    );
 }
 
 #[test]
 fn a_syntax_error_in_one_file_does_not_hide_errors_in_others() {
     let files = vec![
-        planner::StackFile { path: "platform.kdl".into(), text: "platform \"p\" { driver \"local\" }\n".into() },
-        planner::StackFile { path: "broken.kdl".into(), text: "team \"core\" {\n".into() },
-        planner::StackFile { path: "ok.kdl".into(), text: "topic \"t\" {\n    team \"core\"\n    partitions 0\n}\n".into() },
+        planner::StackFile {
+            path: "platform.kdl".into(),
+            text: "platform \"p\" { driver \"local\" }\n".into(),
+        },
+        planner::StackFile {
+            path: "broken.kdl".into(),
+            text: "team \"core\" {\n".into(),
+        },
+        planner::StackFile {
+            path: "ok.kdl".into(),
+            text: "topic \"t\" {\n    team \"core\"\n    partitions 0\n}\n".into(),
+        },
     ];
     let analysis = planner::analyze(files);
     let codes: Vec<&str> = analysis.diagnostics.iter().map(|d| d.code).collect();
@@ -86,11 +115,18 @@ fn a_syntax_error_in_one_file_does_not_hide_errors_in_others() {
 fn the_example_stack_validates_clean() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../platform-state-example");
     let analysis = planner::analyze_dir(&dir).unwrap();
-    assert!(analysis.diagnostics.is_empty(), "{}", analysis.render_diagnostics(Colour::Never));
+    assert!(
+        analysis.diagnostics.is_empty(),
+        "{}",
+        analysis.render_diagnostics(Colour::Never)
+    );
     let stack = &analysis.stack;
     assert!(stack.teams.len() >= 4);
     assert!(stack.resources.len() >= 25);
     for kind in planner::model::Kind::ALL {
-        assert!(stack.resources.iter().any(|r| r.address.kind == kind), "no {kind} in the example");
+        assert!(
+            stack.resources.iter().any(|r| r.address.kind == kind),
+            "no {kind} in the example"
+        );
     }
 }

@@ -7,14 +7,20 @@ use planner::{Plan, Snapshot};
 use std::path::Path;
 
 fn fixture(name: &str) -> Plan {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/plans").join(name);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/plans")
+        .join(name);
     let load = |part: &str| -> Option<Snapshot> {
         let files = planner::load::read_dir(&dir.join(part)).unwrap();
         if files.is_empty() {
             return None;
         }
         let analysis = planner::analyze(files);
-        assert!(!analysis.has_errors(), "{name}/{part}: {}", analysis.render_diagnostics(planner::diagnostic::Colour::Never));
+        assert!(
+            !analysis.has_errors(),
+            "{name}/{part}: {}",
+            analysis.render_diagnostics(planner::diagnostic::Colour::Never)
+        );
         analysis.snapshot
     };
     let head = load("head").expect("head exists");
@@ -22,20 +28,36 @@ fn fixture(name: &str) -> Plan {
     let allow_destroy = std::fs::read_to_string(dir.join("allow-destroy.txt"))
         .map(|s| s.lines().map(str::to_string).collect())
         .unwrap_or_default();
-    planner::plan::plan(&base, &head, &PlanOptions { allow_destroy, ..Default::default() })
+    planner::plan::plan(
+        &base,
+        &head,
+        &PlanOptions {
+            allow_destroy,
+            ..Default::default()
+        },
+    )
 }
 
 fn actions(plan: &Plan) -> Vec<(String, Action)> {
-    plan.resources.iter().map(|r| (r.address.clone(), r.action)).collect()
+    plan.resources
+        .iter()
+        .map(|r| (r.address.clone(), r.action))
+        .collect()
 }
 
 fn snapshot_renderings(name: &str, plan: &Plan) {
     insta::assert_snapshot!(format!("{name}.text"), planner::render::text(plan, false));
-    insta::assert_snapshot!(format!("{name}.md"), planner::render::markdown(plan, planner::render::MARKDOWN_LIMIT));
+    insta::assert_snapshot!(
+        format!("{name}.md"),
+        planner::render::markdown(plan, planner::render::MARKDOWN_LIMIT)
+    );
 }
 
 fn find<'a>(plan: &'a Plan, address: &str) -> &'a planner::plan::ResourceChange {
-    plan.resources.iter().find(|r| r.address == address).unwrap_or_else(|| panic!("{address} not in plan"))
+    plan.resources
+        .iter()
+        .find(|r| r.address == address)
+        .unwrap_or_else(|| panic!("{address} not in plan"))
 }
 
 #[test]
@@ -45,16 +67,29 @@ fn create_update_delete_in_apply_order() {
     let a = actions(&plan);
     let pos = |addr: &str| a.iter().position(|(x, _)| x == addr).unwrap();
     assert_eq!(find(&plan, "service/api").action, Action::Update);
-    assert_eq!(find(&plan, "service/api").changed_paths, ["replicas", "env.LOG_LEVEL"]);
+    assert_eq!(
+        find(&plan, "service/api").changed_paths,
+        ["replicas", "env.LOG_LEVEL"]
+    );
     assert_eq!(find(&plan, "service/search").action, Action::Create);
     assert_eq!(find(&plan, "topic/legacy-events").action, Action::Delete);
-    assert_eq!(find(&plan, "service/legacy-consumer").action, Action::Delete);
+    assert_eq!(
+        find(&plan, "service/legacy-consumer").action,
+        Action::Delete
+    );
     // Creates after their dependencies; deletes last, dependents first.
     assert!(pos("topic/order-events") < pos("service/search"));
     assert!(pos("database/orders-db") < pos("service/api"));
     assert!(pos("service/legacy-consumer") < pos("topic/legacy-events"));
     assert!(pos("service/search") < pos("service/legacy-consumer"));
-    assert_eq!((plan.summary.create, plan.summary.update, plan.summary.delete), (1, 1, 2));
+    assert_eq!(
+        (
+            plan.summary.create,
+            plan.summary.update,
+            plan.summary.delete
+        ),
+        (1, 1, 2)
+    );
     assert_eq!(plan.exit_code(true), 2);
     assert!(!plan.policy.blocked);
 }
@@ -71,7 +106,11 @@ fn replacements_and_protected_resources_are_blocked_without_an_allow() {
     let bucket = find(&plan, "bucket/uploads");
     assert_eq!((bucket.action, bucket.blocked), (Action::Delete, true));
     let topic = find(&plan, "topic/order-events");
-    assert_eq!(topic.action, Action::Replace, "fewer partitions forces replacement");
+    assert_eq!(
+        topic.action,
+        Action::Replace,
+        "fewer partitions forces replacement"
+    );
     let pool = find(&plan, "gpu-pool/batch");
     assert_eq!((pool.action, pool.blocked), (Action::Replace, false));
     assert!(plan.policy.blocked);
@@ -118,14 +157,31 @@ fn ignored_fields_do_not_make_changes() {
 fn deletes_run_dependents_first() {
     let plan = fixture("delete-order");
     snapshot_renderings("delete-order", &plan);
-    let deletes: Vec<&str> =
-        plan.resources.iter().filter(|r| r.action == Action::Delete).map(|r| r.address.as_str()).collect();
+    let deletes: Vec<&str> = plan
+        .resources
+        .iter()
+        .filter(|r| r.action == Action::Delete)
+        .map(|r| r.address.as_str())
+        .collect();
     let mut sorted = deletes.clone();
     sorted.sort();
-    assert_eq!(sorted, ["pipeline/events-to-db", "service/reader", "topic/order-events"]);
+    assert_eq!(
+        sorted,
+        [
+            "pipeline/events-to-db",
+            "service/reader",
+            "topic/order-events"
+        ]
+    );
     let pos = |a: &str| deletes.iter().position(|d| *d == a).unwrap();
-    assert!(pos("pipeline/events-to-db") < pos("topic/order-events"), "{deletes:?}");
-    assert!(!plan.policy.blocked, "reader declared protect #false, topics are unprotected");
+    assert!(
+        pos("pipeline/events-to-db") < pos("topic/order-events"),
+        "{deletes:?}"
+    );
+    assert!(
+        !plan.policy.blocked,
+        "reader declared protect #false, topics are unprotected"
+    );
 }
 
 #[test]
@@ -142,10 +198,23 @@ fn plan_from_empty_state_creates_everything_and_keeps_secrets_as_references() {
     snapshot_renderings("from-empty", &plan);
     assert!(plan.resources.iter().all(|r| r.action == Action::Create));
     let json = planner::render::json(&plan);
-    assert!(json.contains("\"secret\": \"aws-sm:staging/api/stripe\""));
+    assert!(
+        json.contains("\"secret\":\"aws-sm:staging/api/stripe\""),
+        "{json}"
+    );
     let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(parsed["format_version"], "1");
-    for key in ["address", "kind", "driver", "action", "reason", "before", "after", "changed_paths", "depends_on"] {
+    for key in [
+        "address",
+        "kind",
+        "driver",
+        "action",
+        "reason",
+        "before",
+        "after",
+        "changed_paths",
+        "depends_on",
+    ] {
         assert!(parsed["resources"][0].get(key).is_some(), "missing {key}");
     }
     for key in ["drift", "policy", "cost", "summary"] {
@@ -165,11 +234,18 @@ fn markdown_stays_under_the_comment_limit_and_says_it_was_truncated() {
             "x".repeat(40)
         ));
     }
-    let analysis = planner::analyze(vec![planner::StackFile { path: "platform.kdl".into(), text }]);
+    let analysis = planner::analyze(vec![planner::StackFile {
+        path: "platform.kdl".into(),
+        text,
+    }]);
     let snapshot = analysis.snapshot.expect("valid");
     let plan = planner::plan::plan(&Snapshot::empty("big"), &snapshot, &PlanOptions::default());
     let md = planner::render::markdown(&plan, planner::render::MARKDOWN_LIMIT);
-    assert!(md.chars().count() <= planner::render::MARKDOWN_LIMIT, "{}", md.len());
+    assert!(
+        md.chars().count() <= planner::render::MARKDOWN_LIMIT,
+        "{}",
+        md.len()
+    );
     assert!(md.contains("Truncated"), "truncation must be noted");
     assert!(md.starts_with("### platformd plan"));
     assert!(md.contains("3000 to create"));

@@ -7,7 +7,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0 >> 33
     }
     fn below(&mut self, n: usize) -> usize {
@@ -16,8 +19,27 @@ impl Lcg {
 }
 
 const TOKENS: &[&str] = &[
-    "{", "}", "\"", "=", "#true", "-1", "9999999999999999999999999", "/", ".", "\n", "é", "\u{feff}", "(t)", "r#\"", ";",
-    "0x", "1e999", "#nan", "service", "depends-on \"service/a\"", "from=\"x/y.z\"",
+    "{",
+    "}",
+    "\"",
+    "=",
+    "#true",
+    "-1",
+    "9999999999999999999999999",
+    "/",
+    ".",
+    "\n",
+    "é",
+    "\u{feff}",
+    "(t)",
+    "r#\"",
+    ";",
+    "0x",
+    "1e999",
+    "#nan",
+    "service",
+    "depends-on \"service/a\"",
+    "from=\"x/y.z\"",
 ];
 
 fn mutate(text: &str, rng: &mut Lcg) -> String {
@@ -71,7 +93,11 @@ fn mutated_stacks_never_panic() {
             // Whatever the outcome, rendering and planning must not panic either.
             let _ = analysis.render_diagnostics(planner::diagnostic::Colour::Always);
             if let Some(snapshot) = &analysis.snapshot {
-                let plan = planner::plan::plan(&planner::Snapshot::empty("x"), snapshot, &Default::default());
+                let plan = planner::plan::plan(
+                    &planner::Snapshot::empty("x"),
+                    snapshot,
+                    &Default::default(),
+                );
                 let _ = planner::render::text(&plan, true);
                 let _ = planner::render::markdown(&plan, planner::render::MARKDOWN_LIMIT);
             }

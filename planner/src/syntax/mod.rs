@@ -69,13 +69,72 @@ pub struct Node {
 }
 
 impl Node {
+    /// A copy of this node with every span pointing into `file`.
+    pub fn with_file(&self, file: FileId) -> Node {
+        let re = |s: Span| Span { file, ..s };
+        Node {
+            name: Ident {
+                text: self.name.text.clone(),
+                span: re(self.name.span),
+            },
+            type_annotation: self.type_annotation.as_ref().map(|t| Ident {
+                text: t.text.clone(),
+                span: re(t.span),
+            }),
+            entry_annotations: self.entry_annotations.iter().map(|s| re(*s)).collect(),
+            args: self
+                .args
+                .iter()
+                .map(|a| Arg {
+                    value: a.value.clone(),
+                    span: re(a.span),
+                })
+                .collect(),
+            props: self
+                .props
+                .iter()
+                .map(|p| Prop {
+                    key: Ident {
+                        text: p.key.text.clone(),
+                        span: re(p.key.span),
+                    },
+                    value: p.value.clone(),
+                    value_span: re(p.value_span),
+                    span: re(p.span),
+                })
+                .collect(),
+            children: self.children.iter().map(|c| c.with_file(file)).collect(),
+            has_block: self.has_block,
+            span: re(self.span),
+        }
+    }
+
     pub fn prop(&self, key: &str) -> Option<&Prop> {
         self.props.iter().rev().find(|p| p.key.text == key)
     }
 }
 
+mod fast;
+
 /// Parses one file into its top-level nodes, or the syntax errors found in it.
+///
+/// The fast parser handles the subset of KDL stacks are written in; anything else, and every
+/// error, goes to the `kdl` crate, which is the reference for meaning and for messages.
 pub fn parse(file: FileId, text: &str) -> Result<Vec<Node>, Vec<Diagnostic>> {
+    match fast::parse(file, text) {
+        Some(nodes) => Ok(nodes),
+        None => parse_with_reference(file, text),
+    }
+}
+
+/// Only the fast parser; `None` where it defers. Exposed for the compliance tests.
+#[doc(hidden)]
+pub fn parse_fast(file: FileId, text: &str) -> Option<Vec<Node>> {
+    fast::parse(file, text)
+}
+
+/// Only the reference parser (the `kdl` crate).
+pub fn parse_with_reference(file: FileId, text: &str) -> Result<Vec<Node>, Vec<Diagnostic>> {
     match kdl::KdlDocument::parse_v2(text) {
         Ok(doc) => Ok(doc
             .nodes()

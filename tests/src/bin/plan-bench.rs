@@ -1,0 +1,233 @@
+//! Benchmark of `validate` and `plan` at several stack sizes (DESIGN §7).
+//!
+//! Runs the release `platformd` binary as a fresh process for every sample (cold: nothing is
+//! cached between runs), measuring wall time and peak RSS with `wait4`. Also times the
+//! in-process phases (read, parse+decode, validate, snapshot, plan, render) to show where time
+//! goes. Usage:
+//!
+//!     cargo build --release -p platformd -p platformd-test-support
+//!     $CARGO_TARGET_DIR/release/plan-bench [--runs N] [--sizes 1000,10000] [--platformd PATH]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Sample {
+    wall: Duration,
+    max_rss_kib: i64,
+    exit: i32,
+}
+
+/// Spawns the command, waits with `wait4` to read its peak RSS.
+fn run(cmd: &mut Command) -> Sample {
+    let start = Instant::now();
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn platformd");
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(rc, pid, "wait4 failed");
+    let wall = start.elapsed();
+    let exit = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    Sample {
+        wall,
+        max_rss_kib: usage.ru_maxrss,
+        exit,
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let ok = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "bench")
+        .env("GIT_AUTHOR_EMAIL", "bench@acme.example")
+        .env("GIT_COMMITTER_NAME", "bench")
+        .env("GIT_COMMITTER_EMAIL", "bench@acme.example")
+        .stdout(Stdio::null())
+        .status()
+        .expect("git")
+        .success();
+    assert!(ok, "git {args:?}");
+}
+
+fn main() {
+    let mut runs = 5usize;
+    let mut sizes = vec![1_000usize, 10_000];
+    let mut binary: Option<PathBuf> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--runs" => runs = args.next().and_then(|v| v.parse().ok()).expect("--runs N"),
+            "--sizes" => {
+                sizes = args
+                    .next()
+                    .expect("--sizes A,B")
+                    .split(',')
+                    .map(|s| s.parse().expect("size"))
+                    .collect()
+            }
+            "--platformd" => binary = args.next().map(PathBuf::from),
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    let binary = binary.unwrap_or_else(|| {
+        let me = std::env::current_exe().expect("current exe");
+        me.with_file_name("platformd")
+    });
+    assert!(
+        binary.exists(),
+        "{} not found; build it with cargo build --release -p platformd",
+        binary.display()
+    );
+
+    println!("platformd: {}", binary.display());
+    println!(
+        "cores: {}",
+        std::thread::available_parallelism().map_or(1, |p| p.get())
+    );
+    println!();
+    println!("| resources | files | bytes | command | median wall | min wall | peak RSS |");
+    println!("|---:|---:|---:|---|---:|---:|---:|");
+    let mut medians: Vec<(usize, Duration)> = Vec::new();
+    for &n in &sizes {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stack = dir.path().join("stack");
+        test_support::generate::write_stack(&stack, n, 42).expect("write stack");
+        let files = planner::load::read_dir(&stack).expect("read stack");
+        let bytes: usize = files.iter().map(|f| f.text.len()).sum();
+        let file_count = files.len();
+
+        // A git repository with the stack and a one-file change on top, for the PR flow.
+        git(dir.path(), &["init", "-q", "-b", "main"]);
+        git(dir.path(), &["add", "-A"]);
+        git(dir.path(), &["commit", "-q", "-m", "stack"]);
+        let edited = stack.join("team-0/part-03.kdl");
+        let text =
+            std::fs::read_to_string(&edited)
+                .expect("read")
+                .replacen("replicas 1", "replicas 2", 1);
+        std::fs::write(&edited, text).expect("write");
+        git(dir.path(), &["commit", "-q", "-am", "edit"]);
+
+        let commands: Vec<(&str, Vec<String>)> = vec![
+            (
+                "validate",
+                vec!["validate".into(), stack.display().to_string()],
+            ),
+            (
+                "plan --format json",
+                vec![
+                    "plan".into(),
+                    stack.display().to_string(),
+                    "--format".into(),
+                    "json".into(),
+                ],
+            ),
+            (
+                "plan --base HEAD~1 --head HEAD",
+                vec![
+                    "plan".into(),
+                    "stack".into(),
+                    "--base".into(),
+                    "HEAD~1".into(),
+                    "--head".into(),
+                    "HEAD".into(),
+                ],
+            ),
+        ];
+        for (label, cmd_args) in commands {
+            let mut walls = Vec::new();
+            let mut rss = 0;
+            for _ in 0..runs {
+                let s = run(Command::new(&binary)
+                    .args(&cmd_args)
+                    .current_dir(dir.path()));
+                assert!(s.exit == 0 || s.exit == 2, "{label} exited {}", s.exit);
+                walls.push(s.wall);
+                rss = rss.max(s.max_rss_kib);
+            }
+            let min = *walls.iter().min().expect("samples");
+            let med = median(walls);
+            if label.starts_with("plan --format") {
+                medians.push((n, med));
+            }
+            println!(
+                "| {n} | {file_count} | {bytes} | `platformd {label}` | {} | {} | {:.1} MiB |",
+                ms(med),
+                ms(min),
+                rss as f64 / 1024.0
+            );
+        }
+
+        // In-process phase breakdown (one run; the process numbers above are the bar).
+        let t = Instant::now();
+        let files = planner::load::read_dir(&stack).expect("read");
+        let read = t.elapsed();
+        let t = Instant::now();
+        let parsed = planner::load::parse_files(files);
+        let parse = t.elapsed();
+        let t = Instant::now();
+        let mut diags = parsed.diagnostics;
+        let st = planner::validate::check(
+            parsed.sources,
+            parsed.decoded,
+            parsed.syntax_errors,
+            &mut diags,
+        );
+        let validate = t.elapsed();
+        let t = Instant::now();
+        let (costs, _) = planner::cost::estimate(&st);
+        let snapshot = planner::Snapshot::from_stack(&st, &costs);
+        let snap = t.elapsed();
+        let t = Instant::now();
+        let plan = planner::plan::plan(
+            &planner::Snapshot::empty("x"),
+            &snapshot,
+            &Default::default(),
+        );
+        let planning = t.elapsed();
+        let t = Instant::now();
+        let json = planner::render::json(&plan);
+        let render = t.elapsed();
+        eprintln!(
+            "  {n}: read {} · parse+decode {} · validate+graph {} · snapshot+cost {} · plan {} · render json {} ({} bytes)",
+            ms(read),
+            ms(parse),
+            ms(validate),
+            ms(snap),
+            ms(planning),
+            ms(render),
+            json.len()
+        );
+    }
+    if let (Some((n1, t1)), Some((n2, t2))) = (medians.first(), medians.last())
+        && n2 > n1
+    {
+        println!();
+        println!(
+            "time ratio {n2}/{n1}: {:.1} (size ratio {:.0})",
+            t2.as_secs_f64() / t1.as_secs_f64(),
+            *n2 as f64 / *n1 as f64
+        );
+    }
+}
