@@ -15,9 +15,12 @@ use std::sync::{Arc, Mutex};
 /// parsed once: planning a base revision against a head that shares most files, or re-planning
 /// after a one-file edit. A hit compares the full text, so a hash collision cannot return the
 /// wrong tree. Only files that parse cleanly are kept.
+/// A file's text and its syntax tree.
+type CachedTree = (Arc<str>, Arc<Vec<Node>>);
+
 #[derive(Default)]
 pub struct ParseCache {
-    entries: Mutex<HashMap<u64, Vec<(Arc<str>, Arc<Vec<Node>>)>>>,
+    entries: Mutex<HashMap<u64, Vec<CachedTree>>>,
     hits: AtomicUsize,
     misses: AtomicUsize,
 }
