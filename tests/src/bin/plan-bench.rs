@@ -19,7 +19,10 @@ struct Sample {
 }
 
 /// Spawns the command, waits with `wait4` to read its peak RSS.
-#[allow(clippy::zombie_processes, reason = "the child is reaped by wait4 below")]
+#[allow(
+    clippy::zombie_processes,
+    reason = "the child is reaped by wait4 below"
+)]
 fn run(cmd: &mut Command) -> Sample {
     let start = Instant::now();
     let child = cmd
