@@ -155,24 +155,23 @@ fn diagnostics_json(analysis: &Analysis) -> String {
     serde_json::to_string_pretty(&doc).unwrap_or_default()
 }
 
-pub fn plan(args: &PlanArgs, colours: Colours) -> Result<u8> {
-    let (desired, prior, made_against) = match &args.base {
-        None => {
-            let head = analyze(&args.stack, None)?;
-            if report(&head, colours, None) {
-                return Ok(1);
-            }
-            let snapshot = head.snapshot.expect("valid stacks have a snapshot");
-            // Until the store exists, a plan without --base starts from nothing.
-            let prior = Snapshot::empty(&snapshot.stack);
-            let against = MadeAgainst {
-                base_revision: None,
-                head_revision: Some("working-tree".into()),
-                state_generation: None,
-            };
-            (snapshot, prior, against)
-        }
-        Some(base_rev) => {
+pub fn plan(args: &PlanArgs, state_dir: &Path, colours: Colours) -> Result<u8> {
+    let Some(base_rev) = &args.base else {
+        // Against the store's last applied state (from nothing when nothing was applied).
+        let plan = crate::state::plan_from_store(
+            &args.stack,
+            state_dir,
+            args.refresh,
+            args.allow_destroy.clone(),
+            colours,
+        )?;
+        return match plan {
+            Some(plan) => emit_plan(&plan, args, colours),
+            None => Ok(1),
+        };
+    };
+    let (desired, prior, made_against) = {
+        {
             let repo = StackRepo::discover(&args.stack)?;
             // Base and head usually share most files: parse each distinct file once.
             let cache = ParseCache::new();
@@ -233,10 +232,14 @@ pub fn plan(args: &PlanArgs, colours: Colours) -> Result<u8> {
         }
     }
     let plan = planner::plan::plan(&prior, &desired, &options);
+    emit_plan(&plan, args, colours)
+}
+
+fn emit_plan(plan: &planner::Plan, args: &PlanArgs, colours: Colours) -> Result<u8> {
     let rendered = match args.format {
-        PlanFormat::Text => planner::render::text(&plan, colours.stdout),
-        PlanFormat::Json => planner::render::json(&plan),
-        PlanFormat::Markdown => planner::render::markdown(&plan, planner::render::MARKDOWN_LIMIT),
+        PlanFormat::Text => planner::render::text(plan, colours.stdout),
+        PlanFormat::Json => planner::render::json(plan),
+        PlanFormat::Markdown => planner::render::markdown(plan, planner::render::MARKDOWN_LIMIT),
     };
     // One write: stdout is line-buffered, and a 10,000-resource plan has a million lines.
     std::io::stdout()
@@ -245,7 +248,7 @@ pub fn plan(args: &PlanArgs, colours: Colours) -> Result<u8> {
         .context("cannot write the plan to stdout")?;
     drop(rendered);
     if let Some(out) = &args.out {
-        std::fs::write(out, planner::render::json(&plan))
+        std::fs::write(out, planner::render::json(plan))
             .with_context(|| format!("cannot write plan to {}", out.display()))?;
         eprintln!("saved plan to {}", out.display());
     }

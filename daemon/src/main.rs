@@ -3,7 +3,10 @@
 //! `--detailed-exitcode`, 3 blocked by policy).
 
 mod commands;
+mod engine;
 mod git;
+mod state;
+mod store;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -19,8 +22,20 @@ pub struct Cli {
     /// Colour in output: auto uses colour only on a terminal (and honours NO_COLOR).
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
+    /// Where the store (SQLite) lives.
+    #[arg(long, global = true, value_name = "DIR", default_value = ".platformd")]
+    pub state_dir: PathBuf,
+    /// Log format on stderr; the level comes from PLATFORMD_LOG (default `warn`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -52,6 +67,72 @@ pub enum Command {
         #[arg(long, value_name = "ADDR")]
         focus: Option<String>,
     },
+    /// Apply a fresh plan of STACK, or a saved plan (`--plan FILE`).
+    Apply {
+        #[arg(default_value = ".")]
+        stack: PathBuf,
+        /// Apply this saved plan (refused as stale if the store moved since it was made).
+        #[arg(long, value_name = "FILE")]
+        plan: Option<PathBuf>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        auto_approve: bool,
+        /// Driver calls in flight at once (also the per-driver limit).
+        #[arg(long, default_value_t = 8)]
+        parallelism: usize,
+        /// Allow deleting or replacing a protected resource.
+        #[arg(long, value_name = "ADDR", num_args = 1..)]
+        allow_destroy: Vec<String>,
+        /// Observe live state first and also correct drift (drift policy `correct`).
+        #[arg(long)]
+        refresh: bool,
+        /// Wait this long for another applier to finish (e.g. `30s`, `5m`).
+        #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+        lock_timeout: std::time::Duration,
+    },
+    /// Observe live state and report drift, missing and orphaned resources.
+    Drift {
+        #[arg(default_value = ".")]
+        stack: PathBuf,
+        /// Exit 2 when anything is found.
+        #[arg(long)]
+        detailed_exitcode: bool,
+        #[arg(long, value_enum, default_value_t = DiagnosticFormat::Text)]
+        format: DiagnosticFormat,
+    },
+    /// List applied revisions (applies, rollbacks), newest last.
+    History {
+        #[arg(long, value_enum, default_value_t = DiagnosticFormat::Text)]
+        format: DiagnosticFormat,
+    },
+    /// Roll back to an applied revision (plan shown first) and pin the stack there.
+    Rollback {
+        /// A revision id (or a unique prefix) from `platformd history`.
+        revision: String,
+        #[arg(long)]
+        auto_approve: bool,
+        #[arg(long, default_value_t = 8)]
+        parallelism: usize,
+        #[arg(long, value_name = "ADDR", num_args = 1..)]
+        allow_destroy: Vec<String>,
+        #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+        lock_timeout: std::time::Duration,
+    },
+    /// End a rollback pin: the next apply follows the stack again.
+    Resume,
+}
+
+/// `90s`, `5m`, `1h30m`, `0s`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    if s == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    if !planner::decode::fields::is_duration(s) {
+        return Err(format!("`{s}` is not a duration like 30s, 5m or 1h30m"));
+    }
+    Ok(std::time::Duration::from_secs(
+        planner::decode::fields::duration_seconds(s),
+    ))
 }
 
 #[derive(clap::Args)]
@@ -76,6 +157,9 @@ pub struct PlanArgs {
     /// Allow deleting or replacing a protected resource.
     #[arg(long, value_name = "ADDR", num_args = 1..)]
     pub allow_destroy: Vec<String>,
+    /// Observe live state first: report drift and plan its correction.
+    #[arg(long, conflicts_with = "base")]
+    pub refresh: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -99,15 +183,66 @@ pub enum DiagnosticFormat {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging(cli.log_format);
     let colour = commands::colour_enabled(cli.color);
+    let state_dir = cli.state_dir;
     let result = match cli.command {
         Command::Validate { stack, format } => commands::validate(&stack, format, colour),
-        Command::Plan(args) => commands::plan(&args, colour),
+        Command::Plan(args) => commands::plan(&args, &state_dir, colour),
         Command::Graph {
             stack,
             format,
             focus,
         } => commands::graph(&stack, format, focus.as_deref(), colour),
+        Command::Apply {
+            stack,
+            plan,
+            auto_approve,
+            parallelism,
+            allow_destroy,
+            refresh,
+            lock_timeout,
+        } => state::apply(
+            state::ApplyArgs {
+                stack: &stack,
+                plan_file: plan.as_deref(),
+                state_dir: &state_dir,
+                auto_approve,
+                parallelism,
+                allow_destroy,
+                lock_timeout,
+                refresh,
+            },
+            colour,
+        ),
+        Command::Drift {
+            stack,
+            detailed_exitcode,
+            format,
+        } => state::drift(
+            &stack,
+            &state_dir,
+            detailed_exitcode,
+            format == DiagnosticFormat::Json,
+            colour,
+        ),
+        Command::History { format } => state::history(&state_dir, format == DiagnosticFormat::Json),
+        Command::Rollback {
+            revision,
+            auto_approve,
+            parallelism,
+            allow_destroy,
+            lock_timeout,
+        } => state::rollback(
+            &revision,
+            &state_dir,
+            auto_approve,
+            parallelism,
+            allow_destroy,
+            lock_timeout,
+            colour,
+        ),
+        Command::Resume => state::resume(&state_dir),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -120,4 +255,22 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+fn init_logging(format: LogFormat) {
+    use std::str::FromStr;
+    let level = std::env::var("PLATFORMD_LOG").unwrap_or_else(|_| "warn".into());
+    let filter = tracing_subscriber::filter::Targets::from_str(&level).unwrap_or_else(|_| {
+        tracing_subscriber::filter::Targets::new().with_default(tracing::Level::WARN)
+    });
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let registry = tracing_subscriber::registry().with(filter);
+    let _ = match format {
+        LogFormat::Json => registry.with(fmt.json()).try_init(),
+        LogFormat::Text => registry.with(fmt).try_init(),
+    };
 }

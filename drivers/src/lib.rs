@@ -1,1 +1,136 @@
+//! The driver contract and its implementations.
+//!
+//! A driver makes resources of some kinds exist in one system (a directory, a Kubernetes
+//! cluster, an AWS account). The contract (`docs/DRIVERS.md`) is built for remote systems:
+//!
+//! - async throughout; a driver is shared by concurrent apply tasks (`Send + Sync`);
+//! - [`Driver::observe`] lists everything the driver owns for a set of kinds in a few calls
+//!   (one list per kind, filtered by the ownership label), never one call per resource;
+//! - [`Driver::change_mode`] gives a per-field verdict: in place or replacement;
+//! - [`Driver::apply`] is idempotent (create-or-update to the desired state, safe to repeat
+//!   after a crash) and returns the resource's outputs;
+//! - [`Driver::wait_ready`] waits for slow operations with a timeout;
+//! - errors say whether they are retryable ([`DriverError::retryable`]).
 
+pub mod drift;
+#[cfg(feature = "local")]
+pub mod local;
+pub mod render;
+
+use async_trait::async_trait;
+use planner::model::Kind;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Outputs a resource publishes once applied (`url`, `host`, `arn`, …).
+pub type Outputs = BTreeMap<String, String>;
+
+/// Ownership label every driver puts on what it creates.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY_VALUE: &str = "platformd";
+pub const STACK_LABEL: &str = "platformd.dev/stack";
+pub const ADDRESS_ANNOTATION: &str = "platformd.dev/address";
+
+/// What a driver is asked to make true for one resource.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DesiredResource {
+    pub stack: String,
+    pub address: String,
+    pub kind: Kind,
+    pub name: String,
+    /// The canonical spec (see `docs/PLAN_FORMAT.md`).
+    pub spec: serde_json::Value,
+    /// Wired values, resolved from the outputs of applied dependencies: env name → value.
+    pub wired: BTreeMap<String, String>,
+}
+
+impl DesiredResource {
+    pub fn team(&self) -> &str {
+        self.spec.get("team").and_then(|t| t.as_str()).unwrap_or("")
+    }
+}
+
+/// A resource as the driver found it in the world.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObservedResource {
+    pub address: String,
+    pub kind: Kind,
+    pub name: String,
+    /// The live document, in the same shape as [`Driver::expected`] returns.
+    pub live: serde_json::Value,
+    pub outputs: Outputs,
+}
+
+/// Whether a field can change in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeMode {
+    InPlace,
+    Replace(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct DriverError {
+    pub message: String,
+    /// A retry may succeed (a timeout, throttling, a conflict); the engine backs off and retries.
+    pub retryable: bool,
+}
+
+impl DriverError {
+    pub fn retryable(message: impl Into<String>) -> DriverError {
+        DriverError {
+            message: message.into(),
+            retryable: true,
+        }
+    }
+
+    pub fn permanent(message: impl Into<String>) -> DriverError {
+        DriverError {
+            message: message.into(),
+            retryable: false,
+        }
+    }
+}
+
+#[async_trait]
+pub trait Driver: Send + Sync {
+    /// The name routes use (`local`, `kubernetes`, `aws`).
+    fn name(&self) -> &str;
+
+    fn supports(&self, kind: Kind) -> bool;
+
+    /// Everything this driver owns for `stack` among `kinds`, found by ownership label.
+    async fn observe(
+        &self,
+        stack: &str,
+        kinds: &[Kind],
+    ) -> Result<Vec<ObservedResource>, DriverError>;
+
+    /// What [`ObservedResource::live`] should be once `desired` is applied: the fields the
+    /// driver manages. Drift is any difference on these fields.
+    fn expected(&self, desired: &DesiredResource) -> Result<serde_json::Value, DriverError>;
+
+    /// Paths of the live document that a spec field renders to, for `ignore-changes`.
+    fn live_paths(&self, kind: Kind, field: &str) -> Vec<String>;
+
+    /// Per-field verdict beyond the planner's rules; `InPlace` unless the system forbids it.
+    fn change_mode(&self, _kind: Kind, _path: &str) -> ChangeMode {
+        ChangeMode::InPlace
+    }
+
+    /// Create or update `desired`; idempotent. Returns the resource's outputs.
+    async fn apply(&self, desired: &DesiredResource) -> Result<Outputs, DriverError>;
+
+    /// Waits until the resource is ready to be used by its dependents.
+    async fn wait_ready(
+        &self,
+        _desired: &DesiredResource,
+        _timeout: Duration,
+    ) -> Result<(), DriverError> {
+        Ok(())
+    }
+
+    /// Deletes the resource; deleting what does not exist succeeds.
+    async fn delete(&self, stack: &str, kind: Kind, name: &str) -> Result<(), DriverError>;
+}

@@ -149,7 +149,13 @@ pub struct DriftFinding {
     pub address: String,
     /// `drifted`, `missing` or `orphan`.
     pub status: String,
+    /// The resource's drift policy; `None` for orphans (not declared, so no policy).
+    pub policy: Option<crate::model::DriftPolicy>,
+    /// Paths of the live document that differ from what was applied.
     pub changed_paths: Vec<String>,
+    /// Per path: `before` is what was applied, `after` what is live.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<FieldChange>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -165,9 +171,48 @@ pub struct Plan {
     pub drift: Vec<DriftFinding>,
     pub policy: PolicyReport,
     pub cost: CostReport,
+    /// The drivers (and settings) the desired state is applied with.
+    #[serde(default)]
+    pub drivers: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl Plan {
+    /// Marks no-op resources that drifted (with policy `correct`) as updates that correct the
+    /// drift, and records every finding. Used by `plan --refresh` and drift correction.
+    pub fn merge_drift(&mut self, findings: Vec<DriftFinding>) {
+        for f in &findings {
+            let correct = f.policy == Some(crate::model::DriftPolicy::Correct);
+            let Some(r) = self.resources.iter_mut().find(|r| r.address == f.address) else {
+                continue;
+            };
+            if !correct || r.action != Action::NoOp {
+                continue;
+            }
+            r.action = Action::Update;
+            r.reason = match f.status.as_str() {
+                "missing" => "missing: deleted outside platformd; re-created".to_string(),
+                _ => format!("drifted: corrects {}", f.changed_paths.join(", ")),
+            };
+            r.changed_paths = f.changed_paths.clone();
+            r.changes = f
+                .changes
+                .iter()
+                .map(|c| FieldChange {
+                    path: c.path.clone(),
+                    before: c.after.clone(),
+                    after: c.before.clone(),
+                    forces_replacement: None,
+                })
+                .collect();
+            self.summary.update += 1;
+            self.summary.no_op -= 1;
+        }
+        self.summary.has_changes =
+            self.summary.create + self.summary.update + self.summary.replace + self.summary.delete
+                > 0;
+        self.drift = findings;
+    }
+
     /// Exit code for `--detailed-exitcode` semantics: 3 blocked, 2 changes, 0 nothing to do.
     pub fn exit_code(&self, detailed: bool) -> i32 {
         if self.policy.blocked {
@@ -289,6 +334,7 @@ pub fn plan(prior: &Snapshot, desired: &Snapshot, options: &PlanOptions) -> Plan
         drift: Vec::new(),
         policy,
         cost,
+        drivers: desired.drivers.clone(),
     }
 }
 

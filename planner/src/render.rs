@@ -179,6 +179,9 @@ fn render_change_text(p: &Paint, r: &ResourceChange, out: &mut String) {
     let head = format!("{:>3} {}", r.action.marker(), r.address);
     let detail = match r.action {
         Action::Create => "will be created".to_string(),
+        Action::Update if r.reason != "update in place" => {
+            format!("will be updated in place ({})", r.reason)
+        }
         Action::Update => "will be updated in place".to_string(),
         Action::Replace => format!(
             "must be replaced ({})",

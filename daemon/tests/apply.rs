@@ -1,0 +1,570 @@
+//! Apply, store, drift, history and rollback, end to end through the `platformd` binary with the
+//! embedded local driver.
+
+mod support;
+
+use support::{PLATFORM, Workspace, kubernetes_validate};
+
+fn db(name: &str, protect: &str) -> String {
+    format!(
+        "database \"{name}\" {{\n    team \"web\"\n    engine \"postgres\"\n    size \"db.t4g.medium\"\n{protect}}}\n"
+    )
+}
+
+fn topic(name: &str, partitions: u32) -> String {
+    format!("topic \"{name}\" {{\n    team \"web\"\n    partitions {partitions}\n}}\n")
+}
+
+fn service(name: &str, replicas: u32, extra: &str) -> String {
+    format!(
+        "service \"{name}\" {{\n    team \"web\"\n    image \"ghcr.io/acme/{name}:1.0.0\"\n    replicas {replicas}\n    port 8080\n{extra}}}\n"
+    )
+}
+
+#[test]
+fn example_applies_from_empty_then_plans_clean_with_valid_manifests_and_wired_outputs() {
+    let ws = Workspace::new();
+    ws.copy_example();
+    let run = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stdout
+            .contains("Apply succeeded: 29 applied, 0 failed, 0 skipped."),
+        "{}",
+        run.stdout
+    );
+    let plan = ws.run(&["plan", "stack", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+    assert!(
+        plan.stdout.contains("no changes, 29 unchanged"),
+        "{}",
+        plan.stdout
+    );
+    // One directory per kind, every file owned by platformd.
+    for kind in [
+        "service",
+        "database",
+        "bucket",
+        "topic",
+        "pipeline",
+        "gpu-pool",
+        "ai-endpoint",
+    ] {
+        assert!(ws.rendered(kind).is_dir(), "{kind}");
+    }
+    let checkout = ws.read_rendered("service/checkout-api.yaml");
+    assert!(
+        checkout.contains("app.kubernetes.io/managed-by: platformd"),
+        "{checkout}"
+    );
+    // Output wiring: the database's url, resolved when the service was applied.
+    assert!(
+        checkout.contains(
+            "value: postgres://orders_db_app@orders-db.acme-prod.db.internal:5432/orders_db"
+        ),
+        "{checkout}"
+    );
+    // Secrets stay references.
+    assert!(
+        checkout.contains("remoteRef:\n      key: prod/checkout/stripe"),
+        "{checkout}"
+    );
+    let db = ws.read_rendered("database/orders-db.yaml");
+    assert!(
+        db.contains("apiVersion: platformd.dev/v1") && db.contains("kind: Database"),
+        "{db}"
+    );
+    let valid = kubernetes_validate(&ws.path().join(".platformd/rendered"));
+    assert_eq!(valid.code, 0, "{}", valid.all());
+    assert!(!valid.all().contains("ERROR"), "{}", valid.all());
+}
+
+#[test]
+fn updates_replacements_and_deletes_in_reverse_dependency_order() {
+    let ws = Workspace::new();
+    let pipeline = "pipeline \"p\" {\n    team \"web\"\n    source \"topic/t2\"\n    sink \"database/db\" table=\"x\"\n    image \"ghcr.io/acme/p:1.0.0\"\n}\n";
+    let consumer = service(
+        "consumer",
+        1,
+        "    env \"EVENTS\" from=\"topic/t2.bootstrap-servers\"\n",
+    );
+    ws.stack(&[
+        ("platform.kdl", PLATFORM),
+        (
+            "a.kdl",
+            &format!(
+                "{}{}{}{}{}{}",
+                db("db", "    protect #false\n"),
+                topic("t", 6),
+                topic("t2", 1),
+                service("api", 2, "    env \"DB\" from=\"database/db.url\"\n"),
+                pipeline,
+                consumer
+            ),
+        ),
+    ]);
+    assert_eq!(ws.run(&["apply", "stack", "--auto-approve"]).code, 0);
+    ws.stack(&[
+        ("platform.kdl", PLATFORM),
+        (
+            "a.kdl",
+            &format!(
+                "{}{}{}",
+                db("db", "    protect #false\n"),
+                topic("t", 3),
+                service("api", 5, "    env \"DB\" from=\"database/db.url\"\n")
+            ),
+        ),
+    ]);
+    let run = ws.run(&["apply", "stack", "--auto-approve", "--parallelism", "4"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(run.stdout.contains("~ service/api"), "{}", run.stdout);
+    assert!(run.stdout.contains("-/+ topic/t"), "{}", run.stdout);
+    assert!(ws.read_rendered("service/api.yaml").contains("replicas: 5"));
+    assert!(ws.read_rendered("topic/t.yaml").contains("partitions: 3"));
+    // Dependents are deleted before what they depended on.
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    let pos = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.starts_with(needle))
+            .unwrap_or_else(|| panic!("{needle} in {}", run.stderr))
+    };
+    assert!(
+        pos("pipeline/p: deleted") < pos("topic/t2: deleted"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        pos("service/consumer: deleted") < pos("topic/t2: deleted"),
+        "{}",
+        run.stderr
+    );
+    assert!(!ws.rendered("topic/t2.yaml").exists());
+    assert_eq!(ws.run(&["plan", "stack", "--detailed-exitcode"]).code, 0);
+}
+
+#[test]
+fn protected_deletes_are_blocked_until_allowed() {
+    let ws = Workspace::new();
+    ws.stack(&[("platform.kdl", PLATFORM), ("a.kdl", &db("orders", ""))]);
+    assert_eq!(ws.run(&["apply", "stack", "--auto-approve"]).code, 0);
+    ws.stack(&[("platform.kdl", PLATFORM)]);
+    let run = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(run.code, 3, "{}", run.all());
+    assert!(
+        run.stdout
+            .contains("BLOCKED: protected; deleting destroys it"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        ws.rendered("database/orders.yaml").exists(),
+        "nothing may be deleted"
+    );
+    let run = ws.run(&[
+        "apply",
+        "stack",
+        "--auto-approve",
+        "--allow-destroy",
+        "database/orders",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(!ws.rendered("database/orders.yaml").exists());
+}
+
+#[test]
+fn a_failure_skips_its_dependents_and_independent_branches_go_on() {
+    let mut ws = Workspace::new();
+    ws.stack(&[
+        ("platform.kdl", PLATFORM),
+        (
+            "a.kdl",
+            &format!(
+                "{}{}{}{}",
+                db("bad", ""),
+                service("x", 1, "    env \"DB\" from=\"database/bad.url\"\n"),
+                service("y", 1, "    depends-on \"service/x\"\n"),
+                service("z", 1, "")
+            ),
+        ),
+    ]);
+    ws.env.push((
+        "PLATFORMD_LOCAL_FAULTS".into(),
+        "database/bad=permanent".into(),
+    ));
+    let run = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.stdout
+            .contains("Apply partial: 1 applied, 1 failed, 2 skipped."),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr
+            .contains("failed: database/bad: injected permanent fault"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("skipped: service/x: depends on database/bad, which failed"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("skipped: service/y"), "{}", run.stderr);
+    assert!(ws.rendered("service/z.yaml").exists());
+    assert!(!ws.rendered("service/x.yaml").exists());
+    let history = ws.run(&["history"]);
+    assert!(history.stdout.contains("partial"), "{}", history.stdout);
+    // Without the fault, the next apply finishes the job.
+    ws.env.clear();
+    let run = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(run.stdout.contains("3 applied"), "{}", run.stdout);
+}
+
+#[test]
+fn retryable_errors_back_off_and_retry() {
+    let mut ws = Workspace::new();
+    ws.stack(&[("platform.kdl", PLATFORM), ("a.kdl", &topic("flaky", 3))]);
+    ws.env.push((
+        "PLATFORMD_LOCAL_FAULTS".into(),
+        "topic/flaky=retryable:2".into(),
+    ));
+    let run = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert_eq!(
+        run.stderr.matches("retryable error; backing off").count(),
+        2,
+        "{}",
+        run.stderr
+    );
+    let attempts: i64 = ws
+        .db()
+        .query_row(
+            "SELECT attempts FROM journal WHERE address = 'topic/flaky'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(attempts, 3);
+}
+
+#[test]
+fn a_saved_plan_applies_once_and_is_refused_when_stale() {
+    let ws = Workspace::new();
+    ws.stack(&[
+        ("platform.kdl", PLATFORM),
+        ("a.kdl", &service("api", 1, "")),
+    ]);
+    assert_eq!(ws.run(&["plan", "stack", "--out", "first.json"]).code, 0);
+    assert_eq!(ws.run(&["plan", "stack", "--out", "second.json"]).code, 0);
+    let run = ws.run(&["apply", "--plan", "first.json", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(ws.rendered("service/api.yaml").exists());
+    let run = ws.run(&["apply", "--plan", "second.json", "--auto-approve"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.stderr.contains("the saved plan is stale"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn drift_missing_and_orphans_are_found_and_policies_honoured() {
+    let ws = Workspace::new();
+    ws.stack(&[
+        ("platform.kdl", PLATFORM),
+        (
+            "a.kdl",
+            &format!(
+                "{}{}{}{}{}",
+                service("edited", 2, ""),
+                service("scaled", 2, "    ignore-changes \"replicas\"\n"),
+                service("reported", 2, "    drift \"report\"\n"),
+                service("ignored", 2, "    drift \"ignore\"\n"),
+                topic("gone", 3)
+            ),
+        ),
+    ]);
+    assert_eq!(ws.run(&["apply", "stack", "--auto-approve"]).code, 0);
+    for name in ["edited", "scaled", "reported", "ignored"] {
+        let p = ws.rendered(&format!("service/{name}.yaml"));
+        let text =
+            std::fs::read_to_string(&p)
+                .unwrap()
+                .replacen("  replicas: 2", "  replicas: 9", 1);
+        std::fs::write(&p, text).unwrap();
+    }
+    std::fs::remove_file(ws.rendered("topic/gone.yaml")).unwrap();
+    let orphan = ws
+        .read_rendered("service/edited.yaml")
+        .replace("edited", "stray");
+    std::fs::write(ws.rendered("service/stray.yaml"), orphan).unwrap();
+    // A file platformd does not own is not an orphan.
+    std::fs::write(
+        ws.rendered("service/foreign.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: foreign\n",
+    )
+    .unwrap();
+
+    let run = ws.run(&["drift", "stack", "--detailed-exitcode", "--format", "json"]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    let findings: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let by: Vec<(String, String)> = findings
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["address"].as_str().unwrap().to_string(),
+                f["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expect = |a: &str, s: &str| {
+        assert!(
+            by.contains(&(a.to_string(), s.to_string())),
+            "{a} {s} in {by:?}"
+        )
+    };
+    expect("service/edited", "drifted");
+    expect("service/reported", "drifted");
+    expect("topic/gone", "missing");
+    expect("service/stray", "orphan");
+    assert_eq!(
+        by.len(),
+        4,
+        "ignore-changes, drift ignore and foreign files are not findings: {by:?}"
+    );
+    let edited = findings
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["address"] == "service/edited")
+        .unwrap();
+    assert_eq!(
+        edited["changed_paths"],
+        serde_json::json!(["Deployment/edited: spec.replicas"])
+    );
+
+    // `correct` is corrected, `report` is only reported.
+    let run = ws.run(&["apply", "stack", "--refresh", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        ws.read_rendered("service/edited.yaml")
+            .contains("  replicas: 2")
+    );
+    assert!(
+        ws.read_rendered("service/reported.yaml")
+            .contains("  replicas: 9")
+    );
+    assert!(ws.rendered("topic/gone.yaml").exists());
+    let run = ws.run(&["drift", "stack", "--format", "json"]);
+    let after: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let statuses: Vec<&str> = after
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["address"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["service/reported", "service/stray"]);
+    let recorded: i64 = ws
+        .db()
+        .query_row("SELECT COUNT(*) FROM drift", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(recorded, 6, "both scans are kept");
+}
+
+#[test]
+fn rollback_pins_until_resume() {
+    let ws = Workspace::new();
+    ws.stack(&[
+        ("platform.kdl", PLATFORM),
+        ("a.kdl", &service("api", 2, "")),
+    ]);
+    assert_eq!(ws.run(&["apply", "stack", "--auto-approve"]).code, 0);
+    let v1: String = ws
+        .db()
+        .query_row(
+            "SELECT revision FROM applies ORDER BY id LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    ws.stack(&[
+        ("platform.kdl", PLATFORM),
+        (
+            "a.kdl",
+            &format!("{}{}", service("api", 6, ""), topic("new", 3)),
+        ),
+    ]);
+    assert_eq!(ws.run(&["apply", "stack", "--auto-approve"]).code, 0);
+    assert!(ws.read_rendered("service/api.yaml").contains("replicas: 6"));
+
+    let run = ws.run(&["rollback", &v1[..16], "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stdout.contains(&format!("Rollback to {v1}:")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("~ service/api") && run.stdout.contains("- topic/new"),
+        "{}",
+        run.stdout
+    );
+    assert!(ws.read_rendered("service/api.yaml").contains("replicas: 2"));
+    assert!(!ws.rendered("topic/new.yaml").exists());
+
+    // The pin holds: applying the stack again is refused until resume.
+    let run = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.stderr.contains(&format!("pinned to revision {v1}")),
+        "{}",
+        run.stderr
+    );
+    let history = ws.run(&["history"]);
+    assert!(
+        history.stdout.contains("rollback") && history.stdout.contains("(pinned)"),
+        "{}",
+        history.stdout
+    );
+
+    assert_eq!(ws.run(&["resume"]).code, 0);
+    let run = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(ws.read_rendered("service/api.yaml").contains("replicas: 6"));
+    let rows: i64 = ws
+        .db()
+        .query_row("SELECT COUNT(*) FROM applies", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 4, "history keeps every apply");
+}
+
+#[test]
+fn a_store_from_the_first_schema_version_is_migrated_and_a_newer_one_refused() {
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path().join(".platformd")).unwrap();
+    {
+        let conn = rusqlite::Connection::open(ws.path().join(".platformd/platformd.db")).unwrap();
+        conn.execute_batch(include_str!("../src/store/migrations/0001_initial.sql"))
+            .unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO applies (revision, reason, started_at, finished_at, status, summary, generation_before, holder)
+             VALUES ('content-0000000000000001', 'apply', 1700000000, 1700000001, 'succeeded', '1 applied, 0 failed, 0 skipped', 0, 'pid 1')",
+            [],
+        )
+        .unwrap();
+    }
+    let run = ws.run(&["history"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stdout.contains("content-0000000000000001")
+            && run.stdout.contains("2023-11-14 22:13:20 UTC"),
+        "{}",
+        run.stdout
+    );
+    let version: i64 = ws
+        .db()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+    let has_data_column: i64 = ws
+        .db()
+        .query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('events') WHERE name = 'data'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(has_data_column, 1);
+
+    ws.db().pragma_update(None, "user_version", 99).unwrap();
+    let run = ws.run(&["history"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr
+            .contains("has schema version 99, newer than this platformd supports (2)"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn two_concurrent_appliers_never_apply_at_once_and_the_state_converges() {
+    let mut ws = Workspace::new();
+    let mut text = String::new();
+    for i in 0..60 {
+        text.push_str(&topic(&format!("t{i}"), 3));
+    }
+    ws.stack(&[("platform.kdl", PLATFORM), ("a.kdl", &text)]);
+    ws.env
+        .push(("PLATFORMD_LOCAL_LATENCY_MS".into(), "50".into()));
+    let first = ws
+        .command(&["apply", "stack", "--auto-approve", "--parallelism", "2"])
+        .spawn()
+        .unwrap();
+    wait_for_lease(&ws, first.id());
+    let second = ws.run(&["apply", "stack", "--auto-approve"]);
+    let first: support::Run = first.wait_with_output().unwrap().into();
+    assert_eq!(first.code, 0, "{}", first.all());
+    assert_eq!(second.code, 1, "{}", second.all());
+    assert!(
+        second
+            .stderr
+            .contains("the state directory is locked by platformd apply (pid"),
+        "{}",
+        second.stderr
+    );
+    // Waiting for the lock instead: the second applier finds nothing left to do.
+    ws.stack(&[
+        ("platform.kdl", PLATFORM),
+        ("a.kdl", &text.replace("partitions 3", "partitions 4")),
+    ]);
+    let third = ws
+        .command(&["apply", "stack", "--auto-approve", "--parallelism", "2"])
+        .spawn()
+        .unwrap();
+    wait_for_lease(&ws, third.id());
+    let fourth = ws.run(&["apply", "stack", "--auto-approve", "--lock-timeout", "60s"]);
+    let third: support::Run = third.wait_with_output().unwrap().into();
+    assert_eq!(
+        (third.code, fourth.code),
+        (0, 0),
+        "{}\n{}",
+        third.all(),
+        fourth.all()
+    );
+    assert!(fourth.stdout.contains("No changes."), "{}", fourth.all());
+    let applies: i64 = ws
+        .db()
+        .query_row("SELECT COUNT(*) FROM applies", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(applies, 2, "the waiting appliers found nothing to do");
+    assert_eq!(ws.run(&["plan", "stack", "--detailed-exitcode"]).code, 0);
+}
+
+/// Waits until process `pid` holds the applier lease.
+fn wait_for_lease(ws: &Workspace, pid: u32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if let Ok(conn) = rusqlite::Connection::open(ws.path().join(".platformd/platformd.db"))
+            && conn
+                .query_row("SELECT pid FROM lease WHERE id = 1", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .ok()
+                == Some(i64::from(pid))
+        {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("process {pid} never took the lease");
+}

@@ -1,0 +1,388 @@
+//! The local driver, the embedded default: renders every resource into files under a directory,
+//! one directory per kind (`<path>/<kind>/<name>.yaml`), the "rendered manifests" pattern Argo CD
+//! and Flux can point at. Workloads and topics become Kubernetes manifests; other kinds a
+//! canonical `platformd.dev/v1` document. Each file is labelled as owned by platformd.
+//!
+//! Observing reads the files back: a hand edit of a managed field is drift, a deleted file is a
+//! missing resource, an owned file with no declaration is an orphan. Outputs are synthesized
+//! deterministically (a database's `url`, a service's `url`) and recorded in the file.
+//!
+//! Testing knobs, read from the environment when the driver is built (documented in
+//! `docs/DRIVERS.md`): `PLATFORMD_LOCAL_LATENCY_MS` adds a fixed latency to every call;
+//! `PLATFORMD_LOCAL_FAULTS="service/a=permanent,topic/b=retryable:2"` makes applies of those
+//! addresses fail (always, or the first N attempts with a retryable error).
+
+use crate::render::{self, str_at};
+use crate::{
+    ADDRESS_ANNOTATION, DesiredResource, Driver, DriverError, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
+    ObservedResource, Outputs, STACK_LABEL,
+};
+use async_trait::async_trait;
+use planner::model::Kind;
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+const OUTPUTS_ANNOTATION: &str = "platformd.dev/outputs";
+
+#[derive(Debug, Clone, Copy)]
+struct Fault {
+    retryable: bool,
+    remaining: u32,
+}
+
+pub struct LocalDriver {
+    root: PathBuf,
+    namespace: Option<String>,
+    latency: Duration,
+    faults: Mutex<HashMap<String, Fault>>,
+}
+
+impl LocalDriver {
+    /// A driver rendering under `root`. `namespace` defaults to the stack name.
+    pub fn new(root: impl Into<PathBuf>, namespace: Option<String>) -> LocalDriver {
+        let latency = std::env::var("PLATFORMD_LOCAL_LATENCY_MS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map_or(Duration::ZERO, Duration::from_millis);
+        let faults = std::env::var("PLATFORMD_LOCAL_FAULTS")
+            .map(|v| parse_faults(&v))
+            .unwrap_or_default();
+        LocalDriver {
+            root: root.into(),
+            namespace,
+            latency,
+            faults: Mutex::new(faults),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn namespace<'a>(&'a self, stack: &'a str) -> &'a str {
+        self.namespace.as_deref().unwrap_or(stack)
+    }
+
+    fn file(&self, kind: Kind, name: &str) -> PathBuf {
+        self.root.join(kind.as_str()).join(format!("{name}.yaml"))
+    }
+
+    async fn pause(&self) {
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+    }
+
+    fn injected_fault(&self, address: &str) -> Option<DriverError> {
+        let mut faults = self.faults.lock().unwrap_or_else(|e| e.into_inner());
+        let fault = faults.get_mut(address)?;
+        if fault.remaining == 0 {
+            return None;
+        }
+        fault.remaining = fault.remaining.saturating_sub(u32::from(fault.retryable));
+        Some(if fault.retryable {
+            DriverError::retryable(format!("injected retryable fault for {address}"))
+        } else {
+            DriverError::permanent(format!("injected permanent fault for {address}"))
+        })
+    }
+
+    /// The documents for a resource, with its outputs recorded on the first one.
+    fn render(&self, desired: &DesiredResource) -> Vec<Value> {
+        let namespace = self.namespace(&desired.stack);
+        let mut docs = render::documents(desired, namespace);
+        let outputs = synthesize_outputs(desired, namespace);
+        if let Some(first) = docs.first_mut() {
+            first["metadata"]["annotations"][OUTPUTS_ANNOTATION] =
+                serde_json::to_string(&outputs).unwrap_or_default().into();
+        }
+        docs
+    }
+}
+
+fn parse_faults(spec: &str) -> HashMap<String, Fault> {
+    spec.split(',')
+        .filter_map(|item| {
+            let (address, what) = item.trim().split_once('=')?;
+            let fault = match what.split_once(':') {
+                Some(("retryable", n)) => Fault {
+                    retryable: true,
+                    remaining: n.parse().unwrap_or(1),
+                },
+                _ if what == "retryable" => Fault {
+                    retryable: true,
+                    remaining: 1,
+                },
+                _ => Fault {
+                    retryable: false,
+                    remaining: u32::MAX,
+                },
+            };
+            Some((address.to_string(), fault))
+        })
+        .collect()
+}
+
+/// Deterministic outputs, as a real system would report them. No credentials: database users
+/// authenticate with a secret from the secret store.
+pub fn synthesize_outputs(d: &DesiredResource, namespace: &str) -> Outputs {
+    let mut o = Outputs::new();
+    let name = &d.name;
+    match d.kind {
+        Kind::Service => {
+            let host = format!("{name}.{namespace}.svc.cluster.local");
+            let port = d.spec.get("port").and_then(Value::as_u64).unwrap_or(80);
+            o.insert("url".into(), format!("http://{host}:{port}"));
+            o.insert("host".into(), host);
+            o.insert("port".into(), port.to_string());
+        }
+        Kind::Database => {
+            let engine = str_at(&d.spec, "engine");
+            let port = if engine == "postgres" { 5432 } else { 3306 };
+            let host = format!("{name}.{}.db.internal", d.stack);
+            let db = name.replace('-', "_");
+            let user = format!("{db}_app");
+            let scheme = if engine == "postgres" {
+                "postgres"
+            } else {
+                "mysql"
+            };
+            o.insert(
+                "url".into(),
+                format!("{scheme}://{user}@{host}:{port}/{db}"),
+            );
+            o.insert("host".into(), host);
+            o.insert("port".into(), port.to_string());
+            o.insert("name".into(), db);
+            o.insert("username".into(), user);
+        }
+        Kind::Bucket => {
+            let bucket = format!("{}-{name}", d.stack);
+            o.insert("arn".into(), format!("arn:aws:s3:::{bucket}"));
+            o.insert("url".into(), format!("s3://{bucket}"));
+            o.insert("name".into(), bucket);
+        }
+        Kind::Topic => {
+            o.insert("name".into(), name.clone());
+            o.insert(
+                "bootstrap-servers".into(),
+                format!("platform-kafka-bootstrap.{namespace}.svc:9092"),
+            );
+        }
+        Kind::Pipeline => {
+            o.insert("name".into(), name.clone());
+        }
+        Kind::GpuPool => {
+            o.insert("name".into(), name.clone());
+            o.insert(
+                "node-selector".into(),
+                format!("platformd.dev/gpu-pool={name}"),
+            );
+        }
+        Kind::AiEndpoint => {
+            let url = if str_at(&d.spec, "runtime") == "sagemaker" {
+                format!(
+                    "https://runtime.sagemaker.local/endpoints/{}-{name}/invocations",
+                    d.stack
+                )
+            } else {
+                format!("http://{name}.{namespace}.svc.cluster.local:8000/v1")
+            };
+            let model = d.spec.get("model").cloned().unwrap_or_default();
+            o.insert("url".into(), url);
+            o.insert(
+                "model".into(),
+                format!("{}@{}", str_at(&model, "id"), str_at(&model, "revision")),
+            );
+        }
+    }
+    o
+}
+
+pub fn to_yaml(docs: &[Value], header: &str) -> String {
+    let mut out = String::from(header);
+    for (i, doc) in docs.iter().enumerate() {
+        if i > 0 {
+            out.push_str("---\n");
+        }
+        out.push_str(&serde_norway::to_string(doc).unwrap_or_default());
+    }
+    out
+}
+
+pub fn from_yaml(text: &str) -> Result<Vec<Value>, String> {
+    let mut docs = Vec::new();
+    for doc in serde_norway::Deserializer::from_str(text) {
+        let v = Value::deserialize(doc).map_err(|e| e.to_string())?;
+        if !v.is_null() {
+            docs.push(v);
+        }
+    }
+    Ok(docs)
+}
+
+/// Writes through a temporary file and a rename, so a crash never leaves a half-written file.
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    if std::fs::read_to_string(path).is_ok_and(|existing| existing == text) {
+        return Ok(()); // idempotent: nothing to do
+    }
+    let dir = path.parent().expect("files live in a kind directory");
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
+fn io_error(what: &str, path: &Path, e: std::io::Error) -> DriverError {
+    // Local IO errors other than permissions are usually transient (disk full, interrupted).
+    let message = format!("cannot {what} {}: {e}", path.display());
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        DriverError::permanent(message)
+    } else {
+        DriverError::retryable(message)
+    }
+}
+
+#[async_trait]
+impl Driver for LocalDriver {
+    fn name(&self) -> &str {
+        "local"
+    }
+
+    fn supports(&self, _kind: Kind) -> bool {
+        true
+    }
+
+    async fn observe(
+        &self,
+        stack: &str,
+        kinds: &[Kind],
+    ) -> Result<Vec<ObservedResource>, DriverError> {
+        let mut found = Vec::new();
+        // One directory listing per kind.
+        for &kind in kinds {
+            self.pause().await;
+            let dir = self.root.join(kind.as_str());
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_error("list", &dir, e)),
+            };
+            let mut paths: Vec<PathBuf> = entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.extension().is_some_and(|x| x == "yaml")
+                        && !p
+                            .file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                })
+                .collect();
+            paths.sort();
+            for path in paths {
+                let text = match std::fs::read_to_string(&path) {
+                    Ok(t) => t,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue, // deleted meanwhile
+                    Err(e) => return Err(io_error("read", &path, e)),
+                };
+                let name = path
+                    .file_stem()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned();
+                let docs = match from_yaml(&text) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        // An unreadable file that we rendered is a drifted resource.
+                        tracing::warn!(path = %path.display(), error = %e, "rendered file is not valid YAML");
+                        if text.contains(&format!("stack {stack},")) {
+                            found.push(ObservedResource {
+                                address: format!("{kind}/{name}"),
+                                kind,
+                                name,
+                                live: Value::String(format!("invalid YAML: {e}")),
+                                outputs: Outputs::new(),
+                            });
+                        }
+                        continue;
+                    }
+                };
+                let Some(first) = docs.first() else { continue };
+                let labels = &first["metadata"]["labels"];
+                if labels[MANAGED_BY_LABEL] != MANAGED_BY_VALUE || labels[STACK_LABEL] != stack {
+                    continue; // not ours
+                }
+                let address = first["metadata"]["annotations"][ADDRESS_ANNOTATION]
+                    .as_str()
+                    .map_or_else(|| format!("{kind}/{name}"), str::to_string);
+                let outputs = first["metadata"]["annotations"][OUTPUTS_ANNOTATION]
+                    .as_str()
+                    .and_then(|s| serde_json::from_str(s).ok())
+                    .unwrap_or_default();
+                found.push(ObservedResource {
+                    address,
+                    kind,
+                    name,
+                    live: Value::Array(docs),
+                    outputs,
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    fn expected(&self, desired: &DesiredResource) -> Result<Value, DriverError> {
+        Ok(Value::Array(self.render(desired)))
+    }
+
+    fn live_paths(&self, kind: Kind, field: &str) -> Vec<String> {
+        let container = "[0].spec.template.spec.containers[0]";
+        match (kind, field) {
+            (_, "labels") => vec!["[0].metadata.labels".into()],
+            (Kind::Service | Kind::Pipeline | Kind::AiEndpoint, "replicas") => {
+                vec!["[0].spec.replicas".into()]
+            }
+            (Kind::Service | Kind::Pipeline, "image") => vec![format!("{container}.image")],
+            (Kind::Service | Kind::Pipeline, "env") => vec![format!("{container}.env")],
+            (Kind::Service | Kind::Pipeline, "resources") => vec![format!("{container}.resources")],
+            (Kind::Topic, "partitions") => vec!["[0].spec.partitions".into()],
+            (Kind::Topic, "replication-factor") => vec!["[0].spec.replicas".into()],
+            (Kind::Topic, "retention-hours") => vec!["[0].spec.config".into()],
+            (_, f) => vec![format!("[0].spec.{f}")],
+        }
+    }
+
+    async fn apply(&self, desired: &DesiredResource) -> Result<Outputs, DriverError> {
+        self.pause().await;
+        if let Some(fault) = self.injected_fault(&desired.address) {
+            return Err(fault);
+        }
+        let docs = self.render(desired);
+        let header = format!(
+            "# Rendered by platformd (stack {}, {}). Managed: hand edits are drift.\n",
+            desired.stack, desired.address
+        );
+        let path = self.file(desired.kind, &desired.name);
+        write_atomically(&path, &to_yaml(&docs, &header))
+            .map_err(|e| io_error("write", &path, e))?;
+        Ok(synthesize_outputs(desired, self.namespace(&desired.stack)))
+    }
+
+    async fn delete(&self, _stack: &str, kind: Kind, name: &str) -> Result<(), DriverError> {
+        self.pause().await;
+        let path = self.file(kind, name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_error("delete", &path, e)),
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! Kubernetes manifests for workloads and topics.
+
+use super::{metadata, str_at};
+use crate::DesiredResource;
+use planner::model::Kind;
+use serde_json::{Map, Value, json};
+
+pub fn manifests(d: &DesiredResource, namespace: &str) -> Vec<Value> {
+    match d.kind {
+        Kind::Topic => vec![kafka_topic(d, namespace)],
+        _ => workload(d, namespace),
+    }
+}
+
+fn kafka_topic(d: &DesiredResource, namespace: &str) -> Value {
+    let mut meta = metadata(d, &d.name, Some(namespace));
+    meta["labels"]["strimzi.io/cluster"] = "platform".into();
+    let hours = d
+        .spec
+        .get("retention-hours")
+        .and_then(Value::as_u64)
+        .unwrap_or(168);
+    json!({
+        "apiVersion": "kafka.strimzi.io/v1beta2",
+        "kind": "KafkaTopic",
+        "metadata": meta,
+        "spec": {
+            "partitions": d.spec.get("partitions").cloned().unwrap_or(json!(3)),
+            "replicas": d.spec.get("replication-factor").cloned().unwrap_or(json!(3)),
+            "config": { "retention.ms": (hours * 3_600_000).to_string() },
+        },
+    })
+}
+
+/// Selector labels: stable for the life of the resource (a Deployment's selector is immutable).
+fn selector(d: &DesiredResource, name: &str) -> Value {
+    json!({ "app.kubernetes.io/name": name, "platformd.dev/stack": d.stack })
+}
+
+/// The container image and arguments of a model-serving runtime.
+fn runtime_container(spec: &Value, revision: &str) -> (String, Vec<String>, u16) {
+    let model = spec.get("model").cloned().unwrap_or_default();
+    let id = str_at(&model, "id").to_string();
+    match str_at(spec, "runtime") {
+        "tgi" => (
+            "ghcr.io/huggingface/text-generation-inference:2.4.1".into(),
+            vec![
+                "--model-id".into(),
+                id,
+                "--revision".into(),
+                revision.into(),
+                "--port".into(),
+                "8000".into(),
+            ],
+            8000,
+        ),
+        "triton" => (
+            "nvcr.io/nvidia/tritonserver:24.10-py3".into(),
+            vec![
+                "tritonserver".into(),
+                format!("--model-repository=/models/{id}/{revision}"),
+                "--http-port=8000".into(),
+            ],
+            8000,
+        ),
+        _ => (
+            "vllm/vllm-openai:v0.6.4".into(),
+            vec![
+                "--model".into(),
+                id,
+                "--revision".into(),
+                revision.into(),
+                "--port".into(),
+                "8000".into(),
+            ],
+            8000,
+        ),
+    }
+}
+
+fn env_list(d: &DesiredResource, secrets: &mut Vec<(String, String)>) -> Vec<Value> {
+    let mut env = Vec::new();
+    if d.kind == Kind::Pipeline {
+        env.push(json!({"name": "PIPELINE_SOURCE", "value": str_at(&d.spec, "source")}));
+        let sink = d.spec.get("sink").cloned().unwrap_or_default();
+        env.push(json!({"name": "PIPELINE_SINK", "value": str_at(&sink, "target")}));
+        for key in ["table", "prefix"] {
+            if let Some(v) = sink.get(key).and_then(Value::as_str) {
+                env.push(
+                    json!({"name": format!("PIPELINE_SINK_{}", key.to_uppercase()), "value": v}),
+                );
+            }
+        }
+    }
+    if let Some(Value::Object(vars)) = d.spec.get("env") {
+        for (name, v) in vars {
+            match v {
+                Value::String(s) => env.push(json!({"name": name, "value": s})),
+                Value::Object(o) if o.contains_key("from") => {
+                    // Resolved from the dependency's outputs when applied.
+                    let value = d.wired.get(name).cloned().unwrap_or_default();
+                    env.push(json!({"name": name, "value": value}));
+                }
+                Value::Object(o) => {
+                    let reference = o.get("secret").and_then(Value::as_str).unwrap_or("");
+                    secrets.push((name.clone(), reference.to_string()));
+                    env.push(json!({
+                        "name": name,
+                        "valueFrom": { "secretKeyRef": { "name": format!("{}-secrets", d.name), "key": name } },
+                    }));
+                }
+                _ => {}
+            }
+        }
+    }
+    env
+}
+
+fn workload(d: &DesiredResource, namespace: &str) -> Vec<Value> {
+    let spec = &d.spec;
+    let mut docs = Vec::new();
+    let mut secrets = Vec::new();
+    let env = env_list(d, &mut secrets);
+    let replicas = spec.get("replicas").and_then(Value::as_u64).unwrap_or(1);
+    let is_endpoint = d.kind == Kind::AiEndpoint;
+    let mut container = Map::new();
+    container.insert("name".into(), d.name.clone().into());
+    let mut port = spec.get("port").and_then(Value::as_u64).map(|p| p as u16);
+    if is_endpoint {
+        let revision = spec
+            .get("model")
+            .map(|m| str_at(m, "revision"))
+            .unwrap_or("main");
+        let (image, args, p) = runtime_container(spec, revision);
+        container.insert("image".into(), image.into());
+        container.insert("args".into(), json!(args));
+        port = Some(p);
+    } else {
+        container.insert("image".into(), str_at(spec, "image").into());
+    }
+    if let Some(p) = port {
+        container.insert(
+            "ports".into(),
+            json!([{ "name": "http", "containerPort": p }]),
+        );
+    }
+    if !env.is_empty() {
+        container.insert("env".into(), Value::Array(env));
+    }
+    let mut resources = json!({});
+    if let Some(r) = spec.get("resources") {
+        resources = json!({
+            "requests": { "cpu": str_at(r, "cpu"), "memory": str_at(r, "memory") },
+            "limits": { "memory": str_at(r, "memory") },
+        });
+    }
+    if is_endpoint && let Some(pool) = spec.get("gpu-pool") {
+        let gpus = pool.get("gpus").and_then(Value::as_u64).unwrap_or(1);
+        resources = json!({ "limits": { "nvidia.com/gpu": gpus.to_string() } });
+    }
+    if resources.as_object().is_some_and(|o| !o.is_empty()) {
+        container.insert("resources".into(), resources);
+    }
+    if let Some(h) = spec.get("health-check") {
+        let probe = json!({
+            "httpGet": { "path": str_at(h, "path"), "port": h.get("port").cloned().or(port.map(Value::from)).unwrap_or(json!(8080)) },
+            "initialDelaySeconds": h.get("initial-delay-seconds").cloned().unwrap_or(json!(5)),
+            "periodSeconds": h.get("period-seconds").cloned().unwrap_or(json!(10)),
+        });
+        container.insert("readinessProbe".into(), probe.clone());
+        container.insert("livenessProbe".into(), probe);
+    }
+    let mut pod_spec = Map::new();
+    pod_spec.insert(
+        "containers".into(),
+        json!([Value::Object(container.clone())]),
+    );
+    if is_endpoint && let Some(pool) = spec.get("gpu-pool") {
+        pod_spec.insert(
+            "nodeSelector".into(),
+            json!({ "platformd.dev/gpu-pool": str_at(pool, "pool") }),
+        );
+        pod_spec.insert(
+            "tolerations".into(),
+            json!([{ "key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule" }]),
+        );
+    }
+    let deployment = |name: &str, replicas: u64, pod_spec: &Map<String, Value>| {
+        let mut template_labels = selector(d, &d.name);
+        template_labels["platformd.dev/team"] = d.team().into();
+        if name != d.name {
+            template_labels["platformd.dev/track"] = "canary".into();
+        }
+        json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": metadata(d, name, Some(namespace)),
+            "spec": {
+                "replicas": replicas,
+                "selector": { "matchLabels": if name == d.name { selector(d, &d.name) } else {
+                    let mut s = selector(d, &d.name); s["platformd.dev/track"] = "canary".into(); s } },
+                "template": {
+                    "metadata": { "labels": template_labels },
+                    "spec": Value::Object(pod_spec.clone()),
+                },
+            },
+        })
+    };
+    docs.push(deployment(&d.name, replicas, &pod_spec));
+    // Canary: a second Deployment on the canary revision behind the same Service; traffic
+    // splits by replica count (weight-percent of replicas, at least one).
+    if is_endpoint && let Some(canary) = spec.get("canary") {
+        let weight = canary
+            .get("weight-percent")
+            .and_then(Value::as_u64)
+            .unwrap_or(10);
+        let canary_replicas = (replicas * weight).div_ceil(100).max(1);
+        let (image, args, _) = runtime_container(spec, str_at(canary, "revision"));
+        let mut c = container.clone();
+        c.insert("image".into(), image.into());
+        c.insert("args".into(), json!(args));
+        let mut canary_pod = pod_spec.clone();
+        canary_pod.insert("containers".into(), json!([Value::Object(c)]));
+        docs.push(deployment(
+            &format!("{}-canary", d.name),
+            canary_replicas,
+            &canary_pod,
+        ));
+    }
+    if let Some(p) = port {
+        let mut meta = metadata(d, &d.name, Some(namespace));
+        if let Some(rl) = spec.get("rate-limit").and_then(Value::as_object) {
+            for (k, v) in rl {
+                meta["annotations"][format!("platformd.dev/rate-limit-{k}")] = v.to_string().into();
+            }
+        }
+        docs.push(json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": meta,
+            "spec": {
+                "selector": selector(d, &d.name),
+                "ports": [{ "name": "http", "port": p, "targetPort": "http", "protocol": "TCP" }],
+            },
+        }));
+    }
+    if let Some(a) = spec.get("autoscale") {
+        docs.push(json!({
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": metadata(d, &d.name, Some(namespace)),
+            "spec": {
+                "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": d.name },
+                "minReplicas": a.get("min").cloned().unwrap_or(json!(1)).as_u64().unwrap_or(1).max(1),
+                "maxReplicas": a.get("max").cloned().unwrap_or(json!(1)),
+                "metrics": [{
+                    "type": "Resource",
+                    "resource": { "name": "cpu", "target": { "type": "Utilization", "averageUtilization": a.get("cpu-percent").cloned().unwrap_or(json!(70)) } },
+                }],
+            },
+        }));
+    }
+    if !secrets.is_empty() {
+        let store = secrets[0]
+            .1
+            .split(':')
+            .next()
+            .unwrap_or("aws-sm")
+            .to_string();
+        let data: Vec<Value> = secrets
+            .iter()
+            .map(|(name, reference)| {
+                let key = reference
+                    .split_once(':')
+                    .map_or(reference.as_str(), |(_, k)| k);
+                json!({ "secretKey": name, "remoteRef": { "key": key } })
+            })
+            .collect();
+        docs.push(json!({
+            "apiVersion": "external-secrets.io/v1beta1",
+            "kind": "ExternalSecret",
+            "metadata": metadata(d, &format!("{}-secrets", d.name), Some(namespace)),
+            "spec": {
+                "secretStoreRef": { "kind": "ClusterSecretStore", "name": store },
+                "target": { "name": format!("{}-secrets", d.name) },
+                "data": data,
+            },
+        }));
+    }
+    docs
+}

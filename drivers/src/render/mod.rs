@@ -1,0 +1,95 @@
+//! Rendering resources into the documents that describe them. Shared by the local driver (which
+//! writes them to files) and the Kubernetes driver (which applies them).
+//!
+//! - `service`, `ai-endpoint` (self-hosted runtimes), `pipeline` → Kubernetes `Deployment`,
+//!   `Service`, `HorizontalPodAutoscaler`, and an `ExternalSecret` for secret references;
+//! - `topic` → a Strimzi `KafkaTopic`;
+//! - `database`, `bucket`, `gpu-pool`, SageMaker endpoints → a canonical `platformd.dev/v1`
+//!   document (no Kubernetes form).
+//!
+//! Every document carries the ownership labels (`app.kubernetes.io/managed-by: platformd`,
+//! `platformd.dev/stack`) and the `platformd.dev/address` annotation.
+
+pub mod kubernetes;
+
+use crate::{ADDRESS_ANNOTATION, DesiredResource, MANAGED_BY_LABEL, MANAGED_BY_VALUE, STACK_LABEL};
+use planner::model::Kind;
+use serde_json::{Map, Value, json};
+
+/// The documents a resource renders to, in a stable order.
+pub fn documents(desired: &DesiredResource, namespace: &str) -> Vec<Value> {
+    match desired.kind {
+        Kind::Service | Kind::Pipeline | Kind::Topic => kubernetes::manifests(desired, namespace),
+        Kind::AiEndpoint if str_at(&desired.spec, "runtime") != "sagemaker" => {
+            kubernetes::manifests(desired, namespace)
+        }
+        _ => vec![canonical(desired)],
+    }
+}
+
+/// Whether a kind (with this spec) renders to Kubernetes manifests.
+pub fn has_kubernetes_form(kind: Kind, spec: &Value) -> bool {
+    match kind {
+        Kind::Service | Kind::Pipeline | Kind::Topic => true,
+        Kind::AiEndpoint => str_at(spec, "runtime") != "sagemaker",
+        _ => false,
+    }
+}
+
+/// Labels on every document of a resource: ownership, stack, team, kind, and the user's labels.
+pub fn labels(desired: &DesiredResource) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("app.kubernetes.io/name".into(), desired.name.clone().into());
+    m.insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
+    m.insert(STACK_LABEL.into(), desired.stack.clone().into());
+    m.insert("platformd.dev/kind".into(), desired.kind.as_str().into());
+    m.insert("platformd.dev/team".into(), desired.team().into());
+    if let Some(Value::Object(user)) = desired.spec.get("labels") {
+        for (k, v) in user {
+            m.insert(k.clone(), v.clone());
+        }
+    }
+    m
+}
+
+pub fn metadata(desired: &DesiredResource, name: &str, namespace: Option<&str>) -> Value {
+    let mut meta = Map::new();
+    meta.insert("name".into(), name.into());
+    if let Some(ns) = namespace {
+        meta.insert("namespace".into(), ns.into());
+    }
+    meta.insert("labels".into(), Value::Object(labels(desired)));
+    meta.insert(
+        "annotations".into(),
+        json!({ ADDRESS_ANNOTATION: desired.address }),
+    );
+    Value::Object(meta)
+}
+
+/// `platformd.dev/v1` document for kinds with no Kubernetes form: the spec's own fields
+/// (without `team`, `labels` and `lifecycle`, which live in metadata or stay in platformd).
+pub fn canonical(desired: &DesiredResource) -> Value {
+    let mut spec = desired.spec.as_object().cloned().unwrap_or_default();
+    for k in ["team", "labels", "lifecycle"] {
+        spec.remove(k);
+    }
+    let kind = match desired.kind {
+        Kind::Database => "Database",
+        Kind::Bucket => "Bucket",
+        Kind::GpuPool => "GpuPool",
+        Kind::AiEndpoint => "SageMakerEndpoint",
+        Kind::Service => "Service",
+        Kind::Topic => "Topic",
+        Kind::Pipeline => "Pipeline",
+    };
+    json!({
+        "apiVersion": "platformd.dev/v1",
+        "kind": kind,
+        "metadata": metadata(desired, &desired.name, None),
+        "spec": Value::Object(spec),
+    })
+}
+
+pub(crate) fn str_at<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("")
+}
