@@ -15,6 +15,16 @@ need() { command -v "$1" >/dev/null 2>&1; }
 if ! need git; then
     apt-get update -qq && apt-get install -y -qq git
 fi
+# Every rendered Kubernetes manifest is checked with kubernetes-validate --strict (it ships the
+# official schemas and works offline).
+if ! need kubernetes-validate; then
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore kubernetes-validate
+    command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+fi
+# Scripts installed by pip may live outside PATH (user or venv installs).
+PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+export PATH
+need kubernetes-validate || { echo "kubernetes-validate could not be installed" >&2; exit 1; }
 if ! need cargo-nextest; then
     cargo install --locked cargo-nextest
 fi

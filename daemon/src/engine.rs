@@ -489,11 +489,8 @@ impl Engine {
                     .get(&task.address)
                     .ok_or("not in the prior state")?;
                 let stored = lock(&self.store)
-                    .resources()
-                    .map_err(|e| e.to_string())?
-                    .into_iter()
-                    .find(|(a, _)| *a == task.address)
-                    .map(|(_, s)| s);
+                    .resource(&task.address)
+                    .map_err(|e| e.to_string())?;
                 let journal_id = lock(&self.store)
                     .journal_intent(
                         apply_id,

@@ -233,14 +233,19 @@ fn analyzed(stack: &Path, colours: Colours) -> Result<Option<(Snapshot, String)>
     Ok(analysis.snapshot.map(|s| (s, revision)))
 }
 
-fn report_outcome(outcome: &ApplyOutcome, colours: Colours) -> u8 {
+fn report_outcome(outcome: &ApplyOutcome, elapsed: Duration, colours: Colours) -> u8 {
     for (address, error) in &outcome.failed {
         eprintln!("{}: {address}: {error}", paint(colours, "1;31", "failed"));
     }
     for (address, why) in &outcome.skipped {
         eprintln!("{}: {address}: {why}", paint(colours, "1;33", "skipped"));
     }
-    println!("Apply {}: {}.", outcome.status(), outcome.summary());
+    println!(
+        "Apply {}: {} in {:.2} s.",
+        outcome.status(),
+        outcome.summary(),
+        elapsed.as_secs_f64()
+    );
     u8::from(!outcome.failed.is_empty())
 }
 
@@ -332,9 +337,10 @@ pub fn apply(args: ApplyArgs<'_>, colours: Colours) -> Result<u8> {
     let plan_id = store_of(&engine)
         .record_plan(Some(&head_revision), &planner::render::json(&plan))
         .ok();
+    let started = Instant::now();
     let outcome =
         rt.block_on(engine.apply(&plan, &prior, &desired, &head_revision, "apply", plan_id))?;
-    Ok(report_outcome(&outcome, colours))
+    Ok(report_outcome(&outcome, started.elapsed(), colours))
 }
 
 /// `plan` without `--base`: against the store when one exists, else from nothing.
@@ -589,9 +595,10 @@ pub fn rollback(
         let plan_id = store_of(&engine)
             .record_plan(Some(&full), &planner::render::json(&plan))
             .ok();
+        let started = Instant::now();
         let outcome =
             rt.block_on(engine.apply(&plan, &prior, &snapshot, &full, "rollback", plan_id))?;
-        report_outcome(&outcome, colours)
+        report_outcome(&outcome, started.elapsed(), colours)
     } else {
         0
     };

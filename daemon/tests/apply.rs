@@ -29,7 +29,7 @@ fn example_applies_from_empty_then_plans_clean_with_valid_manifests_and_wired_ou
     assert_eq!(run.code, 0, "{}", run.all());
     assert!(
         run.stdout
-            .contains("Apply succeeded: 29 applied, 0 failed, 0 skipped."),
+            .contains("Apply succeeded: 29 applied, 0 failed, 0 skipped in "),
         "{}",
         run.stdout
     );
@@ -197,7 +197,7 @@ fn a_failure_skips_its_dependents_and_independent_branches_go_on() {
     assert_eq!(run.code, 1, "{}", run.all());
     assert!(
         run.stdout
-            .contains("Apply partial: 1 applied, 1 failed, 2 skipped."),
+            .contains("Apply partial: 1 applied, 1 failed, 2 skipped in "),
         "{}",
         run.stdout
     );

@@ -330,6 +330,24 @@ impl Store {
             .collect()
     }
 
+    pub fn resource(&self, address: &str) -> Result<Option<StoredResource>> {
+        let row: Option<(String, String)> = self
+            .conn
+            .query_row(
+                "SELECT snapshot, desired FROM resources WHERE address = ?1",
+                [address],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        row.map(|(snapshot, desired)| {
+            Ok(StoredResource {
+                snapshot: serde_json::from_str(&snapshot).map_err(corrupt)?,
+                desired: serde_json::from_str(&desired).map_err(corrupt)?,
+            })
+        })
+        .transpose()
+    }
+
     pub fn outputs(&self, address: &str) -> Result<Option<Outputs>> {
         let json: Option<String> = self
             .conn

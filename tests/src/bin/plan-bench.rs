@@ -11,52 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-struct Sample {
-    wall: Duration,
-    max_rss_kib: i64,
-    exit: i32,
-}
-
-/// Spawns the command, waits with `wait4` to read its peak RSS.
-#[allow(
-    clippy::zombie_processes,
-    reason = "the child is reaped by wait4 below"
-)]
-fn run(cmd: &mut Command) -> Sample {
-    let start = Instant::now();
-    let child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn platformd");
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: rusage is plain data; wait4 fills it for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(rc, pid, "wait4 failed");
-    let wall = start.elapsed();
-    let exit = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    };
-    Sample {
-        wall,
-        max_rss_kib: usage.ru_maxrss,
-        exit,
-    }
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
-}
+use test_support::bench::{median, ms, run};
 
 fn git(dir: &Path, args: &[&str]) {
     let ok = Command::new("git")
