@@ -6,8 +6,10 @@
 //!    (longest dependency chain × latency).
 //! 2. A no-op plan of an applied 10,000-resource stack (prior state read from the store).
 //!
-//!     cargo build --release -p platformd -p platformd-test-support
-//!     $CARGO_TARGET_DIR/release/apply-bench [--resources 500] [--latency-ms 50] [--noop-resources 10000]
+//! ```sh
+//! cargo build --release -p platformd -p platformd-test-support
+//! $CARGO_TARGET_DIR/release/apply-bench [--resources 500] [--latency-ms 50] [--noop-resources 10000]
+//! ```
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

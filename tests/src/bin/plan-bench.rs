@@ -5,8 +5,10 @@
 //! in-process phases (read, parse+decode, validate, snapshot, plan, render) to show where time
 //! goes. Usage:
 //!
-//!     cargo build --release -p platformd -p platformd-test-support
-//!     $CARGO_TARGET_DIR/release/plan-bench [--runs N] [--sizes 1000,10000] [--platformd PATH]
+//! ```sh
+//! cargo build --release -p platformd -p platformd-test-support
+//! $CARGO_TARGET_DIR/release/plan-bench [--runs N] [--sizes 1000,10000] [--platformd PATH]
+//! ```
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
