@@ -152,7 +152,9 @@ where
 {
     let mut attempt = 0;
     loop {
-        let _ = lock(store).journal_attempt(journal_id);
+        if attempt > 0 {
+            let _ = lock(store).journal_attempt(journal_id);
+        }
         match call().await {
             Ok(v) => return Ok(v),
             Err(e) if e.retryable && attempt < config.retries => {

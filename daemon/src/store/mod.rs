@@ -420,12 +420,13 @@ impl Store {
             .map(|d| serde_json::to_string(d).map_err(corrupt))
             .transpose()?;
         self.conn.execute(
-            "INSERT INTO journal (apply_id, address, action, driver, desired, attempts, intent_at) VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)",
+            "INSERT INTO journal (apply_id, address, action, driver, desired, attempts, intent_at) VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)",
             params![apply_id, address, action, driver, desired, now()],
         )?;
         Ok(self.conn.last_insert_rowid())
     }
 
+    /// Counts a retry (the first attempt is counted by the intent itself).
     pub fn journal_attempt(&self, journal_id: i64) -> Result<()> {
         self.conn.execute(
             "UPDATE journal SET attempts = attempts + 1 WHERE id = ?1",
