@@ -12,8 +12,11 @@ export INSTA_UPDATE=no
 
 need() { command -v "$1" >/dev/null 2>&1; }
 
-if ! need git; then
-    apt-get update -qq && apt-get install -y -qq git
+missing=()
+need git || missing+=(git)
+need tmux || missing+=(tmux) # terminal end-to-end tests
+if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq && apt-get install -y -qq "${missing[@]}"
 fi
 # Every rendered Kubernetes manifest is checked with kubernetes-validate --strict (it ships the
 # official schemas and works offline).

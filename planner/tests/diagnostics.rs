@@ -130,3 +130,24 @@ fn the_example_stack_validates_clean() {
         );
     }
 }
+
+#[test]
+fn label_values_must_be_valid_kubernetes_labels_and_ownership_labels_are_reserved() {
+    let text = "platform \"p\" {\n    driver \"local\"\n}\nteam \"core\"\nservice \"api\" {\n    team \"core\"\n    image \"ghcr.io/acme/api:1.0.0\"\n    labels tier=\"critical path\" \"platformd.dev/stack\"=\"other\" ok=\"v1.2_x\"\n}\n";
+    let analysis = planner::analyze(vec![planner::StackFile {
+        path: "platform.kdl".into(),
+        text: text.into(),
+    }]);
+    let messages: Vec<String> = analysis
+        .diagnostics
+        .iter()
+        .map(|d| format!("{}: {}", d.code, d.message))
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            "invalid-value: label `tier` \"critical path\" is not valid: label values are at most 63 characters of letters, digits, `-`, `_` and `.`, starting and ending with a letter or digit",
+            "invalid-name: label `platformd.dev/stack` is reserved",
+        ]
+    );
+}

@@ -580,7 +580,31 @@ fn decode_resource(kind: Kind, node: &Node, diags: &mut Vec<Diagnostic>) -> Opti
                     ),
                 );
             }
-            if let Some(s) = string(v, "tier=\"critical\"", diags) {
+            let reserved = p.key.text.starts_with("platformd.dev/")
+                || matches!(
+                    p.key.text.as_str(),
+                    "app.kubernetes.io/managed-by" | "app.kubernetes.io/name"
+                );
+            if reserved {
+                diags.push(
+                    Diagnostic::error(
+                        "invalid-name",
+                        format!("label `{}` is reserved", p.key.text),
+                    )
+                    .with_label(p.key.span, "set by platformd")
+                    .with_help(
+                        "platformd uses this label to recognise what it owns; choose another key",
+                    ),
+                );
+                continue;
+            }
+            if let Some(s) = formatted(
+                v,
+                is_label_value,
+                "label values are at most 63 characters of letters, digits, `-`, `_` and `.`, starting and ending with a letter or digit",
+                "tier=\"critical\"",
+                diags,
+            ) {
                 labels.insert(p.key.text.clone(), s.value);
             }
         }
@@ -655,6 +679,16 @@ fn decode_resource(kind: Kind, node: &Node, diags: &mut Vec<Diagnostic>) -> Opti
         references,
         spec,
     })
+}
+
+/// A Kubernetes label value (also valid as an AWS tag value).
+fn is_label_value(v: &str) -> bool {
+    v.is_empty()
+        || (v.len() <= 63
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && v.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && v.ends_with(|c: char| c.is_ascii_alphanumeric()))
 }
 
 fn is_label_key(k: &str) -> bool {

@@ -1,0 +1,161 @@
+//! The local driver against a real directory.
+
+use drivers::drift::managed_differences;
+use drivers::local::LocalDriver;
+use drivers::{DesiredResource, Driver};
+use planner::model::Kind;
+use std::path::Path;
+
+fn example_resources() -> Vec<DesiredResource> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../platform-state-example");
+    let snapshot = planner::analyze_dir(&dir)
+        .unwrap()
+        .snapshot
+        .expect("the example is valid");
+    snapshot
+        .resources
+        .iter()
+        .map(|(address, r)| {
+            let spec = r.spec.value();
+            // Stand-ins for wired outputs, as the engine would resolve them.
+            let wired = spec
+                .get("env")
+                .and_then(|e| e.as_object())
+                .map(|env| {
+                    env.iter()
+                        .filter(|(_, v)| v.get("from").is_some())
+                        .map(|(k, _)| (k.clone(), format!("wired-{k}")))
+                        .collect()
+                })
+                .unwrap_or_default();
+            DesiredResource {
+                stack: snapshot.stack.clone(),
+                address: address.clone(),
+                kind: r.kind,
+                name: r.name.clone(),
+                spec,
+                wired,
+            }
+        })
+        .collect()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn applied_resources_observe_back_without_drift_for_every_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver = LocalDriver::new(dir.path(), None);
+    let resources = example_resources();
+    rt().block_on(async {
+        for r in &resources {
+            let outputs = driver.apply(r).await.unwrap();
+            assert!(!outputs.is_empty(), "{} has outputs", r.address);
+        }
+        let observed = driver.observe("acme-prod", &Kind::ALL).await.unwrap();
+        assert_eq!(observed.len(), resources.len());
+        for r in &resources {
+            let o = observed
+                .iter()
+                .find(|o| o.address == r.address)
+                .unwrap_or_else(|| panic!("{} observed", r.address));
+            let expected = driver.expected(r).unwrap();
+            let diffs = managed_differences(&expected, &o.live, &[]);
+            assert!(
+                diffs.is_empty(),
+                "{} drifted right after apply: {diffs:?}",
+                r.address
+            );
+            assert_eq!(
+                o.outputs,
+                drivers::local::synthesize_outputs(r, "acme-prod")
+            );
+        }
+    });
+}
+
+#[test]
+fn apply_is_idempotent_and_delete_of_nothing_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver = LocalDriver::new(dir.path(), Some("shop".into()));
+    let r = example_resources()
+        .into_iter()
+        .find(|r| r.address == "database/orders-db")
+        .unwrap();
+    rt().block_on(async {
+        let first = driver.apply(&r).await.unwrap();
+        let file = dir.path().join("database/orders-db.yaml");
+        let modified = std::fs::metadata(&file).unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let second = driver.apply(&r).await.unwrap();
+        assert_eq!(first, second);
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().modified().unwrap(),
+            modified,
+            "unchanged content is not rewritten"
+        );
+        assert_eq!(
+            first["url"],
+            "postgres://orders_db_app@orders-db.acme-prod.db.internal:5432/orders_db"
+        );
+        driver
+            .delete("acme-prod", Kind::Database, "orders-db")
+            .await
+            .unwrap();
+        assert!(!file.exists());
+        driver
+            .delete("acme-prod", Kind::Database, "orders-db")
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn observe_lists_only_what_this_stack_owns() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver = LocalDriver::new(dir.path(), None);
+    let r = example_resources()
+        .into_iter()
+        .find(|r| r.address == "topic/order-events")
+        .unwrap();
+    let mut other_stack = r.clone();
+    other_stack.stack = "other-stack".into();
+    other_stack.name = "theirs".into();
+    other_stack.address = "topic/theirs".into();
+    rt().block_on(async {
+        driver.apply(&r).await.unwrap();
+        driver.apply(&other_stack).await.unwrap();
+        std::fs::write(
+            dir.path().join("topic/foreign.yaml"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: foreign\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("topic/.half-written.yaml.tmp-1"), "garbage").unwrap();
+        let observed = driver
+            .observe("acme-prod", &[Kind::Topic, Kind::Service])
+            .await
+            .unwrap();
+        let addresses: Vec<&str> = observed.iter().map(|o| o.address.as_str()).collect();
+        assert_eq!(addresses, ["topic/order-events"]);
+    });
+}
+
+#[test]
+fn secret_references_render_as_references() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver = LocalDriver::new(dir.path(), None);
+    let r = example_resources()
+        .into_iter()
+        .find(|r| r.address == "service/checkout-api")
+        .unwrap();
+    rt().block_on(driver.apply(&r)).unwrap();
+    let text = std::fs::read_to_string(dir.path().join("service/checkout-api.yaml")).unwrap();
+    assert!(text.contains("kind: ExternalSecret"), "{text}");
+    assert!(text.contains("key: prod/checkout/stripe"), "{text}");
+    assert!(text.contains("secretKeyRef:"), "{text}");
+}
