@@ -123,6 +123,17 @@ impl Drop for LeaseGuard {
     }
 }
 
+/// Opens the store for commands that need something to have been applied.
+fn open_existing(state_dir: &Path) -> Result<Store> {
+    if !Store::exists(state_dir) {
+        bail!(
+            "no store in {}: nothing has been applied yet",
+            state_dir.display()
+        );
+    }
+    Ok(Store::open(state_dir)?)
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -395,13 +406,7 @@ pub fn drift(
     json: bool,
     colours: Colours,
 ) -> Result<u8> {
-    if !Store::exists(state_dir) {
-        bail!(
-            "no store in {}: nothing has been applied yet",
-            state_dir.display()
-        );
-    }
-    let store = Store::open(state_dir)?;
+    let store = open_existing(state_dir)?;
     let applied = store.applied_revision()?;
     // The drivers the world was made with; the current stack (when valid) tells declared
     // resources apart from orphans.
@@ -547,13 +552,7 @@ pub fn rollback(
     lock_timeout: Duration,
     colours: Colours,
 ) -> Result<u8> {
-    if !Store::exists(state_dir) {
-        bail!(
-            "no store in {}: nothing has been applied yet",
-            state_dir.display()
-        );
-    }
-    let store = Store::open(state_dir)?;
+    let store = open_existing(state_dir)?;
     let (full, snapshot) = store.snapshot(revision)?.ok_or_else(|| {
         anyhow!("no applied revision `{revision}` in the history; see `platformd history`")
     })?;
@@ -608,10 +607,7 @@ pub fn rollback(
 }
 
 pub fn resume(state_dir: &Path) -> Result<u8> {
-    if !Store::exists(state_dir) {
-        bail!("no store in {}", state_dir.display());
-    }
-    let store = Store::open(state_dir)?;
+    let store = open_existing(state_dir)?;
     match store.pinned_revision()? {
         Some(rev) => {
             store.set_pin(None)?;

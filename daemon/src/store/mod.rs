@@ -113,6 +113,20 @@ pub struct StoredResource {
     pub desired: DesiredResource,
 }
 
+/// Marks an intent done and moves the generation: every state change goes through here, inside
+/// the transaction that changes `resources`.
+fn close_intent_and_bump_generation(tx: &rusqlite::Transaction<'_>, journal_id: i64) -> Result<()> {
+    tx.execute(
+        "UPDATE journal SET result = 'ok', result_at = ?1 WHERE id = ?2",
+        params![now(), journal_id],
+    )?;
+    tx.execute(
+        "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'",
+        [],
+    )?;
+    Ok(())
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map_or_else(|_| "localhost".into(), |s| s.trim().to_string())
@@ -465,14 +479,7 @@ impl Store {
                 now()
             ],
         )?;
-        tx.execute(
-            "UPDATE journal SET result = 'ok', result_at = ?1 WHERE id = ?2",
-            params![now(), journal_id],
-        )?;
-        tx.execute(
-            "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'",
-            [],
-        )?;
+        close_intent_and_bump_generation(&tx, journal_id)?;
         tx.commit()?;
         Ok(())
     }
@@ -481,14 +488,7 @@ impl Store {
     pub fn journal_deleted(&self, journal_id: i64, address: &str) -> Result<()> {
         let tx = self.conn.unchecked_transaction()?;
         tx.execute("DELETE FROM resources WHERE address = ?1", [address])?;
-        tx.execute(
-            "UPDATE journal SET result = 'ok', result_at = ?1 WHERE id = ?2",
-            params![now(), journal_id],
-        )?;
-        tx.execute(
-            "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'",
-            [],
-        )?;
+        close_intent_and_bump_generation(&tx, journal_id)?;
         tx.commit()?;
         Ok(())
     }

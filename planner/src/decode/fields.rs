@@ -329,17 +329,19 @@ pub fn integer(
         }
     };
     if n < min || n > max {
-        diags.push(
-            Diagnostic::error(
-                "out-of-range",
-                format!("{} is {n}, outside {min}..={max}", v.what),
-            )
-            .with_label(v.span, format!("must be between {min} and {max}"))
-            .with_help(format!("use a value from {min} to {max}")),
-        );
+        diags.push(out_of_range(&v, n, min, max));
         return None;
     }
     Some(n)
+}
+
+fn out_of_range<T: std::fmt::Display>(v: &Val<'_>, n: T, min: T, max: T) -> Diagnostic {
+    Diagnostic::error(
+        "out-of-range",
+        format!("{} is {n}, outside {min}..={max}", v.what),
+    )
+    .with_label(v.span, format!("must be between {min} and {max}"))
+    .with_help(format!("use a value from {min} to {max}"))
 }
 
 pub fn number(
@@ -358,14 +360,7 @@ pub fn number(
         }
     };
     if !(min..=max).contains(&n) || n.is_nan() {
-        diags.push(
-            Diagnostic::error(
-                "out-of-range",
-                format!("{} is {n}, outside {min}..={max}", v.what),
-            )
-            .with_label(v.span, format!("must be between {min} and {max}"))
-            .with_help(format!("use a value from {min} to {max}")),
-        );
+        diags.push(out_of_range(&v, n, min, max));
         return None;
     }
     Some(n)
