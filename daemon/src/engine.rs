@@ -86,6 +86,9 @@ pub struct Engine {
     pub store: Arc<Mutex<Store>>,
     pub drivers: BTreeMap<String, Arc<dyn Driver>>,
     pub config: EngineConfig,
+    /// When set (SIGTERM), no new driver call starts; calls in flight finish and are journaled,
+    /// the rest is skipped and the apply ends `interrupted`.
+    pub cancel: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// One change to execute.
@@ -382,6 +385,17 @@ impl Engine {
         loop {
             // Start what is ready, within the global and per-driver limits.
             let mut deferred = std::collections::VecDeque::new();
+            if self.cancel.load(Ordering::SeqCst) {
+                for (i, t) in tasks.iter().enumerate() {
+                    if state[i] == 0 {
+                        state[i] = 4;
+                        outcome
+                            .skipped
+                            .push((t.address.clone(), "platformd is shutting down".into()));
+                    }
+                }
+                ready.clear();
+            }
             while let Some(i) = ready.pop_front() {
                 let driver_running = running_per_driver
                     .get(&tasks[i].driver)
@@ -470,7 +484,12 @@ impl Engine {
             }
         }
         let stack = desired.stack.clone();
-        lock(&self.store).finish_apply(apply_id, outcome.status(), &outcome.summary(), &stack)?;
+        let status = if self.cancel.load(Ordering::SeqCst) && !outcome.skipped.is_empty() {
+            "interrupted"
+        } else {
+            outcome.status()
+        };
+        lock(&self.store).finish_apply(apply_id, status, &outcome.summary(), &stack)?;
         Ok(outcome)
     }
 

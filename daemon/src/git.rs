@@ -16,6 +16,8 @@ pub struct StackRepo {
 pub struct StackAtRevision {
     pub commit: String,
     pub files: Vec<StackFile>,
+    pub author: Option<String>,
+    pub message: Option<String>,
 }
 
 impl StackRepo {
@@ -50,61 +52,87 @@ impl StackRepo {
     /// The stack's `*.kdl` files at `rev` (any revision git understands: `HEAD~1`, a branch,
     /// `origin/main`, a commit id), read from the object database.
     pub fn read(&self, rev: &str) -> Result<StackAtRevision> {
-        let id = self
-            .repo
-            .rev_parse_single(rev)
-            .map_err(|e| anyhow!("cannot resolve git revision `{rev}`: {e}"))?;
-        let commit = id
-            .object()
-            .with_context(|| format!("cannot read object {id}"))?
-            .peel_to_commit()
-            .with_context(|| format!("`{rev}` does not point to a commit"))?;
-        let commit_id = commit.id.to_string();
-        let tree = commit
-            .tree()
-            .with_context(|| format!("cannot read the tree of {commit_id}"))?;
-        let stack_tree = if self.stack_path.is_empty() {
-            tree
-        } else {
-            let Some(entry) = tree
-                .lookup_entry_by_path(&self.stack_path)
-                .with_context(|| format!("cannot look up {} at {rev}", self.stack_path))?
-            else {
-                // The stack did not exist at that revision: an empty prior state.
-                return Ok(StackAtRevision {
-                    commit: commit_id,
-                    files: Vec::new(),
-                });
-            };
-            if !entry.mode().is_tree() {
-                bail!("{} is not a directory at {rev}", self.stack_path);
-            }
-            entry.object()?.into_tree()
-        };
-        let mut recorder = gix::traverse::tree::Recorder::default();
-        stack_tree
-            .traverse()
-            .breadthfirst(&mut recorder)
-            .with_context(|| format!("cannot walk the tree at {rev}"))?;
-        let mut files = Vec::new();
-        for entry in recorder.records {
-            let path = String::from_utf8_lossy(&entry.filepath).into_owned();
-            let hidden = path.split('/').any(|part| part.starts_with('.'));
-            if hidden || !path.ends_with(".kdl") || !entry.mode.is_blob() {
-                continue;
-            }
-            let blob = self
-                .repo
-                .find_object(entry.oid)
-                .with_context(|| format!("cannot read {path} at {rev}"))?;
-            let text = String::from_utf8(blob.data.clone())
-                .map_err(|_| anyhow!("{path} at {rev} is not valid UTF-8"))?;
-            files.push(StackFile { path, text });
-        }
-        files.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(StackAtRevision {
-            commit: commit_id,
-            files,
-        })
+        read_stack_at(&self.repo, rev, &self.stack_path)
     }
+}
+
+/// The stack below `stack_path` at revision `rev` of `repo` (bare or not), with the commit's
+/// author and subject.
+pub fn read_stack_at(
+    repo: &gix::Repository,
+    rev: &str,
+    stack_path: &str,
+) -> Result<StackAtRevision> {
+    let id = repo
+        .rev_parse_single(rev)
+        .map_err(|e| anyhow!("cannot resolve git revision `{rev}`: {e}"))?;
+    let commit = id
+        .object()
+        .with_context(|| format!("cannot read object {id}"))?
+        .peel_to_commit()
+        .with_context(|| format!("`{rev}` does not point to a commit"))?;
+    let commit_id = commit.id.to_string();
+    let (author, message) = match commit.decode() {
+        Ok(c) => (
+            c.author().ok().map(|a| format!("{} <{}>", a.name, a.email)),
+            Some(
+                c.message
+                    .to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string(),
+            ),
+        ),
+        Err(_) => (None, None),
+    };
+    let tree = commit
+        .tree()
+        .with_context(|| format!("cannot read the tree of {commit_id}"))?;
+    let stack_tree = if stack_path.is_empty() {
+        tree
+    } else {
+        let Some(entry) = tree
+            .lookup_entry_by_path(stack_path)
+            .with_context(|| format!("cannot look up {stack_path} at {rev}"))?
+        else {
+            // The stack did not exist at that revision: an empty prior state.
+            return Ok(StackAtRevision {
+                commit: commit_id,
+                files: Vec::new(),
+                author,
+                message,
+            });
+        };
+        if !entry.mode().is_tree() {
+            bail!("{stack_path} is not a directory at {rev}");
+        }
+        entry.object()?.into_tree()
+    };
+    let mut recorder = gix::traverse::tree::Recorder::default();
+    stack_tree
+        .traverse()
+        .breadthfirst(&mut recorder)
+        .with_context(|| format!("cannot walk the tree at {rev}"))?;
+    let mut files = Vec::new();
+    for entry in recorder.records {
+        let path = String::from_utf8_lossy(&entry.filepath).into_owned();
+        let hidden = path.split('/').any(|part| part.starts_with('.'));
+        if hidden || !path.ends_with(".kdl") || !entry.mode.is_blob() {
+            continue;
+        }
+        let blob = repo
+            .find_object(entry.oid)
+            .with_context(|| format!("cannot read {path} at {rev}"))?;
+        let text = String::from_utf8(blob.data.clone())
+            .map_err(|_| anyhow!("{path} at {rev} is not valid UTF-8"))?;
+        files.push(StackFile { path, text });
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(StackAtRevision {
+        commit: commit_id,
+        files,
+        author,
+        message,
+    })
 }

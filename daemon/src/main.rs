@@ -2,9 +2,13 @@
 //! parses arguments and maps results to exit codes (DESIGN §3: 0 ok, 1 error, 2 changes with
 //! `--detailed-exitcode`, 3 blocked by policy).
 
+mod api;
 mod commands;
+mod daemon;
 mod engine;
 mod git;
+mod reconcile;
+mod source;
 mod state;
 mod store;
 
@@ -120,12 +124,45 @@ pub enum Command {
     },
     /// End a rollback pin: the next apply follows the stack again.
     Resume,
+    /// Follow a git branch (or watch a directory), reconcile continuously, serve the HTTP API.
+    Daemon {
+        /// A git URL (file://, https://, ssh://, git://) or a local directory to watch.
+        #[arg(long, value_name = "URL|DIR")]
+        repo: String,
+        #[arg(long, default_value = "main")]
+        branch: String,
+        /// The stack's directory inside the repository.
+        #[arg(long, value_name = "STACK", default_value = "")]
+        path: String,
+        /// How often to fetch the source.
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+        interval: std::time::Duration,
+        /// How often to check for drift.
+        #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+        drift_interval: std::time::Duration,
+        #[arg(long, default_value = "127.0.0.1:7070")]
+        listen: std::net::SocketAddr,
+        /// Bearer token for POST /api/v1/sync, /rollback, /resume.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        /// Secret for the X-Hub-Signature-256 of POST /hooks/git.
+        #[arg(long, value_name = "FILE")]
+        webhook_secret_file: Option<PathBuf>,
+        #[arg(long, default_value_t = 8)]
+        parallelism: usize,
+        /// Directory mode: how long the directory must be quiet before a revision is taken.
+        #[arg(long, value_name = "DURATION", default_value = "300ms", value_parser = parse_duration)]
+        debounce: std::time::Duration,
+    },
 }
 
-/// `90s`, `5m`, `1h30m`, `0s`.
+/// `90s`, `5m`, `1h30m`, `0s`, `300ms`.
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     if s == "0" {
         return Ok(std::time::Duration::ZERO);
+    }
+    if let Some(ms) = s.strip_suffix("ms").and_then(|n| n.parse::<u64>().ok()) {
+        return Ok(std::time::Duration::from_millis(ms));
     }
     if !planner::decode::fields::is_duration(s) {
         return Err(format!("`{s}` is not a duration like 30s, 5m or 1h30m"));
@@ -243,6 +280,30 @@ fn main() -> ExitCode {
             colour,
         ),
         Command::Resume => state::resume(&state_dir),
+        Command::Daemon {
+            repo,
+            branch,
+            path,
+            interval,
+            drift_interval,
+            listen,
+            token_file,
+            webhook_secret_file,
+            parallelism,
+            debounce,
+        } => daemon::run(daemon::DaemonArgs {
+            repo,
+            branch,
+            path,
+            interval,
+            drift_interval,
+            state_dir: state_dir.clone(),
+            listen,
+            token_file,
+            webhook_secret_file,
+            parallelism,
+            debounce,
+        }),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -183,6 +183,7 @@ fn engine(
         store: Arc::new(Mutex::new(store)),
         drivers,
         config,
+        cancel: Arc::new(AtomicBool::new(false)),
     })
 }
 

@@ -95,6 +95,22 @@ pub struct ApplyRecord {
     pub summary: Option<String>,
 }
 
+/// A row of `revisions`, for the API.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RevisionRecord {
+    pub revision: String,
+    pub source: String,
+    pub author: Option<String>,
+    pub message: Option<String>,
+    pub seen_at: i64,
+    pub valid: bool,
+    pub errors: Option<String>,
+    /// Applied in full at some point.
+    pub applied: bool,
+    /// The revision in force now.
+    pub current: bool,
+}
+
 /// An unfinished journal entry: a driver call whose outcome is unknown.
 #[derive(Debug, Clone)]
 pub struct OpenIntent {
@@ -266,6 +282,78 @@ impl Store {
             params![revision, source, now(), valid, errors],
         )?;
         Ok(())
+    }
+
+    /// Records a revision with its commit metadata; a revision seen again keeps its first row.
+    pub fn record_revision_details(
+        &self,
+        revision: &str,
+        source: &str,
+        valid: bool,
+        errors: Option<&str>,
+        author: Option<&str>,
+        message: Option<&str>,
+    ) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO revisions (revision, source, author, message, seen_at, valid, errors) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (revision) DO NOTHING",
+            params![revision, source, author, message, now(), valid, errors],
+        )?;
+        Ok(())
+    }
+
+    /// Every revision seen, newest first.
+    pub fn revisions(&self, limit: usize) -> Result<Vec<RevisionRecord>> {
+        let applied = self.applied_revision()?;
+        let mut stmt = self.conn.prepare(
+            "SELECT r.revision, r.source, r.author, r.message, r.seen_at, r.valid, r.errors,
+                    EXISTS (SELECT 1 FROM applies a WHERE a.revision = r.revision AND a.status = 'succeeded')
+             FROM revisions r ORDER BY r.id DESC LIMIT ?1",
+        )?;
+        let rows = stmt
+            .query_map([limit as i64], |r| {
+                Ok(RevisionRecord {
+                    revision: r.get(0)?,
+                    source: r.get(1)?,
+                    author: r.get(2)?,
+                    message: r.get(3)?,
+                    seen_at: r.get(4)?,
+                    valid: r.get(5)?,
+                    errors: r.get(6)?,
+                    applied: r.get(7)?,
+                    current: false,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows
+            .into_iter()
+            .map(|mut r| {
+                r.current = applied.as_deref() == Some(r.revision.as_str());
+                r
+            })
+            .collect())
+    }
+
+    /// A revision whose plan had nothing to change is in force as it is: recorded as a
+    /// (trivially) succeeded apply, so it is in the history and a rollback target.
+    pub fn record_applied_without_changes(
+        &self,
+        revision: &str,
+        snapshot: &Snapshot,
+    ) -> Result<()> {
+        self.store_snapshot(revision, snapshot)?;
+        let id = self.begin_apply(revision, "apply", None)?;
+        self.finish_apply(id, "succeeded", "no changes", &snapshot.stack)
+    }
+
+    /// The source revision that was current when the stack was pinned: a different one ends the
+    /// pin.
+    pub fn pinned_at_tip(&self) -> Result<Option<String>> {
+        self.meta("pinned_at_tip")
+    }
+
+    pub fn set_pinned_at_tip(&self, revision: Option<&str>) -> Result<()> {
+        self.set_meta("pinned_at_tip", revision)
     }
 
     pub fn record_plan(&self, revision: Option<&str>, plan_json: &str) -> Result<i64> {

@@ -1,0 +1,236 @@
+//! The daemon's HTTP API (DESIGN §5). Read endpoints are open (bind to loopback or put them
+//! behind your network policy); mutating ones need `Authorization: Bearer <token>`; the webhook
+//! needs a valid GitHub-style `X-Hub-Signature-256`.
+
+use crate::reconcile::{Command, Event, Shared};
+use crate::store::Store;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::sync::oneshot;
+
+#[derive(Clone)]
+pub struct Api {
+    pub shared: Arc<Shared>,
+    pub token: Option<String>,
+    pub webhook_secret: Option<Vec<u8>>,
+}
+
+pub fn router(api: Api) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/revisions", get(revisions))
+        .route("/api/v1/plan", get(plan))
+        .route("/api/v1/drift", get(drift))
+        .route("/api/v1/sync", post(sync))
+        .route("/api/v1/rollback", post(rollback))
+        .route("/api/v1/resume", post(resume))
+        .route("/hooks/git", post(webhook))
+        .with_state(api)
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+async fn readyz(State(api): State<Api>) -> Response {
+    if api.shared.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response()
+    }
+}
+
+async fn metrics(State(api): State<Api>) -> Response {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        api.shared.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn status(State(api): State<Api>) -> Response {
+    let status = api
+        .shared
+        .status
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    Json(status).into_response()
+}
+
+async fn revisions(State(api): State<Api>) -> Response {
+    let dir = api.shared.state_dir.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        Store::open(&dir).and_then(|s| Ok((s.revisions(200)?, s.history()?)))
+    })
+    .await;
+    match result {
+        Ok(Ok((revisions, applies))) => {
+            Json(json!({ "revisions": revisions, "applies": applies })).into_response()
+        }
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+async fn plan(State(api): State<Api>) -> Response {
+    match api
+        .shared
+        .plan
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+    {
+        Some(plan) => (
+            [("content-type", "application/json")],
+            planner::render::json(plan),
+        )
+            .into_response(),
+        None => error(StatusCode::NOT_FOUND, "no plan yet"),
+    }
+}
+
+async fn drift(State(api): State<Api>) -> Response {
+    Json(json!({ "findings": *api.shared.drift.read().unwrap_or_else(|e| e.into_inner()) }))
+        .into_response()
+}
+
+/// Constant-time comparison, so response timing does not reveal the token.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `None` when the request carries the token; otherwise the response refusing it.
+fn refused(api: &Api, headers: &HeaderMap) -> Option<Response> {
+    let Some(token) = &api.token else {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "mutating endpoints are disabled: start the daemon with --token-file",
+        ));
+    };
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(g) if same(g.trim().as_bytes(), token.as_bytes()) => Ok(()),
+        _ => Err(error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token",
+        )),
+    }
+}
+
+async fn command(api: &Api, command: Command) -> Response {
+    let (reply, answer) = oneshot::channel();
+    if api
+        .shared
+        .events
+        .send(Event::Command(command, reply))
+        .await
+        .is_err()
+    {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the daemon is shutting down",
+        );
+    }
+    match answer.await {
+        Ok(Ok(message)) => Json(json!({ "ok": true, "message": message })).into_response(),
+        Ok(Err(message)) => (
+            StatusCode::CONFLICT,
+            Json(json!({ "ok": false, "error": message })),
+        )
+            .into_response(),
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the daemon is shutting down",
+        ),
+    }
+}
+
+async fn sync(State(api): State<Api>, headers: HeaderMap) -> Response {
+    if let Some(r) = refused(&api, &headers) {
+        return r;
+    }
+    command(&api, Command::Sync).await
+}
+
+#[derive(serde::Deserialize)]
+struct RollbackRequest {
+    revision: String,
+}
+
+async fn rollback(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(r) = refused(&api, &headers) {
+        return r;
+    }
+    let Ok(request) = serde_json::from_slice::<RollbackRequest>(&body) else {
+        return error(StatusCode::BAD_REQUEST, "expected {\"revision\": \"REV\"}");
+    };
+    command(&api, Command::Rollback(request.revision)).await
+}
+
+async fn resume(State(api): State<Api>, headers: HeaderMap) -> Response {
+    if let Some(r) = refused(&api, &headers) {
+        return r;
+    }
+    command(&api, Command::Resume).await
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// GitHub-style push webhook: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>`.
+async fn webhook(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(secret) = &api.webhook_secret else {
+        return error(
+            StatusCode::FORBIDDEN,
+            "webhooks are disabled: start the daemon with --webhook-secret-file",
+        );
+    };
+    let signature = headers
+        .get("x-hub-signature-256")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("sha256="))
+        .and_then(decode_hex);
+    let valid = signature.is_some_and(|sig| {
+        let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret)
+            .expect("HMAC takes keys of any size");
+        mac.update(&body);
+        mac.verify_slice(&sig).is_ok()
+    });
+    if !valid {
+        tracing::warn!("webhook with a missing or bad signature rejected");
+        return error(StatusCode::UNAUTHORIZED, "bad signature");
+    }
+    match api.shared.events.try_send(Event::Webhook) {
+        Ok(()) | Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "ok": true, "message": "fetch scheduled" })),
+        )
+            .into_response(),
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the daemon is shutting down",
+        ),
+    }
+}

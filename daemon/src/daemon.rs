@@ -1,0 +1,137 @@
+//! `platformd daemon`: follows a git branch or watches a directory, reconciles continuously, and
+//! serves the HTTP API. SIGTERM/SIGINT finish the driver calls in flight, leave the journal
+//! consistent, release the lease and exit 0.
+
+use crate::api::{Api, router};
+use crate::reconcile::{Event, Options, Reconciler, Shared, Status};
+use crate::source::Source;
+use crate::store::Store;
+use anyhow::{Context, Result};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+pub struct DaemonArgs {
+    pub repo: String,
+    pub branch: String,
+    pub path: String,
+    pub interval: Duration,
+    pub drift_interval: Duration,
+    pub state_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub token_file: Option<PathBuf>,
+    pub webhook_secret_file: Option<PathBuf>,
+    pub parallelism: usize,
+    pub debounce: Duration,
+}
+
+fn read_secret(path: &Path, what: &str) -> Result<String> {
+    let s = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the {what} file {}", path.display()))?;
+    let s = s.trim().to_string();
+    anyhow::ensure!(!s.is_empty(), "the {what} file {} is empty", path.display());
+    Ok(s)
+}
+
+/// Whether a file event can change the stack: `*.kdl` files outside hidden directories.
+fn relevant(path: &Path, root: &Path) -> bool {
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    let hidden = rel
+        .components()
+        .any(|c| c.as_os_str().to_string_lossy().starts_with('.'));
+    !hidden && (path.extension().is_some_and(|e| e == "kdl") || path.extension().is_none())
+}
+
+pub fn run(args: DaemonArgs) -> Result<u8> {
+    let token = args
+        .token_file
+        .as_deref()
+        .map(|p| read_secret(p, "token"))
+        .transpose()?;
+    let webhook_secret = args
+        .webhook_secret_file
+        .as_deref()
+        .map(|p| read_secret(p, "webhook secret"))
+        .transpose()?;
+    // Open (and migrate) the store up front, so a bad state directory fails fast.
+    Store::open(&args.state_dir)?;
+    let source = Source::new(&args.repo, &args.branch, &args.path, &args.state_dir)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let (tx, rx) = mpsc::channel(64);
+        let shutting_down = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new(Shared {
+            status: RwLock::new(Status { source: source.describe(), sync_state: "starting".into(), ..Status::default() }),
+            plan: RwLock::new(None),
+            drift: RwLock::new(Vec::new()),
+            metrics: Default::default(),
+            ready: AtomicBool::new(false),
+            events: tx.clone(),
+            state_dir: args.state_dir.clone(),
+            shutting_down: shutting_down.clone(),
+        });
+
+        // Directory mode: file events feed the loop, which debounces them.
+        let _watcher = match &source {
+            Source::Dir(d) => {
+                use notify::Watcher;
+                let root = d.dir.clone();
+                let events = tx.clone();
+                let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+                    if let Ok(event) = res
+                        && event.paths.iter().any(|p| relevant(p, &root))
+                    {
+                        let _ = events.try_send(Event::FileChanged);
+                    }
+                })
+                .context("cannot watch the stack directory")?;
+                watcher.watch(&d.dir, notify::RecursiveMode::Recursive).with_context(|| format!("cannot watch {}", d.dir.display()))?;
+                Some(watcher)
+            }
+            Source::Git(_) => None,
+        };
+
+        let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+        let local = listener.local_addr()?;
+        let api = Api { shared: shared.clone(), token, webhook_secret: webhook_secret.map(String::into_bytes) };
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router(api))
+                .with_graceful_shutdown(async move {
+                    let _ = stop_rx.changed().await;
+                })
+                .await;
+        });
+        eprintln!("platformd daemon: following {}", source.describe());
+        eprintln!("  API:      http://{local}  (GET /api/v1/status, /metrics)");
+        eprintln!("  store:    {}", args.state_dir.display());
+        eprintln!("  rendered: where the stack's local driver `path` points (default .platformd/rendered)");
+
+        let reconciler = Reconciler::new(
+            shared.clone(),
+            source,
+            Options { interval: args.interval, drift_interval: args.drift_interval, debounce: args.debounce, parallelism: args.parallelism },
+        );
+        let mut loop_task = tokio::spawn(reconciler.run(rx));
+
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: finishing in-flight driver calls"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: finishing in-flight driver calls"),
+            _ = &mut loop_task => {}
+        }
+        shutting_down.store(true, Ordering::SeqCst);
+        let _ = tx.try_send(Event::Shutdown);
+        let _ = loop_task.await;
+        let _ = stop_tx.send(true);
+        let _ = server.await;
+        eprintln!("platformd daemon: stopped");
+        Ok::<u8, anyhow::Error>(0)
+    })
+}

@@ -1,0 +1,170 @@
+//! Where the daemon gets revisions from: a git remote followed with gix (bare clone in the state
+//! directory, fetched on each poll), or a plain directory watched with notify.
+
+use crate::git::read_stack_at;
+use crate::state::content_revision;
+use anyhow::{Context, Result, anyhow, bail};
+use planner::StackFile;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+/// One revision of the stack.
+#[derive(Debug, Clone)]
+pub struct Revision {
+    /// A commit id, or `content-<hash>` for a directory.
+    pub id: String,
+    pub files: Vec<StackFile>,
+    pub author: Option<String>,
+    pub message: Option<String>,
+}
+
+pub enum Source {
+    Git(GitSource),
+    Dir(DirSource),
+}
+
+impl Source {
+    /// A local path is a watched directory; anything else is a git remote URL.
+    pub fn new(repo: &str, branch: &str, path: &str, state_dir: &Path) -> Result<Source> {
+        let local = Path::new(repo);
+        if !repo.contains("://") && !repo.contains('@') {
+            if !local.is_dir() {
+                bail!(
+                    "--repo {repo} is neither a directory nor a git URL (file://, https://, ssh://, git://)"
+                );
+            }
+            return Ok(Source::Dir(DirSource {
+                dir: local.join(path),
+            }));
+        }
+        Ok(Source::Git(GitSource::new(repo, branch, path, state_dir)))
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Source::Git(g) => format!("{} ({}, path `{}`)", redact_url(&g.url), g.branch, g.path),
+            Source::Dir(d) => format!("directory {}", d.dir.display()),
+        }
+    }
+}
+
+/// A URL with any password or token removed, for logs, the store and the API.
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((userinfo, host)) if !userinfo.contains('/') => {
+                let user = userinfo.split(':').next().unwrap_or("");
+                format!("{scheme}://{user}:***@{host}")
+            }
+            _ => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+pub struct GitSource {
+    pub url: String,
+    pub branch: String,
+    pub path: String,
+    repo_dir: PathBuf,
+}
+
+impl GitSource {
+    pub fn new(url: &str, branch: &str, path: &str, state_dir: &Path) -> GitSource {
+        GitSource {
+            url: url.to_string(),
+            branch: branch.to_string(),
+            path: path.trim_matches('/').to_string(),
+            repo_dir: state_dir.join("repo.git"),
+        }
+    }
+
+    /// The URL to connect with: an https token from `PLATFORMD_GIT_TOKEN` is added here, and
+    /// only here, so it is never stored or logged.
+    fn connect_url(&self) -> String {
+        match (
+            std::env::var("PLATFORMD_GIT_TOKEN"),
+            self.url.strip_prefix("https://"),
+        ) {
+            (Ok(token), Some(rest)) if !token.is_empty() && !rest.contains('@') => {
+                format!("https://x-access-token:{token}@{rest}")
+            }
+            _ => self.url.clone(),
+        }
+    }
+
+    fn open_or_init(&self) -> Result<gix::Repository> {
+        if self.repo_dir.join("HEAD").exists() {
+            return gix::open(&self.repo_dir)
+                .with_context(|| format!("cannot open {}", self.repo_dir.display()));
+        }
+        std::fs::create_dir_all(&self.repo_dir)?;
+        gix::init_bare(&self.repo_dir)
+            .with_context(|| format!("cannot create {}", self.repo_dir.display()))
+    }
+
+    /// Fetches the branch (force-pushes are followed) and reads the stack at its tip. Blocking.
+    pub fn fetch(&self) -> Result<Revision> {
+        let repo = self.open_or_init()?;
+        let tracking = format!("refs/remotes/origin/{}", self.branch);
+        let refspec = format!("+refs/heads/{}:{tracking}", self.branch);
+        let remote = repo
+            .remote_at(self.connect_url().as_str())
+            .map_err(|e| anyhow!("invalid git URL {}: {e}", redact_url(&self.url)))?
+            .with_refspecs([refspec.as_str()], gix::remote::Direction::Fetch)
+            .map_err(|e| anyhow!("invalid refspec {refspec}: {e}"))?;
+        let interrupt = AtomicBool::new(false);
+        let outcome = remote
+            .connect(gix::remote::Direction::Fetch)
+            .map_err(|e| anyhow!("cannot reach {}: {e}", redact_url(&self.url)))?
+            .prepare_fetch(gix::progress::Discard, Default::default())
+            .map_err(|e| anyhow!("cannot list refs of {}: {e}", redact_url(&self.url)))?
+            .receive(gix::progress::Discard, &interrupt)
+            .map_err(|e| anyhow!("cannot fetch from {}: {e}", redact_url(&self.url)))?;
+        if outcome.ref_map.mappings.is_empty() {
+            bail!(
+                "branch `{}` does not exist on {}",
+                self.branch,
+                redact_url(&self.url)
+            );
+        }
+        let at = read_stack_at(&repo, &tracking, &self.path)?;
+        Ok(Revision {
+            id: at.commit,
+            files: at.files,
+            author: at.author,
+            message: at.message,
+        })
+    }
+}
+
+pub struct DirSource {
+    pub dir: PathBuf,
+}
+
+impl DirSource {
+    /// The directory's current content as a revision (content hash as its id).
+    pub fn read(&self) -> Result<Revision> {
+        let files = planner::load::read_dir(&self.dir)?;
+        Ok(Revision {
+            id: content_revision(&files),
+            files,
+            author: None,
+            message: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact_url("https://bot:s3cret@github.com/acme/state.git"),
+            "https://bot:***@github.com/acme/state.git"
+        );
+        assert_eq!(redact_url("file:///srv/state.git"), "file:///srv/state.git");
+    }
+}
