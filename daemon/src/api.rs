@@ -114,7 +114,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 /// `None` when the request carries the token; otherwise the response refusing it.
 fn refused(api: &Api, headers: &HeaderMap) -> Option<Response> {
     let Some(token) = &api.token else {
-        return Err(error(
+        return Some(error(
             StatusCode::FORBIDDEN,
             "mutating endpoints are disabled: start the daemon with --token-file",
         ));
@@ -124,8 +124,8 @@ fn refused(api: &Api, headers: &HeaderMap) -> Option<Response> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match given {
-        Some(g) if same(g.trim().as_bytes(), token.as_bytes()) => Ok(()),
-        _ => Err(error(
+        Some(g) if same(g.trim().as_bytes(), token.as_bytes()) => None,
+        _ => Some(error(
             StatusCode::UNAUTHORIZED,
             "missing or wrong bearer token",
         )),
