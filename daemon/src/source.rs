@@ -33,9 +33,10 @@ impl Source {
                     "--repo {repo} is neither a directory nor a git URL (file://, https://, ssh://, git://)"
                 );
             }
-            return Ok(Source::Dir(DirSource {
-                dir: local.join(path),
-            }));
+            // Absolute, so file events (absolute paths) compare against it.
+            let dir = std::fs::canonicalize(local.join(path))
+                .with_context(|| format!("cannot open {}", local.join(path).display()))?;
+            return Ok(Source::Dir(DirSource { dir }));
         }
         Ok(Source::Git(GitSource::new(repo, branch, path, state_dir)))
     }

@@ -1,0 +1,568 @@
+//! `platformd daemon` against real git remotes on loopback (`file://` and `git daemon`) and a
+//! watched directory, observed through its HTTP API.
+
+mod support;
+
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::PLATFORM;
+
+const TOKEN: &str = "test-token-123";
+const SECRET: &str = "webhook-secret-456";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A minimal HTTP/1.1 client: (status, body).
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("daemon listens");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn sign(body: &[u8]) -> String {
+    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(body);
+    let bytes = mac.finalize().into_bytes();
+    format!(
+        "sha256={}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+struct Daemon {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Daemon {
+    fn start(dir: &Path, repo: &str, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let daemon = Daemon::spawn(dir, repo, extra, env);
+        daemon.wait("ready", |d| {
+            TcpStream::connect(("127.0.0.1", d.port)).is_ok()
+                && http(d.port, "GET", "/readyz", &[], b"").0 == 200
+        });
+        daemon
+    }
+
+    /// Started, but not waiting for readiness (which follows the first reconcile).
+    fn spawn(dir: &Path, repo: &str, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+        std::fs::write(dir.join("token"), TOKEN).unwrap();
+        std::fs::write(dir.join("secret"), SECRET).unwrap();
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_platformd"));
+        cmd.args([
+            "daemon",
+            "--repo",
+            repo,
+            "--listen",
+            &listen,
+            "--token-file",
+            "token",
+            "--webhook-secret-file",
+            "secret",
+        ])
+        .args(extra)
+        .current_dir(dir)
+        .env("PLATFORMD_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("daemon.log")).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap();
+        Daemon {
+            child,
+            port,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn status(&self) -> Value {
+        serde_json::from_str(&http(self.port, "GET", "/api/v1/status", &[], b"").1).unwrap()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    fn wait(&self, what: &str, done: impl Fn(&Daemon) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done(self) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_applied(&self, revision: &str) {
+        self.wait(&format!("{revision} applied"), |d| {
+            d.status()["applied_revision"] == revision
+        });
+    }
+
+    fn post(&self, path: &str, body: &str) -> (u16, Value) {
+        let auth = format!("Bearer {TOKEN}");
+        let (code, body) = http(
+            self.port,
+            "POST",
+            path,
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            body.as_bytes(),
+        );
+        (code, serde_json::from_str(&body).unwrap_or(Value::Null))
+    }
+
+    fn terminate(&mut self) -> i32 {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().unwrap().code().unwrap_or(-1)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A bare "remote" and a working clone that pushes to it.
+struct Remote {
+    dir: tempfile::TempDir,
+    work: test_support::git::GitRepo,
+}
+
+impl Remote {
+    fn new() -> Remote {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("git")
+            .args(["init", "-q", "--bare", "-b", "main", "remote.git"])
+            .current_dir(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let work = test_support::git::GitRepo::init();
+        work.git(&[
+            "remote",
+            "add",
+            "origin",
+            dir.path().join("remote.git").to_str().unwrap(),
+        ]);
+        Remote { dir, work }
+    }
+
+    fn url(&self) -> String {
+        format!("file://{}", self.dir.path().join("remote.git").display())
+    }
+
+    fn push(&self, files: &[(&str, &str)], message: &str) -> String {
+        for (p, t) in files {
+            self.work.write(&format!("stack/{p}"), t);
+        }
+        let id = self.work.commit(message);
+        self.work.git(&["push", "-q", "--force", "origin", "main"]);
+        id
+    }
+}
+
+fn service(replicas: u32) -> String {
+    format!(
+        "service \"api\" {{\n    team \"web\"\n    image \"ghcr.io/acme/api:1.0.0\"\n    replicas {replicas}\n    port 8080\n}}\n"
+    )
+}
+
+fn work_dir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+#[test]
+fn follows_a_file_remote_applies_pushes_and_survives_invalid_commits_force_pushes_and_outages() {
+    let remote = Remote::new();
+    let c1 = remote.push(
+        &[("platform.kdl", PLATFORM), ("api.kdl", &service(2))],
+        "first",
+    );
+    let dir = work_dir();
+    let daemon = Daemon::start(
+        dir.path(),
+        &remote.url(),
+        &["--path", "stack", "--interval", "1s"],
+        &[],
+    );
+    daemon.wait_applied(&c1);
+    let rendered = dir.path().join(".platformd/rendered/service/api.yaml");
+    assert!(
+        std::fs::read_to_string(&rendered)
+            .unwrap()
+            .contains("replicas: 2")
+    );
+
+    // A pushed commit is applied on the next poll.
+    let c2 = remote.push(&[("api.kdl", &service(4))], "scale api");
+    daemon.wait_applied(&c2);
+    assert!(
+        std::fs::read_to_string(&rendered)
+            .unwrap()
+            .contains("replicas: 4")
+    );
+
+    // An invalid commit is recorded and surfaced; the last good revision stays applied.
+    let bad = remote.push(
+        &[(
+            "api.kdl",
+            "service \"api\" {\n    team \"web\"\n    replicas 4\n}\n",
+        )],
+        "break it",
+    );
+    daemon.wait("the invalid revision", |d| {
+        d.status()["tracked_revision"] == bad.as_str()
+    });
+    let status = daemon.status();
+    assert_eq!(status["applied_revision"], c2.as_str());
+    assert_eq!(status["sync_state"], "invalid");
+    assert!(
+        status["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("error[missing-field]"),
+        "{status}"
+    );
+    let (_, revisions) = http(daemon.port, "GET", "/api/v1/revisions", &[], b"");
+    let revisions: Value = serde_json::from_str(&revisions).unwrap();
+    let bad_row = revisions["revisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["revision"] == bad.as_str())
+        .unwrap();
+    assert_eq!(bad_row["valid"], false);
+    assert_eq!(bad_row["message"], "break it");
+
+    // A force-push (history rewritten) is followed.
+    remote.work.git(&["reset", "-q", "--hard", &c2]);
+    let c3 = remote.push(&[("api.kdl", &service(6))], "rewritten history");
+    daemon.wait_applied(&c3);
+    assert!(
+        std::fs::read_to_string(&rendered)
+            .unwrap()
+            .contains("replicas: 6")
+    );
+
+    // The remote goes away: the daemon keeps serving the last good revision, then recovers.
+    let live = remote.dir.path().join("remote.git");
+    let gone = remote.dir.path().join("remote.gone");
+    std::fs::rename(&live, &gone).unwrap();
+    daemon.wait("the fetch error", |d| {
+        d.status()["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("serving"))
+    });
+    assert_eq!(http(daemon.port, "GET", "/healthz", &[], b"").0, 200);
+    assert_eq!(daemon.status()["applied_revision"], c3.as_str());
+    std::fs::rename(&gone, &live).unwrap();
+    let c4 = remote.push(&[("api.kdl", &service(8))], "after the outage");
+    daemon.wait_applied(&c4);
+
+    let (_, metrics) = http(daemon.port, "GET", "/metrics", &[], b"");
+    assert!(
+        metrics.contains("platformd_revisions_invalid_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("platformd_fetch_failures_total"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("platformd_reconcile_duration_seconds_count"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_signed_webhook_fetches_at_once_and_a_bad_signature_changes_nothing() {
+    let remote = Remote::new();
+    let c1 = remote.push(
+        &[("platform.kdl", PLATFORM), ("api.kdl", &service(2))],
+        "first",
+    );
+    let dir = work_dir();
+    let daemon = Daemon::start(
+        dir.path(),
+        &remote.url(),
+        &["--path", "stack", "--interval", "1h"],
+        &[],
+    );
+    daemon.wait_applied(&c1);
+    let c2 = remote.push(&[("api.kdl", &service(3))], "second");
+    let body = br#"{"ref":"refs/heads/main"}"#;
+    let (code, _) = http(
+        daemon.port,
+        "POST",
+        "/hooks/git",
+        &[("X-Hub-Signature-256", "sha256=00ff")],
+        body,
+    );
+    assert_eq!(code, 401);
+    let (code, _) = http(daemon.port, "POST", "/hooks/git", &[], body);
+    assert_eq!(code, 401);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        daemon.status()["applied_revision"],
+        c1.as_str(),
+        "a bad signature changes nothing"
+    );
+    let signature = sign(body);
+    let sent = Instant::now();
+    let (code, _) = http(
+        daemon.port,
+        "POST",
+        "/hooks/git",
+        &[("X-Hub-Signature-256", &signature)],
+        body,
+    );
+    assert_eq!(code, 202);
+    daemon.wait_applied(&c2);
+    assert!(
+        sent.elapsed() < Duration::from_secs(10),
+        "applied without waiting for the hourly poll"
+    );
+}
+
+#[test]
+fn follows_a_git_daemon_remote() {
+    let remote = Remote::new();
+    let c1 = remote.push(
+        &[("platform.kdl", PLATFORM), ("api.kdl", &service(2))],
+        "first",
+    );
+    let port = free_port();
+    let base = remote.dir.path().to_str().unwrap().to_string();
+    // Its own process group, so the connection handlers it forks are stopped with it.
+    let git_daemon = Command::new("git")
+        .args([
+            "daemon",
+            "--reuseaddr",
+            "--export-all",
+            "--listen=127.0.0.1",
+            &format!("--port={port}"),
+            &format!("--base-path={base}"),
+            &base,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let _stop = StopGroup(git_daemon);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "git daemon did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let dir = work_dir();
+    let daemon = Daemon::start(
+        dir.path(),
+        &format!("git://127.0.0.1:{port}/remote.git"),
+        &["--path", "stack", "--interval", "1s"],
+        &[],
+    );
+    daemon.wait_applied(&c1);
+    let c2 = remote.push(&[("api.kdl", &service(5))], "second");
+    daemon.wait_applied(&c2);
+    drop(daemon);
+}
+
+struct StopGroup(Child);
+
+impl Drop for StopGroup {
+    fn drop(&mut self) {
+        unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn rollback_through_the_api_pins_until_a_new_commit_or_resume() {
+    let remote = Remote::new();
+    let c1 = remote.push(
+        &[("platform.kdl", PLATFORM), ("api.kdl", &service(2))],
+        "first",
+    );
+    let dir = work_dir();
+    let daemon = Daemon::start(
+        dir.path(),
+        &remote.url(),
+        &["--path", "stack", "--interval", "300ms"],
+        &[],
+    );
+    daemon.wait_applied(&c1);
+    let c2 = remote.push(&[("api.kdl", &service(7))], "second");
+    daemon.wait_applied(&c2);
+
+    let (code, _) = http(
+        daemon.port,
+        "POST",
+        "/api/v1/rollback",
+        &[],
+        br#"{"revision":"x"}"#,
+    );
+    assert_eq!(code, 401, "mutations need the token");
+    let (code, body) = daemon.post(
+        "/api/v1/rollback",
+        &format!("{{\"revision\":\"{}\"}}", &c1[..12]),
+    );
+    assert_eq!(code, 200, "{body}");
+    let status = daemon.status();
+    assert_eq!(status["applied_revision"], c1.as_str());
+    assert_eq!(status["pinned_revision"], c1.as_str());
+    // Polls of the same tip do not undo the rollback.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(daemon.status()["applied_revision"], c1.as_str());
+    let rendered = dir.path().join(".platformd/rendered/service/api.yaml");
+    assert!(
+        std::fs::read_to_string(&rendered)
+            .unwrap()
+            .contains("replicas: 2")
+    );
+
+    // Resume follows the branch again.
+    let (code, body) = daemon.post("/api/v1/resume", "");
+    assert_eq!(code, 200, "{body}");
+    daemon.wait_applied(&c2);
+
+    // Roll back again; this time a new commit on the branch ends the pin.
+    let (code, _) = daemon.post("/api/v1/rollback", &format!("{{\"revision\":\"{c1}\"}}"));
+    assert_eq!(code, 200);
+    let c3 = remote.push(&[("api.kdl", &service(9))], "third");
+    daemon.wait_applied(&c3);
+    assert_eq!(daemon.status()["pinned_revision"], Value::Null);
+}
+
+#[test]
+fn sigterm_mid_apply_finishes_calls_in_flight_and_exits_0_with_a_consistent_journal() {
+    let dir = work_dir();
+    let stack = dir.path().join("stack");
+    test_support::generate::write_stack(&stack, 300, 9).unwrap();
+    let mut daemon = Daemon::spawn(
+        dir.path(),
+        "stack",
+        &["--parallelism", "4"],
+        &[("PLATFORMD_LOCAL_LATENCY_MS", "40")],
+    );
+    let db = dir.path().join(".platformd/platformd.db");
+    let count = |sql: &str| {
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .query_row(sql, [], |r| r.get::<_, i64>(0))
+            .unwrap_or(0)
+    };
+    daemon.wait("apply under way", |_| {
+        db.exists() && count("SELECT COUNT(*) FROM resources") >= 20
+    });
+    assert_eq!(daemon.terminate(), 0, "{}", daemon.log());
+    assert!(
+        count("SELECT COUNT(*) FROM resources") < 300,
+        "stopped mid-apply"
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM journal WHERE result IS NULL"),
+        0,
+        "no open intents"
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM journal WHERE result = 'ok'"),
+        count("SELECT COUNT(*) FROM resources")
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM applies WHERE status = 'interrupted'"),
+        1
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM lease"),
+        0,
+        "the lease is released"
+    );
+}
+
+#[test]
+fn directory_mode_applies_an_edit_after_the_debounce_and_a_burst_is_one_revision() {
+    let dir = work_dir();
+    let stack = dir.path().join("stack");
+    std::fs::create_dir_all(&stack).unwrap();
+    std::fs::write(stack.join("platform.kdl"), PLATFORM).unwrap();
+    std::fs::write(stack.join("api.kdl"), service(1)).unwrap();
+    let daemon = Daemon::start(
+        dir.path(),
+        "stack",
+        &["--debounce", "400ms", "--interval", "1h"],
+        &[],
+    );
+    daemon.wait("first apply", |d| d.status()["sync_state"] == "synced");
+    let rendered = dir.path().join(".platformd/rendered/service/api.yaml");
+    // A burst of edits 50 ms apart settles into one revision.
+    for replicas in 2..=6 {
+        std::fs::write(stack.join("api.kdl"), service(replicas)).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    daemon.wait("the burst applied", |_| {
+        std::fs::read_to_string(&rendered)
+            .unwrap_or_default()
+            .contains("replicas: 6")
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    let (_, body) = http(daemon.port, "GET", "/api/v1/revisions", &[], b"");
+    let revisions: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        revisions["revisions"].as_array().unwrap().len(),
+        2,
+        "one revision for the start, one for the burst: {revisions}"
+    );
+}
