@@ -54,6 +54,11 @@ pub struct Status {
     pub last_error: Option<String>,
     pub last_error_at: Option<i64>,
     pub last_sync_at: Option<i64>,
+    /// When the last plan was ready (Unix ms) and how long it took from reading the revision.
+    pub last_plan_ready_ms: Option<u64>,
+    pub last_plan_duration_ms: Option<u64>,
+    /// When the last apply started (Unix ms).
+    pub last_apply_started_ms: Option<u64>,
     pub resources: BTreeMap<String, usize>,
     pub drift: BTreeMap<String, usize>,
 }
@@ -205,6 +210,16 @@ pub struct Reconciler {
     last_good: Option<(String, Snapshot)>,
     failures: u32,
     next_fetch: Instant,
+    /// When the read of the revision being reconciled started.
+    revision_started: Option<Instant>,
+    /// The store's last applied state, at a store generation.
+    prior: Option<(u64, Snapshot)>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn jittered(base: Duration, failures: u32) -> Duration {
@@ -228,6 +243,8 @@ impl Reconciler {
             last_good: None,
             failures: 0,
             next_fetch: Instant::now(),
+            revision_started: None,
+            prior: None,
         }
     }
 
@@ -330,6 +347,7 @@ impl Reconciler {
 
     /// Reads the source; a new revision is reconciled.
     async fn poll(&mut self) {
+        self.revision_started = Some(Instant::now());
         let read = match &self.source {
             Source::Git(g) => {
                 let g = crate::source::GitSource::new(
@@ -373,7 +391,7 @@ impl Reconciler {
     }
 
     async fn new_revision(&mut self, revision: Revision) {
-        let started = Instant::now();
+        let started = self.revision_started.unwrap_or_else(Instant::now);
         self.last_seen = Some(revision.id.clone());
         self.shared
             .metrics
@@ -486,14 +504,26 @@ impl Reconciler {
         apply: bool,
         reason: &str,
     ) -> Option<String> {
-        let plan = match plan_against_store(&store, snapshot, revision, Vec::new()) {
-            Ok((_, plan)) => plan,
+        let plan = match self.plan_with_cached_prior(&store, snapshot, revision) {
+            Ok(plan) => plan,
             Err(e) => {
                 self.set_error(Some(format!("{e:#}")));
                 return Some(format!("{e:#}"));
             }
         };
-        let _ = store.record_plan(Some(revision), &planner::render::json(&plan));
+        {
+            let mut s = self
+                .shared
+                .status
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            s.last_plan_ready_ms = Some(now_ms());
+            s.last_plan_duration_ms = self
+                .revision_started
+                .map(|t| t.elapsed().as_millis() as u64);
+        }
+        // Plans are stored with their changes only: a 10,000-resource no-op plan is megabytes.
+        let _ = store.record_plan(Some(revision), &planner::render::json(&plan.changes_only()));
         *self.shared.plan.write().unwrap_or_else(|e| e.into_inner()) = Some(plan.clone());
         if plan.policy.blocked {
             self.set_state("blocked");
@@ -546,6 +576,11 @@ impl Reconciler {
         reason: &str,
     ) -> Option<String> {
         self.set_state("applying");
+        self.shared
+            .status
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .last_apply_started_ms = Some(now_ms());
         let lease = match LeaseGuard::acquire(&store, "platformd daemon", Duration::from_secs(30)) {
             Ok(l) => l,
             Err(e) => {
@@ -684,18 +719,58 @@ impl Reconciler {
             }
         };
         self.refresh_counts(&store);
+        if message.is_none() {
+            // Everything applied: the store now holds exactly the desired state.
+            if let Ok(generation) = store.generation() {
+                self.prior = Some((generation, snapshot.clone()));
+            }
+        } else {
+            self.refresh_prior(&store);
+        }
         message
     }
 
-    fn refresh_counts(&self, store: &Store) {
-        let mut counts = BTreeMap::new();
-        if let Ok(resources) = store.resources() {
-            for (_, r) in resources {
-                *counts
-                    .entry(r.snapshot.kind.as_str().to_string())
-                    .or_insert(0) += 1;
+    /// Plans against the store, reusing the prior snapshot while the store generation is the
+    /// same (reading 10,000 stored resources is the slowest part of a re-plan).
+    fn plan_with_cached_prior(
+        &mut self,
+        store: &Store,
+        snapshot: &Snapshot,
+        revision: &str,
+    ) -> anyhow::Result<Plan> {
+        let generation = store.generation()?;
+        let prior = match &self.prior {
+            Some((g, prior)) if *g == generation => prior,
+            _ => {
+                let prior = store.prior_snapshot()?;
+                &self.prior.insert((generation, prior)).1
             }
+        };
+        let made_against = planner::plan::MadeAgainst {
+            base_revision: store.applied_revision()?,
+            head_revision: Some(revision.to_string()),
+            state_generation: Some(generation),
+        };
+        Ok(planner::plan::plan(
+            prior,
+            snapshot,
+            &planner::plan::PlanOptions {
+                allow_destroy: Vec::new(),
+                made_against,
+            },
+        ))
+    }
+
+    /// Reloads the cached prior snapshot after the store changed, so the next edit's plan
+    /// does not pay for it.
+    fn refresh_prior(&mut self, store: &Store) {
+        if let (Ok(generation), Ok(prior)) = (store.generation(), store.prior_snapshot()) {
+            self.prior = Some((generation, prior));
         }
+    }
+
+    fn refresh_counts(&self, store: &Store) {
+        let counts = store.resource_counts().unwrap_or_default();
         let mut s = self
             .shared
             .status

@@ -224,6 +224,14 @@ impl Plan {
         }
     }
 
+    /// The same plan without its no-op entries (the summary still counts them).
+    pub fn changes_only(&self) -> Plan {
+        Plan {
+            resources: self.changes().cloned().collect(),
+            ..self.clone()
+        }
+    }
+
     pub fn changes(&self) -> impl Iterator<Item = &ResourceChange> {
         self.resources.iter().filter(|r| r.action != Action::NoOp)
     }

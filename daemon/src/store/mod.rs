@@ -450,6 +450,17 @@ impl Store {
         .transpose()
     }
 
+    /// Applied resources per kind.
+    pub fn resource_counts(&self) -> Result<std::collections::BTreeMap<String, usize>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT kind, COUNT(*) FROM resources GROUP BY kind")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as usize))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     pub fn outputs(&self, address: &str) -> Result<Option<Outputs>> {
         let json: Option<String> = self
             .conn
