@@ -631,3 +631,38 @@ fn secret_values_never_reach_output_store_or_rendered_files() {
     }
     assert!(found_reference, "the secret reference is kept");
 }
+
+#[test]
+fn appliers_started_together_on_a_new_state_directory_never_collide() {
+    let ws = Workspace::new();
+    let mut text = String::new();
+    for i in 0..20 {
+        text.push_str(&topic(&format!("t{i}"), 3));
+    }
+    ws.stack(&[("platform.kdl", PLATFORM), ("a.kdl", &text)]);
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            ws.command(&["apply", "stack", "--auto-approve", "--lock-timeout", "60s"])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let run: support::Run = child.wait_with_output().unwrap().into();
+        assert_eq!(run.code, 0, "{}", run.all());
+        assert!(
+            !run.stderr.contains("store:"),
+            "no raw store errors: {}",
+            run.stderr
+        );
+    }
+    let applies: i64 = ws
+        .db()
+        .query_row("SELECT COUNT(*) FROM applies", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        applies, 1,
+        "exactly one applied; the others found nothing to do"
+    );
+    assert_eq!(ws.run(&["plan", "stack", "--detailed-exitcode"]).code, 0);
+}

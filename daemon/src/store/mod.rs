@@ -186,31 +186,29 @@ impl Store {
         &self.dir
     }
 
-    pub fn schema_version(&self) -> Result<i64> {
-        Ok(self
-            .conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
-    }
-
+    /// Runs missing migrations, one exclusive transaction each. The version is read inside the
+    /// transaction, so processes opening a new store at the same time never apply one twice.
     fn migrate(&mut self) -> Result<()> {
-        let found = self.schema_version()?;
-        if found > SCHEMA_VERSION {
-            return Err(StoreError::TooNew {
-                dir: self.dir.display().to_string(),
-                found,
-                supported: SCHEMA_VERSION,
-            });
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        loop {
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Exclusive)?;
-            tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if found > SCHEMA_VERSION {
+                return Err(StoreError::TooNew {
+                    dir: self.dir.display().to_string(),
+                    found,
+                    supported: SCHEMA_VERSION,
+                });
+            }
+            if found == SCHEMA_VERSION {
+                return Ok(());
+            }
+            tx.execute_batch(MIGRATIONS[found as usize])?;
+            tx.pragma_update(None, "user_version", found + 1)?;
             tx.commit()?;
-            tracing::info!(from = i, to = i + 1, "migrated store schema");
+            tracing::info!(from = found, to = found + 1, "migrated store schema");
         }
-        Ok(())
     }
 
     pub fn generation(&self) -> Result<u64> {
@@ -681,8 +679,9 @@ impl Store {
     /// Takes the applier lease, or says who holds it. A lease whose holder process is gone (on
     /// this host) or whose time ran out is taken over.
     pub fn acquire_lease(&self, holder: &str, ttl: Duration) -> Result<()> {
-        let tx = self.conn.unchecked_transaction()?;
-        tx.execute_batch("SELECT 1")?; // keep the transaction open for the read-modify-write
+        // IMMEDIATE: the write lock is taken before the read, so two appliers cannot both see
+        // a free lease (a deferred transaction would fail one of them with BUSY_SNAPSHOT).
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
         let current: Option<(String, i64, String, i64, i64)> = tx
             .query_row(
                 "SELECT holder, pid, host, acquired_at, expires_at FROM lease WHERE id = 1",
