@@ -214,6 +214,9 @@ pub struct Reconciler {
     revision_started: Option<Instant>,
     /// The store's last applied state, at a store generation.
     prior: Option<(u64, Snapshot)>,
+    /// Phase timings of the revision being reconciled, for the "plan ready" log line.
+    read_ms: u64,
+    analyze_ms: u64,
 }
 
 fn now_ms() -> u64 {
@@ -245,6 +248,8 @@ impl Reconciler {
             next_fetch: Instant::now(),
             revision_started: None,
             prior: None,
+            read_ms: 0,
+            analyze_ms: 0,
         }
     }
 
@@ -403,7 +408,10 @@ impl Reconciler {
             .unwrap_or_else(|e| e.into_inner())
             .tracked_revision = Some(revision.id.clone());
         let keep: Vec<String> = revision.files.iter().map(|f| f.text.clone()).collect();
+        let read_ms = started.elapsed().as_millis() as u64;
         let analysis = planner::analyze_cached(revision.files, Some(&self.cache));
+        self.analyze_ms = started.elapsed().as_millis() as u64 - read_ms;
+        self.read_ms = read_ms;
         self.cache.retain_texts(keep.iter().map(String::as_str));
         let store = match self.store() {
             Ok(s) => s,
@@ -521,6 +529,14 @@ impl Reconciler {
             s.last_plan_duration_ms = self
                 .revision_started
                 .map(|t| t.elapsed().as_millis() as u64);
+            tracing::info!(
+                revision,
+                read_ms = self.read_ms,
+                analyze_ms = self.analyze_ms,
+                total_ms = s.last_plan_duration_ms.unwrap_or(0),
+                changes = plan.summary.has_changes,
+                "plan ready"
+            );
         }
         // Plans are stored with their changes only: a 10,000-resource no-op plan is megabytes.
         let _ = store.record_plan(Some(revision), &planner::render::json(&plan.changes_only()));
