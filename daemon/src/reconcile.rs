@@ -407,12 +407,15 @@ impl Reconciler {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .tracked_revision = Some(revision.id.clone());
-        let keep: Vec<String> = revision.files.iter().map(|f| f.text.clone()).collect();
         let read_ms = started.elapsed().as_millis() as u64;
         let analysis = planner::analyze_cached(revision.files, Some(&self.cache));
         self.analyze_ms = started.elapsed().as_millis() as u64 - read_ms;
         self.read_ms = read_ms;
-        self.cache.retain_texts(keep.iter().map(String::as_str));
+        // Prune only when the cache has grown well past the stack, not on every revision.
+        if self.cache.len() > 2 * analysis.stack.sources.len() + 16 {
+            self.cache
+                .retain_texts(analysis.stack.sources.iter().map(|(_, f)| f.text.as_str()));
+        }
         let store = match self.store() {
             Ok(s) => s,
             Err(e) => return self.set_error(Some(format!("{e:#}"))),

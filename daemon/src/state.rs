@@ -20,13 +20,18 @@ const LEASE_TTL: Duration = Duration::from_secs(60);
 
 /// A content id for a stack read from a directory: stable across runs and machines.
 pub fn content_revision(files: &[StackFile]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
     for f in files {
-        for b in f.path.bytes().chain([0]).chain(f.text.bytes()).chain([0]) {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
+        // Lengths first, so (path, text) boundaries are unambiguous.
+        h.update((f.path.len() as u64).to_le_bytes());
+        h.update(f.path.as_bytes());
+        h.update((f.text.len() as u64).to_le_bytes());
+        h.update(f.text.as_bytes());
     }
-    format!("content-{h:016x}")
+    let digest = h.finalize();
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("content-{hex}")
 }
 
 /// Builds the drivers a snapshot declares. Relative local paths are relative to the working

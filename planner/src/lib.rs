@@ -61,10 +61,11 @@ pub fn analyze_cached(files: Vec<StackFile>, cache: Option<&load::ParseCache>) -
         parsed.syntax_errors,
         &mut diagnostics,
     );
+    let graph = graph::Graph::from_stack(&stack);
+    validate::check_cycles(&graph, &mut diagnostics);
     let (costs, cost_warnings) = cost::estimate(&stack);
     diagnostics.extend(cost_warnings);
     diagnostic::sort(&mut diagnostics);
-    let graph = graph::Graph::from_stack(&stack);
     let snapshot = (!diagnostics.iter().any(Diagnostic::is_error))
         .then(|| Snapshot::from_stack(&stack, &costs));
     Analysis {

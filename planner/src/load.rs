@@ -59,6 +59,20 @@ impl ParseCache {
             .push((Arc::from(text), nodes));
     }
 
+    /// Files held.
+    pub fn len(&self) -> usize {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(Vec::len)
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// (hits, misses) so far.
     pub fn stats(&self) -> (usize, usize) {
         (

@@ -108,7 +108,6 @@ pub fn check(
         check_teams(&stack, diags);
         check_references(&stack, &addresses, diags);
     }
-    check_cycles(&stack, diags);
     check_gpu_capacity(&stack, diags);
     stack
 }
@@ -370,8 +369,9 @@ fn check_references(
     }
 }
 
-fn check_cycles(stack: &Stack, diags: &mut Vec<Diagnostic>) {
-    let graph = Graph::from_stack(stack);
+/// Dependency cycles, each reported as a path. Takes the stack's graph, which the caller builds
+/// once and keeps.
+pub fn check_cycles(graph: &Graph, diags: &mut Vec<Diagnostic>) {
     for cycle in graph.cycles() {
         let mut path: Vec<String> = cycle
             .iter()
