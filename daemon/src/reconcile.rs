@@ -47,7 +47,7 @@ pub struct Status {
     /// The newest revision seen on the source (valid or not).
     pub tracked_revision: Option<String>,
     pub applied_revision: Option<String>,
-    /// `synced`, `out-of-sync`, `applying`, `pinned`, `blocked`, `invalid`, `error`, `starting`
+    /// `starting`, `planning`, `synced`, `out-of-sync`, `applying`, `pinned`, `blocked`, `invalid`, `error`
     pub sync_state: String,
     pub sync_mode: Option<SyncMode>,
     pub pinned_revision: Option<String>,
@@ -225,10 +225,13 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Exponential backoff with jitter: base × 2^(failures-1), at most ten polls and five minutes,
+/// times a factor in [0.5, 1.5).
 fn jittered(base: Duration, failures: u32) -> Duration {
+    let cap = (base * 10).min(Duration::from_secs(300)).max(base);
     let exp = base
-        .mul_f64(2f64.powi(failures.min(8) as i32 - 1))
-        .min(Duration::from_secs(300));
+        .mul_f64(2f64.powi(failures.min(16) as i32 - 1))
+        .min(cap);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
@@ -402,11 +405,16 @@ impl Reconciler {
             .metrics
             .revisions_seen
             .fetch_add(1, Ordering::Relaxed);
-        self.shared
-            .status
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .tracked_revision = Some(revision.id.clone());
+        {
+            // Published together: a reader never sees the new revision with the old state.
+            let mut s = self
+                .shared
+                .status
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            s.tracked_revision = Some(revision.id.clone());
+            s.sync_state = "planning".into();
+        }
         let read_ms = started.elapsed().as_millis() as u64;
         let analysis = planner::analyze_cached(revision.files, Some(&self.cache));
         self.analyze_ms = started.elapsed().as_millis() as u64 - read_ms;

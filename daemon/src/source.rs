@@ -104,6 +104,21 @@ impl GitSource {
             .with_context(|| format!("cannot create {}", self.repo_dir.display()))
     }
 
+    /// A fetch error in words: a branch missing on the remote is said plainly (gix reports it as
+    /// "None of the refspec(s) … matched any of the N refs on the remote").
+    fn fetch_error(&self, what: &str, e: &dyn std::fmt::Display) -> anyhow::Error {
+        let text = e.to_string();
+        if text.contains("matched any of") {
+            anyhow!(
+                "branch `{}` does not exist on {}",
+                self.branch,
+                redact_url(&self.url)
+            )
+        } else {
+            anyhow!("{what} {}: {text}", redact_url(&self.url))
+        }
+    }
+
     /// Fetches the branch (force-pushes are followed) and reads the stack at its tip. Blocking.
     pub fn fetch(&self) -> Result<Revision> {
         let repo = self.open_or_init()?;
@@ -119,9 +134,9 @@ impl GitSource {
             .connect(gix::remote::Direction::Fetch)
             .map_err(|e| anyhow!("cannot reach {}: {e}", redact_url(&self.url)))?
             .prepare_fetch(gix::progress::Discard, Default::default())
-            .map_err(|e| anyhow!("cannot list refs of {}: {e}", redact_url(&self.url)))?
+            .map_err(|e| self.fetch_error("cannot list refs of", &e))?
             .receive(gix::progress::Discard, &interrupt)
-            .map_err(|e| anyhow!("cannot fetch from {}: {e}", redact_url(&self.url)))?;
+            .map_err(|e| self.fetch_error("cannot fetch from", &e))?;
         if outcome.ref_map.mappings.is_empty() {
             bail!(
                 "branch `{}` does not exist on {}",

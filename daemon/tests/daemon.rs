@@ -213,7 +213,8 @@ fn follows_a_file_remote_applies_pushes_and_survives_invalid_commits_force_pushe
         "break it",
     );
     daemon.wait("the invalid revision", |d| {
-        d.status()["tracked_revision"] == bad.as_str()
+        let s = d.status();
+        s["tracked_revision"] == bad.as_str() && s["sync_state"] == "invalid"
     });
     let status = daemon.status();
     assert_eq!(status["applied_revision"], c2.as_str());
@@ -514,5 +515,63 @@ fn directory_mode_applies_an_edit_after_the_debounce_and_a_burst_is_one_revision
         revisions["revisions"].as_array().unwrap().len(),
         2,
         "one revision for the start, one for the burst: {revisions}"
+    );
+}
+
+#[test]
+fn a_deleted_branch_keeps_the_last_good_revision_and_logs_are_json_when_asked() {
+    let remote = Remote::new();
+    let c1 = remote.push(
+        &[("platform.kdl", PLATFORM), ("api.kdl", &service(2))],
+        "first",
+    );
+    let dir = work_dir();
+    let daemon = Daemon::start(
+        dir.path(),
+        &remote.url(),
+        &[
+            "--path",
+            "stack",
+            "--interval",
+            "300ms",
+            "--log-format",
+            "json",
+        ],
+        &[],
+    );
+    daemon.wait_applied(&c1);
+    // Delete the branch on the remote (a bare repository refuses deleting its HEAD branch by push).
+    let bare = remote.dir.path().join("remote.git");
+    let status = Command::new("git")
+        .args(["update-ref", "-d", "refs/heads/main"])
+        .current_dir(&bare)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    daemon.wait("the missing branch", |d| {
+        d.status()["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("branch `main` does not exist"))
+    });
+    assert_eq!(
+        daemon.status()["applied_revision"],
+        c1.as_str(),
+        "the last good revision stays in force"
+    );
+    let c2 = remote.push(&[("api.kdl", &service(3))], "branch is back");
+    daemon.wait_applied(&c2);
+
+    let log = daemon.log();
+    let json_lines: Vec<Value> = log
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        json_lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "plan ready"
+                && l["fields"]["revision"] == c2.as_str()),
+        "structured log lines with key/value fields:\n{log}"
     );
 }

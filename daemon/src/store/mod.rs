@@ -166,7 +166,21 @@ impl Store {
         })?;
         let conn = Connection::open(dir.join(DB_FILE))?;
         conn.busy_timeout(Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // Switching a new database to WAL needs a moment of exclusive access; another process
+        // opening the same new store at once can make it busy.
+        let mut attempts = 0;
+        while let Err(e) = conn.pragma_update(None, "journal_mode", "WAL") {
+            attempts += 1;
+            if attempts > 50
+                || !matches!(
+                    e.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                )
+            {
+                return Err(e.into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         let mut store = Store {
@@ -209,6 +223,16 @@ impl Store {
             tx.commit()?;
             tracing::info!(from = found, to = found + 1, "migrated store schema");
         }
+    }
+
+    /// A transaction that takes the write lock before its first read. A deferred transaction
+    /// that reads and then writes fails at once with BUSY_SNAPSHOT (no busy wait) when another
+    /// process committed in between.
+    fn write_transaction(&self) -> Result<rusqlite::Transaction<'_>> {
+        Ok(rusqlite::Transaction::new_unchecked(
+            &self.conn,
+            TransactionBehavior::Immediate,
+        )?)
     }
 
     pub fn generation(&self) -> Result<u64> {
@@ -489,7 +513,7 @@ impl Store {
         summary: &str,
         stack: &str,
     ) -> Result<()> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.write_transaction()?;
         let generation = self.generation()? as i64;
         tx.execute(
             "UPDATE applies SET finished_at = ?1, status = ?2, summary = ?3, generation_after = ?4 WHERE id = ?5",
@@ -556,7 +580,7 @@ impl Store {
         resource: &StoredResource,
         outputs: &Outputs,
     ) -> Result<()> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.write_transaction()?;
         let address = format!("{}/{}", resource.snapshot.kind, resource.snapshot.name);
         tx.execute(
             "INSERT INTO resources (address, kind, driver, snapshot, desired, outputs, status, revision, apply_id, updated_at)
@@ -583,7 +607,7 @@ impl Store {
 
     /// Records a successful delete.
     pub fn journal_deleted(&self, journal_id: i64, address: &str) -> Result<()> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.write_transaction()?;
         tx.execute("DELETE FROM resources WHERE address = ?1", [address])?;
         close_intent_and_bump_generation(&tx, journal_id)?;
         tx.commit()?;
@@ -661,7 +685,7 @@ impl Store {
 
     /// Records one drift scan's findings; returns the scan id.
     pub fn record_drift(&self, findings: &[(String, String, String)]) -> Result<i64> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.write_transaction()?;
         let scan: i64 =
             tx.query_row("SELECT COALESCE(MAX(scan_id), 0) + 1 FROM drift", [], |r| {
                 r.get(0)
