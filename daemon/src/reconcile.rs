@@ -81,6 +81,13 @@ pub struct Metrics {
 pub const DURATION_BUCKETS: [f64; 8] = [0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 15.0, 60.0];
 
 impl Metrics {
+    /// A revision is in force: count it and stamp the time.
+    pub fn record_sync(&self) {
+        self.revisions_applied.fetch_add(1, Ordering::Relaxed);
+        self.last_successful_sync
+            .store(store::now() as u64, Ordering::Relaxed);
+    }
+
     pub fn observe_reconcile(&self, d: Duration) {
         let mut h = self.durations.lock().unwrap_or_else(|e| e.into_inner());
         for (i, le) in DURATION_BUCKETS.iter().enumerate() {
@@ -570,14 +577,7 @@ impl Reconciler {
             self.set_state("synced");
             if store.applied_revision().ok().flatten().as_deref() != Some(revision) {
                 let _ = store.record_applied_without_changes(revision, snapshot);
-                self.shared
-                    .metrics
-                    .revisions_applied
-                    .fetch_add(1, Ordering::Relaxed);
-                self.shared
-                    .metrics
-                    .last_successful_sync
-                    .store(store::now() as u64, Ordering::Relaxed);
+                self.shared.metrics.record_sync();
                 self.shared
                     .status
                     .write()
@@ -703,14 +703,7 @@ impl Reconciler {
                     && !self.shared.shutting_down.load(Ordering::SeqCst)
                     && outcome.skipped.is_empty()
                 {
-                    self.shared
-                        .metrics
-                        .revisions_applied
-                        .fetch_add(1, Ordering::Relaxed);
-                    self.shared
-                        .metrics
-                        .last_successful_sync
-                        .store(store::now() as u64, Ordering::Relaxed);
+                    self.shared.metrics.record_sync();
                     let mut s = self
                         .shared
                         .status
@@ -832,17 +825,7 @@ impl Reconciler {
         };
         let pinned = {
             let store = engine.store.lock().unwrap_or_else(|e| e.into_inner());
-            let rows: Vec<(String, String, String)> = findings
-                .iter()
-                .map(|f| {
-                    (
-                        f.address.clone(),
-                        f.status.clone(),
-                        serde_json::to_string(f).unwrap_or_default(),
-                    )
-                })
-                .collect();
-            let _ = store.record_drift(&rows);
+            let _ = store.record_drift(&findings);
             store.pinned_revision().ok().flatten().is_some()
         };
         self.shared

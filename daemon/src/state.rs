@@ -427,17 +427,7 @@ pub fn drift(
     let stack_name = store.stack_name()?.unwrap_or(reference.stack.clone());
     let engine = engine(store, drivers, 8);
     let findings = runtime()?.block_on(engine.scan_drift(&stack_name, declared.as_ref()))?;
-    let rows: Vec<(String, String, String)> = findings
-        .iter()
-        .map(|f| {
-            (
-                f.address.clone(),
-                f.status.clone(),
-                serde_json::to_string(f).unwrap_or_default(),
-            )
-        })
-        .collect();
-    store_of(&engine).record_drift(&rows)?;
+    store_of(&engine).record_drift(&findings)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&findings)?);
     } else if findings.is_empty() {

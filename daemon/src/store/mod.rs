@@ -684,13 +684,15 @@ impl Store {
     }
 
     /// Records one drift scan's findings; returns the scan id.
-    pub fn record_drift(&self, findings: &[(String, String, String)]) -> Result<i64> {
+    pub fn record_drift(&self, findings: &[planner::plan::DriftFinding]) -> Result<i64> {
         let tx = self.write_transaction()?;
         let scan: i64 =
             tx.query_row("SELECT COALESCE(MAX(scan_id), 0) + 1 FROM drift", [], |r| {
                 r.get(0)
             })?;
-        for (address, status, details) in findings {
+        for f in findings {
+            let details = serde_json::to_string(f).map_err(corrupt)?;
+            let (address, status) = (&f.address, &f.status);
             tx.execute(
                 "INSERT INTO drift (scan_id, scanned_at, address, status, details) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![scan, now(), address, status, details],

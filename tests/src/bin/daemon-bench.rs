@@ -16,6 +16,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use test_support::git::run as git;
 use test_support::http::{free_port, github_signature, request};
 
 const SECRET: &str = "bench-secret";
@@ -70,23 +71,6 @@ fn start(binary: &Path, dir: &Path, args: &[&str]) -> (Daemon, u16) {
         request(port, "GET", "/readyz", &[], b"").0 == 200
     });
     (daemon, port)
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let ok = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_AUTHOR_NAME", "bench")
-        .env("GIT_AUTHOR_EMAIL", "bench@acme.example")
-        .env("GIT_COMMITTER_NAME", "bench")
-        .env("GIT_COMMITTER_EMAIL", "bench@acme.example")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "git {args:?}");
 }
 
 fn stats(label: &str, mut v: Vec<u64>) {
@@ -195,7 +179,7 @@ fn main() {
     let mut end_to_end = Vec::new();
     let mut replan = Vec::new();
     for i in 0..runs {
-        let file = dir.path().join("stack/team-3/part-00.kdl");
+        let file = dir.path().join("stack/team-0/part-00.kdl");
         let text = std::fs::read_to_string(&file).unwrap();
         let text = text.replacen(
             "retention-hours 72",
