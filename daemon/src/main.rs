@@ -78,21 +78,11 @@ pub enum Command {
         /// Apply this saved plan (refused as stale if the store moved since it was made).
         #[arg(long, value_name = "FILE")]
         plan: Option<PathBuf>,
-        /// Do not ask for confirmation.
-        #[arg(long)]
-        auto_approve: bool,
-        /// Driver calls in flight at once (also the per-driver limit).
-        #[arg(long, default_value_t = 8)]
-        parallelism: usize,
-        /// Allow deleting or replacing a protected resource.
-        #[arg(long, value_name = "ADDR", num_args = 1..)]
-        allow_destroy: Vec<String>,
         /// Observe live state first and also correct drift (drift policy `correct`).
         #[arg(long)]
         refresh: bool,
-        /// Wait this long for another applier to finish (e.g. `30s`, `5m`).
-        #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
-        lock_timeout: std::time::Duration,
+        #[command(flatten)]
+        options: ApplyOptions,
     },
     /// Observe live state and report drift, missing and orphaned resources.
     Drift {
@@ -113,14 +103,8 @@ pub enum Command {
     Rollback {
         /// A revision id (or a unique prefix) from `platformd history`.
         revision: String,
-        #[arg(long)]
-        auto_approve: bool,
-        #[arg(long, default_value_t = 8)]
-        parallelism: usize,
-        #[arg(long, value_name = "ADDR", num_args = 1..)]
-        allow_destroy: Vec<String>,
-        #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
-        lock_timeout: std::time::Duration,
+        #[command(flatten)]
+        options: ApplyOptions,
     },
     /// End a rollback pin: the next apply follows the stack again.
     Resume,
@@ -170,6 +154,23 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs(
         planner::decode::fields::duration_seconds(s),
     ))
+}
+
+/// Options of every command that changes the world (`apply`, `rollback`).
+#[derive(clap::Args)]
+pub struct ApplyOptions {
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Driver calls in flight at once (also the per-driver limit).
+    #[arg(long, default_value_t = 8)]
+    pub parallelism: usize,
+    /// Allow deleting or replacing a protected resource.
+    #[arg(long, value_name = "ADDR", num_args = 1..)]
+    pub allow_destroy: Vec<String>,
+    /// Wait this long for another applier to finish (e.g. `30s`, `5m`).
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    pub lock_timeout: std::time::Duration,
 }
 
 #[derive(clap::Args)]
@@ -234,21 +235,15 @@ fn main() -> ExitCode {
         Command::Apply {
             stack,
             plan,
-            auto_approve,
-            parallelism,
-            allow_destroy,
             refresh,
-            lock_timeout,
+            options,
         } => state::apply(
             state::ApplyArgs {
                 stack: &stack,
                 plan_file: plan.as_deref(),
                 state_dir: &state_dir,
-                auto_approve,
-                parallelism,
-                allow_destroy,
-                lock_timeout,
                 refresh,
+                options,
             },
             colour,
         ),
@@ -264,21 +259,9 @@ fn main() -> ExitCode {
             colour,
         ),
         Command::History { format } => state::history(&state_dir, format == DiagnosticFormat::Json),
-        Command::Rollback {
-            revision,
-            auto_approve,
-            parallelism,
-            allow_destroy,
-            lock_timeout,
-        } => state::rollback(
-            &revision,
-            &state_dir,
-            auto_approve,
-            parallelism,
-            allow_destroy,
-            lock_timeout,
-            colour,
-        ),
+        Command::Rollback { revision, options } => {
+            state::rollback(&revision, &state_dir, options, colour)
+        }
         Command::Resume => state::resume(&state_dir),
         Command::Daemon {
             repo,

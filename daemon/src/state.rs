@@ -1,6 +1,7 @@
 //! Commands that use the store and drivers: `plan` against the last applied state, `apply`,
 //! `drift`, `history`, `rollback`, `resume`.
 
+use crate::ApplyOptions;
 use crate::commands::{Colours, paint};
 use crate::engine::{ApplyOutcome, Engine, EngineConfig};
 use crate::store::{self, Store, StoreError};
@@ -167,11 +168,8 @@ pub struct ApplyArgs<'a> {
     pub stack: &'a Path,
     pub plan_file: Option<&'a Path>,
     pub state_dir: &'a Path,
-    pub auto_approve: bool,
-    pub parallelism: usize,
-    pub allow_destroy: Vec<String>,
-    pub lock_timeout: Duration,
     pub refresh: bool,
+    pub options: ApplyOptions,
 }
 
 fn engine(
@@ -288,9 +286,9 @@ pub fn apply(args: ApplyArgs<'_>, colours: Colours) -> Result<u8> {
         "directory"
     };
     store.record_revision(&head_revision, source, true, None)?;
-    let _lease = LeaseGuard::acquire(&store, "platformd apply", args.lock_timeout)?;
+    let _lease = LeaseGuard::acquire(&store, "platformd apply", args.options.lock_timeout)?;
     let drivers = build_drivers(&desired)?;
-    let engine = engine(store, drivers, args.parallelism);
+    let engine = engine(store, drivers, args.options.parallelism);
     let rt = runtime()?;
     let recovered = rt.block_on(engine.recover())?;
     if recovered > 0 {
@@ -303,7 +301,12 @@ pub fn apply(args: ApplyArgs<'_>, colours: Colours) -> Result<u8> {
     }
     let (prior, mut plan) = {
         let store = store_of(&engine);
-        plan_against_store(&store, &desired, &head_revision, args.allow_destroy.clone())?
+        plan_against_store(
+            &store,
+            &desired,
+            &head_revision,
+            args.options.allow_destroy.clone(),
+        )?
     };
     if let Some(saved) = &saved {
         if saved.made_against.state_generation.is_none() {
@@ -347,7 +350,10 @@ pub fn apply(args: ApplyArgs<'_>, colours: Colours) -> Result<u8> {
         println!("No changes. The world matches the stack.");
         return Ok(0);
     }
-    if !confirm(args.auto_approve, "Do you want to perform these actions?")? {
+    if !confirm(
+        args.options.auto_approve,
+        "Do you want to perform these actions?",
+    )? {
         println!("Apply cancelled.");
         return Ok(1);
     }
@@ -542,12 +548,15 @@ pub fn history(state_dir: &Path, json: bool) -> Result<u8> {
 pub fn rollback(
     revision: &str,
     state_dir: &Path,
-    auto_approve: bool,
-    parallelism: usize,
-    allow_destroy: Vec<String>,
-    lock_timeout: Duration,
+    options: ApplyOptions,
     colours: Colours,
 ) -> Result<u8> {
+    let ApplyOptions {
+        auto_approve,
+        parallelism,
+        allow_destroy,
+        lock_timeout,
+    } = options;
     let store = open_existing(state_dir)?;
     let (full, snapshot) = store.snapshot(revision)?.ok_or_else(|| {
         anyhow!("no applied revision `{revision}` in the history; see `platformd history`")

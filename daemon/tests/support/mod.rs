@@ -75,7 +75,7 @@ impl Workspace {
 
     pub fn copy_example(&self) {
         let src = repo_root().join("platform-state-example");
-        copy_dir(&src, &self.path().join("stack"));
+        test_support::copy_dir(&src, &self.path().join("stack"));
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
@@ -106,19 +106,6 @@ impl Workspace {
     pub fn db(&self) -> rusqlite::Connection {
         rusqlite::Connection::open(self.path().join(".platformd/platformd.db"))
             .expect("store exists")
-    }
-}
-
-pub fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        let to = dst.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to);
-        } else {
-            std::fs::copy(e.path(), to).unwrap();
-        }
     }
 }
 

@@ -53,6 +53,17 @@ impl<'a> Parser<'a> {
         self.s.get(self.i + n).copied()
     }
 
+    /// Steps over one character of comment or string content, deferring on code points KDL
+    /// forbids (or the fast subset leaves to the reference parser).
+    fn advance_char(&mut self) -> R<()> {
+        let c = self.text[self.i..].chars().next().ok_or(Defer)?;
+        if deferred_char(c) {
+            return Err(Defer);
+        }
+        self.i += c.len_utf8();
+        Ok(())
+    }
+
     fn span(&self, start: usize, end: usize) -> Span {
         Span::new(self.file, start, end)
     }
@@ -133,19 +144,7 @@ impl<'a> Parser<'a> {
                     depth -= 1;
                     self.i += 2;
                 }
-                Some(b) if b < 0x80 => {
-                    if deferred_char(b as char) {
-                        return Err(Defer);
-                    }
-                    self.i += 1;
-                }
-                Some(_) => {
-                    let c = self.text[self.i..].chars().next().ok_or(Defer)?;
-                    if deferred_char(c) {
-                        return Err(Defer);
-                    }
-                    self.i += c.len_utf8();
-                }
+                Some(_) => self.advance_char()?,
             }
         }
         Ok(())
@@ -401,19 +400,7 @@ impl<'a> Parser<'a> {
                     }
                     run_start = self.i;
                 }
-                Some(b) if b < 0x80 => {
-                    if deferred_char(b as char) {
-                        return Err(Defer);
-                    }
-                    self.i += 1;
-                }
-                Some(_) => {
-                    let c = self.text[self.i..].chars().next().ok_or(Defer)?;
-                    if deferred_char(c) {
-                        return Err(Defer);
-                    }
-                    self.i += c.len_utf8();
-                }
+                Some(_) => self.advance_char()?,
             }
         }
         if !self.at_token_end() {

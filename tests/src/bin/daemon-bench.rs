@@ -106,7 +106,7 @@ fn main() {
     let work = root.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
     git(&work, &["init", "-q", "-b", "main"]);
-    copy_dir(&example, &work.join("stack"));
+    test_support::copy_dir(&example, &work.join("stack"));
     git(&work, &["add", "-A"]);
     git(&work, &["commit", "-q", "-m", "stack"]);
     git(
@@ -213,17 +213,4 @@ fn main() {
         end_to_end,
     );
     stats("re-plan: read, parse (cached), validate, plan", replan);
-}
-
-fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        let to = dst.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to);
-        } else {
-            std::fs::copy(e.path(), to).unwrap();
-        }
-    }
 }
