@@ -1,0 +1,309 @@
+//! UI state and its transitions: pure, no terminal and no network (gitui style: state apart
+//! from drawing). The terminal loop turns key presses into [`Key`]s and carries out the
+//! [`Action`]s this returns.
+
+use crate::model::Model;
+use planner::plan::Action as PlanAction;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Overview,
+    Plan,
+    Drift,
+    History,
+    Graph,
+}
+
+impl View {
+    pub const ALL: [View; 5] = [
+        View::Overview,
+        View::Plan,
+        View::Drift,
+        View::History,
+        View::Graph,
+    ];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            View::Overview => "Overview",
+            View::Plan => "Plan",
+            View::Drift => "Drift",
+            View::History => "History",
+            View::Graph => "Graph",
+        }
+    }
+
+    fn index(self) -> usize {
+        View::ALL.iter().position(|v| *v == self).unwrap_or(0)
+    }
+}
+
+/// Keys the UI understands, independent of the terminal library.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    Char(char),
+    Enter,
+    Esc,
+    Tab,
+    BackTab,
+    Up,
+    Down,
+    Backspace,
+}
+
+/// What the operator asked for, once confirmed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Sync,
+    Rollback(String),
+    Resume,
+    Quit,
+}
+
+/// A question that must be answered before anything changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Confirm {
+    pub title: String,
+    pub lines: Vec<String>,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone)]
+pub struct App {
+    pub model: Model,
+    pub view: View,
+    selected: [usize; 5],
+    pub filter: String,
+    pub filtering: bool,
+    pub details: bool,
+    pub help: bool,
+    pub confirm: Option<Confirm>,
+    /// Opened on a state directory: actions need a daemon.
+    pub read_only: bool,
+    pub message: Option<String>,
+}
+
+impl App {
+    pub fn new(model: Model, read_only: bool) -> App {
+        App {
+            model,
+            view: View::Overview,
+            selected: [0; 5],
+            filter: String::new(),
+            filtering: false,
+            details: false,
+            help: false,
+            confirm: None,
+            read_only,
+            message: None,
+        }
+    }
+
+    /// The rows of the current list, as (key, text) after the filter; the key identifies the
+    /// row (an address or a revision).
+    pub fn rows(&self) -> Vec<(String, String)> {
+        let rows: Vec<(String, String)> = match self.view {
+            View::Overview => Vec::new(),
+            View::Plan | View::Graph => self
+                .model
+                .plan
+                .iter()
+                .flat_map(|p| p.resources.iter())
+                .filter(|r| self.view == View::Graph || r.action != PlanAction::NoOp)
+                .map(|r| (r.address.clone(), format!("{} {}", r.address, r.driver)))
+                .collect(),
+            View::Drift => self
+                .model
+                .drift
+                .iter()
+                .map(|f| (f.address.clone(), format!("{} {}", f.address, f.status)))
+                .collect(),
+            View::History => self
+                .model
+                .revisions
+                .iter()
+                .map(|r| {
+                    (
+                        r.revision.clone(),
+                        format!("{} {}", r.revision, r.message.clone().unwrap_or_default()),
+                    )
+                })
+                .collect(),
+        };
+        let needle = self.filter.to_lowercase();
+        rows.into_iter()
+            .filter(|(_, text)| needle.is_empty() || text.to_lowercase().contains(&needle))
+            .collect()
+    }
+
+    pub fn selected(&self) -> usize {
+        let len = self.rows().len();
+        self.selected[self.view.index()].min(len.saturating_sub(1))
+    }
+
+    /// The key of the selected row, if any.
+    pub fn selected_key(&self) -> Option<String> {
+        self.rows().into_iter().nth(self.selected()).map(|(k, _)| k)
+    }
+
+    fn switch(&mut self, view: View) {
+        self.view = view;
+        self.details = false;
+        self.filter.clear();
+        self.filtering = false;
+    }
+
+    /// Applies a key; returns an action to carry out (only after a confirmation, or quit).
+    pub fn on_key(&mut self, key: Key) -> Option<Action> {
+        self.message = None;
+        if let Some(confirm) = &self.confirm {
+            return match key {
+                Key::Char('y') | Key::Enter => {
+                    let action = confirm.action.clone();
+                    self.confirm = None;
+                    Some(action)
+                }
+                Key::Char('n') | Key::Esc | Key::Char('q') => {
+                    self.confirm = None;
+                    self.message = Some("cancelled; nothing changed".into());
+                    None
+                }
+                _ => None,
+            };
+        }
+        if self.help {
+            self.help = false;
+            return None;
+        }
+        if self.filtering {
+            match key {
+                Key::Enter => self.filtering = false,
+                Key::Esc => {
+                    self.filtering = false;
+                    self.filter.clear();
+                }
+                Key::Backspace => {
+                    self.filter.pop();
+                }
+                Key::Char(c) => self.filter.push(c),
+                _ => {}
+            }
+            self.selected[self.view.index()] = 0;
+            return None;
+        }
+        let i = self.view.index();
+        match key {
+            Key::Char('q') => return Some(Action::Quit),
+            Key::Char('?') => self.help = true,
+            Key::Char(c @ '1'..='5') => self.switch(View::ALL[c as usize - '1' as usize]),
+            Key::Tab => self.switch(View::ALL[(i + 1) % 5]),
+            Key::BackTab => self.switch(View::ALL[(i + 4) % 5]),
+            Key::Char('j') | Key::Down => {
+                let len = self.rows().len();
+                self.selected[i] = (self.selected() + 1).min(len.saturating_sub(1));
+            }
+            Key::Char('k') | Key::Up => self.selected[i] = self.selected().saturating_sub(1),
+            Key::Enter => self.details = !self.details,
+            Key::Char('/') if self.view != View::Overview => {
+                self.filtering = true;
+                self.filter.clear();
+            }
+            Key::Esc => {
+                self.details = false;
+                self.filter.clear();
+            }
+            Key::Char('s') => self.ask_sync(),
+            Key::Char('r') if self.view == View::History => self.ask_rollback(),
+            Key::Char('u') => self.ask_resume(),
+            _ => {}
+        }
+        None
+    }
+
+    fn needs_daemon(&mut self) -> bool {
+        if self.read_only {
+            self.message =
+                Some("actions need a running daemon: open the UI with --connect URL".into());
+        }
+        self.read_only
+    }
+
+    fn ask_sync(&mut self) {
+        if self.needs_daemon() {
+            return;
+        }
+        let mut lines = vec![match &self.model.plan {
+            Some(p) => format!("Plan: {}", planner::render::summary_line(p)),
+            None => "No plan yet: the daemon will fetch and plan first.".to_string(),
+        }];
+        if let Some(p) = &self.model.plan {
+            lines.extend(
+                p.changes()
+                    .take(8)
+                    .map(|c| format!("{:>3} {}", c.action.marker(), c.address)),
+            );
+        }
+        self.confirm = Some(Confirm {
+            title: "Sync now?".into(),
+            lines,
+            action: Action::Sync,
+        });
+    }
+
+    fn ask_rollback(&mut self) {
+        if self.needs_daemon() {
+            return;
+        }
+        let Some(key) = self.selected_key() else {
+            return;
+        };
+        let Some(rev) = self.model.revisions.iter().find(|r| r.revision == key) else {
+            return;
+        };
+        if !rev.applied {
+            self.message = Some(format!(
+                "{} was never applied in full: not a rollback target",
+                short(&rev.revision)
+            ));
+            return;
+        }
+        let lines = vec![
+            format!("Roll back to {}", short(&rev.revision)),
+            format!("  {}", rev.message.clone().unwrap_or_default()),
+            format!(
+                "  by {}",
+                rev.author.clone().unwrap_or_else(|| "unknown".into())
+            ),
+            String::new(),
+            "The stored snapshot of this revision is planned and applied, and the stack".into(),
+            "is pinned there until resume or a new commit on the tracked branch.".into(),
+        ];
+        self.confirm = Some(Confirm {
+            title: "Roll back?".into(),
+            lines,
+            action: Action::Rollback(rev.revision.clone()),
+        });
+    }
+
+    fn ask_resume(&mut self) {
+        if self.needs_daemon() {
+            return;
+        }
+        let Some(pin) = self.model.status.pinned_revision.clone() else {
+            self.message = Some("not pinned; nothing to resume".into());
+            return;
+        };
+        self.confirm = Some(Confirm {
+            title: "Resume?".into(),
+            lines: vec![format!(
+                "End the pin to {} and follow the branch again.",
+                short(&pin)
+            )],
+            action: Action::Resume,
+        });
+    }
+}
+
+pub fn short(revision: &str) -> &str {
+    revision.get(..12).unwrap_or(revision)
+}

@@ -1,0 +1,251 @@
+//! Snapshots of every view with ratatui's TestBackend (80×24), and the key handling that moves
+//! between them: an empty stack, a stack with drift, a long plan, history with a rollback
+//! confirmation, the help overlay.
+
+use planner::plan::{DriftFinding, FieldChange, PlanOptions};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use std::path::Path;
+use tui::app::{Action, App, Key, View};
+use tui::model::{Model, Revision, Status};
+
+fn render(app: &App, width: u16, height: u16) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|f| tui::ui::draw(f, app)).unwrap();
+    let buffer = terminal.backend().buffer().clone();
+    let mut out = String::new();
+    for y in 0..height {
+        let line: String = (0..width)
+            .map(|x| buffer[(x, y)].symbol().to_string())
+            .collect();
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The example stack planned from nothing (a long plan), with drift and history.
+fn busy_model() -> Model {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../platform-state-example");
+    let snapshot = planner::analyze_dir(&dir).unwrap().snapshot.unwrap();
+    let plan = planner::plan::plan(
+        &planner::Snapshot::empty("acme-prod"),
+        &snapshot,
+        &PlanOptions::default(),
+    );
+    let revisions = vec![
+        Revision {
+            revision: "9f1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c".into(),
+            source: "git".into(),
+            author: Some("Ana <ana@acme.example>".into()),
+            message: Some("scale checkout-api".into()),
+            seen_at: 1_795_380_000,
+            valid: true,
+            applied: true,
+            current: true,
+            ..Revision::default()
+        },
+        Revision {
+            revision: "b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0".into(),
+            source: "git".into(),
+            author: Some("Bo <bo@acme.example>".into()),
+            message: Some("break the topic".into()),
+            seen_at: 1_795_379_000,
+            valid: false,
+            errors: Some("error[missing-field]: topic `x` is missing required field `team`".into()),
+            ..Revision::default()
+        },
+        Revision {
+            revision: "7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a".into(),
+            source: "git".into(),
+            author: Some("Ana <ana@acme.example>".into()),
+            message: Some("initial platform".into()),
+            seen_at: 1_795_370_000,
+            valid: true,
+            applied: true,
+            ..Revision::default()
+        },
+    ];
+    let drift = vec![
+        DriftFinding {
+            address: "service/payments-gateway".into(),
+            status: "drifted".into(),
+            policy: Some(planner::model::DriftPolicy::Correct),
+            changed_paths: vec!["Deployment/payments-gateway: spec.replicas".into()],
+            changes: vec![FieldChange {
+                path: "Deployment/payments-gateway: spec.replicas".into(),
+                before: Some(2.into()),
+                after: Some(7.into()),
+                forces_replacement: None,
+            }],
+        },
+        DriftFinding {
+            address: "topic/order-events".into(),
+            status: "missing".into(),
+            policy: Some(planner::model::DriftPolicy::Correct),
+            changed_paths: vec![],
+            changes: vec![],
+        },
+        DriftFinding {
+            address: "database/legacy-db".into(),
+            status: "orphan".into(),
+            policy: None,
+            changed_paths: vec![],
+            changes: vec![],
+        },
+    ];
+    let mut resources = std::collections::BTreeMap::new();
+    resources.insert("service".to_string(), 7);
+    resources.insert("database".to_string(), 4);
+    let mut drift_counts = std::collections::BTreeMap::new();
+    drift_counts.insert("drifted".to_string(), 1);
+    drift_counts.insert("missing".to_string(), 1);
+    drift_counts.insert("orphan".to_string(), 1);
+    Model {
+        status: Status {
+            stack: Some("acme-prod".into()),
+            source: "https://github.com/acme/platform-state.git (main, path `stack`)".into(),
+            tracked_revision: Some(revisions[1].revision.clone()),
+            applied_revision: Some(revisions[0].revision.clone()),
+            sync_state: "invalid".into(),
+            pinned_revision: None,
+            last_error: Some("revision b0b0b0b0b0b0 is invalid (1 error)".into()),
+            last_sync_at: Some(1_795_380_100),
+            resources,
+            drift: drift_counts,
+        },
+        plan: Some(plan),
+        drift,
+        revisions,
+    }
+}
+
+fn app_at(model: Model, view: View) -> App {
+    let mut app = App::new(model, false);
+    let key = match view {
+        View::Overview => '1',
+        View::Plan => '2',
+        View::Drift => '3',
+        View::History => '4',
+        View::Graph => '5',
+    };
+    app.on_key(Key::Char(key));
+    app
+}
+
+#[test]
+fn every_view_of_an_empty_stack() {
+    for view in View::ALL {
+        let app = app_at(Model::default(), view);
+        insta::assert_snapshot!(
+            format!("empty_{}", view.title().to_lowercase()),
+            render(&app, 80, 24)
+        );
+    }
+}
+
+#[test]
+fn every_view_of_a_busy_stack() {
+    for view in View::ALL {
+        let app = app_at(busy_model(), view);
+        insta::assert_snapshot!(
+            format!("busy_{}", view.title().to_lowercase()),
+            render(&app, 80, 24)
+        );
+    }
+}
+
+#[test]
+fn details_of_a_drifted_resource_and_of_a_plan_entry() {
+    let mut app = app_at(busy_model(), View::Drift);
+    app.on_key(Key::Enter);
+    insta::assert_snapshot!("drift_details", render(&app, 80, 24));
+    let mut app = app_at(busy_model(), View::Plan);
+    for _ in 0..3 {
+        app.on_key(Key::Char('j'));
+    }
+    app.on_key(Key::Enter);
+    insta::assert_snapshot!("plan_details_wide", render(&app, 120, 30));
+}
+
+#[test]
+fn help_overlay_and_filtered_plan() {
+    let mut app = app_at(busy_model(), View::Plan);
+    app.on_key(Key::Char('?'));
+    insta::assert_snapshot!("help", render(&app, 80, 24));
+    app.on_key(Key::Esc);
+    for c in "/gpu".chars() {
+        app.on_key(Key::Char(c));
+    }
+    app.on_key(Key::Enter);
+    insta::assert_snapshot!("plan_filtered", render(&app, 80, 24));
+    assert_eq!(app.rows().len(), 2);
+}
+
+#[test]
+fn rollback_asks_first_and_only_a_yes_returns_the_action() {
+    let mut app = app_at(busy_model(), View::History);
+    app.on_key(Key::Char('j')); // the invalid revision: not a target
+    app.on_key(Key::Char('r'));
+    assert!(app.confirm.is_none());
+    assert!(
+        app.message
+            .as_deref()
+            .unwrap()
+            .contains("never applied in full")
+    );
+    app.on_key(Key::Char('j'));
+    app.on_key(Key::Char('r'));
+    insta::assert_snapshot!("rollback_confirm", render(&app, 80, 24));
+    assert_eq!(app.on_key(Key::Char('n')), None, "n cancels");
+    assert!(app.confirm.is_none());
+    app.on_key(Key::Char('r'));
+    assert_eq!(
+        app.on_key(Key::Char('y')),
+        Some(Action::Rollback(
+            "7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a".into()
+        ))
+    );
+}
+
+#[test]
+fn read_only_mode_explains_that_actions_need_a_daemon() {
+    let mut app = App::new(busy_model(), true);
+    app.on_key(Key::Char('s'));
+    assert!(app.confirm.is_none());
+    assert!(
+        app.message
+            .as_deref()
+            .unwrap()
+            .contains("need a running daemon")
+    );
+    assert_eq!(app.on_key(Key::Char('q')), Some(Action::Quit));
+}
+
+#[test]
+fn keys_switch_views_and_move_the_selection() {
+    let mut app = App::new(busy_model(), false);
+    app.on_key(Key::Tab);
+    assert_eq!(app.view, View::Plan);
+    app.on_key(Key::BackTab);
+    app.on_key(Key::BackTab);
+    assert_eq!(app.view, View::Graph);
+    app.on_key(Key::Char('4'));
+    app.on_key(Key::Down);
+    app.on_key(Key::Down);
+    app.on_key(Key::Down);
+    assert_eq!(app.selected(), 2, "the selection stops at the last row");
+    app.on_key(Key::Up);
+    assert_eq!(app.selected(), 1);
+}
+
+#[test]
+fn the_model_reads_the_daemon_api() {
+    let status = r#"{"stack":"acme-prod","source":"directory stack","tracked_revision":"c1","applied_revision":"c1","sync_state":"synced","resources":{"service":7},"drift":{},"unknown_field":1}"#;
+    let drift = r#"{"findings":[{"address":"topic/t","status":"missing","policy":"correct","changed_paths":[]}]}"#;
+    let revisions = r#"{"revisions":[{"revision":"c1","source":"git","author":null,"message":"m","seen_at":1,"valid":true,"errors":null,"applied":true,"current":true}],"applies":[]}"#;
+    let model = Model::from_api(status, None, drift, revisions).unwrap();
+    assert_eq!(model.status.sync_state, "synced");
+    assert_eq!(model.drift[0].address, "topic/t");
+    assert!(model.revisions[0].current);
+}
