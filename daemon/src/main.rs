@@ -11,6 +11,7 @@ mod reconcile;
 mod source;
 mod state;
 mod store;
+mod tui_cmd;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -108,6 +109,15 @@ pub enum Command {
     },
     /// End a rollback pin: the next apply follows the stack again.
     Resume,
+    /// The operator UI: against a running daemon (--connect), or read-only on --state-dir.
+    Tui {
+        /// The daemon's API, e.g. http://127.0.0.1:7070.
+        #[arg(long, value_name = "URL")]
+        connect: Option<String>,
+        /// Bearer token for actions (or PLATFORMD_TOKEN).
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+    },
     /// Follow a git branch (or watch a directory), reconcile continuously, serve the HTTP API.
     Daemon {
         /// A git URL (file://, https://, ssh://, git://) or a local directory to watch.
@@ -263,6 +273,10 @@ fn main() -> ExitCode {
             state::rollback(&revision, &state_dir, options, colour)
         }
         Command::Resume => state::resume(&state_dir),
+        Command::Tui {
+            connect,
+            token_file,
+        } => tui_cmd::run(connect.as_deref(), token_file.as_deref(), &state_dir),
         Command::Daemon {
             repo,
             branch,

@@ -267,17 +267,19 @@ impl App {
             ));
             return;
         }
-        let lines = vec![
-            format!("Roll back to {}", short(&rev.revision)),
-            format!("  {}", rev.message.clone().unwrap_or_default()),
-            format!(
-                "  by {}",
-                rev.author.clone().unwrap_or_else(|| "unknown".into())
-            ),
+        let mut lines = vec![format!("Roll back to {}", short(&rev.revision))];
+        lines.extend(
+            rev.message
+                .iter()
+                .filter(|m| !m.is_empty())
+                .map(|m| format!("  {m}")),
+        );
+        lines.extend(rev.author.iter().map(|a| format!("  by {a}")));
+        lines.extend([
             String::new(),
             "The stored snapshot of this revision is planned and applied, and the stack".into(),
             "is pinned there until resume or a new commit on the tracked branch.".into(),
-        ];
+        ]);
         self.confirm = Some(Confirm {
             title: "Roll back?".into(),
             lines,
@@ -304,6 +306,12 @@ impl App {
     }
 }
 
+/// A revision id short enough to read: 12 hex digits of a commit, 8 of a content hash.
 pub fn short(revision: &str) -> &str {
-    revision.get(..12).unwrap_or(revision)
+    let len = if revision.starts_with("content-") {
+        16
+    } else {
+        12
+    };
+    revision.get(..len).unwrap_or(revision)
 }

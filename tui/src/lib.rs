@@ -1,8 +1,10 @@
 //! The operator terminal UI (DESIGN §6), in the style of gitui: [`model`] is the data (from the
 //! daemon's API), [`app`] the state and its transitions on keys (pure), [`ui`] the drawing
-//! (a pure function of the state). The terminal loop and the daemon client that feed them are
-//! the next step (issue 5); the TUI never calls a driver.
+//! (a pure function of the state), [`terminal`] the loop that feeds them. The TUI never calls a
+//! driver: data comes from the daemon's API or a state directory.
 
 pub mod app;
+pub mod http;
 pub mod model;
+pub mod terminal;
 pub mod ui;

@@ -197,7 +197,13 @@ fn draw_overview(frame: &mut Frame<'_>, area: Rect, app: &App) {
         ),
     ]));
     if let Some(plan) = &app.model.plan {
-        lines.push(kv("Pending plan", planner::render::summary_line(plan)));
+        // The daemon serves its last plan: pending only while the stack is not in sync.
+        let label = if matches!(s.sync_state.as_str(), "out-of-sync" | "blocked" | "error") {
+            "Pending plan"
+        } else {
+            "Last plan"
+        };
+        lines.push(kv(label, planner::render::summary_line(plan)));
     }
     if let Some(e) = &s.last_error {
         lines.push(Line::raw(""));

@@ -685,6 +685,18 @@ impl Store {
         Ok(scan)
     }
 
+    /// The findings of the last drift scan.
+    pub fn last_drift_findings(&self) -> Result<Vec<planner::plan::DriftFinding>> {
+        let mut stmt =
+            self.conn.prepare("SELECT details FROM drift WHERE scan_id = (SELECT MAX(scan_id) FROM drift) ORDER BY id")?;
+        let rows: Vec<String> = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        rows.iter()
+            .map(|d| serde_json::from_str(d).map_err(corrupt))
+            .collect()
+    }
+
     /// Takes the applier lease, or says who holds it. A lease whose holder process is gone (on
     /// this host) or whose time ran out is taken over.
     pub fn acquire_lease(&self, holder: &str, ttl: Duration) -> Result<()> {

@@ -1,0 +1,243 @@
+//! `platformd tui` end to end in tmux: a daemon on a temporary stack, the UI connected to it,
+//! every view, a rollback through the confirmation dialog checked through the daemon's API, and
+//! the terminal restored on quit and on SIGTERM.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::PLATFORM;
+use test_support::http::{free_port, request};
+
+struct Tmux(String);
+
+impl Tmux {
+    fn start(name: &str, dir: &std::path::Path, command: &str) -> Tmux {
+        let session = format!("platformd-tui-{}-{name}", std::process::id());
+        let script = format!(
+            "cd '{}' && {command}; echo EXIT=$?; sleep 30",
+            dir.display()
+        );
+        let ok = Command::new("tmux")
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                &session,
+                "-x",
+                "100",
+                "-y",
+                "30",
+                &script,
+            ])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        Tmux(session)
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(
+            &Command::new("tmux")
+                .args(["capture-pane", "-p", "-t", &self.0])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .into_owned()
+    }
+
+    fn wait_for(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let s = self.screen();
+            if s.contains(needle) {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "`{needle}` never appeared:\n{s}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn keys(&self, keys: &str) {
+        Command::new("tmux")
+            .args(["send-keys", "-t", &self.0, keys])
+            .status()
+            .unwrap();
+    }
+
+    /// Whether the pane is still in the alternate screen (the UI did not restore the terminal).
+    fn alternate(&self) -> bool {
+        let out = Command::new("tmux")
+            .args(["display", "-p", "-t", &self.0, "#{alternate_on}"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim() == "1"
+    }
+
+    fn pane_pid(&self) -> i32 {
+        let out = Command::new("tmux")
+            .args(["display", "-p", "-t", &self.0, "#{pane_pid}"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.0])
+            .status();
+    }
+}
+
+struct Daemon(Child, u16);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn status(port: u16) -> serde_json::Value {
+    serde_json::from_str(&request(port, "GET", "/api/v1/status", &[], b"").1).unwrap_or_default()
+}
+
+fn wait(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn service(replicas: u32) -> String {
+    format!(
+        "service \"api\" {{\n    team \"web\"\n    image \"ghcr.io/acme/api:1.0.0\"\n    replicas {replicas}\n    port 8080\n}}\n"
+    )
+}
+
+fn start_daemon(dir: &std::path::Path) -> Daemon {
+    std::fs::write(dir.join("token"), "tui-token").unwrap();
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_platformd"))
+        .args([
+            "daemon",
+            "--repo",
+            "stack",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--token-file",
+            "token",
+            "--debounce",
+            "100ms",
+        ])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait("the daemon", || {
+        request(port, "GET", "/readyz", &[], b"").0 == 200
+    });
+    Daemon(child, port)
+}
+
+#[test]
+fn operator_walks_every_view_rolls_back_through_the_dialog_and_quits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = dir.path().join("stack");
+    std::fs::create_dir_all(&stack).unwrap();
+    std::fs::write(stack.join("platform.kdl"), PLATFORM).unwrap();
+    std::fs::write(stack.join("api.kdl"), service(2)).unwrap();
+    let daemon = start_daemon(dir.path());
+    let port = daemon.1;
+    wait("the first revision applied", || {
+        status(port)["sync_state"] == "synced"
+    });
+    let first = status(port)["applied_revision"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::write(stack.join("api.kdl"), service(5)).unwrap();
+    wait("the second revision applied", || {
+        let s = status(port);
+        s["applied_revision"] != first.as_str() && s["sync_state"] == "synced"
+    });
+
+    let binary = env!("CARGO_BIN_EXE_platformd");
+    let ui = Tmux::start(
+        "walk",
+        dir.path(),
+        &format!("'{binary}' tui --connect http://127.0.0.1:{port} --token-file token"),
+    );
+    ui.wait_for("Stack           shop");
+    for (key, title) in [
+        ("2", "Plan:"),
+        ("3", "Drift: 0 findings"),
+        ("5", "Dependencies"),
+        ("4", "History (newest first)"),
+        ("1", "Source"),
+    ] {
+        ui.keys(key);
+        ui.wait_for(title);
+    }
+    ui.keys("?");
+    ui.wait_for("this help");
+    ui.keys("Escape");
+    ui.keys("4");
+    ui.wait_for("History (newest first)");
+    ui.keys("j");
+    ui.keys("r");
+    ui.wait_for("Roll back?");
+    ui.keys("y");
+    ui.wait_for("rolled back to");
+    let s = status(port);
+    assert_eq!(
+        s["applied_revision"],
+        first.as_str(),
+        "the rollback happened"
+    );
+    assert_eq!(s["pinned_revision"], first.as_str());
+    assert!(ui.alternate(), "the UI runs in the alternate screen");
+    ui.keys("q");
+    ui.wait_for("EXIT=0");
+    assert!(!ui.alternate(), "the terminal is restored on quit");
+}
+
+#[test]
+fn sigterm_restores_the_terminal_and_read_only_mode_explains_actions_need_a_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = dir.path().join("stack");
+    std::fs::create_dir_all(&stack).unwrap();
+    std::fs::write(stack.join("platform.kdl"), PLATFORM).unwrap();
+    std::fs::write(stack.join("api.kdl"), service(2)).unwrap();
+    {
+        let daemon = start_daemon(dir.path());
+        wait("applied", || status(daemon.1)["sync_state"] == "synced");
+    }
+    let binary = env!("CARGO_BIN_EXE_platformd");
+    let ui = Tmux::start("ro", dir.path(), &format!("'{binary}' tui"));
+    ui.wait_for("(read-only)");
+    ui.keys("s");
+    ui.wait_for("actions need a running daemon");
+    // SIGTERM to the UI process (the pane's shell runs it as a child).
+    let shell = ui.pane_pid();
+    let out = Command::new("pgrep")
+        .args(["-P", &shell.to_string()])
+        .output()
+        .unwrap();
+    let pid: i32 = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    ui.wait_for("EXIT=0");
+    assert!(!ui.alternate(), "the terminal is restored on SIGTERM");
+}

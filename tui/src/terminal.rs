@@ -1,0 +1,122 @@
+//! The terminal loop: raw mode and the alternate screen (restored on exit, panic and SIGTERM),
+//! a fetch thread that refreshes the model every second, and actions run on their own thread,
+//! so the screen never waits on the network.
+
+use crate::app::{Action, App, Key};
+use crate::model::Model;
+use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Where the data comes from and where actions go: the daemon's API, or a state directory.
+pub trait Source: Send + Clone + 'static {
+    fn fetch(&mut self) -> Result<Model, String>;
+    fn act(&mut self, action: &Action) -> Result<String, String>;
+}
+
+enum Update {
+    Model(Box<Result<Model, String>>),
+    Done(Result<String, String>),
+}
+
+static TERMINATE: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_terminate(_: libc::c_int) {
+    TERMINATE.store(true, Ordering::SeqCst);
+}
+
+fn key(code: KeyCode, modifiers: KeyModifiers) -> Option<Key> {
+    Some(match code {
+        KeyCode::Char('c') if modifiers.contains(KeyModifiers::CONTROL) => Key::Char('q'),
+        KeyCode::Char(c) => Key::Char(c),
+        KeyCode::Enter => Key::Enter,
+        KeyCode::Esc => Key::Esc,
+        KeyCode::Tab => Key::Tab,
+        KeyCode::BackTab => Key::BackTab,
+        KeyCode::Up => Key::Up,
+        KeyCode::Down => Key::Down,
+        KeyCode::Backspace => Key::Backspace,
+        _ => return None,
+    })
+}
+
+/// Runs the UI until the operator quits (or SIGTERM/SIGHUP).
+pub fn run<S: Source>(source: S, read_only: bool) -> std::io::Result<()> {
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        libc::signal(
+            libc::SIGTERM,
+            on_terminate as *const () as libc::sighandler_t,
+        );
+        libc::signal(
+            libc::SIGHUP,
+            on_terminate as *const () as libc::sighandler_t,
+        );
+    }
+    let (tx, rx) = mpsc::channel();
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    {
+        let (tx, stop, mut source) = (tx.clone(), stop.clone(), source.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                if tx.send(Update::Model(Box::new(source.fetch()))).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(1000));
+            }
+        });
+    }
+    let mut terminal = ratatui::try_init()?;
+    let mut app = App::new(Model::default(), read_only);
+    app.message = Some("connecting…".into());
+    let result = (|| -> std::io::Result<()> {
+        loop {
+            while let Ok(update) = rx.try_recv() {
+                match update {
+                    Update::Model(fetched) => match *fetched {
+                        Ok(model) => {
+                            app.model = model;
+                            if app.message.as_deref() == Some("connecting…") {
+                                app.message = None;
+                            }
+                        }
+                        Err(e) => app.message = Some(format!("cannot refresh: {e}")),
+                    },
+                    Update::Done(Ok(m)) => app.message = Some(m),
+                    Update::Done(Err(e)) => app.message = Some(format!("failed: {e}")),
+                }
+            }
+            terminal.draw(|f| crate::ui::draw(f, &app))?;
+            if TERMINATE.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            if !event::poll(Duration::from_millis(100))? {
+                continue;
+            }
+            let Event::Key(k) = event::read()? else {
+                continue;
+            };
+            if k.kind != KeyEventKind::Press {
+                continue;
+            }
+            let Some(k) = key(k.code, k.modifiers) else {
+                continue;
+            };
+            match app.on_key(k) {
+                Some(Action::Quit) => return Ok(()),
+                Some(action) => {
+                    app.message = Some("working…".into());
+                    let (tx, mut source) = (tx.clone(), source.clone());
+                    std::thread::spawn(move || {
+                        let _ = tx.send(Update::Done(source.act(&action)));
+                    });
+                }
+                None => {}
+            }
+        }
+    })();
+    stop.store(true, Ordering::SeqCst);
+    ratatui::restore();
+    result
+}
