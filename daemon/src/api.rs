@@ -84,7 +84,39 @@ async fn revisions(State(api): State<Api>) -> Response {
     }
 }
 
-async fn plan(State(api): State<Api>) -> Response {
+#[derive(serde::Deserialize)]
+struct PlanQuery {
+    /// Preview the plan of rolling back to this applied revision (nothing is changed).
+    rollback: Option<String>,
+}
+
+async fn plan(
+    State(api): State<Api>,
+    axum::extract::Query(query): axum::extract::Query<PlanQuery>,
+) -> Response {
+    if let Some(revision) = query.rollback {
+        let dir = api.shared.state_dir.clone();
+        let preview = tokio::task::spawn_blocking(move || -> Result<planner::Plan, String> {
+            let store = Store::open(&dir).map_err(|e| e.to_string())?;
+            let (full, snapshot) = store
+                .snapshot(&revision)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no applied revision `{revision}`"))?;
+            crate::state::plan_against_store(&store, &snapshot, &full, Vec::new())
+                .map(|(_, p)| p)
+                .map_err(|e| e.to_string())
+        })
+        .await;
+        return match preview {
+            Ok(Ok(plan)) => (
+                [("content-type", "application/json")],
+                planner::render::json(&plan),
+            )
+                .into_response(),
+            Ok(Err(e)) => error(StatusCode::NOT_FOUND, &e),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        };
+    }
     match api
         .shared
         .plan

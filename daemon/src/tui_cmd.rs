@@ -22,6 +22,15 @@ impl ApiSource {
 }
 
 impl Source for ApiSource {
+    fn rollback_plan(&mut self, revision: &str) -> Result<planner::Plan, String> {
+        let (code, body) = self.get(&format!("/api/v1/plan?rollback={revision}"))?;
+        if code != 200 {
+            let answer: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            return Err(answer["error"].as_str().unwrap_or("no plan").to_string());
+        }
+        serde_json::from_str(&body).map_err(|e| e.to_string())
+    }
+
     fn fetch(&mut self) -> Result<Model, String> {
         let (_, status) = self.get("/api/v1/status")?;
         let (code, plan) = self.get("/api/v1/plan")?;
@@ -45,7 +54,7 @@ impl Source for ApiSource {
                 serde_json::json!({ "revision": rev }).to_string(),
             ),
             Action::Resume => ("/api/v1/resume", String::new()),
-            Action::Quit => return Ok(String::new()),
+            Action::Quit | Action::PreviewRollback(_) => return Ok(String::new()),
         };
         let auth = format!("Bearer {token}");
         let headers = [
@@ -70,6 +79,17 @@ struct StoreSource {
 }
 
 impl Source for StoreSource {
+    fn rollback_plan(&mut self, revision: &str) -> Result<planner::Plan, String> {
+        let store = Store::open(&self.dir).map_err(|e| e.to_string())?;
+        let (full, snapshot) = store
+            .snapshot(revision)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no applied revision `{revision}`"))?;
+        crate::state::plan_against_store(&store, &snapshot, &full, Vec::new())
+            .map(|(_, p)| p)
+            .map_err(|e| e.to_string())
+    }
+
     fn fetch(&mut self) -> Result<Model, String> {
         let store = Store::open(&self.dir).map_err(|e| e.to_string())?;
         let e = |e: crate::store::StoreError| e.to_string();

@@ -193,6 +193,9 @@ fn operator_walks_every_view_rolls_back_through_the_dialog_and_quits_cleanly() {
     ui.keys("j");
     ui.keys("r");
     ui.wait_for("Roll back?");
+    // The rollback plan is shown before confirming: api goes back from 5 replicas to 2.
+    ui.wait_for("Plan: 1 to update, 0 unchanged");
+    ui.wait_for("~ service/api");
     ui.keys("y");
     ui.wait_for("rolled back to");
     let s = status(port);

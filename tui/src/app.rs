@@ -51,13 +51,15 @@ pub enum Key {
     Backspace,
 }
 
-/// What the operator asked for, once confirmed.
+/// What the operator asked for, once confirmed; `PreviewRollback` is the one request made
+/// before confirming (it changes nothing).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Sync,
     Rollback(String),
     Resume,
     Quit,
+    PreviewRollback(String),
 }
 
 /// A question that must be answered before anything changes.
@@ -213,7 +215,7 @@ impl App {
                 self.filter.clear();
             }
             Key::Char('s') => self.ask_sync(),
-            Key::Char('r') if self.view == View::History => self.ask_rollback(),
+            Key::Char('r') if self.view == View::History => return self.ask_rollback(),
             Key::Char('u') => self.ask_resume(),
             _ => {}
         }
@@ -250,22 +252,19 @@ impl App {
         });
     }
 
-    fn ask_rollback(&mut self) {
+    /// Opens the rollback dialog and asks for the rollback plan to show in it.
+    fn ask_rollback(&mut self) -> Option<Action> {
         if self.needs_daemon() {
-            return;
+            return None;
         }
-        let Some(key) = self.selected_key() else {
-            return;
-        };
-        let Some(rev) = self.model.revisions.iter().find(|r| r.revision == key) else {
-            return;
-        };
+        let key = self.selected_key()?;
+        let rev = self.model.revisions.iter().find(|r| r.revision == key)?;
         if !rev.applied {
             self.message = Some(format!(
                 "{} was never applied in full: not a rollback target",
                 short(&rev.revision)
             ));
-            return;
+            return None;
         }
         let mut lines = vec![format!("Roll back to {}", short(&rev.revision))];
         lines.extend(
@@ -279,12 +278,52 @@ impl App {
             String::new(),
             "The stored snapshot of this revision is planned and applied, and the stack".into(),
             "is pinned there until resume or a new commit on the tracked branch.".into(),
+            String::new(),
+            "Plan: computing…".into(),
         ]);
+        let revision = rev.revision.clone();
         self.confirm = Some(Confirm {
             title: "Roll back?".into(),
             lines,
-            action: Action::Rollback(rev.revision.clone()),
+            action: Action::Rollback(revision.clone()),
         });
+        Some(Action::PreviewRollback(revision))
+    }
+
+    /// Shows the rollback plan in the open rollback dialog (if it is still open for `revision`).
+    pub fn show_rollback_plan(&mut self, revision: &str, plan: Result<planner::Plan, String>) {
+        let Some(confirm) = &mut self.confirm else {
+            return;
+        };
+        if confirm.action != Action::Rollback(revision.to_string()) {
+            return;
+        }
+        confirm.lines.retain(|l| l != "Plan: computing…");
+        match plan {
+            Ok(plan) => {
+                confirm
+                    .lines
+                    .push(format!("Plan: {}", planner::render::summary_line(&plan)));
+                let changes: Vec<_> = plan.changes().collect();
+                for c in changes.iter().take(10) {
+                    let blocked = if c.blocked { "  BLOCKED" } else { "" };
+                    confirm
+                        .lines
+                        .push(format!("{:>3} {}{blocked}", c.action.marker(), c.address));
+                }
+                if changes.len() > 10 {
+                    confirm
+                        .lines
+                        .push(format!("    … and {} more", changes.len() - 10));
+                }
+                if plan.policy.blocked {
+                    confirm
+                        .lines
+                        .push("Blocked by policy: the daemon will refuse it.".into());
+                }
+            }
+            Err(e) => confirm.lines.push(format!("Plan unavailable: {e}")),
+        }
     }
 
     fn ask_resume(&mut self) {

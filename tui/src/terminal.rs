@@ -13,11 +13,14 @@ use std::time::Duration;
 pub trait Source: Send + Clone + 'static {
     fn fetch(&mut self) -> Result<Model, String>;
     fn act(&mut self, action: &Action) -> Result<String, String>;
+    /// The plan a rollback to `revision` would apply (changes nothing).
+    fn rollback_plan(&mut self, revision: &str) -> Result<planner::Plan, String>;
 }
 
 enum Update {
     Model(Box<Result<Model, String>>),
     Done(Result<String, String>),
+    RollbackPlan(String, Box<Result<planner::Plan, String>>),
 }
 
 static TERMINATE: AtomicBool = AtomicBool::new(false);
@@ -83,6 +86,9 @@ pub fn run<S: Source>(source: S, read_only: bool) -> std::io::Result<()> {
                         }
                         Err(e) => app.message = Some(format!("cannot refresh: {e}")),
                     },
+                    Update::RollbackPlan(revision, plan) => {
+                        app.show_rollback_plan(&revision, *plan)
+                    }
                     Update::Done(Ok(m)) => app.message = Some(m),
                     Update::Done(Err(e)) => app.message = Some(format!("failed: {e}")),
                 }
@@ -105,6 +111,13 @@ pub fn run<S: Source>(source: S, read_only: bool) -> std::io::Result<()> {
             };
             match app.on_key(k) {
                 Some(Action::Quit) => return Ok(()),
+                Some(Action::PreviewRollback(revision)) => {
+                    let (tx, mut source) = (tx.clone(), source.clone());
+                    std::thread::spawn(move || {
+                        let plan = source.rollback_plan(&revision);
+                        let _ = tx.send(Update::RollbackPlan(revision, Box::new(plan)));
+                    });
+                }
                 Some(action) => {
                     app.message = Some("working…".into());
                     let (tx, mut source) = (tx.clone(), source.clone());

@@ -195,17 +195,20 @@ fn rollback_asks_first_and_only_a_yes_returns_the_action() {
             .contains("never applied in full")
     );
     app.on_key(Key::Char('j'));
-    app.on_key(Key::Char('r'));
-    insta::assert_snapshot!("rollback_confirm", render(&app, 80, 24));
+    let target = "7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a".to_string();
+    assert_eq!(
+        app.on_key(Key::Char('r')),
+        Some(Action::PreviewRollback(target.clone())),
+        "the plan is asked for first"
+    );
+    // The rollback plan arrives and is shown before anything can be confirmed.
+    let plan = busy_model().plan.unwrap();
+    app.show_rollback_plan(&target, Ok(plan));
+    insta::assert_snapshot!("rollback_confirm", render(&app, 80, 30));
     assert_eq!(app.on_key(Key::Char('n')), None, "n cancels");
     assert!(app.confirm.is_none());
     app.on_key(Key::Char('r'));
-    assert_eq!(
-        app.on_key(Key::Char('y')),
-        Some(Action::Rollback(
-            "7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a".into()
-        ))
-    );
+    assert_eq!(app.on_key(Key::Char('y')), Some(Action::Rollback(target)));
 }
 
 #[test]
