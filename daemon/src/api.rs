@@ -192,11 +192,27 @@ async fn command(api: &Api, command: Command) -> Response {
     }
 }
 
-async fn sync(State(api): State<Api>, headers: HeaderMap) -> Response {
+#[derive(serde::Deserialize)]
+struct SyncQuery {
+    /// `all`, or an address: scan for drift now and correct it (policy `correct`).
+    correct: Option<String>,
+}
+
+async fn sync(
+    State(api): State<Api>,
+    axum::extract::Query(query): axum::extract::Query<SyncQuery>,
+    headers: HeaderMap,
+) -> Response {
     if let Some(r) = refused(&api, &headers) {
         return r;
     }
-    command(&api, Command::Sync).await
+    match query.correct {
+        Some(target) => {
+            let only = (target != "all").then_some(target);
+            command(&api, Command::CorrectDrift(only)).await
+        }
+        None => command(&api, Command::Sync).await,
+    }
 }
 
 #[derive(serde::Deserialize)]

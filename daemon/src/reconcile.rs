@@ -38,6 +38,8 @@ pub enum Command {
     Sync,
     Rollback(String),
     Resume,
+    /// Correct drift now: one resource, or every finding with policy `correct`.
+    CorrectDrift(Option<String>),
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -350,7 +352,9 @@ impl Reconciler {
 
     async fn handle_other(&mut self, event: Event) {
         match event {
-            Event::DriftTick => self.drift_check().await,
+            Event::DriftTick => {
+                let _ = self.drift_check(None, false).await;
+            }
             Event::Command(command, reply) => {
                 let result = self.command(command).await;
                 let _ = reply.send(result);
@@ -804,14 +808,16 @@ impl Reconciler {
             .or(s.applied_revision.take());
     }
 
-    async fn drift_check(&mut self) {
-        let Ok(store) = self.store() else { return };
+    /// Scans for drift, records it, and corrects it. Scheduled every `--drift-interval`
+    /// (`operator` false): findings with policy `correct`. On an operator's request: policy
+    /// `report` too (that is what the request is for), all findings or only `only`'s. `ignore`
+    /// and orphans are never touched.
+    async fn drift_check(&mut self, only: Option<&str>, operator: bool) -> Result<String, String> {
+        let store = self.store().map_err(|e| format!("{e:#}"))?;
         let Some((revision, snapshot)) = self.last_good.clone() else {
-            return;
+            return Err("no valid revision yet".into());
         };
-        let Ok(drivers) = build_drivers(&snapshot) else {
-            return;
-        };
+        let drivers = build_drivers(&snapshot).map_err(|e| format!("{e:#}"))?;
         let stack = snapshot.stack.clone();
         let engine = Engine {
             store: Arc::new(Mutex::new(store)),
@@ -821,7 +827,11 @@ impl Reconciler {
         };
         let findings = match engine.scan_drift(&stack, Some(&snapshot)).await {
             Ok(f) => f,
-            Err(e) => return self.set_error(Some(format!("drift scan failed: {e}"))),
+            Err(e) => {
+                let message = format!("drift scan failed: {e}");
+                self.set_error(Some(message.clone()));
+                return Err(message);
+            }
         };
         let pinned = {
             let store = engine.store.lock().unwrap_or_else(|e| e.into_inner());
@@ -844,25 +854,52 @@ impl Reconciler {
                 .drift = counts;
         }
         *self.shared.drift.write().unwrap_or_else(|e| e.into_inner()) = findings.clone();
-        let correctable = findings.iter().any(|f| {
-            f.status != "orphan" && f.policy == Some(planner::model::DriftPolicy::Correct)
-        });
-        if !correctable || pinned {
-            return;
+        let correctable: Vec<_> = findings
+            .into_iter()
+            .filter(|f| {
+                use planner::model::DriftPolicy::{Correct, Report};
+                f.status != "orphan"
+                    && (f.policy == Some(Correct) || (operator && f.policy == Some(Report)))
+            })
+            .filter(|f| only.is_none_or(|a| f.address == a))
+            .collect();
+        if correctable.is_empty() {
+            return Ok("nothing to correct".into());
         }
-        let Ok(store) = self.store() else { return };
-        let Ok((_, mut plan)) = plan_against_store(&store, &snapshot, &revision, Vec::new()) else {
-            return;
-        };
-        plan.merge_drift(findings);
-        if plan.summary.has_changes && !plan.policy.blocked {
-            self.apply(store, &plan, &snapshot, &revision, "drift-correct")
-                .await;
+        if pinned {
+            return Err("the stack is pinned by a rollback: resume before correcting drift".into());
+        }
+        let store = self.store().map_err(|e| format!("{e:#}"))?;
+        let (_, mut plan) = plan_against_store(&store, &snapshot, &revision, Vec::new())
+            .map_err(|e| format!("{e:#}"))?;
+        let count = correctable.len();
+        // Correct what was chosen, whatever its policy.
+        let correctable = correctable
+            .into_iter()
+            .map(|mut f| {
+                f.policy = Some(planner::model::DriftPolicy::Correct);
+                f
+            })
+            .collect();
+        plan.merge_drift(correctable);
+        if plan.policy.blocked {
+            return Err("the correction is blocked by policy".into());
+        }
+        match self
+            .apply(store, &plan, &snapshot, &revision, "drift-correct")
+            .await
+        {
+            None => Ok(format!(
+                "corrected drift of {count} resource{}",
+                if count == 1 { "" } else { "s" }
+            )),
+            Some(e) => Err(e),
         }
     }
 
     async fn command(&mut self, command: Command) -> Result<String, String> {
         match command {
+            Command::CorrectDrift(only) => self.drift_check(only.as_deref(), true).await,
             Command::Sync => {
                 self.poll().await;
                 let Some((revision, snapshot)) = self.last_good.clone() else {

@@ -54,21 +54,30 @@ impl Source for ApiSource {
                 serde_json::json!({ "revision": rev }).to_string(),
             ),
             Action::Resume => ("/api/v1/resume", String::new()),
+            Action::CorrectDrift(None) => ("/api/v1/sync?correct=all", String::new()),
+            Action::CorrectDrift(Some(address)) => {
+                let path = format!("/api/v1/sync?correct={address}");
+                return post(&self.authority, &path, token, "");
+            }
             Action::Quit | Action::PreviewRollback(_) => return Ok(String::new()),
         };
-        let auth = format!("Bearer {token}");
-        let headers = [
-            ("Authorization", auth.as_str()),
-            ("Content-Type", "application/json"),
-        ];
-        let (code, body) =
-            tui::http::request(&self.authority, "POST", path, &headers, body.as_bytes())?;
-        let answer: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        match (code, answer["message"].as_str(), answer["error"].as_str()) {
-            (200, Some(m), _) => Ok(m.to_string()),
-            (_, _, Some(e)) => Err(e.to_string()),
-            (code, _, _) => Err(format!("the daemon answered {code}")),
-        }
+        post(&self.authority, path, token, &body)
+    }
+}
+
+/// POSTs to a token-protected endpoint; the daemon's `message` or `error`.
+fn post(authority: &str, path: &str, token: &str, body: &str) -> Result<String, String> {
+    let auth = format!("Bearer {token}");
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let (code, body) = tui::http::request(authority, "POST", path, &headers, body.as_bytes())?;
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    match (code, answer["message"].as_str(), answer["error"].as_str()) {
+        (200, Some(m), _) => Ok(m.to_string()),
+        (_, _, Some(e)) => Err(e.to_string()),
+        (code, _, _) => Err(format!("the daemon answered {code}")),
     }
 }
 

@@ -60,6 +60,18 @@ impl Tmux {
         }
     }
 
+    fn wait_gone(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.screen().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "`{needle}` never went away:\n{}",
+                self.screen()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn keys(&self, keys: &str) {
         Command::new("tmux")
             .args(["send-keys", "-t", &self.0, keys])
@@ -187,7 +199,9 @@ fn operator_walks_every_view_rolls_back_through_the_dialog_and_quits_cleanly() {
     }
     ui.keys("?");
     ui.wait_for("this help");
+    // Typed right after Escape, a key arrives as Alt+key (ESC is the Alt prefix): wait.
     ui.keys("Escape");
+    ui.wait_gone("this help");
     ui.keys("4");
     ui.wait_for("History (newest first)");
     ui.keys("j");
@@ -243,4 +257,103 @@ fn sigterm_restores_the_terminal_and_read_only_mode_explains_actions_need_a_daem
     unsafe { libc::kill(pid, libc::SIGTERM) };
     ui.wait_for("EXIT=0");
     assert!(!ui.alternate(), "the terminal is restored on SIGTERM");
+}
+
+#[test]
+fn drift_is_seen_and_corrected_from_the_drift_view() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = dir.path().join("stack");
+    std::fs::create_dir_all(&stack).unwrap();
+    std::fs::write(stack.join("platform.kdl"), PLATFORM).unwrap();
+    // Policy `report`: the daemon shows the drift and leaves it; the operator corrects it.
+    std::fs::write(
+        stack.join("api.kdl"),
+        service(2).replace("    port 8080\n", "    port 8080\n    drift \"report\"\n"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("token"), "tui-token").unwrap();
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_platformd"))
+        .args([
+            "daemon",
+            "--repo",
+            "stack",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--token-file",
+            "token",
+            "--drift-interval",
+            "1s",
+        ])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _daemon = Daemon(child, port);
+    wait("the daemon", || {
+        request(port, "GET", "/readyz", &[], b"").0 == 200
+    });
+    wait("applied", || status(port)["sync_state"] == "synced");
+    // Someone scales the rendered Deployment by hand.
+    let rendered = dir.path().join(".platformd/rendered/service/api.yaml");
+    let text =
+        std::fs::read_to_string(&rendered)
+            .unwrap()
+            .replacen("  replicas: 2", "  replicas: 9", 1);
+    std::fs::write(&rendered, text).unwrap();
+
+    let binary = env!("CARGO_BIN_EXE_platformd");
+    let ui = Tmux::start(
+        "drift",
+        dir.path(),
+        &format!("'{binary}' tui --connect http://127.0.0.1:{port} --token-file token"),
+    );
+    ui.wait_for("Stack           shop");
+    ui.keys("3");
+    ui.wait_for("~ service/api drifted");
+    ui.keys("c");
+    ui.wait_for("Correct drift?");
+    ui.wait_for("spec.replicas: live 9 → 2");
+    ui.keys("y");
+    ui.wait_for("corrected drift of 1 resource");
+    assert!(
+        std::fs::read_to_string(&rendered)
+            .unwrap()
+            .contains("  replicas: 2"),
+        "the manifest is back to what was applied"
+    );
+    ui.keys("q");
+    ui.wait_for("EXIT=0");
+}
+
+#[test]
+fn closing_the_terminal_ends_the_ui() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = dir.path().join("stack");
+    std::fs::create_dir_all(&stack).unwrap();
+    std::fs::write(stack.join("platform.kdl"), PLATFORM).unwrap();
+    std::fs::write(stack.join("api.kdl"), service(2)).unwrap();
+    {
+        let daemon = start_daemon(dir.path());
+        wait("applied", || status(daemon.1)["sync_state"] == "synced");
+    }
+    let binary = env!("CARGO_BIN_EXE_platformd");
+    let ui = Tmux::start("hangup", dir.path(), &format!("'{binary}' tui"));
+    ui.wait_for("(read-only)");
+    let shell = ui.pane_pid();
+    let out = Command::new("pgrep")
+        .args(["-P", &shell.to_string()])
+        .output()
+        .unwrap();
+    let pid: i32 = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    drop(ui); // kills the tmux session: the terminal hangs up
+    // A UI left behind on a dead terminal would spin; it must exit instead.
+    wait("the UI to exit", || unsafe { libc::kill(pid, 0) } != 0);
 }

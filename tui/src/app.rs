@@ -60,6 +60,8 @@ pub enum Action {
     Resume,
     Quit,
     PreviewRollback(String),
+    /// Re-apply what was applied: one resource, or every finding with policy `correct`.
+    CorrectDrift(Option<String>),
 }
 
 /// A question that must be answered before anything changes.
@@ -217,6 +219,8 @@ impl App {
             Key::Char('s') => self.ask_sync(),
             Key::Char('r') if self.view == View::History => return self.ask_rollback(),
             Key::Char('u') => self.ask_resume(),
+            Key::Char('c') if self.view == View::Drift => self.ask_correct(true),
+            Key::Char('C') if self.view == View::Drift => self.ask_correct(false),
             _ => {}
         }
         None
@@ -324,6 +328,55 @@ impl App {
             }
             Err(e) => confirm.lines.push(format!("Plan unavailable: {e}")),
         }
+    }
+
+    /// Asks before re-applying drifted or missing resources (the selected one, or all), whatever
+    /// their policy but `ignore`: an operator asking is the point of policy `report`.
+    fn ask_correct(&mut self, selected_only: bool) {
+        if self.needs_daemon() {
+            return;
+        }
+        let selected = self.selected_key();
+        let targets: Vec<_> = self
+            .model
+            .drift
+            .iter()
+            .filter(|f| {
+                f.status != "orphan"
+                    && f.policy
+                        .is_some_and(|p| p != planner::model::DriftPolicy::Ignore)
+            })
+            .filter(|f| !selected_only || selected.as_deref() == Some(f.address.as_str()))
+            .collect();
+        if targets.is_empty() {
+            self.message = Some(if selected_only {
+                "nothing to correct here: orphans and resources with drift policy `ignore` are left alone".into()
+            } else {
+                "nothing to correct".into()
+            });
+            return;
+        }
+        let mut lines = vec!["Re-apply what was last applied to:".to_string()];
+        for f in &targets {
+            lines.push(format!("  {} ({})", f.address, f.status));
+            lines.extend(f.changes.iter().take(3).map(|c| {
+                let show = |v: &Option<serde_json::Value>| {
+                    v.as_ref().map_or("(absent)".into(), |v| v.to_string())
+                };
+                format!(
+                    "    {}: live {} → {}",
+                    c.path,
+                    show(&c.after),
+                    show(&c.before)
+                )
+            }));
+        }
+        let action = Action::CorrectDrift(selected_only.then(|| targets[0].address.clone()));
+        self.confirm = Some(Confirm {
+            title: "Correct drift?".into(),
+            lines,
+            action,
+        });
     }
 
     fn ask_resume(&mut self) {

@@ -29,6 +29,33 @@ extern "C" fn on_terminate(_: libc::c_int) {
     TERMINATE.store(true, Ordering::SeqCst);
 }
 
+enum Input {
+    Ready,
+    Idle,
+    /// The terminal hung up (its window or tmux session closed).
+    Gone,
+}
+
+/// Waits for input on the terminal with poll(2). crossterm's own poll spins forever on a
+/// hung-up terminal (reads return EOF at once), so waiting happens here and crossterm is only
+/// asked for events that are ready.
+fn wait_for_input(timeout: Duration) -> Input {
+    let mut fd = libc::pollfd {
+        fd: libc::STDIN_FILENO,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let ready = unsafe { libc::poll(&mut fd, 1, timeout.as_millis() as libc::c_int) };
+    if ready > 0 && fd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+        Input::Gone
+    } else if ready > 0 {
+        Input::Ready
+    } else {
+        Input::Idle
+    }
+}
+
 fn key(code: KeyCode, modifiers: KeyModifiers) -> Option<Key> {
     Some(match code {
         KeyCode::Char('c') if modifiers.contains(KeyModifiers::CONTROL) => Key::Char('q'),
@@ -97,35 +124,40 @@ pub fn run<S: Source>(source: S, read_only: bool) -> std::io::Result<()> {
             if TERMINATE.load(Ordering::SeqCst) {
                 return Ok(());
             }
-            if !event::poll(Duration::from_millis(100))? {
-                continue;
+            match wait_for_input(Duration::from_millis(100)) {
+                Input::Gone => return Ok(()),
+                Input::Idle => continue,
+                Input::Ready => {}
             }
-            let Event::Key(k) = event::read()? else {
-                continue;
-            };
-            if k.kind != KeyEventKind::Press {
-                continue;
-            }
-            let Some(k) = key(k.code, k.modifiers) else {
-                continue;
-            };
-            match app.on_key(k) {
-                Some(Action::Quit) => return Ok(()),
-                Some(Action::PreviewRollback(revision)) => {
-                    let (tx, mut source) = (tx.clone(), source.clone());
-                    std::thread::spawn(move || {
-                        let plan = source.rollback_plan(&revision);
-                        let _ = tx.send(Update::RollbackPlan(revision, Box::new(plan)));
-                    });
+            // Everything crossterm has ready (it may read several events at once).
+            while event::poll(Duration::ZERO)? {
+                let Event::Key(k) = event::read()? else {
+                    continue;
+                };
+                if k.kind != KeyEventKind::Press {
+                    continue;
                 }
-                Some(action) => {
-                    app.message = Some("working…".into());
-                    let (tx, mut source) = (tx.clone(), source.clone());
-                    std::thread::spawn(move || {
-                        let _ = tx.send(Update::Done(source.act(&action)));
-                    });
+                let Some(k) = key(k.code, k.modifiers) else {
+                    continue;
+                };
+                match app.on_key(k) {
+                    Some(Action::Quit) => return Ok(()),
+                    Some(Action::PreviewRollback(revision)) => {
+                        let (tx, mut source) = (tx.clone(), source.clone());
+                        std::thread::spawn(move || {
+                            let plan = source.rollback_plan(&revision);
+                            let _ = tx.send(Update::RollbackPlan(revision, Box::new(plan)));
+                        });
+                    }
+                    Some(action) => {
+                        app.message = Some("working…".into());
+                        let (tx, mut source) = (tx.clone(), source.clone());
+                        std::thread::spawn(move || {
+                            let _ = tx.send(Update::Done(source.act(&action)));
+                        });
+                    }
+                    None => {}
                 }
-                None => {}
             }
         }
     })();

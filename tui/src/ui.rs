@@ -95,7 +95,8 @@ fn draw_footer(frame: &mut Frame<'_>, area: Rect, app: &App) {
     } else {
         let view_keys = match app.view {
             View::Overview => "s sync · u resume",
-            View::Plan | View::Drift => "j/k move · Enter details · / filter · s sync",
+            View::Plan => "j/k move · Enter details · / filter · s sync",
+            View::Drift => "j/k move · Enter details · / filter · c/C correct one/all",
             View::History => "j/k move · Enter details · / filter · r roll back · u resume",
             View::Graph => "j/k walk · / filter",
         };
@@ -104,7 +105,8 @@ fn draw_footer(frame: &mut Frame<'_>, area: Rect, app: &App) {
         } else {
             format!(" · filter \"{}\"", app.filter)
         };
-        format!("{view_keys} · 1-5/Tab views · ? help · q quit{filter}")
+        // Views are numbered in the header; the footer keeps to what fits 80 columns.
+        format!("{view_keys} · ? help · q quit{filter}")
     };
     frame.render_widget(
         Paragraph::new(text).style(Style::default().add_modifier(Modifier::DIM)),
@@ -568,6 +570,10 @@ fn draw_help(frame: &mut Frame<'_>, area: Rect) {
             "roll back to the selected revision (history; asks first)",
         ),
         ("u", "resume: end a rollback pin (asks first)"),
+        (
+            "c / C",
+            "correct the selected drift / all drift (drift view; asks first)",
+        ),
         ("Esc", "close details, clear the filter"),
         ("?", "this help"),
         ("q", "quit"),

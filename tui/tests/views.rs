@@ -252,3 +252,40 @@ fn the_model_reads_the_daemon_api() {
     assert_eq!(model.drift[0].address, "topic/t");
     assert!(model.revisions[0].current);
 }
+
+#[test]
+fn drift_is_corrected_one_or_all_after_a_confirmation() {
+    let mut app = app_at(busy_model(), View::Drift);
+    assert_eq!(app.on_key(Key::Char('c')), None, "c only asks");
+    insta::assert_snapshot!("correct_drift_confirm", render(&app, 80, 24));
+    assert_eq!(
+        app.on_key(Key::Char('y')),
+        Some(Action::CorrectDrift(Some(
+            "service/payments-gateway".into()
+        )))
+    );
+    app.on_key(Key::Char('C'));
+    assert_eq!(
+        app.confirm
+            .as_ref()
+            .unwrap()
+            .lines
+            .iter()
+            .filter(|l| l.starts_with("  "))
+            .count(),
+        3,
+        "two findings, one diff line"
+    );
+    assert_eq!(app.on_key(Key::Char('y')), Some(Action::CorrectDrift(None)));
+    // Orphans are never corrected (they are not declared).
+    app.on_key(Key::Char('j'));
+    app.on_key(Key::Char('j'));
+    app.on_key(Key::Char('c'));
+    assert!(app.confirm.is_none());
+    assert!(
+        app.message
+            .as_deref()
+            .unwrap()
+            .contains("nothing to correct here")
+    );
+}
