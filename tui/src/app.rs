@@ -219,6 +219,8 @@ impl App {
             Key::Char('s') => self.ask_sync(),
             Key::Char('r') if self.view == View::History => return self.ask_rollback(),
             Key::Char('u') => self.ask_resume(),
+            Key::Char('l') if self.view == View::Graph => self.walk(true),
+            Key::Char('h') if self.view == View::Graph => self.walk(false),
             Key::Char('c') if self.view == View::Drift => self.ask_correct(true),
             Key::Char('C') if self.view == View::Drift => self.ask_correct(false),
             _ => {}
@@ -327,6 +329,40 @@ impl App {
                 }
             }
             Err(e) => confirm.lines.push(format!("Plan unavailable: {e}")),
+        }
+    }
+
+    /// Graph view: moves to the first resource the selected one needs (`needs`), or to the
+    /// first one that needs it.
+    fn walk(&mut self, needs: bool) {
+        let Some(plan) = &self.model.plan else { return };
+        let Some(current) = self.selected_key() else {
+            return;
+        };
+        let next = if needs {
+            plan.resources
+                .iter()
+                .find(|r| r.address == current)
+                .and_then(|r| r.depends_on.first().cloned())
+        } else {
+            plan.resources
+                .iter()
+                .find(|r| r.depends_on.contains(&current))
+                .map(|r| r.address.clone())
+        };
+        let Some(next) = next else {
+            self.message = Some(format!(
+                "{current} has nothing {}",
+                if needs { "it needs" } else { "that needs it" }
+            ));
+            return;
+        };
+        // Clear a filter that would hide the target.
+        if !self.rows().iter().any(|(k, _)| *k == next) {
+            self.filter.clear();
+        }
+        if let Some(i) = self.rows().iter().position(|(k, _)| *k == next) {
+            self.selected[View::Graph.index()] = i;
         }
     }
 

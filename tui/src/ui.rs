@@ -98,7 +98,7 @@ fn draw_footer(frame: &mut Frame<'_>, area: Rect, app: &App) {
             View::Plan => "j/k move · Enter details · / filter · s sync",
             View::Drift => "j/k move · Enter details · / filter · c/C correct one/all",
             View::History => "j/k move · Enter details · / filter · r roll back · u resume",
-            View::Graph => "j/k walk · / filter",
+            View::Graph => "j/k move · l needs · h needed by · / filter",
         };
         let filter = if app.filter.is_empty() {
             String::new()
@@ -574,6 +574,7 @@ fn draw_help(frame: &mut Frame<'_>, area: Rect) {
             "c / C",
             "correct the selected drift / all drift (drift view; asks first)",
         ),
+        ("l / h", "graph: go to what it needs / to what needs it"),
         ("Esc", "close details, clear the filter"),
         ("?", "this help"),
         ("q", "quit"),

@@ -289,3 +289,30 @@ fn drift_is_corrected_one_or_all_after_a_confirmation() {
             .contains("nothing to correct here")
     );
 }
+
+#[test]
+fn the_graph_is_walked_to_what_a_resource_needs_and_back() {
+    let mut app = app_at(busy_model(), View::Graph);
+    // Go to service/checkout-api, then to the first thing it needs, then back up.
+    for c in "/checkout-api".chars() {
+        app.on_key(Key::Char(c));
+    }
+    app.on_key(Key::Enter);
+    assert_eq!(app.selected_key().as_deref(), Some("service/checkout-api"));
+    app.on_key(Key::Char('l'));
+    assert_eq!(
+        app.selected_key().as_deref(),
+        Some("database/orders-db"),
+        "the filter is cleared to show the target"
+    );
+    app.on_key(Key::Char('h'));
+    assert_eq!(app.selected_key().as_deref(), Some("service/checkout-api"));
+    app.on_key(Key::Char('l'));
+    app.on_key(Key::Char('l'));
+    assert!(
+        app.message
+            .as_deref()
+            .unwrap()
+            .contains("has nothing it needs")
+    );
+}
