@@ -218,7 +218,7 @@ impl App {
             }
             Key::Char('s') => self.ask_sync(),
             Key::Char('r') if self.view == View::History => return self.ask_rollback(),
-            Key::Char('u') => self.ask_resume(),
+            Key::Char('u') => return self.ask_resume(),
             Key::Char('l') if self.view == View::Graph => self.walk(true),
             Key::Char('h') if self.view == View::Graph => self.walk(false),
             Key::Char('c') if self.view == View::Drift => self.ask_correct(true),
@@ -301,7 +301,13 @@ impl App {
         let Some(confirm) = &mut self.confirm else {
             return;
         };
-        if confirm.action != Action::Rollback(revision.to_string()) {
+        // Resuming goes back to the tracked revision: its plan is previewed the same way.
+        let resume_to = (confirm.action == Action::Resume)
+            .then(|| self.model.status.tracked_revision.clone())
+            .flatten();
+        if confirm.action != Action::Rollback(revision.to_string())
+            && resume_to.as_deref() != Some(revision)
+        {
             return;
         }
         confirm.lines.retain(|l| l != "Plan: computing…");
@@ -415,22 +421,33 @@ impl App {
         });
     }
 
-    fn ask_resume(&mut self) {
+    /// Opens the resume dialog and asks for the plan of going back to the tracked revision.
+    fn ask_resume(&mut self) -> Option<Action> {
         if self.needs_daemon() {
-            return;
+            return None;
         }
         let Some(pin) = self.model.status.pinned_revision.clone() else {
             self.message = Some("not pinned; nothing to resume".into());
-            return;
+            return None;
         };
+        let tracked = self.model.status.tracked_revision.clone();
+        let mut lines = vec![format!(
+            "End the pin to {} and follow the branch again.",
+            short(&pin)
+        )];
+        if let Some(t) = &tracked {
+            lines.extend([
+                String::new(),
+                format!("Back to {}", short(t)),
+                "Plan: computing…".into(),
+            ]);
+        }
         self.confirm = Some(Confirm {
             title: "Resume?".into(),
-            lines: vec![format!(
-                "End the pin to {} and follow the branch again.",
-                short(&pin)
-            )],
+            lines,
             action: Action::Resume,
         });
+        tracked.map(Action::PreviewRollback)
     }
 }
 

@@ -316,3 +316,22 @@ fn the_graph_is_walked_to_what_a_resource_needs_and_back() {
             .contains("has nothing it needs")
     );
 }
+
+#[test]
+fn resume_shows_the_plan_back_to_the_tracked_revision() {
+    let mut model = busy_model();
+    model.status.pinned_revision = Some("7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a".into());
+    let tracked = model.status.tracked_revision.clone().unwrap();
+    let mut app = app_at(model, View::Overview);
+    assert_eq!(
+        app.on_key(Key::Char('u')),
+        Some(Action::PreviewRollback(tracked.clone()))
+    );
+    app.show_rollback_plan(&tracked, Ok(busy_model().plan.unwrap()));
+    let lines = &app.confirm.as_ref().unwrap().lines;
+    assert!(
+        lines.iter().any(|l| l == "Plan: 29 to create, 0 unchanged"),
+        "{lines:?}"
+    );
+    assert_eq!(app.on_key(Key::Char('y')), Some(Action::Resume));
+}
