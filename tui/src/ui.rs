@@ -127,18 +127,25 @@ fn draw_overview(frame: &mut Frame<'_>, area: Rect, app: &App) {
         r.as_deref()
             .map_or("none".to_string(), |r| short(r).to_string())
     };
-    let applied_detail = s
-        .applied_revision
-        .as_ref()
-        .and_then(|a| app.model.revisions.iter().find(|r| &r.revision == a))
-        .map(|r| {
-            format!(
-                "  {} — {}",
-                r.message.clone().unwrap_or_default(),
-                r.author.clone().unwrap_or_default()
-            )
-        })
-        .unwrap_or_default();
+    // "  message — author" of a revision, when known.
+    let detail = |id: &Option<String>| -> String {
+        let Some(r) = id
+            .as_ref()
+            .and_then(|a| app.model.revisions.iter().find(|r| &r.revision == a))
+        else {
+            return String::new();
+        };
+        let parts: Vec<String> = [r.message.clone(), r.author.clone()]
+            .into_iter()
+            .flatten()
+            .filter(|p| !p.is_empty())
+            .collect();
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("  {}", parts.join(" — "))
+        }
+    };
     let mut lines = vec![
         kv(
             "Stack",
@@ -147,10 +154,21 @@ fn draw_overview(frame: &mut Frame<'_>, area: Rect, app: &App) {
                 .unwrap_or_else(|| "no valid revision yet".into()),
         ),
         kv("Source", s.source.clone()),
-        kv("Tracked", rev(&s.tracked_revision)),
+        kv(
+            "Tracked",
+            format!(
+                "{}{}",
+                rev(&s.tracked_revision),
+                detail(&s.tracked_revision)
+            ),
+        ),
         kv(
             "Applied",
-            format!("{}{applied_detail}", rev(&s.applied_revision)),
+            format!(
+                "{}{}",
+                rev(&s.applied_revision),
+                detail(&s.applied_revision)
+            ),
         ),
         kv(
             "Sync",
