@@ -102,16 +102,7 @@ impl Source for StoreSource {
     fn fetch(&mut self) -> Result<Model, String> {
         let store = Store::open(&self.dir).map_err(|e| e.to_string())?;
         let e = |e: crate::store::StoreError| e.to_string();
-        let revisions: Vec<Revision> = store
-            .revisions(200)
-            .map_err(e)?
-            .into_iter()
-            .filter_map(|r| {
-                serde_json::to_value(r)
-                    .ok()
-                    .and_then(|v| serde_json::from_value(v).ok())
-            })
-            .collect();
+        let revisions: Vec<Revision> = store.revisions(200).map_err(e)?;
         let status = Status {
             stack: store.stack_name().map_err(e)?,
             source: format!("state directory {} (read-only)", self.dir.display()),

@@ -21,19 +21,7 @@ pub struct Status {
     pub drift: BTreeMap<String, usize>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct Revision {
-    pub revision: String,
-    pub source: String,
-    pub author: Option<String>,
-    pub message: Option<String>,
-    pub seen_at: i64,
-    pub valid: bool,
-    pub errors: Option<String>,
-    pub applied: bool,
-    pub current: bool,
-}
+pub use planner::history::Revision;
 
 /// One consistent picture of the platform.
 #[derive(Debug, Clone, Default)]

@@ -78,22 +78,6 @@ pub struct ApplyRecord {
     pub summary: Option<String>,
 }
 
-/// A row of `revisions`, for the API.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RevisionRecord {
-    pub revision: String,
-    pub source: String,
-    pub author: Option<String>,
-    pub message: Option<String>,
-    pub seen_at: i64,
-    pub valid: bool,
-    pub errors: Option<String>,
-    /// Applied in full at some point.
-    pub applied: bool,
-    /// The revision in force now.
-    pub current: bool,
-}
-
 /// An unfinished journal entry: a driver call whose outcome is unknown.
 #[derive(Debug, Clone)]
 pub struct OpenIntent {
@@ -308,7 +292,7 @@ impl Store {
     }
 
     /// Every revision seen, newest first.
-    pub fn revisions(&self, limit: usize) -> Result<Vec<RevisionRecord>> {
+    pub fn revisions(&self, limit: usize) -> Result<Vec<planner::history::Revision>> {
         let applied = self.applied_revision()?;
         let mut stmt = self.conn.prepare(
             "SELECT r.revision, r.source, r.author, r.message, r.seen_at, r.valid, r.errors,
@@ -317,7 +301,7 @@ impl Store {
         )?;
         let rows = stmt
             .query_map([limit as i64], |r| {
-                Ok(RevisionRecord {
+                Ok(planner::history::Revision {
                     revision: r.get(0)?,
                     source: r.get(1)?,
                     author: r.get(2)?,
