@@ -14,7 +14,6 @@ use planner::Snapshot;
 use planner::load::ParseCache;
 use planner::model::SyncMode;
 use planner::plan::{DriftFinding, Plan};
-use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -42,28 +41,7 @@ pub enum Command {
     CorrectDrift(Option<String>),
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Status {
-    pub stack: Option<String>,
-    pub source: String,
-    /// The newest revision seen on the source (valid or not).
-    pub tracked_revision: Option<String>,
-    pub applied_revision: Option<String>,
-    /// `starting`, `planning`, `synced`, `out-of-sync`, `applying`, `pinned`, `blocked`, `invalid`, `error`
-    pub sync_state: String,
-    pub sync_mode: Option<SyncMode>,
-    pub pinned_revision: Option<String>,
-    pub last_error: Option<String>,
-    pub last_error_at: Option<i64>,
-    pub last_sync_at: Option<i64>,
-    /// When the last plan was ready (Unix ms) and how long it took from reading the revision.
-    pub last_plan_ready_ms: Option<u64>,
-    pub last_plan_duration_ms: Option<u64>,
-    /// When the last apply started (Unix ms).
-    pub last_apply_started_ms: Option<u64>,
-    pub resources: BTreeMap<String, usize>,
-    pub drift: BTreeMap<String, usize>,
-}
+pub use planner::history::Status;
 
 /// Prometheus metrics, rendered by hand (all `platformd_` prefixed).
 #[derive(Default)]

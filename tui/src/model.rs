@@ -4,24 +4,8 @@
 use planner::Plan;
 use planner::plan::DriftFinding;
 use serde::Deserialize;
-use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct Status {
-    pub stack: Option<String>,
-    pub source: String,
-    pub tracked_revision: Option<String>,
-    pub applied_revision: Option<String>,
-    pub sync_state: String,
-    pub pinned_revision: Option<String>,
-    pub last_error: Option<String>,
-    pub last_sync_at: Option<i64>,
-    pub resources: BTreeMap<String, usize>,
-    pub drift: BTreeMap<String, usize>,
-}
-
-pub use planner::history::Revision;
+pub use planner::history::{Revision, Status};
 
 /// One consistent picture of the platform.
 #[derive(Debug, Clone, Default)]

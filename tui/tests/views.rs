@@ -113,6 +113,7 @@ fn busy_model() -> Model {
             last_sync_at: Some(1_795_380_100),
             resources,
             drift: drift_counts,
+            ..Status::default()
         },
         plan: Some(plan),
         drift,
