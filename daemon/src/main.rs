@@ -1,17 +1,10 @@
-//! `platformd`: the command-line interface. Commands live in [`commands`]; this file only
-//! parses arguments and maps results to exit codes (DESIGN §3: 0 ok, 1 error, 2 changes with
-//! `--detailed-exitcode`, 3 blocked by policy).
+//! `platformd`: the command-line interface. Commands live in [`cli`], over the `daemon`
+//! library; this file only parses arguments and maps results to exit codes (`docs/RUNNING.md`:
+//! 0 ok, 1 error, 2 changes with `--detailed-exitcode`, 3 blocked by policy).
 
-mod api;
-mod commands;
-mod daemon;
-mod engine;
-mod git;
-mod reconcile;
-mod source;
-mod state;
-mod store;
-mod tui_cmd;
+mod cli;
+
+use cli::{commands, state};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -117,6 +110,9 @@ pub enum Command {
         /// Bearer token for actions (or PLATFORMD_TOKEN).
         #[arg(long, value_name = "FILE")]
         token_file: Option<PathBuf>,
+        /// A PEM CA certificate to trust for an https:// daemon (besides the system's roots).
+        #[arg(long, value_name = "FILE", requires = "connect")]
+        ca_file: Option<PathBuf>,
     },
     /// Follow a git branch (or watch a directory), reconcile continuously, serve the HTTP API.
     Daemon {
@@ -152,18 +148,7 @@ pub enum Command {
 
 /// `90s`, `5m`, `1h30m`, `0s`, `300ms`.
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    if s == "0" {
-        return Ok(std::time::Duration::ZERO);
-    }
-    if let Some(ms) = s.strip_suffix("ms").and_then(|n| n.parse::<u64>().ok()) {
-        return Ok(std::time::Duration::from_millis(ms));
-    }
-    if !planner::decode::fields::is_duration(s) {
-        return Err(format!("`{s}` is not a duration like 30s, 5m or 1h30m"));
-    }
-    Ok(std::time::Duration::from_secs(
-        planner::decode::fields::duration_seconds(s),
-    ))
+    planner::units::parse_flag_duration(s)
 }
 
 /// Options of every command that changes the world (`apply`, `rollback`).
@@ -276,7 +261,13 @@ fn main() -> ExitCode {
         Command::Tui {
             connect,
             token_file,
-        } => tui_cmd::run(connect.as_deref(), token_file.as_deref(), &state_dir),
+            ca_file,
+        } => cli::tui::run(
+            connect.as_deref(),
+            token_file.as_deref(),
+            ca_file.as_deref(),
+            &state_dir,
+        ),
         Command::Daemon {
             repo,
             branch,
@@ -288,7 +279,7 @@ fn main() -> ExitCode {
             webhook_secret_file,
             parallelism,
             debounce,
-        } => daemon::run(daemon::DaemonArgs {
+        } => cli::daemon::run(cli::daemon::DaemonArgs {
             repo,
             branch,
             path,

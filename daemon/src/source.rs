@@ -2,7 +2,6 @@
 //! directory, fetched on each poll), or a plain directory watched with notify.
 
 use crate::git::read_stack_at;
-use crate::state::content_revision;
 use anyhow::{Context, Result, anyhow, bail};
 use planner::StackFile;
 use std::path::{Path, PathBuf};
@@ -23,6 +22,22 @@ pub enum Source {
     Dir(DirSource),
 }
 
+/// A content id for a stack read from a directory: stable across runs and machines.
+pub fn content_revision(files: &[StackFile]) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for f in files {
+        // Lengths first, so (path, text) boundaries are unambiguous.
+        h.update((f.path.len() as u64).to_le_bytes());
+        h.update(f.path.as_bytes());
+        h.update((f.text.len() as u64).to_le_bytes());
+        h.update(f.text.as_bytes());
+    }
+    let digest = h.finalize();
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("content-{hex}")
+}
+
 impl Source {
     /// A local path is a watched directory; anything else is a git remote URL.
     pub fn new(repo: &str, branch: &str, path: &str, state_dir: &Path) -> Result<Source> {
@@ -41,6 +56,14 @@ impl Source {
         Ok(Source::Git(GitSource::new(repo, branch, path, state_dir)))
     }
 
+    /// What revisions of this source are recorded as (`git`, `directory`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Source::Git(_) => "git",
+            Source::Dir(_) => "directory",
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Source::Git(g) => format!("{} ({}, path `{}`)", redact_url(&g.url), g.branch, g.path),
@@ -49,20 +72,26 @@ impl Source {
     }
 }
 
-/// A URL with any password or token removed, for logs, the store and the API.
+/// A URL with any password or token removed, for logs, the store and the API. A password is
+/// masked (`user:***@`); over http(s) a user name alone may be a token and is masked too
+/// (`***@`); an ssh user such as `git@` is not a secret and stays.
 pub fn redact_url(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('@') {
-            Some((userinfo, host)) if !userinfo.contains('/') => {
-                let user = userinfo.split(':').next().unwrap_or("");
-                format!("{scheme}://{user}:***@{host}")
-            }
-            _ => url.to_string(),
-        },
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_string();
+    };
+    let (userinfo, host) = (&rest[..at], &rest[at + 1..]);
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+        None if matches!(scheme, "http" | "https") => format!("{scheme}://***@{host}"),
         None => url.to_string(),
     }
 }
 
+#[derive(Clone)]
 pub struct GitSource {
     pub url: String,
     pub branch: String,
@@ -182,5 +211,21 @@ mod tests {
             "https://bot:***@github.com/acme/state.git"
         );
         assert_eq!(redact_url("file:///srv/state.git"), "file:///srv/state.git");
+    }
+
+    #[test]
+    fn an_ssh_user_is_not_a_secret_but_an_https_token_is() {
+        assert_eq!(
+            redact_url("ssh://git@github.com/acme/state.git"),
+            "ssh://git@github.com/acme/state.git"
+        );
+        assert_eq!(
+            redact_url("https://ghp_abcdef123456@github.com/acme/state.git"),
+            "https://***@github.com/acme/state.git"
+        );
+        assert_eq!(
+            redact_url("https://github.com/acme/state@v2.git"),
+            "https://github.com/acme/state@v2.git"
+        );
     }
 }

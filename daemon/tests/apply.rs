@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::{PLATFORM, Workspace, kubernetes_validate};
+use support::{PLATFORM, Tally, Workspace, kubernetes_validate};
 
 fn db(name: &str, protect: &str) -> String {
     format!(
@@ -175,7 +175,7 @@ fn protected_deletes_are_blocked_until_allowed() {
 
 #[test]
 fn a_failure_skips_its_dependents_and_independent_branches_go_on() {
-    let mut ws = Workspace::new();
+    let ws = Workspace::new();
     ws.stack(&[
         ("platform.kdl", PLATFORM),
         (
@@ -189,10 +189,7 @@ fn a_failure_skips_its_dependents_and_independent_branches_go_on() {
             ),
         ),
     ]);
-    ws.env.push((
-        "PLATFORMD_LOCAL_FAULTS".into(),
-        "database/bad=permanent".into(),
-    ));
+    ws.local_driver(&[("inject-faults", "database/bad=permanent")]);
     let run = ws.run(&["apply", "stack", "--auto-approve"]);
     assert_eq!(run.code, 1, "{}", run.all());
     assert!(
@@ -219,7 +216,7 @@ fn a_failure_skips_its_dependents_and_independent_branches_go_on() {
     let history = ws.run(&["history"]);
     assert!(history.stdout.contains("partial"), "{}", history.stdout);
     // Without the fault, the next apply finishes the job.
-    ws.env.clear();
+    std::fs::write(ws.path().join("stack/platform.kdl"), PLATFORM).unwrap();
     let run = ws.run(&["apply", "stack", "--auto-approve"]);
     assert_eq!(run.code, 0, "{}", run.all());
     assert!(run.stdout.contains("3 applied"), "{}", run.stdout);
@@ -227,12 +224,9 @@ fn a_failure_skips_its_dependents_and_independent_branches_go_on() {
 
 #[test]
 fn retryable_errors_back_off_and_retry() {
-    let mut ws = Workspace::new();
+    let ws = Workspace::new();
     ws.stack(&[("platform.kdl", PLATFORM), ("a.kdl", &topic("flaky", 3))]);
-    ws.env.push((
-        "PLATFORMD_LOCAL_FAULTS".into(),
-        "topic/flaky=retryable:2".into(),
-    ));
+    ws.local_driver(&[("inject-faults", "topic/flaky=retryable:2")]);
     let run = ws.run(&["apply", "stack", "--auto-approve"]);
     assert_eq!(run.code, 0, "{}", run.all());
     assert_eq!(
@@ -241,15 +235,9 @@ fn retryable_errors_back_off_and_retry() {
         "{}",
         run.stderr
     );
-    let attempts: i64 = ws
-        .db()
-        .query_row(
-            "SELECT attempts FROM journal WHERE address = 'topic/flaky'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(attempts, 3);
+    let journal = ws.store().journal().unwrap();
+    let flaky = journal.iter().find(|j| j.address == "topic/flaky").unwrap();
+    assert_eq!(flaky.attempts, 3);
 }
 
 #[test]
@@ -372,10 +360,7 @@ fn drift_missing_and_orphans_are_found_and_policies_honoured() {
         .map(|f| f["address"].as_str().unwrap())
         .collect();
     assert_eq!(statuses, ["service/reported", "service/stray"]);
-    let recorded: i64 = ws
-        .db()
-        .query_row("SELECT COUNT(*) FROM drift", [], |r| r.get(0))
-        .unwrap();
+    let recorded = ws.store().drift_findings_recorded().unwrap();
     assert_eq!(recorded, 6, "both scans are kept");
 }
 
@@ -387,14 +372,7 @@ fn rollback_pins_until_resume() {
         ("a.kdl", &service("api", 2, "")),
     ]);
     assert_eq!(ws.run(&["apply", "stack", "--auto-approve"]).code, 0);
-    let v1: String = ws
-        .db()
-        .query_row(
-            "SELECT revision FROM applies ORDER BY id LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let v1: String = ws.store().history().unwrap()[0].revision.clone();
     ws.stack(&[
         ("platform.kdl", PLATFORM),
         (
@@ -439,10 +417,7 @@ fn rollback_pins_until_resume() {
     let run = ws.run(&["apply", "stack", "--auto-approve"]);
     assert_eq!(run.code, 0, "{}", run.all());
     assert!(ws.read_rendered("service/api.yaml").contains("replicas: 6"));
-    let rows: i64 = ws
-        .db()
-        .query_row("SELECT COUNT(*) FROM applies", [], |r| r.get(0))
-        .unwrap();
+    let rows = ws.store().history().unwrap().len();
     assert_eq!(rows, 4, "history keeps every apply");
 }
 
@@ -451,7 +426,7 @@ fn a_store_from_the_first_schema_version_is_migrated_and_a_newer_one_refused() {
     let ws = Workspace::new();
     std::fs::create_dir_all(ws.path().join(".platformd")).unwrap();
     {
-        let conn = rusqlite::Connection::open(ws.path().join(".platformd/platformd.db")).unwrap();
+        let conn = old_binary_store(&ws);
         conn.execute_batch(include_str!("../src/store/migrations/0001_initial.sql"))
             .unwrap();
         conn.pragma_update(None, "user_version", 1).unwrap();
@@ -470,13 +445,10 @@ fn a_store_from_the_first_schema_version_is_migrated_and_a_newer_one_refused() {
         "{}",
         run.stdout
     );
-    let version: i64 = ws
-        .db()
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(version, 2);
-    let has_data_column: i64 = ws
-        .db()
+    let version = ws.store().schema_version().unwrap();
+    assert_eq!(version, daemon::store::SCHEMA_VERSION);
+    // The schema itself is what this test checks, and only SQL can look at it.
+    let has_data_column: i64 = old_binary_store(&ws)
         .query_row(
             "SELECT COUNT(*) FROM pragma_table_info('events') WHERE name = 'data'",
             [],
@@ -485,12 +457,16 @@ fn a_store_from_the_first_schema_version_is_migrated_and_a_newer_one_refused() {
         .unwrap();
     assert_eq!(has_data_column, 1);
 
-    ws.db().pragma_update(None, "user_version", 99).unwrap();
+    old_binary_store(&ws)
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
     let run = ws.run(&["history"]);
     assert_eq!(run.code, 1);
     assert!(
-        run.stderr
-            .contains("has schema version 99, newer than this platformd supports (2)"),
+        run.stderr.contains(&format!(
+            "has schema version 99, newer than this platformd supports ({})",
+            daemon::store::SCHEMA_VERSION
+        )),
         "{}",
         run.stderr
     );
@@ -498,14 +474,13 @@ fn a_store_from_the_first_schema_version_is_migrated_and_a_newer_one_refused() {
 
 #[test]
 fn two_concurrent_appliers_never_apply_at_once_and_the_state_converges() {
-    let mut ws = Workspace::new();
+    let ws = Workspace::new();
     let mut text = String::new();
     for i in 0..60 {
         text.push_str(&topic(&format!("t{i}"), 3));
     }
     ws.stack(&[("platform.kdl", PLATFORM), ("a.kdl", &text)]);
-    ws.env
-        .push(("PLATFORMD_LOCAL_LATENCY_MS".into(), "50".into()));
+    ws.local_driver(&[("simulate-latency-ms", "50")]);
     let first = ws
         .command(&["apply", "stack", "--auto-approve", "--parallelism", "2"])
         .spawn()
@@ -542,10 +517,7 @@ fn two_concurrent_appliers_never_apply_at_once_and_the_state_converges() {
         fourth.all()
     );
     assert!(fourth.stdout.contains("No changes."), "{}", fourth.all());
-    let applies: i64 = ws
-        .db()
-        .query_row("SELECT COUNT(*) FROM applies", [], |r| r.get(0))
-        .unwrap();
+    let applies = ws.store().history().unwrap().len();
     assert_eq!(applies, 2, "the waiting appliers found nothing to do");
     assert_eq!(ws.run(&["plan", "stack", "--detailed-exitcode"]).code, 0);
 }
@@ -554,14 +526,8 @@ fn two_concurrent_appliers_never_apply_at_once_and_the_state_converges() {
 fn wait_for_lease(ws: &Workspace, pid: u32) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while std::time::Instant::now() < deadline {
-        if let Ok(conn) = rusqlite::Connection::open(ws.path().join(".platformd/platformd.db"))
-            && conn
-                .query_row("SELECT pid FROM lease WHERE id = 1", [], |r| {
-                    r.get::<_, i64>(0)
-                })
-                .ok()
-                == Some(i64::from(pid))
-        {
+        let lease = Tally::of(&ws.path().join(".platformd")).and_then(|t| t.lease);
+        if lease.is_some_and(|l| l.pid == i64::from(pid)) {
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -656,13 +622,16 @@ fn appliers_started_together_on_a_new_state_directory_never_collide() {
             run.stderr
         );
     }
-    let applies: i64 = ws
-        .db()
-        .query_row("SELECT COUNT(*) FROM applies", [], |r| r.get(0))
-        .unwrap();
+    let applies = ws.store().history().unwrap().len();
     assert_eq!(
         applies, 1,
         "exactly one applied; the others found nothing to do"
     );
     assert_eq!(ws.run(&["plan", "stack", "--detailed-exitcode"]).code, 0);
+}
+
+/// The store's database opened with SQL, as a platformd of another schema version would: only
+/// the migration test, which builds and inspects schemas, needs it.
+fn old_binary_store(ws: &Workspace) -> rusqlite::Connection {
+    rusqlite::Connection::open(ws.path().join(".platformd/platformd.db")).unwrap()
 }

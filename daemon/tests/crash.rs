@@ -3,21 +3,23 @@
 
 mod support;
 
+use api::ApplyStatus;
+use daemon::store::{IntentResult, JournalAction};
 use std::time::{Duration, Instant};
-use support::Workspace;
+use support::{Tally, Workspace};
 
 const RESOURCES: usize = 1500;
 
-fn count(ws: &Workspace, sql: &str) -> i64 {
-    ws.db().query_row(sql, [], |r| r.get(0)).unwrap_or(0)
+fn tally(ws: &Workspace) -> Tally {
+    Tally::of(&ws.path().join(".platformd")).expect("store exists")
 }
 
 /// Waits until the store holds at least `n` applied resources (or the process exits).
 fn wait_for_progress(ws: &Workspace, child: &mut std::process::Child, n: i64) -> i64 {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let applied = if ws.path().join(".platformd/platformd.db").exists() {
-            count(ws, "SELECT COUNT(*) FROM resources")
+        let applied = if let Some(t) = Tally::of(&ws.path().join(".platformd")) {
+            t.resources as i64
         } else {
             0
         };
@@ -30,10 +32,9 @@ fn wait_for_progress(ws: &Workspace, child: &mut std::process::Child, n: i64) ->
 
 #[test]
 fn kill_9_during_apply_then_restart_converges_without_duplicates_or_lost_history() {
-    let mut ws = Workspace::new();
+    let ws = Workspace::new();
     test_support::generate::write_stack(&ws.path().join("stack"), RESOURCES, 11).unwrap();
-    ws.env
-        .push(("PLATFORMD_LOCAL_LATENCY_MS".into(), "3".into()));
+    ws.local_driver(&[("simulate-latency-ms", "3")]);
 
     let kill_points = [100i64, 500, 900, 1300];
     let mut killed_midway = 0;
@@ -46,7 +47,7 @@ fn kill_9_during_apply_then_restart_converges_without_duplicates_or_lost_history
         // SIGKILL: no destructors, no journal bookkeeping, no lease release.
         child.kill().unwrap();
         child.wait().unwrap();
-        let applied = count(&ws, "SELECT COUNT(*) FROM resources");
+        let applied = tally(&ws).resources as i64;
         if applied < RESOURCES as i64 {
             killed_midway += 1;
         }
@@ -69,44 +70,20 @@ fn kill_9_during_apply_then_restart_converges_without_duplicates_or_lost_history
     );
 
     // Nothing lost: one history row per apply started, the killed ones marked interrupted.
-    let rows = count(&ws, "SELECT COUNT(*) FROM applies");
-    assert_eq!(rows, kill_points.len() as i64 + 1);
-    assert_eq!(
-        count(
-            &ws,
-            "SELECT COUNT(*) FROM applies WHERE status = 'interrupted'"
-        ),
-        kill_points.len() as i64
-    );
-    assert_eq!(
-        count(&ws, "SELECT COUNT(*) FROM applies WHERE status = 'running'"),
-        0
-    );
-    assert_eq!(
-        count(&ws, "SELECT COUNT(*) FROM journal WHERE result IS NULL"),
-        0,
-        "no open intents"
-    );
+    let t = tally(&ws);
+    assert_eq!(t.applies.len(), kill_points.len() + 1);
+    assert_eq!(t.applies_with(ApplyStatus::Interrupted), kill_points.len());
+    assert_eq!(t.applies_with(ApplyStatus::Running), 0);
+    assert_eq!(t.open_intents(), 0, "no open intents");
 
     // Nothing duplicated: every resource was created exactly once.
-    assert_eq!(
-        count(&ws, "SELECT COUNT(*) FROM resources"),
-        RESOURCES as i64
-    );
-    assert_eq!(
-        count(
-            &ws,
-            "SELECT COUNT(*) FROM journal WHERE action = 'create' AND result = 'ok'"
-        ),
-        RESOURCES as i64
-    );
-    assert_eq!(
-        count(
-            &ws,
-            "SELECT COUNT(*) FROM (SELECT address FROM journal WHERE action = 'create' AND result = 'ok' GROUP BY address HAVING COUNT(*) > 1)"
-        ),
-        0
-    );
+    assert_eq!(t.resources, RESOURCES);
+    let created = t.intents(Some(JournalAction::Create), IntentResult::Ok);
+    assert_eq!(created.len(), RESOURCES);
+    let mut addresses: Vec<&str> = created.iter().map(|j| j.address.as_str()).collect();
+    addresses.sort_unstable();
+    addresses.dedup();
+    assert_eq!(addresses.len(), RESOURCES, "no resource created twice");
     let mut files = 0;
     for kind in std::fs::read_dir(ws.path().join(".platformd/rendered")).unwrap() {
         for f in std::fs::read_dir(kind.unwrap().path()).unwrap() {

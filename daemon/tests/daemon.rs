@@ -3,21 +3,23 @@
 
 mod support;
 
+use api::ApplyStatus;
+use daemon::store::IntentResult;
 use serde_json::Value;
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::PLATFORM;
+use support::{PLATFORM, Tally};
 
 const TOKEN: &str = "test-token-123";
 const SECRET: &str = "webhook-secret-456";
 
-use test_support::http::{free_port, request as http};
+use test_support::net::{free_port, request as http};
 
 fn sign(body: &[u8]) -> String {
-    test_support::http::github_signature(SECRET.as_bytes(), body)
+    test_support::net::github_signature(SECRET.as_bytes(), body)
 }
 
 struct Daemon {
@@ -442,45 +444,19 @@ fn sigterm_mid_apply_finishes_calls_in_flight_and_exits_0_with_a_consistent_jour
     let dir = work_dir();
     let stack = dir.path().join("stack");
     test_support::generate::write_stack(&stack, 300, 9).unwrap();
-    let mut daemon = Daemon::spawn(
-        dir.path(),
-        "stack",
-        &["--parallelism", "4"],
-        &[("PLATFORMD_LOCAL_LATENCY_MS", "40")],
-    );
-    let db = dir.path().join(".platformd/platformd.db");
-    let count = |sql: &str| {
-        rusqlite::Connection::open(&db)
-            .unwrap()
-            .query_row(sql, [], |r| r.get::<_, i64>(0))
-            .unwrap_or(0)
-    };
+    test_support::set_local_driver(&stack, &[("simulate-latency-ms", "40")]);
+    let mut daemon = Daemon::spawn(dir.path(), "stack", &["--parallelism", "4"], &[]);
+    let state_dir = dir.path().join(".platformd");
     daemon.wait("apply under way", |_| {
-        db.exists() && count("SELECT COUNT(*) FROM resources") >= 20
+        Tally::of(&state_dir).is_some_and(|t| t.resources >= 20)
     });
     assert_eq!(daemon.terminate(), 0, "{}", daemon.log());
-    assert!(
-        count("SELECT COUNT(*) FROM resources") < 300,
-        "stopped mid-apply"
-    );
-    assert_eq!(
-        count("SELECT COUNT(*) FROM journal WHERE result IS NULL"),
-        0,
-        "no open intents"
-    );
-    assert_eq!(
-        count("SELECT COUNT(*) FROM journal WHERE result = 'ok'"),
-        count("SELECT COUNT(*) FROM resources")
-    );
-    assert_eq!(
-        count("SELECT COUNT(*) FROM applies WHERE status = 'interrupted'"),
-        1
-    );
-    assert_eq!(
-        count("SELECT COUNT(*) FROM lease"),
-        0,
-        "the lease is released"
-    );
+    let t = Tally::of(&state_dir).expect("store exists");
+    assert!(t.resources < 300, "stopped mid-apply");
+    assert_eq!(t.open_intents(), 0, "no open intents");
+    assert_eq!(t.intents(None, IntentResult::Ok).len(), t.resources);
+    assert_eq!(t.applies_with(ApplyStatus::Interrupted), 1);
+    assert_eq!(t.lease, None, "the lease is released");
 }
 
 #[test]

@@ -24,7 +24,7 @@ impl Tmux {
         let session = format!("platformd-test-{}-{unique}", std::process::id());
         let binary = env!("CARGO_BIN_EXE_platformd");
         let script = format!(
-            "cd '{}' && PLATFORMD_LOCAL_LATENCY_MS=30 '{binary}' {command}; echo EXIT=$?; sleep 30",
+            "cd '{}' && '{binary}' {command}; echo EXIT=$?; sleep 30",
             ws.path().display()
         );
         let ok = Command::new("tmux")
@@ -91,6 +91,7 @@ fn stack(ws: &Workspace) {
         text.push_str(&format!("topic \"t{i}\" {{\n    team \"web\"\n}}\n"));
     }
     ws.stack(&[("platform.kdl", PLATFORM), ("a.kdl", &text)]);
+    ws.local_driver(&[("simulate-latency-ms", "30")]);
 }
 
 #[test]

@@ -7,7 +7,7 @@ mod support;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::PLATFORM;
-use test_support::http::{free_port, request};
+use test_support::net::{free_port, request};
 
 struct Tmux(String);
 

@@ -15,6 +15,7 @@
 pub mod drift;
 #[cfg(feature = "local")]
 pub mod local;
+pub mod registry;
 pub mod render;
 
 use async_trait::async_trait;

@@ -7,10 +7,10 @@
 //! missing resource, an owned file with no declaration is an orphan. Outputs are synthesized
 //! deterministically (a database's `url`, a service's `url`) and recorded in the file.
 //!
-//! Testing knobs, read from the environment when the driver is built (documented in
-//! `docs/DRIVERS.md`): `PLATFORMD_LOCAL_LATENCY_MS` adds a fixed latency to every call;
-//! `PLATFORMD_LOCAL_FAULTS="service/a=permanent,topic/b=retryable:2"` makes applies of those
-//! addresses fail (always, or the first N attempts with a retryable error).
+//! Testing knobs, given as driver settings (documented in `docs/DRIVERS.md`):
+//! `simulate-latency-ms` adds a fixed latency to every call; `inject-faults
+//! "service/a=permanent,topic/b=retryable:2"` makes applies of those addresses fail (always, or
+//! the first N attempts with a retryable error).
 
 use crate::render::{self, str_at};
 use crate::{
@@ -44,19 +44,43 @@ pub struct LocalDriver {
 impl LocalDriver {
     /// A driver rendering under `root`. `namespace` defaults to the stack name.
     pub fn new(root: impl Into<PathBuf>, namespace: Option<String>) -> LocalDriver {
-        let latency = std::env::var("PLATFORMD_LOCAL_LATENCY_MS")
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .map_or(Duration::ZERO, Duration::from_millis);
-        let faults = std::env::var("PLATFORMD_LOCAL_FAULTS")
-            .map(|v| parse_faults(&v))
-            .unwrap_or_default();
         LocalDriver {
             root: root.into(),
             namespace,
-            latency,
-            faults: Mutex::new(faults),
+            latency: Duration::ZERO,
+            faults: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The driver a stack's `driver "local" { … }` block declares. Relative paths are relative
+    /// to the working directory, like the state directory.
+    pub fn from_settings(settings: &std::collections::BTreeMap<String, String>) -> LocalDriver {
+        let path = settings
+            .get("path")
+            .cloned()
+            .unwrap_or_else(|| ".platformd/rendered".into());
+        let latency = settings
+            .get("simulate-latency-ms")
+            .and_then(|v| v.parse::<u64>().ok())
+            .map_or(Duration::ZERO, Duration::from_millis);
+        let faults = settings
+            .get("inject-faults")
+            .map(|v| parse_faults(v))
+            .unwrap_or_default();
+        LocalDriver::new(path, settings.get("namespace").cloned())
+            .with_latency(latency)
+            .with_faults(faults)
+    }
+
+    /// Adds a fixed latency to every call (benchmarks, crash tests).
+    pub fn with_latency(mut self, latency: Duration) -> LocalDriver {
+        self.latency = latency;
+        self
+    }
+
+    fn with_faults(self, faults: HashMap<String, Fault>) -> LocalDriver {
+        *self.faults.lock().unwrap_or_else(|e| e.into_inner()) = faults;
+        self
     }
 
     pub fn root(&self) -> &Path {

@@ -2,9 +2,9 @@
 //! USD), overridable per stack with a `pricing { }` block. Estimates are for guardrails and PR
 //! review, not billing: they are deterministic and explainable, not exact.
 
-use crate::decode::fields::{cpu_millis, memory_bytes};
 use crate::diagnostic::Diagnostic;
 use crate::model::{Resource, Spec, Stack};
+use crate::units::{cpu_millis, memory_bytes};
 use std::collections::BTreeMap;
 
 pub const HOURS_PER_MONTH: f64 = 730.0;

@@ -9,7 +9,6 @@ pub mod cost;
 pub mod decode;
 pub mod diagnostic;
 pub mod graph;
-pub mod history;
 pub mod load;
 pub mod model;
 pub mod plan;
@@ -18,6 +17,7 @@ pub mod snapshot;
 pub mod source;
 pub mod suggest;
 pub mod syntax;
+pub mod units;
 pub mod validate;
 
 pub use diagnostic::{Diagnostic, Severity};

@@ -189,7 +189,7 @@ impl DriverType {
     /// Settings each driver accepts inside its `driver "name" { }` block.
     pub fn settings(self) -> &'static [&'static str] {
         match self {
-            DriverType::Local => &["path", "namespace"],
+            DriverType::Local => &["path", "namespace", "simulate-latency-ms", "inject-faults"],
             DriverType::Kubernetes => &["context", "namespace", "kubeconfig"],
             DriverType::Aws => &["region", "endpoint-url", "profile"],
         }

@@ -142,13 +142,40 @@ pub struct CostReport {
     pub teams: Vec<TeamCost>,
 }
 
+/// What a drift scan found for one resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DriftStatus {
+    /// Live fields platformd manages differ from what was applied.
+    Drifted,
+    /// Applied, then deleted outside platformd.
+    Missing,
+    /// Owned by platformd (by label or tag) but not declared.
+    Orphan,
+}
+
+impl DriftStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DriftStatus::Drifted => "drifted",
+            DriftStatus::Missing => "missing",
+            DriftStatus::Orphan => "orphan",
+        }
+    }
+}
+
+impl std::fmt::Display for DriftStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// A resource whose live state differs from its last applied spec (filled by `--refresh` and
 /// the daemon; empty for plans made from git alone).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DriftFinding {
     pub address: String,
-    /// `drifted`, `missing` or `orphan`.
-    pub status: String,
+    pub status: DriftStatus,
     /// The resource's drift policy; `None` for orphans (not declared, so no policy).
     pub policy: Option<crate::model::DriftPolicy>,
     /// Paths of the live document that differ from what was applied.
@@ -177,6 +204,53 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The desired state a plan leads to, rebuilt from the plan alone (for `apply --plan`).
+    pub fn desired_snapshot(&self) -> Snapshot {
+        let plan = self;
+        let mut snapshot = Snapshot::empty(&plan.stack);
+        snapshot.environment = plan.environment.clone();
+        snapshot.drivers = plan.drivers.clone();
+        for r in &plan.resources {
+            let Some(after) = &r.after else { continue };
+            let value = after.value();
+            let lifecycle = &value["lifecycle"];
+            let drift = match lifecycle["drift"].as_str() {
+                Some("report") => crate::model::DriftPolicy::Report,
+                Some("ignore") => crate::model::DriftPolicy::Ignore,
+                _ => crate::model::DriftPolicy::Correct,
+            };
+            let ignore_changes = lifecycle["ignore-changes"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let name = r
+                .address
+                .split_once('/')
+                .map_or(r.address.as_str(), |(_, n)| n)
+                .to_string();
+            snapshot.resources.insert(
+                r.address.clone(),
+                ResourceSnapshot {
+                    kind: r.kind,
+                    name,
+                    driver: r.driver.clone(),
+                    team: r.team.clone(),
+                    spec: after.clone(),
+                    depends_on: r.depends_on.clone(),
+                    protect: lifecycle["protect"].as_bool().unwrap_or(false),
+                    drift,
+                    ignore_changes,
+                    monthly_cost_usd: r.cost.after,
+                },
+            );
+        }
+        snapshot
+    }
+
     /// Marks no-op resources that drifted (with policy `correct`) as updates that correct the
     /// drift, and records every finding. Used by `plan --refresh` and drift correction.
     pub fn merge_drift(&mut self, findings: Vec<DriftFinding>) {
@@ -189,8 +263,10 @@ impl Plan {
                 continue;
             }
             r.action = Action::Update;
-            r.reason = match f.status.as_str() {
-                "missing" => "missing: deleted outside platformd; re-created".to_string(),
+            r.reason = match f.status {
+                DriftStatus::Missing => {
+                    "missing: deleted outside platformd; re-created".to_string()
+                }
                 _ => format!("drifted: corrects {}", f.changed_paths.join(", ")),
             };
             r.changed_paths = f.changed_paths.clone();

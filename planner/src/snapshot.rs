@@ -91,52 +91,6 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// The desired state a plan leads to, rebuilt from the plan alone (for `apply --plan`).
-    pub fn from_plan(plan: &crate::plan::Plan) -> Snapshot {
-        let mut snapshot = Snapshot::empty(&plan.stack);
-        snapshot.environment = plan.environment.clone();
-        snapshot.drivers = plan.drivers.clone();
-        for r in &plan.resources {
-            let Some(after) = &r.after else { continue };
-            let value = after.value();
-            let lifecycle = &value["lifecycle"];
-            let drift = match lifecycle["drift"].as_str() {
-                Some("report") => DriftPolicy::Report,
-                Some("ignore") => DriftPolicy::Ignore,
-                _ => DriftPolicy::Correct,
-            };
-            let ignore_changes = lifecycle["ignore-changes"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let name = r
-                .address
-                .split_once('/')
-                .map_or(r.address.as_str(), |(_, n)| n)
-                .to_string();
-            snapshot.resources.insert(
-                r.address.clone(),
-                ResourceSnapshot {
-                    kind: r.kind,
-                    name,
-                    driver: r.driver.clone(),
-                    team: r.team.clone(),
-                    spec: after.clone(),
-                    depends_on: r.depends_on.clone(),
-                    protect: lifecycle["protect"].as_bool().unwrap_or(false),
-                    drift,
-                    ignore_changes,
-                    monthly_cost_usd: r.cost.after,
-                },
-            );
-        }
-        snapshot
-    }
-
     pub fn empty(stack: &str) -> Snapshot {
         Snapshot {
             format_version: SNAPSHOT_FORMAT_VERSION,

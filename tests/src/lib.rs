@@ -4,7 +4,7 @@
 pub mod bench;
 pub mod generate;
 pub mod git;
-pub mod http;
+pub mod net;
 
 /// Copies a directory tree (test fixtures and example stacks into scratch directories).
 pub fn copy_dir(src: &std::path::Path, dst: &std::path::Path) {
@@ -18,4 +18,28 @@ pub fn copy_dir(src: &std::path::Path, dst: &std::path::Path) {
             std::fs::copy(e.path(), to).expect("copy file");
         }
     }
+}
+
+/// Adds testing settings (`simulate-latency-ms`, `inject-faults`) to the `driver "local"` block
+/// of the stack's `platform.kdl`, the way a test asks the local driver for latency or faults.
+pub fn set_local_driver(stack: &std::path::Path, settings: &[(&str, &str)]) {
+    let path = stack.join("platform.kdl");
+    let text = std::fs::read_to_string(&path).expect("platform.kdl");
+    // Settings given again replace the earlier ones.
+    let text: String = text
+        .split_inclusive('\n')
+        .filter(|line| {
+            !settings
+                .iter()
+                .any(|(k, _)| line.trim_start().starts_with(&format!("{k} ")))
+        })
+        .collect();
+    let block = "driver \"local\" {";
+    let at = text.find(block).expect("a local driver block") + block.len();
+    let lines: String = settings
+        .iter()
+        .map(|(k, v)| format!("\n        {k} \"{v}\""))
+        .collect();
+    let text = format!("{}{lines}{}", &text[..at], &text[at..]);
+    std::fs::write(&path, text).expect("write platform.kdl");
 }

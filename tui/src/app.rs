@@ -3,7 +3,7 @@
 //! [`Action`]s this returns.
 
 use crate::model::Model;
-use planner::plan::Action as PlanAction;
+use api::Action as PlanAction;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum View {
@@ -241,7 +241,7 @@ impl App {
             return;
         }
         let mut lines = vec![match &self.model.plan {
-            Some(p) => format!("Plan: {}", planner::render::summary_line(p)),
+            Some(p) => format!("Plan: {}", api::summary_line(p)),
             None => "No plan yet: the daemon will fetch and plan first.".to_string(),
         }];
         if let Some(p) = &self.model.plan {
@@ -297,7 +297,7 @@ impl App {
     }
 
     /// Shows the rollback plan in the open rollback dialog (if it is still open for `revision`).
-    pub fn show_rollback_plan(&mut self, revision: &str, plan: Result<planner::Plan, String>) {
+    pub fn show_rollback_plan(&mut self, revision: &str, plan: Result<api::Plan, String>) {
         let Some(confirm) = &mut self.confirm else {
             return;
         };
@@ -315,7 +315,7 @@ impl App {
             Ok(plan) => {
                 confirm
                     .lines
-                    .push(format!("Plan: {}", planner::render::summary_line(&plan)));
+                    .push(format!("Plan: {}", api::summary_line(&plan)));
                 let changes: Vec<_> = plan.changes().collect();
                 for c in changes.iter().take(10) {
                     let blocked = if c.blocked { "  BLOCKED" } else { "" };
@@ -384,9 +384,8 @@ impl App {
             .drift
             .iter()
             .filter(|f| {
-                f.status != "orphan"
-                    && f.policy
-                        .is_some_and(|p| p != planner::model::DriftPolicy::Ignore)
+                f.status != api::DriftStatus::Orphan
+                    && f.policy.is_some_and(|p| p != api::DriftPolicy::Ignore)
             })
             .filter(|f| !selected_only || selected.as_deref() == Some(f.address.as_str()))
             .collect();

@@ -1,11 +1,9 @@
-//! What the operator UI shows: the daemon's status, pending plan, drift and revisions, as
-//! deserialized from its API (`/api/v1/status`, `/plan`, `/drift`, `/revisions`).
+//! What the operator UI shows: the daemon's status, pending plan, drift and revisions, in the
+//! types of the API contract (`api`).
 
-use planner::Plan;
-use planner::plan::DriftFinding;
-use serde::Deserialize;
+use api::{DriftBody, DriftFinding, Plan, RevisionsBody};
 
-pub use planner::history::{Revision, Status};
+pub use api::{Revision, Status};
 
 /// One consistent picture of the platform.
 #[derive(Debug, Clone, Default)]
@@ -26,19 +24,21 @@ impl Model {
         drift: &str,
         revisions: &str,
     ) -> Result<Model, serde_json::Error> {
-        #[derive(Deserialize)]
-        struct Drift {
-            findings: Vec<DriftFinding>,
-        }
-        #[derive(Deserialize)]
-        struct Revisions {
-            revisions: Vec<Revision>,
-        }
         Ok(Model {
             status: serde_json::from_str(status)?,
             plan: plan.map(serde_json::from_str).transpose()?,
-            drift: serde_json::from_str::<Drift>(drift)?.findings,
-            revisions: serde_json::from_str::<Revisions>(revisions)?.revisions,
+            drift: serde_json::from_str::<DriftBody>(drift)?.findings,
+            revisions: serde_json::from_str::<RevisionsBody>(revisions)?.revisions,
+        })
+    }
+
+    /// Reads everything from the daemon's API.
+    pub fn fetch(client: &api::Client) -> Result<Model, api::ClientError> {
+        Ok(Model {
+            status: client.status()?,
+            plan: client.plan()?,
+            drift: client.drift()?.findings,
+            revisions: client.revisions()?.revisions,
         })
     }
 }

@@ -14,13 +14,13 @@ pub trait Source: Send + Clone + 'static {
     fn fetch(&mut self) -> Result<Model, String>;
     fn act(&mut self, action: &Action) -> Result<String, String>;
     /// The plan a rollback to `revision` would apply (changes nothing).
-    fn rollback_plan(&mut self, revision: &str) -> Result<planner::Plan, String>;
+    fn rollback_plan(&mut self, revision: &str) -> Result<api::Plan, String>;
 }
 
 enum Update {
     Model(Box<Result<Model, String>>),
     Done(Result<String, String>),
-    RollbackPlan(String, Box<Result<planner::Plan, String>>),
+    RollbackPlan(String, Box<Result<api::Plan, String>>),
 }
 
 static TERMINATE: AtomicBool = AtomicBool::new(false);

@@ -3,7 +3,7 @@
 //! (`+ ~ -/+ -`, `drifted`, `✗`), so a monochrome terminal reads the same.
 
 use crate::app::{App, View, short};
-use planner::plan::{Action, ResourceChange};
+use api::{Action, ResourceChange, SyncState};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -79,10 +79,9 @@ fn draw_header(frame: &mut Frame<'_>, area: Rect, app: &App) {
         .stack
         .clone()
         .unwrap_or_else(|| "no stack yet".into());
-    let state = &app.model.status.sync_state;
     spans.push(Span::raw(format!(
         "  {stack} · {}",
-        if state.is_empty() { "unknown" } else { state }
+        app.model.status.sync_state
     )));
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
@@ -170,14 +169,7 @@ fn draw_overview(frame: &mut Frame<'_>, area: Rect, app: &App) {
                 detail(&s.applied_revision)
             ),
         ),
-        kv(
-            "Sync",
-            if s.sync_state.is_empty() {
-                "unknown".into()
-            } else {
-                s.sync_state.clone()
-            },
-        ),
+        kv("Sync", s.sync_state.to_string()),
         kv(
             "Pinned",
             s.pinned_revision.as_deref().map_or("no".to_string(), |p| {
@@ -186,8 +178,7 @@ fn draw_overview(frame: &mut Frame<'_>, area: Rect, app: &App) {
         ),
         kv(
             "Last sync",
-            s.last_sync_at
-                .map_or("never".into(), planner::render::format_unix_time),
+            s.last_sync_at.map_or("never".into(), api::format_unix_time),
         ),
     ];
     let total: usize = s.resources.values().sum();
@@ -218,12 +209,15 @@ fn draw_overview(frame: &mut Frame<'_>, area: Rect, app: &App) {
     ]));
     if let Some(plan) = &app.model.plan {
         // The daemon serves its last plan: pending only while the stack is not in sync.
-        let label = if matches!(s.sync_state.as_str(), "out-of-sync" | "blocked" | "error") {
+        let label = if matches!(
+            s.sync_state,
+            SyncState::OutOfSync | SyncState::Blocked | SyncState::Error
+        ) {
             "Pending plan"
         } else {
             "Last plan"
         };
-        lines.push(kv(label, planner::render::summary_line(plan)));
+        lines.push(kv(label, api::summary_line(plan)));
     }
     if let Some(e) = &s.last_error {
         lines.push(Line::raw(""));
@@ -373,7 +367,7 @@ fn draw_plan(frame: &mut Frame<'_>, area: Rect, app: &App) {
         .get(app.selected())
         .map(|c| change_details(c))
         .unwrap_or_default();
-    let title = format!("Plan: {}", planner::render::summary_line(plan));
+    let title = format!("Plan: {}", api::summary_line(plan));
     list_with_details(frame, area, app, &title, items, details);
 }
 
@@ -386,9 +380,9 @@ fn draw_drift(frame: &mut Frame<'_>, area: Rect, app: &App) {
     let items = findings
         .iter()
         .map(|f| {
-            let (marker, colour) = match f.status.as_str() {
-                "missing" => ("-", Color::Red),
-                "orphan" => ("?", Color::Magenta),
+            let (marker, colour) = match f.status {
+                api::DriftStatus::Missing => ("-", Color::Red),
+                api::DriftStatus::Orphan => ("?", Color::Magenta),
                 _ => ("~", Color::Yellow),
             };
             let policy = f
@@ -463,7 +457,7 @@ fn draw_history(frame: &mut Frame<'_>, area: Rect, app: &App) {
                 format!(
                     "{mark} {}  {}  {}{tags}",
                     short(&r.revision),
-                    planner::render::format_unix_time(r.seen_at).trim_end_matches(" UTC"),
+                    api::format_unix_time(r.seen_at).trim_end_matches(" UTC"),
                     r.message.clone().unwrap_or_else(|| r.source.clone())
                 ),
                 style,
@@ -480,10 +474,7 @@ fn draw_history(frame: &mut Frame<'_>, area: Rect, app: &App) {
                     r.author.clone().unwrap_or_else(|| "unknown".into())
                 )),
                 Line::raw(format!("message {}", r.message.clone().unwrap_or_default())),
-                Line::raw(format!(
-                    "seen    {}",
-                    planner::render::format_unix_time(r.seen_at)
-                )),
+                Line::raw(format!("seen    {}", api::format_unix_time(r.seen_at))),
                 Line::raw(
                     if r.applied {
                         "applied in full: r rolls back to it"

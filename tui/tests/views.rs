@@ -2,7 +2,7 @@
 //! between them: an empty stack, a stack with drift, a long plan, history with a rollback
 //! confirmation, the help overlay.
 
-use planner::plan::{DriftFinding, FieldChange, PlanOptions};
+use planner::plan::{DriftFinding, DriftStatus, FieldChange, PlanOptions};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use std::path::Path;
@@ -69,8 +69,8 @@ fn busy_model() -> Model {
     let drift = vec![
         DriftFinding {
             address: "service/payments-gateway".into(),
-            status: "drifted".into(),
-            policy: Some(planner::model::DriftPolicy::Correct),
+            status: DriftStatus::Drifted,
+            policy: Some(api::DriftPolicy::Correct),
             changed_paths: vec!["Deployment/payments-gateway: spec.replicas".into()],
             changes: vec![FieldChange {
                 path: "Deployment/payments-gateway: spec.replicas".into(),
@@ -81,14 +81,14 @@ fn busy_model() -> Model {
         },
         DriftFinding {
             address: "topic/order-events".into(),
-            status: "missing".into(),
-            policy: Some(planner::model::DriftPolicy::Correct),
+            status: DriftStatus::Missing,
+            policy: Some(api::DriftPolicy::Correct),
             changed_paths: vec![],
             changes: vec![],
         },
         DriftFinding {
             address: "database/legacy-db".into(),
-            status: "orphan".into(),
+            status: DriftStatus::Orphan,
             policy: None,
             changed_paths: vec![],
             changes: vec![],
@@ -98,16 +98,16 @@ fn busy_model() -> Model {
     resources.insert("service".to_string(), 7);
     resources.insert("database".to_string(), 4);
     let mut drift_counts = std::collections::BTreeMap::new();
-    drift_counts.insert("drifted".to_string(), 1);
-    drift_counts.insert("missing".to_string(), 1);
-    drift_counts.insert("orphan".to_string(), 1);
+    drift_counts.insert(DriftStatus::Drifted, 1);
+    drift_counts.insert(DriftStatus::Missing, 1);
+    drift_counts.insert(DriftStatus::Orphan, 1);
     Model {
         status: Status {
             stack: Some("acme-prod".into()),
             source: "https://github.com/acme/platform-state.git (main, path `stack`)".into(),
             tracked_revision: Some(revisions[1].revision.clone()),
             applied_revision: Some(revisions[0].revision.clone()),
-            sync_state: "invalid".into(),
+            sync_state: api::SyncState::Invalid,
             pinned_revision: None,
             last_error: Some("revision b0b0b0b0b0b0 is invalid (1 error)".into()),
             last_sync_at: Some(1_795_380_100),
@@ -249,7 +249,7 @@ fn the_model_reads_the_daemon_api() {
     let drift = r#"{"findings":[{"address":"topic/t","status":"missing","policy":"correct","changed_paths":[]}]}"#;
     let revisions = r#"{"revisions":[{"revision":"c1","source":"git","author":null,"message":"m","seen_at":1,"valid":true,"errors":null,"applied":true,"current":true}],"applies":[]}"#;
     let model = Model::from_api(status, None, drift, revisions).unwrap();
-    assert_eq!(model.status.sync_state, "synced");
+    assert_eq!(model.status.sync_state, api::SyncState::Synced);
     assert_eq!(model.drift[0].address, "topic/t");
     assert!(model.revisions[0].current);
 }

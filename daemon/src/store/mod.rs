@@ -4,16 +4,23 @@
 //! applies, journal, plans, drift findings and events are append-only; only the current
 //! per-resource state (`resources`) and the lease are updated in place.
 
+mod lease;
+
+pub use lease::{LEASE_TTL, Lease, LeaseGuard};
+
+use api::{ApplyReason, ApplyRecord, ApplyStatus, string_enum};
 use drivers::{DesiredResource, Outputs};
 use planner::Snapshot;
 use planner::snapshot::ResourceSnapshot;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_initial.sql"),
     include_str!("migrations/0002_event_data.sql"),
+    include_str!("migrations/0003_drift_scans.sql"),
 ];
 
 /// The schema version this binary writes.
@@ -33,6 +40,16 @@ pub enum StoreError {
         found: i64,
         supported: i64,
     },
+    #[error(
+        "the store in {dir} has schema version {found} and this platformd reads version {supported}; open it once with a command that writes (apply, the daemon) to migrate it"
+    )]
+    NeedsMigration {
+        dir: String,
+        found: i64,
+        supported: i64,
+    },
+    #[error("no store in {0}: nothing has been applied yet")]
+    Missing(String),
     #[error("store: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("store holds invalid data: {0}")]
@@ -61,21 +78,57 @@ pub fn format_time(secs: i64) -> String {
     planner::render::format_unix_time(secs)
 }
 
+/// The store: one SQLite connection per process, shared by every clone of this handle (the
+/// CLI, the reconcile loop, the HTTP API and the lease renewer), opened and migrated once.
+#[derive(Clone)]
 pub struct Store {
-    conn: Connection,
+    conn: Arc<Mutex<Connection>>,
     dir: PathBuf,
 }
 
-/// A row of `applies`, for history.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ApplyRecord {
+string_enum! {
+    /// What a journal intent asks of a driver.
+    pub enum JournalAction {
+        Create = "create",
+        Update = "update",
+        Replace = "replace",
+        Delete = "delete",
+    }
+}
+
+string_enum! {
+    /// How a journal intent ended.
+    pub enum IntentResult {
+        Ok = "ok",
+        Failed = "failed",
+        /// Interrupted (crash, kill) before the call's outcome was known; re-planned.
+        Abandoned = "abandoned",
+    }
+}
+
+impl JournalAction {
+    pub fn of(action: planner::plan::Action) -> Option<JournalAction> {
+        use planner::plan::Action;
+        match action {
+            Action::Create => Some(JournalAction::Create),
+            Action::Update => Some(JournalAction::Update),
+            Action::Replace => Some(JournalAction::Replace),
+            Action::Delete => Some(JournalAction::Delete),
+            Action::NoOp => None,
+        }
+    }
+}
+
+/// One journal row, for inspection (tests, tooling).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalEntry {
     pub id: i64,
-    pub revision: String,
-    pub reason: String,
-    pub started_at: i64,
-    pub finished_at: Option<i64>,
-    pub status: String,
-    pub summary: Option<String>,
+    pub apply_id: i64,
+    pub address: String,
+    pub action: JournalAction,
+    pub attempts: i64,
+    /// `None` while the call's outcome is unknown.
+    pub result: Option<IntentResult>,
 }
 
 /// An unfinished journal entry: a driver call whose outcome is unknown.
@@ -84,7 +137,7 @@ pub struct OpenIntent {
     pub id: i64,
     pub apply_id: i64,
     pub address: String,
-    pub action: String,
+    pub action: JournalAction,
     pub driver: String,
     pub desired: Option<StoredResource>,
 }
@@ -100,8 +153,8 @@ pub struct StoredResource {
 /// the transaction that changes `resources`.
 fn close_intent_and_bump_generation(tx: &rusqlite::Transaction<'_>, journal_id: i64) -> Result<()> {
     tx.execute(
-        "UPDATE journal SET result = 'ok', result_at = ?1 WHERE id = ?2",
-        params![now(), journal_id],
+        "UPDATE journal SET result = ?1, result_at = ?2 WHERE id = ?3",
+        params![IntentResult::Ok.as_str(), now(), journal_id],
     )?;
     tx.execute(
         "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'",
@@ -110,22 +163,60 @@ fn close_intent_and_bump_generation(tx: &rusqlite::Transaction<'_>, journal_id: 
     Ok(())
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map_or_else(|_| "localhost".into(), |s| s.trim().to_string())
-}
-
-fn pid_alive(pid: i64) -> bool {
-    // Signal 0 checks existence without sending anything.
-    pid > 0 && unsafe { libc::kill(pid as libc::pid_t, 0) } == 0
-}
-
 fn corrupt(e: serde_json::Error) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
 
+/// A stored state string as its enum; an unknown one is corrupt data, not a panic.
+fn parse_state<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T> {
+    s.parse().map_err(StoreError::Corrupt)
+}
+
+fn generation_of(conn: &Connection) -> Result<u64> {
+    let v: String = conn.query_row("SELECT value FROM meta WHERE key = 'generation'", [], |r| {
+        r.get(0)
+    })?;
+    Ok(v.parse().unwrap_or(0))
+}
+
+fn meta_of(conn: &Connection, key: &str) -> Result<Option<String>> {
+    Ok(conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()?)
+}
+
+fn set_meta_of(conn: &Connection, key: &str, value: Option<&str>) -> Result<()> {
+    match value {
+        Some(v) => conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![key, v],
+        )?,
+        None => conn.execute("DELETE FROM meta WHERE key = ?1", [key])?,
+    };
+    Ok(())
+}
+
+fn event_of(conn: &Connection, kind: &str, message: &str, address: Option<&str>) -> Result<()> {
+    conn.execute(
+        "INSERT INTO events (at, kind, message, address) VALUES (?1, ?2, ?3, ?4)",
+        params![now(), kind, message, address],
+    )?;
+    Ok(())
+}
+
+/// A transaction that takes the write lock before its first read. A deferred transaction
+/// that reads and then writes fails at once with BUSY_SNAPSHOT (no busy wait) when another
+/// process committed in between.
+fn write_transaction(conn: &Connection) -> Result<rusqlite::Transaction<'_>> {
+    Ok(rusqlite::Transaction::new_unchecked(
+        conn,
+        TransactionBehavior::Immediate,
+    )?)
+}
+
 impl Store {
-    /// Opens (creating if needed) the store in `dir`, migrating an older schema.
+    /// Opens (creating if needed) the store in `dir`, migrating an older schema. Call once per
+    /// process and share the handle.
     pub fn open(dir: &Path) -> Result<Store> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Open {
             dir: dir.display().to_string(),
@@ -150,12 +241,53 @@ impl Store {
         }
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        let mut store = Store {
-            conn,
+        let mut conn = conn;
+        migrate(&mut conn, dir)?;
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
             dir: dir.to_path_buf(),
-        };
-        store.migrate()?;
-        Ok(store)
+        })
+    }
+
+    /// Opens an existing store for reading only: no directory is created, nothing is migrated,
+    /// the journal mode is left alone. Writes through this handle fail.
+    pub fn open_read_only(dir: &Path) -> Result<Store> {
+        if !Store::exists(dir) {
+            return Err(StoreError::Missing(dir.display().to_string()));
+        }
+        let conn = Connection::open_with_flags(
+            dir.join(DB_FILE),
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let display = dir.display().to_string();
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                dir: display,
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if found < SCHEMA_VERSION {
+            return Err(StoreError::NeedsMigration {
+                dir: display,
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Opens the store of a command that needs something to have been applied.
+    pub fn open_existing(dir: &Path) -> Result<Store> {
+        if !Store::exists(dir) {
+            return Err(StoreError::Missing(dir.display().to_string()));
+        }
+        Store::open(dir)
     }
 
     /// Whether a store exists in `dir` (without creating one).
@@ -167,141 +299,93 @@ impl Store {
         &self.dir
     }
 
-    /// Runs missing migrations, one exclusive transaction each. The version is read inside the
-    /// transaction, so processes opening a new store at the same time never apply one twice.
-    fn migrate(&mut self) -> Result<()> {
-        loop {
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Exclusive)?;
-            let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-            if found > SCHEMA_VERSION {
-                return Err(StoreError::TooNew {
-                    dir: self.dir.display().to_string(),
-                    found,
-                    supported: SCHEMA_VERSION,
-                });
-            }
-            if found == SCHEMA_VERSION {
-                return Ok(());
-            }
-            tx.execute_batch(MIGRATIONS[found as usize])?;
-            tx.pragma_update(None, "user_version", found + 1)?;
-            tx.commit()?;
-            tracing::info!(from = found, to = found + 1, "migrated store schema");
-        }
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A transaction that takes the write lock before its first read. A deferred transaction
-    /// that reads and then writes fails at once with BUSY_SNAPSHOT (no busy wait) when another
-    /// process committed in between.
-    fn write_transaction(&self) -> Result<rusqlite::Transaction<'_>> {
-        Ok(rusqlite::Transaction::new_unchecked(
-            &self.conn,
-            TransactionBehavior::Immediate,
-        )?)
+    pub fn schema_version(&self) -> Result<i64> {
+        Ok(self
+            .conn()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
     }
 
     pub fn generation(&self) -> Result<u64> {
-        let v: String =
-            self.conn
-                .query_row("SELECT value FROM meta WHERE key = 'generation'", [], |r| {
-                    r.get(0)
-                })?;
-        Ok(v.parse().unwrap_or(0))
-    }
-
-    fn meta(&self, key: &str) -> Result<Option<String>> {
-        Ok(self
-            .conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-            .optional()?)
-    }
-
-    fn set_meta(&self, key: &str, value: Option<&str>) -> Result<()> {
-        match value {
-            Some(v) => self.conn.execute(
-                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                params![key, v],
-            )?,
-            None => self.conn.execute("DELETE FROM meta WHERE key = ?1", [key])?,
-        };
-        Ok(())
+        generation_of(&self.conn())
     }
 
     /// The revision most recently applied in full (rollback target of "now").
     pub fn applied_revision(&self) -> Result<Option<String>> {
-        self.meta("applied_revision")
+        meta_of(&self.conn(), "applied_revision")
     }
 
     pub fn stack_name(&self) -> Result<Option<String>> {
-        self.meta("stack")
+        meta_of(&self.conn(), "stack")
     }
 
     pub fn pinned_revision(&self) -> Result<Option<String>> {
-        self.meta("pinned_revision")
+        meta_of(&self.conn(), "pinned_revision")
     }
 
-    pub fn set_pin(&self, revision: Option<&str>) -> Result<()> {
-        self.set_meta("pinned_revision", revision)?;
+    /// Pins the stack to `revision` (a rollback), or ends the pin; `tip` is the source's
+    /// revision when pinned (a different one ends the pin). One transaction with its event.
+    pub fn set_pin(&self, revision: Option<&str>, tip: Option<&str>) -> Result<()> {
+        let conn = self.conn();
+        let tx = write_transaction(&conn)?;
+        set_meta_of(&tx, "pinned_revision", revision)?;
+        set_meta_of(&tx, "pinned_at_tip", tip)?;
         match revision {
-            Some(r) => self.event("pin", &format!("pinned to {r} by rollback"), None),
-            None => self.event("resume", "pin removed; following the stack again", None),
+            Some(r) => event_of(&tx, "pin", &format!("pinned to {r} by rollback"), None)?,
+            None => event_of(
+                &tx,
+                "resume",
+                "pin removed; following the stack again",
+                None,
+            )?,
         }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The source revision that was current when the stack was pinned: a different one ends the
+    /// pin.
+    pub fn pinned_at_tip(&self) -> Result<Option<String>> {
+        meta_of(&self.conn(), "pinned_at_tip")
     }
 
     pub fn event(&self, kind: &str, message: &str, address: Option<&str>) -> Result<()> {
-        self.conn.execute(
-            "INSERT INTO events (at, kind, message, address) VALUES (?1, ?2, ?3, ?4)",
-            params![now(), kind, message, address],
-        )?;
-        Ok(())
-    }
-
-    pub fn record_revision(
-        &self,
-        revision: &str,
-        source: &str,
-        valid: bool,
-        errors: Option<&str>,
-    ) -> Result<()> {
-        self.conn.execute(
-            "INSERT INTO revisions (revision, source, seen_at, valid, errors) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (revision) DO NOTHING",
-            params![revision, source, now(), valid, errors],
-        )?;
-        Ok(())
+        event_of(&self.conn(), kind, message, address)
     }
 
     /// Records a revision with its commit metadata; a revision seen again keeps its first row.
-    pub fn record_revision_details(
-        &self,
-        revision: &str,
-        source: &str,
-        valid: bool,
-        errors: Option<&str>,
-        author: Option<&str>,
-        message: Option<&str>,
-    ) -> Result<()> {
-        self.conn.execute(
+    pub fn record_revision(&self, revision: &api::Revision) -> Result<()> {
+        self.conn().execute(
             "INSERT INTO revisions (revision, source, author, message, seen_at, valid, errors) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT (revision) DO NOTHING",
-            params![revision, source, author, message, now(), valid, errors],
+            params![
+                revision.revision,
+                revision.source,
+                revision.author,
+                revision.message,
+                now(),
+                revision.valid,
+                revision.errors
+            ],
         )?;
         Ok(())
     }
 
     /// Every revision seen, newest first.
-    pub fn revisions(&self, limit: usize) -> Result<Vec<planner::history::Revision>> {
-        let applied = self.applied_revision()?;
-        let mut stmt = self.conn.prepare(
+    pub fn revisions(&self, limit: usize) -> Result<Vec<api::Revision>> {
+        let conn = self.conn();
+        let applied = meta_of(&conn, "applied_revision")?;
+        let mut stmt = conn.prepare(
             "SELECT r.revision, r.source, r.author, r.message, r.seen_at, r.valid, r.errors,
                     EXISTS (SELECT 1 FROM applies a WHERE a.revision = r.revision AND a.status = 'succeeded')
              FROM revisions r ORDER BY r.id DESC LIMIT ?1",
         )?;
         let rows = stmt
             .query_map([limit as i64], |r| {
-                Ok(planner::history::Revision {
+                Ok(api::Revision {
                     revision: r.get(0)?,
                     source: r.get(1)?,
                     author: r.get(2)?,
@@ -331,64 +415,40 @@ impl Store {
         snapshot: &Snapshot,
     ) -> Result<()> {
         self.store_snapshot(revision, snapshot)?;
-        let id = self.begin_apply(revision, "apply", None)?;
-        self.finish_apply(id, "succeeded", "no changes", &snapshot.stack)
-    }
-
-    /// The source revision that was current when the stack was pinned: a different one ends the
-    /// pin.
-    pub fn pinned_at_tip(&self) -> Result<Option<String>> {
-        self.meta("pinned_at_tip")
-    }
-
-    pub fn set_pinned_at_tip(&self, revision: Option<&str>) -> Result<()> {
-        self.set_meta("pinned_at_tip", revision)
+        let id = self.begin_apply(revision, ApplyReason::Apply, None)?;
+        self.finish_apply(id, ApplyStatus::Succeeded, "no changes", &snapshot.stack)
     }
 
     pub fn record_plan(&self, revision: Option<&str>, plan_json: &str) -> Result<i64> {
-        self.conn.execute(
+        let conn = self.conn();
+        conn.execute(
             "INSERT INTO plans (created_at, revision, plan) VALUES (?1, ?2, ?3)",
             params![now(), revision, plan_json],
         )?;
-        Ok(self.conn.last_insert_rowid())
+        Ok(conn.last_insert_rowid())
     }
 
     pub fn store_snapshot(&self, revision: &str, snapshot: &Snapshot) -> Result<()> {
         let json = serde_json::to_string(snapshot).map_err(corrupt)?;
-        self.conn.execute(
+        self.conn().execute(
             "INSERT INTO snapshots (revision, snapshot, created_at) VALUES (?1, ?2, ?3) ON CONFLICT (revision) DO NOTHING",
             params![revision, json, now()],
         )?;
         Ok(())
     }
 
-    /// The stored snapshot of a revision, by full id or unique prefix.
-    pub fn snapshot(&self, revision: &str) -> Result<Option<(String, Snapshot)>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT revision, snapshot FROM snapshots WHERE revision LIKE ?1 || '%'")?;
-        let rows: Vec<(String, String)> = stmt
-            .query_map([revision], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
-        match rows.as_slice() {
-            [(rev, json)] => Ok(Some((
-                rev.clone(),
-                serde_json::from_str(json).map_err(corrupt)?,
-            ))),
-            [] => Ok(None),
-            many => {
-                let exact = many.iter().find(|(r, _)| r == revision);
-                match exact {
-                    Some((rev, json)) => Ok(Some((
-                        rev.clone(),
-                        serde_json::from_str(json).map_err(corrupt)?,
-                    ))),
-                    None => Err(StoreError::Corrupt(format!(
-                        "revision prefix `{revision}` is ambiguous"
-                    ))),
-                }
-            }
-        }
+    /// The stored snapshot of a revision, by its full id.
+    pub fn snapshot(&self, revision: &str) -> Result<Option<Snapshot>> {
+        let json: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT snapshot FROM snapshots WHERE revision = ?1",
+                [revision],
+                |r| r.get(0),
+            )
+            .optional()?;
+        json.map(|j| serde_json::from_str(&j).map_err(corrupt))
+            .transpose()
     }
 
     /// The last applied state as a snapshot: what the next plan starts from.
@@ -402,9 +462,9 @@ impl Store {
     }
 
     pub fn resources(&self) -> Result<Vec<(String, StoredResource)>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT address, snapshot, desired FROM resources ORDER BY address")?;
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT address, snapshot, desired FROM resources ORDER BY address")?;
         let rows: Vec<(String, String, String)> = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<rusqlite::Result<_>>()?;
@@ -423,7 +483,7 @@ impl Store {
 
     pub fn resource(&self, address: &str) -> Result<Option<StoredResource>> {
         let row: Option<(String, String)> = self
-            .conn
+            .conn()
             .query_row(
                 "SELECT snapshot, desired FROM resources WHERE address = ?1",
                 [address],
@@ -441,18 +501,22 @@ impl Store {
 
     /// Applied resources per kind.
     pub fn resource_counts(&self) -> Result<std::collections::BTreeMap<String, usize>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT kind, COUNT(*) FROM resources GROUP BY kind")?;
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT kind, COUNT(*) FROM resources GROUP BY kind")?;
         let rows = stmt.query_map([], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as usize))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// How many resources are applied.
+    pub fn resource_count(&self) -> Result<usize> {
+        Ok(self.resource_counts()?.values().sum())
+    }
+
     pub fn outputs(&self, address: &str) -> Result<Option<Outputs>> {
         let json: Option<String> = self
-            .conn
+            .conn()
             .query_row(
                 "SELECT outputs FROM resources WHERE address = ?1",
                 [address],
@@ -463,47 +527,61 @@ impl Store {
             .transpose()
     }
 
-    pub fn begin_apply(&self, revision: &str, reason: &str, plan_id: Option<i64>) -> Result<i64> {
-        self.conn.execute(
+    pub fn begin_apply(
+        &self,
+        revision: &str,
+        reason: ApplyReason,
+        plan_id: Option<i64>,
+    ) -> Result<i64> {
+        let conn = self.conn();
+        let tx = write_transaction(&conn)?;
+        tx.execute(
             "INSERT INTO applies (revision, reason, started_at, status, generation_before, holder, plan_id)
-             VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6)",
-            params![revision, reason, now(), self.generation()? as i64, format!("pid {}", std::process::id()), plan_id],
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                revision,
+                reason.as_str(),
+                now(),
+                ApplyStatus::Running.as_str(),
+                generation_of(&tx)? as i64,
+                format!("pid {}", std::process::id()),
+                plan_id
+            ],
         )?;
-        Ok(self.conn.last_insert_rowid())
+        let id = tx.last_insert_rowid();
+        tx.commit()?;
+        Ok(id)
     }
 
     /// Ends an apply; when it succeeded in full, its revision becomes the applied revision.
     pub fn finish_apply(
         &self,
         apply_id: i64,
-        status: &str,
+        status: ApplyStatus,
         summary: &str,
         stack: &str,
     ) -> Result<()> {
-        let tx = self.write_transaction()?;
-        let generation = self.generation()? as i64;
+        let conn = self.conn();
+        let tx = write_transaction(&conn)?;
+        let generation = generation_of(&tx)? as i64;
         tx.execute(
             "UPDATE applies SET finished_at = ?1, status = ?2, summary = ?3, generation_after = ?4 WHERE id = ?5",
-            params![now(), status, summary, generation, apply_id],
+            params![now(), status.as_str(), summary, generation, apply_id],
         )?;
-        if status == "succeeded" {
+        if status == ApplyStatus::Succeeded {
             let revision: String = tx.query_row(
                 "SELECT revision FROM applies WHERE id = ?1",
                 [apply_id],
                 |r| r.get(0),
             )?;
-            tx.execute(
-                "INSERT INTO meta (key, value) VALUES ('applied_revision', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                [&revision],
-            )?;
+            set_meta_of(&tx, "applied_revision", Some(&revision))?;
         }
-        tx.execute(
-            "INSERT INTO meta (key, value) VALUES ('stack', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            [stack],
-        )?;
-        tx.execute(
-            "INSERT INTO events (at, kind, message) VALUES (?1, 'apply', ?2)",
-            params![now(), format!("apply {apply_id} {status}: {summary}")],
+        set_meta_of(&tx, "stack", Some(stack))?;
+        event_of(
+            &tx,
+            "apply",
+            &format!("apply {apply_id} {status}: {summary}"),
+            None,
         )?;
         tx.commit()?;
         Ok(())
@@ -514,23 +592,24 @@ impl Store {
         &self,
         apply_id: i64,
         address: &str,
-        action: &str,
+        action: JournalAction,
         driver: &str,
         desired: Option<&StoredResource>,
     ) -> Result<i64> {
         let desired = desired
             .map(|d| serde_json::to_string(d).map_err(corrupt))
             .transpose()?;
-        self.conn.execute(
+        let conn = self.conn();
+        conn.execute(
             "INSERT INTO journal (apply_id, address, action, driver, desired, attempts, intent_at) VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)",
-            params![apply_id, address, action, driver, desired, now()],
+            params![apply_id, address, action.as_str(), driver, desired, now()],
         )?;
-        Ok(self.conn.last_insert_rowid())
+        Ok(conn.last_insert_rowid())
     }
 
     /// Counts a retry (the first attempt is counted by the intent itself).
     pub fn journal_attempt(&self, journal_id: i64) -> Result<()> {
-        self.conn.execute(
+        self.conn().execute(
             "UPDATE journal SET attempts = attempts + 1 WHERE id = ?1",
             [journal_id],
         )?;
@@ -547,7 +626,8 @@ impl Store {
         resource: &StoredResource,
         outputs: &Outputs,
     ) -> Result<()> {
-        let tx = self.write_transaction()?;
+        let conn = self.conn();
+        let tx = write_transaction(&conn)?;
         let address = format!("{}/{}", resource.snapshot.kind, resource.snapshot.name);
         tx.execute(
             "INSERT INTO resources (address, kind, driver, snapshot, desired, outputs, status, revision, apply_id, updated_at)
@@ -574,23 +654,43 @@ impl Store {
 
     /// Records a successful delete.
     pub fn journal_deleted(&self, journal_id: i64, address: &str) -> Result<()> {
-        let tx = self.write_transaction()?;
+        let conn = self.conn();
+        let tx = write_transaction(&conn)?;
         tx.execute("DELETE FROM resources WHERE address = ?1", [address])?;
         close_intent_and_bump_generation(&tx, journal_id)?;
         tx.commit()?;
         Ok(())
     }
 
-    pub fn journal_failed(&self, journal_id: i64, result: &str, error: &str) -> Result<()> {
-        self.conn.execute(
+    /// Closes an intent that did not succeed, with its event, in one transaction.
+    pub fn journal_failed(
+        &self,
+        journal_id: i64,
+        result: IntentResult,
+        address: &str,
+        error: &str,
+    ) -> Result<()> {
+        let conn = self.conn();
+        let tx = write_transaction(&conn)?;
+        tx.execute(
             "UPDATE journal SET result = ?1, error = ?2, result_at = ?3 WHERE id = ?4",
-            params![result, error, now(), journal_id],
+            params![result.as_str(), error, now(), journal_id],
         )?;
+        if result == IntentResult::Failed {
+            event_of(
+                &tx,
+                "apply-failed",
+                &format!("{address}: {error}"),
+                Some(address),
+            )?;
+        }
+        tx.commit()?;
         Ok(())
     }
 
     pub fn open_intents(&self) -> Result<Vec<OpenIntent>> {
-        let mut stmt = self.conn.prepare(
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
             "SELECT id, apply_id, address, action, driver, desired FROM journal WHERE result IS NULL ORDER BY id",
         )?;
         let rows: Vec<(i64, i64, String, String, String, Option<String>)> = stmt
@@ -614,7 +714,7 @@ impl Store {
                     id,
                     apply_id,
                     address,
-                    action,
+                    action: parse_state(&action)?,
                     driver,
                     desired,
                 })
@@ -622,57 +722,123 @@ impl Store {
             .collect()
     }
 
+    /// Every journal entry, oldest first.
+    pub fn journal(&self) -> Result<Vec<JournalEntry>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, apply_id, address, action, attempts, result FROM journal ORDER BY id",
+        )?;
+        let rows: Vec<(i64, i64, String, String, i64, Option<String>)> = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        rows.into_iter()
+            .map(|(id, apply_id, address, action, attempts, result)| {
+                Ok(JournalEntry {
+                    id,
+                    apply_id,
+                    address,
+                    action: parse_state(&action)?,
+                    attempts,
+                    result: result.as_deref().map(parse_state).transpose()?,
+                })
+            })
+            .collect()
+    }
+
     /// Applies left `running` by a process that is gone are marked `interrupted` (never deleted).
     pub fn mark_interrupted(&self) -> Result<usize> {
-        Ok(self.conn.execute(
-            "UPDATE applies SET status = 'interrupted', finished_at = ?1 WHERE status = 'running' AND holder != ?2",
-            params![now(), format!("pid {}", std::process::id())],
+        Ok(self.conn().execute(
+            "UPDATE applies SET status = ?1, finished_at = ?2 WHERE status = ?3 AND holder != ?4",
+            params![
+                ApplyStatus::Interrupted.as_str(),
+                now(),
+                ApplyStatus::Running.as_str(),
+                format!("pid {}", std::process::id())
+            ],
         )?)
     }
 
+    /// Every apply, oldest first.
     pub fn history(&self) -> Result<Vec<ApplyRecord>> {
-        let mut stmt = self.conn.prepare(
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
             "SELECT id, revision, reason, started_at, finished_at, status, summary FROM applies ORDER BY id",
         )?;
-        let rows = stmt
+        type Row = (
+            i64,
+            String,
+            String,
+            i64,
+            Option<i64>,
+            String,
+            Option<String>,
+        );
+        let rows: Vec<Row> = stmt
             .query_map([], |r| {
-                Ok(ApplyRecord {
-                    id: r.get(0)?,
-                    revision: r.get(1)?,
-                    reason: r.get(2)?,
-                    started_at: r.get(3)?,
-                    finished_at: r.get(4)?,
-                    status: r.get(5)?,
-                    summary: r.get(6)?,
-                })
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
             })?
             .collect::<rusqlite::Result<_>>()?;
-        Ok(rows)
+        rows.into_iter()
+            .map(
+                |(id, revision, reason, started_at, finished_at, status, summary)| {
+                    Ok(ApplyRecord {
+                        id,
+                        revision,
+                        reason: parse_state(&reason)?,
+                        started_at,
+                        finished_at,
+                        status: parse_state(&status)?,
+                        summary,
+                    })
+                },
+            )
+            .collect()
     }
 
-    /// Records one drift scan's findings; returns the scan id.
+    /// Records one drift scan's findings (none is a scan too); returns the scan id.
     pub fn record_drift(&self, findings: &[planner::plan::DriftFinding]) -> Result<i64> {
-        let tx = self.write_transaction()?;
-        let scan: i64 =
-            tx.query_row("SELECT COALESCE(MAX(scan_id), 0) + 1 FROM drift", [], |r| {
-                r.get(0)
-            })?;
+        let conn = self.conn();
+        let tx = write_transaction(&conn)?;
+        let at = now();
+        tx.execute(
+            "INSERT INTO drift_scans (scanned_at, findings) VALUES (?1, ?2)",
+            params![at, findings.len() as i64],
+        )?;
+        let scan = tx.last_insert_rowid();
         for f in findings {
             let details = serde_json::to_string(f).map_err(corrupt)?;
-            let (address, status) = (&f.address, &f.status);
             tx.execute(
                 "INSERT INTO drift (scan_id, scanned_at, address, status, details) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![scan, now(), address, status, details],
+                params![scan, at, f.address, f.status.as_str(), details],
             )?;
         }
         tx.commit()?;
         Ok(scan)
     }
 
-    /// The findings of the last drift scan.
+    /// The findings of the last drift scan (empty when it found nothing).
     pub fn last_drift_findings(&self) -> Result<Vec<planner::plan::DriftFinding>> {
-        let mut stmt =
-            self.conn.prepare("SELECT details FROM drift WHERE scan_id = (SELECT MAX(scan_id) FROM drift) ORDER BY id")?;
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT details FROM drift WHERE scan_id = (SELECT MAX(id) FROM drift_scans) ORDER BY id",
+        )?;
         let rows: Vec<String> = stmt
             .query_map([], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
@@ -681,57 +847,35 @@ impl Store {
             .collect()
     }
 
-    /// Takes the applier lease, or says who holds it. A lease whose holder process is gone (on
-    /// this host) or whose time ran out is taken over.
-    pub fn acquire_lease(&self, holder: &str, ttl: Duration) -> Result<()> {
-        // IMMEDIATE: the write lock is taken before the read, so two appliers cannot both see
-        // a free lease (a deferred transaction would fail one of them with BUSY_SNAPSHOT).
-        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
-        let current: Option<(String, i64, String, i64, i64)> = tx
-            .query_row(
-                "SELECT holder, pid, host, acquired_at, expires_at FROM lease WHERE id = 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )
-            .optional()?;
-        let me = std::process::id() as i64;
-        let host = hostname();
-        if let Some((h, pid, lease_host, acquired, expires)) = current {
-            let stale = expires < now() || (lease_host == host && !pid_alive(pid));
-            if pid != me && !stale {
-                return Err(StoreError::Locked {
-                    holder: h,
-                    pid,
-                    host: lease_host,
-                    since: format_time(acquired),
-                });
-            }
+    /// How many findings all drift scans recorded (history is kept).
+    pub fn drift_findings_recorded(&self) -> Result<usize> {
+        let n: i64 = self
+            .conn()
+            .query_row("SELECT COUNT(*) FROM drift", [], |r| r.get(0))?;
+        Ok(n as usize)
+    }
+}
+
+/// Runs missing migrations, one exclusive transaction each. The version is read inside the
+/// transaction, so processes opening a new store at the same time never apply one twice.
+fn migrate(conn: &mut Connection, dir: &Path) -> Result<()> {
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+        let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                dir: dir.display().to_string(),
+                found,
+                supported: SCHEMA_VERSION,
+            });
         }
-        tx.execute(
-            "INSERT INTO lease (id, holder, pid, host, acquired_at, expires_at) VALUES (1, ?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, pid = excluded.pid, host = excluded.host,
-               acquired_at = excluded.acquired_at, expires_at = excluded.expires_at",
-            params![holder, me, host, now(), now() + ttl.as_secs() as i64],
-        )?;
+        if found == SCHEMA_VERSION {
+            return Ok(());
+        }
+        tx.execute_batch(MIGRATIONS[found as usize])?;
+        tx.pragma_update(None, "user_version", found + 1)?;
         tx.commit()?;
-        Ok(())
-    }
-
-    /// Extends our lease; false when it is no longer ours.
-    pub fn renew_lease(&self, ttl: Duration) -> Result<bool> {
-        let n = self.conn.execute(
-            "UPDATE lease SET expires_at = ?1 WHERE id = 1 AND pid = ?2",
-            params![now() + ttl.as_secs() as i64, std::process::id() as i64],
-        )?;
-        Ok(n == 1)
-    }
-
-    pub fn release_lease(&self) -> Result<()> {
-        self.conn.execute(
-            "DELETE FROM lease WHERE id = 1 AND pid = ?1",
-            [std::process::id() as i64],
-        )?;
-        Ok(())
+        tracing::info!(from = found, to = found + 1, "migrated store schema");
     }
 }
 

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+use api::{ApplyRecord, ApplyStatus};
+use daemon::store::{IntentResult, JournalAction, JournalEntry, Store};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -80,11 +82,7 @@ impl Workspace {
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_platformd"));
-        c.args(args)
-            .current_dir(self.path())
-            .env("NO_COLOR", "1")
-            .env_remove("PLATFORMD_LOCAL_FAULTS")
-            .env_remove("PLATFORMD_LOCAL_LATENCY_MS");
+        c.args(args).current_dir(self.path()).env("NO_COLOR", "1");
         for (k, v) in &self.env {
             c.env(k, v);
         }
@@ -103,9 +101,55 @@ impl Workspace {
         std::fs::read_to_string(self.rendered(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
     }
 
-    pub fn db(&self) -> rusqlite::Connection {
-        rusqlite::Connection::open(self.path().join(".platformd/platformd.db"))
-            .expect("store exists")
+    /// The store, read-only, through its API.
+    pub fn store(&self) -> Store {
+        Store::open_read_only(&self.path().join(".platformd")).expect("store exists")
+    }
+
+    /// Asks the local driver for latency or faults (`simulate-latency-ms`, `inject-faults`).
+    pub fn local_driver(&self, settings: &[(&str, &str)]) {
+        test_support::set_local_driver(&self.path().join("stack"), settings);
+    }
+}
+
+/// What a test checks in a store: counts by state, through the store's API.
+pub struct Tally {
+    pub resources: usize,
+    pub applies: Vec<ApplyRecord>,
+    pub journal: Vec<JournalEntry>,
+    pub lease: Option<daemon::store::Lease>,
+}
+
+impl Tally {
+    /// The store in `state_dir`, or `None` while it does not exist yet.
+    pub fn of(state_dir: &Path) -> Option<Tally> {
+        let store = Store::open_read_only(state_dir).ok()?;
+        Some(Tally {
+            resources: store.resource_count().ok()?,
+            applies: store.history().ok()?,
+            journal: store.journal().ok()?,
+            lease: store.lease().ok()?,
+        })
+    }
+
+    pub fn applies_with(&self, status: ApplyStatus) -> usize {
+        self.applies.iter().filter(|a| a.status == status).count()
+    }
+
+    /// Journal entries whose outcome is unknown.
+    pub fn open_intents(&self) -> usize {
+        self.journal.iter().filter(|j| j.result.is_none()).count()
+    }
+
+    pub fn intents(
+        &self,
+        action: Option<JournalAction>,
+        result: IntentResult,
+    ) -> Vec<&JournalEntry> {
+        self.journal
+            .iter()
+            .filter(|j| action.is_none_or(|a| j.action == a) && j.result == Some(result))
+            .collect()
     }
 }
 

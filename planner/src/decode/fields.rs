@@ -9,6 +9,8 @@ use crate::suggest;
 use crate::syntax::{Node, Value};
 use std::collections::BTreeMap;
 
+pub use crate::units::{is_cpu, is_duration, is_memory};
+
 /// A child field of a block: its name, whether it may repeat or must be present, and a usage
 /// example shown in help lines.
 #[derive(Debug, Clone, Copy)]
@@ -489,86 +491,6 @@ pub fn fix_dns_label(s: &str) -> String {
     }
 }
 
-pub fn is_duration(s: &str) -> bool {
-    // One or more `<digits><unit>` groups: "90s", "2h", "1h30m", "7d".
-    let mut rest = s;
-    if rest.is_empty() {
-        return false;
-    }
-    while !rest.is_empty() {
-        let digits = rest.chars().take_while(|c| c.is_ascii_digit()).count();
-        if digits == 0 {
-            return false;
-        }
-        let Some(unit) = rest[digits..].chars().next() else {
-            return false;
-        };
-        if !matches!(unit, 's' | 'm' | 'h' | 'd') {
-            return false;
-        }
-        rest = &rest[digits + 1..];
-    }
-    true
-}
-
-/// Seconds in a duration accepted by [`is_duration`].
-pub fn duration_seconds(s: &str) -> u64 {
-    let mut total = 0u64;
-    let mut n = 0u64;
-    for c in s.chars() {
-        if let Some(d) = c.to_digit(10) {
-            n = n.saturating_mul(10).saturating_add(d as u64);
-        } else {
-            let unit = match c {
-                's' => 1,
-                'm' => 60,
-                'h' => 3600,
-                _ => 86_400,
-            };
-            total = total.saturating_add(n.saturating_mul(unit));
-            n = 0;
-        }
-    }
-    total
-}
-
-/// Kubernetes CPU quantity: "500m", "2", "0.5".
-pub fn is_cpu(s: &str) -> bool {
-    cpu_millis(s).is_some_and(|m| m > 0)
-}
-
-pub fn cpu_millis(s: &str) -> Option<u64> {
-    if let Some(m) = s.strip_suffix('m') {
-        return m.parse::<u64>().ok();
-    }
-    let f: f64 = s.parse().ok()?;
-    (f.is_finite() && f > 0.0).then(|| (f * 1000.0).round() as u64)
-}
-
-/// Kubernetes memory quantity: "512Mi", "2Gi", "1G", "1048576".
-pub fn is_memory(s: &str) -> bool {
-    memory_bytes(s).is_some_and(|b| b > 0)
-}
-
-pub fn memory_bytes(s: &str) -> Option<u64> {
-    const UNITS: [(&str, u64); 8] = [
-        ("Ki", 1 << 10),
-        ("Mi", 1 << 20),
-        ("Gi", 1 << 30),
-        ("Ti", 1 << 40),
-        ("K", 1_000),
-        ("M", 1_000_000),
-        ("G", 1_000_000_000),
-        ("T", 1_000_000_000_000),
-    ];
-    for (suffix, mult) in UNITS {
-        if let Some(n) = s.strip_suffix(suffix) {
-            return n.parse::<u64>().ok().and_then(|n| n.checked_mul(mult));
-        }
-    }
-    s.parse::<u64>().ok()
-}
-
 pub fn is_email(s: &str) -> bool {
     match s.split_once('@') {
         Some((user, domain)) => {
@@ -602,6 +524,7 @@ pub fn is_image(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::units::{cpu_millis, duration_seconds, memory_bytes};
 
     #[test]
     fn value_formats() {

@@ -1,7 +1,7 @@
 //! Apply benchmarks (DESIGN §7):
 //!
 //! 1. Makespan against the critical path: a synthetic stack applied with the local driver
-//!    adding a fixed latency to every call (`PLATFORMD_LOCAL_LATENCY_MS`). With parallelism that
+//!    adding a fixed latency to every call (the local driver's `simulate-latency-ms`). With parallelism that
 //!    covers the graph's width, the makespan should be within 10% of the critical path
 //!    (longest dependency chain × latency).
 //! 2. A no-op plan of an applied 10,000-resource stack (prior state read from the store).
@@ -17,6 +17,10 @@ use std::time::Duration;
 use test_support::bench::{median, ms, run};
 
 fn apply(binary: &Path, dir: &Path, parallelism: usize, latency_ms: u64) -> Duration {
+    test_support::set_local_driver(
+        &dir.join("stack"),
+        &[("simulate-latency-ms", &latency_ms.to_string())],
+    );
     let out = Command::new(binary)
         .args([
             "apply",
@@ -26,7 +30,6 @@ fn apply(binary: &Path, dir: &Path, parallelism: usize, latency_ms: u64) -> Dura
             &parallelism.to_string(),
         ])
         .current_dir(dir)
-        .env("PLATFORMD_LOCAL_LATENCY_MS", latency_ms.to_string())
         .env("NO_COLOR", "1")
         .output()
         .expect("platformd apply");

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use test_support::git::run as git;
-use test_support::http::{free_port, github_signature, request};
+use test_support::net::{free_port, github_signature, request};
 
 const SECRET: &str = "bench-secret";
 

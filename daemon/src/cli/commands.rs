@@ -1,8 +1,8 @@
 //! The commands behind the CLI. Each returns the process exit code or an error (exit 1).
 
-use crate::git::StackRepo;
 use crate::{ColorChoice, DiagnosticFormat, GraphFormat, PlanArgs, PlanFormat};
 use anyhow::{Context, Result, bail};
+use daemon::git::StackRepo;
 use planner::diagnostic::{self, Colour};
 use planner::load::ParseCache;
 use planner::plan::{MadeAgainst, PlanOptions};
@@ -158,7 +158,7 @@ fn diagnostics_json(analysis: &Analysis) -> String {
 pub fn plan(args: &PlanArgs, state_dir: &Path, colours: Colours) -> Result<u8> {
     let Some(base_rev) = &args.base else {
         // Against the store's last applied state (from nothing when nothing was applied).
-        let plan = crate::state::plan_from_store(
+        let plan = super::state::plan_from_store(
             &args.stack,
             state_dir,
             args.refresh,

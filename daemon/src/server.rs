@@ -1,9 +1,10 @@
-//! The daemon's HTTP API (DESIGN §5). Read endpoints are open (bind to loopback or put them
-//! behind your network policy); mutating ones need `Authorization: Bearer <token>`; the webhook
-//! needs a valid GitHub-style `X-Hub-Signature-256`.
+//! The daemon's HTTP API (`docs/RUNNING.md`), serving the contract of the `api` crate. Read
+//! endpoints are open (bind to loopback or put them behind your network policy); mutating ones
+//! need `Authorization: Bearer <token>`; the webhook needs a valid GitHub-style
+//! `X-Hub-Signature-256`.
 
 use crate::reconcile::{Command, Event, Shared};
-use crate::store::Store;
+use api::{DriftBody, Reply, RevisionsBody, RollbackRequest, routes};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -11,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use hmac::{Hmac, KeyInit, Mac};
-use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::sync::oneshot;
@@ -25,22 +25,22 @@ pub struct Api {
 
 pub fn router(api: Api) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/api/v1/status", get(status))
-        .route("/api/v1/revisions", get(revisions))
-        .route("/api/v1/plan", get(plan))
-        .route("/api/v1/drift", get(drift))
-        .route("/api/v1/sync", post(sync))
-        .route("/api/v1/rollback", post(rollback))
-        .route("/api/v1/resume", post(resume))
-        .route("/hooks/git", post(webhook))
+        .route(routes::HEALTHZ, get(|| async { "ok\n" }))
+        .route(routes::READYZ, get(readyz))
+        .route(routes::METRICS, get(metrics))
+        .route(routes::STATUS, get(status))
+        .route(routes::REVISIONS, get(revisions))
+        .route(routes::PLAN, get(plan))
+        .route(routes::DRIFT, get(drift))
+        .route(routes::SYNC, post(sync))
+        .route(routes::ROLLBACK, post(rollback))
+        .route(routes::RESUME, post(resume))
+        .route(routes::WEBHOOK, post(webhook))
         .with_state(api)
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({ "error": message }))).into_response()
+    (status, Json(Reply::error(message))).into_response()
 }
 
 async fn readyz(State(api): State<Api>) -> Response {
@@ -53,32 +53,27 @@ async fn readyz(State(api): State<Api>) -> Response {
 
 async fn metrics(State(api): State<Api>) -> Response {
     (
-        [("content-type", "text/plain; version=0.0.4")],
+        [("content-type", crate::reconcile::metrics::CONTENT_TYPE)],
         api.shared.metrics.render(),
     )
         .into_response()
 }
 
 async fn status(State(api): State<Api>) -> Response {
-    let status = api
-        .shared
-        .status
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    Json(status).into_response()
+    Json(api.shared.status()).into_response()
 }
 
 async fn revisions(State(api): State<Api>) -> Response {
-    let dir = api.shared.state_dir.clone();
+    let store = api.shared.store.clone();
     let result = tokio::task::spawn_blocking(move || {
-        Store::open(&dir).and_then(|s| Ok((s.revisions(200)?, s.history()?)))
+        Ok::<_, crate::store::StoreError>(RevisionsBody {
+            revisions: store.revisions(200)?,
+            applies: store.history()?,
+        })
     })
     .await;
     match result {
-        Ok(Ok((revisions, applies))) => {
-            Json(json!({ "revisions": revisions, "applies": applies })).into_response()
-        }
+        Ok(Ok(body)) => Json(body).into_response(),
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
@@ -95,15 +90,10 @@ async fn plan(
     axum::extract::Query(query): axum::extract::Query<PlanQuery>,
 ) -> Response {
     if let Some(revision) = query.rollback {
-        let dir = api.shared.state_dir.clone();
-        let preview = tokio::task::spawn_blocking(move || -> Result<planner::Plan, String> {
-            let store = Store::open(&dir).map_err(|e| e.to_string())?;
-            let (full, snapshot) = store
-                .snapshot(&revision)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("no applied revision `{revision}`"))?;
-            crate::state::plan_against_store(&store, &snapshot, &full, Vec::new())
-                .map(|(_, p)| p)
+        let store = api.shared.store.clone();
+        let preview = tokio::task::spawn_blocking(move || {
+            crate::ops::rollback_preview(&store, &revision, Vec::new())
+                .map(|(_, _, planned)| planned.plan)
                 .map_err(|e| e.to_string())
         })
         .await;
@@ -134,8 +124,13 @@ async fn plan(
 }
 
 async fn drift(State(api): State<Api>) -> Response {
-    Json(json!({ "findings": *api.shared.drift.read().unwrap_or_else(|e| e.into_inner()) }))
-        .into_response()
+    let findings = api
+        .shared
+        .drift
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    Json(DriftBody { findings }).into_response()
 }
 
 /// Constant-time comparison, so response timing does not reveal the token.
@@ -179,12 +174,8 @@ async fn command(api: &Api, command: Command) -> Response {
         );
     }
     match answer.await {
-        Ok(Ok(message)) => Json(json!({ "ok": true, "message": message })).into_response(),
-        Ok(Err(message)) => (
-            StatusCode::CONFLICT,
-            Json(json!({ "ok": false, "error": message })),
-        )
-            .into_response(),
+        Ok(Ok(message)) => Json(Reply::done(message)).into_response(),
+        Ok(Err(message)) => (StatusCode::CONFLICT, Json(Reply::refused(message))).into_response(),
         Err(_) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the daemon is shutting down",
@@ -213,11 +204,6 @@ async fn sync(
         }
         None => command(&api, Command::Sync).await,
     }
-}
-
-#[derive(serde::Deserialize)]
-struct RollbackRequest {
-    revision: String,
 }
 
 async fn rollback(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
@@ -271,11 +257,9 @@ async fn webhook(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Res
         return error(StatusCode::UNAUTHORIZED, "bad signature");
     }
     match api.shared.events.try_send(Event::Webhook) {
-        Ok(()) | Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => (
-            StatusCode::ACCEPTED,
-            Json(json!({ "ok": true, "message": "fetch scheduled" })),
-        )
-            .into_response(),
+        Ok(()) | Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+            (StatusCode::ACCEPTED, Json(Reply::done("fetch scheduled"))).into_response()
+        }
         Err(_) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the daemon is shutting down",

@@ -2,15 +2,15 @@
 //! serves the HTTP API. SIGTERM/SIGINT finish the driver calls in flight, leave the journal
 //! consistent, release the lease and exit 0.
 
-use crate::api::{Api, router};
-use crate::reconcile::{Event, Options, Reconciler, Shared, Status};
-use crate::source::Source;
-use crate::store::Store;
 use anyhow::{Context, Result};
+use daemon::reconcile::{Event, Options, Reconciler, Shared};
+use daemon::server::{Api, router};
+use daemon::source::Source;
+use daemon::store::Store;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -56,8 +56,9 @@ pub fn run(args: DaemonArgs) -> Result<u8> {
         .as_deref()
         .map(|p| read_secret(p, "webhook secret"))
         .transpose()?;
-    // Open (and migrate) the store up front, so a bad state directory fails fast.
-    Store::open(&args.state_dir)?;
+    // Opened (and migrated) once, up front, so a bad state directory fails fast; the loop, the
+    // API and the lease share this handle.
+    let store = Store::open(&args.state_dir)?;
     let source = Source::new(&args.repo, &args.branch, &args.path, &args.state_dir)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -65,17 +66,8 @@ pub fn run(args: DaemonArgs) -> Result<u8> {
         .build()?;
     rt.block_on(async move {
         let (tx, rx) = mpsc::channel(64);
-        let shutting_down = Arc::new(AtomicBool::new(false));
-        let shared = Arc::new(Shared {
-            status: RwLock::new(Status { source: source.describe(), sync_state: "starting".into(), ..Status::default() }),
-            plan: RwLock::new(None),
-            drift: RwLock::new(Vec::new()),
-            metrics: Default::default(),
-            ready: AtomicBool::new(false),
-            events: tx.clone(),
-            state_dir: args.state_dir.clone(),
-            shutting_down: shutting_down.clone(),
-        });
+        let shared = Arc::new(Shared::new(store, source.describe(), tx.clone()));
+        let shutting_down = shared.shutting_down.clone();
 
         // Directory mode: file events feed the loop, which debounces them.
         let _watcher = match &source {

@@ -1,0 +1,215 @@
+//! The bodies of the API, shared by the daemon (which serves them), the store (which keeps
+//! revisions and applies in these shapes) and the UI.
+
+use planner::model::SyncMode;
+use planner::plan::{DriftFinding, DriftStatus};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Defines an enum of states with its wire string (serde, `as_str`, `Display`, `FromStr`): one
+/// table per enum, so a state cannot be spelt two ways.
+#[macro_export]
+macro_rules! string_enum {
+    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant,)+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.pad(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = ::std::string::String;
+
+            fn from_str(s: &str) -> ::std::result::Result<$name, ::std::string::String> {
+                match s {
+                    $($text => ::std::result::Result::Ok($name::$variant),)+
+                    other => ::std::result::Result::Err(format!("`{other}` is not a {}", stringify!($name))),
+                }
+            }
+        }
+    };
+}
+
+string_enum! {
+    /// Where the daemon is with its stack.
+    #[derive(Default)]
+    pub enum SyncState {
+        /// Nothing reported yet (a client before its first answer).
+        #[default]
+        Unknown = "unknown",
+        Starting = "starting",
+        /// A new revision is being read, validated and planned.
+        Planning = "planning",
+        /// The applied revision is the tracked one and nothing is left to do.
+        Synced = "synced",
+        /// Changes are pending and sync is manual.
+        OutOfSync = "out-of-sync",
+        Applying = "applying",
+        /// A rollback holds the stack at an earlier revision.
+        Pinned = "pinned",
+        /// The plan breaks a policy (budget, protected delete).
+        Blocked = "blocked",
+        /// The newest revision does not validate; the last good one stays in force.
+        Invalid = "invalid",
+        Error = "error",
+        /// The UI reads a state directory, with no daemon behind it.
+        ReadOnly = "read-only",
+    }
+}
+
+string_enum! {
+    /// How an apply ended (or that it is still running).
+    pub enum ApplyStatus {
+        Running = "running",
+        Succeeded = "succeeded",
+        /// Some resources failed, some were applied.
+        Partial = "partial",
+        Failed = "failed",
+        /// The process stopped (SIGTERM, crash) before the apply finished.
+        Interrupted = "interrupted",
+    }
+}
+
+string_enum! {
+    /// Why an apply ran.
+    pub enum ApplyReason {
+        Apply = "apply",
+        Rollback = "rollback",
+        DriftCorrect = "drift-correct",
+    }
+}
+
+/// One revision of a stack as seen by the daemon (a commit, or a directory's content).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Revision {
+    pub revision: String,
+    /// `git`, `directory`, `saved plan`.
+    pub source: String,
+    pub author: Option<String>,
+    pub message: Option<String>,
+    /// Unix seconds.
+    pub seen_at: i64,
+    pub valid: bool,
+    /// Rendered diagnostics of an invalid revision.
+    pub errors: Option<String>,
+    /// Applied in full at some point (a rollback target).
+    pub applied: bool,
+    /// The revision in force now.
+    pub current: bool,
+}
+
+/// One apply (or rollback, or drift correction) in the history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyRecord {
+    pub id: i64,
+    pub revision: String,
+    pub reason: ApplyReason,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub status: ApplyStatus,
+    pub summary: Option<String>,
+}
+
+/// What the daemon reports at `/api/v1/status`: the stack, its revisions, sync state, pin,
+/// last error and counts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Status {
+    pub stack: Option<String>,
+    pub source: String,
+    /// The newest revision seen on the source (valid or not).
+    pub tracked_revision: Option<String>,
+    pub applied_revision: Option<String>,
+    pub sync_state: SyncState,
+    pub sync_mode: Option<SyncMode>,
+    pub pinned_revision: Option<String>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<i64>,
+    pub last_sync_at: Option<i64>,
+    /// When the last plan was ready (Unix ms) and how long it took from reading the revision.
+    pub last_plan_ready_ms: Option<u64>,
+    pub last_plan_duration_ms: Option<u64>,
+    /// When the last apply started (Unix ms).
+    pub last_apply_started_ms: Option<u64>,
+    /// Applied resources per kind.
+    pub resources: BTreeMap<String, usize>,
+    /// Findings of the last drift scan per status.
+    pub drift: BTreeMap<DriftStatus, usize>,
+}
+
+/// `GET /api/v1/revisions`: newest revision first; applies oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RevisionsBody {
+    pub revisions: Vec<Revision>,
+    pub applies: Vec<ApplyRecord>,
+}
+
+/// `GET /api/v1/drift`: the findings of the last scan.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DriftBody {
+    pub findings: Vec<DriftFinding>,
+}
+
+/// `POST /api/v1/rollback`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackRequest {
+    pub revision: String,
+}
+
+/// The answer of a mutating endpoint: `{"ok": true, "message": …}` or
+/// `{"ok": false, "error": …}`; errors of read endpoints carry `error` only.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Reply {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ok: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Reply {
+    pub fn done(message: impl Into<String>) -> Reply {
+        Reply {
+            ok: Some(true),
+            message: Some(message.into()),
+            error: None,
+        }
+    }
+
+    pub fn refused(error: impl Into<String>) -> Reply {
+        Reply {
+            ok: Some(false),
+            message: None,
+            error: Some(error.into()),
+        }
+    }
+
+    pub fn error(error: impl Into<String>) -> Reply {
+        Reply {
+            ok: None,
+            message: None,
+            error: Some(error.into()),
+        }
+    }
+}

@@ -1,0 +1,435 @@
+//! The store-backed commands (`plan` against the store, `apply`, `drift`, `history`,
+//! `rollback`, `resume`): each reads its arguments, calls one `ops` use case, and renders what
+//! it returns. Nothing here decides what happens to the world.
+
+use super::commands::{Colours, paint};
+use super::progress::TerminalProgress;
+use crate::ApplyOptions;
+use anyhow::{Context, Result, bail};
+use daemon::ops::{
+    self, ApplyOutcome, ApplyReport, ApplyRequest, DesiredSource, Ops, RollbackReport,
+};
+use daemon::source::content_revision;
+use daemon::store::{Store, format_time};
+use planner::Snapshot;
+use planner::plan::{DriftStatus, Plan};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// Operations on `store` for a command run by hand, reporting to the terminal.
+fn ops_for(store: Store, holder: &str, parallelism: usize, lock_timeout: Duration) -> Ops {
+    let mut ops = Ops::new(store, Arc::new(TerminalProgress::new()), holder);
+    ops.config = ops::EngineConfig::with_parallelism(parallelism);
+    ops.lock_timeout = lock_timeout;
+    ops
+}
+
+/// Asks for confirmation on a terminal; refuses without one unless auto-approved.
+fn confirm(auto_approve: bool, question: &str) -> Result<bool> {
+    if auto_approve {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "refusing to apply without confirmation: stdin is not a terminal; pass --auto-approve"
+        );
+    }
+    eprint!("{question} Only 'yes' will be accepted: ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(answer.trim() == "yes")
+}
+
+/// Shows the plan, then asks (for an approver callback, which cannot return an error).
+fn show_and_confirm(
+    plan: &Plan,
+    colours: Colours,
+    auto_approve: bool,
+    question: &str,
+    refusal: &mut Option<anyhow::Error>,
+) -> bool {
+    print_plan(plan, colours);
+    match confirm(auto_approve, question) {
+        Ok(yes) => yes,
+        Err(e) => {
+            *refusal = Some(e);
+            false
+        }
+    }
+}
+
+pub struct ApplyArgs<'a> {
+    pub stack: &'a Path,
+    pub plan_file: Option<&'a Path>,
+    pub state_dir: &'a Path,
+    pub refresh: bool,
+    pub options: ApplyOptions,
+}
+
+fn print_plan(plan: &Plan, colours: Colours) {
+    let text = planner::render::text(plan, colours.stdout);
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+fn analyzed(stack: &Path, colours: Colours) -> Result<Option<(Snapshot, String)>> {
+    let files = planner::load::read_dir(stack)?;
+    let revision = content_revision(&files);
+    let analysis = planner::analyze(files);
+    if !analysis.diagnostics.is_empty() {
+        eprint!(
+            "{}",
+            analysis.render_diagnostics(if colours.stderr {
+                planner::diagnostic::Colour::Always
+            } else {
+                planner::diagnostic::Colour::Never
+            })
+        );
+    }
+    if analysis.has_errors() {
+        eprintln!(
+            "{}: the stack has {}",
+            paint(colours, "1;31", "error"),
+            planner::diagnostic::tally(&analysis.diagnostics)
+        );
+        return Ok(None);
+    }
+    Ok(analysis.snapshot.map(|s| (s, revision)))
+}
+
+fn report_outcome(outcome: &ApplyOutcome, elapsed: Duration, colours: Colours) -> u8 {
+    for (address, error) in &outcome.failed {
+        eprintln!("{}: {address}: {error}", paint(colours, "1;31", "failed"));
+    }
+    for (address, why) in &outcome.skipped {
+        eprintln!("{}: {address}: {why}", paint(colours, "1;33", "skipped"));
+    }
+    println!(
+        "Apply {}: {} in {:.2} s.",
+        outcome.status(),
+        outcome.summary(),
+        elapsed.as_secs_f64()
+    );
+    u8::from(!outcome.failed.is_empty())
+}
+
+pub fn apply(args: ApplyArgs<'_>, colours: Colours) -> Result<u8> {
+    let request = match args.plan_file {
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read plan {}", file.display()))?;
+            let plan: Plan = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a platformd plan", file.display()))?;
+            ApplyRequest::from_saved_plan(plan)
+        }
+        None => match analyzed(args.stack, colours)? {
+            Some((desired, revision)) => ApplyRequest {
+                desired,
+                revision,
+                source: DesiredSource::Directory,
+                refresh: args.refresh,
+                allow_destroy: args.options.allow_destroy.clone(),
+            },
+            None => return Ok(1),
+        },
+    };
+    let store = Store::open(args.state_dir)?;
+    let ops = ops_for(
+        store,
+        "platformd apply",
+        args.options.parallelism,
+        args.options.lock_timeout,
+    );
+    let mut refusal = None;
+    let report = runtime()?.block_on(ops.apply(request, |plan| {
+        show_and_confirm(
+            plan,
+            colours,
+            args.options.auto_approve,
+            "Do you want to perform these actions?",
+            &mut refusal,
+        )
+    }))?;
+    if let Some(e) = refusal {
+        return Err(e);
+    }
+    match report {
+        ApplyReport::Blocked(plan) => {
+            print_plan(&plan, colours);
+            eprintln!(
+                "{}: the plan is blocked by policy; nothing was applied",
+                paint(colours, "1;31", "error")
+            );
+            Ok(3)
+        }
+        ApplyReport::NoChanges(plan) => {
+            print_plan(&plan, colours);
+            println!("No changes. The world matches the stack.");
+            Ok(0)
+        }
+        ApplyReport::Declined(_) => {
+            println!("Apply cancelled.");
+            Ok(1)
+        }
+        ApplyReport::Applied {
+            outcome, elapsed, ..
+        } => Ok(report_outcome(&outcome, elapsed, colours)),
+    }
+}
+
+/// `plan` without `--base`: against the store when one exists, else from nothing.
+pub fn plan_from_store(
+    stack: &Path,
+    state_dir: &Path,
+    refresh: bool,
+    allow_destroy: Vec<String>,
+    colours: Colours,
+) -> Result<Option<Plan>> {
+    let Some((desired, revision)) = analyzed(stack, colours)? else {
+        return Ok(None);
+    };
+    if !Store::exists(state_dir) {
+        if refresh {
+            bail!(
+                "--refresh needs a store; nothing has been applied from {}",
+                state_dir.display()
+            );
+        }
+        return Ok(Some(ops::plan_from_nothing(
+            &desired,
+            &revision,
+            allow_destroy,
+        )));
+    }
+    let store = Store::open(state_dir)?;
+    let mut plan = ops::plan_against_store(&store, &desired, &revision, allow_destroy)?.plan;
+    if refresh {
+        let ops = ops_for(store, "platformd plan", 8, Duration::ZERO);
+        let findings = runtime()?.block_on(ops.scan_drift(&desired, Some(&desired)))?;
+        plan.merge_drift(findings);
+    }
+    Ok(Some(plan))
+}
+
+pub fn drift(
+    stack: &Path,
+    state_dir: &Path,
+    detailed: bool,
+    json: bool,
+    colours: Colours,
+) -> Result<u8> {
+    let store = Store::open_existing(state_dir)?;
+    let applied = store.applied_revision()?;
+    // The drivers the world was made with; the current stack (when valid) tells declared
+    // resources apart from orphans.
+    let declared = analyzed(stack, colours)?.map(|(s, _)| s);
+    let reference = match (&applied, &declared) {
+        (Some(rev), _) => store.snapshot(rev)?,
+        (None, Some(d)) => Some(d.clone()),
+        (None, None) => None,
+    }
+    .ok_or_else(|| anyhow::anyhow!("nothing has been applied from {}", state_dir.display()))?;
+    let ops = ops_for(store, "platformd drift", 8, Duration::ZERO);
+    let findings = runtime()?.block_on(ops.scan_drift(&reference, declared.as_ref()))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&findings)?);
+    } else if findings.is_empty() {
+        println!("No drift: every applied resource matches what was applied.");
+    } else {
+        println!(
+            "{} finding{}:",
+            findings.len(),
+            if findings.len() == 1 { "" } else { "s" }
+        );
+        for f in &findings {
+            let policy = f
+                .policy
+                .map(|p| format!(" (drift policy: {})", p.as_str()))
+                .unwrap_or_default();
+            let (marker, code) = match f.status {
+                DriftStatus::Missing => ("-", "1;31"),
+                DriftStatus::Orphan => ("?", "1;35"),
+                DriftStatus::Drifted => ("~", "1;33"),
+            };
+            let line = format!("  {marker} {} {}{policy}", f.address, f.status);
+            println!(
+                "{}",
+                if colours.stdout {
+                    format!("\x1b[{code}m{line}\x1b[0m")
+                } else {
+                    line
+                }
+            );
+            for c in &f.changes {
+                let show = |v: &Option<serde_json::Value>| {
+                    v.as_ref().map_or("(absent)".to_string(), |v| v.to_string())
+                };
+                println!(
+                    "      {}: applied {} → live {}",
+                    c.path,
+                    show(&c.before),
+                    show(&c.after)
+                );
+            }
+        }
+        if findings.iter().any(|f| f.status != DriftStatus::Orphan) {
+            println!(
+                "\nCorrect with `platformd apply --refresh` (resources with drift policy `correct`)."
+            );
+        }
+        if findings.iter().any(|f| f.status == DriftStatus::Orphan) {
+            println!(
+                "Orphans are owned by platformd but not declared: declare them to adopt them, or delete them by hand."
+            );
+        }
+    }
+    Ok(if detailed && !findings.is_empty() {
+        2
+    } else {
+        0
+    })
+}
+
+pub fn history(state_dir: &Path, json: bool) -> Result<u8> {
+    if !Store::exists(state_dir) {
+        println!(
+            "No history: nothing has been applied from {}.",
+            state_dir.display()
+        );
+        return Ok(0);
+    }
+    let store = Store::open(state_dir)?;
+    let rows = store.history()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(0);
+    }
+    let applied = store.applied_revision()?;
+    let pin = store.pinned_revision()?;
+    // The row that made the current state: the last fully applied row of the applied revision.
+    let current_id = rows
+        .iter()
+        .rev()
+        .find(|r| {
+            applied.as_deref() == Some(r.revision.as_str())
+                && r.status == api::ApplyStatus::Succeeded
+        })
+        .map(|r| r.id);
+    println!(
+        "{:>4}  {:<23}  {:<9}  {:<11}  {:<24}  summary",
+        "id", "started", "reason", "status", "revision"
+    );
+    for r in rows {
+        let mut marks = String::new();
+        if Some(r.id) == current_id {
+            marks.push_str(" (current)");
+        }
+        if pin.as_deref() == Some(r.revision.as_str()) && r.reason == api::ApplyReason::Rollback {
+            marks.push_str(" (pinned)");
+        }
+        println!(
+            "{:>4}  {:<23}  {:<9}  {:<11}  {:<24}  {}{marks}",
+            r.id,
+            format_time(r.started_at),
+            r.reason,
+            r.status,
+            r.revision,
+            r.summary.unwrap_or_default()
+        );
+    }
+    if let Some(p) = pin {
+        println!(
+            "\nPinned to {p} by a rollback: new revisions are not applied until `platformd resume`."
+        );
+    }
+    Ok(0)
+}
+
+pub fn rollback(
+    revision: &str,
+    state_dir: &Path,
+    options: ApplyOptions,
+    colours: Colours,
+) -> Result<u8> {
+    let store = Store::open_existing(state_dir)?;
+    let ops = ops_for(
+        store.clone(),
+        "platformd rollback",
+        options.parallelism,
+        options.lock_timeout,
+    );
+    let mut refusal = None;
+    let mut shown = false;
+    let started = std::time::Instant::now();
+    let report = runtime()?.block_on(ops.rollback(
+        revision,
+        None,
+        options.allow_destroy.clone(),
+        |full, plan| {
+            shown = true;
+            println!("Rollback to {full}:");
+            show_and_confirm(
+                plan,
+                colours,
+                options.auto_approve,
+                "Roll back and pin the stack to this revision?",
+                &mut refusal,
+            )
+        },
+    ))?;
+    if let Some(e) = refusal {
+        return Err(e);
+    }
+    let show = |full: &str, plan: &Plan| {
+        if !shown {
+            println!("Rollback to {full}:");
+            print_plan(plan, colours);
+        }
+    };
+    match report {
+        RollbackReport::Blocked { revision, plan } => {
+            show(&revision, &plan);
+            eprintln!(
+                "{}: the rollback plan is blocked by policy; nothing was applied",
+                paint(colours, "1;31", "error")
+            );
+            Ok(3)
+        }
+        RollbackReport::Declined { .. } => {
+            println!("Rollback cancelled.");
+            Ok(1)
+        }
+        RollbackReport::Done {
+            revision,
+            plan,
+            outcome,
+        } => {
+            show(&revision, &plan);
+            let code = outcome.map_or(0, |o| report_outcome(&o, started.elapsed(), colours));
+            println!(
+                "Pinned to {revision}. New revisions are not applied until `platformd resume`."
+            );
+            Ok(code)
+        }
+    }
+}
+
+pub fn resume(state_dir: &Path) -> Result<u8> {
+    let store = Store::open_existing(state_dir)?;
+    match ops::resume(&store)? {
+        Some(rev) => {
+            println!("Resumed: no longer pinned to {rev}; the next apply follows the stack.")
+        }
+        None => println!("Not pinned; nothing to resume."),
+    }
+    Ok(0)
+}

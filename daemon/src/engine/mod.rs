@@ -1,0 +1,423 @@
+//! The apply engine: executes a plan against drivers, journaling every driver call.
+//!
+//! Idempotency and crash safety (written down in `docs/APPLY.md`):
+//! - before each driver call an intent (what, where, the full desired resource) is journaled;
+//!   after it, the result and the new resource state are written in one transaction;
+//! - driver `apply` and `delete` are idempotent, so repeating a call is harmless;
+//! - on start, [`Engine::recover`] observes every resource with an unfinished intent: if the
+//!   world already matches the intent it is recorded as done (never applied twice), otherwise
+//!   the intent is closed as abandoned and the next plan redoes it from the recorded state;
+//! - a failed journal or store write stops the apply with an error: nothing is done that the
+//!   store could not record.
+//!
+//! `schedule.rs` walks the plan (order, parallelism, failure isolation), `recover.rs` closes
+//! what a crash left open, `drift.rs` compares the world with the store. The engine never
+//! prints: it reports through a [`Progress`] sink.
+
+mod drift;
+mod recover;
+mod schedule;
+
+use crate::store::{IntentResult, JournalAction, Store, StoreError, StoredResource};
+use api::ApplyStatus;
+use drivers::{DesiredResource, Driver, DriverError, Outputs};
+use planner::Snapshot;
+use planner::plan::Action;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub parallelism: usize,
+    pub per_driver: usize,
+    pub retries: u32,
+    pub backoff_base: Duration,
+    pub ready_timeout: Duration,
+}
+
+impl EngineConfig {
+    /// `parallelism` calls in flight at once, also the per-driver limit.
+    pub fn with_parallelism(parallelism: usize) -> EngineConfig {
+        EngineConfig {
+            parallelism: parallelism.max(1),
+            per_driver: parallelism.max(1),
+            ..EngineConfig::default()
+        }
+    }
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            parallelism: 8,
+            per_driver: 8,
+            retries: 4,
+            backoff_base: Duration::from_millis(200),
+            ready_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no driver `{0}` is configured")]
+    NoDriver(String),
+    #[error("driver `{driver}` cannot observe: {source}")]
+    Observe { driver: String, source: DriverError },
+}
+
+/// What happened to one resource during an apply, as told to a [`Progress`] sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResourceEvent {
+    Done(Action),
+    Failed(String),
+    /// Not attempted: what it waits on failed, or platformd is shutting down.
+    Skipped(String),
+}
+
+/// Where the engine and the operations report progress. The CLI draws a progress bar; the
+/// daemon logs tracing events. Implementations must not block.
+pub trait Progress: Send + Sync {
+    /// An apply of `total` changes starts.
+    fn started(&self, _total: usize) {}
+    fn resource(&self, address: &str, event: &ResourceEvent, elapsed: Duration);
+    /// Something the operator should know that is not a resource's result (waiting for the
+    /// lease, recovered intents).
+    fn notice(&self, message: &str);
+}
+
+/// Progress as tracing events (the daemon; `--log-format json` applies).
+pub struct TracingProgress;
+
+impl Progress for TracingProgress {
+    fn resource(&self, address: &str, event: &ResourceEvent, elapsed: Duration) {
+        let elapsed_ms = elapsed.as_millis() as u64;
+        match event {
+            ResourceEvent::Done(action) => {
+                tracing::info!(
+                    resource = address,
+                    action = action.as_str(),
+                    elapsed_ms,
+                    "applied"
+                )
+            }
+            ResourceEvent::Failed(error) => {
+                tracing::warn!(resource = address, error = %error, elapsed_ms, "apply failed")
+            }
+            ResourceEvent::Skipped(why) => {
+                tracing::warn!(resource = address, reason = %why, "skipped")
+            }
+        }
+    }
+
+    fn notice(&self, message: &str) {
+        tracing::info!(message, "notice");
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ApplyOutcome {
+    pub succeeded: Vec<String>,
+    pub failed: Vec<(String, String)>,
+    pub skipped: Vec<(String, String)>,
+    /// Set when SIGTERM stopped the apply before everything ran.
+    pub interrupted: bool,
+}
+
+impl ApplyOutcome {
+    pub fn status(&self) -> ApplyStatus {
+        match (
+            self.interrupted,
+            self.failed.is_empty(),
+            self.succeeded.is_empty(),
+        ) {
+            (true, _, _) => ApplyStatus::Interrupted,
+            (false, true, _) => ApplyStatus::Succeeded,
+            (false, false, true) => ApplyStatus::Failed,
+            (false, false, false) => ApplyStatus::Partial,
+        }
+    }
+
+    /// Everything in the plan was applied.
+    pub fn complete(&self) -> bool {
+        self.status() == ApplyStatus::Succeeded && self.skipped.is_empty()
+    }
+
+    pub fn summary(&self) -> String {
+        format!(
+            "{} applied, {} failed, {} skipped",
+            self.succeeded.len(),
+            self.failed.len(),
+            self.skipped.len()
+        )
+    }
+}
+
+pub struct Engine {
+    pub store: Store,
+    pub drivers: BTreeMap<String, Arc<dyn Driver>>,
+    pub config: EngineConfig,
+    /// When set (SIGTERM), no new driver call starts; calls in flight finish and are journaled,
+    /// the rest is skipped and the apply ends `interrupted`.
+    pub cancel: Arc<AtomicBool>,
+    pub progress: Arc<dyn Progress>,
+}
+
+/// Why one change did not complete.
+#[derive(Debug)]
+enum TaskError {
+    /// The driver refused or failed: the resource failed, independent branches go on.
+    Driver(String),
+    /// The store could not record: the apply stops.
+    Store(StoreError),
+}
+
+impl From<StoreError> for TaskError {
+    fn from(e: StoreError) -> TaskError {
+        TaskError::Store(e)
+    }
+}
+
+/// One change to execute.
+#[derive(Clone)]
+struct Task {
+    address: String,
+    action: Action,
+    driver: String,
+    prior_driver: Option<String>,
+}
+
+/// Deterministic-per-call jitter in [0.5, 1.5).
+fn jitter(seed: &str, attempt: u32) -> f64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ u64::from(attempt);
+    for b in seed.bytes().chain(std::process::id().to_le_bytes()) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    0.5 + (h % 1000) as f64 / 1000.0
+}
+
+/// The desired resource handed to a driver: spec plus wired values resolved from the outputs of
+/// applied dependencies.
+pub fn desired_resource(
+    store: &Store,
+    stack: &str,
+    address: &str,
+    snapshot: &planner::snapshot::ResourceSnapshot,
+) -> Result<DesiredResource, StoreError> {
+    let spec = snapshot.spec.value();
+    let mut wired = BTreeMap::new();
+    if let Some(serde_json::Value::Object(env)) = spec.get("env") {
+        for (name, v) in env {
+            let Some(from) = v.get("from").and_then(|f| f.as_str()) else {
+                continue;
+            };
+            let (target, output) = from.rsplit_once('.').unwrap_or((from, ""));
+            if let Some(value) = store.outputs(target)?.and_then(|o| o.get(output).cloned()) {
+                wired.insert(name.clone(), value);
+            }
+        }
+    }
+    Ok(DesiredResource {
+        stack: stack.to_string(),
+        address: address.to_string(),
+        kind: snapshot.kind,
+        name: snapshot.name.clone(),
+        spec,
+        wired,
+    })
+}
+
+/// Env values wired from outputs that are not available (their producer is not applied).
+fn unresolved_wiring(resource: &DesiredResource) -> Option<String> {
+    let env = resource.spec.get("env")?.as_object()?;
+    env.iter().find_map(|(name, v)| {
+        let from = v.get("from")?.as_str()?;
+        if resource.wired.contains_key(name) {
+            return None;
+        }
+        let (target, output) = from.rsplit_once('.').unwrap_or((from, ""));
+        Some(format!(
+            "output `{output}` of {target} is not available: it has not been applied"
+        ))
+    })
+}
+
+impl Engine {
+    fn driver(&self, name: &str) -> Result<Arc<dyn Driver>, EngineError> {
+        self.drivers
+            .get(name)
+            .cloned()
+            .ok_or_else(|| EngineError::NoDriver(name.to_string()))
+    }
+
+    async fn with_retries<T, F, Fut>(
+        &self,
+        journal_id: i64,
+        what: &str,
+        mut call: F,
+    ) -> Result<Result<T, DriverError>, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, DriverError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            if attempt > 0 {
+                self.store.journal_attempt(journal_id)?;
+            }
+            match call().await {
+                Ok(v) => return Ok(Ok(v)),
+                Err(e) if e.retryable && attempt < self.config.retries => {
+                    let delay = self
+                        .config
+                        .backoff_base
+                        .mul_f64(2f64.powi(attempt as i32) * jitter(what, attempt));
+                    tracing::warn!(resource = what, attempt = attempt + 1, delay_ms = delay.as_millis() as u64, error = %e, "retryable error; backing off");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+    }
+
+    async fn run(
+        &self,
+        task: &Task,
+        desired: &Snapshot,
+        prior: &Snapshot,
+        apply_id: i64,
+        revision: &str,
+    ) -> Result<(), TaskError> {
+        let driver = self
+            .driver(&task.driver)
+            .map_err(|e| TaskError::Driver(e.to_string()))?;
+        let stack = desired.stack.clone();
+        let Some(action) = JournalAction::of(task.action) else {
+            return Ok(());
+        };
+        if action == JournalAction::Delete {
+            let before = prior
+                .resources
+                .get(&task.address)
+                .ok_or_else(|| TaskError::Driver("not in the prior state".into()))?;
+            let stored = self.store.resource(&task.address)?;
+            let journal_id = self.store.journal_intent(
+                apply_id,
+                &task.address,
+                action,
+                &task.driver,
+                stored.as_ref(),
+            )?;
+            let result = self
+                .with_retries(journal_id, &task.address, || {
+                    driver.delete(&stack, before.kind, &before.name)
+                })
+                .await?;
+            return self.finish(
+                journal_id,
+                result.map(|()| None),
+                apply_id,
+                revision,
+                &task.address,
+                None,
+            );
+        }
+        let snapshot = desired
+            .resources
+            .get(&task.address)
+            .ok_or_else(|| TaskError::Driver("not in the desired state".into()))?;
+        let resource = desired_resource(&self.store, &stack, &task.address, snapshot)?;
+        if let Some(problem) = unresolved_wiring(&resource) {
+            return Err(TaskError::Driver(problem));
+        }
+        let stored = StoredResource {
+            snapshot: snapshot.clone(),
+            desired: resource.clone(),
+        };
+        let journal_id = self.store.journal_intent(
+            apply_id,
+            &task.address,
+            action,
+            &task.driver,
+            Some(&stored),
+        )?;
+        if action == JournalAction::Replace {
+            // Names are identifiers, so the old one goes first (destroy, then create).
+            let old_driver = task.prior_driver.as_deref().unwrap_or(&task.driver);
+            let old = self
+                .driver(old_driver)
+                .map_err(|e| TaskError::Driver(e.to_string()))?;
+            let before = prior
+                .resources
+                .get(&task.address)
+                .ok_or_else(|| TaskError::Driver("not in the prior state".into()))?;
+            let deleted = self
+                .with_retries(journal_id, &task.address, || {
+                    old.delete(&stack, before.kind, &before.name)
+                })
+                .await?;
+            if let Err(e) = deleted {
+                return self.finish(journal_id, Err(e), apply_id, revision, &task.address, None);
+            }
+        }
+        let result = match self
+            .with_retries(journal_id, &task.address, || driver.apply(&resource))
+            .await?
+        {
+            Ok(outputs) => match tokio::time::timeout(
+                self.config.ready_timeout,
+                driver.wait_ready(&resource, self.config.ready_timeout),
+            )
+            .await
+            {
+                Ok(Ok(())) => Ok(Some(outputs)),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(DriverError::retryable(format!(
+                    "not ready after {:?}",
+                    self.config.ready_timeout
+                ))),
+            },
+            Err(e) => Err(e),
+        };
+        self.finish(
+            journal_id,
+            result,
+            apply_id,
+            revision,
+            &task.address,
+            Some(&stored),
+        )
+    }
+
+    fn finish(
+        &self,
+        journal_id: i64,
+        result: Result<Option<Outputs>, DriverError>,
+        apply_id: i64,
+        revision: &str,
+        address: &str,
+        stored: Option<&StoredResource>,
+    ) -> Result<(), TaskError> {
+        match (result, stored) {
+            (Ok(Some(outputs)), Some(stored)) => {
+                self.store
+                    .journal_applied(journal_id, apply_id, revision, stored, &outputs)?;
+                Ok(())
+            }
+            (Ok(_), _) => {
+                self.store.journal_deleted(journal_id, address)?;
+                Ok(())
+            }
+            (Err(e), _) => {
+                self.store
+                    .journal_failed(journal_id, IntentResult::Failed, address, &e.message)?;
+                Err(TaskError::Driver(e.message))
+            }
+        }
+    }
+}

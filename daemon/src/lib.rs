@@ -1,0 +1,19 @@
+//! The platformd core: the store, the apply engine, the use cases (`ops`), the revision
+//! sources, the reconcile loop and the HTTP server. The `platformd` binary (`main.rs`, `cli/`)
+//! is a thin layer over it that decides what to print. Layering, bottom up (no module imports
+//! one above it):
+//!
+//! ```text
+//! store ◀── engine ◀── ops ◀── reconcile ◀── server
+//!                  source, git ◀──┘
+//! ```
+//!
+//! See `docs/ARCHITECTURE.md`.
+
+pub mod engine;
+pub mod git;
+pub mod ops;
+pub mod reconcile;
+pub mod server;
+pub mod source;
+pub mod store;

@@ -1,0 +1,113 @@
+//! Drift: scan (observe every driver, compare with the store, record the findings) and
+//! correct (re-apply what was chosen).
+
+use super::{ApplyOutcome, Ops, OpsError, plan_against_store};
+use api::ApplyReason;
+use planner::Snapshot;
+use planner::model::DriftPolicy;
+use planner::plan::{DriftFinding, DriftStatus, Plan};
+
+/// Which findings a correction touches. `ignore` and orphans never are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DriftScope {
+    /// The scheduled check: findings with policy `correct`.
+    Scheduled,
+    /// An operator's request: policy `report` too (that is what the request is for), all
+    /// findings or only one resource's.
+    Operator { only: Option<String> },
+}
+
+impl DriftScope {
+    fn includes(&self, finding: &DriftFinding) -> bool {
+        if finding.status == DriftStatus::Orphan {
+            return false;
+        }
+        match self {
+            DriftScope::Scheduled => finding.policy == Some(DriftPolicy::Correct),
+            DriftScope::Operator { only } => {
+                matches!(
+                    finding.policy,
+                    Some(DriftPolicy::Correct | DriftPolicy::Report)
+                ) && only.as_ref().is_none_or(|a| &finding.address == a)
+            }
+        }
+    }
+}
+
+pub struct CorrectionReport {
+    /// How many findings were chosen for correction (0: nothing to do).
+    pub corrected: usize,
+    /// The plan that corrected them and how its apply went.
+    pub applied: Option<(Plan, ApplyOutcome)>,
+}
+
+impl Ops {
+    /// Observes the drivers `reference` declares and compares with the store; the findings are
+    /// recorded (an empty scan too) and returned. `declared` (the current stack) keeps
+    /// resources declared but not yet applied from being called orphans.
+    pub async fn scan_drift(
+        &self,
+        reference: &Snapshot,
+        declared: Option<&Snapshot>,
+    ) -> Result<Vec<DriftFinding>, OpsError> {
+        let stack = self
+            .store
+            .stack_name()?
+            .unwrap_or_else(|| reference.stack.clone());
+        let findings = self
+            .engine(reference)?
+            .scan_drift(&stack, declared)
+            .await
+            .map_err(OpsError::DriftScan)?;
+        self.store.record_drift(&findings)?;
+        Ok(findings)
+    }
+
+    /// Corrects the findings `scope` chooses by applying `snapshot` (the revision in force)
+    /// with those resources re-applied, whatever their policy.
+    pub async fn correct_drift(
+        &self,
+        snapshot: &Snapshot,
+        revision: &str,
+        findings: Vec<DriftFinding>,
+        scope: &DriftScope,
+    ) -> Result<CorrectionReport, OpsError> {
+        let chosen: Vec<DriftFinding> = findings
+            .into_iter()
+            .filter(|f| scope.includes(f))
+            .map(|mut f| {
+                f.policy = Some(DriftPolicy::Correct);
+                f
+            })
+            .collect();
+        if chosen.is_empty() {
+            return Ok(CorrectionReport {
+                corrected: 0,
+                applied: None,
+            });
+        }
+        if let Some(pin) = self.store.pinned_revision()? {
+            return Err(OpsError::Pinned(pin));
+        }
+        let corrected = chosen.len();
+        let session = self.session(snapshot).await?;
+        let mut planned = plan_against_store(&self.store, snapshot, revision, Vec::new())?;
+        planned.plan.merge_drift(chosen);
+        if planned.plan.policy.blocked {
+            return Err(OpsError::Blocked("correction"));
+        }
+        let applied = session
+            .execute(
+                &planned.plan,
+                snapshot,
+                revision,
+                ApplyReason::DriftCorrect,
+                None,
+            )
+            .await?;
+        Ok(CorrectionReport {
+            corrected,
+            applied: Some(applied),
+        })
+    }
+}

@@ -1,0 +1,237 @@
+//! The use cases, each written once and called by the CLI, the reconcile loop, the HTTP API
+//! and the UI's state-directory mode alike: plan against the store, apply, rollback and its
+//! preview, resume, drift scan and correction, history.
+//!
+//! Operations take a [`Store`] and a [`Progress`] sink, return typed outcomes, and never
+//! print: what to show, and how, is decided by the caller (the CLI renders text, the API JSON).
+
+mod apply;
+mod drift;
+mod rollback;
+
+pub use crate::engine::{ApplyOutcome, EngineConfig, Progress, ResourceEvent, TracingProgress};
+pub use apply::{ApplyReport, ApplyRequest, DesiredSource};
+pub use drift::{CorrectionReport, DriftScope};
+pub use rollback::{RollbackReport, resolve_revision, resume, rollback_preview};
+
+use crate::engine::{Engine, EngineError};
+use crate::store::{LeaseGuard, Store, StoreError};
+use planner::Snapshot;
+use planner::plan::{MadeAgainst, Plan, PlanOptions};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Drivers(#[from] drivers::registry::RegistryError),
+    #[error(
+        "the stack is pinned to revision {0} by a rollback; run `platformd resume` to follow the stack again"
+    )]
+    Pinned(String),
+    #[error("no applied revision `{0}` in the history; see `platformd history`")]
+    UnknownRevision(String),
+    #[error("revision prefix `{prefix}` is ambiguous: it matches {}", candidates.join(", "))]
+    AmbiguousRevision {
+        prefix: String,
+        candidates: Vec<String>,
+    },
+    #[error("revision {0} was never applied in full, so it is not a rollback target")]
+    NotRollbackTarget(String),
+    #[error(
+        "this plan was made between git revisions (--base), not against the store; make one with `platformd plan STACK --out FILE`"
+    )]
+    PlanNotFromStore,
+    #[error(
+        "the saved plan is stale: it was made against state generation {made_generation} (revision {made_revision}), the store is now at generation {generation} (revision {revision}); make a new plan"
+    )]
+    StalePlan {
+        made_generation: String,
+        made_revision: String,
+        generation: u64,
+        revision: String,
+    },
+    #[error("no valid revision yet")]
+    NoRevision,
+    #[error("the {0} is blocked by policy")]
+    Blocked(&'static str),
+    #[error("drift scan failed: {0}")]
+    DriftScan(EngineError),
+}
+
+/// A plan with the prior state it was made from.
+pub struct Planned {
+    pub prior: Snapshot,
+    pub plan: Plan,
+}
+
+/// What every operation works with: the store, where progress goes, engine limits, and the
+/// flag that stops new driver calls (SIGTERM).
+#[derive(Clone)]
+pub struct Ops {
+    pub store: Store,
+    pub progress: Arc<dyn Progress>,
+    pub config: EngineConfig,
+    pub cancel: Arc<AtomicBool>,
+    /// Who takes the applier lease (`platformd apply`, `platformd daemon`).
+    pub holder: String,
+    /// How long to wait for another applier.
+    pub lock_timeout: Duration,
+}
+
+/// An engine holding the applier lease, with what a crash left open already recovered.
+pub struct Session {
+    pub engine: Arc<Engine>,
+    pub recovered: usize,
+    _lease: LeaseGuard,
+}
+
+impl Ops {
+    pub fn new(store: Store, progress: Arc<dyn Progress>, holder: &str) -> Ops {
+        Ops {
+            store,
+            progress,
+            config: EngineConfig::default(),
+            cancel: Arc::new(AtomicBool::new(false)),
+            holder: holder.to_string(),
+            lock_timeout: Duration::ZERO,
+        }
+    }
+
+    /// An engine with the drivers `snapshot` declares (no lease: for observing).
+    pub fn engine(&self, snapshot: &Snapshot) -> Result<Arc<Engine>, OpsError> {
+        Ok(Arc::new(Engine {
+            store: self.store.clone(),
+            drivers: drivers::registry::build(snapshot)?,
+            config: self.config.clone(),
+            cancel: self.cancel.clone(),
+            progress: self.progress.clone(),
+        }))
+    }
+
+    /// Takes the applier lease, builds the drivers of `snapshot` and closes the intents an
+    /// interrupted apply left open.
+    pub async fn session(&self, snapshot: &Snapshot) -> Result<Session, OpsError> {
+        let progress = self.progress.clone();
+        let timeout = self.lock_timeout;
+        let lease = LeaseGuard::acquire(&self.store, &self.holder, timeout, &|e| {
+            progress.notice(&format!("{e}; waiting up to {}s", timeout.as_secs()))
+        })?;
+        let engine = self.engine(snapshot)?;
+        let recovered = engine.recover().await?;
+        if recovered > 0 {
+            self.progress.notice(&format!(
+                "recovered {recovered} unfinished driver call(s) from an interrupted apply"
+            ));
+        }
+        Ok(Session {
+            engine,
+            recovered,
+            _lease: lease,
+        })
+    }
+}
+
+/// Plans `desired` against the store's last applied state.
+pub fn plan_against_store(
+    store: &Store,
+    desired: &Snapshot,
+    head_revision: &str,
+    allow_destroy: Vec<String>,
+) -> Result<Planned, OpsError> {
+    let prior = store.prior_snapshot()?;
+    let plan = plan_from_prior(store, &prior, desired, head_revision, allow_destroy)?;
+    Ok(Planned { prior, plan })
+}
+
+/// Plans `desired` against `prior`, which the caller read from the store (the daemon keeps it
+/// between revisions while the store generation stays the same).
+pub fn plan_from_prior(
+    store: &Store,
+    prior: &Snapshot,
+    desired: &Snapshot,
+    head_revision: &str,
+    allow_destroy: Vec<String>,
+) -> Result<Plan, OpsError> {
+    let made_against = MadeAgainst {
+        base_revision: store.applied_revision()?,
+        head_revision: Some(head_revision.to_string()),
+        state_generation: Some(store.generation()?),
+    };
+    Ok(planner::plan::plan(
+        prior,
+        desired,
+        &PlanOptions {
+            allow_destroy,
+            made_against,
+        },
+    ))
+}
+
+/// Records a plan in the store's history; returns its id. Plans are stored with their changes
+/// only: a 10,000-resource no-op plan is megabytes.
+pub fn record_plan(store: &Store, revision: &str, plan: &Plan) -> Result<i64, OpsError> {
+    Ok(store.record_plan(Some(revision), &planner::render::json(&plan.changes_only()))?)
+}
+
+/// Plans `desired` when no store exists yet: from nothing, at generation 0.
+pub fn plan_from_nothing(
+    desired: &Snapshot,
+    head_revision: &str,
+    allow_destroy: Vec<String>,
+) -> Plan {
+    let made_against = MadeAgainst {
+        base_revision: None,
+        head_revision: Some(head_revision.to_string()),
+        state_generation: Some(0),
+    };
+    planner::plan::plan(
+        &Snapshot::empty(&desired.stack),
+        desired,
+        &PlanOptions {
+            allow_destroy,
+            made_against,
+        },
+    )
+}
+
+impl Session {
+    /// Applies `plan` (made against the store) and records it under `revision`. When recovery
+    /// changed the store since the plan was made, the plan is made again from the store,
+    /// keeping its drift corrections.
+    pub async fn execute(
+        &self,
+        plan: &Plan,
+        desired: &Snapshot,
+        revision: &str,
+        reason: api::ApplyReason,
+        recorded_plan: Option<i64>,
+    ) -> Result<(Plan, ApplyOutcome), OpsError> {
+        let store = &self.engine.store;
+        let moved = plan.made_against.state_generation != Some(store.generation()?);
+        let Planned { prior, plan } = if self.recovered > 0 && moved {
+            let mut planned = plan_against_store(store, desired, revision, Vec::new())?;
+            planned.plan.merge_drift(plan.drift.clone());
+            planned
+        } else {
+            Planned {
+                prior: store.prior_snapshot()?,
+                plan: plan.clone(),
+            }
+        };
+        let plan_id = match recorded_plan {
+            Some(id) if !(self.recovered > 0 && moved) => id,
+            _ => record_plan(store, revision, &plan)?,
+        };
+        let outcome = self
+            .engine
+            .apply(&plan, &prior, desired, revision, reason, Some(plan_id))
+            .await?;
+        Ok((plan, outcome))
+    }
+}

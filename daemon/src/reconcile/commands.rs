@@ -1,0 +1,91 @@
+//! Operator commands sent by the HTTP API (and so the UI): each one an `ops` call made from the
+//! loop, so a request never races an apply.
+
+use super::Reconciler;
+use crate::ops::{DriftScope, RollbackReport};
+use api::{ApplyReason, SyncState};
+
+#[derive(Debug)]
+pub enum Command {
+    Sync,
+    Rollback(String),
+    Resume,
+    /// Correct drift now: one resource, or every finding with policy `correct` or `report`.
+    CorrectDrift(Option<String>),
+}
+
+impl Reconciler {
+    pub(super) async fn command(&mut self, command: Command) -> Result<String, String> {
+        match command {
+            Command::CorrectDrift(only) => self.drift_check(DriftScope::Operator { only }).await,
+            Command::Sync => {
+                self.poll().await;
+                let Some((revision, snapshot)) = self.last_good.clone() else {
+                    return Err("no valid revision to sync".into());
+                };
+                if let Some(pin) = self.store().pinned_revision().map_err(super::failed)? {
+                    return Err(format!("pinned to {pin} by a rollback; resume first"));
+                }
+                self.reconcile(&revision, &snapshot, true, ApplyReason::Apply)
+                    .await?;
+                Ok(format!("synced to {revision}"))
+            }
+            Command::Rollback(target) => self.rollback(&target).await,
+            Command::Resume => {
+                crate::ops::resume(self.store()).map_err(super::failed)?;
+                self.shared.update(|s| s.pinned_revision = None);
+                let Some((revision, snapshot)) = self.last_good.clone() else {
+                    return Ok("resumed".into());
+                };
+                self.reconcile(&revision, &snapshot, true, ApplyReason::Apply)
+                    .await?;
+                Ok(format!("resumed; synced to {revision}"))
+            }
+        }
+    }
+
+    async fn rollback(&mut self, target: &str) -> Result<String, String> {
+        let before = self.shared.status().sync_state;
+        let tip = self.last_seen.clone();
+        let report = self
+            .ops
+            .rollback(target, tip.as_deref(), Vec::new(), |_, _| true)
+            .await;
+        let (revision, applied) = match report {
+            Ok(RollbackReport::Done {
+                revision,
+                plan,
+                outcome,
+            }) => (revision, outcome.map(|o| (plan, o))),
+            Ok(RollbackReport::Blocked { .. }) => {
+                self.set_state(before);
+                return Err("the rollback plan is blocked by policy".into());
+            }
+            // The daemon's approver always agrees; kept total rather than assumed.
+            Ok(RollbackReport::Declined { revision, .. }) => {
+                self.set_state(before);
+                return Err(format!("the rollback to {revision} was declined"));
+            }
+            Err(e) => {
+                self.set_state(before);
+                return Err(e.to_string());
+            }
+        };
+        if let Some((plan, outcome)) = applied {
+            let snapshot = self
+                .store()
+                .snapshot(&revision)
+                .map_err(super::failed)?
+                .unwrap_or_else(|| planner::Snapshot::empty(""));
+            self.applied(&plan, &outcome, &snapshot, &revision, ApplyReason::Rollback)?;
+        }
+        self.shared.update(|s| {
+            s.pinned_revision = Some(revision.clone());
+            s.applied_revision = Some(revision.clone());
+            s.sync_state = SyncState::Pinned;
+        });
+        Ok(format!(
+            "rolled back to {revision}; pinned until resume or a new revision"
+        ))
+    }
+}

@@ -1,0 +1,134 @@
+//! The daemon's Prometheus metrics (all `platformd_` prefixed), on the `prometheus-client`
+//! crate; `/metrics` serves the OpenMetrics text encoding.
+
+use api::ApplyReason;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::time::Duration;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub driver: String,
+    pub outcome: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub revisions_seen: Counter,
+    revisions_applied: Counter,
+    pub revisions_invalid: Counter,
+    pub fetch_failures: Counter,
+    pub drift_findings: Gauge,
+    last_successful_sync: Gauge,
+    apply_outcomes: Family<OutcomeLabels, Counter>,
+    reconcile_duration: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let revisions_seen = Counter::default();
+        let revisions_applied = Counter::default();
+        let revisions_invalid = Counter::default();
+        let fetch_failures = Counter::default();
+        let drift_findings = Gauge::default();
+        let last_successful_sync = Gauge::default();
+        let apply_outcomes = Family::<OutcomeLabels, Counter>::default();
+        let reconcile_duration = Histogram::new([0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 15.0, 60.0]);
+        registry.register(
+            "platformd_revisions_seen",
+            "Revisions seen on the source",
+            revisions_seen.clone(),
+        );
+        registry.register(
+            "platformd_revisions_applied",
+            "Revisions applied in full (applies and rollbacks; not drift corrections)",
+            revisions_applied.clone(),
+        );
+        registry.register(
+            "platformd_revisions_invalid",
+            "Revisions rejected as invalid",
+            revisions_invalid.clone(),
+        );
+        registry.register(
+            "platformd_fetch_failures",
+            "Failed fetches of the source",
+            fetch_failures.clone(),
+        );
+        registry.register(
+            "platformd_drift_findings",
+            "Findings of the last drift scan",
+            drift_findings.clone(),
+        );
+        registry.register(
+            "platformd_last_successful_sync_timestamp_seconds",
+            "When the last apply succeeded",
+            last_successful_sync.clone(),
+        );
+        registry.register(
+            "platformd_apply_outcomes",
+            "Resource applies by driver and outcome",
+            apply_outcomes.clone(),
+        );
+        registry.register(
+            "platformd_reconcile_duration_seconds",
+            "Time from a new revision to the end of its apply",
+            reconcile_duration.clone(),
+        );
+        Metrics {
+            registry,
+            revisions_seen,
+            revisions_applied,
+            revisions_invalid,
+            fetch_failures,
+            drift_findings,
+            last_successful_sync,
+            apply_outcomes,
+            reconcile_duration,
+        }
+    }
+
+    /// A revision is in force after an apply for `reason`: count it (drift corrections do not
+    /// apply a revision) and stamp the time.
+    pub fn record_sync(&self, reason: ApplyReason) {
+        if reason != ApplyReason::DriftCorrect {
+            self.revisions_applied.inc();
+        }
+        self.last_successful_sync.set(crate::store::now());
+    }
+
+    pub fn record_outcome(&self, driver: &str, outcome: &'static str) {
+        self.apply_outcomes
+            .get_or_create(&OutcomeLabels {
+                driver: driver.to_string(),
+                outcome,
+            })
+            .inc();
+    }
+
+    pub fn observe_reconcile(&self, d: Duration) {
+        self.reconcile_duration.observe(d.as_secs_f64());
+    }
+
+    /// The exposition text.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        out
+    }
+}
+
+/// The content type of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

@@ -1,0 +1,641 @@
+//! The reconcile loop: one task driven by a closed set of events.
+//!
+//! new revision → validate → record → plan → apply (when `sync "auto"`, not pinned and not
+//! blocked by policy). An invalid revision is recorded with its diagnostics and surfaced in the
+//! status while the last good revision stays in force. Drift checks run on their own interval and
+//! correct what has drift policy `correct`. Fetch failures back off exponentially with jitter
+//! while the daemon keeps serving the last good revision. Operator commands (sync, rollback,
+//! resume, correct drift) are handled in `commands.rs`; every use case is an `ops` call.
+
+mod commands;
+pub mod metrics;
+
+pub use commands::Command;
+pub use metrics::Metrics;
+
+use crate::ops::{ApplyOutcome, DriftScope, Ops, OpsError};
+use crate::source::{Revision, Source};
+use crate::store::Store;
+use api::{ApplyReason, Status, SyncState};
+use planner::Snapshot;
+use planner::load::ParseCache;
+use planner::model::SyncMode;
+use planner::plan::{DriftFinding, Plan};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// Everything that can make the loop act.
+#[derive(Debug)]
+pub enum Event {
+    PollTick,
+    Webhook,
+    FileChanged,
+    DriftTick,
+    Command(Command, oneshot::Sender<Result<String, String>>),
+    Shutdown,
+}
+
+/// State shared between the loop and the HTTP API.
+pub struct Shared {
+    pub status: RwLock<Status>,
+    pub plan: RwLock<Option<Plan>>,
+    pub drift: RwLock<Vec<DriftFinding>>,
+    pub metrics: Metrics,
+    /// Set once the first revision has been reconciled.
+    pub ready: AtomicBool,
+    pub events: mpsc::Sender<Event>,
+    pub store: Store,
+    /// Set on SIGTERM: the engine starts no new driver calls.
+    pub shutting_down: Arc<AtomicBool>,
+}
+
+impl Shared {
+    pub fn new(store: Store, source: String, events: mpsc::Sender<Event>) -> Shared {
+        Shared {
+            status: RwLock::new(Status {
+                source,
+                sync_state: SyncState::Starting,
+                ..Status::default()
+            }),
+            plan: RwLock::new(None),
+            drift: RwLock::new(Vec::new()),
+            metrics: Metrics::new(),
+            ready: AtomicBool::new(false),
+            events,
+            store,
+            shutting_down: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        self.status
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn update(&self, change: impl FnOnce(&mut Status)) {
+        change(&mut self.status.write().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// Publishes a drift scan: the findings, their counts and the gauge.
+    fn publish_drift(&self, findings: &[DriftFinding]) {
+        self.metrics.drift_findings.set(findings.len() as i64);
+        let mut counts = BTreeMap::new();
+        for f in findings {
+            *counts.entry(f.status).or_insert(0) += 1;
+        }
+        self.update(|s| s.drift = counts);
+        *self.drift.write().unwrap_or_else(|e| e.into_inner()) = findings.to_vec();
+    }
+}
+
+pub struct Options {
+    pub interval: Duration,
+    pub drift_interval: Duration,
+    pub debounce: Duration,
+    pub parallelism: usize,
+}
+
+pub struct Reconciler {
+    pub shared: Arc<Shared>,
+    pub source: Source,
+    pub options: Options,
+    ops: Ops,
+    cache: ParseCache,
+    last_seen: Option<String>,
+    /// The last valid revision, and its snapshot: what is in force.
+    last_good: Option<(String, Snapshot)>,
+    failures: u32,
+    next_fetch: Instant,
+    /// When the read of the revision being reconciled started.
+    revision_started: Option<Instant>,
+    /// The store's last applied state, at a store generation.
+    prior: Option<(u64, Snapshot)>,
+    /// Phase timings of the revision being reconciled, for the "plan ready" log line.
+    read_ms: u64,
+    analyze_ms: u64,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Exponential backoff with jitter: base × 2^(failures-1), at most ten polls and five minutes,
+/// times a factor in [0.5, 1.5).
+fn jittered(base: Duration, failures: u32) -> Duration {
+    let cap = (base * 10).min(Duration::from_secs(300)).max(base);
+    let exp = base
+        .mul_f64(2f64.powi(failures.min(16) as i32 - 1))
+        .min(cap);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    exp.mul_f64(0.5 + f64::from(nanos % 1000) / 1000.0)
+}
+
+fn failed(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+impl Reconciler {
+    pub fn new(shared: Arc<Shared>, source: Source, options: Options) -> Reconciler {
+        let mut ops = Ops::new(
+            shared.store.clone(),
+            Arc::new(crate::ops::TracingProgress),
+            "platformd daemon",
+        );
+        ops.config = crate::ops::EngineConfig::with_parallelism(options.parallelism);
+        ops.cancel = shared.shutting_down.clone();
+        ops.lock_timeout = Duration::from_secs(30);
+        Reconciler {
+            shared,
+            source,
+            options,
+            ops,
+            cache: ParseCache::new(),
+            last_seen: None,
+            last_good: None,
+            failures: 0,
+            next_fetch: Instant::now(),
+            revision_started: None,
+            prior: None,
+            read_ms: 0,
+            analyze_ms: 0,
+        }
+    }
+
+    fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    fn set_error(&self, error: Option<String>) {
+        if let Some(e) = &error {
+            tracing::warn!(error = %e, "reconcile problem");
+        }
+        self.shared.update(|s| {
+            if error.is_some() {
+                s.last_error_at = Some(crate::store::now());
+            }
+            s.last_error = error;
+        });
+    }
+
+    fn set_state(&self, state: SyncState) {
+        self.shared.update(|s| s.sync_state = state);
+    }
+
+    /// Records a problem that stops this reconcile: error state, message in the status.
+    fn fail(&self, message: String) -> String {
+        self.set_state(SyncState::Error);
+        self.set_error(Some(message.clone()));
+        message
+    }
+
+    /// What the store says at start: applied and pinned revision, counts, the last drift scan.
+    fn load_status(&self) {
+        let store = self.store();
+        let findings = store.last_drift_findings().unwrap_or_default();
+        self.shared.update(|s| {
+            s.applied_revision = store.applied_revision().ok().flatten();
+            s.pinned_revision = store.pinned_revision().ok().flatten();
+            s.stack = store.stack_name().ok().flatten();
+            s.resources = store.resource_counts().unwrap_or_default();
+        });
+        self.shared.publish_drift(&findings);
+    }
+
+    /// Runs until a shutdown event.
+    pub async fn run(mut self, mut events: mpsc::Receiver<Event>) {
+        self.load_status();
+        self.poll().await;
+        let mut poll = tokio::time::interval(self.options.interval);
+        poll.tick().await;
+        let mut drift = tokio::time::interval(self.options.drift_interval);
+        drift.tick().await;
+        loop {
+            let event = tokio::select! {
+                e = events.recv() => e.unwrap_or(Event::Shutdown),
+                _ = poll.tick() => Event::PollTick,
+                _ = drift.tick() => Event::DriftTick,
+            };
+            match event {
+                Event::Shutdown => break,
+                Event::PollTick => {
+                    if Instant::now() >= self.next_fetch {
+                        self.poll().await;
+                    }
+                }
+                Event::Webhook => self.poll().await,
+                Event::FileChanged => {
+                    // Debounce: wait until the directory settles.
+                    loop {
+                        match tokio::time::timeout(self.options.debounce, events.recv()).await {
+                            Ok(Some(Event::FileChanged)) => continue,
+                            Ok(Some(Event::Shutdown)) | Ok(None) => return,
+                            Ok(Some(other)) => {
+                                // Not a file event: handle the settled state first, then it.
+                                self.poll().await;
+                                self.handle_other(other).await;
+                                break;
+                            }
+                            Err(_) => {
+                                self.poll().await;
+                                break;
+                            }
+                        }
+                    }
+                }
+                other => self.handle_other(other).await,
+            }
+            if self.shared.shutting_down.load(Ordering::SeqCst) {
+                break;
+            }
+        }
+        tracing::info!("reconcile loop stopped");
+    }
+
+    async fn handle_other(&mut self, event: Event) {
+        match event {
+            Event::DriftTick => {
+                let _ = self.drift_check(DriftScope::Scheduled).await;
+            }
+            Event::Command(command, reply) => {
+                let result = self.command(command).await;
+                let _ = reply.send(result);
+            }
+            Event::PollTick | Event::Webhook | Event::FileChanged => self.poll().await,
+            Event::Shutdown => {}
+        }
+    }
+
+    /// Reads the source; a new revision is reconciled. The daemon is ready once a revision
+    /// has been read and reconciled.
+    async fn poll(&mut self) {
+        self.revision_started = Some(Instant::now());
+        let read = match &self.source {
+            Source::Git(g) => {
+                let g = g.clone();
+                tokio::task::spawn_blocking(move || g.fetch())
+                    .await
+                    .unwrap_or_else(|e| Err(anyhow::anyhow!("fetch task failed: {e}")))
+            }
+            Source::Dir(d) => d.read(),
+        };
+        match read {
+            Ok(revision) => {
+                self.failures = 0;
+                self.next_fetch = Instant::now();
+                if self.last_seen.as_deref() != Some(revision.id.as_str()) {
+                    self.new_revision(revision).await;
+                }
+                self.shared.ready.store(true, Ordering::SeqCst);
+            }
+            Err(e) => {
+                self.failures += 1;
+                self.shared.metrics.fetch_failures.inc();
+                let wait = jittered(self.options.interval, self.failures);
+                self.next_fetch = Instant::now() + wait;
+                let serving = self
+                    .last_good
+                    .as_ref()
+                    .map_or("nothing yet".to_string(), |(r, _)| r.clone());
+                self.set_error(Some(format!(
+                    "{e:#}; retrying in {}s; serving {serving}",
+                    wait.as_secs()
+                )));
+            }
+        }
+    }
+
+    async fn new_revision(&mut self, revision: Revision) {
+        let started = self.revision_started.unwrap_or_else(Instant::now);
+        self.last_seen = Some(revision.id.clone());
+        self.shared.metrics.revisions_seen.inc();
+        // Published together: a reader never sees the new revision with the old state.
+        self.shared.update(|s| {
+            s.tracked_revision = Some(revision.id.clone());
+            s.sync_state = SyncState::Planning;
+        });
+        let read_ms = started.elapsed().as_millis() as u64;
+        let analysis = planner::analyze_cached(revision.files, Some(&self.cache));
+        self.analyze_ms = started.elapsed().as_millis() as u64 - read_ms;
+        self.read_ms = read_ms;
+        // Prune only when the cache has grown well past the stack, not on every revision.
+        if self.cache.len() > 2 * analysis.stack.sources.len() + 16 {
+            self.cache
+                .retain_texts(analysis.stack.sources.iter().map(|(_, f)| f.text.as_str()));
+        }
+        let valid = analysis.snapshot.clone().filter(|_| !analysis.has_errors());
+        let errors = valid
+            .is_none()
+            .then(|| analysis.render_diagnostics(planner::diagnostic::Colour::Never));
+        let recorded = self.store().record_revision(&api::Revision {
+            revision: revision.id.clone(),
+            source: self.source.kind().into(),
+            author: revision.author.clone(),
+            message: revision.message.clone(),
+            valid: valid.is_some(),
+            errors: errors.clone(),
+            ..api::Revision::default()
+        });
+        if let Err(e) = recorded {
+            self.fail(format!("cannot record revision {}: {e}", revision.id));
+            return;
+        }
+        let Some(snapshot) = valid else {
+            let in_force = self
+                .last_good
+                .as_ref()
+                .map_or("nothing", |(r, _)| r.as_str());
+            if let Err(e) = self.store().event(
+                "invalid-revision",
+                &format!(
+                    "revision {} is invalid; {in_force} stays in force",
+                    revision.id
+                ),
+                None,
+            ) {
+                tracing::warn!(error = %e, "cannot record an event");
+            }
+            self.shared.metrics.revisions_invalid.inc();
+            self.set_state(SyncState::Invalid);
+            self.set_error(Some(format!(
+                "revision {} is invalid ({}):\n{}",
+                revision.id,
+                planner::diagnostic::tally(&analysis.diagnostics),
+                errors.unwrap_or_default()
+            )));
+            return;
+        };
+        // A new revision on the tracked source ends a rollback pin.
+        match self.end_pin_for(&revision.id) {
+            Ok(true) => {
+                self.last_good = Some((revision.id.clone(), snapshot));
+                self.set_state(SyncState::Pinned);
+                return;
+            }
+            Ok(false) => {}
+            Err(e) => {
+                self.fail(format!("cannot end the rollback pin: {e}"));
+                return;
+            }
+        }
+        self.last_good = Some((revision.id.clone(), snapshot.clone()));
+        self.set_error(None);
+        self.shared.update(|s| {
+            s.stack = Some(snapshot.stack.clone());
+            s.sync_mode = analysis.stack.platform.as_ref().map(|p| p.sync);
+        });
+        let auto = analysis
+            .stack
+            .platform
+            .as_ref()
+            .is_none_or(|p| p.sync == SyncMode::Auto);
+        let _ = self
+            .reconcile(&revision.id, &snapshot, auto, ApplyReason::Apply)
+            .await;
+        self.shared.metrics.observe_reconcile(started.elapsed());
+    }
+
+    /// Whether the stack stays pinned at `revision`: it does when `revision` is the one it was
+    /// pinned at (or the pin itself); any other revision ends the pin.
+    fn end_pin_for(&self, revision: &str) -> Result<bool, OpsError> {
+        let Some(pin) = self.store().pinned_revision()? else {
+            return Ok(false);
+        };
+        let pinned_at = self.store().pinned_at_tip()?;
+        if pinned_at.as_deref() == Some(revision) || pin == revision {
+            return Ok(true);
+        }
+        crate::ops::resume(self.store())?;
+        self.store().event(
+            "pin-ended",
+            &format!("new revision {revision} ends the pin to {pin}"),
+            None,
+        )?;
+        self.shared.update(|s| s.pinned_revision = None);
+        Ok(false)
+    }
+
+    /// Plans `snapshot` against the store and applies it when allowed.
+    async fn reconcile(
+        &mut self,
+        revision: &str,
+        snapshot: &Snapshot,
+        apply: bool,
+        reason: ApplyReason,
+    ) -> Result<(), String> {
+        let plan = self
+            .plan_with_cached_prior(snapshot, revision)
+            .map_err(|e| self.fail(e.to_string()))?;
+        let plan_ready_ms = self
+            .revision_started
+            .map(|t| t.elapsed().as_millis() as u64);
+        self.shared.update(|s| {
+            s.last_plan_ready_ms = Some(now_ms());
+            s.last_plan_duration_ms = plan_ready_ms;
+        });
+        tracing::info!(
+            revision,
+            read_ms = self.read_ms,
+            analyze_ms = self.analyze_ms,
+            total_ms = plan_ready_ms.unwrap_or(0),
+            changes = plan.summary.has_changes,
+            "plan ready"
+        );
+        let plan_id = crate::ops::record_plan(self.store(), revision, &plan)
+            .map_err(|e| self.fail(format!("cannot record the plan: {e}")))?;
+        *self.shared.plan.write().unwrap_or_else(|e| e.into_inner()) = Some(plan.clone());
+        if plan.policy.blocked {
+            self.set_state(SyncState::Blocked);
+            let why: Vec<String> = plan
+                .policy
+                .violations
+                .iter()
+                .map(|v| v.message.clone())
+                .collect();
+            self.set_error(Some(format!(
+                "plan for {revision} is blocked by policy: {}",
+                why.join("; ")
+            )));
+            return Err("blocked by policy".into());
+        }
+        if !plan.summary.has_changes {
+            if self.store().applied_revision().map_err(failed)?.as_deref() != Some(revision) {
+                self.store()
+                    .record_applied_without_changes(revision, snapshot)
+                    .map_err(|e| self.fail(format!("cannot record revision {revision}: {e}")))?;
+                self.shared.metrics.record_sync(reason);
+                self.shared
+                    .update(|s| s.last_sync_at = Some(crate::store::now()));
+            }
+            self.set_state(SyncState::Synced);
+            self.refresh_counts();
+            return Ok(());
+        }
+        if !apply {
+            self.set_state(SyncState::OutOfSync);
+            return Err("sync is manual: run sync".into());
+        }
+        self.apply(&plan, snapshot, revision, reason, Some(plan_id))
+            .await
+    }
+
+    /// Applies a plan made against the store (`plan_id`: already recorded).
+    async fn apply(
+        &mut self,
+        plan: &Plan,
+        snapshot: &Snapshot,
+        revision: &str,
+        reason: ApplyReason,
+        plan_id: Option<i64>,
+    ) -> Result<(), String> {
+        self.set_state(SyncState::Applying);
+        self.shared
+            .update(|s| s.last_apply_started_ms = Some(now_ms()));
+        let result = async {
+            let session = self.ops.session(snapshot).await?;
+            session
+                .execute(plan, snapshot, revision, reason, plan_id)
+                .await
+        }
+        .await;
+        match result {
+            Ok((plan, outcome)) => self.applied(&plan, &outcome, snapshot, revision, reason),
+            Err(e) => Err(self.fail(e.to_string())),
+        }
+    }
+
+    /// Publishes the end of an apply: metrics, status, the cached prior state.
+    fn applied(
+        &mut self,
+        plan: &Plan,
+        outcome: &ApplyOutcome,
+        snapshot: &Snapshot,
+        revision: &str,
+        reason: ApplyReason,
+    ) -> Result<(), String> {
+        let driver_of = |address: &str| {
+            plan.resources
+                .iter()
+                .find(|r| r.address == address)
+                .map_or("unknown", |r| r.driver.as_str())
+        };
+        let metrics = &self.shared.metrics;
+        for a in &outcome.succeeded {
+            metrics.record_outcome(driver_of(a), "succeeded");
+        }
+        for (a, _) in &outcome.failed {
+            metrics.record_outcome(driver_of(a), "failed");
+        }
+        for (a, _) in &outcome.skipped {
+            metrics.record_outcome(driver_of(a), "skipped");
+        }
+        self.refresh_counts();
+        if !outcome.complete() || self.shared.shutting_down.load(Ordering::SeqCst) {
+            self.refresh_prior();
+            let failures: Vec<String> = outcome
+                .failed
+                .iter()
+                .map(|(a, e)| format!("{a}: {e}"))
+                .collect();
+            return Err(self.fail(format!(
+                "apply of {revision} {}: {}; {}",
+                outcome.status(),
+                outcome.summary(),
+                failures.join("; ")
+            )));
+        }
+        metrics.record_sync(reason);
+        self.shared.update(|s| {
+            s.applied_revision = Some(revision.to_string());
+            s.last_sync_at = Some(crate::store::now());
+            s.sync_state = SyncState::Synced;
+        });
+        // Everything applied: the store now holds exactly the desired state.
+        match self.store().generation() {
+            Ok(generation) => self.prior = Some((generation, snapshot.clone())),
+            Err(_) => self.prior = None,
+        }
+        Ok(())
+    }
+
+    /// Plans against the store, reusing the prior snapshot while the store generation is the
+    /// same (reading 10,000 stored resources is the slowest part of a re-plan).
+    fn plan_with_cached_prior(
+        &mut self,
+        snapshot: &Snapshot,
+        revision: &str,
+    ) -> Result<Plan, OpsError> {
+        let generation = self.store().generation()?;
+        let prior = match &self.prior {
+            Some((g, prior)) if *g == generation => prior,
+            _ => {
+                let prior = self.store().prior_snapshot()?;
+                &self.prior.insert((generation, prior)).1
+            }
+        };
+        crate::ops::plan_from_prior(&self.shared.store, prior, snapshot, revision, Vec::new())
+    }
+
+    /// Reloads the cached prior snapshot after the store changed, so the next edit's plan
+    /// does not pay for it.
+    fn refresh_prior(&mut self) {
+        self.prior = match (self.store().generation(), self.store().prior_snapshot()) {
+            (Ok(generation), Ok(prior)) => Some((generation, prior)),
+            _ => None,
+        };
+    }
+
+    fn refresh_counts(&self) {
+        let store = self.store();
+        let counts = store.resource_counts().unwrap_or_default();
+        let applied = store.applied_revision().ok().flatten();
+        self.shared.update(|s| {
+            s.resources = counts;
+            s.applied_revision = applied.or(s.applied_revision.take());
+        });
+    }
+
+    /// Scans for drift, records and publishes it, and corrects what `scope` chooses.
+    async fn drift_check(&mut self, scope: DriftScope) -> Result<String, String> {
+        let Some((revision, snapshot)) = self.last_good.clone() else {
+            return Err(OpsError::NoRevision.to_string());
+        };
+        let findings = match self.ops.scan_drift(&snapshot, Some(&snapshot)).await {
+            Ok(f) => f,
+            Err(e) => {
+                let message = e.to_string();
+                self.set_error(Some(message.clone()));
+                return Err(message);
+            }
+        };
+        self.shared.publish_drift(&findings);
+        let report = self
+            .ops
+            .correct_drift(&snapshot, &revision, findings, &scope)
+            .await
+            .map_err(failed)?;
+        let Some((plan, outcome)) = report.applied else {
+            return Ok("nothing to correct".into());
+        };
+        self.applied(
+            &plan,
+            &outcome,
+            &snapshot,
+            &revision,
+            ApplyReason::DriftCorrect,
+        )?;
+        let count = report.corrected;
+        Ok(format!(
+            "corrected drift of {count} resource{}",
+            if count == 1 { "" } else { "s" }
+        ))
+    }
+}

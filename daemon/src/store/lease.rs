@@ -1,0 +1,176 @@
+//! The applier lease: one writer (CLI apply or daemon) per state directory at a time.
+
+use super::{Result, Store, StoreError, format_time, now};
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long a lease lasts without renewal; renewed every third of it while applying.
+pub const LEASE_TTL: Duration = Duration::from_secs(60);
+
+/// Who holds the lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub holder: String,
+    pub pid: i64,
+    pub host: String,
+    pub acquired_at: i64,
+    pub expires_at: i64,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map_or_else(|_| "localhost".into(), |s| s.trim().to_string())
+}
+
+fn pid_alive(pid: i64) -> bool {
+    // Signal 0 checks existence without sending anything.
+    pid > 0 && unsafe { libc::kill(pid as libc::pid_t, 0) } == 0
+}
+
+impl Store {
+    /// Who holds the lease, if anyone.
+    pub fn lease(&self) -> Result<Option<Lease>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT holder, pid, host, acquired_at, expires_at FROM lease WHERE id = 1",
+                [],
+                |r| {
+                    Ok(Lease {
+                        holder: r.get(0)?,
+                        pid: r.get(1)?,
+                        host: r.get(2)?,
+                        acquired_at: r.get(3)?,
+                        expires_at: r.get(4)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Takes the applier lease, or says who holds it. A lease whose holder process is gone (on
+    /// this host) or whose time ran out is taken over.
+    pub fn acquire_lease(&self, holder: &str, ttl: Duration) -> Result<()> {
+        let conn = self.conn();
+        // IMMEDIATE: the write lock is taken before the read, so two appliers cannot both see
+        // a free lease (a deferred transaction would fail one of them with BUSY_SNAPSHOT).
+        let tx = rusqlite::Transaction::new_unchecked(&conn, TransactionBehavior::Immediate)?;
+        let current: Option<(String, i64, String, i64, i64)> = tx
+            .query_row(
+                "SELECT holder, pid, host, acquired_at, expires_at FROM lease WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .optional()?;
+        let me = std::process::id() as i64;
+        let host = hostname();
+        if let Some((h, pid, lease_host, acquired, expires)) = current {
+            let stale = expires < now() || (lease_host == host && !pid_alive(pid));
+            if pid != me && !stale {
+                return Err(StoreError::Locked {
+                    holder: h,
+                    pid,
+                    host: lease_host,
+                    since: format_time(acquired),
+                });
+            }
+        }
+        tx.execute(
+            "INSERT INTO lease (id, holder, pid, host, acquired_at, expires_at) VALUES (1, ?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, pid = excluded.pid, host = excluded.host,
+               acquired_at = excluded.acquired_at, expires_at = excluded.expires_at",
+            params![holder, me, host, now(), now() + ttl.as_secs() as i64],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Extends our lease; false when it is no longer ours.
+    pub fn renew_lease(&self, ttl: Duration) -> Result<bool> {
+        let n = self.conn().execute(
+            "UPDATE lease SET expires_at = ?1 WHERE id = 1 AND pid = ?2",
+            params![now() + ttl.as_secs() as i64, std::process::id() as i64],
+        )?;
+        Ok(n == 1)
+    }
+
+    pub fn release_lease(&self) -> Result<()> {
+        self.conn().execute(
+            "DELETE FROM lease WHERE id = 1 AND pid = ?1",
+            [std::process::id() as i64],
+        )?;
+        Ok(())
+    }
+}
+
+/// The applier lease, renewed in the background and released on drop.
+pub struct LeaseGuard {
+    store: Store,
+    stop: Arc<AtomicBool>,
+    renewer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LeaseGuard {
+    /// Takes the lease, waiting up to `timeout` for another applier to finish; `waiting` is
+    /// told once who holds it.
+    pub fn acquire(
+        store: &Store,
+        holder: &str,
+        timeout: Duration,
+        waiting: &dyn Fn(&StoreError),
+    ) -> Result<LeaseGuard> {
+        let deadline = Instant::now() + timeout;
+        let mut announced = false;
+        loop {
+            match store.acquire_lease(holder, LEASE_TTL) {
+                Ok(()) => break,
+                Err(e @ StoreError::Locked { .. }) => {
+                    if Instant::now() >= deadline {
+                        return Err(e);
+                    }
+                    if !announced {
+                        waiting(&e);
+                        announced = true;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let renewer = {
+            let (stop, store) = (stop.clone(), store.clone());
+            std::thread::spawn(move || {
+                let mut last = Instant::now();
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(200));
+                    if last.elapsed() >= LEASE_TTL / 3 {
+                        last = Instant::now();
+                        if !matches!(store.renew_lease(LEASE_TTL), Ok(true)) {
+                            tracing::error!("lost the applier lease");
+                        }
+                    }
+                }
+            })
+        };
+        Ok(LeaseGuard {
+            store: store.clone(),
+            stop,
+            renewer: Some(renewer),
+        })
+    }
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(r) = self.renewer.take() {
+            let _ = r.join();
+        }
+        if let Err(e) = self.store.release_lease() {
+            tracing::warn!(error = %e, "cannot release the applier lease; it expires on its own");
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! The driver registry: builds the drivers a snapshot declares from their settings. Each
+//! driver is behind its cargo feature; a build without it says which feature is missing.
+
+use crate::Driver;
+use planner::Snapshot;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    #[error(
+        "driver `{0}` is not available in this build yet; route these kinds to `local` for now"
+    )]
+    NotAvailable(String),
+    #[error(
+        "driver `{driver}` is not built into this platformd: rebuild with cargo feature `{feature}`"
+    )]
+    FeatureOff { driver: String, feature: String },
+}
+
+/// The drivers a snapshot declares, by name. A declared driver that no resource uses and this
+/// build cannot make is left out rather than failing the apply.
+pub fn build(snapshot: &Snapshot) -> Result<BTreeMap<String, Arc<dyn Driver>>, RegistryError> {
+    let mut out: BTreeMap<String, Arc<dyn Driver>> = BTreeMap::new();
+    for (name, settings) in &snapshot.drivers {
+        match make(name, settings) {
+            Ok(driver) => {
+                out.insert(name.clone(), driver);
+            }
+            Err(e) => {
+                if snapshot.resources.values().any(|r| &r.driver == name) {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn make(name: &str, settings: &BTreeMap<String, String>) -> Result<Arc<dyn Driver>, RegistryError> {
+    match name {
+        #[cfg(feature = "local")]
+        "local" => Ok(Arc::new(crate::local::LocalDriver::from_settings(settings))),
+        #[cfg(not(feature = "local"))]
+        "local" => {
+            let _ = settings;
+            Err(RegistryError::FeatureOff {
+                driver: name.into(),
+                feature: "local".into(),
+            })
+        }
+        other => {
+            let _ = settings;
+            Err(RegistryError::NotAvailable(other.to_string()))
+        }
+    }
+}

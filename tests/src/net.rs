@@ -1,0 +1,47 @@
+//! Network helpers for tests and benchmarks: requests to a daemon on loopback (through the
+//! `api` crate's client, the one the UI uses), free loopback ports and GitHub-style webhook
+//! signatures.
+
+/// The daemon's API client for a daemon listening on loopback `port`.
+pub fn client(port: u16, token: Option<&str>) -> api::Client {
+    api::Client::new(
+        &format!("http://127.0.0.1:{port}"),
+        token.map(str::to_string),
+        None,
+    )
+    .expect("a loopback URL is valid")
+}
+
+/// Sends one request; returns (status, body), or (0, "") when the daemon cannot be reached.
+pub fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
+    match client(port, None).request(method, path, headers, body) {
+        Ok(r) => (r.status, r.body),
+        Err(_) => (0, String::new()),
+    }
+}
+
+/// `sha256=<hex HMAC-SHA256>` as GitHub signs webhook bodies.
+pub fn github_signature(secret: &[u8], body: &[u8]) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret).expect("any key size");
+    mac.update(body);
+    let bytes = mac.finalize().into_bytes();
+    format!(
+        "sha256={}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
