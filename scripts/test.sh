@@ -15,6 +15,7 @@ need() { command -v "$1" >/dev/null 2>&1; }
 missing=()
 need git || missing+=(git)
 need tmux || missing+=(tmux) # terminal end-to-end tests
+need openssl || missing+=(openssl) # self-signed certificates for the HTTPS test
 if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq && apt-get install -y -qq "${missing[@]}"
 fi

@@ -635,3 +635,127 @@ fn appliers_started_together_on_a_new_state_directory_never_collide() {
 fn old_binary_store(ws: &Workspace) -> rusqlite::Connection {
     rusqlite::Connection::open(ws.path().join(".platformd/platformd.db")).unwrap()
 }
+
+#[test]
+fn a_clean_drift_scan_replaces_the_findings_of_the_last_one() {
+    let ws = Workspace::new();
+    ws.stack(&[
+        ("platform.kdl", PLATFORM),
+        ("a.kdl", &service("api", 2, "")),
+    ]);
+    assert_eq!(ws.run(&["apply", "stack", "--auto-approve"]).code, 0);
+    let p = ws.rendered("service/api.yaml");
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(&p, text.replacen("  replicas: 2", "  replicas: 9", 1)).unwrap();
+    assert_eq!(ws.run(&["drift", "stack", "--detailed-exitcode"]).code, 2);
+    assert_eq!(ws.store().last_drift_findings().unwrap().len(), 1);
+
+    let run = ws.run(&["apply", "stack", "--refresh", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let run = ws.run(&["drift", "stack", "--detailed-exitcode"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(run.stdout.contains("No drift"), "{}", run.stdout);
+    assert_eq!(
+        ws.store().last_drift_findings().unwrap(),
+        [],
+        "the clean scan is the last scan"
+    );
+    assert_eq!(
+        ws.store().drift_findings_recorded().unwrap(),
+        1,
+        "history kept"
+    );
+}
+
+#[test]
+fn rollback_takes_a_unique_prefix_or_a_history_id_and_lists_the_candidates_of_an_ambiguous_one() {
+    let ws = Workspace::new();
+    ws.stack(&[
+        ("platform.kdl", PLATFORM),
+        ("a.kdl", &service("api", 2, "")),
+    ]);
+    assert_eq!(ws.run(&["apply", "stack", "--auto-approve"]).code, 0);
+    ws.stack(&[
+        ("platform.kdl", PLATFORM),
+        ("a.kdl", &service("api", 4, "")),
+    ]);
+    assert_eq!(ws.run(&["apply", "stack", "--auto-approve"]).code, 0);
+    let history = ws.store().history().unwrap();
+    let (v1, v2) = (history[0].revision.clone(), history[1].revision.clone());
+
+    // The id in the first column of `platformd history`.
+    let run = ws.run(&["rollback", "1", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stdout.contains(&format!("Rollback to {v1}:")),
+        "{}",
+        run.stdout
+    );
+    assert!(ws.read_rendered("service/api.yaml").contains("replicas: 2"));
+    assert_eq!(ws.run(&["resume"]).code, 0);
+
+    // A unique prefix of the hash, as in git (without the `content-` of directory revisions).
+    let hash = v2.strip_prefix("content-").unwrap();
+    let run = ws.run(&["rollback", &hash[..7], "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stdout.contains(&format!("Rollback to {v2}:")),
+        "{}",
+        run.stdout
+    );
+    assert!(ws.read_rendered("service/api.yaml").contains("replicas: 4"));
+
+    // Ambiguous: every candidate is named, nothing changes.
+    let run = ws.run(&["rollback", "content-", "--auto-approve"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.stderr.contains("ambiguous") && run.stderr.contains(&v1) && run.stderr.contains(&v2),
+        "{}",
+        run.stderr
+    );
+    let run = ws.run(&["rollback", "zzz", "--auto-approve"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("no applied revision `zzz`"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn the_read_only_store_creates_migrates_and_writes_nothing() {
+    let ws = Workspace::new();
+    let run = ws.run(&["--state-dir", "nothing-here", "tui"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.stderr.contains("no store in nothing-here"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !ws.path().join("nothing-here").exists(),
+        "no directory created"
+    );
+
+    ws.stack(&[("platform.kdl", PLATFORM), ("a.kdl", &topic("t", 3))]);
+    assert_eq!(ws.run(&["apply", "stack", "--auto-approve"]).code, 0);
+    let store = ws.store();
+    assert!(store.record_plan(None, "{}").is_err(), "writes are refused");
+    assert_eq!(store.resource_count().unwrap(), 1);
+
+    // A store of an older schema is not migrated by a reader.
+    old_binary_store(&ws)
+        .pragma_update(None, "user_version", 1)
+        .unwrap();
+    let refused = daemon::store::Store::open_read_only(&ws.path().join(".platformd"))
+        .err()
+        .expect("an older schema is refused")
+        .to_string();
+    assert!(refused.contains("schema version 1"), "{refused}");
+    assert_eq!(
+        old_binary_store(&ws)
+            .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+            .unwrap(),
+        1
+    );
+}

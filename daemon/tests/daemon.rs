@@ -551,3 +551,58 @@ fn a_deleted_branch_keeps_the_last_good_revision_and_logs_are_json_when_asked() 
         "structured log lines with key/value fields:\n{log}"
     );
 }
+
+#[test]
+fn readyz_stays_503_until_a_revision_is_reconciled_even_when_the_source_is_down() {
+    let dir = work_dir();
+    let nowhere = format!("file://{}/nowhere.git", dir.path().display());
+    let daemon = Daemon::spawn(dir.path(), &nowhere, &["--interval", "200ms"], &[]);
+    daemon.wait("a failed fetch", |d| {
+        TcpStream::connect(("127.0.0.1", d.port)).is_ok()
+            && d.status()["last_error"].as_str().is_some()
+    });
+    // Serving, but nothing reconciled: alive, not ready.
+    assert_eq!(http(daemon.port, "GET", "/healthz", &[], b"").0, 200);
+    assert_eq!(http(daemon.port, "GET", "/readyz", &[], b"").0, 503);
+    daemon.wait("a second failed fetch", |d| {
+        http(d.port, "GET", "/metrics", &[], b"")
+            .1
+            .contains("platformd_fetch_failures_total 2")
+    });
+    assert_eq!(http(daemon.port, "GET", "/readyz", &[], b"").0, 503);
+}
+
+#[test]
+fn a_drift_correction_is_not_counted_as_an_applied_revision() {
+    let dir = work_dir();
+    let stack = dir.path().join("stack");
+    std::fs::create_dir_all(&stack).unwrap();
+    std::fs::write(stack.join("platform.kdl"), PLATFORM).unwrap();
+    std::fs::write(stack.join("api.kdl"), service(2)).unwrap();
+    let daemon = Daemon::start(dir.path(), "stack", &[], &[]);
+    daemon.wait("the stack applied", |d| {
+        d.status()["sync_state"] == "synced"
+    });
+    let metrics = || http(daemon.port, "GET", "/metrics", &[], b"").1;
+    assert!(
+        metrics().contains("platformd_revisions_applied_total 1"),
+        "{}",
+        metrics()
+    );
+    let rendered = dir.path().join(".platformd/rendered/service/api.yaml");
+    let text = std::fs::read_to_string(&rendered).unwrap();
+    std::fs::write(&rendered, text.replace("replicas: 2", "replicas: 7")).unwrap();
+    let (code, answer) = daemon.post("/api/v1/sync?correct=all", "");
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["message"], "corrected drift of 1 resource");
+    assert!(
+        std::fs::read_to_string(&rendered)
+            .unwrap()
+            .contains("replicas: 2")
+    );
+    let after = metrics();
+    assert!(
+        after.contains("platformd_revisions_applied_total 1"),
+        "a correction applies no new revision:\n{after}"
+    );
+}

@@ -357,3 +357,43 @@ fn closing_the_terminal_ends_the_ui() {
     // A UI left behind on a dead terminal would spin; it must exit instead.
     wait("the UI to exit", || unsafe { libc::kill(pid, 0) } != 0);
 }
+
+#[test]
+fn the_ui_reaches_a_daemon_behind_a_tls_terminator_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = dir.path().join("stack");
+    std::fs::create_dir_all(&stack).unwrap();
+    std::fs::write(stack.join("platform.kdl"), PLATFORM).unwrap();
+    std::fs::write(stack.join("api.kdl"), service(2)).unwrap();
+    let daemon = start_daemon(dir.path());
+    wait("the first revision applied", || {
+        status(daemon.1)["sync_state"] == "synced"
+    });
+    let certificate = test_support::tls::SelfSigned::create(dir.path());
+    let proxy = test_support::tls::TlsProxy::start(&certificate, daemon.1);
+    let url = format!("https://127.0.0.1:{}", proxy.port);
+
+    // The certificate is really checked: without the operator's CA the client refuses.
+    let untrusted = api::Client::new(&url, None, None).unwrap();
+    let refused = untrusted.status().unwrap_err().to_string();
+    assert!(refused.contains("certificate"), "{refused}");
+    let ca = std::fs::read(&certificate.cert).unwrap();
+    let trusted = api::Client::new(&url, Some("tui-token".into()), Some(&ca)).unwrap();
+    assert_eq!(trusted.status().unwrap().stack.as_deref(), Some("shop"));
+
+    let binary = env!("CARGO_BIN_EXE_platformd");
+    let ui = Tmux::start(
+        "https",
+        dir.path(),
+        &format!("'{binary}' tui --connect {url} --ca-file tls-cert.pem --token-file token"),
+    );
+    ui.wait_for("Stack           shop");
+    ui.wait_for("shop · synced");
+    // An action goes through the terminator too.
+    ui.keys("s");
+    ui.wait_for("Sync now?");
+    ui.keys("y");
+    ui.wait_for("synced to");
+    ui.keys("q");
+    ui.wait_for("EXIT=0");
+}

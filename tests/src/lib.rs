@@ -5,6 +5,7 @@ pub mod bench;
 pub mod generate;
 pub mod git;
 pub mod net;
+pub mod tls;
 
 /// Copies a directory tree (test fixtures and example stacks into scratch directories).
 pub fn copy_dir(src: &std::path::Path, dst: &std::path::Path) {

@@ -78,7 +78,35 @@ fn runtime_container(spec: &Value, revision: &str) -> (String, Vec<String>, u16)
     }
 }
 
+/// The secret store of a reference (`aws-sm:prod/app/key` → `aws-sm`).
+fn secret_store(reference: &str) -> &str {
+    reference.split(':').next().unwrap_or("aws-sm")
+}
+
+/// Every secret store the workload's env references, sorted.
+fn secret_stores(d: &DesiredResource) -> std::collections::BTreeSet<String> {
+    let Some(Value::Object(vars)) = d.spec.get("env") else {
+        return Default::default();
+    };
+    vars.values()
+        .filter_map(|v| v.get("secret").and_then(Value::as_str))
+        .map(|r| secret_store(r).to_string())
+        .collect()
+}
+
+/// The Secret an ExternalSecret fills for `store`: `<name>-secrets` when the workload uses one
+/// store, `<name>-secrets-<store>` for each when it uses several (one ExternalSecret per store,
+/// since an ExternalSecret reads from exactly one).
+fn secret_name(d: &DesiredResource, store: &str, stores: usize) -> String {
+    if stores <= 1 {
+        format!("{}-secrets", d.name)
+    } else {
+        format!("{}-secrets-{store}", d.name)
+    }
+}
+
 fn env_list(d: &DesiredResource, secrets: &mut Vec<(String, String)>) -> Vec<Value> {
+    let stores = secret_stores(d).len();
     let mut env = Vec::new();
     if d.kind == Kind::Pipeline {
         env.push(json!({"name": "PIPELINE_SOURCE", "value": str_at(&d.spec, "source")}));
@@ -104,9 +132,10 @@ fn env_list(d: &DesiredResource, secrets: &mut Vec<(String, String)>) -> Vec<Val
                 Value::Object(o) => {
                     let reference = o.get("secret").and_then(Value::as_str).unwrap_or("");
                     secrets.push((name.clone(), reference.to_string()));
+                    let secret = secret_name(d, secret_store(reference), stores);
                     env.push(json!({
                         "name": name,
-                        "valueFrom": { "secretKeyRef": { "name": format!("{}-secrets", d.name), "key": name } },
+                        "valueFrom": { "secretKeyRef": { "name": secret, "key": name } },
                     }));
                 }
                 _ => {}
@@ -260,15 +289,11 @@ fn workload(d: &DesiredResource, namespace: &str) -> Vec<Value> {
             },
         }));
     }
-    if !secrets.is_empty() {
-        let store = secrets[0]
-            .1
-            .split(':')
-            .next()
-            .unwrap_or("aws-sm")
-            .to_string();
+    let stores = secret_stores(d);
+    for store in &stores {
         let data: Vec<Value> = secrets
             .iter()
+            .filter(|(_, reference)| secret_store(reference) == store)
             .map(|(name, reference)| {
                 let key = reference
                     .split_once(':')
@@ -276,16 +301,93 @@ fn workload(d: &DesiredResource, namespace: &str) -> Vec<Value> {
                 json!({ "secretKey": name, "remoteRef": { "key": key } })
             })
             .collect();
+        let secret = secret_name(d, store, stores.len());
         docs.push(json!({
             "apiVersion": "external-secrets.io/v1beta1",
             "kind": "ExternalSecret",
-            "metadata": metadata(d, &format!("{}-secrets", d.name), Some(namespace)),
+            "metadata": metadata(d, &secret, Some(namespace)),
             "spec": {
                 "secretStoreRef": { "kind": "ClusterSecretStore", "name": store },
-                "target": { "name": format!("{}-secrets", d.name) },
+                "target": { "name": secret },
                 "data": data,
             },
         }));
     }
     docs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn service(env: Value) -> DesiredResource {
+        DesiredResource {
+            stack: "shop".into(),
+            address: "service/api".into(),
+            kind: Kind::Service,
+            name: "api".into(),
+            spec: json!({ "team": "web", "image": "ghcr.io/acme/api:1.0.0", "replicas": 1, "port": 8080, "env": env }),
+            wired: Default::default(),
+        }
+    }
+
+    fn external_secrets(docs: &[Value]) -> Vec<&Value> {
+        docs.iter()
+            .filter(|d| d["kind"] == "ExternalSecret")
+            .collect()
+    }
+
+    #[test]
+    fn secrets_in_two_stores_get_one_external_secret_per_store() {
+        let d = service(json!({
+            "STRIPE_KEY": { "secret": "aws-sm:prod/stripe" },
+            "DB_PASSWORD": { "secret": "vault:db/password" },
+            "SIGNING_KEY": { "secret": "aws-sm:prod/signing" },
+        }));
+        let docs = workload(&d, "shop");
+        let found = external_secrets(&docs);
+        assert_eq!(found.len(), 2, "{docs:#?}");
+        let by_store = |store: &str| {
+            found
+                .iter()
+                .find(|e| e["spec"]["secretStoreRef"]["name"] == store)
+                .unwrap_or_else(|| panic!("no ExternalSecret for {store}"))
+        };
+        let aws = by_store("aws-sm");
+        let keys: Vec<&str> = aws["spec"]["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["remoteRef"]["key"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            keys,
+            ["prod/stripe", "prod/signing"],
+            "in declaration order"
+        );
+        let vault = by_store("vault");
+        assert_eq!(vault["spec"]["data"][0]["remoteRef"]["key"], "db/password");
+        // Each env var reads the Secret its store's ExternalSecret fills.
+        let env = &docs[0]["spec"]["template"]["spec"]["containers"][0]["env"];
+        let secret_of = |var: &str| {
+            env.as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == var)
+                .unwrap()["valueFrom"]["secretKeyRef"]["name"]
+                .clone()
+        };
+        assert_eq!(secret_of("DB_PASSWORD"), vault["spec"]["target"]["name"]);
+        assert_eq!(secret_of("STRIPE_KEY"), aws["spec"]["target"]["name"]);
+    }
+
+    #[test]
+    fn secrets_in_one_store_keep_one_external_secret() {
+        let d = service(json!({ "STRIPE_KEY": { "secret": "aws-sm:prod/stripe" } }));
+        let docs = workload(&d, "shop");
+        let found = external_secrets(&docs);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0]["metadata"]["name"], "api-secrets");
+    }
 }
