@@ -1,0 +1,205 @@
+//! GPU pools and AI endpoints.
+
+use super::super::*;
+
+pub(crate) fn decode_gpu_pool(
+    block: &Block<'_>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<GpuPoolSpec> {
+    let accelerator = single_enum(block, "accelerator", ACCELERATORS, diags);
+    let instance_type = single_string(block, "instance-type", diags).map(|s| s.value);
+    let nodes = block.one("nodes").and_then(|n| {
+        let usage = block.def("nodes").usage;
+        if !shape(n, 0, 0, &["min", "max"], usage, diags) {
+            return None;
+        }
+        let min =
+            required_prop(n, "min", usage, diags).and_then(|v| integer(v, 0, 1000, "min=0", diags));
+        let max =
+            required_prop(n, "max", usage, diags).and_then(|v| integer(v, 1, 1000, "max=8", diags));
+        let (min, max) = (min?, max?);
+        if min > max {
+            let span = n.prop("min").map_or(n.name.span, |p| p.value_span);
+            diags.push(
+                Diagnostic::error(
+                    "out-of-range",
+                    format!("`nodes` min {min} is greater than max {max}"),
+                )
+                .with_label(span, "greater than max")
+                .with_help("min must be at most max"),
+            );
+            return None;
+        }
+        Some(NodeRange {
+            min: min as u32,
+            max: max as u32,
+        })
+    });
+    let capacity = single_enum(block, "capacity", &["on-demand", "spot"], diags)
+        .unwrap_or_else(|| "on-demand".into());
+    let idle_shutdown_after = single(block, "idle-shutdown-after", diags)
+        .and_then(|v| {
+            formatted(
+                v,
+                is_duration,
+                "a duration like \"30m\", \"2h\" or \"1h30m\"",
+                "\"2h\"",
+                diags,
+            )
+        })
+        .map(|s| s.value);
+    Some(GpuPoolSpec {
+        accelerator: accelerator?,
+        instance_type: instance_type?,
+        nodes: nodes?,
+        capacity,
+        idle_shutdown_after,
+    })
+}
+
+pub(crate) fn decode_ai_endpoint(
+    block: &Block<'_>,
+    references: &mut Vec<Reference>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<AiEndpointSpec> {
+    let model = block.one("model").and_then(|n| {
+        let usage = block.def("model").usage;
+        if !shape(n, 1, 1, &["revision"], usage, diags) {
+            return None;
+        }
+        let id = string(arg(n, 0)?, "\"meta-llama/Llama-3.1-8B-Instruct\"", diags)?;
+        let revision = prop(n, "revision")
+            .and_then(|v| string(v, "revision=\"main\"", diags))
+            .map_or("main".into(), |s| s.value);
+        Some(ModelRef {
+            id: id.value,
+            revision,
+        })
+    });
+    let runtime = single_enum(block, "runtime", RUNTIMES, diags);
+    let gpu_pool = block.one("gpu-pool").and_then(|n| {
+        let usage = block.def("gpu-pool").usage;
+        if !shape(n, 1, 1, &["gpus"], usage, diags) {
+            return None;
+        }
+        let pool = string(arg(n, 0)?, "\"l4-inference\"", diags)?;
+        let gpus = prop(n, "gpus")
+            .and_then(|v| integer(v, 1, 64, "gpus=1", diags))
+            .unwrap_or(1) as u32;
+        references.push(Reference {
+            target: Address::new(Kind::GpuPool, pool.value.clone()),
+            output: None,
+            via: EdgeVia::GpuPool,
+            span: pool.span,
+            allowed_kinds: &[Kind::GpuPool],
+        });
+        Some((
+            PoolPlacement {
+                pool: pool.value,
+                gpus,
+            },
+            n.name.span,
+        ))
+    });
+    let instance_type = single_string(block, "instance-type", diags);
+    let replicas = single_int(block, "replicas", 0, 100, diags).unwrap_or(1) as u32;
+    let rate_limit = block.one("rate-limit").and_then(|n| {
+        let usage = block.def("rate-limit").usage;
+        if !shape(
+            n,
+            0,
+            0,
+            &["tokens-per-minute", "requests-per-minute"],
+            usage,
+            diags,
+        ) {
+            return None;
+        }
+        let tokens_per_minute = prop(n, "tokens-per-minute")
+            .and_then(|v| integer(v, 1, 1_000_000_000_000, "tokens-per-minute=100000", diags))
+            .map(|x| x as u64);
+        let requests_per_minute = prop(n, "requests-per-minute")
+            .and_then(|v| integer(v, 1, 1_000_000_000, "requests-per-minute=600", diags))
+            .map(|x| x as u64);
+        if tokens_per_minute.is_none() && requests_per_minute.is_none() {
+            diags.push(
+                Diagnostic::error("missing-field", "`rate-limit` sets no limit")
+                    .with_label(
+                        n.name.span,
+                        "needs `tokens-per-minute=` or `requests-per-minute=`",
+                    )
+                    .with_help(format!("write it as `{usage}`")),
+            );
+        }
+        Some(RateLimit {
+            tokens_per_minute,
+            requests_per_minute,
+        })
+    });
+    let autoscale = decode_autoscale(block, diags);
+    let canary = block.one("canary").and_then(|n| {
+        let usage = block.def("canary").usage;
+        if !shape(n, 0, 0, &["revision", "weight-percent"], usage, diags) {
+            return None;
+        }
+        let revision = required_prop(n, "revision", usage, diags)
+            .and_then(|v| string(v, "revision=\"v2\"", diags));
+        let weight = required_prop(n, "weight-percent", usage, diags)
+            .and_then(|v| integer(v, 1, 99, "weight-percent=10", diags));
+        Some(Canary {
+            revision: revision?.value,
+            weight_percent: weight? as u32,
+        })
+    });
+    let runtime = runtime?;
+    // Self-hosted runtimes run on a GPU pool; SageMaker brings its own instances.
+    let (gpu_pool, instance_type) = match (runtime.as_str(), gpu_pool, instance_type) {
+        ("sagemaker", Some((_, span)), _) => {
+            diags.push(
+                Diagnostic::error("wrong-arguments", "runtime \"sagemaker\" does not run on a gpu-pool")
+                    .with_label(span, "not used by sagemaker")
+                    .with_help("give the endpoint an `instance-type \"ml.g5.xlarge\"` instead, or choose runtime \"vllm\""),
+            );
+            return None;
+        }
+        ("sagemaker", None, Some(it)) => (None, Some(it.value)),
+        ("sagemaker", None, None) => {
+            diags.push(missing_field(
+                &block.owner,
+                block.owner_span,
+                &block.def("instance-type"),
+            ));
+            return None;
+        }
+        (_, Some((placement, _)), None) => (Some(placement), None),
+        (_, _, Some(it)) => {
+            diags.push(
+                Diagnostic::error(
+                    "wrong-arguments",
+                    format!("`instance-type` is only for runtime \"sagemaker\", not \"{runtime}\""),
+                )
+                .with_label(it.span, "not used by this runtime")
+                .with_help("self-hosted runtimes run on a `gpu-pool \"name\" gpus=1`"),
+            );
+            return None;
+        }
+        (_, None, None) => {
+            diags.push(missing_field(
+                &block.owner,
+                block.owner_span,
+                &block.def("gpu-pool"),
+            ));
+            return None;
+        }
+    };
+    Some(AiEndpointSpec {
+        model: model?,
+        runtime,
+        gpu_pool,
+        instance_type,
+        replicas,
+        rate_limit,
+        autoscale,
+        canary,
+    })
+}

@@ -1,0 +1,125 @@
+//! Data kinds: databases, buckets, topics and pipelines.
+
+use super::super::*;
+
+pub(crate) fn decode_database(
+    block: &Block<'_>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<DatabaseSpec> {
+    let engine = block.one("engine").and_then(|n| {
+        let usage = block.def("engine").usage;
+        if !shape(n, 1, 1, &["version"], usage, diags) {
+            return None;
+        }
+        let engine = one_of(arg(n, 0)?, ENGINES, diags)?;
+        let version = prop(n, "version").and_then(|v| match v.value {
+            // `version=16` is as natural as `version="16"`.
+            Value::Integer(i) => Some(i.to_string()),
+            _ => string(v, "version=\"16\"", diags).map(|s| s.value),
+        });
+        Some((engine, version))
+    });
+    let size = single(block, "size", diags)
+        .and_then(|v| {
+            formatted(
+                v,
+                |s| s.starts_with("db.") && s.len() > 3,
+                "an instance class like \"db.r6g.large\"",
+                "\"db.r6g.large\"",
+                diags,
+            )
+        })
+        .map(|s| s.value);
+    let storage_gb = single_int(block, "storage-gb", 20, 65536, diags).unwrap_or(20) as u32;
+    let backup_retention_days =
+        single_int(block, "backup-retention-days", 0, 35, diags).unwrap_or(7) as u32;
+    let high_availability = single_bool(block, "high-availability", diags).unwrap_or(false);
+    let (engine, version) = engine?;
+    Some(DatabaseSpec {
+        engine,
+        version,
+        size: size?,
+        storage_gb,
+        backup_retention_days,
+        high_availability,
+    })
+}
+
+pub(crate) fn decode_bucket(block: &Block<'_>, diags: &mut Vec<Diagnostic>) -> BucketSpec {
+    BucketSpec {
+        versioning: single_bool(block, "versioning", diags).unwrap_or(false),
+        expire_after_days: single_int(block, "expire-after-days", 1, 36_500, diags)
+            .map(|d| d as u32),
+        public: single_bool(block, "public", diags).unwrap_or(false),
+        estimated_gb: single_int(block, "estimated-gb", 0, 1_000_000_000, diags).map(|g| g as u64),
+    }
+}
+
+pub(crate) fn decode_topic(block: &Block<'_>, diags: &mut Vec<Diagnostic>) -> TopicSpec {
+    TopicSpec {
+        partitions: single_int(block, "partitions", 1, 10_000, diags).unwrap_or(3) as u32,
+        retention_hours: single_int(block, "retention-hours", 1, 87_600, diags).unwrap_or(168)
+            as u32,
+        replication_factor: single_int(block, "replication-factor", 1, 5, diags).unwrap_or(3)
+            as u32,
+    }
+}
+
+pub(crate) const SOURCE_KINDS: &[Kind] = &[Kind::Topic, Kind::Bucket, Kind::Database];
+pub(crate) const SINK_KINDS: &[Kind] = &[Kind::Database, Kind::Bucket, Kind::Topic];
+
+pub(crate) fn decode_pipeline(
+    block: &Block<'_>,
+    references: &mut Vec<Reference>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<PipelineSpec> {
+    let source = single_string(block, "source", diags).and_then(|s| {
+        let target = parse_address(&s, SOURCE_KINDS, diags)?;
+        references.push(Reference {
+            target: target.clone(),
+            output: None,
+            via: EdgeVia::Source,
+            span: s.span,
+            allowed_kinds: SOURCE_KINDS,
+        });
+        Some(target.to_string())
+    });
+    let sink = block.one("sink").and_then(|n| {
+        let usage = block.def("sink").usage;
+        if !shape(n, 1, 1, &["table", "prefix"], usage, diags) {
+            return None;
+        }
+        let s = string(arg(n, 0)?, "\"database/orders-db\"", diags)?;
+        let target = parse_address(&s, SINK_KINDS, diags)?;
+        references.push(Reference {
+            target: target.clone(),
+            output: None,
+            via: EdgeVia::Sink,
+            span: s.span,
+            allowed_kinds: SINK_KINDS,
+        });
+        let table = prop(n, "table")
+            .and_then(|v| string(v, "table=\"order_events\"", diags))
+            .map(|s| s.value);
+        let prefix = prop(n, "prefix")
+            .and_then(|v| string(v, "prefix=\"events/\"", diags))
+            .map(|s| s.value);
+        Some(Sink {
+            target: target.to_string(),
+            table,
+            prefix,
+        })
+    });
+    let image = decode_image(block, diags);
+    let replicas = single_int(block, "replicas", 0, 1000, diags).unwrap_or(1) as u32;
+    let resources = decode_resources(block, "500m", "512Mi", diags);
+    let env = decode_env(block, references, diags);
+    Some(PipelineSpec {
+        source: source?,
+        sink: sink?,
+        image: image?,
+        replicas,
+        resources,
+        env,
+    })
+}

@@ -1,0 +1,244 @@
+//! The `platform`, `team` and `pricing` nodes.
+
+use super::*;
+
+pub(crate) const PLATFORM_FIELDS: &[FieldDef] = &[
+    once("environment", "environment \"prod\""),
+    once("sync", "sync \"auto\""),
+    once("drift", "drift \"correct\""),
+    repeated(
+        "driver",
+        "driver \"local\" { path \".platformd/rendered\" }",
+    ),
+    repeated("route", "route \"service\" \"topic\" to=\"kubernetes\""),
+];
+
+pub(crate) fn decode_platform(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Platform> {
+    let name = decode_name(node, "platform", diags)?;
+    let block = Block::new(
+        format!("platform `{}`", name.value),
+        node.name.span,
+        &node.children,
+        PLATFORM_FIELDS,
+        &[],
+        diags,
+    );
+    let environment = single_string(&block, "environment", diags).map(|s| s.value);
+    let sync = match single_enum(&block, "sync", &["auto", "manual"], diags).as_deref() {
+        Some("manual") => SyncMode::Manual,
+        _ => SyncMode::Auto,
+    };
+    let drift = single_enum(&block, "drift", &["correct", "report", "ignore"], diags)
+        .map_or(DriftPolicy::Correct, |s| drift_policy(&s));
+    let mut drivers: Vec<DriverDecl> = Vec::new();
+    let driver_names: Vec<&str> = DriverType::ALL.iter().map(|d| d.as_str()).collect();
+    for d in block.all("driver") {
+        let usage = block.def("driver").usage;
+        if !shape_of_declaration(d, usage, diags) {
+            continue;
+        }
+        let Some(v) = arg(d, 0) else { continue };
+        let Some(dname) = one_of(v, &driver_names, diags) else {
+            continue;
+        };
+        let Some(driver) = DriverType::parse(&dname) else {
+            continue;
+        };
+        if let Some(prev) = drivers.iter().find(|x| x.driver == driver) {
+            diags.push(
+                Diagnostic::error(
+                    "duplicate-field",
+                    format!("driver `{dname}` is declared twice"),
+                )
+                .with_label(d.args[0].span, "declared again here")
+                .with_label(prev.name_span, "first declared here")
+                .with_help("merge the settings into one `driver` block"),
+            );
+            continue;
+        }
+        let mut settings = BTreeMap::new();
+        for s in &d.children {
+            let allowed = driver.settings();
+            if !allowed.contains(&s.name.text.as_str()) {
+                diags.push(
+                    Diagnostic::error(
+                        "unknown-field",
+                        format!("unknown setting `{}` for driver `{dname}`", s.name.text),
+                    )
+                    .with_label(s.name.span, "unknown setting")
+                    .with_help(suggest::help_for(
+                        &s.name.text,
+                        allowed,
+                        "settings",
+                    )),
+                );
+                continue;
+            }
+            let usage = format!("{} \"…\"", s.name.text);
+            if shape(s, 1, 1, &[], &usage, diags)
+                && let Some(v) = string(arg(s, 0).expect("shape checked"), "\"…\"", diags)
+            {
+                settings.insert(s.name.text.clone(), v.value);
+            }
+        }
+        drivers.push(DriverDecl {
+            driver,
+            name_span: d.args[0].span,
+            settings,
+        });
+    }
+    let mut routes = Vec::new();
+    for r in block.all("route") {
+        let usage = block.def("route").usage;
+        if !shape(r, 1, usize::MAX, &["to"], usage, diags) {
+            continue;
+        }
+        let mut kinds = Vec::new();
+        for a in &r.args {
+            let v = Val {
+                value: &a.value,
+                span: a.span,
+                what: "route kind".into(),
+            };
+            let kind_names: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+            if let Some(k) = one_of(v, &kind_names, diags).and_then(|k| Kind::parse(&k)) {
+                kinds.push(Spanned::new(k, a.span));
+            }
+        }
+        let Some(to) = required_prop(r, "to", usage, diags) else {
+            continue;
+        };
+        let Some(to) = string(to, "\"kubernetes\"", diags) else {
+            continue;
+        };
+        routes.push(Route { kinds, to });
+    }
+    Some(Platform {
+        name,
+        environment,
+        sync,
+        drift,
+        drivers,
+        routes,
+        keyword_span: node.name.span,
+    })
+}
+
+pub(crate) fn drift_policy(s: &str) -> DriftPolicy {
+    match s {
+        "report" => DriftPolicy::Report,
+        "ignore" => DriftPolicy::Ignore,
+        _ => DriftPolicy::Correct,
+    }
+}
+
+pub(crate) const TEAM_FIELDS: &[FieldDef] = &[
+    once("owner", "owner \"payments-oncall@acme.example\""),
+    once("budget", "budget monthly-usd=20000"),
+];
+
+pub(crate) fn decode_team(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Team> {
+    let name = decode_name(node, "team", diags)?;
+    let block = Block::new(
+        format!("team `{}`", name.value),
+        node.name.span,
+        &node.children,
+        TEAM_FIELDS,
+        &[],
+        diags,
+    );
+    let owner = single(&block, "owner", diags)
+        .and_then(|v| {
+            formatted(
+                v,
+                is_email,
+                "an email address",
+                "\"payments-oncall@acme.example\"",
+                diags,
+            )
+        })
+        .map(|s| s.value);
+    let budget_monthly_usd = block.one("budget").and_then(|b| {
+        let usage = block.def("budget").usage;
+        if !shape(b, 0, 0, &["monthly-usd"], usage, diags) {
+            return None;
+        }
+        number(
+            required_prop(b, "monthly-usd", usage, diags)?,
+            0.0,
+            1e12,
+            "monthly-usd=20000",
+            diags,
+        )
+    });
+    Some(Team {
+        name,
+        owner,
+        budget_monthly_usd,
+    })
+}
+
+pub(crate) const PRICING_FIELDS: &[FieldDef] = &[
+    repeated(
+        "instance",
+        "instance \"g6.xlarge\" hourly-usd=0.8048 gpus=1",
+    ),
+    repeated("rate", "rate \"vcpu-month\" usd=29.55"),
+];
+
+pub(crate) fn decode_pricing(node: &Node, out: &mut PricingOverrides, diags: &mut Vec<Diagnostic>) {
+    if !node.args.is_empty() || !node.props.is_empty() {
+        shape(
+            node,
+            0,
+            0,
+            &[],
+            "pricing { instance \"g6.xlarge\" hourly-usd=0.8048 gpus=1 }",
+            diags,
+        );
+    }
+    let block = Block::new(
+        "pricing".into(),
+        node.name.span,
+        &node.children,
+        PRICING_FIELDS,
+        &[],
+        diags,
+    );
+    for i in block.all("instance") {
+        let usage = block.def("instance").usage;
+        if !shape(i, 1, 1, &["hourly-usd", "gpus"], usage, diags) {
+            continue;
+        }
+        let Some(name) = string(arg(i, 0).expect("shape checked"), "\"g6.xlarge\"", diags) else {
+            continue;
+        };
+        let Some(hourly) = required_prop(i, "hourly-usd", usage, diags)
+            .and_then(|v| number(v, 0.0, 10_000.0, "hourly-usd=0.8048", diags))
+        else {
+            continue;
+        };
+        let gpus = prop(i, "gpus")
+            .and_then(|v| integer(v, 0, 64, "gpus=1", diags))
+            .unwrap_or(0) as u32;
+        out.instances.insert(name.value, (hourly, gpus));
+    }
+    for r in block.all("rate") {
+        let usage = block.def("rate").usage;
+        if !shape(r, 1, 1, &["usd"], usage, diags) {
+            continue;
+        }
+        let Some(name) = one_of(
+            arg(r, 0).expect("shape checked"),
+            crate::cost::RATE_NAMES,
+            diags,
+        ) else {
+            continue;
+        };
+        if let Some(usd) = required_prop(r, "usd", usage, diags)
+            .and_then(|v| number(v, 0.0, 1e9, "usd=29.55", diags))
+        {
+            out.rates.insert(name, usd);
+        }
+    }
+}
