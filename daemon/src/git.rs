@@ -1,7 +1,7 @@
 //! Reading a stack straight from a git object database with gix: no checkout, no worktree
 //! changes, no network. Used by `plan --base/--head` (the pull-request flow).
 
-use anyhow::{Context, Result, anyhow, bail};
+use crate::source::{SourceError, WithContext, invalid};
 use planner::StackFile;
 use std::path::{Path, PathBuf};
 
@@ -22,17 +22,17 @@ pub struct StackAtRevision {
 
 impl StackRepo {
     /// Finds the repository containing `stack_dir`.
-    pub fn discover(stack_dir: &Path) -> Result<StackRepo> {
+    pub fn discover(stack_dir: &Path) -> Result<StackRepo, SourceError> {
         let abs = std::fs::canonicalize(stack_dir)
-            .with_context(|| format!("cannot open stack directory {}", stack_dir.display()))?;
-        let repo = gix::discover(&abs).with_context(|| {
+            .context_with(|| format!("cannot open stack directory {}", stack_dir.display()))?;
+        let repo = gix::discover(&abs).context_with(|| {
             format!(
                 "{} is not inside a git repository (needed for --base/--head)",
                 stack_dir.display()
             )
         })?;
         let workdir: PathBuf = repo.workdir().map(Path::to_path_buf).ok_or_else(|| {
-            anyhow!(
+            invalid!(
                 "the repository at {} is bare; run from a checkout",
                 repo.path().display()
             )
@@ -40,7 +40,7 @@ impl StackRepo {
         let workdir = std::fs::canonicalize(&workdir).unwrap_or(workdir);
         let rel = abs
             .strip_prefix(&workdir)
-            .map_err(|_| anyhow!("stack directory is outside the repository"))?;
+            .map_err(|_| invalid!("stack directory is outside the repository"))?;
         let stack_path = rel
             .components()
             .map(|c| c.as_os_str().to_string_lossy().into_owned())
@@ -51,7 +51,7 @@ impl StackRepo {
 
     /// The stack's `*.kdl` files at `rev` (any revision git understands: `HEAD~1`, a branch,
     /// `origin/main`, a commit id), read from the object database.
-    pub fn read(&self, rev: &str) -> Result<StackAtRevision> {
+    pub fn read(&self, rev: &str) -> Result<StackAtRevision, SourceError> {
         read_stack_at(&self.repo, rev, &self.stack_path)
     }
 }
@@ -62,15 +62,15 @@ pub fn read_stack_at(
     repo: &gix::Repository,
     rev: &str,
     stack_path: &str,
-) -> Result<StackAtRevision> {
+) -> Result<StackAtRevision, SourceError> {
     let id = repo
         .rev_parse_single(rev)
-        .map_err(|e| anyhow!("cannot resolve git revision `{rev}`: {e}"))?;
+        .map_err(|e| invalid!("cannot resolve git revision `{rev}`: {e}"))?;
     let commit = id
         .object()
-        .with_context(|| format!("cannot read object {id}"))?
+        .context_with(|| format!("cannot read object {id}"))?
         .peel_to_commit()
-        .with_context(|| format!("`{rev}` does not point to a commit"))?;
+        .context_with(|| format!("`{rev}` does not point to a commit"))?;
     let commit_id = commit.id.to_string();
     let (author, message) = match commit.decode() {
         Ok(c) => (
@@ -88,13 +88,13 @@ pub fn read_stack_at(
     };
     let tree = commit
         .tree()
-        .with_context(|| format!("cannot read the tree of {commit_id}"))?;
+        .context_with(|| format!("cannot read the tree of {commit_id}"))?;
     let stack_tree = if stack_path.is_empty() {
         tree
     } else {
         let Some(entry) = tree
             .lookup_entry_by_path(stack_path)
-            .with_context(|| format!("cannot look up {stack_path} at {rev}"))?
+            .context_with(|| format!("cannot look up {stack_path} at {rev}"))?
         else {
             // The stack did not exist at that revision: an empty prior state.
             return Ok(StackAtRevision {
@@ -105,15 +105,18 @@ pub fn read_stack_at(
             });
         };
         if !entry.mode().is_tree() {
-            bail!("{stack_path} is not a directory at {rev}");
+            return Err(invalid!("{stack_path} is not a directory at {rev}"));
         }
-        entry.object()?.into_tree()
+        entry
+            .object()
+            .context_with(|| format!("cannot read {stack_path} at {rev}"))?
+            .into_tree()
     };
     let mut recorder = gix::traverse::tree::Recorder::default();
     stack_tree
         .traverse()
         .breadthfirst(&mut recorder)
-        .with_context(|| format!("cannot walk the tree at {rev}"))?;
+        .context_with(|| format!("cannot walk the tree at {rev}"))?;
     let mut files = Vec::new();
     for entry in recorder.records {
         let path = String::from_utf8_lossy(&entry.filepath).into_owned();
@@ -123,9 +126,9 @@ pub fn read_stack_at(
         }
         let blob = repo
             .find_object(entry.oid)
-            .with_context(|| format!("cannot read {path} at {rev}"))?;
+            .context_with(|| format!("cannot read {path} at {rev}"))?;
         let text = String::from_utf8(blob.data.clone())
-            .map_err(|_| anyhow!("{path} at {rev} is not valid UTF-8"))?;
+            .map_err(|_| invalid!("{path} at {rev} is not valid UTF-8"))?;
         files.push(StackFile { path, text });
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));

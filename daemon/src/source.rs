@@ -2,10 +2,57 @@
 //! directory, fetched on each poll), or a plain directory watched with notify.
 
 use crate::git::read_stack_at;
-use anyhow::{Context, Result, anyhow, bail};
 use planner::StackFile;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
+
+/// Why a revision could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The source is not what it should be (no such branch, not a directory, …).
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Load(#[from] planner::load::LoadError),
+    /// An operation failed (git, the file system), with what was being done.
+    #[error("{context}: {detail}")]
+    Failed { context: String, detail: String },
+}
+
+/// `SourceError::Invalid` from a format string.
+macro_rules! invalid {
+    ($($arg:tt)*) => {
+        $crate::source::SourceError::Invalid(format!($($arg)*))
+    };
+}
+pub(crate) use invalid;
+
+/// Adds what was being done to a failure, as `anyhow::Context` does for binaries.
+pub trait WithContext<T> {
+    fn context_with<C: std::fmt::Display>(self, what: impl FnOnce() -> C)
+    -> Result<T, SourceError>;
+}
+
+impl<T, E: std::fmt::Display> WithContext<T> for Result<T, E> {
+    fn context_with<C: std::fmt::Display>(
+        self,
+        what: impl FnOnce() -> C,
+    ) -> Result<T, SourceError> {
+        self.map_err(|e| SourceError::Failed {
+            context: what().to_string(),
+            detail: e.to_string(),
+        })
+    }
+}
+
+impl<T> WithContext<T> for Option<T> {
+    fn context_with<C: std::fmt::Display>(
+        self,
+        what: impl FnOnce() -> C,
+    ) -> Result<T, SourceError> {
+        self.ok_or_else(|| SourceError::Invalid(what().to_string()))
+    }
+}
 
 /// One revision of the stack.
 #[derive(Debug, Clone)]
@@ -40,17 +87,22 @@ pub fn content_revision(files: &[StackFile]) -> String {
 
 impl Source {
     /// A local path is a watched directory; anything else is a git remote URL.
-    pub fn new(repo: &str, branch: &str, path: &str, state_dir: &Path) -> Result<Source> {
+    pub fn new(
+        repo: &str,
+        branch: &str,
+        path: &str,
+        state_dir: &Path,
+    ) -> Result<Source, SourceError> {
         let local = Path::new(repo);
         if !repo.contains("://") && !repo.contains('@') {
             if !local.is_dir() {
-                bail!(
+                return Err(invalid!(
                     "--repo {repo} is neither a directory nor a git URL (file://, https://, ssh://, git://)"
-                );
+                ));
             }
             // Absolute, so file events (absolute paths) compare against it.
             let dir = std::fs::canonicalize(local.join(path))
-                .with_context(|| format!("cannot open {}", local.join(path).display()))?;
+                .context_with(|| format!("cannot open {}", local.join(path).display()))?;
             return Ok(Source::Dir(DirSource { dir }));
         }
         Ok(Source::Git(GitSource::new(repo, branch, path, state_dir)))
@@ -123,55 +175,56 @@ impl GitSource {
         }
     }
 
-    fn open_or_init(&self) -> Result<gix::Repository> {
+    fn open_or_init(&self) -> Result<gix::Repository, SourceError> {
         if self.repo_dir.join("HEAD").exists() {
             return gix::open(&self.repo_dir)
-                .with_context(|| format!("cannot open {}", self.repo_dir.display()));
+                .context_with(|| format!("cannot open {}", self.repo_dir.display()));
         }
-        std::fs::create_dir_all(&self.repo_dir)?;
+        std::fs::create_dir_all(&self.repo_dir)
+            .context_with(|| format!("cannot create {}", self.repo_dir.display()))?;
         gix::init_bare(&self.repo_dir)
-            .with_context(|| format!("cannot create {}", self.repo_dir.display()))
+            .context_with(|| format!("cannot create {}", self.repo_dir.display()))
     }
 
     /// A fetch error in words: a branch missing on the remote is said plainly (gix reports it as
     /// "None of the refspec(s) … matched any of the N refs on the remote").
-    fn fetch_error(&self, what: &str, e: &dyn std::fmt::Display) -> anyhow::Error {
+    fn fetch_error(&self, what: &str, e: &dyn std::fmt::Display) -> SourceError {
         let text = e.to_string();
         if text.contains("matched any of") {
-            anyhow!(
+            invalid!(
                 "branch `{}` does not exist on {}",
                 self.branch,
                 redact_url(&self.url)
             )
         } else {
-            anyhow!("{what} {}: {text}", redact_url(&self.url))
+            invalid!("{what} {}: {text}", redact_url(&self.url))
         }
     }
 
     /// Fetches the branch (force-pushes are followed) and reads the stack at its tip. Blocking.
-    pub fn fetch(&self) -> Result<Revision> {
+    pub fn fetch(&self) -> Result<Revision, SourceError> {
         let repo = self.open_or_init()?;
         let tracking = format!("refs/remotes/origin/{}", self.branch);
         let refspec = format!("+refs/heads/{}:{tracking}", self.branch);
         let remote = repo
             .remote_at(self.connect_url().as_str())
-            .map_err(|e| anyhow!("invalid git URL {}: {e}", redact_url(&self.url)))?
+            .map_err(|e| invalid!("invalid git URL {}: {e}", redact_url(&self.url)))?
             .with_refspecs([refspec.as_str()], gix::remote::Direction::Fetch)
-            .map_err(|e| anyhow!("invalid refspec {refspec}: {e}"))?;
+            .map_err(|e| invalid!("invalid refspec {refspec}: {e}"))?;
         let interrupt = AtomicBool::new(false);
         let outcome = remote
             .connect(gix::remote::Direction::Fetch)
-            .map_err(|e| anyhow!("cannot reach {}: {e}", redact_url(&self.url)))?
+            .map_err(|e| invalid!("cannot reach {}: {e}", redact_url(&self.url)))?
             .prepare_fetch(gix::progress::Discard, Default::default())
             .map_err(|e| self.fetch_error("cannot list refs of", &e))?
             .receive(gix::progress::Discard, &interrupt)
             .map_err(|e| self.fetch_error("cannot fetch from", &e))?;
         if outcome.ref_map.mappings.is_empty() {
-            bail!(
+            return Err(invalid!(
                 "branch `{}` does not exist on {}",
                 self.branch,
                 redact_url(&self.url)
-            );
+            ));
         }
         let at = read_stack_at(&repo, &tracking, &self.path)?;
         Ok(Revision {
@@ -189,7 +242,7 @@ pub struct DirSource {
 
 impl DirSource {
     /// The directory's current content as a revision (content hash as its id).
-    pub fn read(&self) -> Result<Revision> {
+    pub fn read(&self) -> Result<Revision, SourceError> {
         let files = planner::load::read_dir(&self.dir)?;
         Ok(Revision {
             id: content_revision(&files),

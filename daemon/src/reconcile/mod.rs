@@ -283,7 +283,12 @@ impl Reconciler {
                 let g = g.clone();
                 tokio::task::spawn_blocking(move || g.fetch())
                     .await
-                    .unwrap_or_else(|e| Err(anyhow::anyhow!("fetch task failed: {e}")))
+                    .unwrap_or_else(|e| {
+                        Err(crate::source::SourceError::Failed {
+                            context: "the fetch task failed".into(),
+                            detail: e.to_string(),
+                        })
+                    })
             }
             Source::Dir(d) => d.read(),
         };
