@@ -119,6 +119,18 @@ impl JournalAction {
     }
 }
 
+/// A journal row as stored.
+struct JournalRow {
+    id: i64,
+    apply_id: i64,
+    address: String,
+    action: String,
+    driver: String,
+    attempts: i64,
+    result: Option<String>,
+    desired: Option<String>,
+}
+
 /// One journal row, for inspection (tests, tooling).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JournalEntry {
@@ -437,18 +449,19 @@ impl Store {
         Ok(())
     }
 
-    /// The stored snapshot of a revision, by its full id.
-    pub fn snapshot(&self, revision: &str) -> Result<Option<Snapshot>> {
-        let json: Option<String> = self
-            .conn()
-            .query_row(
-                "SELECT snapshot FROM snapshots WHERE revision = ?1",
-                [revision],
-                |r| r.get(0),
-            )
-            .optional()?;
+    /// The JSON column a one-parameter query selects, decoded; `None` without a row.
+    fn json_row<T: serde::de::DeserializeOwned>(&self, sql: &str, key: &str) -> Result<Option<T>> {
+        let json: Option<String> = self.conn().query_row(sql, [key], |r| r.get(0)).optional()?;
         json.map(|j| serde_json::from_str(&j).map_err(corrupt))
             .transpose()
+    }
+
+    /// The stored snapshot of a revision, by its full id.
+    pub fn snapshot(&self, revision: &str) -> Result<Option<Snapshot>> {
+        self.json_row(
+            "SELECT snapshot FROM snapshots WHERE revision = ?1",
+            revision,
+        )
     }
 
     /// The last applied state as a snapshot: what the next plan starts from.
@@ -515,16 +528,7 @@ impl Store {
     }
 
     pub fn outputs(&self, address: &str) -> Result<Option<Outputs>> {
-        let json: Option<String> = self
-            .conn()
-            .query_row(
-                "SELECT outputs FROM resources WHERE address = ?1",
-                [address],
-                |r| r.get(0),
-            )
-            .optional()?;
-        json.map(|j| serde_json::from_str(&j).map_err(corrupt))
-            .transpose()
+        self.json_row("SELECT outputs FROM resources WHERE address = ?1", address)
     }
 
     pub fn begin_apply(
@@ -688,35 +692,44 @@ impl Store {
         Ok(())
     }
 
-    pub fn open_intents(&self) -> Result<Vec<OpenIntent>> {
+    /// Journal rows matching `condition` (SQL over the journal's columns), oldest first.
+    fn journal_rows(&self, condition: &str) -> Result<Vec<JournalRow>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT id, apply_id, address, action, driver, desired FROM journal WHERE result IS NULL ORDER BY id",
-        )?;
-        let rows: Vec<(i64, i64, String, String, String, Option<String>)> = stmt
+        let mut stmt = conn.prepare(&format!(
+            "SELECT id, apply_id, address, action, driver, attempts, result, desired FROM journal WHERE {condition} ORDER BY id"
+        ))?;
+        let rows: Vec<JournalRow> = stmt
             .query_map([], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
+                Ok(JournalRow {
+                    id: r.get(0)?,
+                    apply_id: r.get(1)?,
+                    address: r.get(2)?,
+                    action: r.get(3)?,
+                    driver: r.get(4)?,
+                    attempts: r.get(5)?,
+                    result: r.get(6)?,
+                    desired: r.get(7)?,
+                })
             })?
             .collect::<rusqlite::Result<_>>()?;
-        rows.into_iter()
-            .map(|(id, apply_id, address, action, driver, desired)| {
-                let desired = desired
-                    .map(|d| serde_json::from_str(&d).map_err(corrupt))
-                    .transpose()?;
+        Ok(rows)
+    }
+
+    /// Intents whose outcome is unknown (left by a crash), with what they asked for.
+    pub fn open_intents(&self) -> Result<Vec<OpenIntent>> {
+        self.journal_rows("result IS NULL")?
+            .into_iter()
+            .map(|row| {
                 Ok(OpenIntent {
-                    id,
-                    apply_id,
-                    address,
-                    action: parse_state(&action)?,
-                    driver,
-                    desired,
+                    id: row.id,
+                    apply_id: row.apply_id,
+                    action: parse_state(&row.action)?,
+                    desired: row
+                        .desired
+                        .map(|d| serde_json::from_str(&d).map_err(corrupt))
+                        .transpose()?,
+                    address: row.address,
+                    driver: row.driver,
                 })
             })
             .collect()
@@ -724,31 +737,16 @@ impl Store {
 
     /// Every journal entry, oldest first.
     pub fn journal(&self) -> Result<Vec<JournalEntry>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT id, apply_id, address, action, attempts, result FROM journal ORDER BY id",
-        )?;
-        let rows: Vec<(i64, i64, String, String, i64, Option<String>)> = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        rows.into_iter()
-            .map(|(id, apply_id, address, action, attempts, result)| {
+        self.journal_rows("1")?
+            .into_iter()
+            .map(|row| {
                 Ok(JournalEntry {
-                    id,
-                    apply_id,
-                    address,
-                    action: parse_state(&action)?,
-                    attempts,
-                    result: result.as_deref().map(parse_state).transpose()?,
+                    id: row.id,
+                    apply_id: row.apply_id,
+                    address: row.address,
+                    action: parse_state(&row.action)?,
+                    attempts: row.attempts,
+                    result: row.result.as_deref().map(parse_state).transpose()?,
                 })
             })
             .collect()

@@ -337,6 +337,36 @@ pub fn integer(
     Some(n)
 }
 
+/// The `min=` and `max=` of `node` (`what` in messages), each in its range, with min at most
+/// max; reported at `min` otherwise.
+pub fn min_max(
+    node: &Node,
+    what: &str,
+    usage: &str,
+    min_range: (i128, i128, &str),
+    max_range: (i128, i128, &str),
+    diags: &mut Vec<Diagnostic>,
+) -> Option<(u32, u32)> {
+    let min = required_prop(node, "min", usage, diags)
+        .and_then(|v| integer(v, min_range.0, min_range.1, min_range.2, diags));
+    let max = required_prop(node, "max", usage, diags)
+        .and_then(|v| integer(v, max_range.0, max_range.1, max_range.2, diags));
+    let (min, max) = (min?, max?);
+    if min > max {
+        let span = node.prop("min").map_or(node.name.span, |p| p.value_span);
+        diags.push(
+            Diagnostic::error(
+                "out-of-range",
+                format!("`{what}` min {min} is greater than max {max}"),
+            )
+            .with_label(span, "greater than max")
+            .with_help("min must be at most max"),
+        );
+        return None;
+    }
+    Some((min as u32, max as u32))
+}
+
 fn out_of_range<T: std::fmt::Display>(v: &Val<'_>, n: T, min: T, max: T) -> Diagnostic {
     Diagnostic::error(
         "out-of-range",

@@ -13,27 +13,15 @@ pub(crate) fn decode_gpu_pool(
         if !shape(n, 0, 0, &["min", "max"], usage, diags) {
             return None;
         }
-        let min =
-            required_prop(n, "min", usage, diags).and_then(|v| integer(v, 0, 1000, "min=0", diags));
-        let max =
-            required_prop(n, "max", usage, diags).and_then(|v| integer(v, 1, 1000, "max=8", diags));
-        let (min, max) = (min?, max?);
-        if min > max {
-            let span = n.prop("min").map_or(n.name.span, |p| p.value_span);
-            diags.push(
-                Diagnostic::error(
-                    "out-of-range",
-                    format!("`nodes` min {min} is greater than max {max}"),
-                )
-                .with_label(span, "greater than max")
-                .with_help("min must be at most max"),
-            );
-            return None;
-        }
-        Some(NodeRange {
-            min: min as u32,
-            max: max as u32,
-        })
+        let (min, max) = min_max(
+            n,
+            "nodes",
+            usage,
+            (0, 1000, "min=0"),
+            (1, 1000, "max=8"),
+            diags,
+        )?;
+        Some(NodeRange { min, max })
     });
     let capacity = single_enum(block, "capacity", &["on-demand", "spot"], diags)
         .unwrap_or_else(|| "on-demand".into());

@@ -51,29 +51,21 @@ pub(crate) fn decode_autoscale(
     if !shape(n, 0, 0, &["min", "max", "cpu-percent"], usage, diags) {
         return None;
     }
-    let min =
-        required_prop(n, "min", usage, diags).and_then(|v| integer(v, 0, 10_000, "min=2", diags));
-    let max =
-        required_prop(n, "max", usage, diags).and_then(|v| integer(v, 1, 10_000, "max=10", diags));
+    let range = min_max(
+        n,
+        "autoscale",
+        usage,
+        (0, 10_000, "min=2"),
+        (1, 10_000, "max=10"),
+        diags,
+    );
     let cpu_percent = prop(n, "cpu-percent")
         .and_then(|v| integer(v, 1, 100, "cpu-percent=70", diags))
         .unwrap_or(70);
-    let (min, max) = (min?, max?);
-    if min > max {
-        let span = n.prop("min").map_or(n.name.span, |p| p.value_span);
-        diags.push(
-            Diagnostic::error(
-                "out-of-range",
-                format!("`autoscale` min {min} is greater than max {max}"),
-            )
-            .with_label(span, "greater than max")
-            .with_help("min must be at most max"),
-        );
-        return None;
-    }
+    let (min, max) = range?;
     Some(Autoscale {
-        min: min as u32,
-        max: max as u32,
+        min,
+        max,
         cpu_percent: cpu_percent as u32,
     })
 }
