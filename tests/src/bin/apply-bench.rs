@@ -1,4 +1,4 @@
-//! Apply benchmarks (DESIGN §7):
+//! Apply benchmarks (`docs/PERFORMANCE.md`):
 //!
 //! 1. Makespan against the critical path: a synthetic stack applied with the local driver
 //!    adding a fixed latency to every call (the local driver's `simulate-latency-ms`). With parallelism that

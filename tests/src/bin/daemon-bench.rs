@@ -1,4 +1,4 @@
-//! Daemon latency benchmarks (DESIGN §7):
+//! Daemon latency benchmarks (`docs/PERFORMANCE.md`):
 //!
 //! 1. New commit to apply start with the webhook (target < 1 s): a commit is pushed to a bare
 //!    remote, a signed webhook is sent, and the time until the daemon reports the apply started

@@ -1,4 +1,4 @@
-//! Benchmark of `validate` and `plan` at several stack sizes (DESIGN §7).
+//! Benchmark of `validate` and `plan` at several stack sizes (`docs/PERFORMANCE.md`).
 //!
 //! Runs the release `platformd` binary as a fresh process for every sample (cold: nothing is
 //! cached between runs), measuring wall time and peak RSS with `wait4`. Also times the
