@@ -5,13 +5,12 @@
 //!
 //! ```text
 //! store ◀── engine ◀── ops ◀── reconcile ◀── server
-//!                  source, git ◀──┘
+//!                       source ◀──┘
 //! ```
 //!
 //! See `docs/ARCHITECTURE.md`.
 
 pub mod engine;
-pub mod git;
 pub mod ops;
 pub mod reconcile;
 pub mod server;

@@ -759,3 +759,48 @@ fn the_read_only_store_creates_migrates_and_writes_nothing() {
         1
     );
 }
+
+#[test]
+fn a_store_write_that_fails_stops_the_apply_with_an_error_and_loses_nothing() {
+    let ws = Workspace::new();
+    let text = format!("{}{}{}", topic("a", 3), topic("b", 3), topic("c", 3));
+    ws.stack(&[("platform.kdl", PLATFORM), ("a.kdl", &text)]);
+    // A store that can no longer record: the intent for topic/b cannot be written (as on a full
+    // disk).
+    drop(daemon::store::Store::open(&ws.path().join(".platformd")).unwrap());
+    old_binary_store(&ws)
+        .execute_batch(
+            "CREATE TRIGGER full_disk BEFORE INSERT ON journal WHEN NEW.address = 'topic/b'
+             BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
+        )
+        .unwrap();
+    let run = ws.run(&["apply", "stack", "--auto-approve", "--parallelism", "1"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.stderr.contains("database or disk is full"),
+        "{}",
+        run.stderr
+    );
+    assert!(ws.rendered("topic/a.yaml").exists());
+    assert!(
+        !ws.rendered("topic/b.yaml").exists() && !ws.rendered("topic/c.yaml").exists(),
+        "nothing is done that the store could not record"
+    );
+    let store = ws.store();
+    let history = store.history().unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].status, api::ApplyStatus::Failed);
+    assert!(
+        store.open_intents().unwrap().is_empty(),
+        "no intent left open"
+    );
+    drop(store);
+
+    // Once the store records again, the next apply finishes the job.
+    old_binary_store(&ws)
+        .execute_batch("DROP TRIGGER full_disk")
+        .unwrap();
+    let run = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(run.stdout.contains("2 applied"), "{}", run.stdout);
+}

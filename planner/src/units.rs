@@ -26,25 +26,10 @@ pub fn is_duration(s: &str) -> bool {
     true
 }
 
-/// Seconds in a duration accepted by [`is_duration`].
+/// Seconds in a duration accepted by [`is_duration`] (parsed by `humantime`; a duration too
+/// large to represent saturates).
 pub fn duration_seconds(s: &str) -> u64 {
-    let mut total = 0u64;
-    let mut n = 0u64;
-    for c in s.chars() {
-        if let Some(d) = c.to_digit(10) {
-            n = n.saturating_mul(10).saturating_add(d as u64);
-        } else {
-            let unit = match c {
-                's' => 1,
-                'm' => 60,
-                'h' => 3600,
-                _ => 86_400,
-            };
-            total = total.saturating_add(n.saturating_mul(unit));
-            n = 0;
-        }
-    }
-    total
+    humantime::parse_duration(s).map_or(u64::MAX, |d| d.as_secs())
 }
 
 /// Kubernetes CPU quantity: "500m", "2", "0.5".

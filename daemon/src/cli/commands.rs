@@ -2,7 +2,7 @@
 
 use crate::{ColorChoice, DiagnosticFormat, GraphFormat, PlanArgs, PlanFormat};
 use anyhow::{Context, Result, bail};
-use daemon::git::StackRepo;
+use daemon::source::git::StackRepo;
 use planner::diagnostic::{self, Colour};
 use planner::load::ParseCache;
 use planner::plan::{MadeAgainst, PlanOptions};

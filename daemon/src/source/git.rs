@@ -1,7 +1,7 @@
 //! Reading a stack straight from a git object database with gix: no checkout, no worktree
 //! changes, no network. Used by `plan --base/--head` (the pull-request flow).
 
-use crate::source::{SourceError, WithContext, invalid};
+use super::error::{SourceError, WithContext, invalid};
 use planner::StackFile;
 use std::path::{Path, PathBuf};
 
