@@ -13,6 +13,8 @@
 //! - errors say whether they are retryable ([`DriverError::retryable`]).
 
 pub mod drift;
+#[cfg(feature = "kubernetes")]
+pub mod kubernetes;
 #[cfg(feature = "local")]
 pub mod local;
 pub mod registry;

@@ -49,6 +49,15 @@ fn make(name: &str, settings: &BTreeMap<String, String>) -> Result<Arc<dyn Drive
                 feature: "local".into(),
             })
         }
+        #[cfg(feature = "kubernetes")]
+        "kubernetes" => Ok(Arc::new(
+            crate::kubernetes::KubernetesDriver::from_settings(settings),
+        )),
+        #[cfg(not(feature = "kubernetes"))]
+        "kubernetes" => Err(RegistryError::FeatureOff {
+            driver: name.into(),
+            feature: "kubernetes".into(),
+        }),
         other => {
             let _ = settings;
             Err(RegistryError::NotAvailable(other.to_string()))

@@ -70,6 +70,14 @@ const INSTANCES: &[(&str, f64, u32)] = &[
     ("db.r7g.xlarge", 0.478, 0),
 ];
 
+/// GPUs of a known instance type (`g6.xlarge` → 1), from the built-in price table.
+pub fn gpus_per_instance(instance_type: &str) -> Option<u32> {
+    INSTANCES
+        .iter()
+        .find(|(n, _, _)| *n == instance_type)
+        .map(|(_, _, gpus)| *gpus)
+}
+
 pub struct PriceTable<'a> {
     stack: &'a Stack,
 }

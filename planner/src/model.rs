@@ -190,7 +190,7 @@ impl DriverType {
     pub fn settings(self) -> &'static [&'static str] {
         match self {
             DriverType::Local => &["path", "namespace", "simulate-latency-ms", "inject-faults"],
-            DriverType::Kubernetes => &["context", "namespace", "kubeconfig"],
+            DriverType::Kubernetes => &["context", "namespace", "kubeconfig", "node-class"],
             DriverType::Aws => &["region", "endpoint-url", "profile"],
         }
     }

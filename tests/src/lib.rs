@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod generate;
 pub mod git;
+pub mod kube_emulator;
 pub mod net;
 pub mod tls;
 

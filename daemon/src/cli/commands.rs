@@ -53,7 +53,7 @@ fn diag_colour(colours: Colours) -> Colour {
 }
 
 /// How diagnostics name files: relative to where the user ran the command.
-fn display_root(stack: &Path) -> String {
+pub(super) fn display_root(stack: &Path) -> String {
     let s = stack.to_string_lossy().trim_end_matches('/').to_string();
     if s == "." || s.is_empty() {
         String::new()

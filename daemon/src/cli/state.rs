@@ -84,7 +84,11 @@ fn print_plan(plan: &Plan, colours: Colours) {
 fn analyzed(stack: &Path, colours: Colours) -> Result<Option<(Snapshot, String)>> {
     let files = planner::load::read_dir(stack)?;
     let revision = content_revision(&files);
-    let analysis = planner::analyze(files);
+    let mut analysis = planner::analyze(files);
+    analysis
+        .stack
+        .sources
+        .set_display_root(&super::commands::display_root(stack));
     if !analysis.diagnostics.is_empty() {
         eprint!(
             "{}",

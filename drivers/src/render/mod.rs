@@ -90,6 +90,25 @@ pub fn canonical(desired: &DesiredResource) -> Value {
     })
 }
 
+/// Paths of the rendered documents that a spec field renders to, for `ignore-changes` (the
+/// workload's Deployment is the first document).
+pub fn live_paths(kind: Kind, field: &str) -> Vec<String> {
+    let container = "[0].spec.template.spec.containers[0]";
+    match (kind, field) {
+        (_, "labels") => vec!["[0].metadata.labels".into()],
+        (Kind::Service | Kind::Pipeline | Kind::AiEndpoint, "replicas") => {
+            vec!["[0].spec.replicas".into()]
+        }
+        (Kind::Service | Kind::Pipeline, "image") => vec![format!("{container}.image")],
+        (Kind::Service | Kind::Pipeline, "env") => vec![format!("{container}.env")],
+        (Kind::Service | Kind::Pipeline, "resources") => vec![format!("{container}.resources")],
+        (Kind::Topic, "partitions") => vec!["[0].spec.partitions".into()],
+        (Kind::Topic, "replication-factor") => vec!["[0].spec.replicas".into()],
+        (Kind::Topic, "retention-hours") => vec!["[0].spec.config".into()],
+        (_, f) => vec![format!("[0].spec.{f}")],
+    }
+}
+
 pub(crate) fn str_at<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("")
 }

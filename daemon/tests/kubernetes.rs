@@ -1,0 +1,215 @@
+//! `platformd` with the Kubernetes driver, end to end against the API-server emulator (test
+//! support): apply, an empty second plan, drift and its correction, removal, GPU pools as
+//! Karpenter NodePools. Objects are read back from the emulator, never from platformd.
+
+mod support;
+
+use serde_json::json;
+use support::Workspace;
+use test_support::kube_emulator::KubeEmulator;
+
+const PLATFORM: &str = r#"platform "shop" {
+    environment "test"
+    driver "kubernetes" {
+        kubeconfig "kubeconfig"
+        context "emulator"
+        namespace "shop"
+        node-class "gpu"
+    }
+}
+
+team "web" {
+    owner "web-oncall@acme.example"
+}
+"#;
+
+const WORKLOADS: &str = r#"gpu-pool "l4" {
+    team "web"
+    accelerator "nvidia-l4"
+    instance-type "g6.xlarge"
+    nodes min=0 max=4
+    capacity "spot"
+    idle-shutdown-after "2h"
+}
+
+ai-endpoint "assistant" {
+    team "web"
+    model "meta-llama/Llama-3.1-8B-Instruct" revision="main"
+    runtime "vllm"
+    gpu-pool "l4" gpus=1
+    replicas 1
+}
+
+topic "orders" {
+    team "web"
+    partitions 6
+}
+"#;
+
+fn api(replicas: u32) -> String {
+    format!(
+        "service \"api\" {{\n    team \"web\"\n    image \"ghcr.io/acme/api:1.0.0\"\n    replicas {replicas}\n    port 8080\n    env \"ASSISTANT_URL\" from=\"ai-endpoint/assistant.url\"\n    autoscale min=2 max=6 cpu-percent=70\n}}\n"
+    )
+}
+
+fn workspace(emulator: &KubeEmulator, with_api: bool) -> Workspace {
+    let ws = Workspace::new();
+    std::fs::write(ws.path().join("kubeconfig"), emulator.kubeconfig()).unwrap();
+    stack(&ws, with_api);
+    ws
+}
+
+fn stack(ws: &Workspace, with_api: bool) {
+    let api = if with_api { api(2) } else { String::new() };
+    ws.stack(&[
+        ("platform.kdl", PLATFORM),
+        ("a.kdl", &format!("{WORKLOADS}{api}")),
+    ]);
+}
+
+#[test]
+fn a_stack_is_applied_kept_and_pruned_on_a_cluster() {
+    let emulator = KubeEmulator::start();
+    let ws = workspace(&emulator, true);
+    let run = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+
+    let deployment = emulator
+        .get("apps", "deployments", "shop", "api")
+        .expect("api");
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    // The endpoint's URL comes from its Service in the cluster, wired into the service.
+    let env = &deployment["spec"]["template"]["spec"]["containers"][0]["env"];
+    let url = env
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "ASSISTANT_URL")
+        .unwrap()["value"]
+        .clone();
+    let service = emulator
+        .get("", "services", "shop", "assistant")
+        .expect("a Service");
+    let port = &service["spec"]["ports"][0]["port"];
+    assert_eq!(
+        url,
+        format!("http://assistant.shop.svc.cluster.local:{port}/v1")
+    );
+    let endpoint = emulator
+        .get("apps", "deployments", "shop", "assistant")
+        .expect("assistant");
+    let pod = &endpoint["spec"]["template"]["spec"];
+    assert_eq!(pod["nodeSelector"]["platformd.dev/gpu-pool"], "l4");
+    let pool = emulator
+        .get("karpenter.sh", "nodepools", "", "l4")
+        .expect("a NodePool");
+    assert_eq!(
+        pool["spec"]["template"]["metadata"]["labels"]["platformd.dev/gpu-pool"],
+        "l4"
+    );
+    assert_eq!(pool["spec"]["limits"]["nvidia.com/gpu"], "4");
+    assert_eq!(pool["spec"]["disruption"]["consolidateAfter"], "2h");
+    assert_eq!(
+        pool["spec"]["template"]["spec"]["nodeClassRef"]["name"],
+        "gpu"
+    );
+    let requirements = pool["spec"]["template"]["spec"]["requirements"].to_string();
+    assert!(
+        requirements.contains("\"spot\"") && requirements.contains("g6.xlarge"),
+        "{requirements}"
+    );
+    assert!(
+        emulator
+            .get("kafka.strimzi.io", "kafkatopics", "shop", "orders")
+            .is_some()
+    );
+    assert!(
+        emulator
+            .get("autoscaling", "horizontalpodautoscalers", "shop", "api")
+            .is_some()
+    );
+    for (group, plural, ns, name) in [
+        ("apps", "deployments", "shop", "api"),
+        ("karpenter.sh", "nodepools", "", "l4"),
+    ] {
+        let managers = emulator.managers(group, plural, ns, name);
+        assert_eq!(
+            managers.keys().collect::<Vec<_>>(),
+            ["platformd"],
+            "{plural}/{name}"
+        );
+    }
+
+    let plan = ws.run(&["plan", "stack", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "a second plan is empty: {}", plan.all());
+
+    // Scaled by hand: drift, then corrected.
+    emulator.edit("apps", "deployments", "shop", "api", "kubectl-scale", |d| {
+        d["spec"]["replicas"] = json!(9);
+    });
+    let drift = ws.run(&["drift", "stack", "--detailed-exitcode"]);
+    assert_eq!(drift.code, 2, "{}", drift.all());
+    assert!(
+        drift
+            .stdout
+            .contains("Deployment/api: spec.replicas: applied 2 → live 9"),
+        "{}",
+        drift.stdout
+    );
+    let fix = ws.run(&["apply", "stack", "--refresh", "--auto-approve"]);
+    assert_eq!(fix.code, 0, "{}", fix.all());
+    let deployment = emulator.get("apps", "deployments", "shop", "api").unwrap();
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    assert_eq!(ws.run(&["drift", "stack", "--detailed-exitcode"]).code, 0);
+
+    // Removed from the stack: its objects go, and nothing else.
+    stack(&ws, false);
+    let run = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(emulator.get("apps", "deployments", "shop", "api").is_none());
+    assert!(emulator.get("", "services", "shop", "api").is_none());
+    assert!(
+        emulator
+            .get("autoscaling", "horizontalpodautoscalers", "shop", "api")
+            .is_none()
+    );
+    assert!(
+        emulator
+            .get("apps", "deployments", "shop", "assistant")
+            .is_some()
+    );
+    assert!(
+        emulator
+            .get("karpenter.sh", "nodepools", "", "l4")
+            .is_some()
+    );
+}
+
+#[test]
+fn a_kind_the_cluster_cannot_serve_is_refused_at_plan_time() {
+    let emulator = KubeEmulator::start();
+    let ws = workspace(&emulator, false);
+    std::fs::write(
+        ws.path().join("stack/b.kdl"),
+        "bucket \"exports\" {\n    team \"web\"\n}\n",
+    )
+    .unwrap();
+    let run = ws.run(&["plan", "stack"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.stderr.contains("error[unsupported-kind]"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("--> stack/b.kdl:1:1"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("the default driver `kubernetes` does not support it"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        emulator.requests().is_empty(),
+        "planning never calls the cluster"
+    );
+}

@@ -1,0 +1,80 @@
+//! The client: from a kubeconfig (`kubeconfig` setting, else `KUBECONFIG`, else
+//! `~/.kube/config`) with `context` choosing the context, or the in-cluster service account
+//! when there is no kubeconfig at all. Credentials stay inside kube-rs: never logged or stored.
+
+use crate::DriverError;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// The settings of a `driver "kubernetes" { … }` block.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+    /// Where namespaced objects go; the stack's name when absent.
+    pub namespace: Option<String>,
+    /// The Karpenter node class of GPU pools (`default` when absent).
+    pub node_class: Option<String>,
+}
+
+impl Settings {
+    pub fn from_map(settings: &BTreeMap<String, String>) -> Settings {
+        Settings {
+            kubeconfig: settings.get("kubeconfig").map(PathBuf::from),
+            context: settings.get("context").cloned(),
+            namespace: settings.get("namespace").cloned(),
+            node_class: settings.get("node-class").cloned(),
+        }
+    }
+}
+
+fn kubeconfig_path(settings: &Settings) -> Option<PathBuf> {
+    if let Some(p) = &settings.kubeconfig {
+        return Some(p.clone());
+    }
+    if let Some(p) = std::env::var_os("KUBECONFIG").filter(|p| !p.is_empty()) {
+        // The first file of a KUBECONFIG list.
+        return std::env::split_paths(&p).next();
+    }
+    let home = std::env::var_os("HOME")?;
+    let default = PathBuf::from(home).join(".kube/config");
+    default.exists().then_some(default)
+}
+
+pub(super) async fn connect(settings: &Settings) -> Result<kube::Client, DriverError> {
+    let config = match kubeconfig_path(settings) {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(&path).map_err(|e| {
+                DriverError::permanent(format!("cannot read kubeconfig {}: {e}", path.display()))
+            })?;
+            let options = KubeConfigOptions {
+                context: settings.context.clone(),
+                ..KubeConfigOptions::default()
+            };
+            kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+                .await
+                .map_err(|e| {
+                    DriverError::permanent(format!(
+                        "kubeconfig {}{}: {e}",
+                        path.display(),
+                        settings
+                            .context
+                            .as_deref()
+                            .map(|c| format!(" (context `{c}`)"))
+                            .unwrap_or_default()
+                    ))
+                })?
+        }
+        None => kube::Config::incluster().map_err(|e| {
+            DriverError::permanent(format!(
+                "no kubeconfig (set `kubeconfig` in the driver, or KUBECONFIG) and not in a cluster: {e}"
+            ))
+        })?,
+    };
+    let mut config = config;
+    // The engine's backoff is the one retry loop: a second one in the client would multiply it.
+    config.default_retry = false;
+    kube::Client::try_from(config)
+        .map_err(|e| DriverError::permanent(format!("cannot build the Kubernetes client: {e}")))
+}

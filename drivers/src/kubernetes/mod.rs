@@ -1,0 +1,408 @@
+//! The Kubernetes driver (`docs/DRIVERS.md`), on kube-rs: every document the renderer makes is
+//! server-side applied with field manager `platformd` (forced by default), arbitrary kinds are
+//! reached through discovery and dynamic objects, and what the driver owns is found with one
+//! list per resource type and namespace, filtered by the ownership labels. The
+//! `platformd.dev/address` annotation is the tracking id: an object merely labelled like ours is
+//! never observed as ours, nor deleted.
+//!
+//! `client.rs` builds the client (kubeconfig, context, in-cluster); `errors.rs` classifies API
+//! errors; `health.rs` decides readiness (kstatus rules).
+
+mod client;
+mod errors;
+mod health;
+mod nodepool;
+
+use crate::render;
+use crate::{
+    ADDRESS_ANNOTATION, DesiredResource, Driver, DriverError, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
+    ObservedResource, Outputs, STACK_LABEL,
+};
+use async_trait::async_trait;
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+};
+use kube::discovery::Scope;
+use planner::model::Kind;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+pub use client::Settings;
+
+/// The field manager of every apply.
+pub const FIELD_MANAGER: &str = "platformd";
+
+/// The object types each kind renders to, in the order the renderer emits them.
+fn object_types(kind: Kind) -> &'static [(&'static str, &'static str, &'static str)] {
+    match kind {
+        Kind::Service | Kind::Pipeline | Kind::AiEndpoint => &[
+            ("apps", "v1", "Deployment"),
+            ("", "v1", "Service"),
+            ("autoscaling", "v2", "HorizontalPodAutoscaler"),
+            ("external-secrets.io", "v1beta1", "ExternalSecret"),
+        ],
+        Kind::Topic => &[("kafka.strimzi.io", "v1beta2", "KafkaTopic")],
+        Kind::GpuPool => &[("karpenter.sh", "v1", "NodePool")],
+        // Buckets and databases live in the cloud account (the `aws` driver).
+        Kind::Database | Kind::Bucket => &[],
+    }
+}
+
+fn gvk_of(doc: &Value) -> GroupVersionKind {
+    let api_version = doc["apiVersion"].as_str().unwrap_or("v1");
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    GroupVersionKind::gvk(group, version, doc["kind"].as_str().unwrap_or(""))
+}
+
+/// Group, version and kind of an object type.
+type TypeKey = (String, String, String);
+/// What discovery said of a type: its resource, and whether it is namespaced.
+type Discovered = (ApiResource, bool);
+
+pub struct KubernetesDriver {
+    settings: Settings,
+    client: tokio::sync::OnceCell<kube::Client>,
+    /// Discovery results, per group/version/kind.
+    resources: tokio::sync::Mutex<HashMap<TypeKey, Discovered>>,
+    /// How often readiness is polled.
+    poll: Duration,
+}
+
+impl KubernetesDriver {
+    pub fn new(settings: Settings) -> KubernetesDriver {
+        KubernetesDriver {
+            settings,
+            client: tokio::sync::OnceCell::new(),
+            resources: tokio::sync::Mutex::new(HashMap::new()),
+            poll: Duration::from_millis(250),
+        }
+    }
+
+    /// The driver a stack's `driver "kubernetes" { … }` block declares.
+    pub fn from_settings(settings: &BTreeMap<String, String>) -> KubernetesDriver {
+        KubernetesDriver::new(Settings::from_map(settings))
+    }
+
+    async fn client(&self) -> Result<&kube::Client, DriverError> {
+        self.client
+            .get_or_try_init(|| client::connect(&self.settings))
+            .await
+    }
+
+    fn namespace<'a>(&'a self, stack: &'a str) -> &'a str {
+        self.settings.namespace.as_deref().unwrap_or(stack)
+    }
+
+    /// The objects `desired` is made of in the cluster.
+    fn documents(&self, desired: &DesiredResource) -> Vec<Value> {
+        match desired.kind {
+            Kind::GpuPool => vec![nodepool::node_pool(
+                desired,
+                self.settings.node_class.as_deref().unwrap_or("default"),
+            )],
+            _ => render::documents(desired, self.namespace(&desired.stack)),
+        }
+    }
+
+    /// The API of one object type in `namespace` (ignored for cluster-scoped types).
+    async fn api(
+        &self,
+        gvk: &GroupVersionKind,
+        namespace: &str,
+    ) -> Result<Api<DynamicObject>, DriverError> {
+        let client = self.client().await?.clone();
+        let key = (gvk.group.clone(), gvk.version.clone(), gvk.kind.clone());
+        let mut cache = self.resources.lock().await;
+        let (resource, namespaced) = match cache.get(&key) {
+            Some(found) => found.clone(),
+            None => {
+                let (resource, caps) = kube::discovery::pinned_kind(&client, gvk)
+                    .await
+                    .map_err(|e| errors::discovery(gvk, e))?;
+                let found = (resource, caps.scope == Scope::Namespaced);
+                cache.insert(key, found.clone());
+                found
+            }
+        };
+        Ok(if namespaced {
+            Api::namespaced_with(client, namespace, &resource)
+        } else {
+            Api::all_with(client, &resource)
+        })
+    }
+
+    /// Everything of one type that carries this stack's ownership labels and a tracking
+    /// annotation: address → objects.
+    async fn owned(
+        &self,
+        stack: &str,
+        gvk: &GroupVersionKind,
+    ) -> Result<Vec<(String, DynamicObject)>, DriverError> {
+        let api = self.api(gvk, self.namespace(stack)).await?;
+        let selector = format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{STACK_LABEL}={stack}");
+        let list = api
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| errors::api(e, "list", &gvk.kind, self.namespace(stack)))?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter_map(|o| {
+                let address = o
+                    .metadata
+                    .annotations
+                    .as_ref()?
+                    .get(ADDRESS_ANNOTATION)?
+                    .clone();
+                Some((address, o))
+            })
+            .collect())
+    }
+
+    /// Deletes the objects of `address` among `types` that are not in `keep` (kind, name).
+    async fn prune(
+        &self,
+        stack: &str,
+        address: &str,
+        kind: Kind,
+        keep: &[(String, String)],
+    ) -> Result<(), DriverError> {
+        for (group, version, kind_name) in object_types(kind) {
+            let gvk = GroupVersionKind::gvk(group, version, kind_name);
+            let owned = match self.owned(stack, &gvk).await {
+                Ok(o) => o,
+                // A type whose CRD is not installed holds nothing of ours.
+                Err(e) if errors::is_missing_type(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            for (found, object) in owned {
+                let name = object.metadata.name.clone().unwrap_or_default();
+                if found != address || keep.iter().any(|(k, n)| k == kind_name && n == &name) {
+                    continue;
+                }
+                let api = self.api(&gvk, self.namespace(stack)).await?;
+                match api.delete(&name, &DeleteParams::foreground()).await {
+                    Ok(_) => {}
+                    Err(e) if errors::status_code(&e) == Some(404) => {}
+                    Err(e) => {
+                        return Err(errors::api(e, "delete", kind_name, self.namespace(stack)));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Driver for KubernetesDriver {
+    fn name(&self) -> &str {
+        "kubernetes"
+    }
+
+    fn supports(&self, kind: Kind) -> bool {
+        !object_types(kind).is_empty()
+    }
+
+    async fn observe(
+        &self,
+        stack: &str,
+        kinds: &[Kind],
+    ) -> Result<Vec<ObservedResource>, DriverError> {
+        // One list per object type, shared by the kinds that render to it.
+        let mut types: Vec<(&str, &str, &str)> = Vec::new();
+        for kind in kinds {
+            for t in object_types(*kind) {
+                if !types.contains(t) {
+                    types.push(*t);
+                }
+            }
+        }
+        let mut by_address: BTreeMap<String, Vec<DynamicObject>> = BTreeMap::new();
+        for (group, version, kind_name) in types {
+            let gvk = GroupVersionKind::gvk(group, version, kind_name);
+            let owned = match self.owned(stack, &gvk).await {
+                Ok(o) => o,
+                Err(e) if errors::is_missing_type(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            for (address, object) in owned {
+                by_address.entry(address).or_default().push(object);
+            }
+        }
+        let mut found = Vec::new();
+        for (address, objects) in by_address {
+            let Some((kind, name)) = address
+                .split_once('/')
+                .and_then(|(k, n)| Some((Kind::parse(k)?, n.to_string())))
+            else {
+                continue;
+            };
+            if !kinds.contains(&kind) {
+                continue;
+            }
+            // In the order `expected` renders them, so paths line up.
+            let mut live: Vec<Value> = objects
+                .iter()
+                .map(|o| serde_json::to_value(o).unwrap_or_default())
+                .collect();
+            let order = |doc: &Value| {
+                object_types(kind)
+                    .iter()
+                    .position(|(_, _, k)| doc["kind"].as_str() == Some(k))
+                    .unwrap_or(usize::MAX)
+            };
+            live.sort_by_key(|d| {
+                (
+                    order(d),
+                    d["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                )
+            });
+            let outputs = outputs_of(kind, &name, self.namespace(stack), &live);
+            found.push(ObservedResource {
+                address,
+                kind,
+                name,
+                live: Value::Array(live),
+                outputs,
+            });
+        }
+        Ok(found)
+    }
+
+    fn expected(&self, desired: &DesiredResource) -> Result<Value, DriverError> {
+        Ok(Value::Array(self.documents(desired)))
+    }
+
+    fn live_paths(&self, kind: Kind, field: &str) -> Vec<String> {
+        render::live_paths(kind, field)
+    }
+
+    async fn apply(&self, desired: &DesiredResource) -> Result<Outputs, DriverError> {
+        let namespace = self.namespace(&desired.stack).to_string();
+        let docs = self.documents(desired);
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let mut applied = Vec::new();
+        for doc in &docs {
+            let gvk = gvk_of(doc);
+            let name = doc["metadata"]["name"]
+                .as_str()
+                .unwrap_or(&desired.name)
+                .to_string();
+            let api = self.api(&gvk, &namespace).await?;
+            let object: DynamicObject = serde_json::from_value(doc.clone()).map_err(|e| {
+                DriverError::permanent(format!(
+                    "{} {name} does not render to an object: {e}",
+                    gvk.kind
+                ))
+            })?;
+            let live = api
+                .patch(&name, &params, &Patch::Apply(&object))
+                .await
+                .map_err(|e| errors::api(e, "patch", &gvk.kind, &namespace))?;
+            applied.push(serde_json::to_value(&live).unwrap_or_default());
+        }
+        // Objects this resource no longer renders (autoscale removed: its HPA) go.
+        let keep: Vec<(String, String)> = docs
+            .iter()
+            .map(|d| {
+                (
+                    d["kind"].as_str().unwrap_or("").to_string(),
+                    d["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        self.prune(&desired.stack, &desired.address, desired.kind, &keep)
+            .await?;
+        Ok(outputs_of(
+            desired.kind,
+            &desired.name,
+            &namespace,
+            &applied,
+        ))
+    }
+
+    async fn wait_ready(
+        &self,
+        desired: &DesiredResource,
+        timeout: Duration,
+    ) -> Result<(), DriverError> {
+        let namespace = self.namespace(&desired.stack).to_string();
+        let deadline = Instant::now() + timeout;
+        for doc in self.documents(desired) {
+            let gvk = gvk_of(&doc);
+            let name = doc["metadata"]["name"].as_str().unwrap_or("").to_string();
+            let api = self.api(&gvk, &namespace).await?;
+            loop {
+                let live = api
+                    .get(&name)
+                    .await
+                    .map_err(|e| errors::api(e, "get", &gvk.kind, &namespace))?;
+                let live = serde_json::to_value(&live).unwrap_or_default();
+                match health::assess(&live) {
+                    health::Health::Ready => break,
+                    health::Health::Failed(why) => {
+                        return Err(DriverError::permanent(format!(
+                            "{} {name}: {why}",
+                            gvk.kind
+                        )));
+                    }
+                    health::Health::Progressing(why) => {
+                        if Instant::now() >= deadline {
+                            return Err(DriverError::retryable(format!(
+                                "{} {name} not ready after {}s: {why}",
+                                gvk.kind,
+                                timeout.as_secs()
+                            )));
+                        }
+                        tokio::time::sleep(self.poll).await;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, stack: &str, kind: Kind, name: &str) -> Result<(), DriverError> {
+        self.prune(stack, &format!("{kind}/{name}"), kind, &[])
+            .await
+    }
+}
+
+/// Outputs from what the cluster has: a workload's in-cluster URL from its Service, a topic's
+/// bootstrap servers from its cluster label.
+fn outputs_of(kind: Kind, name: &str, namespace: &str, live: &[Value]) -> Outputs {
+    let mut out = Outputs::new();
+    out.insert("name".into(), name.into());
+    for doc in live {
+        match doc["kind"].as_str() {
+            Some("Service") => {
+                let service = doc["metadata"]["name"].as_str().unwrap_or(name);
+                let port = doc["spec"]["ports"][0]["port"].as_i64().unwrap_or(80);
+                let host = format!("{service}.{namespace}.svc.cluster.local");
+                let scheme_path = if kind == Kind::AiEndpoint { "/v1" } else { "" };
+                out.insert("host".into(), host.clone());
+                out.insert("port".into(), port.to_string());
+                out.insert("url".into(), format!("http://{host}:{port}{scheme_path}"));
+            }
+            Some("KafkaTopic") => {
+                let cluster = doc["metadata"]["labels"]["strimzi.io/cluster"]
+                    .as_str()
+                    .unwrap_or("kafka");
+                out.insert(
+                    "bootstrap-servers".into(),
+                    format!("{cluster}-kafka-bootstrap.{namespace}.svc:9092"),
+                );
+            }
+            Some("NodePool") => {
+                out.insert(
+                    "node-selector".into(),
+                    format!("{}={name}", nodepool::POOL_LABEL),
+                );
+            }
+            _ => {}
+        }
+    }
+    out
+}

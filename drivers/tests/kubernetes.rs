@@ -1,0 +1,306 @@
+//! The Kubernetes driver against the API-server emulator (test support): real HTTP, discovery,
+//! server-side apply with field ownership, label-selector lists, faults.
+
+use drivers::drift::managed_differences;
+use drivers::kubernetes::{KubernetesDriver, Settings};
+use drivers::{DesiredResource, Driver};
+use planner::model::Kind;
+use serde_json::json;
+use std::time::Duration;
+use test_support::kube_emulator::{BUILT_IN, KubeEmulator, OPERATOR_CRDS};
+
+fn driver(emulator: &KubeEmulator, dir: &tempfile::TempDir) -> KubernetesDriver {
+    let path = dir.path().join("kubeconfig");
+    std::fs::write(&path, emulator.kubeconfig()).unwrap();
+    KubernetesDriver::new(Settings {
+        kubeconfig: Some(path),
+        context: Some("emulator".into()),
+        namespace: Some("shop".into()),
+        node_class: None,
+    })
+}
+
+fn service(name: &str, replicas: u64, autoscale: bool) -> DesiredResource {
+    let mut spec = json!({
+        "team": "web", "image": format!("ghcr.io/acme/{name}:1.0.0"), "replicas": replicas, "port": 8080,
+        "env": { "LOG_LEVEL": "info", "STRIPE_KEY": { "secret": "aws-sm:prod/stripe" } },
+    });
+    if autoscale {
+        spec["autoscale"] = json!({ "min": 2, "max": 6, "cpu-percent": 70 });
+    }
+    DesiredResource {
+        stack: "shop".into(),
+        address: format!("service/{name}"),
+        kind: Kind::Service,
+        name: name.into(),
+        spec,
+        wired: Default::default(),
+    }
+}
+
+fn topic(name: &str) -> DesiredResource {
+    DesiredResource {
+        stack: "shop".into(),
+        address: format!("topic/{name}"),
+        kind: Kind::Topic,
+        name: name.into(),
+        spec: json!({ "team": "web", "partitions": 6, "retention-hours": 72 }),
+        wired: Default::default(),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn applies_with_server_side_apply_observes_without_drift_and_prunes_what_it_no_longer_renders() {
+    let emulator = KubeEmulator::start();
+    let dir = tempfile::tempdir().unwrap();
+    let driver = driver(&emulator, &dir);
+    let rt = runtime();
+    let api = service("api", 2, true);
+    let outputs = rt.block_on(driver.apply(&api)).unwrap();
+    assert_eq!(outputs["url"], "http://api.shop.svc.cluster.local:8080");
+    rt.block_on(driver.wait_ready(&api, Duration::from_secs(5)))
+        .unwrap();
+
+    // Read back from the cluster, not from the driver.
+    let deployment = emulator
+        .get("apps", "deployments", "shop", "api")
+        .expect("a Deployment");
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    assert_eq!(
+        deployment["metadata"]["annotations"]["platformd.dev/address"],
+        "service/api"
+    );
+    assert_eq!(
+        deployment["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "platformd"
+    );
+    assert!(emulator.get("", "services", "shop", "api").is_some());
+    assert!(
+        emulator
+            .get("autoscaling", "horizontalpodautoscalers", "shop", "api")
+            .is_some()
+    );
+    assert!(
+        emulator
+            .get(
+                "external-secrets.io",
+                "externalsecrets",
+                "shop",
+                "api-secrets"
+            )
+            .is_some()
+    );
+    let managers = emulator.managers("apps", "deployments", "shop", "api");
+    assert_eq!(managers.keys().collect::<Vec<_>>(), ["platformd"]);
+
+    let observed = rt
+        .block_on(driver.observe("shop", &[Kind::Service]))
+        .unwrap();
+    assert_eq!(observed.len(), 1);
+    let expected = driver.expected(&api).unwrap();
+    assert_eq!(managed_differences(&expected, &observed[0].live, &[]), []);
+
+    // Someone scales by hand: drift on a managed field; the next apply takes it back.
+    emulator.edit("apps", "deployments", "shop", "api", "kubectl-edit", |d| {
+        d["spec"]["replicas"] = json!(7);
+    });
+    let observed = rt
+        .block_on(driver.observe("shop", &[Kind::Service]))
+        .unwrap();
+    let drift = managed_differences(&expected, &observed[0].live, &[]);
+    assert_eq!(drift.len(), 1, "{drift:?}");
+    assert_eq!(drift[0].path, "[0].spec.replicas");
+    rt.block_on(driver.apply(&api)).unwrap();
+    let deployment = emulator.get("apps", "deployments", "shop", "api").unwrap();
+    assert_eq!(deployment["spec"]["replicas"], 2);
+
+    // Autoscale removed: exactly the HPA goes.
+    rt.block_on(driver.apply(&service("api", 2, false)))
+        .unwrap();
+    assert!(
+        emulator
+            .get("autoscaling", "horizontalpodautoscalers", "shop", "api")
+            .is_none()
+    );
+    assert!(emulator.get("apps", "deployments", "shop", "api").is_some());
+    assert!(emulator.get("", "services", "shop", "api").is_some());
+}
+
+#[test]
+fn delete_removes_only_what_carries_the_tracking_annotation() {
+    let emulator = KubeEmulator::start();
+    let dir = tempfile::tempdir().unwrap();
+    let driver = driver(&emulator, &dir);
+    let rt = runtime();
+    rt.block_on(driver.apply(&service("api", 1, true))).unwrap();
+    rt.block_on(driver.apply(&service("web", 1, false)))
+        .unwrap();
+    // Labelled like ours (copied by another tool) but without the tracking annotation.
+    emulator.edit("apps", "deployments", "shop", "lookalike", "helm", |d| {
+        *d = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": { "name": "lookalike", "namespace": "shop", "labels": {
+                "app.kubernetes.io/managed-by": "platformd", "platformd.dev/stack": "shop" } },
+            "spec": { "replicas": 1 },
+        });
+    });
+    rt.block_on(driver.delete("shop", Kind::Service, "api"))
+        .unwrap();
+    for (group, plural, name) in [
+        ("apps", "deployments", "api"),
+        ("", "services", "api"),
+        ("autoscaling", "horizontalpodautoscalers", "api"),
+        ("external-secrets.io", "externalsecrets", "api-secrets"),
+    ] {
+        assert!(
+            emulator.get(group, plural, "shop", name).is_none(),
+            "{plural}/{name} left"
+        );
+    }
+    assert!(emulator.get("apps", "deployments", "shop", "web").is_some());
+    assert!(
+        emulator
+            .get("apps", "deployments", "shop", "lookalike")
+            .is_some()
+    );
+    let observed = rt
+        .block_on(driver.observe("shop", &[Kind::Service]))
+        .unwrap();
+    let addresses: Vec<&str> = observed.iter().map(|o| o.address.as_str()).collect();
+    assert_eq!(addresses, ["service/web"], "the lookalike is not ours");
+    // Deleting what is gone succeeds.
+    rt.block_on(driver.delete("shop", Kind::Service, "api"))
+        .unwrap();
+}
+
+#[test]
+fn observing_costs_one_list_per_type_whatever_the_number_of_resources() {
+    let emulator = KubeEmulator::start();
+    let dir = tempfile::tempdir().unwrap();
+    let driver = driver(&emulator, &dir);
+    let rt = runtime();
+    let mut lists = Vec::new();
+    for n in [5, 40] {
+        for i in 0..n {
+            rt.block_on(driver.apply(&service(&format!("s{i}"), 1, false)))
+                .unwrap();
+            rt.block_on(driver.apply(&topic(&format!("t{i}")))).unwrap();
+        }
+        emulator.clear_requests();
+        let observed = rt
+            .block_on(driver.observe("shop", &[Kind::Service, Kind::Topic]))
+            .unwrap();
+        assert_eq!(observed.len(), 2 * n);
+        let requests = emulator.requests();
+        assert!(requests.iter().all(|r| r.method == "GET"), "{requests:?}");
+        lists.push(requests.len());
+    }
+    // Deployment, Service, HPA, ExternalSecret, KafkaTopic: five lists at 10 and at 80 resources.
+    assert_eq!(lists, [5, 5]);
+}
+
+#[test]
+fn errors_say_what_to_do_and_whether_to_retry() {
+    let types = BUILT_IN
+        .iter()
+        .chain(
+            OPERATOR_CRDS
+                .iter()
+                .filter(|t| t.group != "kafka.strimzi.io"),
+        )
+        .cloned()
+        .collect();
+    let emulator = KubeEmulator::with_types(types);
+    let dir = tempfile::tempdir().unwrap();
+    let driver = driver(&emulator, &dir);
+    let rt = runtime();
+    let missing = rt.block_on(driver.apply(&topic("orders"))).unwrap_err();
+    assert!(!missing.retryable);
+    assert!(
+        missing.message.contains("install Strimzi"),
+        "{}",
+        missing.message
+    );
+
+    emulator.inject(Some("PATCH"), "/deployments/api", 429, 1);
+    let throttled = rt
+        .block_on(driver.apply(&service("api", 1, false)))
+        .unwrap_err();
+    assert!(throttled.retryable, "{}", throttled.message);
+    rt.block_on(driver.apply(&service("api", 1, false)))
+        .unwrap();
+
+    emulator.inject(Some("PATCH"), "/services/api", 403, 1);
+    let forbidden = rt
+        .block_on(driver.apply(&service("api", 1, false)))
+        .unwrap_err();
+    assert!(!forbidden.retryable);
+    assert!(
+        forbidden
+            .message
+            .contains("may not patch Service in namespace shop"),
+        "{}",
+        forbidden.message
+    );
+    emulator.inject(None, "/deployments", 503, 1);
+    assert!(
+        rt.block_on(driver.apply(&service("api", 1, false)))
+            .unwrap_err()
+            .retryable
+    );
+}
+
+#[test]
+fn readiness_waits_for_the_rollout_and_a_stuck_one_fails() {
+    let emulator = KubeEmulator::start();
+    emulator.set_auto_ready(false);
+    let dir = tempfile::tempdir().unwrap();
+    let driver = driver(&emulator, &dir);
+    let rt = runtime();
+    let api = service("api", 3, false);
+    rt.block_on(driver.apply(&api)).unwrap();
+    let waiting = rt
+        .block_on(driver.wait_ready(&api, Duration::from_millis(600)))
+        .unwrap_err();
+    assert!(
+        waiting.retryable && waiting.message.contains("not ready"),
+        "{}",
+        waiting.message
+    );
+
+    // The controller catches up while the driver waits.
+    let rollout = std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(400));
+            emulator.edit("apps", "deployments", "shop", "api", "kube-controller-manager", |d| {
+                d["status"] = json!({ "observedGeneration": 1, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 3 });
+            });
+            emulator.edit("external-secrets.io", "externalsecrets", "shop", "api-secrets", "external-secrets", |e| {
+                e["status"] = json!({ "conditions": [{ "type": "Ready", "status": "True" }] });
+            });
+        });
+        rt.block_on(driver.wait_ready(&api, Duration::from_secs(10)))
+    });
+    rollout.unwrap();
+
+    emulator.edit("apps", "deployments", "shop", "api", "kube-controller-manager", |d| {
+        d["status"]["conditions"] = json!([{ "type": "Progressing", "status": "False",
+            "reason": "ProgressDeadlineExceeded", "message": "ReplicaSet \"api-7d\" has timed out progressing" }]);
+    });
+    let stuck = rt
+        .block_on(driver.wait_ready(&api, Duration::from_secs(10)))
+        .unwrap_err();
+    assert!(!stuck.retryable);
+    assert!(
+        stuck.message.contains("ProgressDeadlineExceeded"),
+        "{}",
+        stuck.message
+    );
+}
