@@ -44,11 +44,20 @@ topic "orders" {
     team "web"
     partitions 6
 }
+
+database "orders-db" {
+    team "web"
+    engine "postgres" version="16"
+    size "db.r6g.large"
+    storage-gb 50
+    high-availability #true
+    backup-retention-days 14
+}
 "#;
 
 fn api(replicas: u32) -> String {
     format!(
-        "service \"api\" {{\n    team \"web\"\n    image \"ghcr.io/acme/api:1.0.0\"\n    replicas {replicas}\n    port 8080\n    env \"ASSISTANT_URL\" from=\"ai-endpoint/assistant.url\"\n    autoscale min=2 max=6 cpu-percent=70\n}}\n"
+        "service \"api\" {{\n    team \"web\"\n    image \"ghcr.io/acme/api:1.0.0\"\n    replicas {replicas}\n    port 8080\n    env \"ASSISTANT_URL\" from=\"ai-endpoint/assistant.url\"\n    env \"DATABASE_URL\" from=\"database/orders-db.url\"\n    autoscale min=2 max=6 cpu-percent=70\n}}\n"
     )
 }
 
@@ -143,6 +152,23 @@ fn a_stack_is_applied_kept_and_pruned_on_a_cluster() {
     let plan = ws.run(&["plan", "stack", "--detailed-exitcode"]);
     assert_eq!(plan.code, 0, "a second plan is empty: {}", plan.all());
 
+    // What reached the cluster passes the official schemas (built-in kinds; CRDs have none).
+    let manifests = ws.path().join("applied");
+    let dir = manifests.join("service");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (group, plural) in [
+        ("apps", "deployments"),
+        ("", "services"),
+        ("autoscaling", "horizontalpodautoscalers"),
+    ] {
+        for ((_, name), object) in emulator.list(group, plural) {
+            let file = dir.join(format!("{plural}-{name}.yaml"));
+            std::fs::write(file, serde_json::to_string_pretty(&object).unwrap()).unwrap();
+        }
+    }
+    let validated = support::kubernetes_validate(&manifests);
+    assert_eq!(validated.code, 0, "{}", validated.all());
+
     // Scaled by hand: drift, then corrected.
     emulator.edit("apps", "deployments", "shop", "api", "kubectl-scale", |d| {
         d["spec"]["replicas"] = json!(9);
@@ -191,7 +217,7 @@ fn a_kind_the_cluster_cannot_serve_is_refused_at_plan_time() {
     let ws = workspace(&emulator, false);
     std::fs::write(
         ws.path().join("stack/b.kdl"),
-        "bucket \"exports\" {\n    team \"web\"\n}\n",
+        "bucket \"exports\" {\n    team \"web\"\n}\n\ndatabase \"legacy\" {\n    team \"web\"\n    engine \"mysql\" version=\"8.0\"\n    size \"db.t4g.medium\"\n}\n",
     )
     .unwrap();
     let run = ws.run(&["plan", "stack"]);
@@ -212,4 +238,51 @@ fn a_kind_the_cluster_cannot_serve_is_refused_at_plan_time() {
         emulator.requests().is_empty(),
         "planning never calls the cluster"
     );
+}
+
+/// Against a real cluster when `PLATFORMD_TEST_KUBECONFIG` names a kubeconfig (its current
+/// context; a throwaway namespace is used and removed).
+#[test]
+fn a_real_cluster_when_one_is_configured() {
+    let Ok(kubeconfig) = std::env::var("PLATFORMD_TEST_KUBECONFIG") else {
+        eprintln!("skipped: set PLATFORMD_TEST_KUBECONFIG to run against a real cluster");
+        return;
+    };
+    let ws = Workspace::new();
+    let namespace = format!("platformd-test-{}", std::process::id());
+    let platform = format!(
+        "platform \"shop\" {{\n    environment \"test\"\n    driver \"kubernetes\" {{\n        kubeconfig \"{kubeconfig}\"\n        namespace \"{namespace}\"\n    }}\n}}\n\nteam \"web\" {{\n    owner \"web-oncall@acme.example\"\n}}\n"
+    );
+    let service = "service \"hello\" {\n    team \"web\"\n    image \"registry.k8s.io/pause:3.10\"\n    replicas 1\n    port 8080\n}\n";
+    ws.stack(&[("platform.kdl", &platform), ("a.kdl", service)]);
+    let created = std::process::Command::new("kubectl")
+        .args([
+            "--kubeconfig",
+            &kubeconfig,
+            "create",
+            "namespace",
+            &namespace,
+        ])
+        .status();
+    assert!(
+        created.is_ok_and(|s| s.success()),
+        "kubectl create namespace"
+    );
+    let run = ws.run(&["apply", "stack", "--auto-approve"]);
+    let plan = ws.run(&["plan", "stack", "--detailed-exitcode"]);
+    ws.stack(&[("platform.kdl", &platform)]);
+    let removed = ws.run(&["apply", "stack", "--auto-approve"]);
+    let _ = std::process::Command::new("kubectl")
+        .args([
+            "--kubeconfig",
+            &kubeconfig,
+            "delete",
+            "namespace",
+            &namespace,
+            "--wait=false",
+        ])
+        .status();
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert_eq!(plan.code, 0, "{}", plan.all());
+    assert_eq!(removed.code, 0, "{}", removed.all());
 }

@@ -176,7 +176,12 @@ impl DriverType {
             DriverType::Kubernetes => {
                 matches!(
                     kind,
-                    Kind::Service | Kind::AiEndpoint | Kind::Topic | Kind::Pipeline | Kind::GpuPool
+                    Kind::Service
+                        | Kind::AiEndpoint
+                        | Kind::Topic
+                        | Kind::Pipeline
+                        | Kind::GpuPool
+                        | Kind::Database
                 )
             }
             DriverType::Aws => matches!(

@@ -250,6 +250,34 @@ fn check_drivers(stack: &Stack, diags: &mut Vec<Diagnostic>) {
             Some(_) => {}
         }
     }
+    // The Kubernetes driver serves PostgreSQL through CloudNativePG, and no other engine.
+    for r in &stack.resources {
+        let Spec::Database(db) = &r.spec else {
+            continue;
+        };
+        let name = stack.driver_for(r).or_else(|| {
+            platform
+                .drivers
+                .first()
+                .map(|d| d.driver.as_str().to_string())
+        });
+        let on_kubernetes = name
+            .and_then(|n| platform.driver(&n))
+            .is_some_and(|d| d.driver == DriverType::Kubernetes);
+        if on_kubernetes && db.engine != "postgres" {
+            diags.push(
+                Diagnostic::error(
+                    "unsupported-kind",
+                    format!(
+                        "driver `kubernetes` serves postgres databases (CloudNativePG), not `{}`",
+                        db.engine
+                    ),
+                )
+                .with_label(r.kind_span, format!("{} cannot be applied by `kubernetes`", r.address))
+                .with_help("route `database` to `aws` (RDS serves every engine), or use `engine \"postgres\"`"),
+            );
+        }
+    }
 }
 
 fn supported_help(driver: DriverType, kind: Kind) -> String {

@@ -9,6 +9,7 @@
 //! errors; `health.rs` decides readiness (kstatus rules).
 
 mod client;
+mod cnpg;
 mod errors;
 mod health;
 mod nodepool;
@@ -44,8 +45,9 @@ fn object_types(kind: Kind) -> &'static [(&'static str, &'static str, &'static s
         ],
         Kind::Topic => &[("kafka.strimzi.io", "v1beta2", "KafkaTopic")],
         Kind::GpuPool => &[("karpenter.sh", "v1", "NodePool")],
-        // Buckets and databases live in the cloud account (the `aws` driver).
-        Kind::Database | Kind::Bucket => &[],
+        Kind::Database => &[("postgresql.cnpg.io", "v1", "Cluster")],
+        // Buckets live in the cloud account (the `aws` driver).
+        Kind::Bucket => &[],
     }
 }
 
@@ -101,6 +103,7 @@ impl KubernetesDriver {
                 desired,
                 self.settings.node_class.as_deref().unwrap_or("default"),
             )],
+            Kind::Database => vec![cnpg::cluster(desired, self.namespace(&desired.stack))],
             _ => render::documents(desired, self.namespace(&desired.stack)),
         }
     }
@@ -395,6 +398,7 @@ fn outputs_of(kind: Kind, name: &str, namespace: &str, live: &[Value]) -> Output
                     format!("{cluster}-kafka-bootstrap.{namespace}.svc:9092"),
                 );
             }
+            Some("Cluster") => cnpg::outputs(name, namespace, &mut out),
             Some("NodePool") => {
                 out.insert(
                     "node-selector".into(),
