@@ -606,3 +606,37 @@ fn a_drift_correction_is_not_counted_as_an_applied_revision() {
         "a correction applies no new revision:\n{after}"
     );
 }
+
+#[test]
+fn follows_a_git_remote_onto_a_cluster() {
+    let emulator = test_support::kube_emulator::KubeEmulator::start();
+    let dir = work_dir();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, emulator.kubeconfig()).unwrap();
+    let platform = format!(
+        "platform \"shop\" {{\n    environment \"test\"\n    driver \"kubernetes\" {{\n        kubeconfig \"{}\"\n        namespace \"shop\"\n    }}\n}}\n\nteam \"web\" {{\n    owner \"web-oncall@acme.example\"\n}}\n",
+        kubeconfig.display()
+    );
+    let remote = Remote::new();
+    let c1 = remote.push(
+        &[("platform.kdl", &platform), ("api.kdl", &service(1))],
+        "first",
+    );
+    let daemon = Daemon::start(
+        dir.path(),
+        &remote.url(),
+        &["--path", "stack", "--interval", "300ms"],
+        &[],
+    );
+    daemon.wait_applied(&c1);
+    let replicas = || {
+        emulator
+            .get("apps", "deployments", "shop", "api")
+            .map(|d| d["spec"]["replicas"].clone())
+    };
+    assert_eq!(replicas(), Some(serde_json::json!(1)));
+    let c2 = remote.push(&[("api.kdl", &service(3))], "scale api");
+    daemon.wait_applied(&c2);
+    assert_eq!(replicas(), Some(serde_json::json!(3)));
+    assert_eq!(daemon.status()["sync_state"], "synced");
+}

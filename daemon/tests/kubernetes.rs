@@ -4,8 +4,10 @@
 
 mod support;
 
+use api::ApplyStatus;
 use serde_json::json;
-use support::Workspace;
+use std::time::{Duration, Instant};
+use support::{Tally, Workspace};
 use test_support::kube_emulator::KubeEmulator;
 
 const PLATFORM: &str = r#"platform "shop" {
@@ -151,6 +153,15 @@ fn a_stack_is_applied_kept_and_pruned_on_a_cluster() {
 
     let plan = ws.run(&["plan", "stack", "--detailed-exitcode"]);
     assert_eq!(plan.code, 0, "a second plan is empty: {}", plan.all());
+    // The store keeps exactly the objects applied for each resource.
+    let inventory: Vec<String> = ws
+        .store()
+        .inventory("service/api")
+        .unwrap()
+        .iter()
+        .map(|o| format!("{}/{}", o.kind, o.name))
+        .collect();
+    assert_eq!(inventory, ["Deployment/api", "Service/api", "HorizontalPodAutoscaler/api"]);
 
     // What reached the cluster passes the official schemas (built-in kinds; CRDs have none).
     let manifests = ws.path().join("applied");
@@ -285,4 +296,81 @@ fn a_real_cluster_when_one_is_configured() {
     assert_eq!(run.code, 0, "{}", run.all());
     assert_eq!(plan.code, 0, "{}", plan.all());
     assert_eq!(removed.code, 0, "{}", removed.all());
+}
+
+/// The kinds the Kubernetes driver serves in a synthetic stack (databases and buckets stay on
+/// the local driver).
+const CLUSTER_KINDS: &[&str] = &["service", "topic", "pipeline", "ai-endpoint", "gpu-pool"];
+
+#[test]
+fn kill_9_during_a_cluster_apply_then_restart_converges_with_history_intact() {
+    let emulator = KubeEmulator::start();
+    emulator.set_latency(Duration::from_millis(2));
+    let ws = Workspace::new();
+    let kubeconfig = ws.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, emulator.kubeconfig()).unwrap();
+    let stack = ws.path().join("stack");
+    test_support::generate::write_stack(&stack, 400, 23).unwrap();
+    test_support::route_to_kubernetes(&stack, &kubeconfig, "synthetic", CLUSTER_KINDS);
+    let state = ws.path().join(".platformd");
+
+    let kill_points = [60usize, 180, 300];
+    let mut killed_midway = 0;
+    for point in kill_points {
+        let mut child = ws
+            .command(&["apply", "stack", "--auto-approve", "--parallelism", "8"])
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Tally::of(&state).is_none_or(|t| t.resources < point)
+            && Instant::now() < deadline
+            && child.try_wait().ok().flatten().is_none()
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // SIGKILL: no destructors, no journal bookkeeping, no lease release.
+        child.kill().unwrap();
+        child.wait().unwrap();
+        killed_midway += usize::from(Tally::of(&state).is_some_and(|t| t.resources < 400));
+    }
+    assert!(
+        killed_midway >= 2,
+        "the kills must land mid-apply ({killed_midway} did)"
+    );
+    let run = ws.run(&["apply", "stack", "--auto-approve", "--parallelism", "8"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert_eq!(
+        ws.run(&["plan", "stack", "--detailed-exitcode"]).code,
+        0,
+        "converged"
+    );
+    let drift = ws.run(&["drift", "stack", "--detailed-exitcode"]);
+    assert_eq!(
+        drift.code,
+        0,
+        "the cluster holds what the store says: {}",
+        drift.all()
+    );
+
+    let t = Tally::of(&state).unwrap();
+    assert_eq!(
+        t.applies.len(),
+        kill_points.len() + 1,
+        "one history row per apply started"
+    );
+    assert_eq!(t.applies_with(ApplyStatus::Running), 0);
+    assert_eq!(t.open_intents(), 0, "no open intents");
+    assert_eq!(t.resources, 400);
+    // Every object in the cluster belongs to exactly one applied resource of the stack.
+    let deployments = emulator.list("apps", "deployments");
+    let store = ws.store();
+    for ((_, name), object) in &deployments {
+        let address = object["metadata"]["annotations"]["platformd.dev/address"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} has no tracking annotation"));
+        assert!(
+            store.resource(address).unwrap().is_some(),
+            "{address} is applied"
+        );
+    }
 }

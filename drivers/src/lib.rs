@@ -8,7 +8,8 @@
 //!   (one list per kind, filtered by the ownership label), never one call per resource;
 //! - [`Driver::change_mode`] gives a per-field verdict: in place or replacement;
 //! - [`Driver::apply`] is idempotent (create-or-update to the desired state, safe to repeat
-//!   after a crash) and returns the resource's outputs;
+//!   after a crash) and returns the resource's outputs and inventory (the objects it made,
+//!   which the store keeps so removal deletes exactly those);
 //! - [`Driver::wait_ready`] waits for slow operations with a timeout;
 //! - errors say whether they are retryable ([`DriverError::retryable`]).
 
@@ -54,6 +55,24 @@ impl DesiredResource {
     }
 }
 
+/// One object a driver made for a resource (a Kubernetes object, a cloud resource): what the
+/// store keeps as the resource's inventory, so removal deletes exactly what was applied.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ObjectRef {
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+/// What an apply made: the resource's outputs and its inventory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub outputs: Outputs,
+    pub inventory: Vec<ObjectRef>,
+}
+
 /// A resource as the driver found it in the world.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ObservedResource {
@@ -63,6 +82,9 @@ pub struct ObservedResource {
     /// The live document, in the same shape as [`Driver::expected`] returns.
     pub live: serde_json::Value,
     pub outputs: Outputs,
+    /// The objects found for it (what an interrupted apply made, for recovery).
+    #[serde(default)]
+    pub inventory: Vec<ObjectRef>,
 }
 
 /// Whether a field can change in place.
@@ -122,8 +144,14 @@ pub trait Driver: Send + Sync {
         ChangeMode::InPlace
     }
 
-    /// Create or update `desired`; idempotent. Returns the resource's outputs.
-    async fn apply(&self, desired: &DesiredResource) -> Result<Outputs, DriverError>;
+    /// Create or update `desired`; idempotent. `previous` is the inventory of the last apply
+    /// (empty for a new resource): what it no longer renders is deleted. Returns the outputs
+    /// and the new inventory.
+    async fn apply(
+        &self,
+        desired: &DesiredResource,
+        previous: &[ObjectRef],
+    ) -> Result<Applied, DriverError>;
 
     /// Waits until the resource is ready to be used by its dependents.
     async fn wait_ready(
@@ -134,6 +162,13 @@ pub trait Driver: Send + Sync {
         Ok(())
     }
 
-    /// Deletes the resource; deleting what does not exist succeeds.
-    async fn delete(&self, stack: &str, kind: Kind, name: &str) -> Result<(), DriverError>;
+    /// Deletes the resource: exactly the objects of `inventory` (what the store says was
+    /// applied); deleting what does not exist succeeds.
+    async fn delete(
+        &self,
+        stack: &str,
+        kind: Kind,
+        name: &str,
+        inventory: &[ObjectRef],
+    ) -> Result<(), DriverError>;
 }

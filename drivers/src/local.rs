@@ -14,8 +14,8 @@
 
 use crate::render::{self, str_at};
 use crate::{
-    ADDRESS_ANNOTATION, DesiredResource, Driver, DriverError, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
-    ObservedResource, Outputs, STACK_LABEL,
+    ADDRESS_ANNOTATION, Applied, DesiredResource, Driver, DriverError, MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE, ObjectRef, ObservedResource, Outputs, STACK_LABEL,
 };
 use async_trait::async_trait;
 use planner::model::Kind;
@@ -334,6 +334,7 @@ impl Driver for LocalDriver {
                                 name,
                                 live: Value::String(format!("invalid YAML: {e}")),
                                 outputs: Outputs::new(),
+                                inventory: Vec::new(),
                             });
                         }
                         continue;
@@ -357,6 +358,7 @@ impl Driver for LocalDriver {
                     name,
                     live: Value::Array(docs),
                     outputs,
+                    inventory: Vec::new(),
                 });
             }
         }
@@ -371,7 +373,11 @@ impl Driver for LocalDriver {
         render::live_paths(kind, field)
     }
 
-    async fn apply(&self, desired: &DesiredResource) -> Result<Outputs, DriverError> {
+    async fn apply(
+        &self,
+        desired: &DesiredResource,
+        _previous: &[ObjectRef],
+    ) -> Result<Applied, DriverError> {
         self.pause().await;
         if let Some(fault) = self.injected_fault(&desired.address) {
             return Err(fault);
@@ -384,10 +390,20 @@ impl Driver for LocalDriver {
         let path = self.file(desired.kind, &desired.name);
         write_atomically(&path, &to_yaml(&docs, &header))
             .map_err(|e| io_error("write", &path, e))?;
-        Ok(synthesize_outputs(desired, self.namespace(&desired.stack)))
+        Ok(Applied {
+            outputs: synthesize_outputs(desired, self.namespace(&desired.stack)),
+            // One file per resource, found by its name: nothing to remember.
+            inventory: Vec::new(),
+        })
     }
 
-    async fn delete(&self, _stack: &str, kind: Kind, name: &str) -> Result<(), DriverError> {
+    async fn delete(
+        &self,
+        _stack: &str,
+        kind: Kind,
+        name: &str,
+        _inventory: &[ObjectRef],
+    ) -> Result<(), DriverError> {
         self.pause().await;
         let path = self.file(kind, name);
         match std::fs::remove_file(&path) {

@@ -63,8 +63,21 @@ fn applies_with_server_side_apply_observes_without_drift_and_prunes_what_it_no_l
     let driver = driver(&emulator, &dir);
     let rt = runtime();
     let api = service("api", 2, true);
-    let outputs = rt.block_on(driver.apply(&api)).unwrap();
-    assert_eq!(outputs["url"], "http://api.shop.svc.cluster.local:8080");
+    let applied = rt.block_on(driver.apply(&api, &[])).unwrap();
+    assert_eq!(
+        applied.outputs["url"],
+        "http://api.shop.svc.cluster.local:8080"
+    );
+    let kinds: Vec<&str> = applied.inventory.iter().map(|o| o.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "Deployment",
+            "Service",
+            "HorizontalPodAutoscaler",
+            "ExternalSecret"
+        ]
+    );
     rt.block_on(driver.wait_ready(&api, Duration::from_secs(5)))
         .unwrap();
 
@@ -117,13 +130,23 @@ fn applies_with_server_side_apply_observes_without_drift_and_prunes_what_it_no_l
     let drift = managed_differences(&expected, &observed[0].live, &[]);
     assert_eq!(drift.len(), 1, "{drift:?}");
     assert_eq!(drift[0].path, "[0].spec.replicas");
-    rt.block_on(driver.apply(&api)).unwrap();
+    rt.block_on(driver.apply(&api, &applied.inventory)).unwrap();
     let deployment = emulator.get("apps", "deployments", "shop", "api").unwrap();
     assert_eq!(deployment["spec"]["replicas"], 2);
 
-    // Autoscale removed: exactly the HPA goes.
-    rt.block_on(driver.apply(&service("api", 2, false)))
+    // Autoscale removed: exactly the HPA, from the inventory of the last apply, goes; no list
+    // is needed to find it.
+    emulator.clear_requests();
+    let smaller = rt
+        .block_on(driver.apply(&service("api", 2, false), &applied.inventory))
         .unwrap();
+    assert_eq!(smaller.inventory.len(), 3);
+    let lists = emulator
+        .requests()
+        .into_iter()
+        .filter(|r| r.query.contains("labelSelector"))
+        .count();
+    assert_eq!(lists, 0);
     assert!(
         emulator
             .get("autoscaling", "horizontalpodautoscalers", "shop", "api")
@@ -139,8 +162,10 @@ fn delete_removes_only_what_carries_the_tracking_annotation() {
     let dir = tempfile::tempdir().unwrap();
     let driver = driver(&emulator, &dir);
     let rt = runtime();
-    rt.block_on(driver.apply(&service("api", 1, true))).unwrap();
-    rt.block_on(driver.apply(&service("web", 1, false)))
+    let api = rt
+        .block_on(driver.apply(&service("api", 1, true), &[]))
+        .unwrap();
+    rt.block_on(driver.apply(&service("web", 1, false), &[]))
         .unwrap();
     // Labelled like ours (copied by another tool) but without the tracking annotation.
     emulator.edit("apps", "deployments", "shop", "lookalike", "helm", |d| {
@@ -151,7 +176,7 @@ fn delete_removes_only_what_carries_the_tracking_annotation() {
             "spec": { "replicas": 1 },
         });
     });
-    rt.block_on(driver.delete("shop", Kind::Service, "api"))
+    rt.block_on(driver.delete("shop", Kind::Service, "api", &api.inventory))
         .unwrap();
     for (group, plural, name) in [
         ("apps", "deployments", "api"),
@@ -175,9 +200,18 @@ fn delete_removes_only_what_carries_the_tracking_annotation() {
         .unwrap();
     let addresses: Vec<&str> = observed.iter().map(|o| o.address.as_str()).collect();
     assert_eq!(addresses, ["service/web"], "the lookalike is not ours");
-    // Deleting what is gone succeeds.
-    rt.block_on(driver.delete("shop", Kind::Service, "api"))
+    // Deleting what is gone succeeds; without an inventory (a resource applied before they
+    // were kept) the objects are found by labels and tracking annotation.
+    rt.block_on(driver.delete("shop", Kind::Service, "api", &api.inventory))
         .unwrap();
+    rt.block_on(driver.delete("shop", Kind::Service, "web", &[]))
+        .unwrap();
+    assert!(emulator.get("apps", "deployments", "shop", "web").is_none());
+    assert!(
+        emulator
+            .get("apps", "deployments", "shop", "lookalike")
+            .is_some()
+    );
 }
 
 #[test]
@@ -187,11 +221,12 @@ fn observing_costs_one_list_per_type_whatever_the_number_of_resources() {
     let driver = driver(&emulator, &dir);
     let rt = runtime();
     let mut lists = Vec::new();
-    for n in [5, 40] {
+    for n in [5, 500] {
         for i in 0..n {
-            rt.block_on(driver.apply(&service(&format!("s{i}"), 1, false)))
+            rt.block_on(driver.apply(&service(&format!("s{i}"), 1, false), &[]))
                 .unwrap();
-            rt.block_on(driver.apply(&topic(&format!("t{i}")))).unwrap();
+            rt.block_on(driver.apply(&topic(&format!("t{i}")), &[]))
+                .unwrap();
         }
         emulator.clear_requests();
         let observed = rt
@@ -200,9 +235,17 @@ fn observing_costs_one_list_per_type_whatever_the_number_of_resources() {
         assert_eq!(observed.len(), 2 * n);
         let requests = emulator.requests();
         assert!(requests.iter().all(|r| r.method == "GET"), "{requests:?}");
-        lists.push(requests.len());
+        // Discovery of a type not used before is a one-time cost; lists are what scale.
+        lists.push(
+            requests
+                .iter()
+                .filter(|r| r.query.contains("labelSelector"))
+                .count(),
+        );
+        assert!(requests.len() <= 5 + 4, "{requests:?}");
     }
-    // Deployment, Service, HPA, ExternalSecret, KafkaTopic: five lists at 10 and at 80 resources.
+    // Deployment, Service, HPA, ExternalSecret, KafkaTopic: five lists at 10 and at 1,000
+    // resources.
     assert_eq!(lists, [5, 5]);
 }
 
@@ -221,7 +264,9 @@ fn errors_say_what_to_do_and_whether_to_retry() {
     let dir = tempfile::tempdir().unwrap();
     let driver = driver(&emulator, &dir);
     let rt = runtime();
-    let missing = rt.block_on(driver.apply(&topic("orders"))).unwrap_err();
+    let missing = rt
+        .block_on(driver.apply(&topic("orders"), &[]))
+        .unwrap_err();
     assert!(!missing.retryable);
     assert!(
         missing.message.contains("install Strimzi"),
@@ -231,15 +276,15 @@ fn errors_say_what_to_do_and_whether_to_retry() {
 
     emulator.inject(Some("PATCH"), "/deployments/api", 429, 1);
     let throttled = rt
-        .block_on(driver.apply(&service("api", 1, false)))
+        .block_on(driver.apply(&service("api", 1, false), &[]))
         .unwrap_err();
     assert!(throttled.retryable, "{}", throttled.message);
-    rt.block_on(driver.apply(&service("api", 1, false)))
+    rt.block_on(driver.apply(&service("api", 1, false), &[]))
         .unwrap();
 
     emulator.inject(Some("PATCH"), "/services/api", 403, 1);
     let forbidden = rt
-        .block_on(driver.apply(&service("api", 1, false)))
+        .block_on(driver.apply(&service("api", 1, false), &[]))
         .unwrap_err();
     assert!(!forbidden.retryable);
     assert!(
@@ -251,7 +296,7 @@ fn errors_say_what_to_do_and_whether_to_retry() {
     );
     emulator.inject(None, "/deployments", 503, 1);
     assert!(
-        rt.block_on(driver.apply(&service("api", 1, false)))
+        rt.block_on(driver.apply(&service("api", 1, false), &[]))
             .unwrap_err()
             .retryable
     );
@@ -265,7 +310,7 @@ fn readiness_waits_for_the_rollout_and_a_stuck_one_fails() {
     let driver = driver(&emulator, &dir);
     let rt = runtime();
     let api = service("api", 3, false);
-    rt.block_on(driver.apply(&api)).unwrap();
+    rt.block_on(driver.apply(&api, &[])).unwrap();
     let waiting = rt
         .block_on(driver.wait_ready(&api, Duration::from_millis(600)))
         .unwrap_err();

@@ -54,7 +54,7 @@ fn applied_resources_observe_back_without_drift_for_every_kind() {
     let resources = example_resources();
     rt().block_on(async {
         for r in &resources {
-            let outputs = driver.apply(r).await.unwrap();
+            let outputs = driver.apply(r, &[]).await.unwrap().outputs;
             assert!(!outputs.is_empty(), "{} has outputs", r.address);
         }
         let observed = driver.observe("acme-prod", &Kind::ALL).await.unwrap();
@@ -88,11 +88,11 @@ fn apply_is_idempotent_and_delete_of_nothing_succeeds() {
         .find(|r| r.address == "database/orders-db")
         .unwrap();
     rt().block_on(async {
-        let first = driver.apply(&r).await.unwrap();
+        let first = driver.apply(&r, &[]).await.unwrap().outputs;
         let file = dir.path().join("database/orders-db.yaml");
         let modified = std::fs::metadata(&file).unwrap().modified().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
-        let second = driver.apply(&r).await.unwrap();
+        let second = driver.apply(&r, &[]).await.unwrap().outputs;
         assert_eq!(first, second);
         assert_eq!(
             std::fs::metadata(&file).unwrap().modified().unwrap(),
@@ -104,12 +104,12 @@ fn apply_is_idempotent_and_delete_of_nothing_succeeds() {
             "postgres://orders_db_app@orders-db.acme-prod.db.internal:5432/orders_db"
         );
         driver
-            .delete("acme-prod", Kind::Database, "orders-db")
+            .delete("acme-prod", Kind::Database, "orders-db", &[])
             .await
             .unwrap();
         assert!(!file.exists());
         driver
-            .delete("acme-prod", Kind::Database, "orders-db")
+            .delete("acme-prod", Kind::Database, "orders-db", &[])
             .await
             .unwrap();
     });
@@ -128,8 +128,8 @@ fn observe_lists_only_what_this_stack_owns() {
     other_stack.name = "theirs".into();
     other_stack.address = "topic/theirs".into();
     rt().block_on(async {
-        driver.apply(&r).await.unwrap();
-        driver.apply(&other_stack).await.unwrap();
+        driver.apply(&r, &[]).await.unwrap();
+        driver.apply(&other_stack, &[]).await.unwrap();
         std::fs::write(
             dir.path().join("topic/foreign.yaml"),
             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: foreign\n",
@@ -153,7 +153,7 @@ fn secret_references_render_as_references() {
         .into_iter()
         .find(|r| r.address == "service/checkout-api")
         .unwrap();
-    rt().block_on(driver.apply(&r)).unwrap();
+    rt().block_on(driver.apply(&r, &[])).unwrap();
     let text = std::fs::read_to_string(dir.path().join("service/checkout-api.yaml")).unwrap();
     assert!(text.contains("kind: ExternalSecret"), "{text}");
     assert!(text.contains("key: prod/checkout/stripe"), "{text}");

@@ -250,10 +250,21 @@ fn check_drivers(stack: &Stack, diags: &mut Vec<Diagnostic>) {
             Some(_) => {}
         }
     }
-    // The Kubernetes driver serves PostgreSQL through CloudNativePG, and no other engine.
+    // The Kubernetes driver serves PostgreSQL through CloudNativePG and self-hosted model
+    // runtimes; other engines and SageMaker live in the cloud account.
     for r in &stack.resources {
-        let Spec::Database(db) = &r.spec else {
-            continue;
+        let (what, value, help) = match &r.spec {
+            Spec::Database(db) if db.engine != "postgres" => (
+                "postgres databases (CloudNativePG)",
+                db.engine.as_str(),
+                "route `database` to `aws` (RDS serves every engine), or use `engine \"postgres\"`",
+            ),
+            Spec::AiEndpoint(e) if e.runtime == "sagemaker" => (
+                "self-hosted runtimes (vllm, tgi, triton)",
+                e.runtime.as_str(),
+                "route `ai-endpoint` to `aws` for SageMaker, or serve it with `runtime \"vllm\"`",
+            ),
+            _ => continue,
         };
         let name = stack.driver_for(r).or_else(|| {
             platform
@@ -264,17 +275,17 @@ fn check_drivers(stack: &Stack, diags: &mut Vec<Diagnostic>) {
         let on_kubernetes = name
             .and_then(|n| platform.driver(&n))
             .is_some_and(|d| d.driver == DriverType::Kubernetes);
-        if on_kubernetes && db.engine != "postgres" {
+        if on_kubernetes {
             diags.push(
                 Diagnostic::error(
                     "unsupported-kind",
-                    format!(
-                        "driver `kubernetes` serves postgres databases (CloudNativePG), not `{}`",
-                        db.engine
-                    ),
+                    format!("driver `kubernetes` serves {what}, not `{value}`"),
                 )
-                .with_label(r.kind_span, format!("{} cannot be applied by `kubernetes`", r.address))
-                .with_help("route `database` to `aws` (RDS serves every engine), or use `engine \"postgres\"`"),
+                .with_label(
+                    r.kind_span,
+                    format!("{} cannot be applied by `kubernetes`", r.address),
+                )
+                .with_help(help),
             );
         }
     }

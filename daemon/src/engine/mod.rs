@@ -20,7 +20,7 @@ mod schedule;
 
 use crate::store::{IntentResult, JournalAction, Store, StoreError, StoredResource};
 use api::ApplyStatus;
-use drivers::{DesiredResource, Driver, DriverError, Outputs};
+use drivers::{Applied, DesiredResource, Driver, DriverError};
 use planner::Snapshot;
 use planner::plan::Action;
 use std::collections::BTreeMap;
@@ -306,6 +306,7 @@ impl Engine {
                 .get(&task.address)
                 .ok_or_else(|| TaskError::Driver("not in the prior state".into()))?;
             let stored = self.store.resource(&task.address)?;
+            let inventory = self.store.inventory(&task.address)?;
             let journal_id = self.store.journal_intent(
                 apply_id,
                 &task.address,
@@ -315,7 +316,7 @@ impl Engine {
             )?;
             let result = self
                 .with_retries(journal_id, &task.address, || {
-                    driver.delete(&stack, before.kind, &before.name)
+                    driver.delete(&stack, before.kind, &before.name, &inventory)
                 })
                 .await?;
             return self.finish(
@@ -346,6 +347,9 @@ impl Engine {
             &task.driver,
             Some(&stored),
         )?;
+        // What the last apply made: a replace deletes it; an update prunes what is no longer
+        // rendered.
+        let mut previous = self.store.inventory(&task.address)?;
         if action == JournalAction::Replace {
             // Names are identifiers, so the old one goes first (destroy, then create).
             let old_driver = task.prior_driver.as_deref().unwrap_or(&task.driver);
@@ -358,24 +362,27 @@ impl Engine {
                 .ok_or_else(|| TaskError::Driver("not in the prior state".into()))?;
             let deleted = self
                 .with_retries(journal_id, &task.address, || {
-                    old.delete(&stack, before.kind, &before.name)
+                    old.delete(&stack, before.kind, &before.name, &previous)
                 })
                 .await?;
             if let Err(e) = deleted {
                 return self.finish(journal_id, Err(e), apply_id, revision, &task.address, None);
             }
+            previous.clear();
         }
         let result = match self
-            .with_retries(journal_id, &task.address, || driver.apply(&resource))
+            .with_retries(journal_id, &task.address, || {
+                driver.apply(&resource, &previous)
+            })
             .await?
         {
-            Ok(outputs) => match tokio::time::timeout(
+            Ok(applied) => match tokio::time::timeout(
                 self.config.ready_timeout,
                 driver.wait_ready(&resource, self.config.ready_timeout),
             )
             .await
             {
-                Ok(Ok(())) => Ok(Some(outputs)),
+                Ok(Ok(())) => Ok(Some(applied)),
                 Ok(Err(e)) => Err(e),
                 Err(_) => Err(DriverError::retryable(format!(
                     "not ready after {:?}",
@@ -397,16 +404,16 @@ impl Engine {
     fn finish(
         &self,
         journal_id: i64,
-        result: Result<Option<Outputs>, DriverError>,
+        result: Result<Option<Applied>, DriverError>,
         apply_id: i64,
         revision: &str,
         address: &str,
         stored: Option<&StoredResource>,
     ) -> Result<(), TaskError> {
         match (result, stored) {
-            (Ok(Some(outputs)), Some(stored)) => {
+            (Ok(Some(applied)), Some(stored)) => {
                 self.store
-                    .journal_applied(journal_id, apply_id, revision, stored, &outputs)?;
+                    .journal_applied(journal_id, apply_id, revision, stored, &applied)?;
                 Ok(())
             }
             (Ok(_), _) => {

@@ -3,7 +3,7 @@
 use super::{Engine, EngineError};
 use crate::store::{IntentResult, JournalAction};
 use drivers::drift::managed_differences;
-use drivers::{ObservedResource, Outputs};
+use drivers::{Applied, ObservedResource};
 use planner::model::Kind;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -65,7 +65,12 @@ impl Engine {
                         _ => false,
                     };
                     if matches {
-                        let outputs: Outputs = live.map(|o| o.outputs.clone()).unwrap_or_default();
+                        let applied = live
+                            .map(|o| Applied {
+                                outputs: o.outputs.clone(),
+                                inventory: o.inventory.clone(),
+                            })
+                            .unwrap_or_default();
                         let revision = store
                             .history()?
                             .into_iter()
@@ -77,7 +82,7 @@ impl Engine {
                             intent.apply_id,
                             &revision,
                             stored,
-                            &outputs,
+                            &applied,
                         )?;
                         tracing::info!(resource = %intent.address, "recovered: the interrupted call had completed");
                     } else {

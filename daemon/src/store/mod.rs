@@ -9,7 +9,7 @@ mod lease;
 pub use lease::{LEASE_TTL, Lease, LeaseGuard};
 
 use api::{ApplyReason, ApplyRecord, ApplyStatus, string_enum};
-use drivers::{DesiredResource, Outputs};
+use drivers::{Applied, DesiredResource, ObjectRef, Outputs};
 use planner::Snapshot;
 use planner::snapshot::ResourceSnapshot;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
@@ -21,6 +21,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_initial.sql"),
     include_str!("migrations/0002_event_data.sql"),
     include_str!("migrations/0003_drift_scans.sql"),
+    include_str!("migrations/0004_inventory.sql"),
 ];
 
 /// The schema version this binary writes.
@@ -531,6 +532,16 @@ impl Store {
         self.json_row("SELECT outputs FROM resources WHERE address = ?1", address)
     }
 
+    /// The objects the driver made for a resource at its last apply (empty when unknown).
+    pub fn inventory(&self, address: &str) -> Result<Vec<ObjectRef>> {
+        Ok(self
+            .json_row(
+                "SELECT inventory FROM resources WHERE address = ?1",
+                address,
+            )?
+            .unwrap_or_default())
+    }
+
     pub fn begin_apply(
         &self,
         revision: &str,
@@ -628,27 +639,28 @@ impl Store {
         apply_id: i64,
         revision: &str,
         resource: &StoredResource,
-        outputs: &Outputs,
+        applied: &Applied,
     ) -> Result<()> {
         let conn = self.conn();
         let tx = write_transaction(&conn)?;
         let address = format!("{}/{}", resource.snapshot.kind, resource.snapshot.name);
         tx.execute(
-            "INSERT INTO resources (address, kind, driver, snapshot, desired, outputs, status, revision, apply_id, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'applied', ?7, ?8, ?9)
+            "INSERT INTO resources (address, kind, driver, snapshot, desired, outputs, status, revision, apply_id, updated_at, inventory)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'applied', ?7, ?8, ?9, ?10)
              ON CONFLICT (address) DO UPDATE SET kind = excluded.kind, driver = excluded.driver, snapshot = excluded.snapshot,
                desired = excluded.desired, outputs = excluded.outputs, status = excluded.status, revision = excluded.revision,
-               apply_id = excluded.apply_id, updated_at = excluded.updated_at",
+               apply_id = excluded.apply_id, updated_at = excluded.updated_at, inventory = excluded.inventory",
             params![
                 address,
                 resource.snapshot.kind.as_str(),
                 resource.snapshot.driver,
                 serde_json::to_string(&resource.snapshot).map_err(corrupt)?,
                 serde_json::to_string(&resource.desired).map_err(corrupt)?,
-                serde_json::to_string(outputs).map_err(corrupt)?,
+                serde_json::to_string(&applied.outputs).map_err(corrupt)?,
                 revision,
                 apply_id,
-                now()
+                now(),
+                serde_json::to_string(&applied.inventory).map_err(corrupt)?
             ],
         )?;
         close_intent_and_bump_generation(&tx, journal_id)?;

@@ -16,8 +16,8 @@ mod nodepool;
 
 use crate::render;
 use crate::{
-    ADDRESS_ANNOTATION, DesiredResource, Driver, DriverError, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
-    ObservedResource, Outputs, STACK_LABEL,
+    ADDRESS_ANNOTATION, Applied, DesiredResource, Driver, DriverError, MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE, ObjectRef, ObservedResource, Outputs, STACK_LABEL,
 };
 use async_trait::async_trait;
 use kube::api::{
@@ -163,14 +163,28 @@ impl KubernetesDriver {
             .collect())
     }
 
-    /// Deletes the objects of `address` among `types` that are not in `keep` (kind, name).
-    async fn prune(
+    /// Deletes one object; one that is already gone is fine.
+    async fn delete_object(&self, object: &ObjectRef) -> Result<(), DriverError> {
+        let gvk =
+            gvk_of(&serde_json::json!({ "apiVersion": object.api_version, "kind": object.kind }));
+        let namespace = object.namespace.as_deref().unwrap_or("");
+        let api = self.api(&gvk, namespace).await?;
+        match api.delete(&object.name, &DeleteParams::foreground()).await {
+            Ok(_) => Ok(()),
+            Err(e) if errors::status_code(&e) == Some(404) => Ok(()),
+            Err(e) => Err(errors::api(e, "delete", &object.kind, namespace)),
+        }
+    }
+
+    /// The objects of `address` found by ownership labels and tracking annotation: the
+    /// inventory of a resource applied before inventories were kept.
+    async fn found_objects(
         &self,
         stack: &str,
         address: &str,
         kind: Kind,
-        keep: &[(String, String)],
-    ) -> Result<(), DriverError> {
+    ) -> Result<Vec<ObjectRef>, DriverError> {
+        let mut found = Vec::new();
         for (group, version, kind_name) in object_types(kind) {
             let gvk = GroupVersionKind::gvk(group, version, kind_name);
             let owned = match self.owned(stack, &gvk).await {
@@ -179,22 +193,25 @@ impl KubernetesDriver {
                 Err(e) if errors::is_missing_type(&e) => continue,
                 Err(e) => return Err(e),
             };
-            for (found, object) in owned {
-                let name = object.metadata.name.clone().unwrap_or_default();
-                if found != address || keep.iter().any(|(k, n)| k == kind_name && n == &name) {
-                    continue;
-                }
-                let api = self.api(&gvk, self.namespace(stack)).await?;
-                match api.delete(&name, &DeleteParams::foreground()).await {
-                    Ok(_) => {}
-                    Err(e) if errors::status_code(&e) == Some(404) => {}
-                    Err(e) => {
-                        return Err(errors::api(e, "delete", kind_name, self.namespace(stack)));
-                    }
+            for (owner, object) in owned {
+                if owner == address {
+                    found.push(object_ref(
+                        &serde_json::to_value(&object).unwrap_or_default(),
+                    ));
                 }
             }
         }
-        Ok(())
+        Ok(found)
+    }
+}
+
+/// The inventory entry of an object (rendered or live).
+fn object_ref(doc: &Value) -> ObjectRef {
+    ObjectRef {
+        api_version: doc["apiVersion"].as_str().unwrap_or("").to_string(),
+        kind: doc["kind"].as_str().unwrap_or("").to_string(),
+        namespace: doc["metadata"]["namespace"].as_str().map(str::to_string),
+        name: doc["metadata"]["name"].as_str().unwrap_or("").to_string(),
     }
 }
 
@@ -263,12 +280,14 @@ impl Driver for KubernetesDriver {
                 )
             });
             let outputs = outputs_of(kind, &name, self.namespace(stack), &live);
+            let inventory = live.iter().map(object_ref).collect();
             found.push(ObservedResource {
                 address,
                 kind,
                 name,
                 live: Value::Array(live),
                 outputs,
+                inventory,
             });
         }
         Ok(found)
@@ -282,7 +301,11 @@ impl Driver for KubernetesDriver {
         render::live_paths(kind, field)
     }
 
-    async fn apply(&self, desired: &DesiredResource) -> Result<Outputs, DriverError> {
+    async fn apply(
+        &self,
+        desired: &DesiredResource,
+        previous: &[ObjectRef],
+    ) -> Result<Applied, DriverError> {
         let namespace = self.namespace(&desired.stack).to_string();
         let docs = self.documents(desired);
         let params = PatchParams::apply(FIELD_MANAGER).force();
@@ -306,24 +329,16 @@ impl Driver for KubernetesDriver {
                 .map_err(|e| errors::api(e, "patch", &gvk.kind, &namespace))?;
             applied.push(serde_json::to_value(&live).unwrap_or_default());
         }
-        // Objects this resource no longer renders (autoscale removed: its HPA) go.
-        let keep: Vec<(String, String)> = docs
-            .iter()
-            .map(|d| {
-                (
-                    d["kind"].as_str().unwrap_or("").to_string(),
-                    d["metadata"]["name"].as_str().unwrap_or("").to_string(),
-                )
-            })
-            .collect();
-        self.prune(&desired.stack, &desired.address, desired.kind, &keep)
-            .await?;
-        Ok(outputs_of(
-            desired.kind,
-            &desired.name,
-            &namespace,
-            &applied,
-        ))
+        // Objects of the last apply that this one no longer renders (autoscale removed: its
+        // HPA) go: exactly those, from the inventory.
+        let inventory: Vec<ObjectRef> = docs.iter().map(object_ref).collect();
+        for gone in previous.iter().filter(|o| !inventory.contains(o)) {
+            self.delete_object(gone).await?;
+        }
+        Ok(Applied {
+            outputs: outputs_of(desired.kind, &desired.name, &namespace, &applied),
+            inventory,
+        })
     }
 
     async fn wait_ready(
@@ -367,9 +382,23 @@ impl Driver for KubernetesDriver {
         Ok(())
     }
 
-    async fn delete(&self, stack: &str, kind: Kind, name: &str) -> Result<(), DriverError> {
-        self.prune(stack, &format!("{kind}/{name}"), kind, &[])
-            .await
+    async fn delete(
+        &self,
+        stack: &str,
+        kind: Kind,
+        name: &str,
+        inventory: &[ObjectRef],
+    ) -> Result<(), DriverError> {
+        let objects = if inventory.is_empty() {
+            self.found_objects(stack, &format!("{kind}/{name}"), kind)
+                .await?
+        } else {
+            inventory.to_vec()
+        };
+        for object in &objects {
+            self.delete_object(object).await?;
+        }
+        Ok(())
     }
 }
 
