@@ -161,7 +161,14 @@ fn a_stack_is_applied_kept_and_pruned_on_a_cluster() {
         .iter()
         .map(|o| format!("{}/{}", o.kind, o.name))
         .collect();
-    assert_eq!(inventory, ["Deployment/api", "Service/api", "HorizontalPodAutoscaler/api"]);
+    assert_eq!(
+        inventory,
+        [
+            "Deployment/api",
+            "Service/api",
+            "HorizontalPodAutoscaler/api"
+        ]
+    );
 
     // What reached the cluster passes the official schemas (built-in kinds; CRDs have none).
     let manifests = ws.path().join("applied");
@@ -373,4 +380,78 @@ fn kill_9_during_a_cluster_apply_then_restart_converges_with_history_intact() {
             "{address} is applied"
         );
     }
+}
+
+/// The example's commented Kubernetes variant, uncommented: it validates, and applies to a
+/// cluster (the emulator) with every cluster kind on it and buckets on the local driver.
+#[test]
+fn the_examples_kubernetes_variant_validates_and_applies() {
+    let emulator = KubeEmulator::start();
+    let ws = Workspace::new();
+    ws.copy_example();
+    let platform = ws.path().join("stack/platform.kdl");
+    let text = std::fs::read_to_string(&platform).unwrap();
+    let mut inside = false;
+    let variant: Vec<String> = text
+        .lines()
+        .map(|line| {
+            if line.contains("kubernetes-variant:begin") || line.contains("kubernetes-variant:end")
+            {
+                inside = line.contains("begin");
+                return line.to_string();
+            }
+            if inside {
+                line.replacen("// ", "", 1)
+            } else {
+                line.to_string()
+            }
+        })
+        .collect();
+    let kubeconfig = ws.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, emulator.kubeconfig()).unwrap();
+    let variant = variant.join("\n").replace(
+        "context \"prod-eks\"",
+        &format!(
+            "kubeconfig \"{}\"\n        context \"emulator\"",
+            kubeconfig.display()
+        ),
+    );
+    std::fs::write(&platform, variant).unwrap();
+    let run = ws.run(&["validate", "stack"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let run = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        emulator
+            .get("apps", "deployments", "platform", "checkout-api")
+            .is_some()
+    );
+    assert!(
+        emulator
+            .get("karpenter.sh", "nodepools", "", "l4-inference")
+            .is_some()
+    );
+    assert!(
+        emulator
+            .get("postgresql.cnpg.io", "clusters", "platform", "orders-db")
+            .is_some()
+    );
+    assert!(
+        ws.rendered("bucket").exists(),
+        "buckets stay on the local driver"
+    );
+    assert_eq!(ws.run(&["plan", "stack", "--detailed-exitcode"]).code, 0);
+}
+
+/// The ClusterRole shipped for the driver passes the official schemas.
+#[test]
+fn the_shipped_cluster_role_is_valid() {
+    let role = support::repo_root().join("deploy/kubernetes/clusterrole.yaml");
+    let out: support::Run = std::process::Command::new("kubernetes-validate")
+        .args(["--strict", "--no-warn"])
+        .arg(&role)
+        .output()
+        .expect("kubernetes-validate is installed (scripts/test.sh installs it)")
+        .into();
+    assert_eq!(out.code, 0, "{}", out.all());
 }
