@@ -32,6 +32,7 @@ pub fn router(api: Api) -> Router {
         .route(routes::REVISIONS, get(revisions))
         .route(routes::PLAN, get(plan))
         .route(routes::DRIFT, get(drift))
+        .route(routes::RESOURCES, get(resources))
         .route(routes::SYNC, post(sync))
         .route(routes::ROLLBACK, post(rollback))
         .route(routes::RESUME, post(resume))
@@ -131,6 +132,29 @@ async fn drift(State(api): State<Api>) -> Response {
         .unwrap_or_else(|e| e.into_inner())
         .clone();
     Json(DriftBody { findings }).into_response()
+}
+
+async fn resources(State(api): State<Api>) -> Response {
+    let shared = api.shared.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let findings = shared
+            .drift
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let live = shared
+            .live
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        crate::ops::resource_statuses(&shared.store, &findings, &live)
+    })
+    .await;
+    match result {
+        Ok(Ok(resources)) => Json(api::ResourcesBody { resources }).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
 }
 
 /// Constant-time comparison, so response timing does not reveal the token.

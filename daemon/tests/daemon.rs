@@ -625,7 +625,14 @@ fn follows_a_git_remote_onto_a_cluster() {
     let daemon = Daemon::start(
         dir.path(),
         &remote.url(),
-        &["--path", "stack", "--interval", "300ms"],
+        &[
+            "--path",
+            "stack",
+            "--interval",
+            "300ms",
+            "--drift-interval",
+            "500ms",
+        ],
         &[],
     );
     daemon.wait_applied(&c1);
@@ -639,4 +646,23 @@ fn follows_a_git_remote_onto_a_cluster() {
     daemon.wait_applied(&c2);
     assert_eq!(replicas(), Some(serde_json::json!(3)));
     assert_eq!(daemon.status()["sync_state"], "synced");
+
+    // A stuck rollout shows as the resource's health, with the live conditions, at the API.
+    emulator.edit("apps", "deployments", "shop", "api", "kube-controller-manager", |d| {
+        d["status"]["conditions"] = serde_json::json!([{ "type": "Progressing", "status": "False",
+            "reason": "ProgressDeadlineExceeded", "message": "ReplicaSet has timed out progressing" }]);
+    });
+    let client = test_support::net::client(daemon.port, None);
+    daemon.wait("the drift scan to see the stuck rollout", |_| {
+        client.resources().is_ok_and(|body| {
+            body.resources.iter().any(|r| {
+                r.address == "service/api"
+                    && r.health == api::Health::Degraded
+                    && r.message
+                        .as_deref()
+                        .is_some_and(|m| m.contains("ProgressDeadlineExceeded"))
+                    && r.live.iter().any(|o| o["kind"] == "Deployment")
+            })
+        })
+    });
 }

@@ -73,6 +73,21 @@ pub struct Applied {
     pub inventory: Vec<ObjectRef>,
 }
 
+/// How a resource is doing in its system, by the system's own signals (Kubernetes conditions
+/// and rollout counts, a cloud resource's state).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Health {
+    #[default]
+    Ready,
+    /// Being created or changed (a rollout under way, a database starting).
+    Progressing,
+    /// Failed or stuck (a rollout past its deadline, `Ready=False` with a terminal reason).
+    Degraded,
+    /// Applied, then not found.
+    Missing,
+}
+
 /// A resource as the driver found it in the world.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ObservedResource {
@@ -85,6 +100,11 @@ pub struct ObservedResource {
     /// The objects found for it (what an interrupted apply made, for recovery).
     #[serde(default)]
     pub inventory: Vec<ObjectRef>,
+    #[serde(default)]
+    pub health: Health,
+    /// Why it is not ready, in the system's words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_message: Option<String>,
 }
 
 /// Whether a field can change in place.

@@ -14,7 +14,7 @@
 
 use crate::render::{self, str_at};
 use crate::{
-    ADDRESS_ANNOTATION, Applied, DesiredResource, Driver, DriverError, MANAGED_BY_LABEL,
+    ADDRESS_ANNOTATION, Applied, DesiredResource, Driver, DriverError, Health, MANAGED_BY_LABEL,
     MANAGED_BY_VALUE, ObjectRef, ObservedResource, Outputs, STACK_LABEL,
 };
 use async_trait::async_trait;
@@ -335,6 +335,10 @@ impl Driver for LocalDriver {
                                 live: Value::String(format!("invalid YAML: {e}")),
                                 outputs: Outputs::new(),
                                 inventory: Vec::new(),
+                                health: Health::Degraded,
+                                health_message: Some(format!(
+                                    "the rendered file is not valid YAML: {e}"
+                                )),
                             });
                         }
                         continue;
@@ -359,6 +363,8 @@ impl Driver for LocalDriver {
                     live: Value::Array(docs),
                     outputs,
                     inventory: Vec::new(),
+                    health: Health::Ready,
+                    health_message: None,
                 });
             }
         }

@@ -12,15 +12,18 @@ pub enum View {
     Drift,
     History,
     Graph,
+    /// Every applied resource with its health, in the manner of k9s.
+    Resources,
 }
 
 impl View {
-    pub const ALL: [View; 5] = [
+    pub const ALL: [View; 6] = [
         View::Overview,
         View::Plan,
         View::Drift,
         View::History,
         View::Graph,
+        View::Resources,
     ];
 
     pub fn title(self) -> &'static str {
@@ -30,6 +33,7 @@ impl View {
             View::Drift => "Drift",
             View::History => "History",
             View::Graph => "Graph",
+            View::Resources => "Resources",
         }
     }
 
@@ -76,7 +80,7 @@ pub struct Confirm {
 pub struct App {
     pub model: Model,
     pub view: View,
-    selected: [usize; 5],
+    selected: [usize; View::ALL.len()],
     pub filter: String,
     pub filtering: bool,
     pub details: bool,
@@ -92,7 +96,7 @@ impl App {
         App {
             model,
             view: View::Overview,
-            selected: [0; 5],
+            selected: [0; View::ALL.len()],
             filter: String::new(),
             filtering: false,
             details: false,
@@ -121,6 +125,17 @@ impl App {
                 .drift
                 .iter()
                 .map(|f| (f.address.clone(), format!("{} {}", f.address, f.status)))
+                .collect(),
+            View::Resources => self
+                .model
+                .resources
+                .iter()
+                .map(|r| {
+                    (
+                        r.address.clone(),
+                        format!("{} {} {} {}", r.address, r.driver, r.health, r.team),
+                    )
+                })
                 .collect(),
             View::History => self
                 .model
@@ -199,9 +214,9 @@ impl App {
         match key {
             Key::Char('q') => return Some(Action::Quit),
             Key::Char('?') => self.help = true,
-            Key::Char(c @ '1'..='5') => self.switch(View::ALL[c as usize - '1' as usize]),
-            Key::Tab => self.switch(View::ALL[(i + 1) % 5]),
-            Key::BackTab => self.switch(View::ALL[(i + 4) % 5]),
+            Key::Char(c @ '1'..='6') => self.switch(View::ALL[c as usize - '1' as usize]),
+            Key::Tab => self.switch(View::ALL[(i + 1) % View::ALL.len()]),
+            Key::BackTab => self.switch(View::ALL[(i + View::ALL.len() - 1) % View::ALL.len()]),
             Key::Char('j') | Key::Down => {
                 let len = self.rows().len();
                 self.selected[i] = (self.selected() + 1).min(len.saturating_sub(1));

@@ -1,7 +1,7 @@
 //! What the operator UI shows: the daemon's status, pending plan, drift and revisions, in the
 //! types of the API contract (`api`).
 
-use api::{DriftBody, DriftFinding, Plan, RevisionsBody};
+use api::{DriftBody, DriftFinding, Plan, ResourceStatus, RevisionsBody};
 
 pub use api::{Revision, Status};
 
@@ -13,6 +13,8 @@ pub struct Model {
     pub drift: Vec<DriftFinding>,
     /// Newest first.
     pub revisions: Vec<Revision>,
+    /// Every applied resource with its health, by address.
+    pub resources: Vec<ResourceStatus>,
 }
 
 impl Model {
@@ -29,6 +31,7 @@ impl Model {
             plan: plan.map(serde_json::from_str).transpose()?,
             drift: serde_json::from_str::<DriftBody>(drift)?.findings,
             revisions: serde_json::from_str::<RevisionsBody>(revisions)?.revisions,
+            resources: Vec::new(),
         })
     }
 
@@ -39,6 +42,7 @@ impl Model {
             plan: client.plan()?,
             drift: client.drift()?.findings,
             revisions: client.revisions()?.revisions,
+            resources: client.resources()?.resources,
         })
     }
 }

@@ -39,6 +39,7 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) {
         View::Drift => draw_drift(frame, body, app),
         View::History => draw_history(frame, body, app),
         View::Graph => draw_graph(frame, body, app),
+        View::Resources => draw_resources(frame, body, app),
     }
     draw_footer(frame, footer, app);
     if app.help {
@@ -66,7 +67,8 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) {
 fn draw_header(frame: &mut Frame<'_>, area: Rect, app: &App) {
     let mut spans = Vec::new();
     for (i, v) in View::ALL.iter().enumerate() {
-        let label = format!(" {} {} ", i + 1, v.title());
+        // Six views and the stack fit 80 columns.
+        let label = format!(" {} {}", i + 1, v.title());
         spans.push(if *v == app.view {
             Span::styled(label, bold().add_modifier(Modifier::REVERSED))
         } else {
@@ -98,6 +100,7 @@ fn draw_footer(frame: &mut Frame<'_>, area: Rect, app: &App) {
             View::Drift => "j/k move · Enter details · / filter · c/C correct one/all",
             View::History => "j/k move · Enter details · / filter · r roll back · u resume",
             View::Graph => "j/k move · l needs · h needed by · / filter",
+            View::Resources => "j/k move · Enter live objects · / filter",
         };
         let filter = if app.filter.is_empty() {
             String::new()
@@ -424,6 +427,93 @@ fn draw_drift(frame: &mut Frame<'_>, area: Rect, app: &App) {
     list_with_details(frame, area, app, &title, items, details);
 }
 
+/// Health as a marker and a colour (the marker carries the meaning without colour).
+fn health_style(h: api::Health) -> (&'static str, Color) {
+    match h {
+        api::Health::Ready => ("✓", Color::Green),
+        api::Health::Progressing => ("…", Color::Yellow),
+        api::Health::Degraded => ("✗", Color::Red),
+        api::Health::Missing => ("-", Color::Red),
+    }
+}
+
+fn draw_resources(frame: &mut Frame<'_>, area: Rect, app: &App) {
+    let keys: Vec<String> = app.rows().into_iter().map(|(k, _)| k).collect();
+    let resources: Vec<_> = keys
+        .iter()
+        .filter_map(|k| app.model.resources.iter().find(|r| &r.address == k))
+        .collect();
+    let width = resources.iter().map(|r| r.address.len()).max().unwrap_or(0);
+    let items = resources
+        .iter()
+        .map(|r| {
+            let (marker, colour) = health_style(r.health);
+            let drift = r.drift.map(|d| d.to_string()).unwrap_or_default();
+            let applied = api::format_unix_time(r.applied_at);
+            ListItem::new(Line::from(vec![
+                Span::styled(format!("{marker} "), Style::default().fg(colour)),
+                Span::raw(format!("{:<width$}  ", r.address)),
+                Span::styled(
+                    format!("{:<12}", r.health.to_string()),
+                    Style::default().fg(colour),
+                ),
+                Span::raw(format!("{:<11}", r.driver)),
+                Span::styled(format!("{drift:<8} "), Style::default().fg(Color::Yellow)),
+                // Minutes are enough in a list; details carry the revision.
+                Span::raw(applied.get(..16).unwrap_or(&applied).to_string()),
+            ]))
+        })
+        .collect();
+    let details = resources
+        .get(app.selected())
+        .map(|r| {
+            let mut lines = vec![
+                Line::styled(format!("{}  {}", r.address, r.health), bold()),
+                Line::raw(format!(
+                    "driver {} · team {} · revision {}",
+                    r.driver, r.team, r.revision
+                )),
+            ];
+            if let Some(m) = &r.message {
+                lines.push(Line::raw(m.clone()));
+            }
+            if r.live.is_empty() {
+                lines.push(Line::raw(
+                    "live objects: none seen yet (the next drift scan reads them)",
+                ));
+            }
+            for doc in &r.live {
+                lines.push(Line::raw(format!(
+                    "{} {}",
+                    doc["kind"].as_str().unwrap_or("object"),
+                    doc["metadata"]["name"].as_str().unwrap_or("")
+                )));
+                for c in doc["status"]["conditions"].as_array().into_iter().flatten() {
+                    lines.push(Line::raw(format!(
+                        "  {}={} {} {}",
+                        c["type"].as_str().unwrap_or(""),
+                        c["status"].as_str().unwrap_or(""),
+                        c["reason"].as_str().unwrap_or(""),
+                        c["message"].as_str().unwrap_or("")
+                    )));
+                }
+            }
+            lines
+        })
+        .unwrap_or_default();
+    let unhealthy = app
+        .model
+        .resources
+        .iter()
+        .filter(|r| r.health != api::Health::Ready)
+        .count();
+    let title = format!(
+        "Resources: {} applied, {unhealthy} not ready",
+        app.model.resources.len()
+    );
+    list_with_details(frame, area, app, &title, items, details);
+}
+
 fn draw_history(frame: &mut Frame<'_>, area: Rect, app: &App) {
     let keys: Vec<String> = app.rows().into_iter().map(|(k, _)| k).collect();
     let revisions: Vec<_> = keys
@@ -567,8 +657,8 @@ fn draw_graph(frame: &mut Frame<'_>, area: Rect, app: &App) {
 fn draw_help(frame: &mut Frame<'_>, area: Rect) {
     let keys = [
         (
-            "1-5, Tab",
-            "switch view (overview, plan, drift, history, graph)",
+            "1-6, Tab",
+            "switch view (overview, plan, drift, history, graph, resources)",
         ),
         ("j / k", "move down / up"),
         ("Enter", "show or hide details"),

@@ -118,6 +118,52 @@ fn busy_model() -> Model {
         plan: Some(plan),
         drift,
         revisions,
+        resources: vec![
+            api::ResourceStatus {
+                address: "ai-endpoint/support-llm".into(),
+                kind: "ai-endpoint".into(),
+                driver: "kubernetes".into(),
+                team: "ml".into(),
+                health: api::Health::Degraded,
+                message: Some(
+                    "Deployment support-llm: rollout stuck (ProgressDeadlineExceeded)".into(),
+                ),
+                revision: "c0ffee".into(),
+                applied_at: 1_795_380_000,
+                drift: None,
+                live: vec![serde_json::json!({
+                    "kind": "Deployment", "metadata": { "name": "support-llm" },
+                    "status": { "conditions": [
+                        { "type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable" },
+                        { "type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+                          "message": "ReplicaSet has timed out progressing" },
+                    ] },
+                })],
+            },
+            api::ResourceStatus {
+                address: "service/checkout-api".into(),
+                kind: "service".into(),
+                driver: "kubernetes".into(),
+                team: "payments".into(),
+                health: api::Health::Ready,
+                revision: "c0ffee".into(),
+                applied_at: 1_795_380_000,
+                drift: Some(DriftStatus::Drifted),
+                ..api::ResourceStatus::default()
+            },
+            api::ResourceStatus {
+                address: "topic/order-events".into(),
+                kind: "topic".into(),
+                driver: "kubernetes".into(),
+                team: "payments".into(),
+                health: api::Health::Missing,
+                message: Some("not found by its driver".into()),
+                revision: "c0ffee".into(),
+                applied_at: 1_795_380_000,
+                drift: Some(DriftStatus::Missing),
+                ..api::ResourceStatus::default()
+            },
+        ],
     }
 }
 
@@ -129,6 +175,7 @@ fn app_at(model: Model, view: View) -> App {
         View::Drift => '3',
         View::History => '4',
         View::Graph => '5',
+        View::Resources => '6',
     };
     app.on_key(Key::Char(key));
     app
@@ -167,6 +214,32 @@ fn details_of_a_drifted_resource_and_of_a_plan_entry() {
     }
     app.on_key(Key::Enter);
     insta::assert_snapshot!("plan_details_wide", render(&app, 120, 30));
+}
+
+#[test]
+fn a_degraded_resource_shows_its_live_objects_and_conditions() {
+    let mut app = app_at(busy_model(), View::Resources);
+    app.on_key(Key::Enter);
+    let screen = render(&app, 100, 30);
+    assert!(screen.contains("✗ ai-endpoint/support-llm"), "{screen}");
+    assert!(
+        screen.contains("Progressing=False ProgressDeadlineExceeded"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("Resources: 3 applied, 2 not ready"),
+        "{screen}"
+    );
+    insta::assert_snapshot!("resources_details", screen);
+    // `/` filters by what a row says, health included.
+    let mut app = app_at(busy_model(), View::Resources);
+    app.on_key(Key::Char('/'));
+    for c in "missing".chars() {
+        app.on_key(Key::Char(c));
+    }
+    app.on_key(Key::Enter);
+    let keys: Vec<String> = app.rows().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, ["topic/order-events"]);
 }
 
 #[test]
@@ -233,7 +306,7 @@ fn keys_switch_views_and_move_the_selection() {
     assert_eq!(app.view, View::Plan);
     app.on_key(Key::BackTab);
     app.on_key(Key::BackTab);
-    assert_eq!(app.view, View::Graph);
+    assert_eq!(app.view, View::Resources, "BackTab wraps to the last view");
     app.on_key(Key::Char('4'));
     app.on_key(Key::Down);
     app.on_key(Key::Down);

@@ -2,7 +2,7 @@
 //! an operator may reach a daemon behind a TLS terminator with a private CA).
 
 use crate::routes;
-use crate::types::{DriftBody, Reply, RevisionsBody, RollbackRequest, Status};
+use crate::types::{DriftBody, Reply, ResourcesBody, RevisionsBody, RollbackRequest, Status};
 use planner::Plan;
 use std::time::Duration;
 
@@ -151,6 +151,10 @@ impl Client {
 
     pub fn drift(&self) -> Result<DriftBody, ClientError> {
         self.get_json(routes::DRIFT)
+    }
+
+    pub fn resources(&self) -> Result<ResourcesBody, ClientError> {
+        self.get_json(routes::RESOURCES)
     }
 
     pub fn revisions(&self) -> Result<RevisionsBody, ClientError> {

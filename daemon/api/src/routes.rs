@@ -11,6 +11,8 @@ pub const REVISIONS: &str = "/api/v1/revisions";
 /// The pending plan; `?rollback=REV` previews the plan of rolling back to REV.
 pub const PLAN: &str = "/api/v1/plan";
 pub const DRIFT: &str = "/api/v1/drift";
+/// Every applied resource with its health, drift and live objects.
+pub const RESOURCES: &str = "/api/v1/resources";
 /// Sync now; `?correct=all|ADDR` scans for drift and corrects it.
 pub const SYNC: &str = "/api/v1/sync";
 pub const ROLLBACK: &str = "/api/v1/rollback";

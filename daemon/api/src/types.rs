@@ -95,6 +95,49 @@ string_enum! {
     }
 }
 
+string_enum! {
+    /// How a resource is doing in its system.
+    #[derive(Default)]
+    pub enum Health {
+        #[default]
+        Ready = "ready",
+        /// Being created or changed (a rollout under way).
+        Progressing = "progressing",
+        /// Failed or stuck; the message says why.
+        Degraded = "degraded",
+        /// Applied, then not found.
+        Missing = "missing",
+    }
+}
+
+/// One applied resource as the operator sees it (`GET /api/v1/resources`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ResourceStatus {
+    pub address: String,
+    pub kind: String,
+    pub driver: String,
+    pub team: String,
+    pub health: Health,
+    /// Why it is not ready.
+    pub message: Option<String>,
+    /// The revision it was last applied from, and when (Unix seconds).
+    pub revision: String,
+    pub applied_at: i64,
+    /// The last drift scan's finding for it, if any.
+    pub drift: Option<DriftStatus>,
+    /// The live objects the last drift scan observed (Kubernetes objects with their
+    /// conditions, a rendered file's documents).
+    pub live: Vec<serde_json::Value>,
+}
+
+/// `GET /api/v1/resources`: every applied resource, by address.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ResourcesBody {
+    pub resources: Vec<ResourceStatus>,
+}
+
 /// One revision of a stack as seen by the daemon (a commit, or a directory's content).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]

@@ -45,11 +45,14 @@ impl Source for StoreSource {
             drift: drift_counts,
             ..Status::default()
         };
+        let resources = ops::resource_statuses(store, &drift, &Default::default())
+            .map_err(|e| e.to_string())?;
         Ok(Model {
             status,
             plan: None,
             drift,
             revisions,
+            resources,
         })
     }
 

@@ -7,7 +7,7 @@ use drivers::drift::managed_differences;
 use planner::Snapshot;
 use planner::model::{DriftPolicy, Kind};
 use planner::plan::{DriftFinding, DriftStatus, FieldChange};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 impl Engine {
     /// Observes every driver for every kind it supports (one call per kind), and compares with
@@ -18,6 +18,16 @@ impl Engine {
         stack: &str,
         declared: Option<&Snapshot>,
     ) -> Result<Vec<DriftFinding>, EngineError> {
+        Ok(self.scan(stack, declared).await?.findings)
+    }
+
+    /// A drift scan that also records each applied resource's health (from what its driver
+    /// observed; `missing` when not found) and returns the live documents.
+    pub async fn scan(
+        &self,
+        stack: &str,
+        declared: Option<&Snapshot>,
+    ) -> Result<DriftScan, EngineError> {
         let stored = self.store.resources()?;
         let mut observed: HashMap<String, (String, ObservedResource)> = HashMap::new();
         for (name, driver) in &self.drivers {
@@ -110,7 +120,43 @@ impl Engine {
                 changes: Vec::new(),
             });
         }
-        Ok(findings)
+        let mut health = Vec::new();
+        let mut live = BTreeMap::new();
+        for (address, _) in &stored {
+            match observed.get(address) {
+                Some((_, o)) => {
+                    health.push((
+                        address.clone(),
+                        api_health(o.health),
+                        o.health_message.clone(),
+                    ));
+                    live.insert(address.clone(), o.live.clone());
+                }
+                None => health.push((
+                    address.clone(),
+                    api::Health::Missing,
+                    Some("not found by its driver".into()),
+                )),
+            }
+        }
+        self.store.record_health(&health)?;
+        Ok(DriftScan { findings, live })
+    }
+}
+
+/// What a drift scan found: findings, and the live documents of every applied resource found.
+#[derive(Debug, Default)]
+pub struct DriftScan {
+    pub findings: Vec<DriftFinding>,
+    pub live: BTreeMap<String, serde_json::Value>,
+}
+
+fn api_health(h: drivers::Health) -> api::Health {
+    match h {
+        drivers::Health::Ready => api::Health::Ready,
+        drivers::Health::Progressing => api::Health::Progressing,
+        drivers::Health::Degraded => api::Health::Degraded,
+        drivers::Health::Missing => api::Health::Missing,
     }
 }
 

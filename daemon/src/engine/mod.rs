@@ -18,6 +18,8 @@ mod drift;
 mod recover;
 mod schedule;
 
+pub use drift::DriftScan;
+
 use crate::store::{IntentResult, JournalAction, Store, StoreError, StoredResource};
 use api::ApplyStatus;
 use drivers::{Applied, DesiredResource, Driver, DriverError};

@@ -2,6 +2,8 @@
 //! correct (re-apply what was chosen).
 
 use super::{ApplyOutcome, Ops, OpsError, plan_against_store};
+use crate::engine::DriftScan;
+use crate::store::Store;
 use api::ApplyReason;
 use planner::Snapshot;
 use planner::model::DriftPolicy;
@@ -50,17 +52,36 @@ impl Ops {
         reference: &Snapshot,
         declared: Option<&Snapshot>,
     ) -> Result<Vec<DriftFinding>, OpsError> {
+        Ok(self.scan(reference, declared).await?.findings)
+    }
+
+    /// A drift scan with the live documents it saw (health is recorded in the store).
+    pub async fn scan(
+        &self,
+        reference: &Snapshot,
+        declared: Option<&Snapshot>,
+    ) -> Result<DriftScan, OpsError> {
         let stack = self
             .store
             .stack_name()?
             .unwrap_or_else(|| reference.stack.clone());
-        let findings = self
+        let scan = self
             .engine(reference)?
-            .scan_drift(&stack, declared)
+            .scan(&stack, declared)
             .await
             .map_err(OpsError::DriftScan)?;
-        self.store.record_drift(&findings)?;
-        Ok(findings)
+        self.store.record_drift(&scan.findings)?;
+        Ok(scan)
+    }
+
+    /// Every applied resource with its health, the last scan's drift and, when given, live
+    /// documents.
+    pub fn resources(
+        &self,
+        findings: &[DriftFinding],
+        live: &std::collections::BTreeMap<String, serde_json::Value>,
+    ) -> Result<Vec<api::ResourceStatus>, OpsError> {
+        resource_statuses(&self.store, findings, live)
     }
 
     /// Corrects the findings `scope` chooses by applying `snapshot` (the revision in force)
@@ -110,4 +131,26 @@ impl Ops {
             applied: Some(applied),
         })
     }
+}
+
+/// Every applied resource with its recorded health, its finding in `findings`, and its live
+/// documents from `live`: the resources view of the API and the UI.
+pub fn resource_statuses(
+    store: &Store,
+    findings: &[DriftFinding],
+    live: &std::collections::BTreeMap<String, serde_json::Value>,
+) -> Result<Vec<api::ResourceStatus>, OpsError> {
+    let mut rows = store.resource_statuses()?;
+    for row in &mut rows {
+        row.drift = findings
+            .iter()
+            .find(|f| f.address == row.address)
+            .map(|f| f.status);
+        row.live = match live.get(&row.address) {
+            Some(serde_json::Value::Array(docs)) => docs.clone(),
+            Some(other) => vec![other.clone()],
+            None => Vec::new(),
+        };
+    }
+    Ok(rows)
 }

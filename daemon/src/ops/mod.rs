@@ -9,9 +9,10 @@ mod apply;
 mod drift;
 mod rollback;
 
+pub use crate::engine::DriftScan;
 pub use crate::engine::{ApplyOutcome, EngineConfig, Progress, ResourceEvent, TracingProgress};
 pub use apply::{ApplyReport, ApplyRequest, DesiredSource};
-pub use drift::{CorrectionReport, DriftScope};
+pub use drift::{CorrectionReport, DriftScope, resource_statuses};
 pub use rollback::{RollbackReport, resolve_revision, resume, rollback_preview};
 
 use crate::engine::{Engine, EngineError};

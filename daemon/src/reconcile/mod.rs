@@ -43,6 +43,8 @@ pub struct Shared {
     pub status: RwLock<Status>,
     pub plan: RwLock<Option<Plan>>,
     pub drift: RwLock<Vec<DriftFinding>>,
+    /// Live documents per applied resource, from the last drift scan.
+    pub live: RwLock<BTreeMap<String, serde_json::Value>>,
     pub metrics: Metrics,
     /// Set once the first revision has been reconciled.
     pub ready: AtomicBool,
@@ -62,6 +64,7 @@ impl Shared {
             }),
             plan: RwLock::new(None),
             drift: RwLock::new(Vec::new()),
+            live: RwLock::new(BTreeMap::new()),
             metrics: Metrics::new(),
             ready: AtomicBool::new(false),
             events,
@@ -613,8 +616,11 @@ impl Reconciler {
         let Some((revision, snapshot)) = self.last_good.clone() else {
             return Err(OpsError::NoRevision.to_string());
         };
-        let findings = match self.ops.scan_drift(&snapshot, Some(&snapshot)).await {
-            Ok(f) => f,
+        let findings = match self.ops.scan(&snapshot, Some(&snapshot)).await {
+            Ok(scan) => {
+                *self.shared.live.write().unwrap_or_else(|e| e.into_inner()) = scan.live;
+                scan.findings
+            }
             Err(e) => {
                 let message = e.to_string();
                 self.set_error(Some(message.clone()));

@@ -22,6 +22,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_event_data.sql"),
     include_str!("migrations/0003_drift_scans.sql"),
     include_str!("migrations/0004_inventory.sql"),
+    include_str!("migrations/0005_health.sql"),
 ];
 
 /// The schema version this binary writes.
@@ -649,7 +650,8 @@ impl Store {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'applied', ?7, ?8, ?9, ?10)
              ON CONFLICT (address) DO UPDATE SET kind = excluded.kind, driver = excluded.driver, snapshot = excluded.snapshot,
                desired = excluded.desired, outputs = excluded.outputs, status = excluded.status, revision = excluded.revision,
-               apply_id = excluded.apply_id, updated_at = excluded.updated_at, inventory = excluded.inventory",
+               apply_id = excluded.apply_id, updated_at = excluded.updated_at, inventory = excluded.inventory,
+               health = 'ready', health_message = NULL",
             params![
                 address,
                 resource.snapshot.kind.as_str(),
@@ -816,6 +818,73 @@ impl Store {
                         finished_at,
                         status: parse_state(&status)?,
                         summary,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    /// Records what a drift scan saw of each applied resource's health, in one transaction.
+    pub fn record_health(&self, health: &[(String, api::Health, Option<String>)]) -> Result<()> {
+        let conn = self.conn();
+        let tx = write_transaction(&conn)?;
+        for (address, h, message) in health {
+            tx.execute(
+                "UPDATE resources SET health = ?1, health_message = ?2 WHERE address = ?3",
+                params![h.as_str(), message, address],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every applied resource with its health, by address (drift and live objects are the
+    /// caller's to add).
+    pub fn resource_statuses(&self) -> Result<Vec<api::ResourceStatus>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT address, kind, driver, snapshot, health, health_message, revision, updated_at FROM resources ORDER BY address",
+        )?;
+        type Row = (
+            String,
+            String,
+            String,
+            String,
+            String,
+            Option<String>,
+            String,
+            i64,
+        );
+        let rows: Vec<Row> = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        rows.into_iter()
+            .map(
+                |(address, kind, driver, snapshot, health, message, revision, applied_at)| {
+                    let snapshot: ResourceSnapshot =
+                        serde_json::from_str(&snapshot).map_err(corrupt)?;
+                    Ok(api::ResourceStatus {
+                        address,
+                        kind,
+                        driver,
+                        team: snapshot.team,
+                        health: parse_state(&health)?,
+                        message,
+                        revision,
+                        applied_at,
+                        drift: None,
+                        live: Vec::new(),
                     })
                 },
             )

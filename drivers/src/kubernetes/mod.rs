@@ -16,7 +16,7 @@ mod nodepool;
 
 use crate::render;
 use crate::{
-    ADDRESS_ANNOTATION, Applied, DesiredResource, Driver, DriverError, MANAGED_BY_LABEL,
+    ADDRESS_ANNOTATION, Applied, DesiredResource, Driver, DriverError, Health, MANAGED_BY_LABEL,
     MANAGED_BY_VALUE, ObjectRef, ObservedResource, Outputs, STACK_LABEL,
 };
 use async_trait::async_trait;
@@ -205,6 +205,28 @@ impl KubernetesDriver {
     }
 }
 
+/// A resource's health: its worst object's, with that object's reason.
+fn overall_health(live: &[Value]) -> (Health, Option<String>) {
+    let mut worst = (Health::Ready, None);
+    for doc in live {
+        let what = format!(
+            "{} {}",
+            doc["kind"].as_str().unwrap_or(""),
+            doc["metadata"]["name"].as_str().unwrap_or("")
+        );
+        match health::assess(doc) {
+            health::Health::Failed(why) => {
+                return (Health::Degraded, Some(format!("{what}: {why}")));
+            }
+            health::Health::Progressing(why) if worst.0 == Health::Ready => {
+                worst = (Health::Progressing, Some(format!("{what}: {why}")));
+            }
+            _ => {}
+        }
+    }
+    worst
+}
+
 /// The inventory entry of an object (rendered or live).
 fn object_ref(doc: &Value) -> ObjectRef {
     ObjectRef {
@@ -281,6 +303,7 @@ impl Driver for KubernetesDriver {
             });
             let outputs = outputs_of(kind, &name, self.namespace(stack), &live);
             let inventory = live.iter().map(object_ref).collect();
+            let (health, health_message) = overall_health(&live);
             found.push(ObservedResource {
                 address,
                 kind,
@@ -288,6 +311,8 @@ impl Driver for KubernetesDriver {
                 live: Value::Array(live),
                 outputs,
                 inventory,
+                health,
+                health_message,
             });
         }
         Ok(found)
