@@ -16,7 +16,7 @@ fn driver(emulator: &KubeEmulator, dir: &tempfile::TempDir) -> KubernetesDriver 
         kubeconfig: Some(path),
         context: Some("emulator".into()),
         namespace: Some("shop".into()),
-        node_class: None,
+        ..Settings::default()
     })
 }
 
@@ -347,5 +347,39 @@ fn readiness_waits_for_the_rollout_and_a_stuck_one_fails() {
         stuck.message.contains("ProgressDeadlineExceeded"),
         "{}",
         stuck.message
+    );
+}
+
+#[test]
+fn without_force_a_field_another_manager_owns_is_a_conflict_naming_it() {
+    let emulator = KubeEmulator::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    std::fs::write(&path, emulator.kubeconfig()).unwrap();
+    let driver = KubernetesDriver::new(Settings {
+        kubeconfig: Some(path),
+        namespace: Some("shop".into()),
+        force_conflicts: false,
+        ..Settings::default()
+    });
+    let rt = runtime();
+    let api = service("api", 2, false);
+    let applied = rt.block_on(driver.apply(&api, &[])).unwrap();
+    emulator.edit("apps", "deployments", "shop", "api", "kubectl-scale", |d| {
+        d["spec"]["replicas"] = json!(5);
+    });
+    let conflict = rt
+        .block_on(driver.apply(&api, &applied.inventory))
+        .unwrap_err();
+    assert!(!conflict.retryable, "a conflict does not clear by waiting");
+    assert!(
+        conflict.message.contains("kubectl-scale") && conflict.message.contains("spec.replicas"),
+        "{}",
+        conflict.message
+    );
+    assert_eq!(
+        emulator.get("apps", "deployments", "shop", "api").unwrap()["spec"]["replicas"],
+        5,
+        "nothing was taken"
     );
 }

@@ -195,7 +195,13 @@ impl DriverType {
     pub fn settings(self) -> &'static [&'static str] {
         match self {
             DriverType::Local => &["path", "namespace", "simulate-latency-ms", "inject-faults"],
-            DriverType::Kubernetes => &["context", "namespace", "kubeconfig", "node-class"],
+            DriverType::Kubernetes => &[
+                "context",
+                "namespace",
+                "kubeconfig",
+                "node-class",
+                "force-conflicts",
+            ],
             DriverType::Aws => &["region", "endpoint-url", "profile"],
         }
     }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// The settings of a `driver "kubernetes" { … }` block.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     pub kubeconfig: Option<PathBuf>,
     pub context: Option<String>,
@@ -16,6 +16,21 @@ pub struct Settings {
     pub namespace: Option<String>,
     /// The Karpenter node class of GPU pools (`default` when absent).
     pub node_class: Option<String>,
+    /// Take fields another field manager owns (`force-conflicts "true"`, the default); with
+    /// `"false"` such an apply fails naming the other manager.
+    pub force_conflicts: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            kubeconfig: None,
+            context: None,
+            namespace: None,
+            node_class: None,
+            force_conflicts: true,
+        }
+    }
 }
 
 impl Settings {
@@ -25,6 +40,7 @@ impl Settings {
             context: settings.get("context").cloned(),
             namespace: settings.get("namespace").cloned(),
             node_class: settings.get("node-class").cloned(),
+            force_conflicts: settings.get("force-conflicts").is_none_or(|v| v != "false"),
         }
     }
 }

@@ -333,7 +333,11 @@ impl Driver for KubernetesDriver {
     ) -> Result<Applied, DriverError> {
         let namespace = self.namespace(&desired.stack).to_string();
         let docs = self.documents(desired);
-        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let params = if self.settings.force_conflicts {
+            PatchParams::apply(FIELD_MANAGER).force()
+        } else {
+            PatchParams::apply(FIELD_MANAGER)
+        };
         let mut applied = Vec::new();
         for doc in &docs {
             let gvk = gvk_of(doc);
