@@ -795,17 +795,7 @@ impl Store {
             Option<String>,
         );
         let rows: Vec<Row> = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                ))
-            })?
+            .query_map([], |r| Row::try_from(r))?
             .collect::<rusqlite::Result<_>>()?;
         rows.into_iter()
             .map(
@@ -856,18 +846,7 @@ impl Store {
             i64,
         );
         let rows: Vec<Row> = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                ))
-            })?
+            .query_map([], |r| Row::try_from(r))?
             .collect::<rusqlite::Result<_>>()?;
         rows.into_iter()
             .map(
