@@ -191,6 +191,7 @@ fn operator_walks_every_view_rolls_back_through_the_dialog_and_quits_cleanly() {
         ("2", "Plan:"),
         ("3", "Drift: 0 findings"),
         ("5", "Dependencies"),
+        ("6", "Resources: 1 applied, 0 not ready"),
         ("4", "History (newest first)"),
         ("1", "Source"),
     ] {
