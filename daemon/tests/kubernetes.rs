@@ -17,6 +17,7 @@ const PLATFORM: &str = r#"platform "shop" {
         context "emulator"
         namespace "shop"
         node-class "gpu"
+        kafka-cluster "events"
     }
 }
 

@@ -200,6 +200,7 @@ impl DriverType {
                 "namespace",
                 "kubeconfig",
                 "node-class",
+                "kafka-cluster",
                 "force-conflicts",
             ],
             DriverType::Aws => &["region", "endpoint-url", "profile"],

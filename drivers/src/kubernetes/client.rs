@@ -16,6 +16,8 @@ pub struct Settings {
     pub namespace: Option<String>,
     /// The Karpenter node class of GPU pools (`default` when absent).
     pub node_class: Option<String>,
+    /// The Strimzi Kafka cluster topics belong to (label `strimzi.io/cluster`).
+    pub kafka_cluster: Option<String>,
     /// Take fields another field manager owns (`force-conflicts "true"`, the default); with
     /// `"false"` such an apply fails naming the other manager.
     pub force_conflicts: bool,
@@ -28,6 +30,7 @@ impl Default for Settings {
             context: None,
             namespace: None,
             node_class: None,
+            kafka_cluster: None,
             force_conflicts: true,
         }
     }
@@ -40,6 +43,7 @@ impl Settings {
             context: settings.get("context").cloned(),
             namespace: settings.get("namespace").cloned(),
             node_class: settings.get("node-class").cloned(),
+            kafka_cluster: settings.get("kafka-cluster").cloned(),
             force_conflicts: settings.get("force-conflicts").is_none_or(|v| v != "false"),
         }
     }

@@ -104,6 +104,15 @@ impl KubernetesDriver {
                 self.settings.node_class.as_deref().unwrap_or("default"),
             )],
             Kind::Database => vec![cnpg::cluster(desired, self.namespace(&desired.stack))],
+            Kind::Topic => {
+                let mut docs = render::documents(desired, self.namespace(&desired.stack));
+                if let Some(cluster) = &self.settings.kafka_cluster {
+                    for doc in &mut docs {
+                        doc["metadata"]["labels"]["strimzi.io/cluster"] = cluster.clone().into();
+                    }
+                }
+                docs
+            }
             _ => render::documents(desired, self.namespace(&desired.stack)),
         }
     }
