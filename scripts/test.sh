@@ -29,6 +29,12 @@ fi
 PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
 export PATH
 need kubernetes-validate || { echo "kubernetes-validate could not be installed" >&2; exit 1; }
+# The AWS driver is tested against a moto server on loopback (each test starts its own).
+if ! need moto_server; then
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'moto[server]'
+    command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+fi
+need moto_server || { echo "moto_server could not be installed" >&2; exit 1; }
 if ! need cargo-nextest; then
     cargo install --locked cargo-nextest
 fi

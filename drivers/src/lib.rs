@@ -13,6 +13,8 @@
 //! - [`Driver::wait_ready`] waits for slow operations with a timeout;
 //! - errors say whether they are retryable ([`DriverError::retryable`]).
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod drift;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;

@@ -58,6 +58,13 @@ fn make(name: &str, settings: &BTreeMap<String, String>) -> Result<Arc<dyn Drive
             driver: name.into(),
             feature: "kubernetes".into(),
         }),
+        #[cfg(feature = "aws")]
+        "aws" => Ok(Arc::new(crate::aws::AwsDriver::from_settings(settings))),
+        #[cfg(not(feature = "aws"))]
+        "aws" => Err(RegistryError::FeatureOff {
+            driver: name.into(),
+            feature: "aws".into(),
+        }),
         other => {
             let _ = settings;
             Err(RegistryError::NotAvailable(other.to_string()))

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod generate;
 pub mod git;
 pub mod kube_emulator;
+pub mod moto;
 pub mod net;
 pub mod tls;
 

@@ -1,0 +1,49 @@
+//! Service errors as a user can act on them: throttling, timeouts and 5xx are retryable (the
+//! engine backs off; the SDK's own retries are switched off); access denied names the action
+//! and the resource.
+
+use crate::DriverError;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+
+/// The service's error code (`NoSuchBucket`, `AccessDenied`, …), when it answered.
+pub fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str> {
+    e.code()
+}
+
+pub fn classify<E, R>(e: SdkError<E, R>, action: &str, resource: &str) -> DriverError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    let code = e.code().unwrap_or("").to_string();
+    let message = e.message().unwrap_or("").to_string();
+    match &e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {
+            return DriverError::retryable(format!(
+                "{action} {resource}: the service could not be reached: {}",
+                aws_sdk_s3::error::DisplayErrorContext(&e)
+            ));
+        }
+        _ => {}
+    }
+    match code.as_str() {
+        "AccessDenied" | "AccessDeniedException" | "Forbidden" => DriverError::permanent(format!(
+            "access denied: platformd may not {action} on {resource}; grant `{action}` to its role ({message})"
+        )),
+        "SlowDown"
+        | "Throttling"
+        | "ThrottlingException"
+        | "RequestTimeout"
+        | "RequestLimitExceeded"
+        | "InternalError"
+        | "ServiceUnavailable"
+        | "OperationAborted" => {
+            DriverError::retryable(format!("{action} {resource}: {code} {message}"))
+        }
+        "" => DriverError::retryable(format!(
+            "{action} {resource}: {}",
+            aws_sdk_s3::error::DisplayErrorContext(&e)
+        )),
+        _ => DriverError::permanent(format!("{action} {resource}: {code} {message}")),
+    }
+}

@@ -1,0 +1,171 @@
+//! The AWS driver (`docs/DRIVERS.md`), on aws-sdk-rust: buckets as S3 buckets today. Region,
+//! `endpoint-url` (also `AWS_ENDPOINT_URL`) and `profile` come from the driver's settings;
+//! credentials from the standard chain (environment, profile, SSO, web identity, IMDS), never
+//! logged or stored. Physical names are `<stack>-<name>`; ownership is marked with the same
+//! keys as Kubernetes labels, as tags. A name already taken by something platformd does not own
+//! is an error, never an adoption.
+//!
+//! `s3.rs` maps buckets; `errors.rs` classifies service errors.
+
+mod errors;
+mod s3;
+
+pub use s3::versioning_from_raw;
+
+use crate::{Applied, DesiredResource, Driver, DriverError, ObjectRef, ObservedResource};
+use async_trait::async_trait;
+use planner::model::Kind;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// The settings of a `driver "aws" { … }` block.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub profile: Option<String>,
+}
+
+impl Settings {
+    pub fn from_map(settings: &BTreeMap<String, String>) -> Settings {
+        Settings {
+            region: settings.get("region").cloned(),
+            endpoint_url: settings.get("endpoint-url").cloned(),
+            profile: settings.get("profile").cloned(),
+        }
+    }
+}
+
+pub struct AwsDriver {
+    settings: Settings,
+    config: tokio::sync::OnceCell<aws_config::SdkConfig>,
+}
+
+/// The name a resource has in the account.
+pub fn physical_name(stack: &str, name: &str) -> String {
+    format!("{stack}-{name}")
+}
+
+impl AwsDriver {
+    pub fn new(settings: Settings) -> AwsDriver {
+        AwsDriver {
+            settings,
+            config: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    pub fn from_settings(settings: &BTreeMap<String, String>) -> AwsDriver {
+        AwsDriver::new(Settings::from_map(settings))
+    }
+
+    async fn config(&self) -> &aws_config::SdkConfig {
+        self.config
+            .get_or_init(|| async {
+                use aws_smithy_http_client::tls;
+                let https = aws_smithy_http_client::Builder::new()
+                    .tls_provider(tls::Provider::Rustls(
+                        tls::rustls_provider::CryptoMode::Ring,
+                    ))
+                    .build_https();
+                let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .http_client(https)
+                    // The engine's backoff is the one retry loop: the SDK's would multiply it.
+                    .retry_config(aws_config::retry::RetryConfig::disabled());
+                if let Some(region) = &self.settings.region {
+                    loader = loader.region(aws_config::Region::new(region.clone()));
+                }
+                if let Some(url) = &self.settings.endpoint_url {
+                    loader = loader.endpoint_url(url.clone());
+                }
+                if let Some(profile) = &self.settings.profile {
+                    loader = loader.profile_name(profile.clone());
+                }
+                loader.load().await
+            })
+            .await
+    }
+
+    async fn s3(&self) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::config::Builder::from(self.config().await)
+            // Emulators and most S3-compatible endpoints address buckets by path.
+            .force_path_style(self.settings.endpoint_url.is_some())
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
+    fn region(&self) -> String {
+        self.settings
+            .region
+            .clone()
+            .unwrap_or_else(|| "us-east-1".into())
+    }
+}
+
+#[async_trait]
+impl Driver for AwsDriver {
+    fn name(&self) -> &str {
+        "aws"
+    }
+
+    fn supports(&self, kind: Kind) -> bool {
+        kind == Kind::Bucket
+    }
+
+    async fn observe(
+        &self,
+        stack: &str,
+        kinds: &[Kind],
+    ) -> Result<Vec<ObservedResource>, DriverError> {
+        if !kinds.contains(&Kind::Bucket) {
+            return Ok(Vec::new());
+        }
+        s3::observe(
+            &self.s3().await,
+            stack,
+            &self.region(),
+            self.settings.endpoint_url.as_deref(),
+        )
+        .await
+    }
+
+    fn expected(&self, desired: &DesiredResource) -> Result<Value, DriverError> {
+        Ok(s3::expected(desired))
+    }
+
+    fn live_paths(&self, _kind: Kind, field: &str) -> Vec<String> {
+        vec![field.to_string()]
+    }
+
+    async fn apply(
+        &self,
+        desired: &DesiredResource,
+        _previous: &[ObjectRef],
+    ) -> Result<Applied, DriverError> {
+        if desired.kind != Kind::Bucket {
+            return Err(DriverError::permanent(format!(
+                "the aws driver does not serve {} yet",
+                desired.kind
+            )));
+        }
+        s3::apply(
+            &self.s3().await,
+            desired,
+            &self.region(),
+            self.settings.endpoint_url.as_deref(),
+        )
+        .await
+    }
+
+    async fn delete(
+        &self,
+        stack: &str,
+        kind: Kind,
+        name: &str,
+        _inventory: &[ObjectRef],
+    ) -> Result<(), DriverError> {
+        if kind != Kind::Bucket {
+            return Ok(());
+        }
+        s3::delete(&self.s3().await, &physical_name(stack, name)).await
+    }
+}
