@@ -194,3 +194,132 @@ fn a_bucket_name_someone_else_holds_is_refused_not_adopted() {
     let drift = ws.run(&["drift", "stack", "--format", "json"]);
     assert!(!drift.stdout.contains("shop-exports"), "{}", drift.all());
 }
+
+const ORDERS: &str = "database \"orders-db\" {\n    team \"data\"\n    engine \"postgres\" version=\"16\"\n    size \"db.r6g.large\"\n    storage-gb 100\n    backup-retention-days 14\n    high-availability #true\n}\n\nservice \"api\" {\n    team \"data\"\n    image \"ghcr.io/acme/api:1.0.0\"\n    replicas 1\n    port 8080\n    env \"DATABASE_URL\" from=\"database/orders-db.url\"\n}\n";
+
+#[test]
+fn a_database_is_an_rds_instance_whose_endpoint_is_wired_into_its_users() {
+    let moto = MotoServer::start();
+    let rds = moto.rds(REGION);
+    let rt = rt();
+    let platform = platform(&moto).replace(
+        "route \"bucket\" to=\"aws\"",
+        "route \"bucket\" \"database\" to=\"aws\"",
+    );
+    let ws = workspace(&moto, "");
+    ws.stack(&[("platform.kdl", &platform), ("orders.kdl", ORDERS)]);
+    let run = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+
+    let described = rt
+        .block_on(
+            rds.describe_db_instances()
+                .db_instance_identifier("shop-orders-db")
+                .send(),
+        )
+        .unwrap();
+    let instance = &described.db_instances()[0];
+    assert_eq!(instance.engine(), Some("postgres"));
+    assert_eq!(instance.db_instance_class(), Some("db.r6g.large"));
+    assert_eq!(instance.allocated_storage(), Some(100));
+    assert_eq!(instance.backup_retention_period(), Some(14));
+    assert_eq!(instance.multi_az(), Some(true));
+    assert_eq!(
+        instance.deletion_protection(),
+        Some(true),
+        "databases are protected"
+    );
+    assert!(
+        instance
+            .tag_list()
+            .iter()
+            .any(|t| t.key() == Some("platformd.dev/address")
+                && t.value() == Some("database/orders-db")),
+        "{:?}",
+        instance.tag_list()
+    );
+    // The service, on the local driver, got the real endpoint.
+    let host = instance
+        .endpoint()
+        .and_then(|e| e.address())
+        .unwrap()
+        .to_string();
+    let rendered = ws.read_rendered("service/api.yaml");
+    assert!(
+        rendered.contains(&host),
+        "{host} not wired into:\n{rendered}"
+    );
+    assert!(!rendered.contains("password"), "no password in the URL");
+
+    assert_eq!(
+        ws.run(&["plan", "stack", "--detailed-exitcode"]).code,
+        0,
+        "a second plan is empty"
+    );
+    assert_eq!(ws.run(&["drift", "stack", "--detailed-exitcode"]).code, 0);
+
+    // Backups shortened by hand: drift, then corrected with ModifyDBInstance.
+    rt.block_on(
+        rds.modify_db_instance()
+            .db_instance_identifier("shop-orders-db")
+            .backup_retention_period(1)
+            .apply_immediately(true)
+            .send(),
+    )
+    .unwrap();
+    let drift = ws.run(&["drift", "stack", "--detailed-exitcode"]);
+    assert_eq!(drift.code, 2, "{}", drift.all());
+    assert!(
+        drift
+            .stdout
+            .contains("backup-retention-days: applied 14 → live 1"),
+        "{}",
+        drift.stdout
+    );
+    assert_eq!(
+        ws.run(&["apply", "stack", "--refresh", "--auto-approve"])
+            .code,
+        0
+    );
+    let described = rt
+        .block_on(
+            rds.describe_db_instances()
+                .db_instance_identifier("shop-orders-db")
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(
+        described.db_instances()[0].backup_retention_period(),
+        Some(14)
+    );
+
+    // Removed from the stack: blocked while protected, then deleted with a final snapshot.
+    ws.stack(&[("platform.kdl", &platform), ("orders.kdl", "")]);
+    assert_eq!(ws.run(&["apply", "stack", "--auto-approve"]).code, 3);
+    let run = ws.run(&[
+        "apply",
+        "stack",
+        "--auto-approve",
+        "--allow-destroy",
+        "database/orders-db",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let gone = rt.block_on(
+        rds.describe_db_instances()
+            .db_instance_identifier("shop-orders-db")
+            .send(),
+    );
+    assert!(gone.is_err(), "deleted");
+    let snapshots = rt
+        .block_on(
+            rds.describe_db_snapshots()
+                .db_snapshot_identifier("shop-orders-db-final")
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(
+        snapshots.db_snapshots().len(),
+        1,
+        "a final snapshot was taken"
+    );
+}

@@ -50,6 +50,22 @@ impl MotoServer {
     }
 }
 
+impl MotoServer {
+    /// An RDS client of the test's own, to read back what the driver did.
+    pub fn rds(&self, region: &str) -> aws_sdk_rds::Client {
+        let config = aws_sdk_rds::Config::builder()
+            .behavior_version(aws_sdk_rds::config::BehaviorVersion::latest())
+            .region(aws_sdk_rds::config::Region::new(region.to_string()))
+            .endpoint_url(self.url())
+            .credentials_provider(aws_sdk_rds::config::Credentials::new(
+                "testing", "testing", None, None, "moto",
+            ))
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .build();
+        aws_sdk_rds::Client::from_conf(config)
+    }
+}
+
 impl Drop for MotoServer {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -3,6 +3,7 @@
 //! and the resource.
 
 use crate::DriverError;
+// The error types are aws-smithy's, shared by every service crate (S3, RDS, …).
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
 /// The service's error code (`NoSuchBucket`, `AccessDenied`, …), when it answered.

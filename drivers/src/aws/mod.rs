@@ -1,18 +1,23 @@
-//! The AWS driver (`docs/DRIVERS.md`), on aws-sdk-rust: buckets as S3 buckets today. Region,
+//! The AWS driver (`docs/DRIVERS.md`), on aws-sdk-rust: buckets as S3 buckets and databases
+//! as RDS instances so far. Region,
 //! `endpoint-url` (also `AWS_ENDPOINT_URL`) and `profile` come from the driver's settings;
 //! credentials from the standard chain (environment, profile, SSO, web identity, IMDS), never
 //! logged or stored. Physical names are `<stack>-<name>`; ownership is marked with the same
 //! keys as Kubernetes labels, as tags. A name already taken by something platformd does not own
 //! is an error, never an adoption.
 //!
-//! `s3.rs` maps buckets; `errors.rs` classifies service errors.
+//! `s3.rs` maps buckets, `rds.rs` databases; `errors.rs` classifies service errors.
 
 mod errors;
+mod rds;
 mod s3;
 
 pub use s3::versioning_from_raw;
 
-use crate::{Applied, DesiredResource, Driver, DriverError, ObjectRef, ObservedResource};
+use crate::{
+    ADDRESS_ANNOTATION, Applied, DesiredResource, Driver, DriverError, MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE, ObjectRef, ObservedResource, STACK_LABEL,
+};
 use async_trait::async_trait;
 use planner::model::Kind;
 use serde_json::Value;
@@ -39,6 +44,22 @@ impl Settings {
 pub struct AwsDriver {
     settings: Settings,
     config: tokio::sync::OnceCell<aws_config::SdkConfig>,
+}
+
+/// The tags every AWS resource carries: ownership, stack, address (the tracking id), team, and
+/// the user's labels.
+pub fn ownership_tags(desired: &DesiredResource) -> BTreeMap<String, String> {
+    let mut t = BTreeMap::new();
+    if let Some(Value::Object(labels)) = desired.spec.get("labels") {
+        for (k, v) in labels {
+            t.insert(k.clone(), v.as_str().unwrap_or("").to_string());
+        }
+    }
+    t.insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
+    t.insert(STACK_LABEL.into(), desired.stack.clone());
+    t.insert(ADDRESS_ANNOTATION.into(), desired.address.clone());
+    t.insert("platformd.dev/team".into(), desired.team().to_string());
+    t
 }
 
 /// The name a resource has in the account.
@@ -93,6 +114,10 @@ impl AwsDriver {
         aws_sdk_s3::Client::from_conf(config)
     }
 
+    async fn rds(&self) -> aws_sdk_rds::Client {
+        aws_sdk_rds::Client::new(self.config().await)
+    }
+
     fn region(&self) -> String {
         self.settings
             .region
@@ -108,7 +133,7 @@ impl Driver for AwsDriver {
     }
 
     fn supports(&self, kind: Kind) -> bool {
-        kind == Kind::Bucket
+        matches!(kind, Kind::Bucket | Kind::Database)
     }
 
     async fn observe(
@@ -116,20 +141,29 @@ impl Driver for AwsDriver {
         stack: &str,
         kinds: &[Kind],
     ) -> Result<Vec<ObservedResource>, DriverError> {
-        if !kinds.contains(&Kind::Bucket) {
-            return Ok(Vec::new());
+        let mut found = Vec::new();
+        if kinds.contains(&Kind::Bucket) {
+            found.extend(
+                s3::observe(
+                    &self.s3().await,
+                    stack,
+                    &self.region(),
+                    self.settings.endpoint_url.as_deref(),
+                )
+                .await?,
+            );
         }
-        s3::observe(
-            &self.s3().await,
-            stack,
-            &self.region(),
-            self.settings.endpoint_url.as_deref(),
-        )
-        .await
+        if kinds.contains(&Kind::Database) {
+            found.extend(rds::observe(&self.rds().await, stack).await?);
+        }
+        Ok(found)
     }
 
     fn expected(&self, desired: &DesiredResource) -> Result<Value, DriverError> {
-        Ok(s3::expected(desired))
+        Ok(match desired.kind {
+            Kind::Database => rds::expected(desired),
+            _ => s3::expected(desired),
+        })
     }
 
     fn live_paths(&self, _kind: Kind, field: &str) -> Vec<String> {
@@ -141,19 +175,32 @@ impl Driver for AwsDriver {
         desired: &DesiredResource,
         _previous: &[ObjectRef],
     ) -> Result<Applied, DriverError> {
-        if desired.kind != Kind::Bucket {
-            return Err(DriverError::permanent(format!(
-                "the aws driver does not serve {} yet",
-                desired.kind
-            )));
+        match desired.kind {
+            Kind::Bucket => {
+                s3::apply(
+                    &self.s3().await,
+                    desired,
+                    &self.region(),
+                    self.settings.endpoint_url.as_deref(),
+                )
+                .await
+            }
+            Kind::Database => rds::apply(&self.rds().await, desired).await,
+            other => Err(DriverError::permanent(format!(
+                "the aws driver does not serve {other} yet"
+            ))),
         }
-        s3::apply(
-            &self.s3().await,
-            desired,
-            &self.region(),
-            self.settings.endpoint_url.as_deref(),
-        )
-        .await
+    }
+
+    async fn wait_ready(
+        &self,
+        desired: &DesiredResource,
+        timeout: std::time::Duration,
+    ) -> Result<(), DriverError> {
+        match desired.kind {
+            Kind::Database => rds::wait_available(&self.rds().await, desired, timeout).await,
+            _ => Ok(()),
+        }
     }
 
     async fn delete(
@@ -163,9 +210,11 @@ impl Driver for AwsDriver {
         name: &str,
         _inventory: &[ObjectRef],
     ) -> Result<(), DriverError> {
-        if kind != Kind::Bucket {
-            return Ok(());
+        let id = physical_name(stack, name);
+        match kind {
+            Kind::Bucket => s3::delete(&self.s3().await, &id).await,
+            Kind::Database => rds::delete(&self.rds().await, &id).await,
+            _ => Ok(()),
         }
-        s3::delete(&self.s3().await, &physical_name(stack, name)).await
     }
 }

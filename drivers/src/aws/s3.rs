@@ -30,19 +30,8 @@ fn build_error(e: impl std::fmt::Display) -> DriverError {
     DriverError::permanent(format!("cannot build the S3 request: {e}"))
 }
 
-/// The tags every bucket carries: ownership, stack, address, team, and the user's labels.
 fn tags(desired: &DesiredResource) -> BTreeMap<String, String> {
-    let mut t = BTreeMap::new();
-    if let Some(Value::Object(labels)) = desired.spec.get("labels") {
-        for (k, v) in labels {
-            t.insert(k.clone(), v.as_str().unwrap_or("").to_string());
-        }
-    }
-    t.insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
-    t.insert(STACK_LABEL.into(), desired.stack.clone());
-    t.insert(ADDRESS_ANNOTATION.into(), desired.address.clone());
-    t.insert("platformd.dev/team".into(), desired.team().to_string());
-    t
+    super::ownership_tags(desired)
 }
 
 /// The managed configuration of a bucket, in the shape `observe` reports it.
