@@ -323,3 +323,135 @@ fn a_database_is_an_rds_instance_whose_endpoint_is_wired_into_its_users() {
         "a final snapshot was taken"
     );
 }
+
+const POOL: &str = "gpu-pool \"l4\" {\n    team \"data\"\n    accelerator \"nvidia-l4\"\n    instance-type \"g6.xlarge\"\n    nodes min=0 max=4\n    capacity \"spot\"\n    idle-shutdown-after \"2h\"\n}\n";
+
+fn pool_platform(moto: &MotoServer, settings: &str) -> String {
+    platform(moto)
+        .replace(
+            "route \"bucket\" to=\"aws\"",
+            "route \"bucket\" \"gpu-pool\" to=\"aws\"",
+        )
+        .replace(
+            &format!("endpoint-url \"{}\"\n", moto.url()),
+            &format!("endpoint-url \"{}\"\n{settings}", moto.url()),
+        )
+}
+
+#[test]
+fn a_gpu_pool_needs_its_cluster_settings_at_plan_time() {
+    let moto = MotoServer::start();
+    let ws = workspace(&moto, "");
+    ws.stack(&[
+        ("platform.kdl", &pool_platform(&moto, "")),
+        ("pool.kdl", POOL),
+    ]);
+    let run = ws.run(&["plan", "stack"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.stderr.contains(
+            "error[missing-field]: driver `aws` needs `eks-cluster`, `node-role-arn`, `subnets`"
+        ) && run.stderr.contains("--> stack/platform.kdl:")
+            && run.stderr.contains("gpu-pool/l4 is routed to `aws`"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_gpu_pool_is_an_eks_node_group_with_autoscaler_tags() {
+    let moto = MotoServer::start();
+    let eks = moto.eks(REGION);
+    let rt = rt();
+    rt.block_on(
+        eks.create_cluster()
+            .name("prod")
+            .role_arn("arn:aws:iam::123456789012:role/eks")
+            .resources_vpc_config(
+                aws_sdk_eks::types::VpcConfigRequest::builder()
+                    .subnet_ids("subnet-a")
+                    .build(),
+            )
+            .send(),
+    )
+    .unwrap();
+    let settings = "        eks-cluster \"prod\"\n        node-role-arn \"arn:aws:iam::123456789012:role/gpu-nodes\"\n        subnets \"subnet-a,subnet-b\"\n";
+    let ws = workspace(&moto, "");
+    ws.stack(&[
+        ("platform.kdl", &pool_platform(&moto, settings)),
+        ("pool.kdl", POOL),
+    ]);
+    let run = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+
+    let describe = || {
+        rt.block_on(
+            eks.describe_nodegroup()
+                .cluster_name("prod")
+                .nodegroup_name("shop-l4")
+                .send(),
+        )
+        .unwrap()
+        .nodegroup()
+        .cloned()
+        .unwrap()
+    };
+    let group = describe();
+    let scaling = group.scaling_config().unwrap();
+    assert_eq!((scaling.min_size(), scaling.max_size()), (Some(0), Some(4)));
+    assert_eq!(group.capacity_type().map(|c| c.as_str()), Some("SPOT"));
+    assert_eq!(group.instance_types(), ["g6.xlarge"]);
+    assert_eq!(
+        group
+            .labels()
+            .and_then(|l| l.get("platformd.dev/gpu-pool"))
+            .map(String::as_str),
+        Some("l4")
+    );
+    assert_eq!(group.taints()[0].key(), Some("nvidia.com/gpu"));
+    let tags = group.tags().unwrap();
+    assert_eq!(
+        tags.get("k8s.io/cluster-autoscaler/prod")
+            .map(String::as_str),
+        Some("owned")
+    );
+    assert_eq!(
+        tags.get(
+            "k8s.io/cluster-autoscaler/node-template/autoscaling-options/scaledownunneededtime"
+        )
+        .map(String::as_str),
+        Some("2h")
+    );
+    assert_eq!(
+        ws.run(&["plan", "stack", "--detailed-exitcode"]).code,
+        0,
+        "a second plan is empty"
+    );
+    assert_eq!(ws.run(&["drift", "stack", "--detailed-exitcode"]).code, 0);
+
+    // The maximum changed by hand: drift, then corrected.
+    rt.block_on(
+        eks.update_nodegroup_config()
+            .cluster_name("prod")
+            .nodegroup_name("shop-l4")
+            .scaling_config(
+                aws_sdk_eks::types::NodegroupScalingConfig::builder()
+                    .min_size(0)
+                    .max_size(9)
+                    .desired_size(1)
+                    .build(),
+            )
+            .send(),
+    )
+    .unwrap();
+    let drift = ws.run(&["drift", "stack", "--detailed-exitcode"]);
+    assert_eq!(drift.code, 2, "{}", drift.all());
+    assert!(
+        drift.stdout.contains("max: applied 4 → live 9"),
+        "{}",
+        drift.stdout
+    );
+    let fix = ws.run(&["apply", "stack", "--refresh", "--auto-approve"]);
+    assert_eq!(fix.code, 0, "{}", fix.all());
+    assert_eq!(describe().scaling_config().unwrap().max_size(), Some(4));
+}

@@ -203,7 +203,14 @@ impl DriverType {
                 "kafka-cluster",
                 "force-conflicts",
             ],
-            DriverType::Aws => &["region", "endpoint-url", "profile"],
+            DriverType::Aws => &[
+                "region",
+                "endpoint-url",
+                "profile",
+                "eks-cluster",
+                "node-role-arn",
+                "subnets",
+            ],
         }
     }
 }

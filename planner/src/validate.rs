@@ -289,6 +289,54 @@ fn check_drivers(stack: &Stack, diags: &mut Vec<Diagnostic>) {
             );
         }
     }
+    // GPU pools on AWS are EKS node groups: the driver must say where.
+    let pools_on_aws: Vec<&Resource> = stack
+        .resources
+        .iter()
+        .filter(|r| matches!(r.spec, Spec::GpuPool(_)))
+        .filter(|r| {
+            stack
+                .driver_for(r)
+                .or_else(|| {
+                    platform
+                        .drivers
+                        .first()
+                        .map(|d| d.driver.as_str().to_string())
+                })
+                .and_then(|n| platform.driver(&n))
+                .is_some_and(|d| d.driver == DriverType::Aws)
+        })
+        .collect();
+    if let (Some(first), Some(aws)) = (
+        pools_on_aws.first(),
+        platform
+            .drivers
+            .iter()
+            .find(|d| d.driver == DriverType::Aws),
+    ) {
+        let missing: Vec<&str> = ["eks-cluster", "node-role-arn", "subnets"]
+            .into_iter()
+            .filter(|s| !aws.settings.contains_key(*s))
+            .collect();
+        if !missing.is_empty() {
+            diags.push(
+                Diagnostic::error(
+                    "missing-field",
+                    format!(
+                        "driver `aws` needs {} to make GPU pools (EKS node groups)",
+                        missing
+                            .iter()
+                            .map(|s| format!("`{s}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+                .with_label(aws.name_span, "missing settings")
+                .with_label(first.kind_span, format!("{} is routed to `aws`", first.address))
+                .with_help("add them to the driver block: `eks-cluster \"prod\"`, `node-role-arn \"arn:aws:iam::123456789012:role/gpu-nodes\"`, `subnets \"subnet-a,subnet-b\"`"),
+            );
+        }
+    }
 }
 
 fn supported_help(driver: DriverType, kind: Kind) -> String {

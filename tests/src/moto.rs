@@ -66,6 +66,22 @@ impl MotoServer {
     }
 }
 
+impl MotoServer {
+    /// An EKS client of the test's own (to make the cluster node groups join, and to read back).
+    pub fn eks(&self, region: &str) -> aws_sdk_eks::Client {
+        let config = aws_sdk_eks::Config::builder()
+            .behavior_version(aws_sdk_eks::config::BehaviorVersion::latest())
+            .region(aws_sdk_eks::config::Region::new(region.to_string()))
+            .endpoint_url(self.url())
+            .credentials_provider(aws_sdk_eks::config::Credentials::new(
+                "testing", "testing", None, None, "moto",
+            ))
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .build();
+        aws_sdk_eks::Client::from_conf(config)
+    }
+}
+
 impl Drop for MotoServer {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -6,8 +6,10 @@
 //! keys as Kubernetes labels, as tags. A name already taken by something platformd does not own
 //! is an error, never an adoption.
 //!
-//! `s3.rs` maps buckets, `rds.rs` databases; `errors.rs` classifies service errors.
+//! `s3.rs` maps buckets, `rds.rs` databases, `eks.rs` GPU pools; `errors.rs` classifies service
+//! errors.
 
+mod eks;
 mod errors;
 mod rds;
 mod s3;
@@ -29,6 +31,11 @@ pub struct Settings {
     pub region: Option<String>,
     pub endpoint_url: Option<String>,
     pub profile: Option<String>,
+    /// The EKS cluster GPU pools are node groups of, with their node role and subnets
+    /// (comma-separated).
+    pub eks_cluster: Option<String>,
+    pub node_role_arn: Option<String>,
+    pub subnets: Option<String>,
 }
 
 impl Settings {
@@ -37,6 +44,9 @@ impl Settings {
             region: settings.get("region").cloned(),
             endpoint_url: settings.get("endpoint-url").cloned(),
             profile: settings.get("profile").cloned(),
+            eks_cluster: settings.get("eks-cluster").cloned(),
+            node_role_arn: settings.get("node-role-arn").cloned(),
+            subnets: settings.get("subnets").cloned(),
         }
     }
 }
@@ -114,6 +124,10 @@ impl AwsDriver {
         aws_sdk_s3::Client::from_conf(config)
     }
 
+    async fn eks(&self) -> aws_sdk_eks::Client {
+        aws_sdk_eks::Client::new(self.config().await)
+    }
+
     async fn rds(&self) -> aws_sdk_rds::Client {
         aws_sdk_rds::Client::new(self.config().await)
     }
@@ -133,7 +147,7 @@ impl Driver for AwsDriver {
     }
 
     fn supports(&self, kind: Kind) -> bool {
-        matches!(kind, Kind::Bucket | Kind::Database)
+        matches!(kind, Kind::Bucket | Kind::Database | Kind::GpuPool)
     }
 
     async fn observe(
@@ -156,12 +170,16 @@ impl Driver for AwsDriver {
         if kinds.contains(&Kind::Database) {
             found.extend(rds::observe(&self.rds().await, stack).await?);
         }
+        if kinds.contains(&Kind::GpuPool) {
+            found.extend(eks::observe(&self.eks().await, &self.settings, stack).await?);
+        }
         Ok(found)
     }
 
     fn expected(&self, desired: &DesiredResource) -> Result<Value, DriverError> {
         Ok(match desired.kind {
             Kind::Database => rds::expected(desired),
+            Kind::GpuPool => eks::expected(desired, &self.settings),
             _ => s3::expected(desired),
         })
     }
@@ -186,6 +204,7 @@ impl Driver for AwsDriver {
                 .await
             }
             Kind::Database => rds::apply(&self.rds().await, desired).await,
+            Kind::GpuPool => eks::apply(&self.eks().await, &self.settings, desired).await,
             other => Err(DriverError::permanent(format!(
                 "the aws driver does not serve {other} yet"
             ))),
@@ -199,6 +218,9 @@ impl Driver for AwsDriver {
     ) -> Result<(), DriverError> {
         match desired.kind {
             Kind::Database => rds::wait_available(&self.rds().await, desired, timeout).await,
+            Kind::GpuPool => {
+                eks::wait_active(&self.eks().await, &self.settings, desired, timeout).await
+            }
             _ => Ok(()),
         }
     }
@@ -214,6 +236,7 @@ impl Driver for AwsDriver {
         match kind {
             Kind::Bucket => s3::delete(&self.s3().await, &id).await,
             Kind::Database => rds::delete(&self.rds().await, &id).await,
+            Kind::GpuPool => eks::delete(&self.eks().await, &self.settings, &id).await,
             _ => Ok(()),
         }
     }
