@@ -455,3 +455,72 @@ fn a_gpu_pool_is_an_eks_node_group_with_autoscaler_tags() {
     assert_eq!(fix.code, 0, "{}", fix.all());
     assert_eq!(describe().scaling_config().unwrap().max_size(), Some(4));
 }
+
+#[test]
+fn kill_9_during_an_aws_apply_then_restart_converges_without_duplicates() {
+    let moto = MotoServer::start();
+    let ws = workspace(&moto, "");
+    let stack = ws.path().join("stack");
+    test_support::generate::write_stack(&stack, 300, 31).unwrap();
+    let platform = std::fs::read_to_string(stack.join("platform.kdl")).unwrap();
+    let aws = format!(
+        "    driver \"aws\" {{\n        region \"{REGION}\"\n        endpoint-url \"{}\"\n    }}\n    route \"bucket\" \"database\" to=\"aws\"\n}}\n",
+        moto.url()
+    );
+    let at = platform.find("\n}\n").unwrap() + 1;
+    std::fs::write(
+        stack.join("platform.kdl"),
+        format!("{}{aws}{}", &platform[..at], &platform[at + 2..]),
+    )
+    .unwrap();
+    let state = ws.path().join(".platformd");
+    let mut killed_midway = 0;
+    for point in [20usize, 60, 120] {
+        let mut child = ws
+            .command(&["apply", "stack", "--auto-approve", "--parallelism", "4"])
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while support::Tally::of(&state).is_none_or(|t| t.resources < point)
+            && std::time::Instant::now() < deadline
+            && child.try_wait().ok().flatten().is_none()
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        killed_midway += usize::from(support::Tally::of(&state).is_some_and(|t| t.resources < 300));
+    }
+    assert!(
+        killed_midway >= 2,
+        "the kills must land mid-apply ({killed_midway} did)"
+    );
+    let run = ws.run(&["apply", "stack", "--auto-approve", "--parallelism", "4"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert_eq!(
+        ws.run(&["plan", "stack", "--detailed-exitcode"]).code,
+        0,
+        "converged"
+    );
+    let drift = ws.run(&["drift", "stack", "--detailed-exitcode"]);
+    assert_eq!(
+        drift.code,
+        0,
+        "the account holds what the store says: {}",
+        drift.all()
+    );
+    let t = support::Tally::of(&state).unwrap();
+    assert_eq!(t.applies.len(), 4, "one history row per apply started");
+    assert_eq!(t.open_intents(), 0);
+    // One bucket per declared bucket, none twice (names are identifiers; nothing else appeared).
+    let s3 = moto.s3(REGION);
+    let buckets = rt().block_on(s3.list_buckets().send()).unwrap();
+    let declared = ws
+        .store()
+        .resource_statuses()
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.kind == "bucket")
+        .count();
+    assert_eq!(buckets.buckets().len(), declared);
+}

@@ -49,6 +49,11 @@ pub struct DesiredResource {
     pub spec: serde_json::Value,
     /// Wired values, resolved from the outputs of applied dependencies: env name → value.
     pub wired: BTreeMap<String, String>,
+    /// An earlier attempt to create this resource was interrupted (a crash between a create and
+    /// the call that marks ownership): an unmarked object of its exact name in the account is
+    /// that attempt's, not someone else's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resumed: bool,
 }
 
 impl DesiredResource {

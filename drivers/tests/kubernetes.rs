@@ -35,6 +35,7 @@ fn service(name: &str, replicas: u64, autoscale: bool) -> DesiredResource {
         name: name.into(),
         spec,
         wired: Default::default(),
+        resumed: false,
     }
 }
 
@@ -46,6 +47,7 @@ fn topic(name: &str) -> DesiredResource {
         name: name.into(),
         spec: json!({ "team": "web", "partitions": 6, "retention-hours": 72 }),
         wired: Default::default(),
+        resumed: false,
     }
 }
 

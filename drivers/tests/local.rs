@@ -35,6 +35,7 @@ fn example_resources() -> Vec<DesiredResource> {
                 name: r.name.clone(),
                 spec,
                 wired,
+                resumed: false,
             }
         })
         .collect()

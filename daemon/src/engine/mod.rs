@@ -230,6 +230,7 @@ pub fn desired_resource(
         name: snapshot.name.clone(),
         spec,
         wired,
+        resumed: false,
     })
 }
 
@@ -334,7 +335,8 @@ impl Engine {
             .resources
             .get(&task.address)
             .ok_or_else(|| TaskError::Driver("not in the desired state".into()))?;
-        let resource = desired_resource(&self.store, &stack, &task.address, snapshot)?;
+        let mut resource = desired_resource(&self.store, &stack, &task.address, snapshot)?;
+        resource.resumed = self.store.interrupted_create(&task.address)?;
         if let Some(problem) = unresolved_wiring(&resource) {
             return Err(TaskError::Driver(problem));
         }

@@ -729,6 +729,23 @@ impl Store {
         Ok(rows)
     }
 
+    /// Whether the last attempt to create `address` was interrupted (closed as abandoned by
+    /// recovery) and nothing was applied for it since.
+    pub fn interrupted_create(&self, address: &str) -> Result<bool> {
+        let found: Option<i64> = self
+            .conn()
+            .query_row(
+                "SELECT id FROM journal WHERE address = ?1 AND action IN ('create', 'replace')
+                   AND result = ?2
+                   AND id > COALESCE((SELECT MAX(id) FROM journal WHERE address = ?1 AND result = 'ok'), 0)
+                 LIMIT 1",
+                params![address, IntentResult::Abandoned.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(found.is_some())
+    }
+
     /// Intents whose outcome is unknown (left by a crash), with what they asked for.
     pub fn open_intents(&self) -> Result<Vec<OpenIntent>> {
         self.journal_rows("result IS NULL")?

@@ -108,8 +108,13 @@ pub async fn apply(
         }
         Err(e) => return Err(classify(e, "s3:HeadBucket", &bucket)),
     };
+    // An unmarked bucket of this exact name is ours only when our own create of it was
+    // interrupted before the tags were written.
+    let ours = |tags: &BTreeMap<String, String>| {
+        owned_by(tags, desired) || (tags.is_empty() && desired.resumed)
+    };
     if exists {
-        if !owned_by(&bucket_tags(client, &bucket).await?, desired) {
+        if !ours(&bucket_tags(client, &bucket).await?) {
             return Err(taken(&bucket));
         }
     } else {
@@ -125,10 +130,7 @@ pub async fn apply(
             Ok(_) => {}
             Err(e) if code(&e) == Some("BucketAlreadyExists") => return Err(taken(&bucket)),
             Err(e) if code(&e) == Some("BucketAlreadyOwnedByYou") => {
-                // Created by an apply that crashed before tagging, or by hand in this account:
-                // only the former carries our tags.
-                let tags = bucket_tags(client, &bucket).await?;
-                if !tags.is_empty() && !owned_by(&tags, desired) {
+                if !ours(&bucket_tags(client, &bucket).await?) {
                     return Err(taken(&bucket));
                 }
             }

@@ -329,6 +329,7 @@ mod tests {
             name: "api".into(),
             spec: json!({ "team": "web", "image": "ghcr.io/acme/api:1.0.0", "replicas": 1, "port": 8080, "env": env }),
             wired: Default::default(),
+            resumed: false,
         }
     }
 
