@@ -1,3 +1,4 @@
+#![cfg(feature = "kubernetes")]
 //! The Kubernetes driver against the API-server emulator (test support): real HTTP, discovery,
 //! server-side apply with field ownership, label-selector lists, faults.
 

@@ -54,6 +54,28 @@ impl Settings {
 pub struct AwsDriver {
     settings: Settings,
     config: tokio::sync::OnceCell<aws_config::SdkConfig>,
+    calls: CallCounter,
+}
+
+/// Counts the requests the driver sends (every service, every attempt): what a drift scan
+/// costs, measured.
+#[derive(Debug, Clone, Default)]
+struct CallCounter(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl aws_sdk_s3::config::Intercept for CallCounter {
+    fn name(&self) -> &'static str {
+        "platformd-call-counter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_sdk_s3::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> Result<(), aws_sdk_s3::error::BoxError> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
 }
 
 /// The tags every AWS resource carries: ownership, stack, address (the tracking id), team, and
@@ -82,6 +104,7 @@ impl AwsDriver {
         AwsDriver {
             settings,
             config: tokio::sync::OnceCell::new(),
+            calls: CallCounter::default(),
         }
     }
 
@@ -116,20 +139,32 @@ impl AwsDriver {
             .await
     }
 
+    /// Requests sent so far, to every service.
+    pub fn calls(&self) -> u64 {
+        self.calls.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     async fn s3(&self) -> aws_sdk_s3::Client {
         let config = aws_sdk_s3::config::Builder::from(self.config().await)
             // Emulators and most S3-compatible endpoints address buckets by path.
             .force_path_style(self.settings.endpoint_url.is_some())
+            .interceptor(self.calls.clone())
             .build();
         aws_sdk_s3::Client::from_conf(config)
     }
 
     async fn eks(&self) -> aws_sdk_eks::Client {
-        aws_sdk_eks::Client::new(self.config().await)
+        let config = aws_sdk_eks::config::Builder::from(self.config().await)
+            .interceptor(self.calls.clone())
+            .build();
+        aws_sdk_eks::Client::from_conf(config)
     }
 
     async fn rds(&self) -> aws_sdk_rds::Client {
-        aws_sdk_rds::Client::new(self.config().await)
+        let config = aws_sdk_rds::config::Builder::from(self.config().await)
+            .interceptor(self.calls.clone())
+            .build();
+        aws_sdk_rds::Client::from_conf(config)
     }
 
     fn region(&self) -> String {
