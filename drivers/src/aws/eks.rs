@@ -6,11 +6,8 @@
 //! UpdateNodegroupConfig; the planner already replaces a pool whose instance type changes.
 
 use super::errors::{classify, code};
-use super::{Settings, physical_name};
-use crate::{
-    ADDRESS_ANNOTATION, Applied, DesiredResource, DriverError, Health, MANAGED_BY_LABEL,
-    MANAGED_BY_VALUE, ObjectRef, ObservedResource, Outputs, STACK_LABEL,
-};
+use super::{Settings, name_of, owned_by, physical_name, tracked_address};
+use crate::{Applied, DesiredResource, DriverError, Health, ObjectRef, ObservedResource, Outputs};
 use aws_sdk_eks::Client;
 use aws_sdk_eks::types::{
     AmiTypes, CapacityTypes, Nodegroup, NodegroupScalingConfig, Taint, TaintEffect,
@@ -162,11 +159,9 @@ async fn describe(
     }
 }
 
-fn owned_by(group: &Nodegroup, desired: &DesiredResource) -> bool {
-    let tag = |k: &str| group.tags().and_then(|t| t.get(k)).map(String::as_str);
-    tag(MANAGED_BY_LABEL) == Some(MANAGED_BY_VALUE)
-        && tag(STACK_LABEL) == Some(desired.stack.as_str())
-        && tag(ADDRESS_ANNOTATION) == Some(desired.address.as_str())
+/// One tag of a node group.
+fn tag<'a>(group: &'a Nodegroup) -> impl Fn(&str) -> Option<&'a str> + 'a {
+    |k| group.tags().and_then(|t| t.get(k)).map(String::as_str)
 }
 
 pub async fn apply(
@@ -186,7 +181,7 @@ pub async fn apply(
         .build();
     let tags: HashMap<String, String> = tags(desired, &cluster).into_iter().collect();
     match describe(client, &cluster, &name).await? {
-        Some(group) if !owned_by(&group, desired) => {
+        Some(group) if !owned_by(tag(&group), desired) => {
             return Err(DriverError::permanent(format!(
                 "the node group `{name}` on cluster {cluster} exists and platformd does not own it; platformd never adopts it: rename the pool"
             )));
@@ -344,19 +339,10 @@ pub async fn observe(
         let Some(group) = describe(client, &cluster, &name).await? else {
             continue;
         };
-        let tag = |k: &str| group.tags().and_then(|t| t.get(k)).cloned();
-        if tag(MANAGED_BY_LABEL).as_deref() != Some(MANAGED_BY_VALUE)
-            || tag(STACK_LABEL).as_deref() != Some(stack)
-        {
-            continue;
-        }
-        let Some(address) = tag(ADDRESS_ANNOTATION) else {
+        let Some(address) = tracked_address(tag(&group), stack).map(str::to_string) else {
             continue;
         };
-        let short = address
-            .split_once('/')
-            .map_or(address.as_str(), |(_, n)| n)
-            .to_string();
+        let short = name_of(&address);
         let status = group
             .status()
             .map(|s| s.as_str().to_string())

@@ -94,6 +94,29 @@ pub fn ownership_tags(desired: &DesiredResource) -> BTreeMap<String, String> {
     t
 }
 
+/// The address (`kind/name`) a resource's tags give it, when they mark it as platformd's in
+/// `stack`: the one ownership check of every service (`tag` reads one tag).
+fn tracked_address<'a>(tag: impl Fn(&str) -> Option<&'a str>, stack: &str) -> Option<&'a str> {
+    if tag(MANAGED_BY_LABEL) == Some(MANAGED_BY_VALUE) && tag(STACK_LABEL) == Some(stack) {
+        tag(ADDRESS_ANNOTATION)
+    } else {
+        None
+    }
+}
+
+/// Whether the tags say the resource is `desired`.
+fn owned_by<'a>(tag: impl Fn(&str) -> Option<&'a str>, desired: &DesiredResource) -> bool {
+    tracked_address(tag, &desired.stack) == Some(desired.address.as_str())
+}
+
+/// The resource name of an address (`bucket/exports` → `exports`).
+fn name_of(address: &str) -> String {
+    address
+        .split_once('/')
+        .map_or(address, |(_, n)| n)
+        .to_string()
+}
+
 /// The name a resource has in the account.
 pub fn physical_name(stack: &str, name: &str) -> String {
     format!("{stack}-{name}")

@@ -8,11 +8,8 @@
 //! and tags, so no per-resource calls are needed.
 
 use super::errors::{classify, code};
-use super::physical_name;
-use crate::{
-    ADDRESS_ANNOTATION, Applied, DesiredResource, DriverError, Health, MANAGED_BY_LABEL,
-    MANAGED_BY_VALUE, ObjectRef, ObservedResource, Outputs, STACK_LABEL,
-};
+use super::{name_of, owned_by, physical_name, tracked_address};
+use crate::{Applied, DesiredResource, DriverError, Health, ObjectRef, ObservedResource, Outputs};
 use aws_sdk_rds::Client;
 use aws_sdk_rds::types::{DbInstance, Tag};
 use planner::model::Kind;
@@ -110,17 +107,15 @@ fn outputs(instance: &DbInstance, desired_name: &str) -> Outputs {
     out
 }
 
-fn owned_by(instance: &DbInstance, desired: &DesiredResource) -> bool {
-    let tag = |k: &str| {
+/// One tag of an instance.
+fn tag<'a>(instance: &'a DbInstance) -> impl Fn(&str) -> Option<&'a str> + 'a {
+    |k| {
         instance
             .tag_list()
             .iter()
             .find(|t| t.key() == Some(k))
             .and_then(|t| t.value())
-    };
-    tag(MANAGED_BY_LABEL) == Some(MANAGED_BY_VALUE)
-        && tag(STACK_LABEL) == Some(desired.stack.as_str())
-        && tag(ADDRESS_ANNOTATION) == Some(desired.address.as_str())
+    }
 }
 
 async fn describe(client: &Client, id: &str) -> Result<Option<DbInstance>, DriverError> {
@@ -145,7 +140,7 @@ pub async fn apply(client: &Client, desired: &DesiredResource) -> Result<Applied
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
         .collect();
     match &existing {
-        Some(instance) if !owned_by(instance, desired) => {
+        Some(instance) if !owned_by(tag(instance), desired) => {
             return Err(DriverError::permanent(format!(
                 "the RDS instance `{id}` exists and platformd does not own it; platformd never adopts it: rename the resource"
             )));
@@ -254,26 +249,10 @@ pub async fn observe(client: &Client, stack: &str) -> Result<Vec<ObservedResourc
             .await
             .map_err(|e| classify(e, "rds:DescribeDBInstances", "the account"))?;
         for instance in page.db_instances() {
-            let tag = |k: &str| {
-                instance
-                    .tag_list()
-                    .iter()
-                    .find(|t| t.key() == Some(k))
-                    .and_then(|t| t.value())
-                    .map(str::to_string)
-            };
-            if tag(MANAGED_BY_LABEL).as_deref() != Some(MANAGED_BY_VALUE)
-                || tag(STACK_LABEL).as_deref() != Some(stack)
-            {
-                continue;
-            }
-            let Some(address) = tag(ADDRESS_ANNOTATION) else {
+            let Some(address) = tracked_address(tag(instance), stack).map(str::to_string) else {
                 continue;
             };
-            let name = address
-                .split_once('/')
-                .map_or(address.as_str(), |(_, n)| n)
-                .to_string();
+            let name = name_of(&address);
             let status = instance.db_instance_status().unwrap_or("");
             let (health, health_message) = match status {
                 "available" => (Health::Ready, None),

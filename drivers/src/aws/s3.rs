@@ -6,11 +6,8 @@
 //! (S3 has no list that returns it), a few buckets at a time.
 
 use super::errors::{classify, code};
-use super::physical_name;
-use crate::{
-    ADDRESS_ANNOTATION, Applied, DesiredResource, DriverError, Health, MANAGED_BY_LABEL,
-    MANAGED_BY_VALUE, ObjectRef, ObservedResource, Outputs, STACK_LABEL,
-};
+use super::{name_of, owned_by, physical_name, tracked_address};
+use crate::{Applied, DesiredResource, DriverError, Health, ObjectRef, ObservedResource, Outputs};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::types::{
     BucketLifecycleConfiguration, BucketLocationConstraint, BucketVersioningStatus,
@@ -80,11 +77,9 @@ async fn bucket_tags(
     }
 }
 
-/// Whether the bucket's tags say it is this resource of this stack.
-fn owned_by(tags: &BTreeMap<String, String>, desired: &DesiredResource) -> bool {
-    tags.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
-        && tags.get(STACK_LABEL) == Some(&desired.stack)
-        && tags.get(ADDRESS_ANNOTATION) == Some(&desired.address)
+/// One tag of a bucket's tag set.
+fn tag<'a>(tags: &'a BTreeMap<String, String>) -> impl Fn(&str) -> Option<&'a str> + 'a {
+    |k| tags.get(k).map(String::as_str)
 }
 
 fn taken(bucket: &str) -> DriverError {
@@ -111,7 +106,7 @@ pub async fn apply(
     // An unmarked bucket of this exact name is ours only when our own create of it was
     // interrupted before the tags were written.
     let ours = |tags: &BTreeMap<String, String>| {
-        owned_by(tags, desired) || (tags.is_empty() && desired.resumed)
+        owned_by(tag(tags), desired) || (tags.is_empty() && desired.resumed)
     };
     if exists {
         if !ours(&bucket_tags(client, &bucket).await?) {
@@ -359,36 +354,27 @@ pub async fn observe(
     for chunk in candidates.chunks(DESCRIBE_PARALLELISM) {
         let mut set = tokio::task::JoinSet::new();
         for bucket in chunk {
-            let (client, bucket) = (client.clone(), bucket.clone());
+            let (client, bucket, stack) = (client.clone(), bucket.clone(), stack.to_string());
             set.spawn(async move {
                 let tags = bucket_tags(&client, &bucket).await?;
-                if tags.get(MANAGED_BY_LABEL).map(String::as_str) != Some(MANAGED_BY_VALUE) {
+                // Only this stack's buckets are described.
+                let Some(address) = tracked_address(tag(&tags), &stack).map(str::to_string) else {
                     return Ok(None);
-                }
-                let live = describe(&client, &bucket, tags.clone()).await?;
-                Ok::<_, DriverError>(Some((bucket, tags, live)))
+                };
+                let live = describe(&client, &bucket, tags).await?;
+                Ok::<_, DriverError>(Some((bucket, address, live)))
             });
         }
         while let Some(joined) = set.join_next().await {
-            let Some((bucket, tags, live)) = joined
+            let Some((bucket, address, live)) = joined
                 .map_err(|e| DriverError::retryable(format!("observe task failed: {e}")))??
             else {
                 continue;
             };
-            if tags.get(STACK_LABEL).map(String::as_str) != Some(stack) {
-                continue;
-            }
-            let Some(address) = tags.get(ADDRESS_ANNOTATION).cloned() else {
-                continue;
-            };
-            let name = address
-                .split_once('/')
-                .map_or(address.as_str(), |(_, n)| n)
-                .to_string();
             found.push(ObservedResource {
+                name: name_of(&address),
                 address,
                 kind: Kind::Bucket,
-                name,
                 live,
                 outputs: outputs(&bucket, region, endpoint),
                 inventory: vec![ObjectRef {
