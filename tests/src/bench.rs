@@ -48,3 +48,40 @@ pub fn median(mut v: Vec<Duration>) -> Duration {
 pub fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
+
+/// Applies `<dir>/stack` from scratch with `binary` at `parallelism`; the engine's makespan, as
+/// `apply` prints it ("Apply succeeded: … in 1.23 s.").
+pub fn apply_makespan(
+    binary: &std::path::Path,
+    dir: &std::path::Path,
+    parallelism: usize,
+) -> Duration {
+    let out = Command::new(binary)
+        .args([
+            "apply",
+            "stack",
+            "--auto-approve",
+            "--parallelism",
+            &parallelism.to_string(),
+        ])
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("platformd apply");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "apply failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let secs: f64 = stdout
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Apply succeeded: ")
+                .and_then(|l| l.rsplit_once(" in "))
+                .map(|(_, t)| t.trim_end_matches(" s.").to_string())
+        })
+        .and_then(|t| t.parse().ok())
+        .expect("apply summary line");
+    Duration::from_secs_f64(secs)
+}

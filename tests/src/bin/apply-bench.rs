@@ -21,35 +21,7 @@ fn apply(binary: &Path, dir: &Path, parallelism: usize, latency_ms: u64) -> Dura
         &dir.join("stack"),
         &[("simulate-latency-ms", &latency_ms.to_string())],
     );
-    let out = Command::new(binary)
-        .args([
-            "apply",
-            "stack",
-            "--auto-approve",
-            "--parallelism",
-            &parallelism.to_string(),
-        ])
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("platformd apply");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "apply failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // "Apply succeeded: … in 1.23 s."
-    let secs: f64 = stdout
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("Apply succeeded: ")
-                .and_then(|l| l.rsplit_once(" in "))
-                .map(|(_, t)| t.trim_end_matches(" s.").to_string())
-        })
-        .and_then(|t| t.parse().ok())
-        .expect("apply summary line");
-    Duration::from_secs_f64(secs)
+    test_support::bench::apply_makespan(binary, dir, parallelism)
 }
 
 fn main() {

@@ -61,34 +61,7 @@ fn main() {
             .expect("platformd plan");
         let plan: Value = serde_json::from_slice(&plan.stdout).expect("a JSON plan");
         emulator.set_latency(Duration::from_millis(latency_ms));
-        let out = Command::new(&binary)
-            .args([
-                "apply",
-                "stack",
-                "--auto-approve",
-                "--parallelism",
-                &parallelism.to_string(),
-            ])
-            .current_dir(dir.path())
-            .env("NO_COLOR", "1")
-            .output()
-            .expect("platformd apply");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "apply failed: {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let makespan = stdout
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("Apply succeeded: ")?
-                    .rsplit_once(" in ")
-                    .map(|(_, t)| t.trim_end_matches(" s.").to_string())
-            })
-            .and_then(|t| t.parse::<f64>().ok())
-            .map(Duration::from_secs_f64)
-            .expect("apply summary line");
+        let makespan = test_support::bench::apply_makespan(&binary, dir.path(), parallelism);
         // Each resource's own requests: one apply and one readiness read per object it made.
         let requests = emulator.requests();
         let mut objects: HashMap<String, u64> = HashMap::new();
