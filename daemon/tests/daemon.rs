@@ -657,6 +657,7 @@ fn follows_a_git_remote_onto_a_cluster() {
         client.resources().is_ok_and(|body| {
             body.resources.iter().any(|r| {
                 r.address == "service/api"
+                    && r.team == "web"
                     && r.health == api::Health::Degraded
                     && r.message
                         .as_deref()

@@ -141,11 +141,12 @@ pub fn resource_statuses(
     live: &std::collections::BTreeMap<String, serde_json::Value>,
 ) -> Result<Vec<api::ResourceStatus>, OpsError> {
     let mut rows = store.resource_statuses()?;
+    let drift: std::collections::HashMap<&str, DriftStatus> = findings
+        .iter()
+        .map(|f| (f.address.as_str(), f.status))
+        .collect();
     for row in &mut rows {
-        row.drift = findings
-            .iter()
-            .find(|f| f.address == row.address)
-            .map(|f| f.status);
+        row.drift = drift.get(row.address.as_str()).copied();
         row.live = match live.get(&row.address) {
             Some(serde_json::Value::Array(docs)) => docs.clone(),
             Some(other) => vec![other.clone()],

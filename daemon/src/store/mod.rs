@@ -849,8 +849,11 @@ impl Store {
     /// caller's to add).
     pub fn resource_statuses(&self) -> Result<Vec<api::ResourceStatus>> {
         let conn = self.conn();
+        // The team is read out of the stored snapshot by SQLite: the UI asks every second, and
+        // parsing 10,000 snapshots for one field each time is not needed.
         let mut stmt = conn.prepare(
-            "SELECT address, kind, driver, snapshot, health, health_message, revision, updated_at FROM resources ORDER BY address",
+            "SELECT address, kind, driver, COALESCE(json_extract(snapshot, '$.team'), ''), health, health_message, revision, updated_at
+             FROM resources ORDER BY address",
         )?;
         type Row = (
             String,
@@ -867,14 +870,12 @@ impl Store {
             .collect::<rusqlite::Result<_>>()?;
         rows.into_iter()
             .map(
-                |(address, kind, driver, snapshot, health, message, revision, applied_at)| {
-                    let snapshot: ResourceSnapshot =
-                        serde_json::from_str(&snapshot).map_err(corrupt)?;
+                |(address, kind, driver, team, health, message, revision, applied_at)| {
                     Ok(api::ResourceStatus {
                         address,
                         kind,
                         driver,
-                        team: snapshot.team,
+                        team,
                         health: parse_state(&health)?,
                         message,
                         revision,
