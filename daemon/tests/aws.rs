@@ -474,23 +474,7 @@ fn kill_9_during_an_aws_apply_then_restart_converges_without_duplicates() {
     )
     .unwrap();
     let state = ws.path().join(".platformd");
-    let mut killed_midway = 0;
-    for point in [20usize, 60, 120] {
-        let mut child = ws
-            .command(&["apply", "stack", "--auto-approve", "--parallelism", "4"])
-            .spawn()
-            .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        while support::Tally::of(&state).is_none_or(|t| t.resources < point)
-            && std::time::Instant::now() < deadline
-            && child.try_wait().ok().flatten().is_none()
-        {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
-        killed_midway += usize::from(support::Tally::of(&state).is_some_and(|t| t.resources < 300));
-    }
+    let killed_midway = ws.kill_apply_at(&[20, 60, 120], 300, 4);
     assert!(
         killed_midway >= 2,
         "the kills must land mid-apply ({killed_midway} did)"

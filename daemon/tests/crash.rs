@@ -5,7 +5,6 @@ mod support;
 
 use api::ApplyStatus;
 use daemon::store::{IntentResult, JournalAction};
-use std::time::{Duration, Instant};
 use support::{Tally, Workspace};
 
 const RESOURCES: usize = 1500;
@@ -14,48 +13,14 @@ fn tally(ws: &Workspace) -> Tally {
     Tally::of(&ws.path().join(".platformd")).expect("store exists")
 }
 
-/// Waits until the store holds at least `n` applied resources (or the process exits).
-fn wait_for_progress(ws: &Workspace, child: &mut std::process::Child, n: i64) -> i64 {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let applied = if let Some(t) = Tally::of(&ws.path().join(".platformd")) {
-            t.resources as i64
-        } else {
-            0
-        };
-        if applied >= n || Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
-            return applied;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 #[test]
 fn kill_9_during_apply_then_restart_converges_without_duplicates_or_lost_history() {
     let ws = Workspace::new();
     test_support::generate::write_stack(&ws.path().join("stack"), RESOURCES, 11).unwrap();
     ws.local_driver(&[("simulate-latency-ms", "3")]);
 
-    let kill_points = [100i64, 500, 900, 1300];
-    let mut killed_midway = 0;
-    for point in kill_points {
-        let mut child = ws
-            .command(&["apply", "stack", "--auto-approve", "--parallelism", "16"])
-            .spawn()
-            .unwrap();
-        let reached = wait_for_progress(&ws, &mut child, point);
-        // SIGKILL: no destructors, no journal bookkeeping, no lease release.
-        child.kill().unwrap();
-        child.wait().unwrap();
-        let applied = tally(&ws).resources as i64;
-        if applied < RESOURCES as i64 {
-            killed_midway += 1;
-        }
-        assert!(
-            reached >= point.min(RESOURCES as i64) || applied == RESOURCES as i64,
-            "reached {reached} for {point}"
-        );
-    }
+    let kill_points = [100, 500, 900, 1300];
+    let killed_midway = ws.kill_apply_at(&kill_points, RESOURCES, 16);
     assert!(
         killed_midway >= 3,
         "the kills must land mid-apply ({killed_midway} did)"

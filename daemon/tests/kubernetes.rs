@@ -6,7 +6,7 @@ mod support;
 
 use api::ApplyStatus;
 use serde_json::json;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::{Tally, Workspace};
 use test_support::kube_emulator::KubeEmulator;
 
@@ -323,24 +323,7 @@ fn kill_9_during_a_cluster_apply_then_restart_converges_with_history_intact() {
     let state = ws.path().join(".platformd");
 
     let kill_points = [60usize, 180, 300];
-    let mut killed_midway = 0;
-    for point in kill_points {
-        let mut child = ws
-            .command(&["apply", "stack", "--auto-approve", "--parallelism", "8"])
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while Tally::of(&state).is_none_or(|t| t.resources < point)
-            && Instant::now() < deadline
-            && child.try_wait().ok().flatten().is_none()
-        {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        // SIGKILL: no destructors, no journal bookkeeping, no lease release.
-        child.kill().unwrap();
-        child.wait().unwrap();
-        killed_midway += usize::from(Tally::of(&state).is_some_and(|t| t.resources < 400));
-    }
+    let killed_midway = ws.kill_apply_at(&kill_points, 400, 8);
     assert!(
         killed_midway >= 2,
         "the kills must land mid-apply ({killed_midway} did)"

@@ -112,6 +112,48 @@ impl Workspace {
     }
 }
 
+impl Workspace {
+    /// For each of `points`: starts `apply stack --parallelism P`, waits until the store holds
+    /// that many applied resources (or the apply ends), and SIGKILLs it: no destructors, no
+    /// journal bookkeeping, no lease release. Returns how many kills landed before all `total`
+    /// resources were applied.
+    pub fn kill_apply_at(&self, points: &[usize], total: usize, parallelism: usize) -> usize {
+        let state = self.path().join(".platformd");
+        let parallelism = parallelism.to_string();
+        let mut killed_midway = 0;
+        for &point in points {
+            let mut child = self
+                .command(&[
+                    "apply",
+                    "stack",
+                    "--auto-approve",
+                    "--parallelism",
+                    &parallelism,
+                ])
+                .spawn()
+                .expect("platformd runs");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+            let applied = || Tally::of(&state).map_or(0, |t| t.resources);
+            while applied() < point
+                && std::time::Instant::now() < deadline
+                && child.try_wait().ok().flatten().is_none()
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            let reached = applied();
+            child.kill().expect("kill");
+            child.wait().expect("reap");
+            let after = applied();
+            assert!(
+                reached >= point.min(total) || after == total,
+                "reached {reached} for {point}"
+            );
+            killed_midway += usize::from(after < total);
+        }
+        killed_midway
+    }
+}
+
 /// What a test checks in a store: counts by state, through the store's API.
 pub struct Tally {
     pub resources: usize,
