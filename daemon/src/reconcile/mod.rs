@@ -529,12 +529,12 @@ impl Reconciler {
         revision: &str,
         reason: ApplyReason,
     ) -> Result<(), String> {
-        let driver_of = |address: &str| {
-            plan.resources
-                .iter()
-                .find(|r| r.address == address)
-                .map_or("unknown", |r| r.driver.as_str())
-        };
+        let drivers: std::collections::HashMap<&str, &str> = plan
+            .resources
+            .iter()
+            .map(|r| (r.address.as_str(), r.driver.as_str()))
+            .collect();
+        let driver_of = |address: &str| drivers.get(address).copied().unwrap_or("unknown");
         let metrics = &self.shared.metrics;
         for a in &outcome.succeeded {
             metrics.record_outcome(driver_of(a), "succeeded");

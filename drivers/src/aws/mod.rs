@@ -54,6 +54,10 @@ impl Settings {
 pub struct AwsDriver {
     settings: Settings,
     config: tokio::sync::OnceCell<aws_config::SdkConfig>,
+    // One client per service for the driver's life (each is a cheap handle to shared state).
+    s3: tokio::sync::OnceCell<aws_sdk_s3::Client>,
+    rds: tokio::sync::OnceCell<aws_sdk_rds::Client>,
+    eks: tokio::sync::OnceCell<aws_sdk_eks::Client>,
     calls: CallCounter,
 }
 
@@ -127,6 +131,9 @@ impl AwsDriver {
         AwsDriver {
             settings,
             config: tokio::sync::OnceCell::new(),
+            s3: tokio::sync::OnceCell::new(),
+            rds: tokio::sync::OnceCell::new(),
+            eks: tokio::sync::OnceCell::new(),
             calls: CallCounter::default(),
         }
     }
@@ -167,27 +174,39 @@ impl AwsDriver {
         self.calls.0.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    async fn s3(&self) -> aws_sdk_s3::Client {
-        let config = aws_sdk_s3::config::Builder::from(self.config().await)
-            // Emulators and most S3-compatible endpoints address buckets by path.
-            .force_path_style(self.settings.endpoint_url.is_some())
-            .interceptor(self.calls.clone())
-            .build();
-        aws_sdk_s3::Client::from_conf(config)
+    async fn s3(&self) -> &aws_sdk_s3::Client {
+        self.s3
+            .get_or_init(|| async {
+                let config = aws_sdk_s3::config::Builder::from(self.config().await)
+                    // Emulators and most S3-compatible endpoints address buckets by path.
+                    .force_path_style(self.settings.endpoint_url.is_some())
+                    .interceptor(self.calls.clone())
+                    .build();
+                aws_sdk_s3::Client::from_conf(config)
+            })
+            .await
     }
 
-    async fn eks(&self) -> aws_sdk_eks::Client {
-        let config = aws_sdk_eks::config::Builder::from(self.config().await)
-            .interceptor(self.calls.clone())
-            .build();
-        aws_sdk_eks::Client::from_conf(config)
+    async fn eks(&self) -> &aws_sdk_eks::Client {
+        self.eks
+            .get_or_init(|| async {
+                let config = aws_sdk_eks::config::Builder::from(self.config().await)
+                    .interceptor(self.calls.clone())
+                    .build();
+                aws_sdk_eks::Client::from_conf(config)
+            })
+            .await
     }
 
-    async fn rds(&self) -> aws_sdk_rds::Client {
-        let config = aws_sdk_rds::config::Builder::from(self.config().await)
-            .interceptor(self.calls.clone())
-            .build();
-        aws_sdk_rds::Client::from_conf(config)
+    async fn rds(&self) -> &aws_sdk_rds::Client {
+        self.rds
+            .get_or_init(|| async {
+                let config = aws_sdk_rds::config::Builder::from(self.config().await)
+                    .interceptor(self.calls.clone())
+                    .build();
+                aws_sdk_rds::Client::from_conf(config)
+            })
+            .await
     }
 
     fn region(&self) -> String {
@@ -217,7 +236,7 @@ impl Driver for AwsDriver {
         if kinds.contains(&Kind::Bucket) {
             found.extend(
                 s3::observe(
-                    &self.s3().await,
+                    self.s3().await,
                     stack,
                     &self.region(),
                     self.settings.endpoint_url.as_deref(),
@@ -226,10 +245,10 @@ impl Driver for AwsDriver {
             );
         }
         if kinds.contains(&Kind::Database) {
-            found.extend(rds::observe(&self.rds().await, stack).await?);
+            found.extend(rds::observe(self.rds().await, stack).await?);
         }
         if kinds.contains(&Kind::GpuPool) {
-            found.extend(eks::observe(&self.eks().await, &self.settings, stack).await?);
+            found.extend(eks::observe(self.eks().await, &self.settings, stack).await?);
         }
         Ok(found)
     }
@@ -254,15 +273,15 @@ impl Driver for AwsDriver {
         match desired.kind {
             Kind::Bucket => {
                 s3::apply(
-                    &self.s3().await,
+                    self.s3().await,
                     desired,
                     &self.region(),
                     self.settings.endpoint_url.as_deref(),
                 )
                 .await
             }
-            Kind::Database => rds::apply(&self.rds().await, desired).await,
-            Kind::GpuPool => eks::apply(&self.eks().await, &self.settings, desired).await,
+            Kind::Database => rds::apply(self.rds().await, desired).await,
+            Kind::GpuPool => eks::apply(self.eks().await, &self.settings, desired).await,
             other => Err(DriverError::permanent(format!(
                 "the aws driver does not serve {other} yet"
             ))),
@@ -275,9 +294,9 @@ impl Driver for AwsDriver {
         timeout: std::time::Duration,
     ) -> Result<(), DriverError> {
         match desired.kind {
-            Kind::Database => rds::wait_available(&self.rds().await, desired, timeout).await,
+            Kind::Database => rds::wait_available(self.rds().await, desired, timeout).await,
             Kind::GpuPool => {
-                eks::wait_active(&self.eks().await, &self.settings, desired, timeout).await
+                eks::wait_active(self.eks().await, &self.settings, desired, timeout).await
             }
             _ => Ok(()),
         }
@@ -292,9 +311,9 @@ impl Driver for AwsDriver {
     ) -> Result<(), DriverError> {
         let id = physical_name(stack, name);
         match kind {
-            Kind::Bucket => s3::delete(&self.s3().await, &id).await,
-            Kind::Database => rds::delete(&self.rds().await, &id).await,
-            Kind::GpuPool => eks::delete(&self.eks().await, &self.settings, &id).await,
+            Kind::Bucket => s3::delete(self.s3().await, &id).await,
+            Kind::Database => rds::delete(self.rds().await, &id).await,
+            Kind::GpuPool => eks::delete(self.eks().await, &self.settings, &id).await,
             _ => Ok(()),
         }
     }
