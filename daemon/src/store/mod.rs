@@ -275,17 +275,10 @@ impl Store {
         )?;
         conn.busy_timeout(Duration::from_secs(10))?;
         let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        let display = dir.display().to_string();
-        if found > SCHEMA_VERSION {
-            return Err(StoreError::TooNew {
-                dir: display,
-                found,
-                supported: SCHEMA_VERSION,
-            });
-        }
+        refuse_newer(found, dir)?;
         if found < SCHEMA_VERSION {
             return Err(StoreError::NeedsMigration {
-                dir: display,
+                dir: dir.display().to_string(),
                 found,
                 supported: SCHEMA_VERSION,
             });
@@ -932,19 +925,25 @@ impl Store {
     }
 }
 
+/// A store written by a newer platformd is never read or migrated by this one.
+fn refuse_newer(found: i64, dir: &Path) -> Result<()> {
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            dir: dir.display().to_string(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
+}
+
 /// Runs missing migrations, one exclusive transaction each. The version is read inside the
 /// transaction, so processes opening a new store at the same time never apply one twice.
 fn migrate(conn: &mut Connection, dir: &Path) -> Result<()> {
     loop {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
         let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if found > SCHEMA_VERSION {
-            return Err(StoreError::TooNew {
-                dir: dir.display().to_string(),
-                found,
-                supported: SCHEMA_VERSION,
-            });
-        }
+        refuse_newer(found, dir)?;
         if found == SCHEMA_VERSION {
             return Ok(());
         }
