@@ -151,7 +151,7 @@ type Shared = Arc<Mutex<Inner>>;
 pub struct KubeEmulator {
     pub port: u16,
     inner: Shared,
-    runtime: Option<tokio::runtime::Runtime>,
+    _server: crate::net::LoopbackServer,
 }
 
 fn lock(inner: &Shared) -> std::sync::MutexGuard<'_, Inner> {
@@ -175,25 +175,16 @@ impl KubeEmulator {
             seen: Vec::new(),
             auto_ready: true,
         }));
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind");
-        let port = listener.local_addr().expect("address").port();
         let app = axum::Router::new()
             .fallback(handle)
             .with_state(inner.clone());
-        runtime.spawn(async move {
+        let server = crate::net::LoopbackServer::start(2, |listener| async move {
             let _ = axum::serve(listener, app).await;
         });
         KubeEmulator {
-            port,
+            port: server.port,
             inner,
-            runtime: Some(runtime),
+            _server: server,
         }
     }
 
@@ -318,14 +309,6 @@ impl KubeEmulator {
             .get(&(group.into(), plural.into(), namespace.into(), name.into()))
             .map(|s| s.managers.clone())
             .unwrap_or_default()
-    }
-}
-
-impl Drop for KubeEmulator {
-    fn drop(&mut self) {
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
     }
 }
 

@@ -45,3 +45,42 @@ pub fn free_port() -> u16 {
         .expect("addr")
         .port()
 }
+
+/// A server on a free loopback port, run on its own runtime in the background (the
+/// Kubernetes emulator, the TLS terminator); stopped when dropped.
+pub struct LoopbackServer {
+    pub port: u16,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl LoopbackServer {
+    /// Binds `127.0.0.1:0` and spawns `serve` on the listener, on `workers` threads.
+    pub fn start<F, Fut>(workers: usize, serve: F) -> LoopbackServer
+    where
+        F: FnOnce(tokio::net::TcpListener) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        runtime.spawn(serve(listener));
+        LoopbackServer {
+            port,
+            runtime: Some(runtime),
+        }
+    }
+}
+
+impl Drop for LoopbackServer {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}

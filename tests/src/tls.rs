@@ -38,7 +38,7 @@ impl SelfSigned {
 /// The proxy; it stops when dropped.
 pub struct TlsProxy {
     pub port: u16,
-    runtime: Option<tokio::runtime::Runtime>,
+    _server: crate::net::LoopbackServer,
 }
 
 impl TlsProxy {
@@ -50,16 +50,7 @@ impl TlsProxy {
         let acceptor = tokio_native_tls::TlsAcceptor::from(
             native_tls::TlsAcceptor::new(identity).expect("a TLS acceptor"),
         );
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind");
-        let port = listener.local_addr().expect("address").port();
-        runtime.spawn(async move {
+        let server = crate::net::LoopbackServer::start(1, move |listener| async move {
             while let Ok((socket, _)) = listener.accept().await {
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
@@ -76,16 +67,8 @@ impl TlsProxy {
             }
         });
         TlsProxy {
-            port,
-            runtime: Some(runtime),
-        }
-    }
-}
-
-impl Drop for TlsProxy {
-    fn drop(&mut self) {
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
+            port: server.port,
+            _server: server,
         }
     }
 }
