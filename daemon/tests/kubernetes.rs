@@ -439,3 +439,23 @@ fn the_shipped_cluster_role_is_valid() {
         .into();
     assert_eq!(out.code, 0, "{}", out.all());
 }
+
+#[test]
+fn a_driver_setting_with_a_bad_value_is_refused_with_its_location() {
+    let emulator = KubeEmulator::start();
+    let ws = workspace(&emulator, false);
+    let platform = PLATFORM.replace(
+        "node-class \"gpu\"",
+        "node-class \"gpu\"\n        force-conflicts \"maybe\"",
+    );
+    ws.stack(&[("platform.kdl", &platform), ("a.kdl", WORKLOADS)]);
+    let run = ws.run(&["plan", "stack"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.stderr.contains(
+            "error[invalid-value]: `force-conflicts` \"maybe\" is not valid: \"true\" or \"false\""
+        ) && run.stderr.contains("--> stack/platform.kdl:8:25"),
+        "{}",
+        run.stderr
+    );
+}

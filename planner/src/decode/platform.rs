@@ -13,6 +13,30 @@ pub(crate) const PLATFORM_FIELDS: &[FieldDef] = &[
     repeated("route", "route \"service\" \"topic\" to=\"kubernetes\""),
 ];
 
+/// Driver settings whose value has a form: the check, what is accepted, an example.
+type SettingRule = (fn(&str) -> bool, &'static str, &'static str);
+
+fn setting_rule(name: &str) -> Option<SettingRule> {
+    Some(match name {
+        "force-conflicts" => (
+            |v| v == "true" || v == "false",
+            "\"true\" or \"false\"",
+            "force-conflicts \"false\"",
+        ),
+        "simulate-latency-ms" => (
+            |v| v.parse::<u64>().is_ok(),
+            "a whole number of milliseconds",
+            "simulate-latency-ms \"50\"",
+        ),
+        "subnets" => (
+            |v| v.split(',').all(|s| !s.trim().is_empty()),
+            "subnet ids separated by commas",
+            "subnets \"subnet-a,subnet-b\"",
+        ),
+        _ => return None,
+    })
+}
+
 pub(crate) fn decode_platform(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Platform> {
     let name = decode_name(node, "platform", diags)?;
     let block = Block::new(
@@ -75,9 +99,15 @@ pub(crate) fn decode_platform(node: &Node, diags: &mut Vec<Diagnostic>) -> Optio
                 continue;
             }
             let usage = format!("{} \"…\"", s.name.text);
-            if shape(s, 1, 1, &[], &usage, diags)
-                && let Some(v) = string(arg(s, 0).expect("shape checked"), "\"…\"", diags)
-            {
+            if !shape(s, 1, 1, &[], &usage, diags) {
+                continue;
+            }
+            let value = arg(s, 0).expect("shape checked");
+            let checked = match setting_rule(&s.name.text) {
+                Some((valid, rule, example)) => formatted(value, valid, rule, example, diags),
+                None => string(value, "\"…\"", diags),
+            };
+            if let Some(v) = checked {
                 settings.insert(s.name.text.clone(), v.value);
             }
         }
