@@ -508,3 +508,265 @@ fn kill_9_during_an_aws_apply_then_restart_converges_without_duplicates() {
         .count();
     assert_eq!(buckets.buckets().len(), declared);
 }
+
+const CHAT: &str = "ai-endpoint \"chat\" {\n    team \"data\"\n    model \"meta-llama/Llama-3.1-8B-Instruct\" revision=\"main\"\n    runtime \"sagemaker\"\n    instance-type \"ml.g4dn.xlarge\"\n    replicas 1\n}\n\nservice \"assistant\" {\n    team \"data\"\n    image \"ghcr.io/acme/assistant:1.0.0\"\n    replicas 1\n    port 8080\n    env \"MODEL_URL\" from=\"ai-endpoint/chat.url\"\n}\n";
+
+const SAGEMAKER_ROLE: &str = "arn:aws:iam::123456789012:role/sagemaker";
+
+fn endpoint_platform(moto: &MotoServer, settings: &str) -> String {
+    platform(moto)
+        .replace(
+            "route \"bucket\" to=\"aws\"",
+            "route \"bucket\" \"ai-endpoint\" to=\"aws\"",
+        )
+        .replace(
+            &format!("endpoint-url \"{}\"\n", moto.url()),
+            &format!("endpoint-url \"{}\"\n{settings}", moto.url()),
+        )
+}
+
+#[test]
+fn an_ai_endpoint_needs_a_sagemaker_runtime_and_role_at_plan_time() {
+    let moto = MotoServer::start();
+    let ws = workspace(&moto, "");
+    ws.stack(&[
+        ("platform.kdl", &endpoint_platform(&moto, "")),
+        ("chat.kdl", CHAT),
+    ]);
+    let run = ws.run(&["plan", "stack"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.stderr.contains(
+            "error[missing-field]: driver `aws` needs `sagemaker-execution-role` to make SageMaker endpoints"
+        ) && run.stderr.contains("ai-endpoint/chat is routed to `aws`"),
+        "{}",
+        run.stderr
+    );
+
+    let bad_role = "        sagemaker-execution-role \"sagemaker\"\n";
+    ws.stack(&[
+        ("platform.kdl", &endpoint_platform(&moto, bad_role)),
+        ("chat.kdl", CHAT),
+    ]);
+    let run = ws.run(&["plan", "stack"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.stderr.contains(
+            "error[invalid-value]: `sagemaker-execution-role` \"sagemaker\" is not valid: an IAM role ARN"
+        ) && run.stderr.contains("--> stack/platform.kdl:9:"),
+        "{}",
+        run.stderr
+    );
+
+    let role = format!("        sagemaker-execution-role \"{SAGEMAKER_ROLE}\"\n");
+    ws.stack(&[
+        ("platform.kdl", &endpoint_platform(&moto, &role)),
+        (
+            "chat.kdl",
+            &CHAT.replace(
+                "runtime \"sagemaker\"\n    instance-type \"ml.g4dn.xlarge\"",
+                "runtime \"vllm\"\n    gpu-pool \"l4\" gpus=1",
+            ),
+        ),
+        ("pool.kdl", POOL),
+    ]);
+    let run = ws.run(&["plan", "stack"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.stderr.contains(
+            "error[unsupported-kind]: driver `aws` serves runtime \"sagemaker\", not `vllm`"
+        ) && run.stderr.contains("--> stack/chat.kdl:1:1"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// The model, endpoint config and endpoint as SageMaker has them, read with the SDK.
+struct Deployed {
+    status: String,
+    config: String,
+    desired_count: Option<i32>,
+    instance_type: String,
+    model: String,
+    image: String,
+    model_id: String,
+    tags: Vec<(String, String)>,
+}
+
+fn deployed(
+    rt: &tokio::runtime::Runtime,
+    sm: &aws_sdk_sagemaker::Client,
+    name: &str,
+) -> Option<Deployed> {
+    let endpoint = rt
+        .block_on(sm.describe_endpoint().endpoint_name(name).send())
+        .ok()?;
+    let config_name = endpoint.endpoint_config_name().unwrap().to_string();
+    let config = rt
+        .block_on(
+            sm.describe_endpoint_config()
+                .endpoint_config_name(&config_name)
+                .send(),
+        )
+        .unwrap();
+    let variant = &config.production_variants()[0];
+    let model_name = variant.model_name().unwrap().to_string();
+    let model = rt
+        .block_on(sm.describe_model().model_name(&model_name).send())
+        .unwrap();
+    let container = model.primary_container().unwrap();
+    let tags = rt
+        .block_on(
+            sm.list_tags()
+                .resource_arn(endpoint.endpoint_arn().unwrap())
+                .send(),
+        )
+        .unwrap();
+    Some(Deployed {
+        status: endpoint
+            .endpoint_status()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+        config: config_name,
+        desired_count: endpoint.production_variants()[0].desired_instance_count(),
+        instance_type: variant
+            .instance_type()
+            .map(|t| t.as_str().to_string())
+            .unwrap_or_default(),
+        model: model_name,
+        image: container.image().unwrap_or("").to_string(),
+        model_id: container
+            .environment()
+            .and_then(|e| e.get("HF_MODEL_ID"))
+            .cloned()
+            .unwrap_or_default(),
+        tags: tags
+            .tags()
+            .iter()
+            .map(|t| {
+                (
+                    t.key().unwrap_or("").to_string(),
+                    t.value().unwrap_or("").to_string(),
+                )
+            })
+            .collect(),
+    })
+}
+
+#[test]
+fn an_ai_endpoint_is_a_sagemaker_endpoint_scaled_in_place_and_deleted_with_its_revisions() {
+    let moto = MotoServer::start();
+    let sm = moto.sagemaker(REGION);
+    let rt = rt();
+    let role = format!("        sagemaker-execution-role \"{SAGEMAKER_ROLE}\"\n");
+    let ws = workspace(&moto, "");
+    ws.stack(&[
+        ("platform.kdl", &endpoint_platform(&moto, &role)),
+        ("chat.kdl", CHAT),
+    ]);
+    let run = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+
+    // Read back through the SDK.
+    let live = deployed(&rt, &sm, "shop-chat").expect("the endpoint exists");
+    assert_eq!(live.status, "InService");
+    assert!(
+        live.config.starts_with("shop-chat-") && live.config.len() == "shop-chat-".len() + 8,
+        "a revision-named endpoint config: {}",
+        live.config
+    );
+    assert_eq!(
+        live.model, live.config,
+        "model and config share the revision"
+    );
+    assert_eq!(live.instance_type, "ml.g4dn.xlarge");
+    assert_eq!(live.desired_count, Some(1));
+    assert!(
+        live.image.contains("huggingface-pytorch-tgi-inference"),
+        "{}",
+        live.image
+    );
+    assert_eq!(live.model_id, "meta-llama/Llama-3.1-8B-Instruct");
+    assert!(
+        live.tags
+            .contains(&("platformd.dev/address".into(), "ai-endpoint/chat".into())),
+        "{:?}",
+        live.tags
+    );
+    let model = rt
+        .block_on(sm.describe_model().model_name(&live.model).send())
+        .unwrap();
+    assert_eq!(model.execution_role_arn(), Some(SAGEMAKER_ROLE));
+    // The endpoint's URL reached the service on the local driver.
+    let rendered = ws.read_rendered("service/assistant.yaml");
+    assert!(
+        rendered.contains(&format!(
+            "https://runtime.sagemaker.{REGION}.amazonaws.com/endpoints/shop-chat/invocations"
+        )),
+        "{rendered}"
+    );
+    assert_eq!(
+        ws.run(&["plan", "stack", "--detailed-exitcode"]).code,
+        0,
+        "a second plan is empty"
+    );
+    assert_eq!(ws.run(&["drift", "stack", "--detailed-exitcode"]).code, 0);
+
+    // Scaled by hand: drift, then corrected in place.
+    rt.block_on(
+        sm.update_endpoint_weights_and_capacities()
+            .endpoint_name("shop-chat")
+            .desired_weights_and_capacities(
+                aws_sdk_sagemaker::types::DesiredWeightAndCapacity::builder()
+                    .variant_name("primary")
+                    .desired_instance_count(3)
+                    .build(),
+            )
+            .send(),
+    )
+    .unwrap();
+    let drift = ws.run(&["drift", "stack", "--detailed-exitcode"]);
+    assert_eq!(drift.code, 2, "{}", drift.all());
+    assert!(
+        drift.stdout.contains("ai-endpoint/chat drifted")
+            && drift.stdout.contains("replicas: applied 1 → live 3"),
+        "{}",
+        drift.stdout
+    );
+    let fix = ws.run(&["apply", "stack", "--refresh", "--auto-approve"]);
+    assert_eq!(fix.code, 0, "{}", fix.all());
+    let after = deployed(&rt, &sm, "shop-chat").unwrap();
+    assert_eq!(after.desired_count, Some(1));
+    assert_eq!(after.config, live.config, "scaling keeps the revision");
+
+    // A declared replica change is also in place.
+    let platform = endpoint_platform(&moto, &role);
+    ws.stack(&[
+        ("platform.kdl", &platform),
+        ("chat.kdl", &CHAT.replace("replicas 1\n}", "replicas 2\n}")),
+    ]);
+    let run = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let scaled = deployed(&rt, &sm, "shop-chat").unwrap();
+    assert_eq!(scaled.desired_count, Some(2));
+    assert_eq!(scaled.config, live.config);
+
+    // Removed from the stack: the endpoint, its configs and its models go.
+    ws.stack(&[
+        ("platform.kdl", &platform),
+        (
+            "chat.kdl",
+            "service \"assistant\" {\n    team \"data\"\n    image \"ghcr.io/acme/assistant:1.0.0\"\n    replicas 1\n    port 8080\n}\n",
+        ),
+    ]);
+    let run = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        deployed(&rt, &sm, "shop-chat").is_none(),
+        "endpoint deleted"
+    );
+    let configs = rt.block_on(sm.list_endpoint_configs().send()).unwrap();
+    assert!(configs.endpoint_configs().is_empty(), "{configs:?}");
+    let models = rt.block_on(sm.list_models().send()).unwrap();
+    assert!(models.models().is_empty(), "{models:?}");
+}

@@ -51,6 +51,8 @@ const INSTANCES: &[(&str, f64, u32)] = &[
     ("inf2.xlarge", 0.7582, 1),
     ("inf2.8xlarge", 1.9679, 1),
     ("trn1.2xlarge", 1.3438, 1),
+    ("ml.g4dn.xlarge", 0.7364, 1),
+    ("ml.g4dn.2xlarge", 0.94, 1),
     ("ml.g5.xlarge", 1.408, 1),
     ("ml.g5.2xlarge", 1.515, 1),
     ("ml.g6.xlarge", 1.0056, 1),

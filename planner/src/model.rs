@@ -210,6 +210,8 @@ impl DriverType {
                 "eks-cluster",
                 "node-role-arn",
                 "subnets",
+                "sagemaker-execution-role",
+                "sagemaker-image",
             ],
         }
     }

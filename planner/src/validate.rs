@@ -289,51 +289,110 @@ fn check_drivers(stack: &Stack, diags: &mut Vec<Diagnostic>) {
             );
         }
     }
-    // GPU pools on AWS are EKS node groups: the driver must say where.
-    let pools_on_aws: Vec<&Resource> = stack
-        .resources
+    // Resources on AWS that need account placement from the driver's settings: GPU pools are EKS
+    // node groups (cluster, node role, subnets); SageMaker endpoints run as an execution role.
+    // (which resources, the settings they need, what for, an example of each)
+    type Needs = (
+        fn(&Spec) -> bool,
+        &'static [&'static str],
+        &'static str,
+        &'static str,
+    );
+    let aws_needs: [Needs; 2] = [
+        (
+            |s| matches!(s, Spec::GpuPool(_)),
+            &["eks-cluster", "node-role-arn", "subnets"],
+            "to make GPU pools (EKS node groups)",
+            "`eks-cluster \"prod\"`, `node-role-arn \"arn:aws:iam::123456789012:role/gpu-nodes\"`, `subnets \"subnet-a,subnet-b\"`",
+        ),
+        (
+            |s| matches!(s, Spec::AiEndpoint(e) if e.runtime == "sagemaker"),
+            &["sagemaker-execution-role"],
+            "to make SageMaker endpoints",
+            "`sagemaker-execution-role \"arn:aws:iam::123456789012:role/sagemaker\"`",
+        ),
+    ];
+    let on_aws = |r: &Resource| {
+        stack
+            .driver_for(r)
+            .or_else(|| {
+                platform
+                    .drivers
+                    .first()
+                    .map(|d| d.driver.as_str().to_string())
+            })
+            .and_then(|n| platform.driver(&n))
+            .is_some_and(|d| d.driver == DriverType::Aws)
+    };
+    let aws = platform
+        .drivers
         .iter()
-        .filter(|r| matches!(r.spec, Spec::GpuPool(_)))
-        .filter(|r| {
+        .find(|d| d.driver == DriverType::Aws);
+    for (applies, required, what, example) in aws_needs {
+        let (Some(first), Some(aws)) = (
             stack
-                .driver_for(r)
-                .or_else(|| {
-                    platform
-                        .drivers
-                        .first()
-                        .map(|d| d.driver.as_str().to_string())
-                })
-                .and_then(|n| platform.driver(&n))
-                .is_some_and(|d| d.driver == DriverType::Aws)
-        })
-        .collect();
-    if let (Some(first), Some(aws)) = (
-        pools_on_aws.first(),
-        platform
-            .drivers
+                .resources
+                .iter()
+                .find(|r| applies(&r.spec) && on_aws(r)),
+            aws,
+        ) else {
+            continue;
+        };
+        let missing: Vec<String> = required
             .iter()
-            .find(|d| d.driver == DriverType::Aws),
-    ) {
-        let missing: Vec<&str> = ["eks-cluster", "node-role-arn", "subnets"]
-            .into_iter()
-            .filter(|s| !aws.settings.contains_key(*s))
+            .filter(|s| !aws.settings.contains_key(**s))
+            .map(|s| format!("`{s}`"))
             .collect();
         if !missing.is_empty() {
             diags.push(
                 Diagnostic::error(
                     "missing-field",
-                    format!(
-                        "driver `aws` needs {} to make GPU pools (EKS node groups)",
-                        missing
-                            .iter()
-                            .map(|s| format!("`{s}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
+                    format!("driver `aws` needs {} {what}", missing.join(", ")),
                 )
                 .with_label(aws.name_span, "missing settings")
-                .with_label(first.kind_span, format!("{} is routed to `aws`", first.address))
-                .with_help("add them to the driver block: `eks-cluster \"prod\"`, `node-role-arn \"arn:aws:iam::123456789012:role/gpu-nodes\"`, `subnets \"subnet-a,subnet-b\"`"),
+                .with_label(
+                    first.kind_span,
+                    format!("{} is routed to `aws`", first.address),
+                )
+                .with_help(format!("add them to the driver block: {example}")),
+            );
+        }
+    }
+    // The AWS driver serves model endpoints through SageMaker only; SageMaker endpoints need an
+    // instance and scale through the endpoint's instance count.
+    for r in stack.resources.iter().filter(|r| on_aws(r)) {
+        let Spec::AiEndpoint(e) = &r.spec else {
+            continue;
+        };
+        let problem = if e.runtime != "sagemaker" {
+            Some((
+                format!(
+                    "driver `aws` serves runtime \"sagemaker\", not `{}`",
+                    e.runtime
+                ),
+                "route self-hosted runtimes to `kubernetes`, or use `runtime \"sagemaker\"` with an `instance-type`",
+            ))
+        } else if e.replicas == 0 {
+            Some((
+                "a SageMaker endpoint needs at least one instance".to_string(),
+                "set `replicas 1` or more (idle endpoints scale down through the cost controller)",
+            ))
+        } else if e.autoscale.is_some() || e.canary.is_some() {
+            Some((
+                "`autoscale` and `canary` are not served for SageMaker endpoints".to_string(),
+                "remove them and size the endpoint with `replicas`, or serve the model with `runtime \"vllm\"` on `kubernetes`",
+            ))
+        } else {
+            None
+        };
+        if let Some((message, help)) = problem {
+            diags.push(
+                Diagnostic::error("unsupported-kind", message)
+                    .with_label(
+                        r.kind_span,
+                        format!("{} cannot be applied by `aws`", r.address),
+                    )
+                    .with_help(help),
             );
         }
     }

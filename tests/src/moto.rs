@@ -50,37 +50,43 @@ impl MotoServer {
     }
 }
 
-impl MotoServer {
-    /// An RDS client of the test's own, to read back what the driver did.
-    pub fn rds(&self, region: &str) -> aws_sdk_rds::Client {
-        let config = aws_sdk_rds::Config::builder()
-            .behavior_version(aws_sdk_rds::config::BehaviorVersion::latest())
-            .region(aws_sdk_rds::config::Region::new(region.to_string()))
-            .endpoint_url(self.url())
-            .credentials_provider(aws_sdk_rds::config::Credentials::new(
-                "testing", "testing", None, None, "moto",
-            ))
-            .http_client(aws_smithy_http_client::Builder::new().build_http())
-            .build();
-        aws_sdk_rds::Client::from_conf(config)
-    }
+/// A client of the test's own for one service (credentials moto accepts): to set up what the
+/// driver works against and to read back what it did.
+macro_rules! service_client {
+    ($(#[$doc:meta])* $method:ident, $krate:ident) => {
+        impl MotoServer {
+            $(#[$doc])*
+            pub fn $method(&self, region: &str) -> $krate::Client {
+                let config = $krate::Config::builder()
+                    .behavior_version($krate::config::BehaviorVersion::latest())
+                    .region($krate::config::Region::new(region.to_string()))
+                    .endpoint_url(self.url())
+                    .credentials_provider($krate::config::Credentials::new(
+                        "testing", "testing", None, None, "moto",
+                    ))
+                    .http_client(aws_smithy_http_client::Builder::new().build_http())
+                    .build();
+                $krate::Client::from_conf(config)
+            }
+        }
+    };
 }
 
-impl MotoServer {
-    /// An EKS client of the test's own (to make the cluster node groups join, and to read back).
-    pub fn eks(&self, region: &str) -> aws_sdk_eks::Client {
-        let config = aws_sdk_eks::Config::builder()
-            .behavior_version(aws_sdk_eks::config::BehaviorVersion::latest())
-            .region(aws_sdk_eks::config::Region::new(region.to_string()))
-            .endpoint_url(self.url())
-            .credentials_provider(aws_sdk_eks::config::Credentials::new(
-                "testing", "testing", None, None, "moto",
-            ))
-            .http_client(aws_smithy_http_client::Builder::new().build_http())
-            .build();
-        aws_sdk_eks::Client::from_conf(config)
-    }
-}
+service_client!(
+    /// An RDS client.
+    rds,
+    aws_sdk_rds
+);
+service_client!(
+    /// An EKS client (to make the cluster node groups join).
+    eks,
+    aws_sdk_eks
+);
+service_client!(
+    /// A SageMaker client.
+    sagemaker,
+    aws_sdk_sagemaker
+);
 
 impl Drop for MotoServer {
     fn drop(&mut self) {

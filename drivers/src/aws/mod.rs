@@ -1,18 +1,19 @@
-//! The AWS driver (`docs/DRIVERS.md`), on aws-sdk-rust: buckets as S3 buckets and databases
-//! as RDS instances so far. Region,
+//! The AWS driver (`docs/DRIVERS.md`), on aws-sdk-rust: buckets as S3 buckets, databases as
+//! RDS instances, GPU pools as EKS node groups, AI endpoints as SageMaker endpoints. Region,
 //! `endpoint-url` (also `AWS_ENDPOINT_URL`) and `profile` come from the driver's settings;
 //! credentials from the standard chain (environment, profile, SSO, web identity, IMDS), never
 //! logged or stored. Physical names are `<stack>-<name>`; ownership is marked with the same
 //! keys as Kubernetes labels, as tags. A name already taken by something platformd does not own
 //! is an error, never an adoption.
 //!
-//! `s3.rs` maps buckets, `rds.rs` databases, `eks.rs` GPU pools; `errors.rs` classifies service
-//! errors.
+//! `s3.rs` maps buckets, `rds.rs` databases, `eks.rs` GPU pools, `sagemaker.rs` AI endpoints;
+//! `errors.rs` classifies service errors.
 
 mod eks;
 mod errors;
 mod rds;
 mod s3;
+mod sagemaker;
 
 pub use s3::versioning_from_raw;
 
@@ -36,6 +37,9 @@ pub struct Settings {
     pub eks_cluster: Option<String>,
     pub node_role_arn: Option<String>,
     pub subnets: Option<String>,
+    /// The IAM role SageMaker models run as, and the serving image replacing the default.
+    pub sagemaker_execution_role: Option<String>,
+    pub sagemaker_image: Option<String>,
 }
 
 impl Settings {
@@ -47,6 +51,8 @@ impl Settings {
             eks_cluster: settings.get("eks-cluster").cloned(),
             node_role_arn: settings.get("node-role-arn").cloned(),
             subnets: settings.get("subnets").cloned(),
+            sagemaker_execution_role: settings.get("sagemaker-execution-role").cloned(),
+            sagemaker_image: settings.get("sagemaker-image").cloned(),
         }
     }
 }
@@ -58,7 +64,12 @@ pub struct AwsDriver {
     s3: tokio::sync::OnceCell<aws_sdk_s3::Client>,
     rds: tokio::sync::OnceCell<aws_sdk_rds::Client>,
     eks: tokio::sync::OnceCell<aws_sdk_eks::Client>,
+    sagemaker: tokio::sync::OnceCell<aws_sdk_sagemaker::Client>,
     calls: CallCounter,
+    /// Replaces the HTTPS client (recorded answers in tests, `with_http_client`).
+    http: Option<aws_sdk_s3::config::SharedHttpClient>,
+    /// How often waits poll the service.
+    poll: std::time::Duration,
 }
 
 /// Counts the requests the driver sends (every service, every attempt): what a drift scan
@@ -134,7 +145,24 @@ impl AwsDriver {
             s3: tokio::sync::OnceCell::new(),
             rds: tokio::sync::OnceCell::new(),
             eks: tokio::sync::OnceCell::new(),
+            sagemaker: tokio::sync::OnceCell::new(),
             calls: CallCounter::default(),
+            http: None,
+            poll: std::time::Duration::from_secs(5),
+        }
+    }
+
+    /// A driver that sends every request through `http` instead of its HTTPS client and polls
+    /// every `poll`: how the paths an emulator cannot answer are tested with recorded answers.
+    pub fn with_http_client(
+        settings: Settings,
+        http: aws_sdk_s3::config::SharedHttpClient,
+        poll: std::time::Duration,
+    ) -> AwsDriver {
+        AwsDriver {
+            http: Some(http),
+            poll,
+            ..AwsDriver::new(settings)
         }
     }
 
@@ -146,11 +174,13 @@ impl AwsDriver {
         self.config
             .get_or_init(|| async {
                 use aws_smithy_http_client::tls;
-                let https = aws_smithy_http_client::Builder::new()
-                    .tls_provider(tls::Provider::Rustls(
-                        tls::rustls_provider::CryptoMode::Ring,
-                    ))
-                    .build_https();
+                let https = self.http.clone().unwrap_or_else(|| {
+                    aws_smithy_http_client::Builder::new()
+                        .tls_provider(tls::Provider::Rustls(
+                            tls::rustls_provider::CryptoMode::Ring,
+                        ))
+                        .build_https()
+                });
                 let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
                     .http_client(https)
                     // The engine's backoff is the one retry loop: the SDK's would multiply it.
@@ -209,6 +239,17 @@ impl AwsDriver {
             .await
     }
 
+    async fn sagemaker(&self) -> &aws_sdk_sagemaker::Client {
+        self.sagemaker
+            .get_or_init(|| async {
+                let config = aws_sdk_sagemaker::config::Builder::from(self.config().await)
+                    .interceptor(self.calls.clone())
+                    .build();
+                aws_sdk_sagemaker::Client::from_conf(config)
+            })
+            .await
+    }
+
     fn region(&self) -> String {
         self.settings
             .region
@@ -224,7 +265,10 @@ impl Driver for AwsDriver {
     }
 
     fn supports(&self, kind: Kind) -> bool {
-        matches!(kind, Kind::Bucket | Kind::Database | Kind::GpuPool)
+        matches!(
+            kind,
+            Kind::Bucket | Kind::Database | Kind::GpuPool | Kind::AiEndpoint
+        )
     }
 
     async fn observe(
@@ -250,6 +294,9 @@ impl Driver for AwsDriver {
         if kinds.contains(&Kind::GpuPool) {
             found.extend(eks::observe(self.eks().await, &self.settings, stack).await?);
         }
+        if kinds.contains(&Kind::AiEndpoint) {
+            found.extend(sagemaker::observe(self.sagemaker().await, &self.region(), stack).await?);
+        }
         Ok(found)
     }
 
@@ -257,6 +304,7 @@ impl Driver for AwsDriver {
         Ok(match desired.kind {
             Kind::Database => rds::expected(desired),
             Kind::GpuPool => eks::expected(desired, &self.settings),
+            Kind::AiEndpoint => sagemaker::expected(desired, &self.settings, &self.region()),
             _ => s3::expected(desired),
         })
     }
@@ -282,6 +330,15 @@ impl Driver for AwsDriver {
             }
             Kind::Database => rds::apply(self.rds().await, desired).await,
             Kind::GpuPool => eks::apply(self.eks().await, &self.settings, desired).await,
+            Kind::AiEndpoint => {
+                sagemaker::apply(
+                    self.sagemaker().await,
+                    &self.settings,
+                    &self.region(),
+                    desired,
+                )
+                .await
+            }
             other => Err(DriverError::permanent(format!(
                 "the aws driver does not serve {other} yet"
             ))),
@@ -297,6 +354,17 @@ impl Driver for AwsDriver {
             Kind::Database => rds::wait_available(self.rds().await, desired, timeout).await,
             Kind::GpuPool => {
                 eks::wait_active(self.eks().await, &self.settings, desired, timeout).await
+            }
+            Kind::AiEndpoint => {
+                sagemaker::wait_in_service(
+                    self.sagemaker().await,
+                    &self.settings,
+                    &self.region(),
+                    desired,
+                    timeout,
+                    self.poll,
+                )
+                .await
             }
             _ => Ok(()),
         }
@@ -314,6 +382,7 @@ impl Driver for AwsDriver {
             Kind::Bucket => s3::delete(self.s3().await, &id).await,
             Kind::Database => rds::delete(self.rds().await, &id).await,
             Kind::GpuPool => eks::delete(self.eks().await, &self.settings, &id).await,
+            Kind::AiEndpoint => sagemaker::delete(self.sagemaker().await, stack, name).await,
             _ => Ok(()),
         }
     }

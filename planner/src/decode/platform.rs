@@ -16,6 +16,10 @@ pub(crate) const PLATFORM_FIELDS: &[FieldDef] = &[
 /// Driver settings whose value has a form: the check, what is accepted, an example.
 type SettingRule = (fn(&str) -> bool, &'static str, &'static str);
 
+fn is_role_arn(v: &str) -> bool {
+    v.starts_with("arn:") && v.contains(":role/")
+}
+
 fn setting_rule(name: &str) -> Option<SettingRule> {
     Some(match name {
         "force-conflicts" => (
@@ -32,6 +36,16 @@ fn setting_rule(name: &str) -> Option<SettingRule> {
             |v| v.split(',').all(|s| !s.trim().is_empty()),
             "subnet ids separated by commas",
             "subnets \"subnet-a,subnet-b\"",
+        ),
+        "node-role-arn" => (
+            is_role_arn,
+            "an IAM role ARN",
+            "node-role-arn \"arn:aws:iam::123456789012:role/gpu-nodes\"",
+        ),
+        "sagemaker-execution-role" => (
+            is_role_arn,
+            "an IAM role ARN",
+            "sagemaker-execution-role \"arn:aws:iam::123456789012:role/sagemaker\"",
         ),
         _ => return None,
     })
