@@ -770,3 +770,117 @@ fn an_ai_endpoint_is_a_sagemaker_endpoint_scaled_in_place_and_deleted_with_its_r
     let models = rt.block_on(sm.list_models().send()).unwrap();
     assert!(models.models().is_empty(), "{models:?}");
 }
+
+/// Everything the AWS driver serves, in one graph with services on the local driver.
+#[test]
+fn one_stack_of_bucket_database_gpu_pool_and_sagemaker_endpoint_converges_and_keeps_its_tags() {
+    let moto = MotoServer::start();
+    let (s3, rds, eks, sm) = (
+        moto.s3(REGION),
+        moto.rds(REGION),
+        moto.eks(REGION),
+        moto.sagemaker(REGION),
+    );
+    let rt = rt();
+    rt.block_on(
+        eks.create_cluster()
+            .name("prod")
+            .role_arn("arn:aws:iam::123456789012:role/eks")
+            .resources_vpc_config(
+                aws_sdk_eks::types::VpcConfigRequest::builder()
+                    .subnet_ids("subnet-a")
+                    .build(),
+            )
+            .send(),
+    )
+    .unwrap();
+    let settings = format!(
+        "        eks-cluster \"prod\"\n        node-role-arn \"arn:aws:iam::123456789012:role/gpu-nodes\"\n        subnets \"subnet-a\"\n        sagemaker-execution-role \"{SAGEMAKER_ROLE}\"\n"
+    );
+    let platform = platform(&moto)
+        .replace(
+            "route \"bucket\" to=\"aws\"",
+            "route \"bucket\" \"database\" \"gpu-pool\" \"ai-endpoint\" to=\"aws\"",
+        )
+        .replace(
+            &format!("endpoint-url \"{}\"\n", moto.url()),
+            &format!("endpoint-url \"{}\"\n{settings}", moto.url()),
+        );
+    let chat = CHAT.replace(
+        "    replicas 1\n}",
+        "    replicas 1\n    labels cost-center=\"ml\"\n}",
+    );
+    let ws = workspace(&moto, "");
+    ws.stack(&[
+        ("platform.kdl", &platform),
+        ("buckets.kdl", EXPORTS),
+        ("orders.kdl", ORDERS),
+        ("pool.kdl", POOL),
+        ("chat.kdl", &chat),
+    ]);
+    let run = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stdout.contains("6 applied"),
+        "bucket, database, pool, endpoint and two services: {}",
+        run.stdout
+    );
+
+    // Each exists in the account, read back through the SDK.
+    assert!(
+        rt.block_on(s3.head_bucket().bucket("shop-exports").send())
+            .is_ok()
+    );
+    let instances = rt
+        .block_on(
+            rds.describe_db_instances()
+                .db_instance_identifier("shop-orders-db")
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(instances.db_instances().len(), 1);
+    assert!(
+        rt.block_on(
+            eks.describe_nodegroup()
+                .cluster_name("prod")
+                .nodegroup_name("shop-l4")
+                .send()
+        )
+        .is_ok()
+    );
+    let endpoint = deployed(&rt, &sm, "shop-chat").expect("the endpoint exists");
+    assert!(endpoint.tags.contains(&("cost-center".into(), "ml".into())));
+    assert_eq!(
+        ws.run(&["plan", "stack", "--detailed-exitcode"]).code,
+        0,
+        "a second plan is empty"
+    );
+
+    // A label tag removed by hand from the endpoint: drift, then tagged again.
+    rt.block_on(
+        sm.delete_tags()
+            .resource_arn(format!(
+                "arn:aws:sagemaker:{REGION}:123456789012:endpoint/shop-chat"
+            ))
+            .tag_keys("cost-center")
+            .send(),
+    )
+    .unwrap();
+    let drift = ws.run(&["drift", "stack", "--detailed-exitcode"]);
+    assert_eq!(drift.code, 2, "{}", drift.all());
+    assert!(
+        drift.stdout.contains("ai-endpoint/chat drifted")
+            && drift.stdout.contains("tags.cost-center"),
+        "{}",
+        drift.stdout
+    );
+    let fix = ws.run(&["apply", "stack", "--refresh", "--auto-approve"]);
+    assert_eq!(fix.code, 0, "{}", fix.all());
+    let endpoint = deployed(&rt, &sm, "shop-chat").unwrap();
+    assert!(
+        endpoint.tags.contains(&("cost-center".into(), "ml".into())),
+        "{:?}",
+        endpoint.tags
+    );
+    assert_eq!(ws.run(&["drift", "stack", "--detailed-exitcode"]).code, 0);
+}
