@@ -466,3 +466,53 @@ fn graph_dot_is_graphviz_with_a_cluster_per_driver() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_deny_policy_blocks_a_pull_request_plan_with_exit_3_in_every_format() {
+    let repo = two_commit_repo();
+    repo.write(
+        "stack/policies.kdl",
+        "policy \"no-public-buckets\" {\n    kinds \"bucket\"\n    deny \"self.public\" message=\"buckets are never public\"\n}\n",
+    );
+    repo.write(
+        "stack/assets.kdl",
+        "bucket \"assets\" {\n    team \"web\"\n    public #true\n}\n",
+    );
+    repo.commit("a public bucket");
+    let args = ["plan", "stack", "--base", "HEAD~1", "--head", "HEAD"];
+    let out = platformd(&args, repo.path());
+    assert_eq!(code(&out), 3, "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("no-public-buckets: bucket/assets: buckets are never public")
+            && text.contains("at assets.kdl:1:1"),
+        "{text}"
+    );
+    let out = platformd(&[&args[..], &["--format", "json"]].concat(), repo.path());
+    assert_eq!(code(&out), 3);
+    let plan: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(plan["policy"]["blocked"], true);
+    assert_eq!(
+        plan["policy"]["violations"][0]["addresses"][0],
+        "bucket/assets"
+    );
+    let out = platformd(
+        &[&args[..], &["--format", "markdown"]].concat(),
+        repo.path(),
+    );
+    assert_eq!(code(&out), 3);
+    assert!(
+        stdout(&out).contains("**no-public-buckets**: bucket/assets: buckets are never public"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Made private: the same policy passes.
+    repo.write(
+        "stack/assets.kdl",
+        "bucket \"assets\" {\n    team \"web\"\n}\n",
+    );
+    repo.commit("private");
+    let out = platformd(&args, repo.path());
+    assert_eq!(code(&out), 0, "{}", stdout(&out));
+}

@@ -12,6 +12,7 @@ pub mod graph;
 pub mod load;
 pub mod model;
 pub mod plan;
+pub mod policy;
 pub mod render;
 pub mod snapshot;
 pub mod source;
@@ -66,9 +67,15 @@ pub fn analyze_cached(files: Vec<StackFile>, cache: Option<&load::ParseCache>) -
     validate::check_cycles(&graph, &mut diagnostics);
     let (costs, cost_warnings) = cost::estimate(&stack);
     diagnostics.extend(cost_warnings);
-    diagnostic::sort(&mut diagnostics);
-    let snapshot = (!diagnostics.iter().any(Diagnostic::is_error))
+    let mut snapshot = (!diagnostics.iter().any(Diagnostic::is_error))
         .then(|| Snapshot::from_stack(&stack, &costs));
+    if let Some(snap) = &mut snapshot {
+        snap.policy_findings = policy::evaluate(&stack, snap, &mut diagnostics);
+        if diagnostics.iter().any(Diagnostic::is_error) {
+            snapshot = None;
+        }
+    }
+    diagnostic::sort(&mut diagnostics);
     Analysis {
         stack,
         graph,

@@ -531,6 +531,33 @@ pub struct Stack {
     pub teams: Vec<Team>,
     pub resources: Vec<Resource>,
     pub pricing: PricingOverrides,
+    pub policies: Vec<Policy>,
+}
+
+/// Whether a policy rule blocks the plan or is reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyLevel {
+    Deny,
+    Warn,
+}
+
+/// One `deny`/`warn` line: a CEL expression true when a resource breaks the rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyRule {
+    pub level: PolicyLevel,
+    pub expression: Spanned<String>,
+    pub message: String,
+}
+
+/// A `policy` node: rules and the resources they apply to (empty scope lists mean all).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub name: Spanned<String>,
+    pub kinds: Vec<Kind>,
+    pub teams: Vec<String>,
+    pub environments: Vec<String>,
+    pub rules: Vec<PolicyRule>,
 }
 
 impl Stack {

@@ -110,10 +110,13 @@ pub struct Summary {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Violation {
-    /// `budget` or `protected-delete`.
+    /// `budget`, `protected-delete`, or the name of a `policy` in the stack.
     pub policy: String,
     pub message: String,
     pub addresses: Vec<String>,
+    /// `path:line:column` of the resource a `policy` finding is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -649,6 +652,7 @@ fn policy_report(
                 blocked.join(", ")
             ),
             addresses: blocked,
+            location: None,
         });
     }
     for t in cost.teams.iter().filter(|t| t.over_budget) {
@@ -695,12 +699,25 @@ fn policy_report(
                 .iter()
                 .map(|r| format!("{}/{}", r.kind, r.name))
                 .collect(),
+            location: None,
         };
         // A change that does not add cost is not blocked, so over-budget teams can still cut.
         if increases {
             report.violations.push(violation)
         } else {
             report.warnings.push(violation)
+        }
+    }
+    for f in &desired.policy_findings {
+        let violation = Violation {
+            policy: f.policy.clone(),
+            message: format!("{}: {}", f.address, f.message),
+            addresses: vec![f.address.clone()],
+            location: Some(f.location.clone()),
+        };
+        match f.level {
+            crate::model::PolicyLevel::Deny => report.violations.push(violation),
+            crate::model::PolicyLevel::Warn => report.warnings.push(violation),
         }
     }
     report.blocked = !report.violations.is_empty();

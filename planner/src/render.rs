@@ -136,11 +136,31 @@ pub fn text(plan: &Plan, colour: bool) -> String {
     }
     if !plan.policy.violations.is_empty() || !plan.policy.warnings.is_empty() {
         let _ = writeln!(out, "{}", p.c("1", "Policy:"));
+        let at = |v: &crate::plan::Violation| {
+            v.location
+                .as_ref()
+                .map(|l| format!(" ({})", p.c("2", &format!("at {l}"))))
+                .unwrap_or_default()
+        };
         for v in &plan.policy.violations {
-            let _ = writeln!(out, "  {} {}: {}", p.c("1;31", "✗"), v.policy, v.message);
+            let _ = writeln!(
+                out,
+                "  {} {}: {}{}",
+                p.c("1;31", "✗"),
+                v.policy,
+                v.message,
+                at(v)
+            );
         }
         for v in &plan.policy.warnings {
-            let _ = writeln!(out, "  {} {}: {}", p.c("1;33", "!"), v.policy, v.message);
+            let _ = writeln!(
+                out,
+                "  {} {}: {}{}",
+                p.c("1;33", "!"),
+                v.policy,
+                v.message,
+                at(v)
+            );
         }
         out.push('\n');
     }
@@ -311,14 +331,26 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
             "> [!CAUTION]\n> **Blocked by policy.** This plan will not be applied until these are resolved:"
         );
         for v in &plan.policy.violations {
-            let _ = writeln!(head, "> - **{}**: {}", v.policy, md_escape(&v.message));
+            let _ = writeln!(
+                head,
+                "> - **{}**: {}{}",
+                v.policy,
+                md_escape(&v.message),
+                md_at(v)
+            );
         }
         head.push('\n');
     }
     if !plan.policy.warnings.is_empty() {
         let _ = writeln!(head, "> [!WARNING]");
         for v in &plan.policy.warnings {
-            let _ = writeln!(head, "> - **{}**: {}", v.policy, md_escape(&v.message));
+            let _ = writeln!(
+                head,
+                "> - **{}**: {}{}",
+                v.policy,
+                md_escape(&v.message),
+                md_at(v)
+            );
         }
         head.push('\n');
     }
@@ -517,4 +549,12 @@ pub fn format_unix_time(secs: i64) -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+/// ` (`path:line:column`)` after a policy finding, in Markdown.
+fn md_at(v: &crate::plan::Violation) -> String {
+    v.location
+        .as_ref()
+        .map(|l| format!(" (`{l}`)"))
+        .unwrap_or_default()
 }

@@ -88,6 +88,10 @@ pub struct Snapshot {
     #[serde(default)]
     pub drivers: BTreeMap<String, BTreeMap<String, String>>,
     pub resources: BTreeMap<String, ResourceSnapshot>,
+    /// What the stack's `policy` rules found (`crate::policy`); a `deny` finding blocks a plan
+    /// towards this snapshot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policy_findings: Vec<crate::policy::PolicyFinding>,
 }
 
 impl Snapshot {
@@ -158,6 +162,7 @@ impl Snapshot {
             environment: platform.and_then(|p| p.environment.clone()),
             teams,
             resources,
+            policy_findings: Vec::new(),
         }
     }
 }

@@ -21,6 +21,7 @@ pub fn check(
         sources,
         ..Stack::default()
     };
+    stack.policies = decoded.policies;
 
     if !stack.sources.iter().any(|(_, f)| f.path == "platform.kdl") && !syntax_errors {
         let mut d = Diagnostic::error("missing-platform", "the stack has no platform.kdl at its root").with_help(

@@ -107,3 +107,86 @@ fn mutated_stacks_never_panic() {
     }
     assert!(runs > 1000, "{runs}");
 }
+
+/// Policy expressions are user input too: mutated CEL compiles to a diagnostic or evaluates to a
+/// finding or a `policy-error`, never a panic.
+#[test]
+fn mutated_policy_expressions_never_panic() {
+    const CEL_TOKENS: &[&str] = &[
+        "self.",
+        "&&",
+        "||",
+        "!",
+        "(",
+        ")",
+        "[",
+        "]",
+        "'",
+        "\\\"",
+        "==",
+        "<",
+        ".size()",
+        "has(",
+        "in",
+        "0",
+        "-1",
+        "9223372036854775807",
+        "1.5",
+        "null",
+        "true",
+        ".all(x, x)",
+        "{",
+        "}",
+        "? :",
+        "self.labels['a']",
+        "environment",
+        "matches('[')",
+        "/",
+        "%",
+        "int(",
+        "dyn(",
+    ];
+    let expressions = [
+        "self.public && !('public-access' in self.labels && self.labels['public-access'] == 'approved')",
+        "environment != 'prod' && self.capacity != 'spot'",
+        "self.backup_retention_days < 7",
+        "self.nodes.max > 8 || self.replicas / 0 > 1",
+    ];
+    let platform = "platform \"p\" {\n    environment \"prod\"\n    driver \"local\" {\n        path \".platformd/rendered\"\n    }\n}\nteam \"t\" {\n    owner \"t@acme.example\"\n}\n";
+    let resources = "bucket \"b\" {\n    team \"t\"\n    public #true\n}\ndatabase \"d\" {\n    team \"t\"\n    engine \"postgres\" version=\"16\"\n    size \"db.t4g.medium\"\n}\nservice \"s\" {\n    team \"t\"\n    image \"ghcr.io/acme/s:1.0.0\"\n    replicas 2\n    labels a=\"x\"\n}\n";
+    let mut rng = Lcg(0xce1);
+    for i in 0..600 {
+        let mut expression = expressions[i % expressions.len()].to_string();
+        for _ in 0..1 + rng.below(3) {
+            let mut pos = rng.below(expression.len() + 1);
+            while !expression.is_char_boundary(pos) {
+                pos -= 1;
+            }
+            if rng.below(2) == 0 {
+                expression.insert_str(pos, CEL_TOKENS[rng.below(CEL_TOKENS.len())]);
+            } else {
+                expression.truncate(pos);
+            }
+        }
+        let policy = format!(
+            "policy \"x\" {{\n    deny \"{}\" message=\"m\"\n}}\n",
+            expression.replace('"', "\\\"")
+        );
+        let files = vec![
+            planner::load::StackFile {
+                path: "platform.kdl".into(),
+                text: platform.into(),
+            },
+            planner::load::StackFile {
+                path: "policy.kdl".into(),
+                text: policy,
+            },
+            planner::load::StackFile {
+                path: "resources.kdl".into(),
+                text: resources.into(),
+            },
+        ];
+        let analysis = planner::analyze(files);
+        let _ = analysis.render_diagnostics(planner::diagnostic::Colour::Never);
+    }
+}

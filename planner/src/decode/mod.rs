@@ -6,6 +6,7 @@ mod env;
 pub mod fields;
 mod kinds;
 mod platform;
+mod policy;
 mod resource;
 pub mod secrets;
 mod tables;
@@ -19,6 +20,7 @@ use env::*;
 use fields::*;
 use kinds::*;
 use platform::*;
+use policy::*;
 use resource::*;
 use std::collections::BTreeMap;
 use tables::*;
@@ -31,6 +33,7 @@ pub struct Decoded {
     pub teams: Vec<Team>,
     pub resources: Vec<Resource>,
     pub pricing: PricingOverrides,
+    pub policies: Vec<Policy>,
 }
 
 impl Decoded {
@@ -38,13 +41,14 @@ impl Decoded {
         self.platforms.extend(other.platforms);
         self.teams.extend(other.teams);
         self.resources.extend(other.resources);
+        self.policies.extend(other.policies);
         self.pricing.instances.extend(other.pricing.instances);
         self.pricing.rates.extend(other.pricing.rates);
     }
 }
 
 /// Top-level node names other than resource kinds.
-pub(crate) const TOP_LEVEL: &[&str] = &["platform", "team", "pricing"];
+pub(crate) const TOP_LEVEL: &[&str] = &["platform", "team", "pricing", "policy"];
 
 pub fn decode_nodes(nodes: &[Node], diags: &mut Vec<Diagnostic>) -> Decoded {
     let mut out = Decoded::default();
@@ -62,6 +66,11 @@ pub fn decode_nodes(nodes: &[Node], diags: &mut Vec<Diagnostic>) -> Decoded {
                 }
             }
             "pricing" => decode_pricing(node, &mut out.pricing, diags),
+            "policy" => {
+                if let Some(p) = decode_policy(node, diags) {
+                    out.policies.push(p);
+                }
+            }
             other => match Kind::parse(other) {
                 Some(kind) => {
                     if let Some(r) = decode_resource(kind, node, diags) {
