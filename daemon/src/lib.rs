@@ -10,6 +10,7 @@
 //!
 //! See `docs/ARCHITECTURE.md`.
 
+pub mod clock;
 pub mod engine;
 pub mod ops;
 pub mod reconcile;

@@ -75,6 +75,13 @@ pub enum Command {
         /// Observe live state first and also correct drift (drift policy `correct`).
         #[arg(long)]
         refresh: bool,
+        /// Apply even while a sync window forbids it (an emergency); recorded in history with
+        /// the OS user and `--reason`.
+        #[arg(long, requires = "reason")]
+        override_window: bool,
+        /// Why the window is overridden (required with `--override-window`).
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
         #[command(flatten)]
         options: ApplyOptions,
     },
@@ -231,6 +238,8 @@ fn main() -> ExitCode {
             stack,
             plan,
             refresh,
+            override_window,
+            reason,
             options,
         } => state::apply(
             state::ApplyArgs {
@@ -238,6 +247,7 @@ fn main() -> ExitCode {
                 plan_file: plan.as_deref(),
                 state_dir: &state_dir,
                 refresh,
+                window_override: reason.filter(|_| override_window),
                 options,
             },
             colour,

@@ -211,6 +211,10 @@ async fn command(api: &Api, command: Command) -> Response {
 struct SyncQuery {
     /// `all`, or an address: scan for drift now and correct it (policy `correct`).
     correct: Option<String>,
+    /// Apply even while a sync window is closed; the value is the reason, recorded with the
+    /// API token as the actor.
+    #[serde(rename = "override-window")]
+    override_window: Option<String>,
 }
 
 async fn sync(
@@ -226,7 +230,22 @@ async fn sync(
             let only = (target != "all").then_some(target);
             command(&api, Command::CorrectDrift(only)).await
         }
-        None => command(&api, Command::Sync).await,
+        None => {
+            let override_window = match query.override_window {
+                Some(reason) if reason.trim().is_empty() => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "override-window needs a reason: ?override-window=why",
+                    );
+                }
+                Some(reason) => Some(crate::reconcile::WindowOverride {
+                    actor: "API token holder".into(),
+                    reason,
+                }),
+                None => None,
+            };
+            command(&api, Command::Sync { override_window }).await
+        }
     }
 }
 

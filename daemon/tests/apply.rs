@@ -804,3 +804,97 @@ fn a_store_write_that_fails_stops_the_apply_with_an_error_and_loses_nothing() {
     assert_eq!(run.code, 0, "{}", run.all());
     assert!(run.stdout.contains("2 applied"), "{}", run.stdout);
 }
+
+/// The weekend freeze: Fridays 22:00 Berlin for 60 hours.
+fn frozen_platform() -> String {
+    PLATFORM.replace(
+        "    environment \"test\"\n",
+        "    environment \"test\"\n    window \"deny\" schedule=\"0 22 * * fri\" duration=\"60h\" timezone=\"Europe/Berlin\"\n",
+    )
+}
+
+const API: &str = "service \"api\" {\n    team \"web\"\n    image \"ghcr.io/acme/api:1.0.0\"\n    replicas 2\n}\n";
+
+#[test]
+fn apply_inside_a_deny_window_is_refused_unless_overridden_with_a_reason() {
+    let mut ws = Workspace::new();
+    ws.stack(&[("platform.kdl", &frozen_platform()), ("api.kdl", API)]);
+    // Saturday noon: inside the freeze.
+    ws.env
+        .push(("PLATFORMD_FAKE_NOW".into(), "2026-11-28T12:00:00Z".into()));
+    ws.env.push(("USER".into(), "alice".into()));
+    let plan = ws.run(&["plan", "stack"]);
+    assert!(
+        plan.stdout.contains("Sync window: closed: the deny window \"0 22 * * fri\" for 60h (Europe/Berlin) is in force; opens at 2026-11-30T09:00:00Z"),
+        "{}",
+        plan.stdout
+    );
+    let json = ws.run(&["plan", "stack", "--format", "json"]);
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(doc["window"]["open"], false);
+    let refused = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(refused.code, 3, "{}", refused.all());
+    assert!(
+        refused
+            .stderr
+            .contains("a sync window forbids applying now")
+            && refused.stderr.contains("--override-window"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!ws.rendered("service/api.yaml").exists());
+    // An override needs a reason.
+    let no_reason = ws.run(&["apply", "stack", "--auto-approve", "--override-window"]);
+    assert_eq!(no_reason.code, 2, "{}", no_reason.all());
+    let run = ws.run(&[
+        "apply",
+        "stack",
+        "--auto-approve",
+        "--override-window",
+        "--reason",
+        "INC-42 checkout is down",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(ws.rendered("service/api.yaml").exists());
+    let history = ws.run(&["history"]);
+    assert!(
+        history
+            .stdout
+            .contains("alice overrode the sync window to apply")
+            && history.stdout.contains("INC-42 checkout is down"),
+        "{}",
+        history.stdout
+    );
+    // Monday after 10:00 Berlin the window is open: no override needed.
+    ws.env.retain(|(k, _)| k != "PLATFORMD_FAKE_NOW");
+    ws.env
+        .push(("PLATFORMD_FAKE_NOW".into(), "2026-11-30T09:00:00Z".into()));
+    ws.stack(&[
+        ("platform.kdl", &frozen_platform()),
+        ("api.kdl", &API.replace("replicas 2", "replicas 3")),
+    ]);
+    let run = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+}
+
+#[test]
+fn a_bad_sync_window_is_refused_with_its_location() {
+    let ws = Workspace::new();
+    let platform = PLATFORM.replace(
+        "    environment \"test\"\n",
+        "    environment \"test\"\n    window \"deny\" schedule=\"0 25 * * fri\" duration=\"60h\" timezone=\"Europe/Berlinn\"\n",
+    );
+    ws.stack(&[("platform.kdl", &platform), ("api.kdl", API)]);
+    let run = ws.run(&["plan", "stack"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.stderr
+            .contains("`schedule` \"0 25 * * fri\" is not valid: hour 25 is outside 0-23")
+            && run.stderr.contains("--> stack/platform.kdl:3:28")
+            && run
+                .stderr
+                .contains("\"Europe/Berlinn\" is not valid: `Europe/Berlinn` is not a time zone"),
+        "{}",
+        run.stderr
+    );
+}

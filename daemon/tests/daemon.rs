@@ -667,3 +667,96 @@ fn follows_a_git_remote_onto_a_cluster() {
         })
     });
 }
+
+/// The weekend freeze: Fridays 22:00 Berlin for 60 hours, so until Monday 10:00 Berlin
+/// (09:00 UTC).
+fn frozen_platform() -> String {
+    PLATFORM.replace(
+        "    environment \"test\"\n",
+        "    environment \"test\"\n    window \"deny\" schedule=\"0 22 * * fri\" duration=\"60h\" timezone=\"Europe/Berlin\"\n",
+    )
+}
+
+#[test]
+fn a_commit_during_a_deny_window_waits_and_is_applied_when_the_window_ends() {
+    let remote = Remote::new();
+    let c1 = remote.push(
+        &[
+            ("platform.kdl", &frozen_platform()),
+            ("api.kdl", &service(2)),
+        ],
+        "during the freeze",
+    );
+    let dir = work_dir();
+    // Eight seconds before the freeze ends.
+    let daemon = Daemon::start(
+        dir.path(),
+        &remote.url(),
+        &["--path", "stack", "--interval", "300ms"],
+        &[("PLATFORMD_FAKE_NOW", "2026-11-30T08:59:52Z")],
+    );
+    let status = daemon.status();
+    assert_eq!(status["sync_state"], "window-closed", "{status}");
+    assert_eq!(status["applied_revision"], Value::Null);
+    assert_eq!(status["window"]["opens_at"], "2026-11-30T09:00:00Z");
+    assert!(
+        status["window"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("deny window \"0 22 * * fri\" for 60h (Europe/Berlin)"),
+        "{status}"
+    );
+    let rendered = dir.path().join(".platformd/rendered/service/api.yaml");
+    assert!(!rendered.exists(), "nothing applied during the freeze");
+    // Not dropped: applied once the window ends.
+    daemon.wait_applied(&c1);
+    let status = daemon.status();
+    assert_eq!(status["sync_state"], "synced");
+    assert_eq!(status["window"], Value::Null);
+    assert!(rendered.exists());
+}
+
+#[test]
+fn an_api_override_applies_inside_a_deny_window_and_is_recorded() {
+    let remote = Remote::new();
+    let c1 = remote.push(
+        &[
+            ("platform.kdl", &frozen_platform()),
+            ("api.kdl", &service(2)),
+        ],
+        "hotfix",
+    );
+    let dir = work_dir();
+    // Saturday noon: deep in the freeze.
+    let daemon = Daemon::start(
+        dir.path(),
+        &remote.url(),
+        &["--path", "stack", "--interval", "300ms"],
+        &[("PLATFORMD_FAKE_NOW", "2026-11-28T12:00:00Z")],
+    );
+    assert_eq!(daemon.status()["sync_state"], "window-closed");
+    // A plain sync is held back too.
+    let (code, body) = daemon.post("/api/v1/sync", "");
+    assert_eq!(code, 409, "{body}");
+    assert!(
+        body.to_string().contains("a sync window is closed"),
+        "{body}"
+    );
+    let (code, _) = daemon.post("/api/v1/sync?override-window=", "");
+    assert_eq!(code, 400, "an override needs a reason");
+    let (code, body) = daemon.post("/api/v1/sync?override-window=checkout%20is%20down", "");
+    assert_eq!(code, 200, "{body}");
+    daemon.wait_applied(&c1);
+    let out = Command::new(env!("CARGO_BIN_EXE_platformd"))
+        .args(["history"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let history = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        history.contains("Sync window overrides:")
+            && history.contains("API token holder overrode the sync window to apply")
+            && history.contains("checkout is down"),
+        "{history}"
+    );
+}

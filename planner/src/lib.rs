@@ -20,6 +20,7 @@ pub mod suggest;
 pub mod syntax;
 pub mod units;
 pub mod validate;
+pub mod window;
 
 pub use diagnostic::{Diagnostic, Severity};
 pub use load::StackFile;

@@ -238,6 +238,8 @@ pub struct Platform {
     pub drift: DriftPolicy,
     pub drivers: Vec<DriverDecl>,
     pub routes: Vec<Route>,
+    /// Sync windows (`crate::window`): when applying is allowed.
+    pub windows: Vec<crate::window::SyncWindow>,
     /// The `platform` keyword, for diagnostics about the platform as a whole.
     pub keyword_span: Span,
 }

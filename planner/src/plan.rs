@@ -204,6 +204,13 @@ pub struct Plan {
     /// The drivers (and settings) the desired state is applied with.
     #[serde(default)]
     pub drivers: BTreeMap<String, BTreeMap<String, String>>,
+    /// The platform's sync windows, so a saved plan is held to them too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<crate::window::SyncWindow>,
+    /// The windows' verdict when the plan was shown, while they forbid applying (set by the
+    /// caller, which owns the clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<crate::window::WindowState>,
 }
 
 impl Plan {
@@ -213,6 +220,7 @@ impl Plan {
         let mut snapshot = Snapshot::empty(&plan.stack);
         snapshot.environment = plan.environment.clone();
         snapshot.drivers = plan.drivers.clone();
+        snapshot.windows = plan.windows.clone();
         for r in &plan.resources {
             let Some(after) = &r.after else { continue };
             let value = after.value();
@@ -422,6 +430,8 @@ pub fn plan(prior: &Snapshot, desired: &Snapshot, options: &PlanOptions) -> Plan
         policy,
         cost,
         drivers: desired.drivers.clone(),
+        windows: desired.windows.clone(),
+        window: None,
     }
 }
 

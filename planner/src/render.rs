@@ -134,6 +134,18 @@ pub fn text(plan: &Plan, colour: bool) -> String {
     for r in plan.changes() {
         render_change_text(&p, r, &mut out);
     }
+    if let Some(w) = &plan.window {
+        let opens = w
+            .opens_at
+            .as_deref()
+            .map_or(String::new(), |t| format!("; opens at {t}"));
+        let _ = writeln!(
+            out,
+            "{} closed: {}{opens}\n",
+            p.c("1;33", "Sync window:"),
+            w.reason.as_deref().unwrap_or("closed")
+        );
+    }
     if !plan.policy.violations.is_empty() || !plan.policy.warnings.is_empty() {
         let _ = writeln!(out, "{}", p.c("1", "Policy:"));
         let at = |v: &crate::plan::Violation| {
@@ -340,6 +352,17 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
             );
         }
         head.push('\n');
+    }
+    if let Some(w) = &plan.window {
+        let opens = w
+            .opens_at
+            .as_deref()
+            .map_or(String::new(), |t| format!("; opens at {t}"));
+        let _ = writeln!(
+            head,
+            "> [!NOTE]\n> **Sync window closed:** {}{opens}\n",
+            md_escape(w.reason.as_deref().unwrap_or("closed"))
+        );
     }
     if !plan.policy.warnings.is_empty() {
         let _ = writeln!(head, "> [!WARNING]");

@@ -92,6 +92,9 @@ pub struct Snapshot {
     /// towards this snapshot.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policy_findings: Vec<crate::policy::PolicyFinding>,
+    /// The platform's sync windows: when this snapshot may be applied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<crate::window::SyncWindow>,
 }
 
 impl Snapshot {
@@ -163,6 +166,7 @@ impl Snapshot {
             teams,
             resources,
             policy_findings: Vec::new(),
+            windows: platform.map(|p| p.windows.clone()).unwrap_or_default(),
         }
     }
 }

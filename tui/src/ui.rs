@@ -210,11 +210,24 @@ fn draw_overview(frame: &mut Frame<'_>, area: Rect, app: &App) {
             },
         ),
     ]));
+    if let Some(w) = &s.window {
+        let until = w
+            .opens_at
+            .as_deref()
+            .map_or(String::new(), |t| format!("; opens {t}"));
+        lines.push(Line::from(vec![
+            Span::styled(format!("{:<16}", "Sync window"), bold()),
+            Span::styled(
+                format!("closed: {}{until}", w.reason.as_deref().unwrap_or("closed")),
+                Style::default().fg(Color::Yellow),
+            ),
+        ]));
+    }
     if let Some(plan) = &app.model.plan {
         // The daemon serves its last plan: pending only while the stack is not in sync.
         let label = if matches!(
             s.sync_state,
-            SyncState::OutOfSync | SyncState::Blocked | SyncState::Error
+            SyncState::OutOfSync | SyncState::Blocked | SyncState::Error | SyncState::WindowClosed
         ) {
             "Pending plan"
         } else {

@@ -63,8 +63,10 @@ string_enum! {
         Applying = "applying",
         /// A rollback holds the stack at an earlier revision.
         Pinned = "pinned",
-        /// The plan breaks a policy (budget, protected delete).
+        /// The plan breaks a policy (budget, protected delete, a `policy` rule).
         Blocked = "blocked",
+        /// A sync window forbids applying now; the change waits and is applied when it opens.
+        WindowClosed = "window-closed",
         /// The newest revision does not validate; the last good one stays in force.
         Invalid = "invalid",
         Error = "error",
@@ -195,6 +197,9 @@ pub struct Status {
     pub resources: BTreeMap<String, usize>,
     /// Findings of the last drift scan per status.
     pub drift: BTreeMap<DriftStatus, usize>,
+    /// The sync windows' verdict while they hold a change back (`None` when applying is open).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<planner::window::WindowState>,
 }
 
 /// `GET /api/v1/revisions`: newest revision first; applies oldest first.

@@ -108,7 +108,13 @@ pub fn run(args: DaemonArgs) -> Result<u8> {
         let reconciler = Reconciler::new(
             shared.clone(),
             source,
-            Options { interval: args.interval, drift_interval: args.drift_interval, debounce: args.debounce, parallelism: args.parallelism },
+            Options {
+                interval: args.interval,
+                drift_interval: args.drift_interval,
+                debounce: args.debounce,
+                parallelism: args.parallelism,
+                clock: daemon::clock::Clock::from_env().map_err(anyhow::Error::msg)?,
+            },
         );
         let mut loop_task = tokio::spawn(reconciler.run(rx));
 

@@ -73,6 +73,8 @@ pub struct ApplyArgs<'a> {
     pub plan_file: Option<&'a Path>,
     pub state_dir: &'a Path,
     pub refresh: bool,
+    /// `--override-window --reason`: apply even while a sync window is closed.
+    pub window_override: Option<String>,
     pub options: ApplyOptions,
 }
 
@@ -147,6 +149,32 @@ pub fn apply(args: ApplyArgs<'_>, colours: Colours) -> Result<u8> {
         },
     };
     let store = Store::open(args.state_dir)?;
+    if let Some(closed) = closed_window(&request.desired)? {
+        let reason = closed.reason.unwrap_or_default();
+        let Some(why) = &args.window_override else {
+            let opens = closed
+                .opens_at
+                .map_or(String::new(), |t| format!("; it opens at {t}"));
+            eprintln!(
+                "{}: a sync window forbids applying now: {reason}{opens}; nothing was applied\n  help: wait for the window, or in an emergency: platformd apply --override-window --reason \"…\"",
+                paint(colours, "1;31", "error")
+            );
+            return Ok(3);
+        };
+        let actor = daemon::clock::os_user();
+        store.event(
+            "window-override",
+            &format!(
+                "{actor} overrode the sync window to apply {} ({reason}): {why}",
+                request.revision
+            ),
+            None,
+        )?;
+        eprintln!(
+            "{}: overriding the sync window ({reason}); recorded as {actor}: {why}",
+            paint(colours, "1;33", "warning")
+        );
+    }
     let ops = ops_for(
         store,
         "platformd apply",
@@ -191,6 +219,13 @@ pub fn apply(args: ApplyArgs<'_>, colours: Colours) -> Result<u8> {
 }
 
 /// `plan` without `--base`: against the store when one exists, else from nothing.
+/// The sync windows' verdict on applying `desired` now, when they forbid it.
+fn closed_window(desired: &Snapshot) -> Result<Option<planner::window::WindowState>> {
+    let clock = daemon::clock::Clock::from_env().map_err(anyhow::Error::msg)?;
+    let state = clock.window(desired);
+    Ok((!state.open).then_some(state))
+}
+
 pub fn plan_from_store(
     stack: &Path,
     state_dir: &Path,
@@ -208,14 +243,13 @@ pub fn plan_from_store(
                 state_dir.display()
             );
         }
-        return Ok(Some(ops::plan_from_nothing(
-            &desired,
-            &revision,
-            allow_destroy,
-        )));
+        let mut plan = ops::plan_from_nothing(&desired, &revision, allow_destroy);
+        plan.window = closed_window(&desired)?;
+        return Ok(Some(plan));
     }
     let store = Store::open(state_dir)?;
     let mut plan = ops::plan_against_store(&store, &desired, &revision, allow_destroy)?.plan;
+    plan.window = closed_window(&desired)?;
     if refresh {
         let ops = ops_for(store, "platformd plan", 8, Duration::ZERO);
         let findings = runtime()?.block_on(ops.scan_drift(&desired, Some(&desired)))?;
@@ -349,6 +383,13 @@ pub fn history(state_dir: &Path, json: bool) -> Result<u8> {
             r.revision,
             r.summary.unwrap_or_default()
         );
+    }
+    let overrides = store.events_of_kind("window-override")?;
+    if !overrides.is_empty() {
+        println!("\nSync window overrides:");
+        for (at, message) in overrides {
+            println!("  {}  {message}", format_time(at));
+        }
     }
     if let Some(p) = pin {
         println!(

@@ -5,9 +5,20 @@ use super::Reconciler;
 use crate::ops::{DriftScope, RollbackReport};
 use api::{ApplyReason, SyncState};
 
+/// An emergency apply outside the sync windows: who and why.
+#[derive(Debug, Clone)]
+pub struct WindowOverride {
+    pub actor: String,
+    pub reason: String,
+}
+
 #[derive(Debug)]
 pub enum Command {
-    Sync,
+    /// Apply the newest valid revision now; with an override, even while a sync window is
+    /// closed (who and why are recorded).
+    Sync {
+        override_window: Option<WindowOverride>,
+    },
     Rollback(String),
     Resume,
     /// Correct drift now: one resource, or every finding with policy `correct` or `report`.
@@ -18,13 +29,17 @@ impl Reconciler {
     pub(super) async fn command(&mut self, command: Command) -> Result<String, String> {
         match command {
             Command::CorrectDrift(only) => self.drift_check(DriftScope::Operator { only }).await,
-            Command::Sync => {
+            Command::Sync { override_window } => {
                 self.poll().await;
                 let Some((revision, snapshot)) = self.last_good.clone() else {
                     return Err("no valid revision to sync".into());
                 };
                 if let Some(pin) = self.store().pinned_revision().map_err(super::failed)? {
                     return Err(format!("pinned to {pin} by a rollback; resume first"));
+                }
+                if let Some(o) = &override_window {
+                    self.window_allows(&revision, &snapshot, Some((&o.actor, &o.reason)))?;
+                    self.window_overridden = Some(revision.clone());
                 }
                 self.reconcile(&revision, &snapshot, true, ApplyReason::Apply)
                     .await?;

@@ -10,7 +10,7 @@
 mod commands;
 pub mod metrics;
 
-pub use commands::Command;
+pub use commands::{Command, WindowOverride};
 pub use metrics::Metrics;
 
 use crate::ops::{ApplyOutcome, DriftScope, Ops, OpsError};
@@ -101,6 +101,8 @@ pub struct Options {
     pub drift_interval: Duration,
     pub debounce: Duration,
     pub parallelism: usize,
+    /// The clock sync windows are judged by.
+    pub clock: crate::clock::Clock,
 }
 
 pub struct Reconciler {
@@ -121,6 +123,10 @@ pub struct Reconciler {
     /// Phase timings of the revision being reconciled, for the "plan ready" log line.
     read_ms: u64,
     analyze_ms: u64,
+    /// The revision a closed sync window holds back, applied when the window opens.
+    waiting_for_window: Option<String>,
+    /// The revision an operator's window override lets through once.
+    window_overridden: Option<String>,
 }
 
 fn now_ms() -> u64 {
@@ -170,6 +176,8 @@ impl Reconciler {
             prior: None,
             read_ms: 0,
             analyze_ms: 0,
+            waiting_for_window: None,
+            window_overridden: None,
         }
     }
 
@@ -233,6 +241,7 @@ impl Reconciler {
                     if Instant::now() >= self.next_fetch {
                         self.poll().await;
                     }
+                    self.retry_held_back().await;
                 }
                 Event::Webhook => self.poll().await,
                 Event::FileChanged => {
@@ -491,8 +500,79 @@ impl Reconciler {
             self.set_state(SyncState::OutOfSync);
             return Err("sync is manual: run sync".into());
         }
+        // An operator's override covers the one sync it was given for.
+        if self.window_overridden.take().as_deref() != Some(revision) {
+            self.window_allows(revision, snapshot, None)?;
+        }
         self.apply(&plan, snapshot, revision, reason, Some(plan_id))
             .await
+    }
+
+    /// Whether the sync windows let `revision` be applied now. A closed window holds the
+    /// revision back (state `window-closed`, the verdict in the status) until it opens or an
+    /// operator overrides it (`overridden`: who and why, recorded in history).
+    fn window_allows(
+        &mut self,
+        revision: &str,
+        snapshot: &Snapshot,
+        overridden: Option<(&str, &str)>,
+    ) -> Result<(), String> {
+        let state = self.options.clock.window(snapshot);
+        if state.open {
+            self.waiting_for_window = None;
+            self.shared.update(|s| s.window = None);
+            return Ok(());
+        }
+        let reason = state.reason.clone().unwrap_or_default();
+        if let Some((actor, why)) = overridden {
+            let message =
+                format!("{actor} overrode the sync window to apply {revision} ({reason}): {why}");
+            tracing::warn!(revision, actor, reason = why, "sync window overridden");
+            self.store()
+                .event("window-override", &message, None)
+                .map_err(|e| self.fail(format!("cannot record the override: {e}")))?;
+            self.waiting_for_window = None;
+            self.shared.update(|s| s.window = None);
+            return Ok(());
+        }
+        if self.waiting_for_window.as_deref() != Some(revision) {
+            let opens = state
+                .opens_at
+                .as_deref()
+                .map_or(String::new(), |t| format!("; it opens at {t}"));
+            tracing::info!(revision, %reason, opens_at = state.opens_at.as_deref().unwrap_or(""), "sync window closed; the change waits");
+            if let Err(e) = self.store().event(
+                "window-closed",
+                &format!("{revision} waits: {reason}{opens}"),
+                None,
+            ) {
+                tracing::warn!(error = %e, "cannot record an event");
+            }
+        }
+        self.waiting_for_window = Some(revision.to_string());
+        self.set_state(SyncState::WindowClosed);
+        self.shared.update(|s| s.window = Some(state));
+        Err(format!("a sync window is closed: {reason}"))
+    }
+
+    /// Applies the revision a closed window held back, once the window has opened.
+    async fn retry_held_back(&mut self) {
+        let Some(waiting) = self.waiting_for_window.clone() else {
+            return;
+        };
+        let Some((revision, snapshot)) = self.last_good.clone() else {
+            return;
+        };
+        if waiting != revision || !self.options.clock.window(&snapshot).open {
+            return;
+        }
+        tracing::info!(
+            revision,
+            "sync window open; applying the change that waited"
+        );
+        let _ = self
+            .reconcile(&revision, &snapshot, true, ApplyReason::Apply)
+            .await;
     }
 
     /// Applies a plan made against the store (`plan_id`: already recorded).
@@ -628,6 +708,13 @@ impl Reconciler {
             }
         };
         self.shared.publish_drift(&findings);
+        let state = self.options.clock.window(&snapshot);
+        if !state.open && !findings.is_empty() {
+            return Err(format!(
+                "drift found; correcting it waits for the sync window: {}",
+                state.reason.unwrap_or_default()
+            ));
+        }
         let report = self
             .ops
             .correct_drift(&snapshot, &revision, findings, &scope)

@@ -363,6 +363,17 @@ impl Store {
         event_of(&self.conn(), kind, message, address)
     }
 
+    /// Events of one kind, oldest first: (Unix seconds, message).
+    pub fn events_of_kind(&self, kind: &str) -> Result<Vec<(i64, String)>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT at, message FROM events WHERE kind = ?1 ORDER BY id")?;
+        let rows = stmt
+            .query_map(params![kind], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
     /// Records a revision with its commit metadata; a revision seen again keeps its first row.
     pub fn record_revision(&self, revision: &api::Revision) -> Result<()> {
         self.conn().execute(

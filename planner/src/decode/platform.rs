@@ -11,7 +11,81 @@ pub(crate) const PLATFORM_FIELDS: &[FieldDef] = &[
         "driver \"local\" { path \".platformd/rendered\" }",
     ),
     repeated("route", "route \"service\" \"topic\" to=\"kubernetes\""),
+    repeated(
+        "window",
+        "window \"deny\" schedule=\"0 22 * * 5\" duration=\"60h\" timezone=\"Europe/Berlin\"",
+    ),
 ];
+
+/// `window "deny"|"allow" schedule="<cron>" duration="60h" timezone="Europe/Berlin"`.
+fn decode_window(
+    n: &Node,
+    usage: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<crate::window::SyncWindow> {
+    use crate::window::{Cron, SyncWindow, WindowKind, check_timezone};
+    if !shape(n, 1, 1, &["schedule", "duration", "timezone"], usage, diags) {
+        return None;
+    }
+    let kind = arg(n, 0).and_then(|v| one_of(v, &["allow", "deny"], diags));
+    let checked = |key: &str,
+                   check: &dyn Fn(&str) -> Result<(), String>,
+                   example: &str,
+                   diags: &mut Vec<Diagnostic>| {
+        let v = string(required_prop(n, key, usage, diags)?, example, diags)?;
+        match check(&v.value) {
+            Ok(()) => Some(v.value),
+            Err(why) => {
+                diags.push(
+                    Diagnostic::error(
+                        "invalid-value",
+                        format!("`{key}` \"{}\" is not valid: {why}", v.value),
+                    )
+                    .with_label(v.span, "invalid value")
+                    .with_help(format!("for example `{example}`")),
+                );
+                None
+            }
+        }
+    };
+    let schedule = checked(
+        "schedule",
+        &|s| Cron::parse(s).map(|_| ()),
+        "schedule=\"0 22 * * 5\" (minute hour day-of-month month day-of-week)",
+        diags,
+    );
+    let duration = checked(
+        "duration",
+        &|s| {
+            if is_duration(s) && crate::units::duration_seconds(s) > 0 {
+                Ok(())
+            } else {
+                Err("a duration like \"60h\" or \"1h30m\"".into())
+            }
+        },
+        "duration=\"60h\"",
+        diags,
+    );
+    let timezone = match prop(n, "timezone") {
+        Some(_) => checked(
+            "timezone",
+            &check_timezone,
+            "timezone=\"Europe/Berlin\"",
+            diags,
+        )?,
+        None => "UTC".to_string(),
+    };
+    Some(SyncWindow {
+        kind: if kind? == "allow" {
+            WindowKind::Allow
+        } else {
+            WindowKind::Deny
+        },
+        schedule: schedule?,
+        duration: duration?,
+        timezone,
+    })
+}
 
 /// Driver settings whose value has a form: the check, what is accepted, an example.
 type SettingRule = (fn(&str) -> bool, &'static str, &'static str);
@@ -131,6 +205,11 @@ pub(crate) fn decode_platform(node: &Node, diags: &mut Vec<Diagnostic>) -> Optio
             settings,
         });
     }
+    let windows = block
+        .all("window")
+        .iter()
+        .filter_map(|w| decode_window(w, block.def("window").usage, diags))
+        .collect();
     let mut routes = Vec::new();
     for r in block.all("route") {
         let usage = block.def("route").usage;
@@ -164,6 +243,7 @@ pub(crate) fn decode_platform(node: &Node, diags: &mut Vec<Diagnostic>) -> Optio
         drift,
         drivers,
         routes,
+        windows,
         keyword_span: node.name.span,
     })
 }

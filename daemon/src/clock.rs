@@ -1,0 +1,68 @@
+//! The wall clock sync windows are judged by: the system's, or a fixed start that then advances
+//! in real time (`PLATFORMD_FAKE_NOW`, RFC 3339), so tests and freeze drills can place the daemon
+//! and the CLI just before a window opens or closes.
+
+use std::time::Instant;
+
+/// The environment variable that sets a fake start time.
+pub const FAKE_NOW: &str = "PLATFORMD_FAKE_NOW";
+
+#[derive(Debug, Clone)]
+pub struct Clock {
+    /// A fake start and when it was set; `None` for the system clock.
+    fake: Option<(jiff::Timestamp, Instant)>,
+}
+
+impl Clock {
+    pub fn system() -> Clock {
+        Clock { fake: None }
+    }
+
+    /// The system clock, or the fake start in `PLATFORMD_FAKE_NOW`.
+    pub fn from_env() -> Result<Clock, String> {
+        match std::env::var(FAKE_NOW) {
+            Ok(text) => {
+                let start: jiff::Timestamp = text
+                    .parse()
+                    .map_err(|e| format!("{FAKE_NOW}={text} is not an RFC 3339 time: {e}"))?;
+                Ok(Clock {
+                    fake: Some((start, Instant::now())),
+                })
+            }
+            Err(_) => Ok(Clock::system()),
+        }
+    }
+
+    pub fn now(&self) -> jiff::Timestamp {
+        match &self.fake {
+            Some((start, at)) => {
+                let elapsed = jiff::SignedDuration::try_from(at.elapsed()).unwrap_or_default();
+                start.checked_add(elapsed).unwrap_or(*start)
+            }
+            None => jiff::Timestamp::now(),
+        }
+    }
+
+    /// The sync windows' verdict on `snapshot` now.
+    pub fn window(&self, snapshot: &planner::Snapshot) -> planner::window::WindowState {
+        planner::window::state(&snapshot.windows, self.now())
+    }
+}
+
+/// Who is acting, for the record: the OS user of a CLI command.
+pub fn os_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| format!("uid {}", uid_from_proc()))
+}
+
+fn uid_from_proc() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
