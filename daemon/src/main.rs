@@ -109,6 +109,18 @@ pub enum Command {
     },
     /// End a rollback pin: the next apply follows the stack again.
     Resume,
+    /// Approve the plan the daemon holds for approval (`sync "manual"` or the platform's
+    /// `approval` scope): exactly that plan, named by revision and optionally by hash.
+    Approve {
+        /// The revision waiting for approval (a prefix is enough).
+        revision: String,
+        /// Approve only if the waiting plan still has this hash (a prefix of at least 8).
+        #[arg(long, value_name = "HASH")]
+        plan_hash: Option<String>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
     /// The operator UI: against a running daemon (--connect), or read-only on --state-dir.
     Tui {
         /// The daemon's API, e.g. http://127.0.0.1:7070.
@@ -268,6 +280,11 @@ fn main() -> ExitCode {
             state::rollback(&revision, &state_dir, options, colour)
         }
         Command::Resume => state::resume(&state_dir),
+        Command::Approve {
+            revision,
+            plan_hash,
+            yes,
+        } => state::approve(&state_dir, &revision, plan_hash.as_deref(), yes),
         Command::Tui {
             connect,
             token_file,

@@ -34,6 +34,7 @@ pub fn router(api: Api) -> Router {
         .route(routes::DRIFT, get(drift))
         .route(routes::RESOURCES, get(resources))
         .route(routes::SYNC, post(sync))
+        .route(routes::APPROVE, post(approve))
         .route(routes::ROLLBACK, post(rollback))
         .route(routes::RESUME, post(resume))
         .route(routes::WEBHOOK, post(webhook))
@@ -257,6 +258,27 @@ async fn rollback(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Re
         return error(StatusCode::BAD_REQUEST, "expected {\"revision\": \"REV\"}");
     };
     command(&api, Command::Rollback(request.revision)).await
+}
+
+async fn approve(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(r) = refused(&api, &headers) {
+        return r;
+    }
+    let Ok(request) = serde_json::from_slice::<api::ApproveRequest>(&body) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "expected {\"revision\": \"REV\", \"plan_hash\": \"HASH\"}",
+        );
+    };
+    command(
+        &api,
+        Command::Approve {
+            revision: request.revision,
+            plan_hash: request.plan_hash,
+            actor: "API token holder".into(),
+        },
+    )
+    .await
 }
 
 async fn resume(State(api): State<Api>, headers: HeaderMap) -> Response {

@@ -760,3 +760,137 @@ fn an_api_override_applies_inside_a_deny_window_and_is_recorded() {
         "{history}"
     );
 }
+
+fn manual_platform() -> String {
+    PLATFORM.replace(
+        "    environment \"test\"\n",
+        "    environment \"test\"\n    sync \"manual\"\n",
+    )
+}
+
+fn pending(daemon: &Daemon) -> (String, String) {
+    let status = daemon.status();
+    (
+        status["pending_approval"]["revision"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        status["pending_approval"]["plan_hash"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    )
+}
+
+#[test]
+fn a_manual_stack_applies_only_the_exact_plan_that_was_approved() {
+    let remote = Remote::new();
+    let c1 = remote.push(
+        &[
+            ("platform.kdl", &manual_platform()),
+            ("api.kdl", &service(2)),
+        ],
+        "first",
+    );
+    let dir = work_dir();
+    let daemon = Daemon::start(
+        dir.path(),
+        &remote.url(),
+        &["--path", "stack", "--interval", "300ms"],
+        &[],
+    );
+    let status = daemon.status();
+    assert_eq!(status["sync_state"], "awaiting-approval", "{status}");
+    let (revision, h1) = pending(&daemon);
+    assert_eq!(revision, c1);
+    assert_eq!(h1.len(), 64);
+    let rendered = dir.path().join(".platformd/rendered/service/api.yaml");
+    assert!(!rendered.exists(), "nothing applied before approval");
+
+    // A new commit changes the plan: the earlier approval target is gone.
+    let c2 = remote.push(&[("api.kdl", &service(3))], "three replicas");
+    daemon.wait("the new plan waits", |d| pending(d).0 == c2);
+    let (_, h2) = pending(&daemon);
+    assert_ne!(h1, h2);
+    let (code, body) = daemon.post(
+        "/api/v1/approve",
+        &format!(r#"{{"revision": "{c1}", "plan_hash": "{h1}"}}"#),
+    );
+    assert_eq!(code, 409, "{body}");
+    assert!(
+        body.to_string().contains("does not wait for approval"),
+        "{body}"
+    );
+    // The CLI refuses a hash that is not the waiting plan's.
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_platformd"))
+            .args(args)
+            .current_dir(dir.path())
+            .env("USER", "bob")
+            .output()
+            .unwrap()
+    };
+    let stale = cli(&["approve", &c2, "--plan-hash", &h1[..12], "--yes"]);
+    assert_eq!(stale.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&stale.stderr).contains("has changed since"),
+        "{}",
+        String::from_utf8_lossy(&stale.stderr)
+    );
+    assert!(!rendered.exists());
+    // Approved with the CLI: the daemon applies it at its next poll.
+    let ok = cli(&["approve", &c2[..10], "--plan-hash", &h2[..12], "--yes"]);
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("Approved by bob"));
+    daemon.wait_applied(&c2);
+    assert!(
+        std::fs::read_to_string(&rendered)
+            .unwrap()
+            .contains("replicas: 3")
+    );
+
+    // Approved through the API: applied at once.
+    let c3 = remote.push(&[("api.kdl", &service(4))], "four replicas");
+    daemon.wait("c3 waits", |d| pending(d).0 == c3);
+    let (_, h3) = pending(&daemon);
+    let (code, body) = daemon.post(
+        "/api/v1/approve",
+        &format!(r#"{{"revision": "{c3}", "plan_hash": "{h3}"}}"#),
+    );
+    assert_eq!(code, 200, "{body}");
+    daemon.wait_applied(&c3);
+    assert_eq!(daemon.status()["pending_approval"], Value::Null);
+}
+
+#[test]
+fn an_approval_scope_holds_back_only_plans_that_touch_it() {
+    let scoped = PLATFORM.replace(
+        "    environment \"test\"\n",
+        "    environment \"test\"\n    approval {\n        kinds \"database\"\n    }\n",
+    );
+    let remote = Remote::new();
+    let c1 = remote.push(
+        &[("platform.kdl", &scoped), ("api.kdl", &service(2))],
+        "first",
+    );
+    let dir = work_dir();
+    let daemon = Daemon::start(
+        dir.path(),
+        &remote.url(),
+        &["--path", "stack", "--interval", "300ms"],
+        &[],
+    );
+    // A service change applies by itself.
+    daemon.wait_applied(&c1);
+    // A database waits for approval.
+    let db = "database \"orders\" {\n    team \"web\"\n    engine \"postgres\" version=\"16\"\n    size \"db.t4g.medium\"\n}\n";
+    let c2 = remote.push(&[("db.kdl", db)], "a database");
+    daemon.wait("the database waits", |d| pending(d).0 == c2);
+    assert_eq!(daemon.status()["sync_state"], "awaiting-approval");
+    assert_eq!(daemon.status()["applied_revision"], c1.as_str());
+}

@@ -240,6 +240,8 @@ pub struct Platform {
     pub routes: Vec<Route>,
     /// Sync windows (`crate::window`): when applying is allowed.
     pub windows: Vec<crate::window::SyncWindow>,
+    /// Changes that wait for an operator's approval even with `sync "auto"`.
+    pub approval: Option<ApprovalScope>,
     /// The `platform` keyword, for diagnostics about the platform as a whole.
     pub keyword_span: Span,
 }
@@ -534,6 +536,16 @@ pub struct Stack {
     pub resources: Vec<Resource>,
     pub pricing: PricingOverrides,
     pub policies: Vec<Policy>,
+}
+
+/// `approval { kinds …; teams … }`: a plan that changes a resource of these kinds or teams waits
+/// for approval.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalScope {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kinds: Vec<Kind>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub teams: Vec<String>,
 }
 
 /// Whether a policy rule blocks the plan or is reported.

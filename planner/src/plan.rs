@@ -211,6 +211,9 @@ pub struct Plan {
     /// caller, which owns the clock).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<crate::window::WindowState>,
+    /// The platform's `approval` scope, so a saved plan is held to it too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<crate::model::ApprovalScope>,
 }
 
 impl Plan {
@@ -221,6 +224,7 @@ impl Plan {
         snapshot.environment = plan.environment.clone();
         snapshot.drivers = plan.drivers.clone();
         snapshot.windows = plan.windows.clone();
+        snapshot.approval = plan.approval.clone();
         for r in &plan.resources {
             let Some(after) = &r.after else { continue };
             let value = after.value();
@@ -309,6 +313,35 @@ impl Plan {
         } else {
             0
         }
+    }
+
+    /// Whether a change falls in the platform's `approval` scope (its kind or team).
+    pub fn touches_approval_scope(&self) -> bool {
+        let Some(scope) = &self.approval else {
+            return false;
+        };
+        self.changes()
+            .any(|r| scope.kinds.contains(&r.kind) || scope.teams.contains(&r.team))
+    }
+
+    /// What an approval approves: a SHA-256 over every change (address, action, the specs
+    /// before and after, in apply order). Equal hashes mean the same changes; any other plan
+    /// needs its own approval. Independent of when and against what the plan was made.
+    pub fn approval_hash(&self) -> String {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        for r in self.changes() {
+            for part in [
+                r.address.as_str(),
+                r.action.as_str(),
+                r.before.as_ref().map_or("", |s| s.as_str()),
+                r.after.as_ref().map_or("", |s| s.as_str()),
+            ] {
+                h.update(part.as_bytes());
+                h.update([0]);
+            }
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// The same plan without its no-op entries (the summary still counts them).
@@ -432,6 +465,7 @@ pub fn plan(prior: &Snapshot, desired: &Snapshot, options: &PlanOptions) -> Plan
         drivers: desired.drivers.clone(),
         windows: desired.windows.clone(),
         window: None,
+        approval: desired.approval.clone(),
     }
 }
 

@@ -95,6 +95,9 @@ pub struct Snapshot {
     /// The platform's sync windows: when this snapshot may be applied.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub windows: Vec<crate::window::SyncWindow>,
+    /// Changes that wait for approval even with `sync "auto"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalScope>,
 }
 
 impl Snapshot {
@@ -167,6 +170,7 @@ impl Snapshot {
             resources,
             policy_findings: Vec::new(),
             windows: platform.map(|p| p.windows.clone()).unwrap_or_default(),
+            approval: platform.and_then(|p| p.approval.clone()),
         }
     }
 }

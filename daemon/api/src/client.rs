@@ -179,6 +179,16 @@ impl Client {
         self.act(routes::ROLLBACK, &body)
     }
 
+    /// Approves exactly the plan `plan_hash` for `revision`.
+    pub fn approve(&self, revision: &str, plan_hash: &str) -> Result<String, ClientError> {
+        let body = serde_json::to_string(&crate::ApproveRequest {
+            revision: revision.to_string(),
+            plan_hash: plan_hash.to_string(),
+        })
+        .unwrap_or_default();
+        self.act(routes::APPROVE, &body)
+    }
+
     pub fn resume(&self) -> Result<String, ClientError> {
         self.act(routes::RESUME, "")
     }

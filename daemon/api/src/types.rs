@@ -67,6 +67,9 @@ string_enum! {
         Blocked = "blocked",
         /// A sync window forbids applying now; the change waits and is applied when it opens.
         WindowClosed = "window-closed",
+        /// The plan waits for an operator to approve exactly it (`sync "manual"` or the
+        /// platform's `approval` scope).
+        AwaitingApproval = "awaiting-approval",
         /// The newest revision does not validate; the last good one stays in force.
         Invalid = "invalid",
         Error = "error",
@@ -200,6 +203,27 @@ pub struct Status {
     /// The sync windows' verdict while they hold a change back (`None` when applying is open).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub window: Option<planner::window::WindowState>,
+    /// The plan waiting for approval: approve exactly this revision and hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_approval: Option<PendingApproval>,
+}
+
+/// A plan that waits for approval.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PendingApproval {
+    pub revision: String,
+    /// `Plan::approval_hash` of the plan: an approval names it, so a changed plan is not
+    /// approved by an earlier approval.
+    pub plan_hash: String,
+    pub summary: String,
+}
+
+/// `POST /api/v1/approve`: approve exactly this plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApproveRequest {
+    pub revision: String,
+    pub plan_hash: String,
 }
 
 /// `GET /api/v1/revisions`: newest revision first; applies oldest first.

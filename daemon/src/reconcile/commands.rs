@@ -1,7 +1,7 @@
 //! Operator commands sent by the HTTP API (and so the UI): each one an `ops` call made from the
 //! loop, so a request never races an apply.
 
-use super::Reconciler;
+use super::{ApplyMode, Reconciler};
 use crate::ops::{DriftScope, RollbackReport};
 use api::{ApplyReason, SyncState};
 
@@ -21,6 +21,12 @@ pub enum Command {
     },
     Rollback(String),
     Resume,
+    /// Approve exactly the plan `plan_hash` for `revision`, then apply it.
+    Approve {
+        revision: String,
+        plan_hash: String,
+        actor: String,
+    },
     /// Correct drift now: one resource, or every finding with policy `correct` or `report`.
     CorrectDrift(Option<String>),
 }
@@ -41,19 +47,72 @@ impl Reconciler {
                     self.window_allows(&revision, &snapshot, Some((&o.actor, &o.reason)))?;
                     self.window_overridden = Some(revision.clone());
                 }
-                self.reconcile(&revision, &snapshot, true, ApplyReason::Apply)
-                    .await?;
+                self.reconcile(
+                    &revision,
+                    &snapshot,
+                    ApplyMode::Operator,
+                    ApplyReason::Apply,
+                )
+                .await?;
                 Ok(format!("synced to {revision}"))
             }
             Command::Rollback(target) => self.rollback(&target).await,
+            Command::Approve {
+                revision,
+                plan_hash,
+                actor,
+            } => {
+                // Only the plan waiting now can be approved: not an earlier one, not a guess.
+                let pending = self.shared.status().pending_approval;
+                let waiting = pending
+                    .as_ref()
+                    .is_some_and(|p| p.revision == revision && p.plan_hash == plan_hash);
+                let approved = waiting
+                    && self
+                        .store()
+                        .approve(&revision, &plan_hash, &actor)
+                        .map_err(super::failed)?;
+                if !approved {
+                    return Err(match pending {
+                        Some(p) if p.revision == revision => format!(
+                            "the plan for {revision} has changed since: it is now {}; approve that one",
+                            &p.plan_hash[..12.min(p.plan_hash.len())]
+                        ),
+                        Some(p) => {
+                            format!("{revision} does not wait for approval; {} does", p.revision)
+                        }
+                        None => "no plan waits for approval".to_string(),
+                    });
+                }
+                self.store()
+                    .event(
+                        "approved",
+                        &format!(
+                            "{actor} approved plan {} for {revision}",
+                            &plan_hash[..12.min(plan_hash.len())]
+                        ),
+                        None,
+                    )
+                    .map_err(super::failed)?;
+                self.retry_approved().await;
+                match self.shared.status().sync_state {
+                    SyncState::Synced => Ok(format!("approved and applied {revision}")),
+                    state => Ok(format!("approved {revision} ({state})")),
+                }
+            }
             Command::Resume => {
                 crate::ops::resume(self.store()).map_err(super::failed)?;
                 self.shared.update(|s| s.pinned_revision = None);
                 let Some((revision, snapshot)) = self.last_good.clone() else {
                     return Ok("resumed".into());
                 };
-                self.reconcile(&revision, &snapshot, true, ApplyReason::Apply)
-                    .await?;
+                self.reconcile(
+                    &revision,
+                    &snapshot,
+                    ApplyMode::Operator,
+                    ApplyReason::Apply,
+                )
+                .await?;
                 Ok(format!("resumed; synced to {revision}"))
             }
         }

@@ -27,6 +27,17 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
+/// Who lets a plan be applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ApplyMode {
+    /// `sync "auto"`: applied unless it changes something in the platform's `approval` scope.
+    Auto,
+    /// `sync "manual"`: every plan waits for an approval of exactly it.
+    Manual,
+    /// An operator's sync or resume: the operator's request is the approval.
+    Operator,
+}
+
 /// Everything that can make the loop act.
 #[derive(Debug)]
 pub enum Event {
@@ -125,6 +136,10 @@ pub struct Reconciler {
     analyze_ms: u64,
     /// The revision a closed sync window holds back, applied when the window opens.
     waiting_for_window: Option<String>,
+    /// The revision whose plan waits for approval, and how it was to be applied.
+    awaiting_approval: Option<(String, ApplyMode)>,
+    /// How the change a closed window holds back was to be applied.
+    window_mode: ApplyMode,
     /// The revision an operator's window override lets through once.
     window_overridden: Option<String>,
 }
@@ -178,6 +193,8 @@ impl Reconciler {
             analyze_ms: 0,
             waiting_for_window: None,
             window_overridden: None,
+            awaiting_approval: None,
+            window_mode: ApplyMode::Auto,
         }
     }
 
@@ -242,6 +259,7 @@ impl Reconciler {
                         self.poll().await;
                     }
                     self.retry_held_back().await;
+                    self.retry_approved().await;
                 }
                 Event::Webhook => self.poll().await,
                 Event::FileChanged => {
@@ -409,13 +427,18 @@ impl Reconciler {
             s.stack = Some(snapshot.stack.clone());
             s.sync_mode = analysis.stack.platform.as_ref().map(|p| p.sync);
         });
-        let auto = analysis
+        let mode = if analysis
             .stack
             .platform
             .as_ref()
-            .is_none_or(|p| p.sync == SyncMode::Auto);
+            .is_none_or(|p| p.sync == SyncMode::Auto)
+        {
+            ApplyMode::Auto
+        } else {
+            ApplyMode::Manual
+        };
         let _ = self
-            .reconcile(&revision.id, &snapshot, auto, ApplyReason::Apply)
+            .reconcile(&revision.id, &snapshot, mode, ApplyReason::Apply)
             .await;
         self.shared.metrics.observe_reconcile(started.elapsed());
     }
@@ -445,7 +468,7 @@ impl Reconciler {
         &mut self,
         revision: &str,
         snapshot: &Snapshot,
-        apply: bool,
+        mode: ApplyMode,
         reason: ApplyReason,
     ) -> Result<(), String> {
         let plan = self
@@ -496,16 +519,103 @@ impl Reconciler {
             self.refresh_counts();
             return Ok(());
         }
-        if !apply {
-            self.set_state(SyncState::OutOfSync);
-            return Err("sync is manual: run sync".into());
-        }
+        let approved = self.approval_allows(revision, &plan, mode)?;
+        self.window_mode = mode;
         // An operator's override covers the one sync it was given for.
         if self.window_overridden.take().as_deref() != Some(revision) {
             self.window_allows(revision, snapshot, None)?;
         }
-        self.apply(&plan, snapshot, revision, reason, Some(plan_id))
-            .await
+        let applied = self
+            .apply(&plan, snapshot, revision, reason, Some(plan_id))
+            .await;
+        if let (Ok(()), Some(hash)) = (&applied, approved) {
+            self.store()
+                .approval_applied(revision, &hash)
+                .map_err(|e| self.fail(format!("cannot record the approval as used: {e}")))?;
+        }
+        applied
+    }
+
+    /// Whether `plan` may be applied without an approval, or has one: `Ok(Some(hash))` when an
+    /// approval of exactly this plan allows it (marked used once applied). Otherwise the plan
+    /// is put up for approval (state `awaiting-approval`) and this reconcile stops.
+    fn approval_allows(
+        &mut self,
+        revision: &str,
+        plan: &Plan,
+        mode: ApplyMode,
+    ) -> Result<Option<String>, String> {
+        let needed = match mode {
+            ApplyMode::Auto => plan.touches_approval_scope(),
+            ApplyMode::Manual => true,
+            ApplyMode::Operator => false,
+        };
+        if !needed {
+            self.awaiting_approval = None;
+            self.shared.update(|s| s.pending_approval = None);
+            return Ok(None);
+        }
+        let hash = plan.approval_hash();
+        let request = self
+            .store()
+            .approval(revision, &hash)
+            .map_err(|e| self.fail(format!("cannot read approvals: {e}")))?;
+        if let Some(a) = &request
+            && a.applied_at.is_none()
+            && let Some(by) = &a.approved_by
+        {
+            tracing::info!(revision, plan_hash = %hash, approved_by = %by, "plan approved");
+            self.awaiting_approval = None;
+            self.shared.update(|s| s.pending_approval = None);
+            return Ok(Some(hash));
+        }
+        let summary = planner::render::summary_line(plan);
+        if request.is_none() {
+            self.store()
+                .request_approval(revision, &hash, &summary)
+                .map_err(|e| self.fail(format!("cannot request approval: {e}")))?;
+            tracing::info!(revision, plan_hash = %hash, %summary, "plan waits for approval");
+            if let Err(e) = self.store().event(
+                "approval-requested",
+                &format!("{revision}: {summary} (plan {})", &hash[..12]),
+                None,
+            ) {
+                tracing::warn!(error = %e, "cannot record an event");
+            }
+        }
+        self.awaiting_approval = Some((revision.to_string(), mode));
+        self.set_state(SyncState::AwaitingApproval);
+        self.shared.update(|s| {
+            s.pending_approval = Some(api::PendingApproval {
+                revision: revision.to_string(),
+                plan_hash: hash.clone(),
+                summary,
+            })
+        });
+        Err(format!(
+            "the plan for {revision} waits for approval: platformd approve {revision}"
+        ))
+    }
+
+    /// Applies the plan waiting for approval once an approval of it is in the store (from the
+    /// API or `platformd approve`, which writes the store directly).
+    async fn retry_approved(&mut self) {
+        let Some((waiting, mode)) = self.awaiting_approval.clone() else {
+            return;
+        };
+        let approved = matches!(
+            self.store().pending_approval(),
+            Ok(Some(a)) if a.revision == waiting && a.approved_by.is_some()
+        );
+        let Some((revision, snapshot)) = self.last_good.clone() else {
+            return;
+        };
+        if !approved || revision != waiting {
+            return;
+        }
+        let _ = self
+            .reconcile(&revision, &snapshot, mode, ApplyReason::Apply)
+            .await;
     }
 
     /// Whether the sync windows let `revision` be applied now. A closed window holds the
@@ -570,8 +680,11 @@ impl Reconciler {
             revision,
             "sync window open; applying the change that waited"
         );
+        // Approval, when it was needed, was given before the window held the change back and
+        // is checked again (and marked used) on the way.
+        let mode = self.window_mode;
         let _ = self
-            .reconcile(&revision, &snapshot, true, ApplyReason::Apply)
+            .reconcile(&revision, &snapshot, mode, ApplyReason::Apply)
             .await;
     }
 

@@ -23,7 +23,20 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_drift_scans.sql"),
     include_str!("migrations/0004_inventory.sql"),
     include_str!("migrations/0005_health.sql"),
+    include_str!("migrations/0006_approvals.sql"),
 ];
+
+/// A request for approval of one plan, and its answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    pub revision: String,
+    pub plan_hash: String,
+    pub summary: String,
+    pub requested_at: i64,
+    pub approved_by: Option<String>,
+    pub approved_at: Option<i64>,
+    pub applied_at: Option<i64>,
+}
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -361,6 +374,77 @@ impl Store {
 
     pub fn event(&self, kind: &str, message: &str, address: Option<&str>) -> Result<()> {
         event_of(&self.conn(), kind, message, address)
+    }
+
+    /// Asks for approval of the plan `plan_hash` for `revision` (once; asking again keeps the
+    /// first request and any answer).
+    pub fn request_approval(&self, revision: &str, plan_hash: &str, summary: &str) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO approvals (revision, plan_hash, summary, requested_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (revision, plan_hash) DO NOTHING",
+            params![revision, plan_hash, summary, now()],
+        )?;
+        Ok(())
+    }
+
+    fn approval_rows(&self, sql: &str, key: &[&dyn rusqlite::ToSql]) -> Result<Vec<Approval>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(sql)?;
+        let rows = stmt
+            .query_map(key, |r| {
+                Ok(Approval {
+                    revision: r.get(0)?,
+                    plan_hash: r.get(1)?,
+                    summary: r.get(2)?,
+                    requested_at: r.get(3)?,
+                    approved_by: r.get(4)?,
+                    approved_at: r.get(5)?,
+                    applied_at: r.get(6)?,
+                })
+            })?
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// The newest request not yet applied: what an operator would approve now.
+    pub fn pending_approval(&self) -> Result<Option<Approval>> {
+        Ok(self
+            .approval_rows(
+                "SELECT revision, plan_hash, summary, requested_at, approved_by, approved_at, applied_at
+                 FROM approvals WHERE applied_at IS NULL ORDER BY id DESC LIMIT 1",
+                &[],
+            )?
+            .pop())
+    }
+
+    /// The request for exactly this plan.
+    pub fn approval(&self, revision: &str, plan_hash: &str) -> Result<Option<Approval>> {
+        Ok(self
+            .approval_rows(
+                "SELECT revision, plan_hash, summary, requested_at, approved_by, approved_at, applied_at
+                 FROM approvals WHERE revision = ?1 AND plan_hash = ?2",
+                &[&revision, &plan_hash],
+            )?
+            .pop())
+    }
+
+    /// Approves the request for exactly this plan; `false` when there is no such open request.
+    pub fn approve(&self, revision: &str, plan_hash: &str, actor: &str) -> Result<bool> {
+        let changed = self.conn().execute(
+            "UPDATE approvals SET approved_by = ?3, approved_at = ?4
+             WHERE revision = ?1 AND plan_hash = ?2 AND applied_at IS NULL",
+            params![revision, plan_hash, actor, now()],
+        )?;
+        Ok(changed > 0)
+    }
+
+    /// Marks an approval used by the apply it allowed.
+    pub fn approval_applied(&self, revision: &str, plan_hash: &str) -> Result<()> {
+        self.conn().execute(
+            "UPDATE approvals SET applied_at = ?3 WHERE revision = ?1 AND plan_hash = ?2",
+            params![revision, plan_hash, now()],
+        )?;
+        Ok(())
     }
 
     /// Events of one kind, oldest first: (Unix seconds, message).

@@ -11,6 +11,10 @@ pub(crate) const PLATFORM_FIELDS: &[FieldDef] = &[
         "driver \"local\" { path \".platformd/rendered\" }",
     ),
     repeated("route", "route \"service\" \"topic\" to=\"kubernetes\""),
+    once(
+        "approval",
+        "approval { kinds \"database\"; teams \"payments\" }",
+    ),
     repeated(
         "window",
         "window \"deny\" schedule=\"0 22 * * 5\" duration=\"60h\" timezone=\"Europe/Berlin\"",
@@ -86,6 +90,11 @@ fn decode_window(
         timezone,
     })
 }
+
+const APPROVAL_FIELDS: &[FieldDef] = &[
+    once("kinds", "kinds \"database\" \"gpu-pool\""),
+    once("teams", "teams \"payments\""),
+];
 
 /// Driver settings whose value has a form: the check, what is accepted, an example.
 type SettingRule = (fn(&str) -> bool, &'static str, &'static str);
@@ -205,6 +214,43 @@ pub(crate) fn decode_platform(node: &Node, diags: &mut Vec<Diagnostic>) -> Optio
             settings,
         });
     }
+    let approval = block.one("approval").map(|n| {
+        let scope = Block::new(
+            "`approval`".to_string(),
+            n.name.span,
+            &n.children,
+            APPROVAL_FIELDS,
+            &[],
+            diags,
+        );
+        let mut kinds = Vec::new();
+        if let Some(k) = scope.one("kinds")
+            && shape(k, 1, usize::MAX, &[], scope.def("kinds").usage, diags)
+        {
+            let names: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+            for a in &k.args {
+                let v = Val {
+                    value: &a.value,
+                    span: a.span,
+                    what: "approval kind".into(),
+                };
+                if let Some(kind) = one_of(v, &names, diags).and_then(|k| Kind::parse(&k)) {
+                    kinds.push(kind);
+                }
+            }
+        }
+        let mut teams = Vec::new();
+        if let Some(t) = scope.one("teams")
+            && shape(t, 1, usize::MAX, &[], scope.def("teams").usage, diags)
+        {
+            for i in 0..t.args.len() {
+                if let Some(v) = arg(t, i).and_then(|v| string(v, "\"payments\"", diags)) {
+                    teams.push(v.value);
+                }
+            }
+        }
+        ApprovalScope { kinds, teams }
+    });
     let windows = block
         .all("window")
         .iter()
@@ -244,6 +290,7 @@ pub(crate) fn decode_platform(node: &Node, diags: &mut Vec<Diagnostic>) -> Optio
         drivers,
         routes,
         windows,
+        approval,
         keyword_span: node.name.span,
     })
 }
