@@ -66,6 +66,11 @@ pub enum Action {
     PreviewRollback(String),
     /// Re-apply what was applied: one resource, or every finding with policy `correct`.
     CorrectDrift(Option<String>),
+    /// Approve exactly the plan waiting for approval (revision and plan hash).
+    Approve {
+        revision: String,
+        plan_hash: String,
+    },
 }
 
 /// A question that must be answered before anything changes.
@@ -232,6 +237,7 @@ impl App {
                 self.filter.clear();
             }
             Key::Char('s') => self.ask_sync(),
+            Key::Char('a') => self.ask_approve(),
             Key::Char('r') if self.view == View::History => return self.ask_rollback(),
             Key::Char('u') => return self.ask_resume(),
             Key::Char('l') if self.view == View::Graph => self.walk(true),
@@ -270,6 +276,46 @@ impl App {
             title: "Sync now?".into(),
             lines,
             action: Action::Sync,
+        });
+    }
+
+    /// Opens the approval dialog for the plan waiting for approval. The plan shown is the one
+    /// approved: when the daemon's plan no longer has the waiting hash, nothing is offered.
+    fn ask_approve(&mut self) {
+        if self.needs_daemon() {
+            return;
+        }
+        let Some(pending) = self.model.status.pending_approval.clone() else {
+            self.message = Some("no plan waits for approval".into());
+            return;
+        };
+        let shown = self.model.plan.as_ref().map(|p| p.approval_hash());
+        if shown.as_deref() != Some(pending.plan_hash.as_str()) {
+            self.message = Some("the plan changed since it was shown; wait for the refresh".into());
+            return;
+        }
+        let mut lines = vec![
+            format!(
+                "Revision {}, plan {}",
+                short(&pending.revision),
+                pending.plan_hash.get(..12).unwrap_or(&pending.plan_hash)
+            ),
+            format!("Plan: {}", pending.summary),
+        ];
+        if let Some(p) = &self.model.plan {
+            lines.extend(
+                p.changes()
+                    .take(8)
+                    .map(|c| format!("{:>3} {}", c.action.marker(), c.address)),
+            );
+        }
+        self.confirm = Some(Confirm {
+            title: "Approve exactly this plan?".into(),
+            lines,
+            action: Action::Approve {
+                revision: pending.revision,
+                plan_hash: pending.plan_hash,
+            },
         });
     }
 

@@ -28,6 +28,10 @@ impl Source for ApiSource {
             Action::Rollback(revision) => self.client.rollback(revision),
             Action::Resume => self.client.resume(),
             Action::CorrectDrift(address) => self.client.correct_drift(address.as_deref()),
+            Action::Approve {
+                revision,
+                plan_hash,
+            } => self.client.approve(revision, plan_hash),
             Action::Quit | Action::PreviewRollback(_) => return Ok(String::new()),
         };
         result.map_err(|e| e.to_string())

@@ -95,8 +95,8 @@ fn draw_footer(frame: &mut Frame<'_>, area: Rect, app: &App) {
         m.clone()
     } else {
         let view_keys = match app.view {
-            View::Overview => "s sync · u resume",
-            View::Plan => "j/k move · Enter details · / filter · s sync",
+            View::Overview => "s sync · a approve · u resume",
+            View::Plan => "j/k move · Enter details · / filter · s sync · a approve",
             View::Drift => "j/k move · Enter details · / filter · c/C correct one/all",
             View::History => "j/k move · Enter details · / filter · r roll back · u resume",
             View::Graph => "j/k move · l needs · h needed by · / filter",
@@ -223,11 +223,28 @@ fn draw_overview(frame: &mut Frame<'_>, area: Rect, app: &App) {
             ),
         ]));
     }
+    if let Some(p) = &s.pending_approval {
+        lines.push(Line::from(vec![
+            Span::styled(format!("{:<16}", "Approval"), bold()),
+            Span::styled(
+                format!(
+                    "plan {} for {} waits: press a to approve",
+                    p.plan_hash.get(..12).unwrap_or(&p.plan_hash),
+                    crate::app::short(&p.revision)
+                ),
+                Style::default().fg(Color::Yellow),
+            ),
+        ]));
+    }
     if let Some(plan) = &app.model.plan {
         // The daemon serves its last plan: pending only while the stack is not in sync.
         let label = if matches!(
             s.sync_state,
-            SyncState::OutOfSync | SyncState::Blocked | SyncState::Error | SyncState::WindowClosed
+            SyncState::OutOfSync
+                | SyncState::Blocked
+                | SyncState::Error
+                | SyncState::WindowClosed
+                | SyncState::AwaitingApproval
         ) {
             "Pending plan"
         } else {
@@ -682,6 +699,7 @@ fn draw_help(frame: &mut Frame<'_>, area: Rect) {
             "roll back to the selected revision (history; asks first)",
         ),
         ("u", "resume: end a rollback pin (asks first)"),
+        ("a", "approve the plan waiting for approval (asks first)"),
         (
             "c / C",
             "correct the selected drift / all drift (drift view; asks first)",

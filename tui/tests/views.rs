@@ -409,3 +409,35 @@ fn resume_shows_the_plan_back_to_the_tracked_revision() {
     );
     assert_eq!(app.on_key(Key::Char('y')), Some(Action::Resume));
 }
+
+#[test]
+fn approve_offers_exactly_the_waiting_plan_and_only_a_yes_returns_it() {
+    let mut model = busy_model();
+    let plan = model.plan.clone().unwrap();
+    model.status.sync_state = api::SyncState::AwaitingApproval;
+    model.status.pending_approval = Some(api::PendingApproval {
+        revision: "9f1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c".into(),
+        plan_hash: plan.approval_hash(),
+        summary: api::summary_line(&plan),
+    });
+    let mut app = app_at(model.clone(), View::Overview);
+    insta::assert_snapshot!("awaiting_approval_overview", render(&app, 100, 30));
+    app.on_key(Key::Char('a'));
+    insta::assert_snapshot!("approve_confirm", render(&app, 80, 30));
+    assert_eq!(app.on_key(Key::Char('n')), None, "n cancels");
+    app.on_key(Key::Char('a'));
+    assert_eq!(
+        app.on_key(Key::Char('y')),
+        Some(Action::Approve {
+            revision: "9f1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c".into(),
+            plan_hash: plan.approval_hash(),
+        })
+    );
+
+    // The plan on screen is not the one waiting: nothing is offered.
+    model.status.pending_approval.as_mut().unwrap().plan_hash = "0".repeat(64);
+    let mut app = app_at(model, View::Overview);
+    app.on_key(Key::Char('a'));
+    assert!(app.confirm.is_none());
+    assert!(app.message.as_deref().unwrap().contains("the plan changed"));
+}
