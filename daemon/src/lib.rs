@@ -12,6 +12,7 @@
 
 pub mod clock;
 pub mod engine;
+pub mod notify;
 pub mod ops;
 pub mod reconcile;
 pub mod server;

@@ -162,6 +162,13 @@ pub enum Command {
         /// Directory mode: how long the directory must be quiet before a revision is taken.
         #[arg(long, value_name = "DURATION", default_value = "300ms", value_parser = parse_duration)]
         debounce: std::time::Duration,
+        /// Announce every finished apply: `slack=URL`, `webhook=URL` (signed with
+        /// --notify-secret-file), `github=OWNER/REPO` (commit statuses; token in GITHUB_TOKEN).
+        #[arg(long, value_name = "KIND=TARGET")]
+        notify: Vec<String>,
+        /// HMAC-SHA256 key for `webhook=` notifications (header X-Platformd-Signature-256).
+        #[arg(long, value_name = "FILE")]
+        notify_secret_file: Option<PathBuf>,
     },
 }
 
@@ -306,6 +313,8 @@ fn main() -> ExitCode {
             webhook_secret_file,
             parallelism,
             debounce,
+            notify,
+            notify_secret_file,
         } => cli::daemon::run(cli::daemon::DaemonArgs {
             repo,
             branch,
@@ -318,6 +327,8 @@ fn main() -> ExitCode {
             webhook_secret_file,
             parallelism,
             debounce,
+            notify,
+            notify_secret_file,
         }),
     };
     match result {

@@ -26,6 +26,8 @@ pub struct DaemonArgs {
     pub webhook_secret_file: Option<PathBuf>,
     pub parallelism: usize,
     pub debounce: Duration,
+    pub notify: Vec<String>,
+    pub notify_secret_file: Option<PathBuf>,
 }
 
 fn read_secret(path: &Path, what: &str) -> Result<String> {
@@ -56,9 +58,26 @@ pub fn run(args: DaemonArgs) -> Result<u8> {
         .as_deref()
         .map(|p| read_secret(p, "webhook secret"))
         .transpose()?;
+    let notify_secret = args
+        .notify_secret_file
+        .as_deref()
+        .map(|p| read_secret(p, "notification secret"))
+        .transpose()?;
+    let targets = args
+        .notify
+        .iter()
+        .map(|spec| {
+            daemon::notify::Target::parse(spec, notify_secret.as_deref().map(str::as_bytes))
+        })
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(anyhow::Error::msg)?;
     // Opened (and migrated) once, up front, so a bad state directory fails fast; the loop, the
     // API and the lease share this handle.
     let store = Store::open(&args.state_dir)?;
+    let notifier = (!targets.is_empty())
+        .then(|| daemon::notify::Notifier::new(store.clone(), targets))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let source = Source::new(&args.repo, &args.branch, &args.path, &args.state_dir)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -117,6 +136,11 @@ pub fn run(args: DaemonArgs) -> Result<u8> {
             },
         );
         let mut loop_task = tokio::spawn(reconciler.run(rx));
+        // Its own task: a slow receiver never holds the loop back.
+        let notifier_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        if let Some(n) = notifier {
+            tokio::spawn(n.run(notifier_stop.clone(), Duration::from_millis(500)));
+        }
 
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
@@ -127,6 +151,8 @@ pub fn run(args: DaemonArgs) -> Result<u8> {
         shutting_down.store(true, Ordering::SeqCst);
         let _ = tx.try_send(Event::Shutdown);
         let _ = loop_task.await;
+        // Undelivered notifications stay in the store for the next start.
+        notifier_stop.store(true, Ordering::SeqCst);
         let _ = stop_tx.send(true);
         let _ = server.await;
         eprintln!("platformd daemon: stopped");

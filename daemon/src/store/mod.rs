@@ -24,7 +24,17 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_inventory.sql"),
     include_str!("migrations/0005_health.sql"),
     include_str!("migrations/0006_approvals.sql"),
+    include_str!("migrations/0007_outbox.sql"),
 ];
+
+/// A notification due for delivery: the finished apply it is about, and to which target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub id: i64,
+    pub target: String,
+    pub attempts: i64,
+    pub apply: ApplyRecord,
+}
 
 /// A request for approval of one plan, and its answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -443,6 +453,140 @@ impl Store {
         self.conn().execute(
             "UPDATE approvals SET applied_at = ?3 WHERE revision = ?1 AND plan_hash = ?2",
             params![revision, plan_hash, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Starts the notification cursor at the newest apply, so a notifier added to an existing
+    /// store does not announce old history. Does nothing once started.
+    pub fn start_outbox(&self) -> Result<()> {
+        self.conn().execute(
+            "INSERT OR IGNORE INTO outbox_cursor (id, last_apply_id) SELECT 1, COALESCE(MAX(id), 0) FROM applies WHERE finished_at IS NOT NULL",
+            [],
+        )?;
+        Ok(())
+    }
+
+    /// Turns finished applies after the cursor into one delivery per target, and moves the
+    /// cursor, in one transaction; returns how many deliveries were queued.
+    pub fn enqueue_notifications(&self, targets: &[String]) -> Result<usize> {
+        let conn = self.conn();
+        let tx = write_transaction(&conn)?;
+        let cursor: i64 = tx
+            .query_row(
+                "SELECT last_apply_id FROM outbox_cursor WHERE id = 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0);
+        // Finished applies in id order, stopping at the first still running: the cursor never
+        // skips an apply that finishes later.
+        let mut ids = Vec::new();
+        {
+            let mut stmt =
+                tx.prepare("SELECT id, finished_at FROM applies WHERE id > ?1 ORDER BY id")?;
+            let rows = stmt.query_map([cursor], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
+            })?;
+            for row in rows {
+                let (id, finished) = row?;
+                if finished.is_none() {
+                    break;
+                }
+                ids.push(id);
+            }
+        }
+        let mut queued = 0;
+        for id in &ids {
+            for target in targets {
+                queued += tx.execute(
+                    "INSERT OR IGNORE INTO outbox (apply_id, target, next_attempt_at) VALUES (?1, ?2, ?3)",
+                    params![id, target, now()],
+                )?;
+            }
+        }
+        if let Some(last) = ids.last() {
+            tx.execute(
+                "INSERT INTO outbox_cursor (id, last_apply_id) VALUES (1, ?1)
+                 ON CONFLICT (id) DO UPDATE SET last_apply_id = ?1",
+                [last],
+            )?;
+        }
+        tx.commit()?;
+        Ok(queued)
+    }
+
+    /// Deliveries due now, oldest first.
+    pub fn due_deliveries(&self, limit: usize) -> Result<Vec<Delivery>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT o.id, o.target, o.attempts, a.id, a.revision, a.reason, a.started_at, a.finished_at, a.status, a.summary
+             FROM outbox o JOIN applies a ON a.id = o.apply_id
+             WHERE o.delivered_at IS NULL AND o.next_attempt_at <= ?1 ORDER BY o.id LIMIT ?2",
+        )?;
+        let rows = stmt
+            .query_map(params![now(), limit as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, i64>(6)?,
+                    r.get::<_, Option<i64>>(7)?,
+                    r.get::<_, String>(8)?,
+                    r.get::<_, Option<String>>(9)?,
+                ))
+            })?
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(
+                |(
+                    id,
+                    target,
+                    attempts,
+                    apply_id,
+                    revision,
+                    reason,
+                    started_at,
+                    finished_at,
+                    status,
+                    summary,
+                )| {
+                    Ok(Delivery {
+                        id,
+                        target,
+                        attempts,
+                        apply: ApplyRecord {
+                            id: apply_id,
+                            revision,
+                            reason: parse_state::<ApplyReason>(&reason)?,
+                            started_at,
+                            finished_at,
+                            status: parse_state::<ApplyStatus>(&status)?,
+                            summary,
+                        },
+                    })
+                },
+            )
+            .collect()
+    }
+
+    pub fn delivered(&self, id: i64) -> Result<()> {
+        self.conn().execute(
+            "UPDATE outbox SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1",
+            params![id, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Records a failed attempt; `retry_at` `None` gives up.
+    pub fn delivery_failed(&self, id: i64, error: &str, retry_at: Option<i64>) -> Result<()> {
+        self.conn().execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3 WHERE id = ?1",
+            params![id, error, retry_at.unwrap_or(i64::MAX)],
         )?;
         Ok(())
     }
