@@ -219,6 +219,16 @@ pub struct PlanArgs {
     /// Observe live state first: report drift and plan its correction.
     #[arg(long, conflicts_with = "base")]
     pub refresh: bool,
+    /// Post the Markdown plan on the pull request, updating platformd's earlier comment for
+    /// this stack instead of adding one (token in GITHUB_TOKEN).
+    #[arg(long, requires = "base")]
+    pub post_comment: bool,
+    /// The repository of the pull request (default: GITHUB_REPOSITORY).
+    #[arg(long, value_name = "OWNER/REPO")]
+    pub github_repo: Option<String>,
+    /// The pull request's number (default: from GITHUB_REF `refs/pull/N/…`).
+    #[arg(long, value_name = "N")]
+    pub pr: Option<u64>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]

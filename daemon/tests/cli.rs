@@ -516,3 +516,160 @@ fn a_deny_policy_blocks_a_pull_request_plan_with_exit_3_in_every_format() {
     let out = platformd(&args, repo.path());
     assert_eq!(code(&out), 0, "{}", stdout(&out));
 }
+
+/// A loopback server speaking the GitHub REST shapes for issue comments: list, create, update.
+struct FakeGitHub {
+    server: test_support::net::LoopbackServer,
+    comments: std::sync::Arc<std::sync::Mutex<Vec<(u64, String)>>>,
+}
+
+impl FakeGitHub {
+    fn start(token: &'static str) -> FakeGitHub {
+        use axum::extract::{Path as UrlPath, State};
+        use axum::http::{HeaderMap, StatusCode};
+        use axum::routing::{get, patch};
+        type Comments = std::sync::Arc<std::sync::Mutex<Vec<(u64, String)>>>;
+        let comments: Comments = Default::default();
+        // A comment of someone else's, which must be left alone.
+        comments
+            .lock()
+            .unwrap()
+            .push((7, "LGTM, ship it".to_string()));
+        let state = comments.clone();
+        let authorized = move |h: &HeaderMap| {
+            h.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {token}"))
+        };
+        let server = test_support::net::LoopbackServer::start(1, move |listener| async move {
+            let list = {
+                move |State(c): State<Comments>, h: HeaderMap| async move {
+                    if !authorized(&h) {
+                        return (StatusCode::UNAUTHORIZED, String::new());
+                    }
+                    let all: Vec<serde_json::Value> = c
+                        .lock()
+                        .unwrap()
+                        .iter()
+                        .map(|(id, body)| serde_json::json!({ "id": id, "body": body }))
+                        .collect();
+                    (StatusCode::OK, serde_json::Value::Array(all).to_string())
+                }
+            };
+            let create = {
+                move |State(c): State<Comments>, h: HeaderMap, body: String| async move {
+                    if !authorized(&h) {
+                        return (StatusCode::UNAUTHORIZED, String::new());
+                    }
+                    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+                    let mut c = c.lock().unwrap();
+                    let id = 100 + c.len() as u64;
+                    c.push((id, body["body"].as_str().unwrap().to_string()));
+                    let url =
+                        format!("https://github.example/acme/state/pull/12#issuecomment-{id}");
+                    (
+                        StatusCode::CREATED,
+                        serde_json::json!({ "id": id, "html_url": url }).to_string(),
+                    )
+                }
+            };
+            let update = move |State(c): State<Comments>,
+                               UrlPath((_, _, id)): UrlPath<(String, String, u64)>,
+                               h: HeaderMap,
+                               body: String| async move {
+                if !authorized(&h) {
+                    return (StatusCode::UNAUTHORIZED, String::new());
+                }
+                let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+                let mut c = c.lock().unwrap();
+                match c.iter_mut().find(|(i, _)| *i == id) {
+                    Some(entry) => {
+                        entry.1 = body["body"].as_str().unwrap().to_string();
+                        (StatusCode::OK, serde_json::json!({ "id": id }).to_string())
+                    }
+                    None => (StatusCode::NOT_FOUND, String::new()),
+                }
+            };
+            let app = axum::Router::new()
+                .route(
+                    "/repos/{owner}/{repo}/issues/{number}/comments",
+                    get(list).post(create),
+                )
+                .route("/repos/{owner}/{repo}/issues/comments/{id}", patch(update))
+                .with_state(state);
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeGitHub { server, comments }
+    }
+}
+
+#[test]
+fn post_comment_creates_the_plan_comment_once_then_updates_it_in_place() {
+    let github = FakeGitHub::start("gh-secret-token");
+    let repo = two_commit_repo();
+    let post = |repo: &GitRepo| {
+        Command::new(env!("CARGO_BIN_EXE_platformd"))
+            .args([
+                "plan",
+                "stack",
+                "--base",
+                "HEAD~1",
+                "--head",
+                "HEAD",
+                "--post-comment",
+                "--github-repo",
+                "acme/state",
+                "--pr",
+                "12",
+            ])
+            .current_dir(repo.path())
+            .env("NO_COLOR", "1")
+            .env("GITHUB_TOKEN", "gh-secret-token")
+            .env(
+                "GITHUB_API_URL",
+                format!("http://127.0.0.1:{}", github.server.port),
+            )
+            .output()
+            .unwrap()
+    };
+    let first = post(&repo);
+    assert_eq!(
+        code(&first),
+        0,
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&first.stderr).contains("posted the plan comment on acme/state#12")
+    );
+    let comments = github.comments.lock().unwrap().clone();
+    assert_eq!(comments.len(), 2, "one new comment beside the reviewer's");
+    assert!(
+        comments[1].1.contains("### platformd plan"),
+        "{}",
+        comments[1].1
+    );
+
+    // Another push to the pull request: the same comment is updated, not a second one added.
+    repo.write(
+        "stack/services/search.kdl",
+        "service \"search\" {\n    team \"web\"\n    image \"ghcr.io/acme/search:1.0.0\"\n    replicas 5\n}\n",
+    );
+    repo.commit("more search");
+    let second = post(&repo);
+    assert_eq!(
+        code(&second),
+        0,
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert!(String::from_utf8_lossy(&second.stderr).contains("updated the plan comment"));
+    let comments = github.comments.lock().unwrap().clone();
+    assert_eq!(comments.len(), 2);
+    assert_eq!(
+        comments[0].1, "LGTM, ship it",
+        "someone else's comment is untouched"
+    );
+    assert!(comments[1].1.contains("replicas"), "{}", comments[1].1);
+    // The token is never printed.
+    assert!(!String::from_utf8_lossy(&second.stderr).contains("gh-secret-token"));
+    assert!(!stdout(&second).contains("gh-secret-token"));
+}

@@ -252,6 +252,17 @@ fn emit_plan(plan: &planner::Plan, args: &PlanArgs, colours: Colours) -> Result<
             .with_context(|| format!("cannot write plan to {}", out.display()))?;
         eprintln!("saved plan to {}", out.display());
     }
+    if args.post_comment {
+        let pr = super::github::PullRequest::from_env(args.github_repo.as_deref(), args.pr)?;
+        let markdown = planner::render::markdown(plan, planner::render::MARKDOWN_LIMIT);
+        let (url, updated) = pr.post_plan(&plan.stack, &markdown)?;
+        eprintln!(
+            "{} the plan comment on {}#{}: {url}",
+            if updated { "updated" } else { "posted" },
+            pr.repo,
+            pr.number
+        );
+    }
     Ok(plan.exit_code(args.detailed_exitcode) as u8)
 }
 

@@ -3,6 +3,7 @@
 
 pub mod commands;
 pub mod daemon;
+pub mod github;
 mod progress;
 pub mod state;
 pub mod tui;
