@@ -16,6 +16,8 @@ missing=()
 need git || missing+=(git)
 need tmux || missing+=(tmux) # terminal end-to-end tests
 need openssl || missing+=(openssl) # self-signed certificates for the HTTPS test
+need gpg || missing+=(gnupg) # OpenPGP-signed commits in the signature tests (the daemon verifies in process)
+need ssh-keygen || missing+=(openssh-client) # SSH-signed commits in the signature tests
 if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq && apt-get install -y -qq "${missing[@]}"
 fi

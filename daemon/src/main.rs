@@ -169,6 +169,16 @@ pub enum Command {
         /// HMAC-SHA256 key for `webhook=` notifications (header X-Platformd-Signature-256).
         #[arg(long, value_name = "FILE")]
         notify_secret_file: Option<PathBuf>,
+        /// Apply only signed commits: `head` (the tracked commit's signature) or `tag` (a
+        /// signed annotated tag on it), checked against --allowed-signers / --trusted-keys.
+        #[arg(long, value_name = "MODE")]
+        verify_commits: Option<String>,
+        /// Trusted SSH keys in git's allowed_signers form.
+        #[arg(long, value_name = "FILE")]
+        allowed_signers: Option<PathBuf>,
+        /// Trusted OpenPGP public keys (armored).
+        #[arg(long, value_name = "FILE")]
+        trusted_keys: Option<PathBuf>,
     },
 }
 
@@ -325,6 +335,9 @@ fn main() -> ExitCode {
             debounce,
             notify,
             notify_secret_file,
+            verify_commits,
+            allowed_signers,
+            trusted_keys,
         } => cli::daemon::run(cli::daemon::DaemonArgs {
             repo,
             branch,
@@ -339,6 +352,9 @@ fn main() -> ExitCode {
             debounce,
             notify,
             notify_secret_file,
+            verify_commits,
+            allowed_signers,
+            trusted_keys,
         }),
     };
     match result {

@@ -72,6 +72,8 @@ string_enum! {
         AwaitingApproval = "awaiting-approval",
         /// The newest revision does not validate; the last good one stays in force.
         Invalid = "invalid",
+        /// The newest commit is not signed by a trusted key; the last good one stays in force.
+        Rejected = "rejected",
         Error = "error",
         /// The UI reads a state directory, with no daemon behind it.
         ReadOnly = "read-only",

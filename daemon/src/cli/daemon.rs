@@ -28,6 +28,9 @@ pub struct DaemonArgs {
     pub debounce: Duration,
     pub notify: Vec<String>,
     pub notify_secret_file: Option<PathBuf>,
+    pub verify_commits: Option<String>,
+    pub allowed_signers: Option<PathBuf>,
+    pub trusted_keys: Option<PathBuf>,
 }
 
 fn read_secret(path: &Path, what: &str) -> Result<String> {
@@ -78,7 +81,30 @@ pub fn run(args: DaemonArgs) -> Result<u8> {
         .then(|| daemon::notify::Notifier::new(store.clone(), targets))
         .transpose()
         .map_err(anyhow::Error::msg)?;
-    let source = Source::new(&args.repo, &args.branch, &args.path, &args.state_dir)?;
+    let mut source = Source::new(&args.repo, &args.branch, &args.path, &args.state_dir)?;
+    if let Some(mode) = &args.verify_commits {
+        use daemon::source::verify::{Verifier, VerifyMode};
+        let read = |p: &Option<PathBuf>| -> Result<Option<String>> {
+            p.as_deref()
+                .map(|p| {
+                    std::fs::read_to_string(p)
+                        .with_context(|| format!("cannot read {}", p.display()))
+                })
+                .transpose()
+        };
+        let verifier = Verifier::new(
+            VerifyMode::parse(mode).map_err(anyhow::Error::msg)?,
+            read(&args.allowed_signers)?.as_deref(),
+            read(&args.trusted_keys)?.as_deref(),
+        )
+        .map_err(anyhow::Error::msg)?;
+        match &mut source {
+            Source::Git(g) => g.verifier = Some(Arc::new(verifier)),
+            Source::Dir(_) => {
+                anyhow::bail!("--verify-commits needs a git repository, not a directory")
+            }
+        }
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

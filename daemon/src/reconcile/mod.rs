@@ -140,6 +140,8 @@ pub struct Reconciler {
     awaiting_approval: Option<(String, ApplyMode)>,
     /// How the change a closed window holds back was to be applied.
     window_mode: ApplyMode,
+    /// The last revision commit verification refused, recorded once.
+    last_rejected: Option<String>,
     /// The revision an operator's window override lets through once.
     window_overridden: Option<String>,
 }
@@ -195,6 +197,7 @@ impl Reconciler {
             window_overridden: None,
             awaiting_approval: None,
             window_mode: ApplyMode::Auto,
+            last_rejected: None,
         }
     }
 
@@ -357,6 +360,13 @@ impl Reconciler {
             s.tracked_revision = Some(revision.id.clone());
             s.sync_state = SyncState::Planning;
         });
+        if let Some(why) = &revision.rejected {
+            self.reject(&revision, why);
+            // Checked again at the next poll: a signed tag may still arrive for it.
+            self.last_seen = None;
+            return;
+        }
+        self.last_rejected = None;
         let read_ms = started.elapsed().as_millis() as u64;
         let analysis = planner::analyze_cached(revision.files, Some(&self.cache));
         self.analyze_ms = started.elapsed().as_millis() as u64 - read_ms;
@@ -441,6 +451,40 @@ impl Reconciler {
             .reconcile(&revision.id, &snapshot, mode, ApplyReason::Apply)
             .await;
         self.shared.metrics.observe_reconcile(started.elapsed());
+    }
+
+    /// Records a revision that commit verification refused (once, however often it is seen
+    /// again); the last good one stays in force.
+    fn reject(&mut self, revision: &Revision, why: &str) {
+        if self.last_rejected.as_deref() == Some(revision.id.as_str()) {
+            return;
+        }
+        self.last_rejected = Some(revision.id.clone());
+        let in_force = self
+            .last_good
+            .as_ref()
+            .map_or("nothing", |(r, _)| r.as_str());
+        let message = format!(
+            "revision {} is rejected: {why}; {in_force} stays in force",
+            revision.id
+        );
+        let recorded = self.store().record_revision(&api::Revision {
+            revision: revision.id.clone(),
+            source: self.source.kind().into(),
+            author: revision.author.clone(),
+            message: revision.message.clone(),
+            valid: false,
+            errors: Some(format!("rejected: {why}")),
+            ..api::Revision::default()
+        });
+        if let Err(e) =
+            recorded.and_then(|()| self.store().event("rejected-revision", &message, None))
+        {
+            tracing::warn!(error = %e, "cannot record a rejected revision");
+        }
+        self.shared.metrics.revisions_invalid.inc();
+        self.set_state(SyncState::Rejected);
+        self.set_error(Some(message));
     }
 
     /// Whether the stack stays pinned at `revision`: it does when `revision` is the one it was

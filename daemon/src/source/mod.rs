@@ -3,6 +3,7 @@
 
 mod error;
 pub mod git;
+pub mod verify;
 
 pub(crate) use error::invalid;
 pub use error::{SourceError, WithContext};
@@ -19,6 +20,10 @@ pub struct Revision {
     pub files: Vec<StackFile>,
     pub author: Option<String>,
     pub message: Option<String>,
+    /// Why commit verification refused this revision (it is recorded, never applied).
+    pub rejected: Option<String>,
+    /// Who signed it, when commits are verified.
+    pub signed_by: Option<String>,
 }
 
 pub enum Source {
@@ -106,6 +111,8 @@ pub struct GitSource {
     pub branch: String,
     pub path: String,
     repo_dir: PathBuf,
+    /// Commit signature verification, when configured.
+    pub verifier: Option<std::sync::Arc<verify::Verifier>>,
 }
 
 impl GitSource {
@@ -115,6 +122,7 @@ impl GitSource {
             branch: branch.to_string(),
             path: path.trim_matches('/').to_string(),
             repo_dir: state_dir.join("repo.git"),
+            verifier: None,
         }
     }
 
@@ -163,10 +171,19 @@ impl GitSource {
         let repo = self.open_or_init()?;
         let tracking = format!("refs/remotes/origin/{}", self.branch);
         let refspec = format!("+refs/heads/{}:{tracking}", self.branch);
+        let mut refspecs = vec![refspec.as_str()];
+        // Tag mode verifies signed tags: fetch them too.
+        if self
+            .verifier
+            .as_ref()
+            .is_some_and(|v| v.mode == verify::VerifyMode::Tag)
+        {
+            refspecs.push("+refs/tags/*:refs/tags/*");
+        }
         let remote = repo
             .remote_at(self.connect_url().as_str())
             .map_err(|e| invalid!("invalid git URL {}: {e}", redact_url(&self.url)))?
-            .with_refspecs([refspec.as_str()], gix::remote::Direction::Fetch)
+            .with_refspecs(refspecs.iter().copied(), gix::remote::Direction::Fetch)
             .map_err(|e| invalid!("invalid refspec {refspec}: {e}"))?;
         let interrupt = AtomicBool::new(false);
         let outcome = remote
@@ -184,11 +201,22 @@ impl GitSource {
             ));
         }
         let at = read_stack_at(&repo, &tracking, &self.path)?;
+        let (mut rejected, mut signed_by) = (None, None);
+        if let Some(verifier) = &self.verifier {
+            let id = gix::ObjectId::from_hex(at.commit.as_bytes())
+                .map_err(|e| invalid!("cannot read commit id {}: {e}", at.commit))?;
+            match verifier.check(&repo, id) {
+                Ok(signer) => signed_by = Some(signer),
+                Err(why) => rejected = Some(why),
+            }
+        }
         Ok(Revision {
             id: at.commit,
             files: at.files,
             author: at.author,
             message: at.message,
+            rejected,
+            signed_by,
         })
     }
 }
@@ -206,6 +234,8 @@ impl DirSource {
             files,
             author: None,
             message: None,
+            rejected: None,
+            signed_by: None,
         })
     }
 }
