@@ -865,6 +865,13 @@ fn apply_inside_a_deny_window_is_refused_unless_overridden_with_a_reason() {
         "{}",
         history.stdout
     );
+    let json = ws.run(&["history", "--format", "json"]);
+    let rows: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(
+        rows.as_array().unwrap().last().unwrap()["actor"],
+        "alice",
+        "the apply records who ran it"
+    );
     // Monday after 10:00 Berlin the window is open: no override needed.
     ws.env.retain(|(k, _)| k != "PLATFORMD_FAKE_NOW");
     ws.env

@@ -865,6 +865,20 @@ fn a_manual_stack_applies_only_the_exact_plan_that_was_approved() {
     assert_eq!(code, 200, "{body}");
     daemon.wait_applied(&c3);
     assert_eq!(daemon.status()["pending_approval"], Value::Null);
+    // Each apply records who let it happen.
+    let (_, body) = http(daemon.port, "GET", "/api/v1/revisions", &[], b"");
+    let revisions: Value = serde_json::from_str(&body).unwrap();
+    let actors: Vec<&str> = revisions["applies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["actor"].as_str())
+        .collect();
+    assert_eq!(
+        actors,
+        ["bob (approval)", "API token holder (approval)"],
+        "{revisions}"
+    );
 }
 
 #[test]

@@ -175,6 +175,9 @@ pub struct ApplyRecord {
     pub finished_at: Option<i64>,
     pub status: ApplyStatus,
     pub summary: Option<String>,
+    /// Who started it: an OS user, the daemon, an API token, an approver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
 }
 
 /// What the daemon reports at `/api/v1/status`: the stack, its revisions, sync state, pin,

@@ -30,6 +30,7 @@ fn ops_for(store: Store, holder: &str, parallelism: usize, lock_timeout: Duratio
     let mut ops = Ops::new(store, Arc::new(TerminalProgress::new()), holder);
     ops.config = ops::EngineConfig::with_parallelism(parallelism);
     ops.lock_timeout = lock_timeout;
+    ops.actor = daemon::clock::os_user();
     ops
 }
 
@@ -363,8 +364,8 @@ pub fn history(state_dir: &Path, json: bool) -> Result<u8> {
         })
         .map(|r| r.id);
     println!(
-        "{:>4}  {:<23}  {:<9}  {:<11}  {:<24}  summary",
-        "id", "started", "reason", "status", "revision"
+        "{:>4}  {:<23}  {:<9}  {:<11}  {:<24}  {:<16}  summary",
+        "id", "started", "reason", "status", "revision", "by"
     );
     for r in rows {
         let mut marks = String::new();
@@ -375,12 +376,13 @@ pub fn history(state_dir: &Path, json: bool) -> Result<u8> {
             marks.push_str(" (pinned)");
         }
         println!(
-            "{:>4}  {:<23}  {:<9}  {:<11}  {:<24}  {}{marks}",
+            "{:>4}  {:<23}  {:<9}  {:<11}  {:<24}  {:<16}  {}{marks}",
             r.id,
             format_time(r.started_at),
             r.reason,
             r.status,
             r.revision,
+            r.actor.as_deref().unwrap_or("-"),
             r.summary.unwrap_or_default()
         );
     }

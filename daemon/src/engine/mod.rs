@@ -167,6 +167,8 @@ pub struct Engine {
     /// the rest is skipped and the apply ends `interrupted`.
     pub cancel: Arc<AtomicBool>,
     pub progress: Arc<dyn Progress>,
+    /// Who the applies of this engine are recorded as started by.
+    pub actor: String,
 }
 
 /// Why one change did not complete.

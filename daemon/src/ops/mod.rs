@@ -83,6 +83,9 @@ pub struct Ops {
     pub holder: String,
     /// How long to wait for another applier.
     pub lock_timeout: Duration,
+    /// Who applies are recorded as started by: the OS user of a CLI command, the daemon, an
+    /// API token, an approver.
+    pub actor: String,
 }
 
 /// An engine holding the applier lease, with what a crash left open already recovered.
@@ -101,6 +104,7 @@ impl Ops {
             cancel: Arc::new(AtomicBool::new(false)),
             holder: holder.to_string(),
             lock_timeout: Duration::ZERO,
+            actor: holder.to_string(),
         }
     }
 
@@ -112,6 +116,7 @@ impl Ops {
             config: self.config.clone(),
             cancel: self.cancel.clone(),
             progress: self.progress.clone(),
+            actor: self.actor.clone(),
         }))
     }
 

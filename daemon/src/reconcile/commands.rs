@@ -32,7 +32,15 @@ pub enum Command {
 }
 
 impl Reconciler {
+    /// Runs an operator's command; what it applies is recorded as the API token's.
     pub(super) async fn command(&mut self, command: Command) -> Result<String, String> {
+        let daemon = std::mem::replace(&mut self.ops.actor, "API token holder".into());
+        let result = self.run_command(command).await;
+        self.ops.actor = daemon;
+        result
+    }
+
+    async fn run_command(&mut self, command: Command) -> Result<String, String> {
         match command {
             Command::CorrectDrift(only) => self.drift_check(DriftScope::Operator { only }).await,
             Command::Sync { override_window } => {

@@ -27,6 +27,9 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
+/// Who the daemon's own applies are recorded as started by.
+const DAEMON_ACTOR: &str = "platformd daemon";
+
 /// Who lets a plan be applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ApplyMode {
@@ -179,6 +182,7 @@ impl Reconciler {
         ops.config = crate::ops::EngineConfig::with_parallelism(options.parallelism);
         ops.cancel = shared.shutting_down.clone();
         ops.lock_timeout = Duration::from_secs(30);
+        ops.actor = DAEMON_ACTOR.into();
         Reconciler {
             shared,
             source,
@@ -569,9 +573,22 @@ impl Reconciler {
         if self.window_overridden.take().as_deref() != Some(revision) {
             self.window_allows(revision, snapshot, None)?;
         }
+        // An approved plan is recorded as started by its approver.
+        let approver = approved.as_ref().and_then(|hash| {
+            self.store()
+                .approval(revision, hash)
+                .ok()
+                .flatten()
+                .and_then(|a| a.approved_by)
+        });
+        let actor = self.ops.actor.clone();
+        if let Some(by) = approver {
+            self.ops.actor = format!("{by} (approval)");
+        }
         let applied = self
             .apply(&plan, snapshot, revision, reason, Some(plan_id))
             .await;
+        self.ops.actor = actor;
         if let (Ok(()), Some(hash)) = (&applied, approved) {
             self.store()
                 .approval_applied(revision, &hash)

@@ -25,6 +25,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_health.sql"),
     include_str!("migrations/0006_approvals.sql"),
     include_str!("migrations/0007_outbox.sql"),
+    include_str!("migrations/0008_actor.sql"),
 ];
 
 /// A notification due for delivery: the finished apply it is about, and to which target.
@@ -567,6 +568,7 @@ impl Store {
                             finished_at,
                             status: parse_state::<ApplyStatus>(&status)?,
                             summary,
+                            actor: None,
                         },
                     })
                 },
@@ -661,7 +663,7 @@ impl Store {
         snapshot: &Snapshot,
     ) -> Result<()> {
         self.store_snapshot(revision, snapshot)?;
-        let id = self.begin_apply(revision, ApplyReason::Apply, None)?;
+        let id = self.begin_apply(revision, ApplyReason::Apply, None, "platformd daemon")?;
         self.finish_apply(id, ApplyStatus::Succeeded, "no changes", &snapshot.stack)
     }
 
@@ -780,12 +782,13 @@ impl Store {
         revision: &str,
         reason: ApplyReason,
         plan_id: Option<i64>,
+        actor: &str,
     ) -> Result<i64> {
         let conn = self.conn();
         let tx = write_transaction(&conn)?;
         tx.execute(
-            "INSERT INTO applies (revision, reason, started_at, status, generation_before, holder, plan_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO applies (revision, reason, started_at, status, generation_before, holder, plan_id, actor)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 revision,
                 reason.as_str(),
@@ -793,7 +796,8 @@ impl Store {
                 ApplyStatus::Running.as_str(),
                 generation_of(&tx)? as i64,
                 format!("pid {}", std::process::id()),
-                plan_id
+                plan_id,
+                actor
             ],
         )?;
         let id = tx.last_insert_rowid();
@@ -1032,7 +1036,7 @@ impl Store {
     pub fn history(&self) -> Result<Vec<ApplyRecord>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT id, revision, reason, started_at, finished_at, status, summary FROM applies ORDER BY id",
+            "SELECT id, revision, reason, started_at, finished_at, status, summary, actor FROM applies ORDER BY id",
         )?;
         type Row = (
             i64,
@@ -1042,13 +1046,14 @@ impl Store {
             Option<i64>,
             String,
             Option<String>,
+            Option<String>,
         );
         let rows: Vec<Row> = stmt
             .query_map([], |r| Row::try_from(r))?
             .collect::<rusqlite::Result<_>>()?;
         rows.into_iter()
             .map(
-                |(id, revision, reason, started_at, finished_at, status, summary)| {
+                |(id, revision, reason, started_at, finished_at, status, summary, actor)| {
                     Ok(ApplyRecord {
                         id,
                         revision,
@@ -1057,6 +1062,7 @@ impl Store {
                         finished_at,
                         status: parse_state(&status)?,
                         summary,
+                        actor,
                     })
                 },
             )
