@@ -135,15 +135,11 @@ pub fn text(plan: &Plan, colour: bool) -> String {
         render_change_text(&p, r, &mut out);
     }
     if let Some(w) = &plan.window {
-        let opens = w
-            .opens_at
-            .as_deref()
-            .map_or(String::new(), |t| format!("; opens at {t}"));
         let _ = writeln!(
             out,
-            "{} closed: {}{opens}\n",
+            "{} closed: {}\n",
             p.c("1;33", "Sync window:"),
-            w.reason.as_deref().unwrap_or("closed")
+            window_verdict(w)
         );
     }
     if !plan.policy.violations.is_empty() || !plan.policy.warnings.is_empty() {
@@ -354,14 +350,10 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
         head.push('\n');
     }
     if let Some(w) = &plan.window {
-        let opens = w
-            .opens_at
-            .as_deref()
-            .map_or(String::new(), |t| format!("; opens at {t}"));
         let _ = writeln!(
             head,
-            "> [!NOTE]\n> **Sync window closed:** {}{opens}\n",
-            md_escape(w.reason.as_deref().unwrap_or("closed"))
+            "> [!NOTE]\n> **Sync window closed:** {}\n",
+            md_escape(&window_verdict(w))
         );
     }
     if !plan.policy.warnings.is_empty() {
@@ -580,4 +572,13 @@ fn md_at(v: &crate::plan::Violation) -> String {
         .as_ref()
         .map(|l| format!(" (`{l}`)"))
         .unwrap_or_default()
+}
+
+/// Why a sync window is closed and when it opens: `the deny window … is in force; opens at …`.
+pub fn window_verdict(w: &crate::window::WindowState) -> String {
+    let opens = w
+        .opens_at
+        .as_deref()
+        .map_or(String::new(), |t| format!("; opens at {t}"));
+    format!("{}{opens}", w.reason.as_deref().unwrap_or("closed"))
 }

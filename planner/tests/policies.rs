@@ -16,11 +16,12 @@ fn example_policies() -> String {
     .expect("the example stack ships policies.kdl")
 }
 
-fn findings(environment: &str, resources: &str) -> Vec<PolicyFinding> {
+/// The example policies over `resources`, on a platform in `environment`.
+fn stack(environment: &str, resources: &str) -> planner::Analysis {
     let platform = format!(
         "platform \"acme\" {{\n    environment \"{environment}\"\n    driver \"local\" {{\n        path \".platformd/rendered\"\n    }}\n}}\n\nteam \"data\" {{\n    owner \"data@acme.example\"\n}}\n"
     );
-    let files = vec![
+    analyze(vec![
         StackFile {
             path: "platform.kdl".into(),
             text: platform,
@@ -33,8 +34,11 @@ fn findings(environment: &str, resources: &str) -> Vec<PolicyFinding> {
             path: "resources.kdl".into(),
             text: resources.into(),
         },
-    ];
-    let analysis = analyze(files);
+    ])
+}
+
+fn findings(environment: &str, resources: &str) -> Vec<PolicyFinding> {
+    let analysis = stack(environment, resources);
     assert!(
         !analysis.has_errors(),
         "{}",
@@ -109,24 +113,7 @@ fn a_gpu_pool_on_demand_is_allowed_in_prod() {
 #[test]
 fn deny_findings_block_the_plan_and_warnings_do_not() {
     let plan = |environment: &str, resources: &str| {
-        let platform = format!(
-            "platform \"acme\" {{\n    environment \"{environment}\"\n    driver \"local\" {{\n        path \".platformd/rendered\"\n    }}\n}}\nteam \"data\" {{\n    owner \"data@acme.example\"\n}}\n"
-        );
-        let analysis = analyze(vec![
-            StackFile {
-                path: "platform.kdl".into(),
-                text: platform,
-            },
-            StackFile {
-                path: "policies.kdl".into(),
-                text: example_policies(),
-            },
-            StackFile {
-                path: "resources.kdl".into(),
-                text: resources.into(),
-            },
-        ]);
-        let head = analysis.snapshot.expect("valid");
+        let head = stack(environment, resources).snapshot.expect("valid");
         planner::plan::plan(&Snapshot::empty("acme"), &head, &PlanOptions::default())
     };
     let denied = plan("prod", CASES[0].3);

@@ -357,6 +357,12 @@ impl Reconciler {
 
     async fn new_revision(&mut self, revision: Revision) {
         let started = self.revision_started.unwrap_or_else(Instant::now);
+        if let Some(why) = &revision.rejected {
+            self.reject(&revision, why);
+            // Not marked seen: checked again at the next poll (a signed tag may still come).
+            return;
+        }
+        self.last_rejected = None;
         self.last_seen = Some(revision.id.clone());
         self.shared.metrics.revisions_seen.inc();
         // Published together: a reader never sees the new revision with the old state.
@@ -364,13 +370,6 @@ impl Reconciler {
             s.tracked_revision = Some(revision.id.clone());
             s.sync_state = SyncState::Planning;
         });
-        if let Some(why) = &revision.rejected {
-            self.reject(&revision, why);
-            // Checked again at the next poll: a signed tag may still arrive for it.
-            self.last_seen = None;
-            return;
-        }
-        self.last_rejected = None;
         let read_ms = started.elapsed().as_millis() as u64;
         let analysis = planner::analyze_cached(revision.files, Some(&self.cache));
         self.analyze_ms = started.elapsed().as_millis() as u64 - read_ms;
@@ -464,6 +463,9 @@ impl Reconciler {
             return;
         }
         self.last_rejected = Some(revision.id.clone());
+        self.shared.metrics.revisions_seen.inc();
+        self.shared
+            .update(|s| s.tracked_revision = Some(revision.id.clone()));
         let in_force = self
             .last_good
             .as_ref()

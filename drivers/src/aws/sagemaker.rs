@@ -518,23 +518,19 @@ async fn delete_revisions(
             .send()
             .await
             .map_err(|e| classify(e, "sagemaker:ListEndpointConfigs", endpoint))?;
-        for c in page.endpoint_configs() {
-            if let (Some(n), Some(arn)) = (c.endpoint_config_name(), c.endpoint_config_arn())
-                && stale(n)
-            {
-                configs.push((n.to_string(), arn.to_string()));
-            }
-        }
+        configs.extend(
+            page.endpoint_configs()
+                .iter()
+                .filter_map(|c| Some((c.endpoint_config_name()?, c.endpoint_config_arn()?)))
+                .filter(|(n, _)| stale(n))
+                .map(|(n, a)| (n.to_string(), a.to_string())),
+        );
         token = page.next_token().map(str::to_string);
         if token.is_none() {
             break;
         }
     }
-    for (config, arn) in configs {
-        let tags = list_tags(client, &arn).await?;
-        if tracked_address(lookup(&tags), stack) != Some(address) {
-            continue;
-        }
+    for config in owned(client, stack, address, configs).await? {
         match client
             .delete_endpoint_config()
             .endpoint_config_name(&config)
@@ -556,23 +552,19 @@ async fn delete_revisions(
             .send()
             .await
             .map_err(|e| classify(e, "sagemaker:ListModels", endpoint))?;
-        for m in page.models() {
-            if let (Some(n), Some(arn)) = (m.model_name(), m.model_arn())
-                && stale(n)
-            {
-                models.push((n.to_string(), arn.to_string()));
-            }
-        }
+        models.extend(
+            page.models()
+                .iter()
+                .filter_map(|m| Some((m.model_name()?, m.model_arn()?)))
+                .filter(|(n, _)| stale(n))
+                .map(|(n, a)| (n.to_string(), a.to_string())),
+        );
         token = page.next_token().map(str::to_string);
         if token.is_none() {
             break;
         }
     }
-    for (model, arn) in models {
-        let tags = list_tags(client, &arn).await?;
-        if tracked_address(lookup(&tags), stack) != Some(address) {
-            continue;
-        }
+    for model in owned(client, stack, address, models).await? {
         match client.delete_model().model_name(&model).send().await {
             Ok(_) => {}
             Err(e) if not_found(&e) => {}
@@ -580,6 +572,23 @@ async fn delete_revisions(
         }
     }
     Ok(())
+}
+
+/// The names among `(name, arn)` whose tags say they belong to `address` in `stack`.
+async fn owned(
+    client: &Client,
+    stack: &str,
+    address: &str,
+    candidates: Vec<(String, String)>,
+) -> Result<Vec<String>, DriverError> {
+    let mut mine = Vec::new();
+    for (name, arn) in candidates {
+        let tags = list_tags(client, &arn).await?;
+        if tracked_address(lookup(&tags), stack) == Some(address) {
+            mine.push(name);
+        }
+    }
+    Ok(mine)
 }
 
 pub async fn observe(

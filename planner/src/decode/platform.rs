@@ -223,32 +223,8 @@ pub(crate) fn decode_platform(node: &Node, diags: &mut Vec<Diagnostic>) -> Optio
             &[],
             diags,
         );
-        let mut kinds = Vec::new();
-        if let Some(k) = scope.one("kinds")
-            && shape(k, 1, usize::MAX, &[], scope.def("kinds").usage, diags)
-        {
-            let names: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
-            for a in &k.args {
-                let v = Val {
-                    value: &a.value,
-                    span: a.span,
-                    what: "approval kind".into(),
-                };
-                if let Some(kind) = one_of(v, &names, diags).and_then(|k| Kind::parse(&k)) {
-                    kinds.push(kind);
-                }
-            }
-        }
-        let mut teams = Vec::new();
-        if let Some(t) = scope.one("teams")
-            && shape(t, 1, usize::MAX, &[], scope.def("teams").usage, diags)
-        {
-            for i in 0..t.args.len() {
-                if let Some(v) = arg(t, i).and_then(|v| string(v, "\"payments\"", diags)) {
-                    teams.push(v.value);
-                }
-            }
-        }
+        let kinds = scope_kinds(&scope, "approval kind", diags);
+        let teams = scope_strings(&scope, "teams", diags);
         ApprovalScope { kinds, teams }
     });
     let windows = block

@@ -18,8 +18,33 @@ pub(crate) const POLICY_FIELDS: &[FieldDef] = &[
     ),
 ];
 
+/// The kinds of a scope's `kinds "bucket" "database"` field (a policy's, an approval's).
+pub(crate) fn scope_kinds(block: &Block<'_>, what: &str, diags: &mut Vec<Diagnostic>) -> Vec<Kind> {
+    let mut kinds = Vec::new();
+    if let Some(n) = block.one("kinds")
+        && shape(n, 1, usize::MAX, &[], block.def("kinds").usage, diags)
+    {
+        let names: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+        for a in &n.args {
+            let v = Val {
+                value: &a.value,
+                span: a.span,
+                what: what.into(),
+            };
+            if let Some(k) = one_of(v, &names, diags).and_then(|k| Kind::parse(&k)) {
+                kinds.push(k);
+            }
+        }
+    }
+    kinds
+}
+
 /// The string arguments of a scope field (`teams "a" "b"`).
-fn strings(block: &Block<'_>, field: &str, diags: &mut Vec<Diagnostic>) -> Vec<String> {
+pub(crate) fn scope_strings(
+    block: &Block<'_>,
+    field: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<String> {
     let Some(n) = block.one(field) else {
         return Vec::new();
     };
@@ -43,24 +68,9 @@ pub(crate) fn decode_policy(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<
         &[],
         diags,
     );
-    let mut kinds = Vec::new();
-    if let Some(n) = block.one("kinds")
-        && shape(n, 1, usize::MAX, &[], block.def("kinds").usage, diags)
-    {
-        let names: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
-        for a in &n.args {
-            let v = Val {
-                value: &a.value,
-                span: a.span,
-                what: "policy kind".into(),
-            };
-            if let Some(k) = one_of(v, &names, diags).and_then(|k| Kind::parse(&k)) {
-                kinds.push(k);
-            }
-        }
-    }
-    let teams = strings(&block, "teams", diags);
-    let environments = strings(&block, "environments", diags);
+    let kinds = scope_kinds(&block, "policy kind", diags);
+    let teams = scope_strings(&block, "teams", diags);
+    let environments = scope_strings(&block, "environments", diags);
     let mut rules = Vec::new();
     for (level, field) in [(PolicyLevel::Deny, "deny"), (PolicyLevel::Warn, "warn")] {
         for n in block.all(field) {
