@@ -441,3 +441,21 @@ fn approve_offers_exactly_the_waiting_plan_and_only_a_yes_returns_it() {
     assert!(app.confirm.is_none());
     assert!(app.message.as_deref().unwrap().contains("the plan changed"));
 }
+
+#[test]
+fn the_overview_shows_a_closed_sync_window_and_when_it_opens() {
+    let mut model = busy_model();
+    model.status.sync_state = api::SyncState::WindowClosed;
+    model.status.window = Some(planner::window::WindowState {
+        open: false,
+        reason: Some("the deny window \"0 22 * * fri\" for 60h (Europe/Berlin) is in force".into()),
+        opens_at: Some("2026-11-30T09:00:00Z".into()),
+    });
+    let app = app_at(model, View::Overview);
+    let screen = render(&app, 120, 30);
+    assert!(
+        screen.contains("Sync window     closed: the deny window \"0 22 * * fri\" for 60h (Europe/Berlin) is in force; opens 2026-11-30T09:00:00Z"),
+        "{screen}"
+    );
+    assert!(screen.contains("window-closed"), "{screen}");
+}
