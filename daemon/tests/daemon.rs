@@ -1117,6 +1117,35 @@ fn only_commits_signed_by_trusted_ssh_or_openpgp_keys_are_applied() {
         &["--homedir", home, "--armor", "--export", &fingerprint],
     );
     std::fs::write(k.join("trusted.asc"), armored).unwrap();
+    // A second OpenPGP key in the same keyring, which is not exported as trusted.
+    tool(
+        k,
+        "gpg",
+        &[
+            "--homedir",
+            home,
+            "--batch",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "Mallory <mallory@evil.example>",
+            "ed25519",
+            "sign",
+            "never",
+        ],
+    );
+    let listing = tool(
+        k,
+        "gpg",
+        &["--homedir", home, "--with-colons", "--list-secret-keys"],
+    );
+    let stranger_pgp = listing
+        .lines()
+        .filter(|l| l.starts_with("fpr:"))
+        .filter_map(|l| l.split(':').nth(9))
+        .find(|f| *f != fingerprint)
+        .unwrap()
+        .to_string();
 
     let remote = Remote::new();
     let sign_ssh = |key: &str| {
@@ -1217,6 +1246,30 @@ fn only_commits_signed_by_trusted_ssh_or_openpgp_keys_are_applied() {
         "signed by the release key",
     );
     daemon.wait_applied(&c4);
+    // Signed with an OpenPGP key that is not trusted: rejected.
+    let c5 = push(
+        &[("api.kdl", &service(6))],
+        vec![
+            "-c".into(),
+            "gpg.program=gpg".into(),
+            "-c".into(),
+            format!("user.signingkey={stranger_pgp}"),
+        ],
+        "signed by mallory",
+    );
+    daemon.wait("c5 rejected", |d| {
+        d.status()["tracked_revision"] == c5.as_str()
+    });
+    let status = daemon.status();
+    assert_eq!(status["sync_state"], "rejected", "{status}");
+    assert!(
+        status["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("signed by an OpenPGP key that is not trusted"),
+        "{status}"
+    );
+    assert_eq!(status["applied_revision"], c4.as_str());
     let (_, body) = http(daemon.port, "GET", "/api/v1/revisions", &[], b"");
     let revisions: Value = serde_json::from_str(&body).unwrap();
     let rejected: Vec<&Value> = revisions["revisions"]
@@ -1229,7 +1282,7 @@ fn only_commits_signed_by_trusted_ssh_or_openpgp_keys_are_applied() {
                 .is_some_and(|e| e.starts_with("rejected:"))
         })
         .collect();
-    assert_eq!(rejected.len(), 2, "{revisions}");
+    assert_eq!(rejected.len(), 3, "{revisions}");
 }
 
 #[test]
