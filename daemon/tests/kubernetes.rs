@@ -427,17 +427,57 @@ fn the_examples_kubernetes_variant_validates_and_applies() {
     assert_eq!(ws.run(&["plan", "stack", "--detailed-exitcode"]).code, 0);
 }
 
-/// The ClusterRole shipped for the driver passes the official schemas.
+/// Every manifest under `deploy/kubernetes` (the driver's ClusterRole, the base and the
+/// single-replica form) passes the official schemas, and every kustomization names files and
+/// directories that exist.
 #[test]
-fn the_shipped_cluster_role_is_valid() {
-    let role = support::repo_root().join("deploy/kubernetes/clusterrole.yaml");
+fn every_shipped_manifest_is_valid_and_every_kustomization_resolves() {
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "yaml") {
+                out.push(path);
+            }
+        }
+    }
+    let root = support::repo_root().join("deploy/kubernetes");
+    let mut files = Vec::new();
+    walk(&root, &mut files);
+    files.sort();
+    let (kustomizations, manifests): (Vec<_>, Vec<_>) = files
+        .into_iter()
+        .partition(|p| p.file_name().is_some_and(|n| n == "kustomization.yaml"));
+    assert!(manifests.len() >= 7, "{manifests:?}");
     let out: support::Run = std::process::Command::new("kubernetes-validate")
         .args(["--strict", "--no-warn"])
-        .arg(&role)
+        .args(&manifests)
         .output()
         .expect("kubernetes-validate is installed (scripts/test.sh installs it)")
         .into();
     assert_eq!(out.code, 0, "{}", out.all());
+    for k in kustomizations {
+        let dir = k.parent().unwrap();
+        let text = std::fs::read_to_string(&k).unwrap();
+        let doc: serde_json::Value = serde_norway::from_str(&text).unwrap();
+        for r in doc["resources"].as_array().unwrap() {
+            let target = dir.join(r.as_str().unwrap());
+            assert!(
+                target.is_file() || target.join("kustomization.yaml").is_file(),
+                "{} names {} which does not exist",
+                k.display(),
+                target.display()
+            );
+            // Kustomize refuses files outside a kustomization's root; directories are fine.
+            assert!(
+                target.is_dir() || target.starts_with(dir),
+                "{} names a file outside its root: {}",
+                k.display(),
+                target.display()
+            );
+        }
+    }
 }
 
 #[test]
