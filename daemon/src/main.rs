@@ -55,6 +55,16 @@ pub enum Command {
     },
     /// Show what would change, in apply order, with cost and policy.
     Plan(PlanArgs),
+    /// The stack's monthly cost estimate by team (with budgets), kind and resource.
+    Cost {
+        #[arg(default_value = ".")]
+        stack: PathBuf,
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+        format: PlanFormat,
+        /// How many of the costliest resources the text report lists.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+    },
     /// Print the dependency graph.
     Graph {
         #[arg(default_value = ".")]
@@ -268,6 +278,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate { stack, format } => commands::validate(&stack, format, colour),
         Command::Plan(args) => commands::plan(&args, &state_dir, colour),
+        Command::Cost { stack, format, top } => commands::cost(&stack, format, top, colour),
         Command::Graph {
             stack,
             format,

@@ -673,3 +673,68 @@ fn post_comment_creates_the_plan_comment_once_then_updates_it_in_place() {
     assert!(!String::from_utf8_lossy(&second.stderr).contains("gh-secret-token"));
     assert!(!stdout(&second).contains("gh-secret-token"));
 }
+
+#[test]
+fn cost_reports_the_plans_estimate_by_team_kind_and_resource() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../platform-state-example");
+    let dir = tempfile::tempdir().unwrap();
+    let json = platformd(
+        &["cost", example.to_str().unwrap(), "--format", "json"],
+        dir.path(),
+    );
+    assert_eq!(code(&json), 0, "{}", String::from_utf8_lossy(&json.stderr));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    // The same figures as the plan's estimate (from an empty state, so its `after`).
+    let plan = platformd(
+        &["plan", example.to_str().unwrap(), "--format", "json"],
+        dir.path(),
+    );
+    let plan: serde_json::Value = serde_json::from_str(&stdout(&plan)).unwrap();
+    assert_eq!(report["total_monthly_usd"], plan["cost"]["after"]);
+    for team in plan["cost"]["teams"].as_array().unwrap() {
+        let line = report["teams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["team"] == team["team"])
+            .unwrap_or_else(|| panic!("team {} in the report", team["team"]));
+        assert_eq!(line["monthly_usd"], team["after"], "{line}");
+    }
+    let kinds: f64 = report["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["monthly_usd"].as_f64().unwrap())
+        .sum();
+    assert!((kinds - report["total_monthly_usd"].as_f64().unwrap()).abs() < 0.05);
+    // Costliest first.
+    let resources = report["resources"].as_array().unwrap();
+    assert!(resources[0]["monthly_usd"].as_f64() >= resources[1]["monthly_usd"].as_f64());
+
+    let text = platformd(&["cost", example.to_str().unwrap()], dir.path());
+    let text = stdout(&text);
+    assert!(
+        text.contains("Monthly estimate for acme-prod:")
+            && text.contains("By team:")
+            && text.contains("budget $25,000.00")
+            && text.contains("Costliest resources:"),
+        "{text}"
+    );
+    let markdown = platformd(
+        &["cost", example.to_str().unwrap(), "--format", "markdown"],
+        dir.path(),
+    );
+    assert!(stdout(&markdown).contains("| team | estimate | budget |"));
+}
+
+#[test]
+fn cost_exits_3_when_a_team_is_over_its_budget() {
+    let repo = two_commit_repo();
+    repo.write(
+        "stack/gpu.kdl",
+        "gpu-pool \"big\" {\n    team \"web\"\n    accelerator \"nvidia-a100\"\n    instance-type \"p4d.24xlarge\"\n    nodes min=0 max=2\n}\n",
+    );
+    let out = platformd(&["cost", "stack"], repo.path());
+    assert_eq!(code(&out), 3, "{}", stdout(&out));
+    assert!(stdout(&out).contains("OVER BUDGET"), "{}", stdout(&out));
+}

@@ -901,6 +901,12 @@ fn an_approval_scope_holds_back_only_plans_that_touch_it() {
     );
     // A service change applies by itself.
     daemon.wait_applied(&c1);
+    // The estimate of the revision in force is a metric by team and kind.
+    let (_, metrics) = http(daemon.port, "GET", "/metrics", &[], b"");
+    assert!(
+        metrics.contains("platformd_cost_monthly_usd{team=\"web\",kind=\"service\"}"),
+        "{metrics}"
+    );
     // A database waits for approval.
     let db = "database \"orders\" {\n    team \"web\"\n    engine \"postgres\" version=\"16\"\n    size \"db.t4g.medium\"\n}\n";
     let c2 = remote.push(&[("db.kdl", db)], "a database");

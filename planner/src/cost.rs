@@ -287,3 +287,190 @@ mod tests {
         assert_eq!(format_delta(100.0), "+$100.00");
     }
 }
+
+/// One line of a cost breakdown.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CostLine {
+    pub name: String,
+    pub monthly_usd: f64,
+}
+
+/// A team's estimate against its budget.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TeamCostLine {
+    pub team: String,
+    pub monthly_usd: f64,
+    pub budget_monthly_usd: Option<f64>,
+    pub over_budget: bool,
+}
+
+/// A resource's estimate.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ResourceCostLine {
+    pub address: String,
+    pub kind: String,
+    pub team: String,
+    pub monthly_usd: f64,
+}
+
+/// `platformd cost`: the monthly estimate of a desired state by team (with budgets), kind and
+/// resource, costliest first. The same figures as the plan's estimate.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CostBreakdown {
+    pub stack: String,
+    pub currency: String,
+    pub total_monthly_usd: f64,
+    pub teams: Vec<TeamCostLine>,
+    pub kinds: Vec<CostLine>,
+    pub resources: Vec<ResourceCostLine>,
+}
+
+impl CostBreakdown {
+    pub fn of(snapshot: &crate::Snapshot) -> CostBreakdown {
+        let mut teams: BTreeMap<String, f64> = BTreeMap::new();
+        let mut kinds: BTreeMap<String, f64> = BTreeMap::new();
+        let mut resources = Vec::new();
+        for t in snapshot.teams.keys() {
+            teams.entry(t.clone()).or_default();
+        }
+        for (address, r) in &snapshot.resources {
+            *teams.entry(r.team.clone()).or_default() += r.monthly_cost_usd;
+            *kinds.entry(r.kind.as_str().to_string()).or_default() += r.monthly_cost_usd;
+            resources.push(ResourceCostLine {
+                address: address.clone(),
+                kind: r.kind.as_str().to_string(),
+                team: r.team.clone(),
+                monthly_usd: round_cents(r.monthly_cost_usd),
+            });
+        }
+        let by_cost = |a: f64, b: f64| b.total_cmp(&a);
+        resources.sort_by(|a, b| {
+            by_cost(a.monthly_usd, b.monthly_usd).then_with(|| a.address.cmp(&b.address))
+        });
+        let mut teams: Vec<TeamCostLine> = teams
+            .into_iter()
+            .map(|(team, usd)| {
+                let budget = snapshot.teams.get(&team).and_then(|t| t.budget_monthly_usd);
+                TeamCostLine {
+                    over_budget: budget.is_some_and(|b| round_cents(usd) > b),
+                    monthly_usd: round_cents(usd),
+                    budget_monthly_usd: budget,
+                    team,
+                }
+            })
+            .collect();
+        teams.sort_by(|a, b| {
+            by_cost(a.monthly_usd, b.monthly_usd).then_with(|| a.team.cmp(&b.team))
+        });
+        let mut kinds: Vec<CostLine> = kinds
+            .into_iter()
+            .map(|(name, usd)| CostLine {
+                name,
+                monthly_usd: round_cents(usd),
+            })
+            .collect();
+        kinds.sort_by(|a, b| {
+            by_cost(a.monthly_usd, b.monthly_usd).then_with(|| a.name.cmp(&b.name))
+        });
+        CostBreakdown {
+            stack: snapshot.stack.clone(),
+            currency: "USD".into(),
+            total_monthly_usd: round_cents(
+                snapshot
+                    .resources
+                    .values()
+                    .map(|r| r.monthly_cost_usd)
+                    .sum(),
+            ),
+            teams,
+            kinds,
+            resources,
+        }
+    }
+
+    /// A terminal table: total, teams with budgets, kinds, then the costliest `top` resources.
+    pub fn text(&self, top: usize) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "Monthly estimate for {}: {}\n",
+            self.stack,
+            format_usd(self.total_monthly_usd)
+        );
+        let _ = writeln!(out, "By team:");
+        for t in &self.teams {
+            let budget = match t.budget_monthly_usd {
+                Some(b) if t.over_budget => format!("  budget {}  OVER BUDGET", format_usd(b)),
+                Some(b) => format!("  budget {}", format_usd(b)),
+                None => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "  {:<16} {:>14}{budget}",
+                t.team,
+                format_usd(t.monthly_usd)
+            );
+        }
+        let _ = writeln!(out, "\nBy kind:");
+        for k in &self.kinds {
+            let _ = writeln!(out, "  {:<16} {:>14}", k.name, format_usd(k.monthly_usd));
+        }
+        let _ = writeln!(out, "\nCostliest resources:");
+        for r in self.resources.iter().take(top) {
+            let _ = writeln!(
+                out,
+                "  {:<40} {:>14}  {}",
+                r.address,
+                format_usd(r.monthly_usd),
+                r.team
+            );
+        }
+        if self.resources.len() > top {
+            let _ = writeln!(out, "  … and {} more", self.resources.len() - top);
+        }
+        out
+    }
+
+    /// Markdown for a developer portal page or a pull request.
+    pub fn markdown(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "### Monthly cost estimate: `{}`\n\n**Total:** {}\n\n| team | estimate | budget |\n|---|---:|---:|",
+            self.stack,
+            format_usd(self.total_monthly_usd)
+        );
+        for t in &self.teams {
+            let budget = t.budget_monthly_usd.map_or("—".to_string(), |b| {
+                if t.over_budget {
+                    format!("{} ⚠️ over", format_usd(b))
+                } else {
+                    format_usd(b)
+                }
+            });
+            let _ = writeln!(
+                out,
+                "| {} | {} | {budget} |",
+                t.team,
+                format_usd(t.monthly_usd)
+            );
+        }
+        let _ = writeln!(out, "\n| kind | estimate |\n|---|---:|");
+        for k in &self.kinds {
+            let _ = writeln!(out, "| {} | {} |", k.name, format_usd(k.monthly_usd));
+        }
+        let _ = writeln!(out, "\n| resource | team | estimate |\n|---|---|---:|");
+        for r in &self.resources {
+            let _ = writeln!(
+                out,
+                "| `{}` | {} | {} |",
+                r.address,
+                r.team,
+                format_usd(r.monthly_usd)
+            );
+        }
+        out
+    }
+}

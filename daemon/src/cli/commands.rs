@@ -123,6 +123,31 @@ pub fn validate(stack: &Path, format: DiagnosticFormat, colours: Colours) -> Res
     Ok(0)
 }
 
+/// `platformd cost`: the estimate the plan uses, broken down; exits 3 when a team is over its
+/// budget, like a plan that breaches one.
+pub fn cost(stack: &Path, format: PlanFormat, top: usize, colours: Colours) -> Result<u8> {
+    let analysis = analyze(stack, None)?;
+    if report(&analysis, colours, None) {
+        return Ok(1);
+    }
+    let snapshot = analysis.snapshot.expect("valid stacks have a snapshot");
+    let breakdown = planner::cost::CostBreakdown::of(&snapshot);
+    let rendered = match format {
+        PlanFormat::Text => breakdown.text(top),
+        PlanFormat::Json => serde_json::to_string_pretty(&breakdown)? + "\n",
+        PlanFormat::Markdown => breakdown.markdown(),
+    };
+    std::io::stdout()
+        .lock()
+        .write_all(rendered.as_bytes())
+        .context("cannot write the report to stdout")?;
+    Ok(if breakdown.teams.iter().any(|t| t.over_budget) {
+        3
+    } else {
+        0
+    })
+}
+
 /// Diagnostics as JSON, for CI annotations.
 fn diagnostics_json(analysis: &Analysis) -> String {
     let sources = &analysis.stack.sources;

@@ -16,6 +16,14 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CostLabels {
+    pub team: String,
+    pub kind: String,
+}
+
+type CostGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
 pub struct Metrics {
     registry: Registry,
     pub revisions_seen: Counter,
@@ -26,6 +34,7 @@ pub struct Metrics {
     last_successful_sync: Gauge,
     apply_outcomes: Family<OutcomeLabels, Counter>,
     reconcile_duration: Histogram,
+    cost: Family<CostLabels, CostGauge>,
 }
 
 impl Default for Metrics {
@@ -45,6 +54,12 @@ impl Metrics {
         let last_successful_sync = Gauge::default();
         let apply_outcomes = Family::<OutcomeLabels, Counter>::default();
         let reconcile_duration = Histogram::new([0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 15.0, 60.0]);
+        let cost = Family::<CostLabels, CostGauge>::default();
+        registry.register(
+            "platformd_cost_monthly_usd",
+            "Monthly cost estimate of the revision in force, by team and kind",
+            cost.clone(),
+        );
         registry.register(
             "platformd_revisions_seen",
             "Revisions seen on the source",
@@ -95,6 +110,20 @@ impl Metrics {
             last_successful_sync,
             apply_outcomes,
             reconcile_duration,
+            cost,
+        }
+    }
+
+    /// The estimate of the revision in force, by team and kind (replacing the last one, so a
+    /// team or kind that is gone stops being reported).
+    pub fn set_cost(&self, snapshot: &planner::Snapshot) {
+        self.cost.clear();
+        for r in snapshot.resources.values() {
+            let gauge = self.cost.get_or_create(&CostLabels {
+                team: r.team.clone(),
+                kind: r.kind.as_str().to_string(),
+            });
+            gauge.set(gauge.get() + r.monthly_cost_usd);
         }
     }
 

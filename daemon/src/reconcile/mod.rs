@@ -435,6 +435,7 @@ impl Reconciler {
             }
         }
         self.last_good = Some((revision.id.clone(), snapshot.clone()));
+        self.shared.metrics.set_cost(&snapshot);
         self.set_error(None);
         self.shared.update(|s| {
             s.stack = Some(snapshot.stack.clone());
