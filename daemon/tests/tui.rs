@@ -192,6 +192,7 @@ fn operator_walks_every_view_rolls_back_through_the_dialog_and_quits_cleanly() {
         ("3", "Drift: 0 findings"),
         ("5", "Dependencies"),
         ("6", "Resources: 1 applied, 0 not ready"),
+        ("7", "Cost by team"),
         ("4", "History (newest first)"),
         ("1", "Source"),
     ] {

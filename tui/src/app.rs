@@ -14,16 +14,19 @@ pub enum View {
     Graph,
     /// Every applied resource with its health, in the manner of k9s.
     Resources,
+    /// The monthly estimate by team (against budgets), kind and resource.
+    Cost,
 }
 
 impl View {
-    pub const ALL: [View; 6] = [
+    pub const ALL: [View; 7] = [
         View::Overview,
         View::Plan,
         View::Drift,
         View::History,
         View::Graph,
         View::Resources,
+        View::Cost,
     ];
 
     pub fn title(self) -> &'static str {
@@ -34,6 +37,7 @@ impl View {
             View::History => "History",
             View::Graph => "Graph",
             View::Resources => "Resources",
+            View::Cost => "Cost",
         }
     }
 
@@ -142,6 +146,16 @@ impl App {
                     )
                 })
                 .collect(),
+            View::Cost => self
+                .costs()
+                .into_iter()
+                .map(|r| {
+                    (
+                        r.address.clone(),
+                        format!("{} {} {}", r.address, r.team, r.kind),
+                    )
+                })
+                .collect(),
             View::History => self
                 .model
                 .revisions
@@ -158,6 +172,24 @@ impl App {
         rows.into_iter()
             .filter(|(_, text)| needle.is_empty() || text.to_lowercase().contains(&needle))
             .collect()
+    }
+
+    /// The resources the plan leads to, costliest first (the Cost view's rows).
+    pub fn costs(&self) -> Vec<&api::ResourceChange> {
+        let mut rows: Vec<&api::ResourceChange> = self
+            .model
+            .plan
+            .iter()
+            .flat_map(|p| p.resources.iter())
+            .filter(|r| r.after.is_some())
+            .collect();
+        rows.sort_by(|a, b| {
+            b.cost
+                .after
+                .total_cmp(&a.cost.after)
+                .then_with(|| a.address.cmp(&b.address))
+        });
+        rows
     }
 
     pub fn selected(&self) -> usize {
@@ -219,7 +251,7 @@ impl App {
         match key {
             Key::Char('q') => return Some(Action::Quit),
             Key::Char('?') => self.help = true,
-            Key::Char(c @ '1'..='6') => self.switch(View::ALL[c as usize - '1' as usize]),
+            Key::Char(c @ '1'..='7') => self.switch(View::ALL[c as usize - '1' as usize]),
             Key::Tab => self.switch(View::ALL[(i + 1) % View::ALL.len()]),
             Key::BackTab => self.switch(View::ALL[(i + View::ALL.len() - 1) % View::ALL.len()]),
             Key::Char('j') | Key::Down => {

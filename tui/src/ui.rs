@@ -40,6 +40,7 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) {
         View::History => draw_history(frame, body, app),
         View::Graph => draw_graph(frame, body, app),
         View::Resources => draw_resources(frame, body, app),
+        View::Cost => draw_cost(frame, body, app),
     }
     draw_footer(frame, footer, app);
     if app.help {
@@ -65,26 +66,42 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) {
 }
 
 fn draw_header(frame: &mut Frame<'_>, area: Rect, app: &App) {
-    let mut spans = Vec::new();
-    for (i, v) in View::ALL.iter().enumerate() {
-        // Six views and the stack fit 80 columns.
-        let label = format!(" {} {}", i + 1, v.title());
-        spans.push(if *v == app.view {
-            Span::styled(label, bold().add_modifier(Modifier::REVERSED))
-        } else {
-            Span::raw(label)
-        });
-    }
     let stack = app
         .model
         .status
         .stack
         .clone()
         .unwrap_or_else(|| "no stack yet".into());
-    spans.push(Span::raw(format!(
-        "  {stack} · {}",
-        app.model.status.sync_state
-    )));
+    let state = format!("  {stack} · {}", app.model.status.sync_state);
+    let label = |i: usize, v: &View, full: bool| {
+        if full || *v == app.view {
+            format!(" {} {}", i + 1, v.title())
+        } else {
+            format!(" {}", i + 1)
+        }
+    };
+    // Every view's name when they fit beside the stack and its state; otherwise numbers, with
+    // the current view named: the state is what must never be cut.
+    let full_width: usize = View::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, v)| label(i, v, true).chars().count())
+        .sum::<usize>()
+        + state.chars().count();
+    let full = full_width <= area.width as usize;
+    let mut spans: Vec<Span<'static>> = View::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let text = label(i, v, full);
+            if *v == app.view {
+                Span::styled(text, bold().add_modifier(Modifier::REVERSED))
+            } else {
+                Span::raw(text)
+            }
+        })
+        .collect();
+    spans.push(Span::raw(state));
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
@@ -101,6 +118,7 @@ fn draw_footer(frame: &mut Frame<'_>, area: Rect, app: &App) {
             View::History => "j/k move · Enter details · / filter · r roll back · u resume",
             View::Graph => "j/k move · l needs · h needed by · / filter",
             View::Resources => "j/k move · Enter live objects · / filter",
+            View::Cost => "j/k move · Enter details · / filter",
         };
         let filter = if app.filter.is_empty() {
             String::new()
@@ -467,6 +485,104 @@ fn health_style(h: api::Health) -> (&'static str, Color) {
     }
 }
 
+/// The Cost view: teams against their budgets and kinds above, the costliest resources below.
+fn draw_cost(frame: &mut Frame<'_>, area: Rect, app: &App) {
+    let Some(plan) = &app.model.plan else {
+        frame.render_widget(
+            Paragraph::new("No plan yet: the estimate comes with the daemon's first plan.")
+                .block(Block::default().borders(Borders::ALL).title(" Cost ")),
+            area,
+        );
+        return;
+    };
+    let mut kinds: std::collections::BTreeMap<String, f64> = std::collections::BTreeMap::new();
+    for r in plan.resources.iter().filter(|r| r.after.is_some()) {
+        *kinds.entry(r.kind.as_str().to_string()).or_default() += r.cost.after;
+    }
+    let mut kinds: Vec<(String, f64)> = kinds.into_iter().collect();
+    kinds.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let usd = api::format_usd;
+    let mut summary = vec![Line::from(vec![
+        Span::styled(format!("{:<16}", "Monthly total"), bold()),
+        Span::raw(usd(plan.cost.after)),
+    ])];
+    for t in &plan.cost.teams {
+        let (budget, style) = match t.budget {
+            Some(b) if t.over_budget => (
+                format!("  budget {}  over budget", usd(b)),
+                Style::default().fg(Color::Red),
+            ),
+            Some(b) => (format!("  budget {}", usd(b)), Style::default()),
+            None => (String::new(), Style::default()),
+        };
+        summary.push(Line::styled(
+            format!("  {:<14}{:>14}{budget}", t.team, usd(t.after)),
+            style,
+        ));
+    }
+    summary.push(Line::raw(
+        kinds
+            .iter()
+            .map(|(k, v)| format!("{k} {}", usd(*v)))
+            .collect::<Vec<_>>()
+            .join(" · "),
+    ));
+    let height = (summary.len() as u16 + 2).min(area.height / 2);
+    let areas = Layout::vertical([Constraint::Length(height), Constraint::Min(0)]).split(area);
+    frame.render_widget(
+        Paragraph::new(summary)
+            .block(
+                Block::default()
+                    .borders(Borders::ALL)
+                    .title(" Cost by team "),
+            )
+            .wrap(Wrap { trim: false }),
+        areas[0],
+    );
+    let keys: Vec<String> = app.rows().into_iter().map(|(k, _)| k).collect();
+    let rows: Vec<&api::ResourceChange> = keys
+        .iter()
+        .filter_map(|k| plan.resources.iter().find(|r| &r.address == k))
+        .collect();
+    let width = rows.iter().map(|r| r.address.len()).max().unwrap_or(0);
+    let items = rows
+        .iter()
+        .map(|r| {
+            ListItem::new(Line::raw(format!(
+                "{:<width$}  {:>12}  {}",
+                r.address,
+                usd(r.cost.after),
+                r.team
+            )))
+        })
+        .collect();
+    let details = rows
+        .get(app.selected())
+        .map(|r| {
+            vec![
+                Line::styled(r.address.clone(), bold()),
+                Line::raw(format!(
+                    "team {} · kind {} · driver {}",
+                    r.team, r.kind, r.driver
+                )),
+                Line::raw(format!(
+                    "monthly {} (before this plan {})",
+                    usd(r.cost.after),
+                    usd(r.cost.before)
+                )),
+            ]
+        })
+        .unwrap_or_default();
+    list_with_details(
+        frame,
+        areas[1],
+        app,
+        " Costliest resources ",
+        items,
+        details,
+    );
+}
+
 fn draw_resources(frame: &mut Frame<'_>, area: Rect, app: &App) {
     let keys: Vec<String> = app.rows().into_iter().map(|(k, _)| k).collect();
     let resources: Vec<_> = keys
@@ -687,7 +803,7 @@ fn draw_graph(frame: &mut Frame<'_>, area: Rect, app: &App) {
 fn draw_help(frame: &mut Frame<'_>, area: Rect) {
     let keys = [
         (
-            "1-6, Tab",
+            "1-7, Tab",
             "switch view (overview, plan, drift, history, graph, resources)",
         ),
         ("j / k", "move down / up"),

@@ -176,6 +176,7 @@ fn app_at(model: Model, view: View) -> App {
         View::History => '4',
         View::Graph => '5',
         View::Resources => '6',
+        View::Cost => '7',
     };
     app.on_key(Key::Char(key));
     app
@@ -306,7 +307,7 @@ fn keys_switch_views_and_move_the_selection() {
     assert_eq!(app.view, View::Plan);
     app.on_key(Key::BackTab);
     app.on_key(Key::BackTab);
-    assert_eq!(app.view, View::Resources, "BackTab wraps to the last view");
+    assert_eq!(app.view, View::Cost, "BackTab wraps to the last view");
     app.on_key(Key::Char('4'));
     app.on_key(Key::Down);
     app.on_key(Key::Down);
@@ -458,4 +459,29 @@ fn the_overview_shows_a_closed_sync_window_and_when_it_opens() {
         "{screen}"
     );
     assert!(screen.contains("window-closed"), "{screen}");
+}
+
+#[test]
+fn the_cost_view_shows_teams_against_budgets_and_the_costliest_resources() {
+    let mut app = app_at(busy_model(), View::Cost);
+    insta::assert_snapshot!("cost", render(&app, 100, 30));
+    let plan = app.model.plan.clone().unwrap();
+    let costliest = app.costs()[0].address.clone();
+    let max = plan
+        .resources
+        .iter()
+        .map(|r| r.cost.after)
+        .fold(0.0, f64::max);
+    assert_eq!(app.costs()[0].cost.after, max, "costliest first");
+    assert_eq!(app.selected_key(), Some(costliest));
+    app.on_key(Key::Char('/'));
+    for c in "ledger".chars() {
+        app.on_key(Key::Char(c));
+    }
+    app.on_key(Key::Enter);
+    assert!(
+        app.rows().iter().all(|(k, _)| k.contains("ledger")),
+        "{:?}",
+        app.rows()
+    );
 }

@@ -16,7 +16,8 @@ pub use types::*;
 /// The plan and drift types, as the planner defines them: a plan is plain data, shared by the
 /// CLI, the store, the API and the UI.
 pub use planner::Plan;
+/// Rendering helpers the UI shares with the CLI, so both say the same thing the same way.
+pub use planner::cost::format_usd;
 pub use planner::model::{DriftPolicy, SyncMode};
 pub use planner::plan::{Action, DriftFinding, DriftStatus, FieldChange, ResourceChange};
-/// Rendering helpers the UI shares with the CLI, so both say the same thing the same way.
 pub use planner::render::{format_unix_time, summary_line};
