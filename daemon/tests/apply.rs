@@ -596,6 +596,42 @@ fn secret_values_never_reach_output_store_or_rendered_files() {
         }
     }
     assert!(found_reference, "the secret reference is kept");
+
+    // A credential pasted into a driver setting or a policy is refused the same way, with its
+    // location and without the value.
+    let aws_key = "AKIAIOSFODNN7EXAMPLE";
+    let platform = PLATFORM.replace(
+        "        namespace \"shop\"\n",
+        &format!("        namespace \"shop\"\n    }}\n    driver \"aws\" {{\n        profile \"{aws_key}\"\n        node-role-arn \"{aws_key}\"\n    }}\n    window \"deny\" schedule=\"{aws_key}\" duration=\"1h\"\n    driver \"kubernetes\" {{\n"),
+    );
+    let policy =
+        format!("policy \"p\" {{\n    warn \"self.replicas > 1\" message=\"{leaked}\"\n}}\n");
+    ws.stack(&[
+        ("platform.kdl", &platform),
+        ("policy.kdl", &policy),
+        ("a.kdl", &service("api", 1, "")),
+    ]);
+    for args in [
+        &["validate", "stack"][..],
+        &["plan", "stack", "--format", "json"],
+    ] {
+        let run = ws.run(args);
+        assert_eq!(run.code, 1, "{args:?}: {}", run.all());
+        assert!(
+            run.stderr
+                .contains("error[secret-literal]: `profile` contains what looks like")
+                && run.stderr.contains("--> stack/platform.kdl:")
+                && run
+                    .stderr
+                    .contains("error[secret-literal]: `message` of `warn`"),
+            "{}",
+            run.stderr
+        );
+        assert!(
+            !run.all().contains(aws_key) && !run.all().contains(leaked),
+            "{args:?} printed a secret"
+        );
+    }
 }
 
 #[test]

@@ -231,6 +231,8 @@ pub fn render_one(d: &Diagnostic, sources: &Sources, colour: Colour) -> String {
             } else {
                 line_text.to_string()
             };
+            // Any credential on the line stays hidden, whichever diagnostic shows the line.
+            let shown = mask_secrets(&shown);
             if start.line != last_line {
                 if last_line != 0 && start.line > last_line + 1 {
                     let _ = writeln!(out, "{}", style.paint("1;34", "..."));
@@ -253,7 +255,15 @@ pub fn render_one(d: &Diagnostic, sources: &Sources, colour: Colour) -> String {
             let width = file
                 .text
                 .get(l.span.start as usize..end_byte)
-                .map_or(1, |s| if l.redact { 4 } else { s.chars().count() })
+                .map_or(1, |s| {
+                    let secret =
+                        crate::decode::secrets::literal_looks_secret(s.trim_matches('"')).is_some();
+                    if l.redact || secret {
+                        4
+                    } else {
+                        s.chars().count()
+                    }
+                })
                 .max(1);
             let (mark, mark_style) = if l.primary {
                 ("^", code)
@@ -284,6 +294,21 @@ pub fn render_one(d: &Diagnostic, sources: &Sources, colour: Colour) -> String {
         let _ = writeln!(out, "{eq_pad}{} {help}", style.paint("1", "= help:"));
     }
     out
+}
+
+/// The line with every quoted string that looks like a credential replaced by `****`.
+fn mask_secrets(line: &str) -> String {
+    line.split('"')
+        .enumerate()
+        .map(|(i, part)| {
+            if i % 2 == 1 && crate::decode::secrets::literal_looks_secret(part).is_some() {
+                "****"
+            } else {
+                part
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\"")
 }
 
 fn redact_line(line: &str, start: usize, end: usize) -> String {

@@ -456,10 +456,16 @@ pub fn formatted(
     if valid(&s.value) {
         return Some(s);
     }
+    // A pasted credential is reported as `secret-literal` elsewhere; never echo it here.
+    let shown = if crate::decode::secrets::literal_looks_secret(&s.value).is_some() {
+        "(redacted)".to_string()
+    } else {
+        format!("\"{}\"", s.value)
+    };
     diags.push(
         Diagnostic::error(
             "invalid-value",
-            format!("{what} \"{}\" is not valid: {rule}", s.value),
+            format!("{what} {shown} is not valid: {rule}"),
         )
         .with_label(s.span, "invalid value")
         .with_help(format!("for example `{example}`")),

@@ -54,6 +54,11 @@ pub fn decode_nodes(nodes: &[Node], diags: &mut Vec<Diagnostic>) -> Decoded {
     let mut out = Decoded::default();
     for node in nodes {
         annotations_unused(node, diags);
+        // Resources scan themselves while decoding; the platform, teams, pricing and policies
+        // are scanned here.
+        if Kind::parse(&node.name.text).is_none() {
+            scan_for_secret_literals(node, diags);
+        }
         match node.name.text.as_str() {
             "platform" => {
                 if let Some(p) = decode_platform(node, diags) {
@@ -207,21 +212,22 @@ pub(crate) fn single_enum(
     one_of(single(block, name, diags)?, allowed, diags)
 }
 
-/// Refuses string values that look like credentials anywhere in a resource, except in
-/// `secret=` references. The label is redacted so the diagnostic does not leak the value.
+/// Refuses string values that look like credentials anywhere under a top-level node (a
+/// resource, the platform and its driver settings, a team, a policy), except in `secret=`
+/// references. The label is redacted so the diagnostic does not leak the value.
 pub(crate) fn scan_for_secret_literals(node: &Node, diags: &mut Vec<Diagnostic>) {
-    let mut check = |value: &Value, span: Span, what: &str| {
-        if let Value::String(s) = value
-            && let Some(kind) = secrets::literal_looks_secret(s)
-        {
-            diags.push(
-                Diagnostic::error("secret-literal", format!("{what} contains what looks like {kind}"))
-                    .with_redacted_label(span, "secret value in the stack")
-                    .with_help("remove it from git history, rotate it, and reference it instead: `secret=\"aws-sm:prod/app/key\"`"),
-            );
-        }
-    };
     for child in &node.children {
+        let mut check = |value: &Value, span: Span, what: &str| {
+            if let Value::String(s) = value
+                && let Some(kind) = secrets::literal_looks_secret(s)
+            {
+                diags.push(
+                    Diagnostic::error("secret-literal", format!("{what} contains what looks like {kind}"))
+                        .with_redacted_label(span, "secret value in the stack")
+                        .with_help("remove it from git history, rotate it, and reference it instead: `secret=\"aws-sm:prod/app/key\"`"),
+                );
+            }
+        };
         for a in &child.args {
             check(&a.value, a.span, &format!("`{}`", child.name.text));
         }
@@ -232,5 +238,7 @@ pub(crate) fn scan_for_secret_literals(node: &Node, diags: &mut Vec<Diagnostic>)
                 &format!("`{}` of `{}`", p.key.text, child.name.text),
             );
         }
+        // Nested blocks too: driver settings, a policy's rules, a resource's sub-blocks.
+        scan_for_secret_literals(child, diags);
     }
 }
