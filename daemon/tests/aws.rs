@@ -326,16 +326,21 @@ fn a_database_is_an_rds_instance_whose_endpoint_is_wired_into_its_users() {
 
 const POOL: &str = "gpu-pool \"l4\" {\n    team \"data\"\n    accelerator \"nvidia-l4\"\n    instance-type \"g6.xlarge\"\n    nodes min=0 max=4\n    capacity \"spot\"\n    idle-shutdown-after \"2h\"\n}\n";
 
-fn pool_platform(moto: &MotoServer, settings: &str) -> String {
+/// The platform with `routes` (besides buckets) on `aws` and extra `settings` in its block.
+fn platform_routing(moto: &MotoServer, routes: &str, settings: &str) -> String {
     platform(moto)
         .replace(
             "route \"bucket\" to=\"aws\"",
-            "route \"bucket\" \"gpu-pool\" to=\"aws\"",
+            &format!("route \"bucket\" {routes} to=\"aws\""),
         )
         .replace(
             &format!("endpoint-url \"{}\"\n", moto.url()),
             &format!("endpoint-url \"{}\"\n{settings}", moto.url()),
         )
+}
+
+fn pool_platform(moto: &MotoServer, settings: &str) -> String {
+    platform_routing(moto, "\"gpu-pool\"", settings)
 }
 
 #[test]
@@ -514,15 +519,7 @@ const CHAT: &str = "ai-endpoint \"chat\" {\n    team \"data\"\n    model \"meta-
 const SAGEMAKER_ROLE: &str = "arn:aws:iam::123456789012:role/sagemaker";
 
 fn endpoint_platform(moto: &MotoServer, settings: &str) -> String {
-    platform(moto)
-        .replace(
-            "route \"bucket\" to=\"aws\"",
-            "route \"bucket\" \"ai-endpoint\" to=\"aws\"",
-        )
-        .replace(
-            &format!("endpoint-url \"{}\"\n", moto.url()),
-            &format!("endpoint-url \"{}\"\n{settings}", moto.url()),
-        )
+    platform_routing(moto, "\"ai-endpoint\"", settings)
 }
 
 #[test]
@@ -797,15 +794,11 @@ fn one_stack_of_bucket_database_gpu_pool_and_sagemaker_endpoint_converges_and_ke
     let settings = format!(
         "        eks-cluster \"prod\"\n        node-role-arn \"arn:aws:iam::123456789012:role/gpu-nodes\"\n        subnets \"subnet-a\"\n        sagemaker-execution-role \"{SAGEMAKER_ROLE}\"\n"
     );
-    let platform = platform(&moto)
-        .replace(
-            "route \"bucket\" to=\"aws\"",
-            "route \"bucket\" \"database\" \"gpu-pool\" \"ai-endpoint\" to=\"aws\"",
-        )
-        .replace(
-            &format!("endpoint-url \"{}\"\n", moto.url()),
-            &format!("endpoint-url \"{}\"\n{settings}", moto.url()),
-        );
+    let platform = platform_routing(
+        &moto,
+        "\"database\" \"gpu-pool\" \"ai-endpoint\"",
+        &settings,
+    );
     let chat = CHAT.replace(
         "    replicas 1\n}",
         "    replicas 1\n    labels cost-center=\"ml\"\n}",

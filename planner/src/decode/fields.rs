@@ -444,6 +444,16 @@ pub fn one_of(v: Val<'_>, allowed: &[&'static str], diags: &mut Vec<Diagnostic>)
 }
 
 /// A string checked by a predicate; `rule` explains what is accepted.
+/// A value as a message quotes it: `"value"`, or `(redacted)` for what looks like a credential
+/// (reported as `secret-literal` on its own; a message never echoes it).
+pub fn shown_value(value: &str) -> String {
+    if crate::decode::secrets::literal_looks_secret(value).is_some() {
+        "(redacted)".to_string()
+    } else {
+        format!("\"{value}\"")
+    }
+}
+
 pub fn formatted(
     v: Val<'_>,
     valid: impl Fn(&str) -> bool,
@@ -456,16 +466,10 @@ pub fn formatted(
     if valid(&s.value) {
         return Some(s);
     }
-    // A pasted credential is reported as `secret-literal` elsewhere; never echo it here.
-    let shown = if crate::decode::secrets::literal_looks_secret(&s.value).is_some() {
-        "(redacted)".to_string()
-    } else {
-        format!("\"{}\"", s.value)
-    };
     diags.push(
         Diagnostic::error(
             "invalid-value",
-            format!("{what} {shown} is not valid: {rule}"),
+            format!("{what} {} is not valid: {rule}", shown_value(&s.value)),
         )
         .with_label(s.span, "invalid value")
         .with_help(format!("for example `{example}`")),

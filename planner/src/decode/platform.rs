@@ -40,16 +40,10 @@ fn decode_window(
         match check(&v.value) {
             Ok(()) => Some(v.value),
             Err(why) => {
-                // A pasted credential is reported as `secret-literal`; never echo it here.
-                let shown = if crate::decode::secrets::literal_looks_secret(&v.value).is_some() {
-                    "(redacted)".to_string()
-                } else {
-                    format!("\"{}\"", v.value)
-                };
                 diags.push(
                     Diagnostic::error(
                         "invalid-value",
-                        format!("`{key}` {shown} is not valid: {why}"),
+                        format!("`{key}` {} is not valid: {why}", shown_value(&v.value)),
                     )
                     .with_label(v.span, "invalid value")
                     .with_help(format!("for example `{example}`")),
