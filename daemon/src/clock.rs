@@ -43,6 +43,11 @@ impl Clock {
         }
     }
 
+    /// Whether the sync windows let `snapshot` be applied now (without the verdict's details).
+    pub fn window_open(&self, snapshot: &planner::Snapshot) -> bool {
+        planner::window::is_open(&snapshot.windows, self.now())
+    }
+
     /// The sync windows' verdict on `snapshot` now.
     pub fn window(&self, snapshot: &planner::Snapshot) -> planner::window::WindowState {
         planner::window::state(&snapshot.windows, self.now())

@@ -136,7 +136,8 @@ fn sentence(stack: &str, d: &Delivery) -> String {
 
 pub struct Notifier {
     store: Store,
-    targets: Vec<Target>,
+    /// Each target with its store key ([`Target::key`], computed once).
+    targets: Vec<(String, Target)>,
     client: reqwest::Client,
 }
 
@@ -151,14 +152,14 @@ impl Notifier {
             .map_err(|e| format!("cannot start notifications: {e}"))?;
         Ok(Notifier {
             store,
-            targets,
+            targets: targets.into_iter().map(|t| (t.key(), t)).collect(),
             client,
         })
     }
 
     /// Queues and delivers until `stop` is set, every `tick`.
     pub async fn run(self, stop: std::sync::Arc<std::sync::atomic::AtomicBool>, tick: Duration) {
-        let keys: Vec<String> = self.targets.iter().map(Target::key).collect();
+        let keys: Vec<String> = self.targets.iter().map(|(k, _)| k.clone()).collect();
         while !stop.load(std::sync::atomic::Ordering::SeqCst) {
             if let Err(e) = self.store.enqueue_notifications(&keys) {
                 tracing::warn!(error = %e, "cannot queue notifications");
@@ -178,7 +179,7 @@ impl Notifier {
         };
         let stack = self.store.stack_name().ok().flatten().unwrap_or_default();
         for d in due {
-            let Some(target) = self.targets.iter().find(|t| t.key() == d.target) else {
+            let Some((_, target)) = self.targets.iter().find(|(k, _)| *k == d.target) else {
                 // A target no longer configured: dropped.
                 let _ = self
                     .store

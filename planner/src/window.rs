@@ -196,42 +196,52 @@ fn intervals(window: &SyncWindow, from: i64, to: i64) -> Vec<(i64, i64)> {
     out
 }
 
+/// Each window with its open intervals touching `[from, to)`.
+type Spans<'a> = Vec<(&'a SyncWindow, Vec<(i64, i64)>)>;
+
+fn spans(windows: &[SyncWindow], from: i64, to: i64) -> Spans<'_> {
+    windows
+        .iter()
+        .map(|w| (w, intervals(w, from, to)))
+        .collect()
+}
+
+/// Why applying is closed at `t`, given each window's intervals; `None` when it is open.
+fn closed_because(spans: &Spans<'_>, t: i64) -> Option<String> {
+    let in_any = |kind: WindowKind| {
+        spans
+            .iter()
+            .filter(|(w, _)| w.kind == kind)
+            .find(|(_, iv)| iv.iter().any(|(a, b)| *a <= t && t < *b))
+            .map(|(w, _)| *w)
+    };
+    if let Some(w) = in_any(WindowKind::Deny) {
+        return Some(format!("the {} is in force", w.describe()));
+    }
+    let has_allow = spans.iter().any(|(w, _)| w.kind == WindowKind::Allow);
+    if has_allow && in_any(WindowKind::Allow).is_none() {
+        return Some("outside every allow window".to_string());
+    }
+    None
+}
+
+/// Whether `windows` allow applying at `now`: [`state`] without looking ahead for when a
+/// closed window opens (a scan of each window's duration only), for callers that poll.
+pub fn is_open(windows: &[SyncWindow], now: jiff::Timestamp) -> bool {
+    let t = now.as_second();
+    windows.is_empty() || closed_because(&spans(windows, t, t + 1), t).is_none()
+}
+
 /// What `windows` say at `now`.
 pub fn state(windows: &[SyncWindow], now: jiff::Timestamp) -> WindowState {
-    if windows.is_empty() {
-        return WindowState {
-            open: true,
-            reason: None,
-            opens_at: None,
-        };
-    }
     let start = now.as_second();
-    let has_allow = windows.iter().any(|w| w.kind == WindowKind::Allow);
-    // Why applying is closed at `t`, given each window's intervals.
-    let closed_because = |spans: &[(&SyncWindow, Vec<(i64, i64)>)], t: i64| -> Option<String> {
-        let in_any = |kind: WindowKind| {
-            spans
-                .iter()
-                .filter(|(w, _)| w.kind == kind)
-                .find(|(_, iv)| iv.iter().any(|(a, b)| *a <= t && t < *b))
-                .map(|(w, _)| *w)
-        };
-        if let Some(w) = in_any(WindowKind::Deny) {
-            return Some(format!("the {} is in force", w.describe()));
-        }
-        if has_allow && in_any(WindowKind::Allow).is_none() {
-            return Some("outside every allow window".to_string());
-        }
-        None
-    };
     // Now first (a scan of each window's duration), the horizon only when closed.
-    let spans = |to: i64| -> Vec<(&SyncWindow, Vec<(i64, i64)>)> {
-        windows
-            .iter()
-            .map(|w| (w, intervals(w, start, to)))
-            .collect()
+    let reason = if windows.is_empty() {
+        None
+    } else {
+        closed_because(&spans(windows, start, start + 1), start)
     };
-    let Some(reason) = closed_because(&spans(start + 1), start) else {
+    let Some(reason) = reason else {
         return WindowState {
             open: true,
             reason: None,
@@ -239,7 +249,7 @@ pub fn state(windows: &[SyncWindow], now: jiff::Timestamp) -> WindowState {
         };
     };
     let end = start + HORIZON_MINUTES * 60;
-    let spans = spans(end);
+    let spans = spans(windows, start, end);
     // The state only changes at an interval's start or end: the first of those that is open.
     let mut candidates: Vec<i64> = spans
         .iter()
@@ -349,6 +359,29 @@ mod tests {
         let s = state(&windows, at("2026-03-02T12:30:00Z"));
         assert!(!s.open);
         assert_eq!(s.opens_at.as_deref(), Some("2026-03-02T13:00:00Z"));
+    }
+
+    #[test]
+    fn is_open_agrees_with_the_full_verdict() {
+        let windows = [
+            window(
+                WindowKind::Allow,
+                "0 9 * * mon-fri",
+                "8h",
+                "America/New_York",
+            ),
+            window(WindowKind::Deny, "0 22 * * 5", "60h", "Europe/Berlin"),
+        ];
+        for t in [
+            "2026-01-05T14:00:00Z",
+            "2026-01-05T13:59:00Z",
+            "2026-11-28T12:00:00Z",
+            "2026-11-27T20:59:00Z",
+            "2026-07-11T12:00:00Z",
+        ] {
+            assert_eq!(is_open(&windows, at(t)), state(&windows, at(t)).open, "{t}");
+        }
+        assert!(is_open(&[], at("2026-01-05T14:00:00Z")));
     }
 
     #[test]

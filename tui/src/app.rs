@@ -297,18 +297,22 @@ impl App {
             Some(p) => format!("Plan: {}", api::summary_line(p)),
             None => "No plan yet: the daemon will fetch and plan first.".to_string(),
         }];
-        if let Some(p) = &self.model.plan {
-            lines.extend(
-                p.changes()
-                    .take(8)
-                    .map(|c| format!("{:>3} {}", c.action.marker(), c.address)),
-            );
-        }
+        lines.extend(self.plan_preview());
         self.confirm = Some(Confirm {
             title: "Sync now?".into(),
             lines,
             action: Action::Sync,
         });
+    }
+
+    /// The first changes of the daemon's plan, as a dialog lists them.
+    fn plan_preview(&self) -> Vec<String> {
+        self.model
+            .plan
+            .iter()
+            .flat_map(|p| p.changes().take(8))
+            .map(|c| format!("{:>3} {}", c.action.marker(), c.address))
+            .collect()
     }
 
     /// Opens the approval dialog for the plan waiting for approval. The plan shown is the one
@@ -330,17 +334,11 @@ impl App {
             format!(
                 "Revision {}, plan {}",
                 short(&pending.revision),
-                pending.plan_hash.get(..12).unwrap_or(&pending.plan_hash)
+                api::short_hash(&pending.plan_hash)
             ),
             format!("Plan: {}", pending.summary),
         ];
-        if let Some(p) = &self.model.plan {
-            lines.extend(
-                p.changes()
-                    .take(8)
-                    .map(|c| format!("{:>3} {}", c.action.marker(), c.address)),
-            );
-        }
+        lines.extend(self.plan_preview());
         self.confirm = Some(Confirm {
             title: "Approve exactly this plan?".into(),
             lines,

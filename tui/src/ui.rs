@@ -247,7 +247,7 @@ fn draw_overview(frame: &mut Frame<'_>, area: Rect, app: &App) {
             Span::styled(
                 format!(
                     "plan {} for {} waits: press a to approve",
-                    p.plan_hash.get(..12).unwrap_or(&p.plan_hash),
+                    api::short_hash(&p.plan_hash),
                     crate::app::short(&p.revision)
                 ),
                 Style::default().fg(Color::Yellow),

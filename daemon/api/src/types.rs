@@ -224,6 +224,11 @@ pub struct PendingApproval {
     pub summary: String,
 }
 
+/// A plan hash as people read it: its first 12 hex digits.
+pub fn short_hash(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}
+
 /// `POST /api/v1/approve`: approve exactly this plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApproveRequest {

@@ -488,7 +488,7 @@ pub fn approve(state_dir: &Path, revision: &str, plan_hash: Option<&str>, yes: b
         );
         return Ok(1);
     }
-    let short = &pending.plan_hash[..12.min(pending.plan_hash.len())];
+    let short = api::short_hash(&pending.plan_hash);
     if let Some(h) = plan_hash
         && (h.len() < 8 || !pending.plan_hash.starts_with(h))
     {

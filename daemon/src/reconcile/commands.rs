@@ -84,7 +84,7 @@ impl Reconciler {
                     return Err(match pending {
                         Some(p) if p.revision == revision => format!(
                             "the plan for {revision} has changed since: it is now {}; approve that one",
-                            &p.plan_hash[..12.min(p.plan_hash.len())]
+                            api::short_hash(&p.plan_hash)
                         ),
                         Some(p) => {
                             format!("{revision} does not wait for approval; {} does", p.revision)
@@ -97,7 +97,7 @@ impl Reconciler {
                         "approved",
                         &format!(
                             "{actor} approved plan {} for {revision}",
-                            &plan_hash[..12.min(plan_hash.len())]
+                            api::short_hash(&plan_hash)
                         ),
                         None,
                     )

@@ -397,28 +397,21 @@ impl Reconciler {
             return;
         }
         let Some(snapshot) = valid else {
-            let in_force = self
-                .last_good
-                .as_ref()
-                .map_or("nothing", |(r, _)| r.as_str());
-            if let Err(e) = self.store().event(
+            self.refuse(
                 "invalid-revision",
                 &format!(
-                    "revision {} is invalid; {in_force} stays in force",
-                    revision.id
+                    "revision {} is invalid; {} stays in force",
+                    revision.id,
+                    self.in_force()
                 ),
-                None,
-            ) {
-                tracing::warn!(error = %e, "cannot record an event");
-            }
-            self.shared.metrics.revisions_invalid.inc();
-            self.set_state(SyncState::Invalid);
-            self.set_error(Some(format!(
-                "revision {} is invalid ({}):\n{}",
-                revision.id,
-                planner::diagnostic::tally(&analysis.diagnostics),
-                errors.unwrap_or_default()
-            )));
+                SyncState::Invalid,
+                format!(
+                    "revision {} is invalid ({}):\n{}",
+                    revision.id,
+                    planner::diagnostic::tally(&analysis.diagnostics),
+                    errors.unwrap_or_default()
+                ),
+            );
             return;
         };
         // A new revision on the tracked source ends a rollback pin.
@@ -467,15 +460,12 @@ impl Reconciler {
         self.shared.metrics.revisions_seen.inc();
         self.shared
             .update(|s| s.tracked_revision = Some(revision.id.clone()));
-        let in_force = self
-            .last_good
-            .as_ref()
-            .map_or("nothing", |(r, _)| r.as_str());
         let message = format!(
-            "revision {} is rejected: {why}; {in_force} stays in force",
-            revision.id
+            "revision {} is rejected: {why}; {} stays in force",
+            revision.id,
+            self.in_force()
         );
-        let recorded = self.store().record_revision(&api::Revision {
+        if let Err(e) = self.store().record_revision(&api::Revision {
             revision: revision.id.clone(),
             source: self.source.kind().into(),
             author: revision.author.clone(),
@@ -483,15 +473,33 @@ impl Reconciler {
             valid: false,
             errors: Some(format!("rejected: {why}")),
             ..api::Revision::default()
-        });
-        if let Err(e) =
-            recorded.and_then(|()| self.store().event("rejected-revision", &message, None))
-        {
+        }) {
             tracing::warn!(error = %e, "cannot record a rejected revision");
         }
+        self.refuse(
+            "rejected-revision",
+            &message,
+            SyncState::Rejected,
+            message.clone(),
+        );
+    }
+
+    /// The revision that stays in force when a new one is refused.
+    fn in_force(&self) -> &str {
+        self.last_good
+            .as_ref()
+            .map_or("nothing", |(r, _)| r.as_str())
+    }
+
+    /// A revision refused as invalid or unsigned: the event, the metric, the state and the
+    /// error in the status; the last good revision stays in force.
+    fn refuse(&self, event: &str, event_message: &str, state: SyncState, error: String) {
+        if let Err(e) = self.store().event(event, event_message, None) {
+            tracing::warn!(error = %e, "cannot record an event");
+        }
         self.shared.metrics.revisions_invalid.inc();
-        self.set_state(SyncState::Rejected);
-        self.set_error(Some(message));
+        self.set_state(state);
+        self.set_error(Some(error));
     }
 
     /// Whether the stack stays pinned at `revision`: it does when `revision` is the one it was
@@ -577,22 +585,15 @@ impl Reconciler {
             self.window_allows(revision, snapshot, None)?;
         }
         // An approved plan is recorded as started by its approver.
-        let approver = approved.as_ref().and_then(|hash| {
-            self.store()
-                .approval(revision, hash)
-                .ok()
-                .flatten()
-                .and_then(|a| a.approved_by)
-        });
         let actor = self.ops.actor.clone();
-        if let Some(by) = approver {
+        if let Some((_, by)) = &approved {
             self.ops.actor = format!("{by} (approval)");
         }
         let applied = self
             .apply(&plan, snapshot, revision, reason, Some(plan_id))
             .await;
         self.ops.actor = actor;
-        if let (Ok(()), Some(hash)) = (&applied, approved) {
+        if let (Ok(()), Some((hash, _))) = (&applied, approved) {
             self.store()
                 .approval_applied(revision, &hash)
                 .map_err(|e| self.fail(format!("cannot record the approval as used: {e}")))?;
@@ -600,15 +601,15 @@ impl Reconciler {
         applied
     }
 
-    /// Whether `plan` may be applied without an approval, or has one: `Ok(Some(hash))` when an
-    /// approval of exactly this plan allows it (marked used once applied). Otherwise the plan
+    /// Whether `plan` may be applied without an approval, or has one: `Ok(Some((hash, approver)))`
+    /// when an approval of exactly this plan allows it (marked used once applied). Otherwise the plan
     /// is put up for approval (state `awaiting-approval`) and this reconcile stops.
     fn approval_allows(
         &mut self,
         revision: &str,
         plan: &Plan,
         mode: ApplyMode,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<(String, String)>, String> {
         let needed = match mode {
             ApplyMode::Auto => plan.touches_approval_scope(),
             ApplyMode::Manual => true,
@@ -631,7 +632,7 @@ impl Reconciler {
             tracing::info!(revision, plan_hash = %hash, approved_by = %by, "plan approved");
             self.awaiting_approval = None;
             self.shared.update(|s| s.pending_approval = None);
-            return Ok(Some(hash));
+            return Ok(Some((hash, by.clone())));
         }
         let summary = planner::render::summary_line(plan);
         if request.is_none() {
@@ -641,7 +642,7 @@ impl Reconciler {
             tracing::info!(revision, plan_hash = %hash, %summary, "plan waits for approval");
             if let Err(e) = self.store().event(
                 "approval-requested",
-                &format!("{revision}: {summary} (plan {})", &hash[..12]),
+                &format!("{revision}: {summary} (plan {})", api::short_hash(&hash)),
                 None,
             ) {
                 tracing::warn!(error = %e, "cannot record an event");
@@ -737,7 +738,8 @@ impl Reconciler {
         let Some((revision, snapshot)) = self.last_good.clone() else {
             return;
         };
-        if waiting != revision || !self.options.clock.window(&snapshot).open {
+        // Polled every tick while waiting: the cheap check, not the verdict with `opens_at`.
+        if waiting != revision || !self.options.clock.window_open(&snapshot) {
             return;
         }
         tracing::info!(

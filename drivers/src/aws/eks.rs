@@ -276,6 +276,7 @@ pub async fn wait_active(
     settings: &Settings,
     desired: &DesiredResource,
     timeout: Duration,
+    poll: Duration,
 ) -> Result<(), DriverError> {
     let (cluster, _, _) = placement(settings)?;
     let name = physical_name(&desired.stack, &desired.name);
@@ -298,7 +299,7 @@ pub async fn wait_active(
                     timeout.as_secs()
                 )));
             }
-            _ => tokio::time::sleep(Duration::from_secs(5)).await,
+            _ => tokio::time::sleep(poll).await,
         }
     }
 }

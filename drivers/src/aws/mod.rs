@@ -68,7 +68,7 @@ pub struct AwsDriver {
     calls: CallCounter,
     /// Replaces the HTTPS client (recorded answers in tests, `with_http_client`).
     http: Option<aws_sdk_s3::config::SharedHttpClient>,
-    /// How often waits poll the service.
+    /// How often waits (RDS available, node group active, endpoint in service) poll.
     poll: std::time::Duration,
 }
 
@@ -351,9 +351,18 @@ impl Driver for AwsDriver {
         timeout: std::time::Duration,
     ) -> Result<(), DriverError> {
         match desired.kind {
-            Kind::Database => rds::wait_available(self.rds().await, desired, timeout).await,
+            Kind::Database => {
+                rds::wait_available(self.rds().await, desired, timeout, self.poll).await
+            }
             Kind::GpuPool => {
-                eks::wait_active(self.eks().await, &self.settings, desired, timeout).await
+                eks::wait_active(
+                    self.eks().await,
+                    &self.settings,
+                    desired,
+                    timeout,
+                    self.poll,
+                )
+                .await
             }
             Kind::AiEndpoint => {
                 sagemaker::wait_in_service(

@@ -212,6 +212,7 @@ pub async fn wait_available(
     client: &Client,
     desired: &DesiredResource,
     timeout: Duration,
+    poll: Duration,
 ) -> Result<(), DriverError> {
     let id = physical_name(&desired.stack, &desired.name);
     let deadline = Instant::now() + timeout;
@@ -233,7 +234,7 @@ pub async fn wait_available(
                     timeout.as_secs()
                 )));
             }
-            _ => tokio::time::sleep(Duration::from_secs(5)).await,
+            _ => tokio::time::sleep(poll).await,
         }
     }
 }
