@@ -18,8 +18,9 @@ need tmux || missing+=(tmux) # terminal end-to-end tests
 need openssl || missing+=(openssl) # self-signed certificates for the HTTPS test
 need gpg || missing+=(gnupg) # OpenPGP-signed commits in the signature tests (the daemon verifies in process)
 need ssh-keygen || missing+=(openssh-client) # SSH-signed commits in the signature tests
+need prometheus || missing+=(prometheus) # the cost controller reads utilisation from a real Prometheus
 if [ ${#missing[@]} -gt 0 ]; then
-    apt-get update -qq && apt-get install -y -qq "${missing[@]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 # Every rendered Kubernetes manifest is checked with kubernetes-validate --strict (it ships the
 # official schemas and works offline).

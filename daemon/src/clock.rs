@@ -1,6 +1,7 @@
 //! The wall clock sync windows are judged by: the system's, or a fixed start that then advances
 //! in real time (`PLATFORMD_FAKE_NOW`, RFC 3339), so tests and freeze drills can place the daemon
-//! and the CLI just before a window opens or closes.
+//! and the CLI just before a window opens or closes. `PLATFORMD_FAKE_NOW=@FILE` reads the time
+//! from FILE at every look instead, so a test can move it (the cost controller's idle arithmetic).
 
 use std::time::Instant;
 
@@ -11,29 +12,58 @@ pub const FAKE_NOW: &str = "PLATFORMD_FAKE_NOW";
 pub struct Clock {
     /// A fake start and when it was set; `None` for the system clock.
     fake: Option<(jiff::Timestamp, Instant)>,
+    /// A file holding the time, read at every look.
+    file: Option<std::path::PathBuf>,
 }
 
 impl Clock {
     pub fn system() -> Clock {
-        Clock { fake: None }
+        Clock {
+            fake: None,
+            file: None,
+        }
     }
 
     /// The system clock, or the fake start in `PLATFORMD_FAKE_NOW`.
     pub fn from_env() -> Result<Clock, String> {
         match std::env::var(FAKE_NOW) {
+            Ok(text) if text.starts_with('@') => {
+                let clock = Clock {
+                    fake: None,
+                    file: Some(text[1..].into()),
+                };
+                clock.read_file().map(|_| clock)
+            }
             Ok(text) => {
                 let start: jiff::Timestamp = text
                     .parse()
                     .map_err(|e| format!("{FAKE_NOW}={text} is not an RFC 3339 time: {e}"))?;
                 Ok(Clock {
                     fake: Some((start, Instant::now())),
+                    file: None,
                 })
             }
             Err(_) => Ok(Clock::system()),
         }
     }
 
+    fn read_file(&self) -> Result<jiff::Timestamp, String> {
+        let path = self.file.as_deref().unwrap_or(std::path::Path::new(""));
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{FAKE_NOW}: cannot read {}: {e}", path.display()))?;
+        text.trim().parse().map_err(|e| {
+            format!(
+                "{FAKE_NOW}: {} is not an RFC 3339 time: {e}",
+                path.display()
+            )
+        })
+    }
+
     pub fn now(&self) -> jiff::Timestamp {
+        if self.file.is_some() {
+            // A file being rewritten is read again at the next look; until then, the system's.
+            return self.read_file().unwrap_or_else(|_| jiff::Timestamp::now());
+        }
         match &self.fake {
             Some((start, at)) => {
                 let elapsed = jiff::SignedDuration::try_from(at.elapsed()).unwrap_or_default();

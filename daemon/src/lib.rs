@@ -18,3 +18,4 @@ pub mod reconcile;
 pub mod server;
 pub mod source;
 pub mod store;
+pub mod utilisation;

@@ -131,6 +131,12 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Bring a resource the cost controller scaled down for being idle back now (with the GPU
+    /// pool it runs on, when that is scaled down too).
+    Wake {
+        /// The resource's address, e.g. `ai-endpoint/support-llm`.
+        address: String,
+    },
     /// The operator UI: against a running daemon (--connect), or read-only on --state-dir.
     Tui {
         /// The daemon's API, e.g. http://127.0.0.1:7070.
@@ -159,6 +165,9 @@ pub enum Command {
         /// How often to check for drift.
         #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
         drift_interval: std::time::Duration,
+        /// How often the cost controller reads utilisation from the platform's `metrics` source.
+        #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = parse_duration)]
+        utilisation_interval: std::time::Duration,
         #[arg(long, default_value = "127.0.0.1:7070")]
         listen: std::net::SocketAddr,
         /// Bearer token for POST /api/v1/sync, /rollback, /resume.
@@ -278,7 +287,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate { stack, format } => commands::validate(&stack, format, colour),
         Command::Plan(args) => commands::plan(&args, &state_dir, colour),
-        Command::Cost { stack, format, top } => commands::cost(&stack, format, top, colour),
+        Command::Cost { stack, format, top } => {
+            commands::cost(&stack, &state_dir, format, top, colour)
+        }
         Command::Graph {
             stack,
             format,
@@ -318,6 +329,7 @@ fn main() -> ExitCode {
             state::rollback(&revision, &state_dir, options, colour)
         }
         Command::Resume => state::resume(&state_dir),
+        Command::Wake { address } => state::wake(&state_dir, &address, colour),
         Command::Approve {
             revision,
             plan_hash,
@@ -339,6 +351,7 @@ fn main() -> ExitCode {
             path,
             interval,
             drift_interval,
+            utilisation_interval,
             listen,
             token_file,
             webhook_secret_file,
@@ -355,6 +368,7 @@ fn main() -> ExitCode {
             path,
             interval,
             drift_interval,
+            utilisation_interval,
             state_dir: state_dir.clone(),
             listen,
             token_file,

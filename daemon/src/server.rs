@@ -35,6 +35,7 @@ pub fn router(api: Api) -> Router {
         .route(routes::RESOURCES, get(resources))
         .route(routes::SYNC, post(sync))
         .route(routes::APPROVE, post(approve))
+        .route(routes::WAKE, post(wake))
         .route(routes::ROLLBACK, post(rollback))
         .route(routes::RESUME, post(resume))
         .route(routes::WEBHOOK, post(webhook))
@@ -275,6 +276,26 @@ async fn approve(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Res
         Command::Approve {
             revision: request.revision,
             plan_hash: request.plan_hash,
+            actor: "API token holder".into(),
+        },
+    )
+    .await
+}
+
+async fn wake(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(r) = refused(&api, &headers) {
+        return r;
+    }
+    let Ok(request) = serde_json::from_slice::<api::WakeRequest>(&body) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "expected {\"address\": \"ai-endpoint/NAME\"}",
+        );
+    };
+    command(
+        &api,
+        Command::Wake {
+            address: request.address,
             actor: "API token holder".into(),
         },
     )

@@ -323,6 +323,19 @@ pub struct CostBreakdown {
     pub teams: Vec<TeamCostLine>,
     pub kinds: Vec<CostLine>,
     pub resources: Vec<ResourceCostLine>,
+    /// What idle shutdown saved this calendar month, per resource (filled in by the caller, which
+    /// has the store; empty without one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub idle_savings: Vec<ResourceCostLine>,
+    /// Resources the cost controller holds scaled down: address and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scaled_down: Vec<ScaledDownLine>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ScaledDownLine {
+    pub address: String,
+    pub note: String,
 }
 
 impl CostBreakdown {
@@ -385,7 +398,36 @@ impl CostBreakdown {
             teams,
             kinds,
             resources,
+            idle_savings: Vec::new(),
+            scaled_down: snapshot
+                .resources
+                .iter()
+                .filter_map(|(address, r)| {
+                    Some(ScaledDownLine {
+                        address: address.clone(),
+                        note: r.scaled_down.clone()?,
+                    })
+                })
+                .collect(),
         }
+    }
+
+    /// Adds this month's idle-shutdown savings, largest first.
+    pub fn with_savings(mut self, mut savings: Vec<ResourceCostLine>) -> CostBreakdown {
+        for s in &mut savings {
+            s.monthly_usd = round_cents(s.monthly_usd);
+        }
+        savings.sort_by(|a, b| {
+            b.monthly_usd
+                .total_cmp(&a.monthly_usd)
+                .then_with(|| a.address.cmp(&b.address))
+        });
+        self.idle_savings = savings;
+        self
+    }
+
+    fn savings_total(&self) -> f64 {
+        round_cents(self.idle_savings.iter().map(|s| s.monthly_usd).sum())
     }
 
     /// A terminal table: total, teams with budgets, kinds, then the costliest `top` resources.
@@ -429,6 +471,28 @@ impl CostBreakdown {
         if self.resources.len() > top {
             let _ = writeln!(out, "  … and {} more", self.resources.len() - top);
         }
+        if !self.scaled_down.is_empty() {
+            let _ = writeln!(out, "\nScaled down by the cost controller:");
+            for r in &self.scaled_down {
+                let _ = writeln!(out, "  {:<40} {}", r.address, r.note);
+            }
+        }
+        if !self.idle_savings.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nIdle shutdown saved this month: {}",
+                format_usd(self.savings_total())
+            );
+            for r in &self.idle_savings {
+                let _ = writeln!(
+                    out,
+                    "  {:<40} {:>14}  {}",
+                    r.address,
+                    format_usd(r.monthly_usd),
+                    r.team
+                );
+            }
+        }
         out
     }
 
@@ -470,6 +534,22 @@ impl CostBreakdown {
                 r.team,
                 format_usd(r.monthly_usd)
             );
+        }
+        if !self.idle_savings.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n**Idle shutdown saved this month:** {}\n\n| resource | team | saved |\n|---|---|---:|",
+                format_usd(self.savings_total())
+            );
+            for r in &self.idle_savings {
+                let _ = writeln!(
+                    out,
+                    "| `{}` | {} | {} |",
+                    r.address,
+                    r.team,
+                    format_usd(r.monthly_usd)
+                );
+            }
         }
         out
     }

@@ -9,6 +9,7 @@ pub mod cost;
 pub mod decode;
 pub mod diagnostic;
 pub mod graph;
+pub mod lifecycle;
 pub mod load;
 pub mod model;
 pub mod plan;

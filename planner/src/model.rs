@@ -242,6 +242,8 @@ pub struct Platform {
     pub windows: Vec<crate::window::SyncWindow>,
     /// Changes that wait for an operator's approval even with `sync "auto"`.
     pub approval: Option<ApprovalScope>,
+    /// Where the cost controller reads utilisation.
+    pub metrics: Option<MetricsSource>,
     /// The `platform` keyword, for diagnostics about the platform as a whole.
     pub keyword_span: Span,
 }
@@ -267,6 +269,40 @@ pub struct Team {
     pub name: Spanned<String>,
     pub owner: Option<String>,
     pub budget_monthly_usd: Option<f64>,
+    pub llm_quota: Option<LlmQuota>,
+}
+
+/// A team's `llm-quota`: tokens its callers may use across the stack's AI endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct LlmQuota {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_day: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_minute: Option<u64>,
+}
+
+/// The platform's `metrics` source: a Prometheus-compatible query API the cost controller reads
+/// utilisation from (`docs/COST.md`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct MetricsSource {
+    pub url: String,
+    /// A file holding the bearer token (a reference: read at query time, never stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token_file: Option<String>,
+    /// Per-kind query overrides.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub queries: BTreeMap<Kind, UtilisationQuery>,
+}
+
+/// A PromQL query for one kind's utilisation, with `{name}`, `{stack}` and `{namespace}`
+/// placeholders, and the value at or below which a resource counts as idle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct UtilisationQuery {
+    pub promql: String,
+    pub idle_at_most: f64,
 }
 
 /// Why an edge exists; printed in graphs and cycle paths.
@@ -516,6 +552,8 @@ pub struct AiEndpointSpec {
     pub autoscale: Option<Autoscale>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub canary: Option<Canary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_shutdown_after: Option<String>,
 }
 
 /// A price override from a `pricing { }` block.

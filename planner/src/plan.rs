@@ -95,6 +95,10 @@ pub struct ResourceChange {
     /// A delete or replace of a protected resource that was not explicitly allowed.
     pub blocked: bool,
     pub cost: ResourceCost,
+    /// Why the cost controller holds this resource scaled down in the desired state, if it does
+    /// (`crate::lifecycle`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaled_down: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -260,6 +264,7 @@ impl Plan {
                     drift,
                     ignore_changes,
                     monthly_cost_usd: r.cost.after,
+                    scaled_down: r.scaled_down.clone(),
                 },
             );
         }
@@ -393,6 +398,7 @@ pub fn plan(prior: &Snapshot, desired: &Snapshot, options: &PlanOptions) -> Plan
                     before: 0.0,
                     after: after.monthly_cost_usd,
                 },
+                scaled_down: after.scaled_down.clone(),
             },
             Some(before) => diff_resource(address, before, after, &allow),
         };
@@ -433,6 +439,7 @@ pub fn plan(prior: &Snapshot, desired: &Snapshot, options: &PlanOptions) -> Plan
                 before: before.monthly_cost_usd,
                 after: 0.0,
             },
+            scaled_down: None,
         });
     }
     resources.extend(deletes);
@@ -539,7 +546,12 @@ fn diff_resource(
     let (action, reason) = if !why.is_empty() {
         (Action::Replace, why.join("; "))
     } else if !changes.is_empty() {
-        (Action::Update, "update in place".to_string())
+        let reason = match (&before.scaled_down, &after.scaled_down) {
+            (None, Some(why)) => why.clone(),
+            (Some(_), None) => "wakes from idle shutdown".to_string(),
+            _ => "update in place".to_string(),
+        };
+        (Action::Update, reason)
     } else if !ignored_paths.is_empty() {
         (
             Action::NoOp,
@@ -573,6 +585,7 @@ fn diff_resource(
             before: before.monthly_cost_usd,
             after: after.monthly_cost_usd,
         },
+        scaled_down: after.scaled_down.clone(),
     }
 }
 

@@ -254,8 +254,15 @@ fn render_change_text(p: &Paint, r: &ResourceChange, out: &mut String) {
         }
         Action::Update | Action::Replace => {
             let width = r.changes.iter().map(|c| c.path.len()).max().unwrap_or(0);
+            // A scale-down by the cost controller says why on each line it changes.
+            let why = r
+                .scaled_down
+                .as_deref()
+                .filter(|why| r.reason == *why)
+                .map(|why| format!(" ({why})"))
+                .unwrap_or_default();
             for c in &r.changes {
-                let _ = writeln!(out, "      {}", field_line(p, c, width));
+                let _ = writeln!(out, "      {}{why}", field_line(p, c, width));
             }
             if !r.ignored_paths.is_empty() {
                 let _ = writeln!(

@@ -58,6 +58,8 @@ pub struct TeamInfo {
     pub owner: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget_monthly_usd: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm_quota: Option<LlmQuota>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,6 +76,10 @@ pub struct ResourceSnapshot {
     pub drift: DriftPolicy,
     pub ignore_changes: Vec<String>,
     pub monthly_cost_usd: f64,
+    /// Set while the cost controller holds the resource scaled down (`crate::lifecycle`): why,
+    /// for plans and the UI. The spec then is the scaled-down one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaled_down: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -98,6 +104,9 @@ pub struct Snapshot {
     /// Changes that wait for approval even with `sync "auto"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalScope>,
+    /// Where the cost controller reads utilisation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsSource>,
 }
 
 impl Snapshot {
@@ -136,6 +145,7 @@ impl Snapshot {
                     drift,
                     ignore_changes,
                     monthly_cost_usd: costs.get(&address).copied().unwrap_or(0.0),
+                    scaled_down: None,
                 },
             );
         }
@@ -148,6 +158,7 @@ impl Snapshot {
                     TeamInfo {
                         owner: t.owner.clone(),
                         budget_monthly_usd: t.budget_monthly_usd,
+                        llm_quota: t.llm_quota,
                     },
                 )
             })
@@ -171,6 +182,7 @@ impl Snapshot {
             policy_findings: Vec::new(),
             windows: platform.map(|p| p.windows.clone()).unwrap_or_default(),
             approval: platform.and_then(|p| p.approval.clone()),
+            metrics: platform.and_then(|p| p.metrics.clone()),
         }
     }
 }

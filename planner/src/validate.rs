@@ -376,7 +376,12 @@ fn check_drivers(stack: &Stack, diags: &mut Vec<Diagnostic>) {
         } else if e.replicas == 0 {
             Some((
                 "a SageMaker endpoint needs at least one instance".to_string(),
-                "set `replicas 1` or more (idle endpoints scale down through the cost controller)",
+                "set `replicas 1` or more",
+            ))
+        } else if e.idle_shutdown_after.is_some() {
+            Some((
+                "`idle-shutdown-after` is not served for SageMaker endpoints: they cannot scale to zero instances".to_string(),
+                "remove it, or serve the model with `runtime \"vllm\"` on `kubernetes`, where idle endpoints scale to 0",
             ))
         } else if e.autoscale.is_some() || e.canary.is_some() {
             Some((

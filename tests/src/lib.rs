@@ -8,6 +8,7 @@ pub mod git;
 pub mod kube_emulator;
 pub mod moto;
 pub mod net;
+pub mod prometheus;
 pub mod tls;
 
 /// Copies a directory tree (test fixtures and example stacks into scratch directories).

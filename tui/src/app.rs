@@ -75,6 +75,8 @@ pub enum Action {
         revision: String,
         plan_hash: String,
     },
+    /// Bring a resource the cost controller scaled down back.
+    Wake(String),
 }
 
 /// A question that must be answered before anything changes.
@@ -270,6 +272,7 @@ impl App {
             }
             Key::Char('s') => self.ask_sync(),
             Key::Char('a') => self.ask_approve(),
+            Key::Char('w') => self.ask_wake(),
             Key::Char('r') if self.view == View::History => return self.ask_rollback(),
             Key::Char('u') => return self.ask_resume(),
             Key::Char('l') if self.view == View::Graph => self.walk(true),
@@ -346,6 +349,35 @@ impl App {
                 revision: pending.revision,
                 plan_hash: pending.plan_hash,
             },
+        });
+    }
+
+    /// Opens the wake dialog: for the selected resource in the resources view when it is scaled
+    /// down, else for the first resource the cost controller holds scaled down.
+    fn ask_wake(&mut self) {
+        if self.needs_daemon() {
+            return;
+        }
+        let held = &self.model.status.scaled_down;
+        let selected = (self.view == View::Resources)
+            .then(|| self.selected_key())
+            .flatten();
+        let Some(down) = held
+            .iter()
+            .find(|d| Some(&d.address) == selected.as_ref())
+            .or_else(|| held.first())
+            .cloned()
+        else {
+            self.message = Some("nothing is scaled down".into());
+            return;
+        };
+        self.confirm = Some(Confirm {
+            title: format!("Wake {}?", down.address),
+            lines: vec![
+                format!("Scaled down: {} ({})", down.note, down.figure),
+                "It comes back as declared (with the GPU pool it runs on).".into(),
+            ],
+            action: Action::Wake(down.address),
         });
     }
 

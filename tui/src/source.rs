@@ -32,6 +32,7 @@ impl Source for ApiSource {
                 revision,
                 plan_hash,
             } => self.client.approve(revision, plan_hash),
+            Action::Wake(address) => self.client.wake(address),
             Action::Quit | Action::PreviewRollback(_) => return Ok(String::new()),
         };
         result.map_err(|e| e.to_string())

@@ -112,7 +112,7 @@ fn draw_footer(frame: &mut Frame<'_>, area: Rect, app: &App) {
         m.clone()
     } else {
         let view_keys = match app.view {
-            View::Overview => "s sync · a approve · u resume",
+            View::Overview => "s sync · a approve · w wake · u resume",
             View::Plan => "j/k move · Enter details · / filter · s sync · a approve",
             View::Drift => "j/k move · Enter details · / filter · c/C correct one/all",
             View::History => "j/k move · Enter details · / filter · r roll back · u resume",
@@ -252,6 +252,23 @@ fn draw_overview(frame: &mut Frame<'_>, area: Rect, app: &App) {
                 ),
                 Style::default().fg(Color::Yellow),
             ),
+        ]));
+    }
+    for (i, d) in s.scaled_down.iter().enumerate() {
+        let label = if i == 0 { "Scaled down" } else { "" };
+        let hint = if i == 0 { "; press w to wake" } else { "" };
+        lines.push(Line::from(vec![
+            Span::styled(format!("{label:<16}"), bold()),
+            Span::styled(
+                format!("{}: {}{hint}", d.address, d.note),
+                Style::default().fg(Color::Cyan),
+            ),
+        ]));
+    }
+    if let Some(w) = &s.utilisation_warning {
+        lines.push(Line::from(vec![
+            Span::styled(format!("{:<16}", "Utilisation"), bold()),
+            Span::styled(w.clone(), Style::default().fg(Color::Yellow)),
         ]));
     }
     if let Some(plan) = &app.model.plan {
@@ -816,6 +833,10 @@ fn draw_help(frame: &mut Frame<'_>, area: Rect) {
         ),
         ("u", "resume: end a rollback pin (asks first)"),
         ("a", "approve the plan waiting for approval (asks first)"),
+        (
+            "w",
+            "wake a resource the cost controller scaled down (asks first)",
+        ),
         (
             "c / C",
             "correct the selected drift / all drift (drift view; asks first)",

@@ -485,3 +485,45 @@ fn the_cost_view_shows_teams_against_budgets_and_the_costliest_resources() {
         app.rows()
     );
 }
+
+#[test]
+fn scaled_down_resources_are_on_the_overview_and_w_wakes_the_selected_one() {
+    let mut model = busy_model();
+    model.status.sync_state = api::SyncState::Synced;
+    model.status.last_error = None;
+    model.status.scaled_down = vec![
+        api::ScaledDownResource {
+            address: "ai-endpoint/support-llm".into(),
+            since: 1_795_380_000,
+            note: "idle 2h13m, cost policy".into(),
+            figure: "requests 0/s (idle at ≤ 0)".into(),
+            monthly_usd_saved: 1174.12,
+        },
+        api::ScaledDownResource {
+            address: "gpu-pool/l4-inference".into(),
+            since: 1_795_380_000,
+            note: "idle 45m, cost policy".into(),
+            figure: "GPU utilisation 0% (idle at ≤ 5%)".into(),
+            monthly_usd_saved: 2349.0,
+        },
+    ];
+    model.status.utilisation_warning = Some(
+        "utilisation unknown, nothing scaled down for it: ai-endpoint/x: no utilisation data"
+            .into(),
+    );
+    let mut app = app_at(model.clone(), View::Overview);
+    insta::assert_snapshot!("scaled_down_overview", render(&app, 110, 30));
+    app.on_key(Key::Char('w'));
+    insta::assert_snapshot!("wake_confirm", render(&app, 80, 30));
+    assert_eq!(
+        app.on_key(Key::Char('y')),
+        Some(Action::Wake("ai-endpoint/support-llm".into()))
+    );
+
+    // Nothing held: nothing offered.
+    model.status.scaled_down.clear();
+    let mut app = app_at(model, View::Overview);
+    app.on_key(Key::Char('w'));
+    assert!(app.confirm.is_none());
+    assert_eq!(app.message.as_deref(), Some("nothing is scaled down"));
+}

@@ -189,6 +189,15 @@ impl Client {
         self.act(routes::APPROVE, &body)
     }
 
+    /// Brings a resource the cost controller scaled down back.
+    pub fn wake(&self, address: &str) -> Result<String, ClientError> {
+        let body = serde_json::to_string(&crate::WakeRequest {
+            address: address.to_string(),
+        })
+        .unwrap_or_default();
+        self.act(routes::WAKE, &body)
+    }
+
     pub fn resume(&self) -> Result<String, ClientError> {
         self.act(routes::RESUME, "")
     }

@@ -16,6 +16,7 @@ pub const RESOURCES: &str = "/api/v1/resources";
 /// Sync now; `?correct=all|ADDR` scans for drift and corrects it.
 pub const SYNC: &str = "/api/v1/sync";
 pub const APPROVE: &str = "/api/v1/approve";
+pub const WAKE: &str = "/api/v1/wake";
 pub const ROLLBACK: &str = "/api/v1/rollback";
 pub const RESUME: &str = "/api/v1/resume";
 pub const WEBHOOK: &str = "/hooks/git";

@@ -99,6 +99,10 @@ string_enum! {
         Apply = "apply",
         Rollback = "rollback",
         DriftCorrect = "drift-correct",
+        /// The cost controller scaled idle resources down.
+        IdleShutdown = "idle-shutdown",
+        /// Scaled-down resources brought back (operator, demand).
+        Wake = "wake",
     }
 }
 
@@ -178,6 +182,9 @@ pub struct ApplyRecord {
     /// Who started it: an OS user, the daemon, an API token, an approver.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
+    /// Why it was made, when more than its reason says (`idle 2h13m, cost policy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// What the daemon reports at `/api/v1/status`: the stack, its revisions, sync state, pin,
@@ -211,6 +218,35 @@ pub struct Status {
     /// The plan waiting for approval: approve exactly this revision and hash.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pending_approval: Option<PendingApproval>,
+    /// Resources the cost controller holds scaled down.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub scaled_down: Vec<ScaledDownResource>,
+    /// Candidates for idle shutdown seen idle at every look since (address → Unix seconds).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub idle_since: BTreeMap<String, i64>,
+    /// Why the cost controller could not read utilisation (nothing is scaled down meanwhile).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub utilisation_warning: Option<String>,
+}
+
+/// A resource the cost controller scaled down: since when (Unix seconds), why, what was seen.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ScaledDownResource {
+    pub address: String,
+    pub since: i64,
+    /// `idle 2h13m, cost policy`.
+    pub note: String,
+    /// `requests 0/s (idle at ≤ 0)`.
+    pub figure: String,
+    /// Monthly estimate taken off while it stays down.
+    pub monthly_usd_saved: f64,
+}
+
+/// `POST /api/v1/wake`: bring a scaled-down resource back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WakeRequest {
+    pub address: String,
 }
 
 /// A plan that waits for approval.

@@ -124,14 +124,40 @@ pub fn validate(stack: &Path, format: DiagnosticFormat, colours: Colours) -> Res
 }
 
 /// `platformd cost`: the estimate the plan uses, broken down; exits 3 when a team is over its
-/// budget, like a plan that breaches one.
-pub fn cost(stack: &Path, format: PlanFormat, top: usize, colours: Colours) -> Result<u8> {
+/// budget, like a plan that breaches one. With a store, resources the cost controller holds
+/// scaled down count as they are (as in the plan) and this month's savings are added.
+pub fn cost(
+    stack: &Path,
+    state_dir: &Path,
+    format: PlanFormat,
+    top: usize,
+    colours: Colours,
+) -> Result<u8> {
     let analysis = analyze(stack, None)?;
     if report(&analysis, colours, None) {
         return Ok(1);
     }
-    let snapshot = analysis.snapshot.expect("valid stacks have a snapshot");
-    let breakdown = planner::cost::CostBreakdown::of(&snapshot);
+    let mut snapshot = analysis.snapshot.expect("valid stacks have a snapshot");
+    let mut savings = Vec::new();
+    if daemon::store::Store::exists(state_dir) {
+        let store = daemon::store::Store::open_read_only(state_dir)?;
+        if let Some(overlaid) = daemon::ops::overlay(&store, &snapshot, &[])? {
+            snapshot = overlaid;
+        }
+        let clock = daemon::clock::Clock::from_env().map_err(anyhow::Error::msg)?;
+        let now = clock.now();
+        savings = store
+            .savings(daemon::reconcile::month_start(now), now.as_second())?
+            .into_iter()
+            .map(|s| planner::cost::ResourceCostLine {
+                address: s.address,
+                kind: s.kind,
+                team: s.team,
+                monthly_usd: s.usd,
+            })
+            .collect();
+    }
+    let breakdown = planner::cost::CostBreakdown::of(&snapshot).with_savings(savings);
     let rendered = match format {
         PlanFormat::Text => breakdown.text(top),
         PlanFormat::Json => serde_json::to_string_pretty(&breakdown)? + "\n",

@@ -20,6 +20,7 @@ pub struct DaemonArgs {
     pub path: String,
     pub interval: Duration,
     pub drift_interval: Duration,
+    pub utilisation_interval: Duration,
     pub state_dir: PathBuf,
     pub listen: SocketAddr,
     pub token_file: Option<PathBuf>,
@@ -156,6 +157,7 @@ pub fn run(args: DaemonArgs) -> Result<u8> {
             Options {
                 interval: args.interval,
                 drift_interval: args.drift_interval,
+                utilisation_interval: args.utilisation_interval,
                 debounce: args.debounce,
                 parallelism: args.parallelism,
                 clock: daemon::clock::Clock::from_env().map_err(anyhow::Error::msg)?,

@@ -364,7 +364,7 @@ pub fn history(state_dir: &Path, json: bool) -> Result<u8> {
         })
         .map(|r| r.id);
     println!(
-        "{:>4}  {:<23}  {:<9}  {:<11}  {:<24}  {:<16}  summary",
+        "{:>4}  {:<23}  {:<13}  {:<11}  {:<24}  {:<16}  summary",
         "id", "started", "reason", "status", "revision", "by"
     );
     for r in rows {
@@ -376,7 +376,7 @@ pub fn history(state_dir: &Path, json: bool) -> Result<u8> {
             marks.push_str(" (pinned)");
         }
         println!(
-            "{:>4}  {:<23}  {:<9}  {:<11}  {:<24}  {:<16}  {}{marks}",
+            "{:>4}  {:<23}  {:<13}  {:<11}  {:<24}  {:<16}  {}{marks}",
             r.id,
             format_time(r.started_at),
             r.reason,
@@ -385,12 +385,31 @@ pub fn history(state_dir: &Path, json: bool) -> Result<u8> {
             r.actor.as_deref().unwrap_or("-"),
             r.summary.unwrap_or_default()
         );
+        // Why the cost controller (or a wake) made it: the figures it acted on.
+        if let Some(note) = &r.note {
+            println!("{:>6}{note}", "");
+        }
     }
     let overrides = store.events_of_kind("window-override")?;
     if !overrides.is_empty() {
         println!("\nSync window overrides:");
         for (at, message) in overrides {
             println!("  {}  {message}", format_time(at));
+        }
+    }
+    let scaled = store.scaled_down()?;
+    if !scaled.is_empty() {
+        println!(
+            "\nHeld scaled down by the cost controller (`platformd wake ADDR` brings one back):"
+        );
+        for s in scaled {
+            println!(
+                "  {}  since {}: {} ({})",
+                s.address,
+                format_time(s.since),
+                s.note,
+                s.figure
+            );
         }
     }
     if let Some(p) = pin {
@@ -526,4 +545,36 @@ pub fn resume(state_dir: &Path) -> Result<u8> {
         None => println!("Not pinned; nothing to resume."),
     }
     Ok(0)
+}
+
+/// Brings a resource the cost controller scaled down back (with the GPU pool it runs on), now:
+/// applied at the applied revision with reason `wake`, recorded as the OS user's.
+pub fn wake(state_dir: &Path, address: &str, colours: Colours) -> Result<u8> {
+    let store = Store::open_existing(state_dir)?;
+    let ops = ops_for(store, "platformd wake", 8, Duration::from_secs(60));
+    let now = daemon::clock::Clock::from_env()
+        .map_err(anyhow::Error::msg)?
+        .now()
+        .as_second();
+    let why = format!("operator {}", daemon::clock::os_user());
+    let started = std::time::Instant::now();
+    match runtime()?.block_on(ops.wake(address, &why, now)) {
+        Ok(ops::LifecycleReport::Applied { plan, outcome }) => {
+            print_plan(&plan, colours);
+            let code = report_outcome(&outcome, started.elapsed(), colours);
+            if outcome.complete() {
+                println!("Woke {address}.");
+            }
+            Ok(code)
+        }
+        Ok(ops::LifecycleReport::Unchanged(why)) => {
+            println!("{address}: {why}");
+            Ok(0)
+        }
+        Err(e @ ops::OpsError::NotScaledDown { .. }) => {
+            eprintln!("{}: {e}", paint(colours, "1;31", "error"));
+            Ok(1)
+        }
+        Err(e) => Err(e.into()),
+    }
 }

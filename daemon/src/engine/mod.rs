@@ -169,6 +169,8 @@ pub struct Engine {
     pub progress: Arc<dyn Progress>,
     /// Who the applies of this engine are recorded as started by.
     pub actor: String,
+    /// Why, when more than the apply's reason says (the cost controller's figures).
+    pub note: Option<String>,
 }
 
 /// Why one change did not complete.

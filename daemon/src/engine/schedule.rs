@@ -80,9 +80,9 @@ impl Engine {
             self.driver(&t.driver)?;
         }
         self.store.store_snapshot(revision, desired)?;
-        let apply_id = self
-            .store
-            .begin_apply(revision, reason, plan_id, &self.actor)?;
+        let apply_id =
+            self.store
+                .begin_apply(revision, reason, plan_id, &self.actor, self.note.as_deref())?;
         let waits_on = dependencies(&tasks, prior, desired);
         let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); tasks.len()];
         for (i, w) in waits_on.iter().enumerate() {

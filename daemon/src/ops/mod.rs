@@ -7,12 +7,14 @@
 
 mod apply;
 mod drift;
+mod lifecycle;
 mod rollback;
 
 pub use crate::engine::DriftScan;
 pub use crate::engine::{ApplyOutcome, EngineConfig, Progress, ResourceEvent, TracingProgress};
 pub use apply::{ApplyReport, ApplyRequest, DesiredSource};
 pub use drift::{CorrectionReport, DriftScope, resource_statuses};
+pub use lifecycle::{IdleObservation, LifecycleReport, as_planned, end_stale, overlay};
 pub use rollback::{RollbackReport, resolve_revision, resume, rollback_preview};
 
 use crate::engine::{Engine, EngineError};
@@ -63,6 +65,11 @@ pub enum OpsError {
     Blocked(&'static str),
     #[error("drift scan failed: {0}")]
     DriftScan(EngineError),
+    #[error("{address} is not scaled down (scaled down: {scaled_down})")]
+    NotScaledDown {
+        address: String,
+        scaled_down: String,
+    },
 }
 
 /// A plan with the prior state it was made from.
@@ -86,6 +93,8 @@ pub struct Ops {
     /// Who applies are recorded as started by: the OS user of a CLI command, the daemon, an
     /// API token, an approver.
     pub actor: String,
+    /// Why the next applies are made, when more than their reason says.
+    pub note: Option<String>,
 }
 
 /// An engine holding the applier lease, with what a crash left open already recovered.
@@ -105,6 +114,7 @@ impl Ops {
             holder: holder.to_string(),
             lock_timeout: Duration::ZERO,
             actor: holder.to_string(),
+            note: None,
         }
     }
 
@@ -117,6 +127,7 @@ impl Ops {
             cancel: self.cancel.clone(),
             progress: self.progress.clone(),
             actor: self.actor.clone(),
+            note: self.note.clone(),
         }))
     }
 
@@ -158,6 +169,41 @@ pub fn plan_against_store(
 /// Plans `desired` against `prior`, which the caller read from the store (the daemon keeps it
 /// between revisions while the store generation stays the same).
 pub fn plan_from_prior(
+    store: &Store,
+    prior: &Snapshot,
+    desired: &Snapshot,
+    head_revision: &str,
+    allow_destroy: Vec<String>,
+) -> Result<Plan, OpsError> {
+    let overlaid = overlay(store, desired, &[])?;
+    plan_between(
+        store,
+        prior,
+        overlaid.as_ref().unwrap_or(desired),
+        head_revision,
+        allow_destroy,
+    )
+}
+
+/// [`plan_from_prior`] with every scale-down but `waking`'s laid over `desired`.
+fn plan_with_overlay(
+    store: &Store,
+    prior: &Snapshot,
+    desired: &Snapshot,
+    head_revision: &str,
+    waking: &[String],
+) -> Result<Plan, OpsError> {
+    let overlaid = overlay(store, desired, waking)?;
+    plan_between(
+        store,
+        prior,
+        overlaid.as_ref().unwrap_or(desired),
+        head_revision,
+        Vec::new(),
+    )
+}
+
+fn plan_between(
     store: &Store,
     prior: &Snapshot,
     desired: &Snapshot,
@@ -234,10 +280,16 @@ impl Session {
             Some(id) if !(self.recovered > 0 && moved) => id,
             _ => record_plan(store, revision, &plan)?,
         };
+        // Resources the cost controller holds scaled down are applied in that form.
+        let overlaid = as_planned(desired, &plan);
+        let desired = overlaid.as_ref().unwrap_or(desired);
         let outcome = self
             .engine
             .apply(&plan, &prior, desired, revision, reason, Some(plan_id))
             .await?;
+        if outcome.complete() {
+            end_stale(store, &plan, crate::store::now())?;
+        }
         Ok((plan, outcome))
     }
 }

@@ -29,6 +29,11 @@ pub enum Command {
     },
     /// Correct drift now: one resource, or every finding with policy `correct` or `report`.
     CorrectDrift(Option<String>),
+    /// Bring a resource the cost controller scaled down back.
+    Wake {
+        address: String,
+        actor: String,
+    },
 }
 
 impl Reconciler {
@@ -43,6 +48,10 @@ impl Reconciler {
     async fn run_command(&mut self, command: Command) -> Result<String, String> {
         match command {
             Command::CorrectDrift(only) => self.drift_check(DriftScope::Operator { only }).await,
+            Command::Wake { address, actor } => {
+                self.wake(&address, &format!("operator {actor}"), "operator")
+                    .await
+            }
             Command::Sync { override_window } => {
                 self.poll().await;
                 let Some((revision, snapshot)) = self.last_good.clone() else {

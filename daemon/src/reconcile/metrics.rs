@@ -35,6 +35,20 @@ pub struct Metrics {
     apply_outcomes: Family<OutcomeLabels, Counter>,
     reconcile_duration: Histogram,
     cost: Family<CostLabels, CostGauge>,
+    idle_shutdowns: Family<KindLabels, Counter>,
+    wakes: Family<TriggerLabels, Counter>,
+    pub utilisation_query_failures: Counter,
+    savings: Family<CostLabels, CostGauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TriggerLabels {
+    trigger: &'static str,
 }
 
 impl Default for Metrics {
@@ -55,6 +69,30 @@ impl Metrics {
         let apply_outcomes = Family::<OutcomeLabels, Counter>::default();
         let reconcile_duration = Histogram::new([0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 15.0, 60.0]);
         let cost = Family::<CostLabels, CostGauge>::default();
+        let idle_shutdowns = Family::<KindLabels, Counter>::default();
+        let wakes = Family::<TriggerLabels, Counter>::default();
+        let utilisation_query_failures = Counter::default();
+        let savings = Family::<CostLabels, CostGauge>::default();
+        registry.register(
+            "platformd_idle_shutdowns",
+            "Resources the cost controller scaled down for being idle, by kind",
+            idle_shutdowns.clone(),
+        );
+        registry.register(
+            "platformd_wakes",
+            "Scaled-down resources brought back, by trigger (operator, demand)",
+            wakes.clone(),
+        );
+        registry.register(
+            "platformd_utilisation_query_failures",
+            "Utilisation queries that failed (nothing is scaled down on a failure)",
+            utilisation_query_failures.clone(),
+        );
+        registry.register(
+            "platformd_idle_savings_usd",
+            "What idle shutdown saved this calendar month (UTC), by team and kind",
+            savings.clone(),
+        );
         registry.register(
             "platformd_cost_monthly_usd",
             "Monthly cost estimate of the revision in force, by team and kind",
@@ -111,6 +149,10 @@ impl Metrics {
             apply_outcomes,
             reconcile_duration,
             cost,
+            idle_shutdowns,
+            wakes,
+            utilisation_query_failures,
+            savings,
         }
     }
 
@@ -124,6 +166,30 @@ impl Metrics {
                 kind: r.kind.as_str().to_string(),
             });
             gauge.set(gauge.get() + r.monthly_cost_usd);
+        }
+    }
+
+    pub fn record_idle_shutdown(&self, kind: &str) {
+        self.idle_shutdowns
+            .get_or_create(&KindLabels {
+                kind: kind.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn record_wake(&self, trigger: &'static str) {
+        self.wakes.get_or_create(&TriggerLabels { trigger }).inc();
+    }
+
+    /// This month's savings by team and kind (replacing the last figures).
+    pub fn set_savings(&self, savings: &[crate::store::Saving]) {
+        self.savings.clear();
+        for s in savings {
+            let gauge = self.savings.get_or_create(&CostLabels {
+                team: s.team.clone(),
+                kind: s.kind.clone(),
+            });
+            gauge.set(gauge.get() + s.usd);
         }
     }
 

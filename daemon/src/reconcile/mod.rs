@@ -8,9 +8,11 @@
 //! resume, correct drift) are handled in `commands.rs`; every use case is an `ops` call.
 
 mod commands;
+mod lifecycle;
 pub mod metrics;
 
 pub use commands::{Command, WindowOverride};
+pub use lifecycle::month_start;
 pub use metrics::Metrics;
 
 use crate::ops::{ApplyOutcome, DriftScope, Ops, OpsError};
@@ -45,6 +47,8 @@ pub(crate) enum ApplyMode {
 #[derive(Debug)]
 pub enum Event {
     PollTick,
+    /// Time to read utilisation (the cost controller).
+    UtilisationTick,
     Webhook,
     FileChanged,
     DriftTick,
@@ -115,7 +119,9 @@ pub struct Options {
     pub drift_interval: Duration,
     pub debounce: Duration,
     pub parallelism: usize,
-    /// The clock sync windows are judged by.
+    /// How often the cost controller reads utilisation (when the stack has a `metrics` source).
+    pub utilisation_interval: Duration,
+    /// The clock sync windows and idle times are judged by.
     pub clock: crate::clock::Clock,
 }
 
@@ -243,6 +249,7 @@ impl Reconciler {
             s.resources = store.resource_counts().unwrap_or_default();
         });
         self.shared.publish_drift(&findings);
+        self.publish_lifecycle();
     }
 
     /// Runs until a shutdown event.
@@ -253,11 +260,14 @@ impl Reconciler {
         poll.tick().await;
         let mut drift = tokio::time::interval(self.options.drift_interval);
         drift.tick().await;
+        let mut utilisation = tokio::time::interval(self.options.utilisation_interval);
+        utilisation.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let event = tokio::select! {
                 e = events.recv() => e.unwrap_or(Event::Shutdown),
                 _ = poll.tick() => Event::PollTick,
                 _ = drift.tick() => Event::DriftTick,
+                _ = utilisation.tick() => Event::UtilisationTick,
             };
             match event {
                 Event::Shutdown => break,
@@ -302,6 +312,7 @@ impl Reconciler {
             Event::DriftTick => {
                 let _ = self.drift_check(DriftScope::Scheduled).await;
             }
+            Event::UtilisationTick => self.utilisation_tick().await,
             Event::Command(command, reply) => {
                 let result = self.command(command).await;
                 let _ = reply.send(result);

@@ -4,8 +4,10 @@
 //! applies, journal, plans, drift findings and events are append-only; only the current
 //! per-resource state (`resources`) and the lease are updated in place.
 
+mod idle;
 mod lease;
 
+pub use idle::{Saving, ScaledDown};
 pub use lease::{LEASE_TTL, Lease, LeaseGuard};
 
 use api::{ApplyReason, ApplyRecord, ApplyStatus, string_enum};
@@ -26,6 +28,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_approvals.sql"),
     include_str!("migrations/0007_outbox.sql"),
     include_str!("migrations/0008_actor.sql"),
+    include_str!("migrations/0009_idle_shutdown.sql"),
 ];
 
 /// A notification due for delivery: the finished apply it is about, and to which target.
@@ -569,6 +572,7 @@ impl Store {
                             status: parse_state::<ApplyStatus>(&status)?,
                             summary,
                             actor: None,
+                            note: None,
                         },
                     })
                 },
@@ -663,7 +667,7 @@ impl Store {
         snapshot: &Snapshot,
     ) -> Result<()> {
         self.store_snapshot(revision, snapshot)?;
-        let id = self.begin_apply(revision, ApplyReason::Apply, None, "platformd daemon")?;
+        let id = self.begin_apply(revision, ApplyReason::Apply, None, "platformd daemon", None)?;
         self.finish_apply(id, ApplyStatus::Succeeded, "no changes", &snapshot.stack)
     }
 
@@ -783,12 +787,13 @@ impl Store {
         reason: ApplyReason,
         plan_id: Option<i64>,
         actor: &str,
+        note: Option<&str>,
     ) -> Result<i64> {
         let conn = self.conn();
         let tx = write_transaction(&conn)?;
         tx.execute(
-            "INSERT INTO applies (revision, reason, started_at, status, generation_before, holder, plan_id, actor)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO applies (revision, reason, started_at, status, generation_before, holder, plan_id, actor, note)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 revision,
                 reason.as_str(),
@@ -797,7 +802,8 @@ impl Store {
                 generation_of(&tx)? as i64,
                 format!("pid {}", std::process::id()),
                 plan_id,
-                actor
+                actor,
+                note
             ],
         )?;
         let id = tx.last_insert_rowid();
@@ -1036,7 +1042,7 @@ impl Store {
     pub fn history(&self) -> Result<Vec<ApplyRecord>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT id, revision, reason, started_at, finished_at, status, summary, actor FROM applies ORDER BY id",
+            "SELECT id, revision, reason, started_at, finished_at, status, summary, actor, note FROM applies ORDER BY id",
         )?;
         type Row = (
             i64,
@@ -1047,13 +1053,14 @@ impl Store {
             String,
             Option<String>,
             Option<String>,
+            Option<String>,
         );
         let rows: Vec<Row> = stmt
             .query_map([], |r| Row::try_from(r))?
             .collect::<rusqlite::Result<_>>()?;
         rows.into_iter()
             .map(
-                |(id, revision, reason, started_at, finished_at, status, summary, actor)| {
+                |(id, revision, reason, started_at, finished_at, status, summary, actor, note)| {
                     Ok(ApplyRecord {
                         id,
                         revision,
@@ -1063,6 +1070,7 @@ impl Store {
                         status: parse_state(&status)?,
                         summary,
                         actor,
+                        note,
                     })
                 },
             )

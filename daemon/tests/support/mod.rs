@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod running;
+
 use api::{ApplyRecord, ApplyStatus};
 use daemon::store::{IntentResult, JournalAction, JournalEntry, Store};
 use std::path::{Path, PathBuf};

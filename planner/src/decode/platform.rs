@@ -19,7 +19,99 @@ pub(crate) const PLATFORM_FIELDS: &[FieldDef] = &[
         "window",
         "window \"deny\" schedule=\"0 22 * * 5\" duration=\"60h\" timezone=\"Europe/Berlin\"",
     ),
+    once(
+        "metrics",
+        "metrics \"http://prometheus.monitoring:9090\" bearer-token-file=\"/var/run/secrets/prometheus/token\"",
+    ),
 ];
+
+const METRICS_FIELDS: &[FieldDef] = &[repeated(
+    "query",
+    "query \"ai-endpoint\" \"sum(rate(vllm:request_success_total{service=\\\"{name}\\\"}[5m]))\" idle-at-most=0",
+)];
+
+/// Kinds the cost controller can scale down, and so can have a utilisation query.
+pub const IDLE_KINDS: &[Kind] = &[Kind::GpuPool, Kind::AiEndpoint];
+
+fn is_http_url(v: &str) -> bool {
+    (v.starts_with("http://") || v.starts_with("https://"))
+        && v.split_once("://")
+            .is_some_and(|(_, rest)| !rest.is_empty())
+}
+
+/// `metrics "URL" bearer-token-file="…" { query "kind" "promql" idle-at-most=N }`.
+fn decode_metrics(node: &Node, usage: &str, diags: &mut Vec<Diagnostic>) -> Option<MetricsSource> {
+    // The block holds `query` children; the head is checked like a field.
+    let head = Node {
+        children: Vec::new(),
+        ..node.clone()
+    };
+    if !shape(&head, 1, 1, &["bearer-token-file"], usage, diags) {
+        return None;
+    }
+    let url = formatted(
+        arg(node, 0)?,
+        is_http_url,
+        "an http:// or https:// URL of a Prometheus-compatible query API",
+        "\"http://prometheus.monitoring:9090\"",
+        diags,
+    )?;
+    if url.value.contains('@') {
+        diags.push(
+            Diagnostic::error("secret-literal", "the metrics URL carries credentials")
+                .with_label(url.span, "credentials in the URL")
+                .with_help(
+                    "put the token in a file and name it with `bearer-token-file=\"/path\"`",
+                ),
+        );
+        return None;
+    }
+    let bearer_token_file = prop(node, "bearer-token-file")
+        .and_then(|v| {
+            string(
+                v,
+                "bearer-token-file=\"/var/run/secrets/prometheus/token\"",
+                diags,
+            )
+        })
+        .map(|s| s.value);
+    let block = Block::new(
+        "`metrics`".to_string(),
+        node.name.span,
+        &node.children,
+        METRICS_FIELDS,
+        &[],
+        diags,
+    );
+    let mut queries = BTreeMap::new();
+    let kind_names: Vec<&str> = IDLE_KINDS.iter().map(|k| k.as_str()).collect();
+    for q in block.all("query") {
+        let usage = block.def("query").usage;
+        if !shape(q, 2, 2, &["idle-at-most"], usage, diags) {
+            continue;
+        }
+        let kind = one_of(arg(q, 0)?, &kind_names, diags).and_then(|k| Kind::parse(&k));
+        let promql = string(arg(q, 1)?, "\"sum(rate(…[5m]))\"", diags);
+        let idle_at_most = match prop(q, "idle-at-most") {
+            Some(v) => number(v, 0.0, 1e12, "idle-at-most=0", diags),
+            None => Some(0.0),
+        };
+        if let (Some(kind), Some(promql), Some(idle_at_most)) = (kind, promql, idle_at_most) {
+            queries.insert(
+                kind,
+                UtilisationQuery {
+                    promql: promql.value,
+                    idle_at_most,
+                },
+            );
+        }
+    }
+    Some(MetricsSource {
+        url: url.value,
+        bearer_token_file,
+        queries,
+    })
+}
 
 /// `window "deny"|"allow" schedule="<cron>" duration="60h" timezone="Europe/Berlin"`.
 fn decode_window(
@@ -227,6 +319,9 @@ pub(crate) fn decode_platform(node: &Node, diags: &mut Vec<Diagnostic>) -> Optio
         let teams = scope_strings(&scope, "teams", diags);
         ApprovalScope { kinds, teams }
     });
+    let metrics = block
+        .one("metrics")
+        .and_then(|m| decode_metrics(m, block.def("metrics").usage, diags));
     let windows = block
         .all("window")
         .iter()
@@ -267,6 +362,7 @@ pub(crate) fn decode_platform(node: &Node, diags: &mut Vec<Diagnostic>) -> Optio
         routes,
         windows,
         approval,
+        metrics,
         keyword_span: node.name.span,
     })
 }
@@ -282,6 +378,10 @@ pub(crate) fn drift_policy(s: &str) -> DriftPolicy {
 pub(crate) const TEAM_FIELDS: &[FieldDef] = &[
     once("owner", "owner \"payments-oncall@acme.example\""),
     once("budget", "budget monthly-usd=20000"),
+    once(
+        "llm-quota",
+        "llm-quota tokens-per-day=5000000 tokens-per-minute=50000",
+    ),
 ];
 
 pub(crate) fn decode_team(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Team> {
@@ -318,10 +418,46 @@ pub(crate) fn decode_team(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Te
             diags,
         )
     });
+    let llm_quota = block.one("llm-quota").and_then(|q| {
+        let usage = block.def("llm-quota").usage;
+        if !shape(
+            q,
+            0,
+            0,
+            &["tokens-per-day", "tokens-per-minute"],
+            usage,
+            diags,
+        ) {
+            return None;
+        }
+        let limit = |key: &str, example: &str, diags: &mut Vec<Diagnostic>| {
+            prop(q, key)
+                .and_then(|v| integer(v, 1, 1_000_000_000_000, example, diags))
+                .map(|x| x as u64)
+        };
+        let tokens_per_day = limit("tokens-per-day", "tokens-per-day=5000000", diags);
+        let tokens_per_minute = limit("tokens-per-minute", "tokens-per-minute=50000", diags);
+        if q.props.is_empty() {
+            diags.push(
+                Diagnostic::error("missing-field", "`llm-quota` sets no limit")
+                    .with_label(
+                        q.name.span,
+                        "needs `tokens-per-day=` or `tokens-per-minute=`",
+                    )
+                    .with_help(format!("write it as `{usage}`")),
+            );
+            return None;
+        }
+        (tokens_per_day.is_some() || tokens_per_minute.is_some()).then_some(LlmQuota {
+            tokens_per_day,
+            tokens_per_minute,
+        })
+    });
     Some(Team {
         name,
         owner,
         budget_monthly_usd,
+        llm_quota,
     })
 }
 

@@ -73,6 +73,7 @@ pub(crate) const AI_ENDPOINT_FIELDS: &[FieldDef] = &[
     once("rate-limit", "rate-limit tokens-per-minute=100000"),
     once("autoscale", "autoscale min=1 max=4 cpu-percent=70"),
     once("canary", "canary revision=\"v2\" weight-percent=10"),
+    once("idle-shutdown-after", "idle-shutdown-after \"1h\""),
 ];
 
 pub const ACCELERATORS: &[&str] = &[

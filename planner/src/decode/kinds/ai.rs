@@ -25,7 +25,20 @@ pub(crate) fn decode_gpu_pool(
     });
     let capacity = single_enum(block, "capacity", &["on-demand", "spot"], diags)
         .unwrap_or_else(|| "on-demand".into());
-    let idle_shutdown_after = single(block, "idle-shutdown-after", diags)
+    let idle_shutdown_after = idle_shutdown_after(block, diags);
+    Some(GpuPoolSpec {
+        accelerator: accelerator?,
+        instance_type: instance_type?,
+        nodes: nodes?,
+        capacity,
+        idle_shutdown_after,
+    })
+}
+
+/// `idle-shutdown-after "2h"`: how long a resource may sit idle before the cost controller
+/// scales it down.
+fn idle_shutdown_after(block: &Block<'_>, diags: &mut Vec<Diagnostic>) -> Option<String> {
+    single(block, "idle-shutdown-after", diags)
         .and_then(|v| {
             formatted(
                 v,
@@ -35,14 +48,7 @@ pub(crate) fn decode_gpu_pool(
                 diags,
             )
         })
-        .map(|s| s.value);
-    Some(GpuPoolSpec {
-        accelerator: accelerator?,
-        instance_type: instance_type?,
-        nodes: nodes?,
-        capacity,
-        idle_shutdown_after,
-    })
+        .map(|s| s.value)
 }
 
 pub(crate) fn decode_ai_endpoint(
@@ -139,6 +145,7 @@ pub(crate) fn decode_ai_endpoint(
             weight_percent: weight? as u32,
         })
     });
+    let idle_shutdown_after = idle_shutdown_after(block, diags);
     let runtime = runtime?;
     // Self-hosted runtimes run on a GPU pool; SageMaker brings its own instances.
     let (gpu_pool, instance_type) = match (runtime.as_str(), gpu_pool, instance_type) {
@@ -189,5 +196,6 @@ pub(crate) fn decode_ai_endpoint(
         rate_limit,
         autoscale,
         canary,
+        idle_shutdown_after,
     })
 }
