@@ -29,14 +29,14 @@ fn example_applies_from_empty_then_plans_clean_with_valid_manifests_and_wired_ou
     assert_eq!(run.code, 0, "{}", run.all());
     assert!(
         run.stdout
-            .contains("Apply succeeded: 29 applied, 0 failed, 0 skipped in "),
+            .contains("Apply succeeded: 30 applied, 0 failed, 0 skipped in "),
         "{}",
         run.stdout
     );
     let plan = ws.run(&["plan", "stack", "--detailed-exitcode"]);
     assert_eq!(plan.code, 0, "{}", plan.all());
     assert!(
-        plan.stdout.contains("no changes, 29 unchanged"),
+        plan.stdout.contains("no changes, 30 unchanged"),
         "{}",
         plan.stdout
     );
@@ -49,6 +49,7 @@ fn example_applies_from_empty_then_plans_clean_with_valid_manifests_and_wired_ou
         "pipeline",
         "gpu-pool",
         "ai-endpoint",
+        "llm-quota",
     ] {
         assert!(ws.rendered(kind).is_dir(), "{kind}");
     }
@@ -77,6 +78,27 @@ fn example_applies_from_empty_then_plans_clean_with_valid_manifests_and_wired_ou
     let valid = kubernetes_validate(&ws.path().join(".platformd/rendered"));
     assert_eq!(valid.code, 0, "{}", valid.all());
     assert!(!valid.all().contains("ERROR"), "{}", valid.all());
+    // Rate limits and quotas are gateway objects, not annotations.
+    let llm = ws.read_rendered("ai-endpoint/support-llm.yaml");
+    for expected in [
+        "kind: AIGatewayRoute",
+        "value: meta-llama/Llama-3.1-8B-Instruct",
+        "kind: BackendTrafficPolicy",
+        "name: support-llm-rate-limit",
+        "requests: 100000\n          unit: Minute",
+    ] {
+        assert!(llm.contains(expected), "{expected} in\n{llm}");
+    }
+    let quota = ws.read_rendered("llm-quota/storefront.yaml");
+    for expected in [
+        "name: llm-quota-storefront",
+        "name: x-platformd-team",
+        "value: storefront",
+        "requests: 20000000\n          unit: Day",
+        "shared: true",
+    ] {
+        assert!(quota.contains(expected), "{expected} in\n{quota}");
+    }
 }
 
 #[test]

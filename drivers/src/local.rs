@@ -223,6 +223,8 @@ pub fn synthesize_outputs(d: &DesiredResource, namespace: &str) -> Outputs {
                 format!("{}@{}", str_at(&model, "id"), str_at(&model, "revision")),
             );
         }
+        // A rate limit publishes nothing.
+        Kind::LlmQuota => {}
     }
     o
 }

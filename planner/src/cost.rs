@@ -205,6 +205,8 @@ pub fn estimate(stack: &Stack) -> (BTreeMap<String, f64>, Vec<Diagnostic>) {
                     0.0
                 }
             }
+            // Rate limits cost nothing themselves.
+            Spec::LlmQuota(_) => 0.0,
         };
         costs.insert(r.address.to_string(), usd);
     }

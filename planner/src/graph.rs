@@ -478,5 +478,6 @@ fn kind_colour(kind: Kind) -> &'static str {
         Kind::Pipeline => "#e0d4f5",
         Kind::GpuPool => "#fff3b0",
         Kind::AiEndpoint => "#d1f2eb",
+        Kind::LlmQuota => "#e9ecef",
     }
 }

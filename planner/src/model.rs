@@ -17,10 +17,13 @@ pub enum Kind {
     Pipeline,
     GpuPool,
     AiEndpoint,
+    /// A team's `llm-quota`, made by the planner from the team (not declared on its own): the
+    /// gateway's token rate limits for the team's callers.
+    LlmQuota,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Service,
         Kind::Database,
         Kind::Bucket,
@@ -28,7 +31,14 @@ impl Kind {
         Kind::Pipeline,
         Kind::GpuPool,
         Kind::AiEndpoint,
+        Kind::LlmQuota,
     ];
+
+    /// Whether resources of this kind are declared as top-level nodes (an `llm-quota` is
+    /// declared in its team).
+    pub fn is_declared(self) -> bool {
+        self != Kind::LlmQuota
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -39,6 +49,7 @@ impl Kind {
             Kind::Pipeline => "pipeline",
             Kind::GpuPool => "gpu-pool",
             Kind::AiEndpoint => "ai-endpoint",
+            Kind::LlmQuota => "llm-quota",
         }
     }
 
@@ -56,6 +67,7 @@ impl Kind {
             Kind::Pipeline => &["name"],
             Kind::GpuPool => &["name", "node-selector"],
             Kind::AiEndpoint => &["url", "model"],
+            Kind::LlmQuota => &[],
         }
     }
 
@@ -182,6 +194,7 @@ impl DriverType {
                         | Kind::Pipeline
                         | Kind::GpuPool
                         | Kind::Database
+                        | Kind::LlmQuota
                 )
             }
             DriverType::Aws => matches!(
@@ -201,6 +214,7 @@ impl DriverType {
                 "kubeconfig",
                 "node-class",
                 "kafka-cluster",
+                "ai-gateway",
                 "force-conflicts",
             ],
             DriverType::Aws => &[
@@ -269,7 +283,7 @@ pub struct Team {
     pub name: Spanned<String>,
     pub owner: Option<String>,
     pub budget_monthly_usd: Option<f64>,
-    pub llm_quota: Option<LlmQuota>,
+    pub llm_quota: Option<Spanned<LlmQuota>>,
 }
 
 /// A team's `llm-quota`: tokens its callers may use across the stack's AI endpoints.
@@ -367,6 +381,17 @@ pub enum Spec {
     Pipeline(PipelineSpec),
     GpuPool(GpuPoolSpec),
     AiEndpoint(AiEndpointSpec),
+    LlmQuota(LlmQuotaSpec),
+}
+
+/// The gateway rate limits of a team's `llm-quota`: the team's limits and the endpoints they
+/// cover (every endpoint of the stack served through the gateway).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct LlmQuotaSpec {
+    #[serde(flatten)]
+    pub quota: LlmQuota,
+    pub endpoints: Vec<String>,
 }
 
 /// An environment variable: a literal, an output of another resource, or a secret reference.

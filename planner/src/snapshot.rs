@@ -158,7 +158,7 @@ impl Snapshot {
                     TeamInfo {
                         owner: t.owner.clone(),
                         budget_monthly_usd: t.budget_monthly_usd,
-                        llm_quota: t.llm_quota,
+                        llm_quota: t.llm_quota.as_ref().map(|q| q.value),
                     },
                 )
             })

@@ -101,6 +101,8 @@ pub fn check(
         stack.resources.push(r);
     }
     stack.pricing = decoded.pricing;
+    let quotas = llm_quotas(&stack, diags);
+    stack.resources.extend(quotas);
 
     check_drivers(&stack, diags);
     // A file that failed to parse may hold the missing declarations; reporting dangling
@@ -111,6 +113,83 @@ pub fn check(
     }
     check_gpu_capacity(&stack, diags);
     stack
+}
+
+/// The `llm-quota/<team>` resource of every team with an `llm-quota`: the gateway's token limits
+/// for the team's callers, over every endpoint of the stack served through the gateway (a
+/// self-hosted runtime on the `kubernetes` or `local` driver). Without such an endpoint the
+/// quota cannot be enforced, which is a warning.
+fn llm_quotas(stack: &Stack, diags: &mut Vec<Diagnostic>) -> Vec<Resource> {
+    let gateway_driver = |r: &Resource| -> Option<String> {
+        let Spec::AiEndpoint(e) = &r.spec else {
+            return None;
+        };
+        let driver = stack.driver_for(r)?;
+        (e.runtime != "sagemaker" && (driver == "kubernetes" || driver == "local"))
+            .then_some(driver)
+    };
+    let endpoints: Vec<(&Resource, String)> = stack
+        .resources
+        .iter()
+        .filter_map(|r| Some((r, gateway_driver(r)?)))
+        .collect();
+    let mut out = Vec::new();
+    for team in &stack.teams {
+        let Some(quota) = &team.llm_quota else {
+            continue;
+        };
+        // One gateway per stack: on `kubernetes` when any endpoint is served there.
+        let driver = if endpoints.iter().any(|(_, d)| d == "kubernetes") {
+            "kubernetes"
+        } else {
+            "local"
+        };
+        let covered: Vec<&Resource> = endpoints
+            .iter()
+            .filter(|(_, d)| d == driver)
+            .map(|(r, _)| *r)
+            .collect();
+        if covered.is_empty() {
+            diags.push(
+                Diagnostic::warning(
+                    "unenforced-quota",
+                    format!(
+                        "the llm-quota of team `{}` is not enforced: no AI endpoint is served through the gateway",
+                        team.name.value
+                    ),
+                )
+                .with_label(quota.span, "nothing to limit")
+                .with_help("serve a model with a self-hosted runtime (`runtime \"vllm\"`) on the `kubernetes` driver; SageMaker endpoints are not behind the gateway"),
+            );
+            continue;
+        }
+        out.push(Resource {
+            address: Address::new(Kind::LlmQuota, team.name.value.clone()),
+            kind_span: quota.span,
+            name_span: team.name.span,
+            team: Some(team.name.clone()),
+            driver_override: Some(Spanned::new(driver.to_string(), quota.span)),
+            labels: BTreeMap::new(),
+            protect: false,
+            drift: None,
+            ignore_changes: Vec::new(),
+            references: covered
+                .iter()
+                .map(|r| Reference {
+                    target: r.address.clone(),
+                    output: None,
+                    via: EdgeVia::DependsOn,
+                    span: quota.span,
+                    allowed_kinds: &[Kind::AiEndpoint],
+                })
+                .collect(),
+            spec: Spec::LlmQuota(LlmQuotaSpec {
+                quota: quota.value,
+                endpoints: covered.iter().map(|r| r.address.name.clone()).collect(),
+            }),
+        });
+    }
+    out
 }
 
 fn check_teams(stack: &Stack, diags: &mut Vec<Diagnostic>) {

@@ -18,6 +18,8 @@ pub struct Settings {
     pub node_class: Option<String>,
     /// The Strimzi Kafka cluster topics belong to (label `strimzi.io/cluster`).
     pub kafka_cluster: Option<String>,
+    /// The Gateway AI endpoints' routes attach to (`ai-gateway`, default `ai-gateway`).
+    pub ai_gateway: Option<String>,
     /// Take fields another field manager owns (`force-conflicts "true"`, the default); with
     /// `"false"` such an apply fails naming the other manager.
     pub force_conflicts: bool,
@@ -31,6 +33,7 @@ impl Default for Settings {
             namespace: None,
             node_class: None,
             kafka_cluster: None,
+            ai_gateway: None,
             force_conflicts: true,
         }
     }
@@ -44,6 +47,7 @@ impl Settings {
             namespace: settings.get("namespace").cloned(),
             node_class: settings.get("node-class").cloned(),
             kafka_cluster: settings.get("kafka-cluster").cloned(),
+            ai_gateway: settings.get("ai-gateway").cloned(),
             force_conflicts: settings.get("force-conflicts").is_none_or(|v| v != "false"),
         }
     }

@@ -37,12 +37,23 @@ pub const FIELD_MANAGER: &str = "platformd";
 /// The object types each kind renders to, in the order the renderer emits them.
 fn object_types(kind: Kind) -> &'static [(&'static str, &'static str, &'static str)] {
     match kind {
-        Kind::Service | Kind::Pipeline | Kind::AiEndpoint => &[
+        Kind::Service | Kind::Pipeline => &[
             ("apps", "v1", "Deployment"),
             ("", "v1", "Service"),
             ("autoscaling", "v2", "HorizontalPodAutoscaler"),
             ("external-secrets.io", "v1beta1", "ExternalSecret"),
         ],
+        Kind::AiEndpoint => &[
+            ("apps", "v1", "Deployment"),
+            ("", "v1", "Service"),
+            ("gateway.envoyproxy.io", "v1alpha1", "Backend"),
+            ("aigateway.envoyproxy.io", "v1alpha1", "AIServiceBackend"),
+            ("aigateway.envoyproxy.io", "v1alpha1", "AIGatewayRoute"),
+            ("gateway.envoyproxy.io", "v1alpha1", "BackendTrafficPolicy"),
+            ("autoscaling", "v2", "HorizontalPodAutoscaler"),
+            ("external-secrets.io", "v1beta1", "ExternalSecret"),
+        ],
+        Kind::LlmQuota => &[("gateway.envoyproxy.io", "v1alpha1", "BackendTrafficPolicy")],
         Kind::Topic => &[("kafka.strimzi.io", "v1beta2", "KafkaTopic")],
         Kind::GpuPool => &[("karpenter.sh", "v1", "NodePool")],
         Kind::Database => &[("postgresql.cnpg.io", "v1", "Cluster")],
@@ -104,6 +115,13 @@ impl KubernetesDriver {
                 self.settings.node_class.as_deref().unwrap_or("default"),
             )],
             Kind::Database => vec![cnpg::cluster(desired, self.namespace(&desired.stack))],
+            Kind::AiEndpoint => {
+                let mut docs = render::documents(desired, self.namespace(&desired.stack));
+                if let Some(gateway) = &self.settings.ai_gateway {
+                    render::gateway::attach_to(&mut docs, gateway);
+                }
+                docs
+            }
             Kind::Topic => {
                 let mut docs = render::documents(desired, self.namespace(&desired.stack));
                 if let Some(cluster) = &self.settings.kafka_cluster {

@@ -8,6 +8,7 @@ use serde_json::{Map, Value, json};
 pub fn manifests(d: &DesiredResource, namespace: &str) -> Vec<Value> {
     match d.kind {
         Kind::Topic => vec![kafka_topic(d, namespace)],
+        Kind::LlmQuota => vec![super::gateway::quota_policy(d, namespace)],
         _ => workload(d, namespace),
     }
 }
@@ -257,21 +258,19 @@ fn workload(d: &DesiredResource, namespace: &str) -> Vec<Value> {
         ));
     }
     if let Some(p) = port {
-        let mut meta = metadata(d, &d.name, Some(namespace));
-        if let Some(rl) = spec.get("rate-limit").and_then(Value::as_object) {
-            for (k, v) in rl {
-                meta["annotations"][format!("platformd.dev/rate-limit-{k}")] = v.to_string().into();
-            }
-        }
         docs.push(json!({
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": meta,
+            "metadata": metadata(d, &d.name, Some(namespace)),
             "spec": {
                 "selector": selector(d, &d.name),
                 "ports": [{ "name": "http", "port": p, "targetPort": "http", "protocol": "TCP" }],
             },
         }));
+        // Model traffic goes through the AI gateway, which enforces rate limits and quotas.
+        if is_endpoint {
+            docs.extend(super::gateway::endpoint_objects(d, namespace, p));
+        }
     }
     if let Some(a) = spec.get("autoscale") {
         docs.push(json!({

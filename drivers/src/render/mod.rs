@@ -4,12 +4,15 @@
 //! - `service`, `ai-endpoint` (self-hosted runtimes), `pipeline` → Kubernetes `Deployment`,
 //!   `Service`, `HorizontalPodAutoscaler`, and an `ExternalSecret` for secret references;
 //! - `topic` → a Strimzi `KafkaTopic`;
+//! - self-hosted `ai-endpoint`s also → Envoy AI Gateway objects, and `llm-quota` → an Envoy
+//!   Gateway `BackendTrafficPolicy` (`gateway.rs`);
 //! - `database`, `bucket`, `gpu-pool`, SageMaker endpoints → a canonical `platformd.dev/v1`
 //!   document (no Kubernetes form).
 //!
 //! Every document carries the ownership labels (`app.kubernetes.io/managed-by: platformd`,
 //! `platformd.dev/stack`) and the `platformd.dev/address` annotation.
 
+pub mod gateway;
 pub mod kubernetes;
 
 use crate::{ADDRESS_ANNOTATION, DesiredResource, MANAGED_BY_LABEL, MANAGED_BY_VALUE, STACK_LABEL};
@@ -19,7 +22,9 @@ use serde_json::{Map, Value, json};
 /// The documents a resource renders to, in a stable order.
 pub fn documents(desired: &DesiredResource, namespace: &str) -> Vec<Value> {
     match desired.kind {
-        Kind::Service | Kind::Pipeline | Kind::Topic => kubernetes::manifests(desired, namespace),
+        Kind::Service | Kind::Pipeline | Kind::Topic | Kind::LlmQuota => {
+            kubernetes::manifests(desired, namespace)
+        }
         Kind::AiEndpoint if str_at(&desired.spec, "runtime") != "sagemaker" => {
             kubernetes::manifests(desired, namespace)
         }
@@ -30,7 +35,7 @@ pub fn documents(desired: &DesiredResource, namespace: &str) -> Vec<Value> {
 /// Whether a kind (with this spec) renders to Kubernetes manifests.
 pub fn has_kubernetes_form(kind: Kind, spec: &Value) -> bool {
     match kind {
-        Kind::Service | Kind::Pipeline | Kind::Topic => true,
+        Kind::Service | Kind::Pipeline | Kind::Topic | Kind::LlmQuota => true,
         Kind::AiEndpoint => str_at(spec, "runtime") != "sagemaker",
         _ => false,
     }
@@ -81,6 +86,7 @@ pub fn canonical(desired: &DesiredResource) -> Value {
         Kind::Service => "Service",
         Kind::Topic => "Topic",
         Kind::Pipeline => "Pipeline",
+        Kind::LlmQuota => "LlmQuota",
     };
     json!({
         "apiVersion": "platformd.dev/v1",

@@ -77,6 +77,11 @@ pub fn decode_nodes(nodes: &[Node], diags: &mut Vec<Diagnostic>) -> Decoded {
                 }
             }
             other => match Kind::parse(other) {
+                Some(Kind::LlmQuota) => diags.push(
+                    Diagnostic::error("unknown-kind", "`llm-quota` is declared in a team")
+                        .with_label(node.name.span, "not a kind you declare")
+                        .with_help("write it in the team: `team \"payments\" { llm-quota tokens-per-day=5000000 }`"),
+                ),
                 Some(kind) => {
                     if let Some(r) = decode_resource(kind, node, diags) {
                         out.resources.push(r);
@@ -84,7 +89,12 @@ pub fn decode_nodes(nodes: &[Node], diags: &mut Vec<Diagnostic>) -> Decoded {
                 }
                 None => {
                     let mut names: Vec<&str> = TOP_LEVEL.to_vec();
-                    names.extend(Kind::ALL.iter().map(|k| k.as_str()));
+                    names.extend(
+                        Kind::ALL
+                            .iter()
+                            .filter(|k| k.is_declared())
+                            .map(|k| k.as_str()),
+                    );
                     diags.push(
                         Diagnostic::error("unknown-kind", format!("unknown node `{other}`"))
                             .with_label(node.name.span, "not a kind of resource")

@@ -448,9 +448,14 @@ pub(crate) fn decode_team(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Te
             );
             return None;
         }
-        (tokens_per_day.is_some() || tokens_per_minute.is_some()).then_some(LlmQuota {
-            tokens_per_day,
-            tokens_per_minute,
+        (tokens_per_day.is_some() || tokens_per_minute.is_some()).then(|| {
+            Spanned::new(
+                LlmQuota {
+                    tokens_per_day,
+                    tokens_per_minute,
+                },
+                q.name.span,
+            )
         })
     });
     Some(Team {

@@ -154,6 +154,8 @@ pub(crate) fn decode_resource(
         Kind::Pipeline => Spec::Pipeline(decode_pipeline(&block, &mut references, diags)?),
         Kind::GpuPool => Spec::GpuPool(decode_gpu_pool(&block, diags)?),
         Kind::AiEndpoint => Spec::AiEndpoint(decode_ai_endpoint(&block, &mut references, diags)?),
+        // Made from its team by validation, never decoded as a node.
+        Kind::LlmQuota => return None,
     };
     Some(Resource {
         address,

@@ -99,6 +99,7 @@ pub fn kind_fields(kind: Kind) -> &'static [FieldDef] {
         Kind::Pipeline => PIPELINE_FIELDS,
         Kind::GpuPool => GPU_POOL_FIELDS,
         Kind::AiEndpoint => AI_ENDPOINT_FIELDS,
+        Kind::LlmQuota => &[],
     }
 }
 

@@ -1,0 +1,146 @@
+//! LLM traffic through Envoy AI Gateway, so that rate limits and quotas are enforced rather than
+//! annotated. Field names follow the published CRDs: `aigateway.envoyproxy.io/v1alpha1`
+//! (`AIGatewayRoute`, `AIServiceBackend`) and Envoy Gateway's `gateway.envoyproxy.io/v1alpha1`
+//! (`Backend`, `BackendTrafficPolicy`).
+//!
+//! - every self-hosted `ai-endpoint` gets a `Backend` (its Service's cluster DNS name), an
+//!   `AIServiceBackend` (OpenAI schema) and an `AIGatewayRoute` on the stack's gateway matching
+//!   the model name (`x-ai-eg-model`), which records each response's total tokens in the
+//!   request's metadata (`llmRequestCosts`);
+//! - an endpoint's `rate-limit` becomes a `BackendTrafficPolicy` on the route the gateway makes
+//!   from it (same name): tokens per minute are charged from the recorded total tokens,
+//!   requests per minute one per request;
+//! - a team's `llm-quota` (the `llm-quota/<team>` resource) becomes one `BackendTrafficPolicy`
+//!   over every endpoint's route, with rules shared across them for callers that send
+//!   `x-platformd-team: <team>`.
+
+use super::{metadata, str_at};
+use crate::DesiredResource;
+use serde_json::{Value, json};
+
+pub const AI_GATEWAY_API: &str = "aigateway.envoyproxy.io/v1alpha1";
+pub const ENVOY_GATEWAY_API: &str = "gateway.envoyproxy.io/v1alpha1";
+/// The Gateway routes attach to, unless the driver's `ai-gateway` setting names another.
+pub const DEFAULT_GATEWAY: &str = "ai-gateway";
+/// The request header that names the calling team.
+pub const TEAM_HEADER: &str = "x-platformd-team";
+/// Where the AI Gateway filter records a response's total tokens.
+const TOKEN_METADATA_NAMESPACE: &str = "io.envoy.ai_gateway";
+const TOKEN_METADATA_KEY: &str = "llm_total_token";
+
+/// A rule's cost: nothing on the request path, the response's total tokens after it.
+fn token_cost() -> Value {
+    json!({
+        "request": { "from": "Number", "number": 0 },
+        "response": {
+            "from": "Metadata",
+            "metadata": { "namespace": TOKEN_METADATA_NAMESPACE, "key": TOKEN_METADATA_KEY },
+        },
+    })
+}
+
+fn http_route(name: &str) -> Value {
+    json!({ "group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": name })
+}
+
+/// The gateway objects of a self-hosted endpoint serving on `port`.
+pub fn endpoint_objects(d: &DesiredResource, namespace: &str, port: u16) -> Vec<Value> {
+    let name = &d.name;
+    let model = d.spec.get("model").map_or("", |m| str_at(m, "id"));
+    let mut docs = vec![
+        json!({
+            "apiVersion": ENVOY_GATEWAY_API,
+            "kind": "Backend",
+            "metadata": metadata(d, name, Some(namespace)),
+            "spec": {
+                "endpoints": [{ "fqdn": { "hostname": format!("{name}.{namespace}.svc.cluster.local"), "port": port } }],
+            },
+        }),
+        json!({
+            "apiVersion": AI_GATEWAY_API,
+            "kind": "AIServiceBackend",
+            "metadata": metadata(d, name, Some(namespace)),
+            "spec": {
+                "schema": { "name": "OpenAI", "prefix": "/v1" },
+                "backendRef": { "name": name, "kind": "Backend", "group": "gateway.envoyproxy.io" },
+            },
+        }),
+        json!({
+            "apiVersion": AI_GATEWAY_API,
+            "kind": "AIGatewayRoute",
+            "metadata": metadata(d, name, Some(namespace)),
+            "spec": {
+                "parentRefs": [{ "name": DEFAULT_GATEWAY, "kind": "Gateway", "group": "gateway.networking.k8s.io" }],
+                "rules": [{
+                    "matches": [{ "headers": [{ "type": "Exact", "name": "x-ai-eg-model", "value": model }] }],
+                    "backendRefs": [{ "name": name }],
+                }],
+                "llmRequestCosts": [{ "metadataKey": TOKEN_METADATA_KEY, "type": "TotalToken" }],
+            },
+        }),
+    ];
+    if let Some(limit) = d.spec.get("rate-limit") {
+        let mut rules = Vec::new();
+        if let Some(tokens) = limit.get("tokens-per-minute").and_then(Value::as_u64) {
+            rules.push(json!({
+                "limit": { "requests": tokens, "unit": "Minute" },
+                "cost": token_cost(),
+            }));
+        }
+        if let Some(requests) = limit.get("requests-per-minute").and_then(Value::as_u64) {
+            rules.push(json!({ "limit": { "requests": requests, "unit": "Minute" } }));
+        }
+        docs.push(json!({
+            "apiVersion": ENVOY_GATEWAY_API,
+            "kind": "BackendTrafficPolicy",
+            "metadata": metadata(d, &format!("{name}-rate-limit"), Some(namespace)),
+            "spec": {
+                "targetRefs": [http_route(name)],
+                "rateLimit": { "type": "Global", "global": { "rules": rules } },
+            },
+        }));
+    }
+    docs
+}
+
+/// A team's quota: one policy over every endpoint's route, shared buckets per day and minute.
+pub fn quota_policy(d: &DesiredResource, namespace: &str) -> Value {
+    let team = &d.name;
+    let caller = json!([{ "headers": [{ "name": TEAM_HEADER, "type": "Exact", "value": team }] }]);
+    let mut rules = Vec::new();
+    for (field, unit) in [("tokens-per-day", "Day"), ("tokens-per-minute", "Minute")] {
+        if let Some(tokens) = d.spec.get(field).and_then(Value::as_u64) {
+            rules.push(json!({
+                "clientSelectors": caller,
+                "limit": { "requests": tokens, "unit": unit },
+                "cost": token_cost(),
+                "shared": true,
+            }));
+        }
+    }
+    let targets: Vec<Value> = d
+        .spec
+        .get("endpoints")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(http_route)
+        .collect();
+    json!({
+        "apiVersion": ENVOY_GATEWAY_API,
+        "kind": "BackendTrafficPolicy",
+        "metadata": metadata(d, &format!("llm-quota-{team}"), Some(namespace)),
+        "spec": {
+            "targetRefs": targets,
+            "rateLimit": { "type": "Global", "global": { "rules": rules } },
+        },
+    })
+}
+
+/// Points every route in `docs` at the Gateway `gateway` (the driver's `ai-gateway` setting).
+pub fn attach_to(docs: &mut [Value], gateway: &str) {
+    for doc in docs.iter_mut().filter(|d| d["kind"] == "AIGatewayRoute") {
+        doc["spec"]["parentRefs"][0]["name"] = gateway.into();
+    }
+}

@@ -1,0 +1,331 @@
+#![cfg(feature = "kubernetes")]
+//! LLM rate limits and quotas as Envoy AI Gateway objects: every field rendered is one the
+//! published CRDs define (`aigateway.envoyproxy.io/v1alpha1` AIGatewayRoute and AIServiceBackend,
+//! `gateway.envoyproxy.io/v1alpha1` Backend and BackendTrafficPolicy), with their enum values and
+//! validation rules; and the Kubernetes driver applies them to a cluster (the emulator).
+
+use drivers::kubernetes::{KubernetesDriver, Settings};
+use drivers::render::gateway;
+use drivers::{DesiredResource, Driver};
+use planner::model::Kind;
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use test_support::kube_emulator::KubeEmulator;
+
+/// Field paths of each object's `spec` as the CRDs define them (`[]` marks a list item),
+/// transcribed from the operators' published schemas; the renderer may use only these.
+fn crd_fields(kind: &str) -> BTreeSet<&'static str> {
+    let fields: &[&str] = match kind {
+        "AIGatewayRoute" => &[
+            "parentRefs[].name",
+            "parentRefs[].kind",
+            "parentRefs[].group",
+            "parentRefs[].namespace",
+            "rules[].matches[].headers[].type",
+            "rules[].matches[].headers[].name",
+            "rules[].matches[].headers[].value",
+            "rules[].backendRefs[].name",
+            "rules[].backendRefs[].weight",
+            "llmRequestCosts[].metadataKey",
+            "llmRequestCosts[].type",
+        ],
+        "AIServiceBackend" => &[
+            "schema.name",
+            "schema.prefix",
+            "backendRef.name",
+            "backendRef.kind",
+            "backendRef.group",
+            "backendRef.namespace",
+        ],
+        "Backend" => &["endpoints[].fqdn.hostname", "endpoints[].fqdn.port"],
+        "BackendTrafficPolicy" => &[
+            "targetRefs[].group",
+            "targetRefs[].kind",
+            "targetRefs[].name",
+            "rateLimit.type",
+            "rateLimit.global.rules[].clientSelectors[].headers[].name",
+            "rateLimit.global.rules[].clientSelectors[].headers[].type",
+            "rateLimit.global.rules[].clientSelectors[].headers[].value",
+            "rateLimit.global.rules[].limit.requests",
+            "rateLimit.global.rules[].limit.unit",
+            "rateLimit.global.rules[].cost.request.from",
+            "rateLimit.global.rules[].cost.request.number",
+            "rateLimit.global.rules[].cost.response.from",
+            "rateLimit.global.rules[].cost.response.metadata.namespace",
+            "rateLimit.global.rules[].cost.response.metadata.key",
+            "rateLimit.global.rules[].shared",
+        ],
+        other => panic!("no CRD for {other}"),
+    };
+    fields.iter().copied().collect()
+}
+
+fn leaves(prefix: &str, v: &Value, out: &mut Vec<(String, Value)>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                leaves(&p, v, out);
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                leaves(&format!("{prefix}[]"), item, out);
+            }
+        }
+        leaf => out.push((prefix.to_string(), leaf.clone())),
+    }
+}
+
+/// Checks one object against its CRD: known fields only, and the schema's enums and rules.
+fn check_against_crd(doc: &Value) {
+    let kind = doc["kind"].as_str().unwrap();
+    let allowed = crd_fields(kind);
+    let mut fields = Vec::new();
+    leaves("", &doc["spec"], &mut fields);
+    for (path, value) in &fields {
+        assert!(
+            allowed.contains(path.as_str()),
+            "{kind}: `spec.{path}` is not a field of the CRD"
+        );
+        let one_of = |allowed: &[&str]| {
+            assert!(
+                allowed.contains(&value.as_str().unwrap_or("")),
+                "{kind}: spec.{path} = {value} is not one of {allowed:?}"
+            )
+        };
+        match path.as_str() {
+            "llmRequestCosts[].type" => one_of(&[
+                "OutputToken",
+                "InputToken",
+                "CachedInputToken",
+                "CacheCreationInputToken",
+                "TotalToken",
+                "CEL",
+            ]),
+            "schema.name" => one_of(&["OpenAI", "Cohere", "AWSBedrock", "AzureOpenAI"]),
+            "rateLimit.global.rules[].limit.unit" => one_of(&["Second", "Minute", "Hour", "Day"]),
+            "rateLimit.global.rules[].clientSelectors[].headers[].type"
+            | "rules[].matches[].headers[].type" => {
+                one_of(&["Exact", "RegularExpression", "Distinct"])
+            }
+            "rateLimit.global.rules[].cost.request.from"
+            | "rateLimit.global.rules[].cost.response.from" => one_of(&["Number", "Metadata"]),
+            "rateLimit.type" => one_of(&["Global", "Local"]),
+            // The CRDs' validation rules: routes attach to Gateways only, and an
+            // AIServiceBackend's backend is an Envoy Gateway Backend.
+            "parentRefs[].kind" => one_of(&["Gateway"]),
+            "backendRef.kind" => one_of(&["Backend"]),
+            "backendRef.group" => one_of(&["gateway.envoyproxy.io"]),
+            "rateLimit.global.rules[].limit.requests" => {
+                assert!(value.as_u64().is_some_and(|n| n > 0), "{kind}: {path}")
+            }
+            _ => {}
+        }
+    }
+    let api = doc["apiVersion"].as_str().unwrap();
+    match kind {
+        "AIGatewayRoute" | "AIServiceBackend" => assert_eq!(api, gateway::AI_GATEWAY_API),
+        _ => assert_eq!(api, gateway::ENVOY_GATEWAY_API),
+    }
+}
+
+fn endpoint(rate_limit: Value) -> DesiredResource {
+    DesiredResource {
+        stack: "shop".into(),
+        address: "ai-endpoint/chat".into(),
+        kind: Kind::AiEndpoint,
+        name: "chat".into(),
+        spec: json!({
+            "team": "ml",
+            "model": { "id": "meta-llama/Llama-3.1-8B-Instruct", "revision": "main" },
+            "runtime": "vllm",
+            "gpu-pool": { "pool": "l4", "gpus": 1 },
+            "replicas": 2,
+            "rate-limit": rate_limit,
+        }),
+        wired: Default::default(),
+        resumed: false,
+    }
+}
+
+fn quota() -> DesiredResource {
+    DesiredResource {
+        stack: "shop".into(),
+        address: "llm-quota/storefront".into(),
+        kind: Kind::LlmQuota,
+        name: "storefront".into(),
+        spec: json!({
+            "team": "storefront",
+            "tokens-per-day": 20_000_000u64,
+            "tokens-per-minute": 200_000u64,
+            "endpoints": ["chat", "embeddings"],
+        }),
+        wired: Default::default(),
+        resumed: false,
+    }
+}
+
+#[test]
+fn every_gateway_object_uses_only_the_fields_and_values_of_the_published_crds() {
+    let docs = drivers::render::documents(
+        &endpoint(json!({ "tokens-per-minute": 100_000, "requests-per-minute": 600 })),
+        "ml",
+    );
+    let gateway_docs: Vec<&Value> = docs
+        .iter()
+        .filter(|d| {
+            d["apiVersion"]
+                .as_str()
+                .unwrap_or("")
+                .contains("envoyproxy.io")
+        })
+        .collect();
+    let kinds: Vec<&str> = gateway_docs
+        .iter()
+        .map(|d| d["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "Backend",
+            "AIServiceBackend",
+            "AIGatewayRoute",
+            "BackendTrafficPolicy"
+        ]
+    );
+    for doc in &gateway_docs {
+        check_against_crd(doc);
+    }
+    let route = gateway_docs[2];
+    assert_eq!(
+        route["spec"]["rules"][0]["matches"][0]["headers"][0]["value"],
+        "meta-llama/Llama-3.1-8B-Instruct"
+    );
+    let policy = gateway_docs[3];
+    assert_eq!(policy["spec"]["targetRefs"][0]["name"], "chat");
+    let rules = &policy["spec"]["rateLimit"]["global"]["rules"];
+    assert_eq!(
+        rules[0]["limit"],
+        json!({ "requests": 100_000, "unit": "Minute" })
+    );
+    assert_eq!(
+        rules[0]["cost"]["response"]["metadata"]["key"],
+        "llm_total_token"
+    );
+    assert_eq!(
+        rules[1]["limit"],
+        json!({ "requests": 600, "unit": "Minute" })
+    );
+    assert!(rules[1].get("cost").is_none(), "one request, one unit");
+
+    let quota_docs = drivers::render::documents(&quota(), "ml");
+    assert_eq!(quota_docs.len(), 1);
+    check_against_crd(&quota_docs[0]);
+    let spec = &quota_docs[0]["spec"];
+    let targets: Vec<&str> = spec["targetRefs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(targets, ["chat", "embeddings"]);
+    for (rule, unit, limit) in [(0, "Day", 20_000_000u64), (1, "Minute", 200_000)] {
+        let r = &spec["rateLimit"]["global"]["rules"][rule];
+        assert_eq!(r["limit"], json!({ "requests": limit, "unit": unit }));
+        assert_eq!(r["shared"], true, "one bucket across the endpoints");
+        assert_eq!(
+            r["clientSelectors"][0]["headers"][0],
+            json!({ "name": gateway::TEAM_HEADER, "type": "Exact", "value": "storefront" })
+        );
+    }
+
+    // No limit declared: a route, but no policy.
+    let mut unlimited = endpoint(Value::Null);
+    unlimited.spec.as_object_mut().unwrap().remove("rate-limit");
+    let docs = drivers::render::documents(&unlimited, "ml");
+    assert!(!docs.iter().any(|d| d["kind"] == "BackendTrafficPolicy"));
+    assert!(docs.iter().any(|d| d["kind"] == "AIGatewayRoute"));
+}
+
+#[test]
+fn the_kubernetes_driver_applies_routes_and_quotas_on_the_named_gateway() {
+    let emulator = KubeEmulator::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    std::fs::write(&path, emulator.kubeconfig()).unwrap();
+    let driver = KubernetesDriver::new(Settings {
+        kubeconfig: Some(path),
+        context: Some("emulator".into()),
+        namespace: Some("ml".into()),
+        ai_gateway: Some("llm-gateway".into()),
+        ..Settings::default()
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let chat = endpoint(json!({ "tokens-per-minute": 100_000 }));
+    let applied = rt.block_on(driver.apply(&chat, &[])).unwrap();
+    let kinds: BTreeSet<&str> = applied.inventory.iter().map(|o| o.kind.as_str()).collect();
+    for kind in [
+        "AIGatewayRoute",
+        "AIServiceBackend",
+        "Backend",
+        "BackendTrafficPolicy",
+    ] {
+        assert!(kinds.contains(kind), "{kind} in {kinds:?}");
+    }
+    let route = emulator
+        .get("aigateway.envoyproxy.io", "aigatewayroutes", "ml", "chat")
+        .expect("an AIGatewayRoute in the cluster");
+    assert_eq!(route["spec"]["parentRefs"][0]["name"], "llm-gateway");
+    assert!(
+        emulator
+            .get(
+                "gateway.envoyproxy.io",
+                "backendtrafficpolicies",
+                "ml",
+                "chat-rate-limit"
+            )
+            .is_some()
+    );
+    rt.block_on(driver.apply(&quota(), &[])).unwrap();
+    let policy = emulator
+        .get(
+            "gateway.envoyproxy.io",
+            "backendtrafficpolicies",
+            "ml",
+            "llm-quota-storefront",
+        )
+        .expect("the team's quota policy in the cluster");
+    assert_eq!(
+        policy["spec"]["rateLimit"]["global"]["rules"][0]["shared"],
+        true
+    );
+
+    // The limit removed: its policy is pruned, the route stays.
+    let mut unlimited = chat.clone();
+    unlimited.spec.as_object_mut().unwrap().remove("rate-limit");
+    let inventory = applied.inventory.clone();
+    rt.block_on(driver.apply(&unlimited, &inventory)).unwrap();
+    assert!(
+        emulator
+            .get(
+                "gateway.envoyproxy.io",
+                "backendtrafficpolicies",
+                "ml",
+                "chat-rate-limit"
+            )
+            .is_none()
+    );
+    assert!(
+        emulator
+            .get("aigateway.envoyproxy.io", "aigatewayroutes", "ml", "chat")
+            .is_some()
+    );
+}
