@@ -459,6 +459,45 @@ fn a_gpu_pool_is_an_eks_node_group_with_autoscaler_tags() {
     let fix = ws.run(&["apply", "stack", "--refresh", "--auto-approve"]);
     assert_eq!(fix.code, 0, "{}", fix.all());
     assert_eq!(describe().scaling_config().unwrap().max_size(), Some(4));
+
+    // Idle shutdown holds the pool at `nodes min` 0: EKS keeps a maximum of 1 (its floor) and
+    // a desired size of 0, which is neither drift nor a pending change; a wake restores it.
+    for (k, v) in &ws.env {
+        // SAFETY: nextest runs each test in its own process; no other thread reads the env.
+        unsafe { std::env::set_var(k, v) };
+    }
+    let store = daemon::store::Store::open(&ws.path().join(".platformd")).unwrap();
+    let ops = daemon::ops::Ops::new(
+        store,
+        std::sync::Arc::new(daemon::ops::TracingProgress),
+        "test",
+    );
+    let report = rt
+        .block_on(ops.scale_down(&daemon::ops::IdleObservation {
+            address: "gpu-pool/l4".into(),
+            idle_for: std::time::Duration::from_secs(3 * 3600),
+            figure: "GPU utilisation 0% (idle at ≤ 5%)".into(),
+            now: 1_795_400_000,
+        }))
+        .unwrap();
+    assert!(
+        matches!(&report, daemon::ops::LifecycleReport::Applied { outcome, .. } if outcome.complete())
+    );
+    let scaling = describe().scaling_config().cloned().unwrap();
+    assert_eq!(
+        (
+            scaling.min_size(),
+            scaling.max_size(),
+            scaling.desired_size()
+        ),
+        (Some(0), Some(1), Some(0))
+    );
+    assert_eq!(ws.run(&["plan", "stack", "--detailed-exitcode"]).code, 0);
+    assert_eq!(ws.run(&["drift", "stack", "--detailed-exitcode"]).code, 0);
+    let wake = ws.run(&["wake", "gpu-pool/l4"]);
+    assert_eq!(wake.code, 0, "{}", wake.all());
+    assert!(wake.stdout.contains("Woke gpu-pool/l4."), "{}", wake.stdout);
+    assert_eq!(describe().scaling_config().unwrap().max_size(), Some(4));
 }
 
 #[test]

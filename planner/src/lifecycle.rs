@@ -196,6 +196,34 @@ mod tests {
     }
 
     #[test]
+    fn the_plan_of_a_scale_down_says_why_on_the_line_it_changes() {
+        let mut prior = crate::Snapshot::empty("ml");
+        let r = resource(
+            Kind::AiEndpoint,
+            serde_json::json!({"runtime": "vllm", "replicas": 2, "idle-shutdown-after": "2h"}),
+        );
+        prior.resources.insert("ai-endpoint/x".into(), r.clone());
+        let mut desired = prior.clone();
+        let note = scale_down_note(Duration::from_secs(2 * 3600 + 13 * 60));
+        desired
+            .resources
+            .insert("ai-endpoint/x".into(), scaled_down(&r, &note).unwrap());
+        let plan = crate::plan::plan(&prior, &desired, &Default::default());
+        let text = crate::render::text(&plan, false);
+        assert!(
+            text.contains("~ replicas = 2 → 0 (idle 2h13m, cost policy)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("will be updated in place (idle 2h13m, cost policy)"),
+            "{text}"
+        );
+        // Back: the plan says it wakes.
+        let back = crate::plan::plan(&desired, &prior, &Default::default());
+        assert_eq!(back.resources[0].reason, "wakes from idle shutdown");
+    }
+
+    #[test]
     fn queries_fill_in_the_resource() {
         let r = resource(Kind::AiEndpoint, serde_json::json!({"runtime": "tgi"}));
         let q = query_for(&r, &Default::default(), "acme", "platform").unwrap();

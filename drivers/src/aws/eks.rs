@@ -86,13 +86,21 @@ fn to_json(map: &BTreeMap<String, String>) -> Value {
     )
 }
 
+/// The pool's size bounds as EKS takes them: a node group's maximum is at least 1, so a pool held
+/// at `nodes min=0` (`max` 0, scaled down by the cost controller) keeps maximum 1 and desired 0.
+fn bounds(desired: &DesiredResource) -> (i32, i32, i32) {
+    let min = desired.spec["nodes"]["min"].as_i64().unwrap_or(0) as i32;
+    let max = desired.spec["nodes"]["max"].as_i64().unwrap_or(1) as i32;
+    (min, max.max(1), max)
+}
+
 pub fn expected(desired: &DesiredResource, settings: &Settings) -> Value {
     let cluster = settings.eks_cluster.clone().unwrap_or_default();
     json!({
         "name": physical_name(&desired.stack, &desired.name),
         "cluster": cluster,
         "min": desired.spec["nodes"]["min"].as_i64().unwrap_or(0),
-        "max": desired.spec["nodes"]["max"].as_i64().unwrap_or(1),
+        "max": bounds(desired).1,
         "instance-types": [desired.spec["instance-type"].as_str().unwrap_or("")],
         "capacity": capacity(desired),
         "labels": { POOL_LABEL: desired.name },
@@ -171,8 +179,7 @@ pub async fn apply(
 ) -> Result<Applied, DriverError> {
     let (cluster, role, subnets) = placement(settings)?;
     let name = physical_name(&desired.stack, &desired.name);
-    let min = desired.spec["nodes"]["min"].as_i64().unwrap_or(0) as i32;
-    let max = desired.spec["nodes"]["max"].as_i64().unwrap_or(1) as i32;
+    let (min, max, ceiling) = bounds(desired);
     let labels: HashMap<String, String> = [(POOL_LABEL.to_string(), desired.name.clone())].into();
     let taint = Taint::builder()
         .key("nvidia.com/gpu")
@@ -200,7 +207,7 @@ pub async fn apply(
                     NodegroupScalingConfig::builder()
                         .min_size(min)
                         .max_size(max)
-                        .desired_size(current.clamp(min, max))
+                        .desired_size(current.clamp(min, ceiling.max(min)))
                         .build(),
                 )
                 .labels(
@@ -240,7 +247,7 @@ pub async fn apply(
                     NodegroupScalingConfig::builder()
                         .min_size(min)
                         .max_size(max)
-                        .desired_size(min.max(if max > 0 { 1 } else { 0 }).min(max))
+                        .desired_size(min.max(if ceiling > 0 { 1 } else { 0 }).min(ceiling))
                         .build(),
                 )
                 .instance_types(desired.spec["instance-type"].as_str().unwrap_or(""))
