@@ -49,3 +49,6 @@ echo "==> lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> tests"
 cargo nextest run --workspace --locked --no-fail-fast
+# A short coverage-guided run of every fuzz target (the long run: docs/FUZZING.md).
+echo "==> fuzzing (short run)"
+./scripts/fuzz.sh "${PLATFORMD_FUZZ_SECONDS:-10}"

@@ -11,7 +11,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use hmac::{Hmac, KeyInit, Mac};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::sync::oneshot;
@@ -309,16 +308,6 @@ async fn resume(State(api): State<Api>, headers: HeaderMap) -> Response {
     command(&api, Command::Resume).await
 }
 
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 /// GitHub-style push webhook: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>`.
 async fn webhook(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
     let Some(secret) = &api.webhook_secret else {
@@ -327,18 +316,10 @@ async fn webhook(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Res
             "webhooks are disabled: start the daemon with --webhook-secret-file",
         );
     };
-    let signature = headers
-        .get("x-hub-signature-256")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("sha256="))
-        .and_then(decode_hex);
-    let valid = signature.is_some_and(|sig| {
-        let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret)
-            .expect("HMAC takes keys of any size");
-        mac.update(&body);
-        mac.verify_slice(&sig).is_ok()
-    });
-    if !valid {
+    let header = headers
+        .get(api::webhook::SIGNATURE_HEADER)
+        .map(|v| v.as_bytes());
+    if !api::webhook::signature_is_valid(secret, header, &body) {
         tracing::warn!("webhook with a missing or bad signature rejected");
         return error(StatusCode::UNAUTHORIZED, "bad signature");
     }

@@ -9,6 +9,7 @@
 mod client;
 pub mod routes;
 mod types;
+pub mod webhook;
 
 pub use client::{Client, ClientError, Response};
 pub use types::*;

@@ -84,6 +84,10 @@ pub enum StoreError {
     #[error("store holds invalid data: {0}")]
     Corrupt(String),
     #[error(
+        "the store {path} is damaged ({detail}); nothing was changed: restore it from a backup, or move the state directory aside to start with an empty history"
+    )]
+    Damaged { path: String, detail: String },
+    #[error(
         "the state directory is locked by {holder} (pid {pid} on {host}, since {since}); wait for it, or pass --lock-timeout"
     )]
     Locked {
@@ -255,10 +259,32 @@ fn write_transaction(conn: &Connection) -> Result<rusqlite::Transaction<'_>> {
     )?)
 }
 
+/// A database file SQLite cannot read (not a database, corrupt pages) is named as damaged, with
+/// what to do, instead of a bare SQLite message.
+fn damaged(dir: &Path, e: StoreError) -> StoreError {
+    let unreadable = matches!(
+        &e,
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
+            if matches!(f.code, rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
+    );
+    if unreadable {
+        StoreError::Damaged {
+            path: dir.join(DB_FILE).display().to_string(),
+            detail: e.to_string().trim_start_matches("store: ").to_string(),
+        }
+    } else {
+        e
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the store in `dir`, migrating an older schema. Call once per
     /// process and share the handle.
     pub fn open(dir: &Path) -> Result<Store> {
+        Store::open_writable(dir).map_err(|e| damaged(dir, e))
+    }
+
+    fn open_writable(dir: &Path) -> Result<Store> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Open {
             dir: dir.display().to_string(),
             source,
