@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod running;
+pub mod tmux;
 
 use api::{ApplyRecord, ApplyStatus};
 use daemon::store::{IntentResult, JournalAction, JournalEntry, Store};
