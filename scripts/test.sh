@@ -15,7 +15,8 @@ need() { command -v "$1" >/dev/null 2>&1; }
 missing=()
 need git || missing+=(git)
 need tmux || missing+=(tmux) # terminal end-to-end tests
-need openssl || missing+=(openssl) # self-signed certificates for the HTTPS test
+need openssl || missing+=(openssl) # self-signed certificates for the HTTPS tests
+need curl || missing+=(curl) # the daemon's own HTTPS listener, checked with curl
 need gpg || missing+=(gnupg) # OpenPGP-signed commits in the signature tests (the daemon verifies in process)
 need ssh-keygen || missing+=(openssh-client) # SSH-signed commits in the signature tests
 need prometheus || missing+=(prometheus) # the cost controller reads utilisation from a real Prometheus

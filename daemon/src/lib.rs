@@ -18,4 +18,5 @@ pub mod reconcile;
 pub mod server;
 pub mod source;
 pub mod store;
+pub mod tls;
 pub mod utilisation;

@@ -30,6 +30,28 @@ pub struct Cli {
     pub command: Command,
 }
 
+#[derive(Subcommand)]
+pub enum TokenAction {
+    /// Make a token; it is printed once and only its hash is kept.
+    Create {
+        /// A name for who uses it (recorded as the actor of what it changes).
+        name: String,
+        /// `read` (the read endpoints) or `write` (also sync, approve, rollback, resume, wake).
+        #[arg(long, value_enum, default_value_t = Scope::Read)]
+        scope: Scope,
+    },
+    /// The tokens, their scopes and when each was last used.
+    List,
+    /// Revoke a token: it stops working at once, also for a running daemon.
+    Revoke { name: String },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scope {
+    Read,
+    Write,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -43,6 +65,8 @@ pub enum ColorChoice {
     Never,
 }
 
+// Parsed once per process: the daemon's many flags cost nothing worth boxing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum Command {
     /// Parse and check a stack; print diagnostics. Exits 1 on any error.
@@ -131,6 +155,11 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Named API tokens for the daemon, kept as hashes in the state directory.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
     /// Bring a resource the cost controller scaled down for being idle back now (with the GPU
     /// pool it runs on, when that is scaled down too).
     Wake {
@@ -198,6 +227,12 @@ pub enum Command {
         /// Trusted OpenPGP public keys (armored).
         #[arg(long, value_name = "FILE")]
         trusted_keys: Option<PathBuf>,
+        /// Serve the API over HTTPS with this PEM certificate chain (with --tls-key).
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of --tls-cert.
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
 }
 
@@ -330,6 +365,7 @@ fn main() -> ExitCode {
         }
         Command::Resume => state::resume(&state_dir),
         Command::Wake { address } => state::wake(&state_dir, &address, colour),
+        Command::Token { action } => state::token(&state_dir, action),
         Command::Approve {
             revision,
             plan_hash,
@@ -362,6 +398,8 @@ fn main() -> ExitCode {
             verify_commits,
             allowed_signers,
             trusted_keys,
+            tls_cert,
+            tls_key,
         } => cli::daemon::run(cli::daemon::DaemonArgs {
             repo,
             branch,
@@ -380,6 +418,8 @@ fn main() -> ExitCode {
             verify_commits,
             allowed_signers,
             trusted_keys,
+            tls_cert,
+            tls_key,
         }),
     };
     match result {

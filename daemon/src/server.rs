@@ -1,9 +1,12 @@
 //! The daemon's HTTP API (`docs/RUNNING.md`), serving the contract of the `api` crate. Read
 //! endpoints are open (bind to loopback or put them behind your network policy); mutating ones
-//! need `Authorization: Bearer <token>`; the webhook needs a valid GitHub-style
+//! need `Authorization: Bearer <token>` of a write-scoped token (named tokens in the store,
+//! `platformd token`, or the `--token-file` token), are logged with the token's name and are rate
+//! limited per token; request bodies are limited in size; the webhook needs a valid GitHub-style
 //! `X-Hub-Signature-256`.
 
 use crate::reconcile::{Command, Event, Shared};
+use crate::store::TokenScope;
 use api::{DriftBody, Reply, RevisionsBody, RollbackRequest, routes};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -20,6 +23,32 @@ pub struct Api {
     pub shared: Arc<Shared>,
     pub token: Option<String>,
     pub webhook_secret: Option<Vec<u8>>,
+    /// Mutating requests per token: a bucket of `MUTATIONS_BURST` refilled at
+    /// `MUTATIONS_PER_SECOND`.
+    pub limiter:
+        Arc<std::sync::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>>,
+}
+
+impl Api {
+    pub fn new(shared: Arc<Shared>, token: Option<String>, webhook_secret: Option<Vec<u8>>) -> Api {
+        Api {
+            shared,
+            token,
+            webhook_secret,
+            limiter: Arc::default(),
+        }
+    }
+}
+
+/// The largest request body accepted (a rollback, approval or wake is a few hundred bytes).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Mutating requests a token may make per second, sustained, and in a burst.
+pub const MUTATIONS_PER_SECOND: f64 = 2.0;
+pub const MUTATIONS_BURST: f64 = 10.0;
+
+/// Who is calling: the name history records as the actor.
+struct Caller {
+    actor: String,
 }
 
 pub fn router(api: Api) -> Router {
@@ -38,6 +67,7 @@ pub fn router(api: Api) -> Router {
         .route(routes::ROLLBACK, post(rollback))
         .route(routes::RESUME, post(resume))
         .route(routes::WEBHOOK, post(webhook))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(api)
 }
 
@@ -163,33 +193,104 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// `None` when the request carries the token; otherwise the response refusing it.
-fn refused(api: &Api, headers: &HeaderMap) -> Option<Response> {
-    let Some(token) = &api.token else {
-        return Some(error(
-            StatusCode::FORBIDDEN,
-            "mutating endpoints are disabled: start the daemon with --token-file",
-        ));
-    };
+/// The caller of a mutating request, or the response refusing it: 401 without a known token,
+/// 403 for a read-scoped one, 429 over the rate limit. Every accepted request is logged with its
+/// token's name.
+async fn authorize(api: &Api, headers: &HeaderMap, what: &str) -> Result<Caller, Response> {
     let given = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(g) if same(g.trim().as_bytes(), token.as_bytes()) => None,
-        _ => Some(error(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong bearer token",
-        )),
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_string());
+    let legacy = given
+        .as_deref()
+        .zip(api.token.as_deref())
+        .is_some_and(|(g, t)| same(g.as_bytes(), t.as_bytes()));
+    let (name, scope) = if legacy {
+        ("API token holder".to_string(), TokenScope::Write)
+    } else {
+        let store = api.shared.store.clone();
+        let presented = given.clone();
+        let found = tokio::task::spawn_blocking(move || match presented {
+            Some(t) => store.authenticate(&t),
+            None => Ok(None),
+        })
+        .await;
+        match found {
+            Ok(Ok(Some(found))) => found,
+            Ok(Ok(None)) => {
+                let configured = api.token.is_some()
+                    || api
+                        .shared
+                        .store
+                        .tokens()
+                        .map(|t| !t.is_empty())
+                        .unwrap_or(true);
+                tracing::warn!(request = what, "API request without a valid token refused");
+                return Err(if configured {
+                    error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token")
+                } else {
+                    error(
+                        StatusCode::FORBIDDEN,
+                        "mutating endpoints are disabled: make a token with `platformd token create NAME`, or start the daemon with --token-file",
+                    )
+                });
+            }
+            Ok(Err(e)) => return Err(error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())),
+            Err(e) => return Err(error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())),
+        }
+    };
+    if scope != TokenScope::Write {
+        tracing::warn!(token = %name, request = what, "read-scoped token refused a mutating request");
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            &format!("token `{name}` is read-only; this request needs a write-scoped token"),
+        ));
+    }
+    if !take_one(api, &name) {
+        tracing::warn!(token = %name, request = what, "rate limit reached");
+        let mut r = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many mutating requests for this token; retry in a second",
+        );
+        r.headers_mut()
+            .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+        return Err(r);
+    }
+    tracing::info!(token = %name, request = what, "API request");
+    Ok(Caller {
+        actor: if legacy {
+            name
+        } else {
+            format!("token {name}")
+        },
+    })
+}
+
+/// Takes one request from `key`'s bucket; false when it is empty.
+fn take_one(api: &Api, key: &str) -> bool {
+    let mut buckets = api.limiter.lock().unwrap_or_else(|e| e.into_inner());
+    let now = std::time::Instant::now();
+    let (tokens, at) = buckets
+        .entry(key.to_string())
+        .or_insert((MUTATIONS_BURST, now));
+    *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * MUTATIONS_PER_SECOND)
+        .min(MUTATIONS_BURST);
+    *at = now;
+    if *tokens >= 1.0 {
+        *tokens -= 1.0;
+        true
+    } else {
+        false
     }
 }
 
-async fn command(api: &Api, command: Command) -> Response {
+async fn command(api: &Api, caller: Caller, command: Command) -> Response {
     let (reply, answer) = oneshot::channel();
     if api
         .shared
         .events
-        .send(Event::Command(command, reply))
+        .send(Event::Command(command, caller.actor, reply))
         .await
         .is_err()
     {
@@ -223,13 +324,14 @@ async fn sync(
     axum::extract::Query(query): axum::extract::Query<SyncQuery>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(r) = refused(&api, &headers) {
-        return r;
-    }
+    let caller = match authorize(&api, &headers, "sync").await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     match query.correct {
         Some(target) => {
             let only = (target != "all").then_some(target);
-            command(&api, Command::CorrectDrift(only)).await
+            command(&api, caller, Command::CorrectDrift(only)).await
         }
         None => {
             let override_window = match query.override_window {
@@ -240,72 +342,80 @@ async fn sync(
                     );
                 }
                 Some(reason) => Some(crate::reconcile::WindowOverride {
-                    actor: "API token holder".into(),
+                    actor: caller.actor.clone(),
                     reason,
                 }),
                 None => None,
             };
-            command(&api, Command::Sync { override_window }).await
+            command(&api, caller, Command::Sync { override_window }).await
         }
     }
 }
 
 async fn rollback(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(r) = refused(&api, &headers) {
-        return r;
-    }
+    let caller = match authorize(&api, &headers, "rollback").await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let Ok(request) = serde_json::from_slice::<RollbackRequest>(&body) else {
         return error(StatusCode::BAD_REQUEST, "expected {\"revision\": \"REV\"}");
     };
-    command(&api, Command::Rollback(request.revision)).await
+    command(&api, caller, Command::Rollback(request.revision)).await
 }
 
 async fn approve(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(r) = refused(&api, &headers) {
-        return r;
-    }
+    let caller = match authorize(&api, &headers, "approve").await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let Ok(request) = serde_json::from_slice::<api::ApproveRequest>(&body) else {
         return error(
             StatusCode::BAD_REQUEST,
             "expected {\"revision\": \"REV\", \"plan_hash\": \"HASH\"}",
         );
     };
+    let actor = caller.actor.clone();
     command(
         &api,
+        caller,
         Command::Approve {
             revision: request.revision,
             plan_hash: request.plan_hash,
-            actor: "API token holder".into(),
+            actor,
         },
     )
     .await
 }
 
 async fn wake(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(r) = refused(&api, &headers) {
-        return r;
-    }
+    let caller = match authorize(&api, &headers, "wake").await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let Ok(request) = serde_json::from_slice::<api::WakeRequest>(&body) else {
         return error(
             StatusCode::BAD_REQUEST,
             "expected {\"address\": \"ai-endpoint/NAME\"}",
         );
     };
+    let actor = caller.actor.clone();
     command(
         &api,
+        caller,
         Command::Wake {
             address: request.address,
-            actor: "API token holder".into(),
+            actor,
         },
     )
     .await
 }
 
 async fn resume(State(api): State<Api>, headers: HeaderMap) -> Response {
-    if let Some(r) = refused(&api, &headers) {
-        return r;
-    }
-    command(&api, Command::Resume).await
+    let caller = match authorize(&api, &headers, "resume").await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    command(&api, caller, Command::Resume).await
 }
 
 /// GitHub-style push webhook: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>`.
@@ -322,6 +432,12 @@ async fn webhook(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Res
     if !api::webhook::signature_is_valid(secret, header, &body) {
         tracing::warn!("webhook with a missing or bad signature rejected");
         return error(StatusCode::UNAUTHORIZED, "bad signature");
+    }
+    if !take_one(&api, "webhook") {
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many webhooks; retry in a second",
+        );
     }
     match api.shared.events.try_send(Event::Webhook) {
         Ok(()) | Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {

@@ -32,6 +32,8 @@ pub struct DaemonArgs {
     pub verify_commits: Option<String>,
     pub allowed_signers: Option<PathBuf>,
     pub trusted_keys: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 fn read_secret(path: &Path, what: &str) -> Result<String> {
@@ -106,6 +108,11 @@ pub fn run(args: DaemonArgs) -> Result<u8> {
             }
         }
     }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(daemon::tls::acceptor(cert, key)?),
+        (None, None) => None,
+        _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -137,17 +144,25 @@ pub fn run(args: DaemonArgs) -> Result<u8> {
 
         let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
         let local = listener.local_addr()?;
-        let api = Api { shared: shared.clone(), token, webhook_secret: webhook_secret.map(String::into_bytes) };
+        let api = Api::new(shared.clone(), token, webhook_secret.map(String::into_bytes));
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, router(api))
-                .with_graceful_shutdown(async move {
-                    let _ = stop_rx.changed().await;
+        let stopped = async move {
+            let _ = stop_rx.changed().await;
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let server = match tls {
+            Some(acceptor) => {
+                let listener = daemon::tls::TlsListener::new(listener, acceptor)?;
+                tokio::spawn(async move {
+                    let _ = axum::serve(listener, router(api)).with_graceful_shutdown(stopped).await;
                 })
-                .await;
-        });
+            }
+            None => tokio::spawn(async move {
+                let _ = axum::serve(listener, router(api)).with_graceful_shutdown(stopped).await;
+            }),
+        };
         eprintln!("platformd daemon: following {}", source.describe());
-        eprintln!("  API:      http://{local}  (GET /api/v1/status, /metrics)");
+        eprintln!("  API:      {scheme}://{local}  (GET /api/v1/status, /metrics)");
         eprintln!("  store:    {}", args.state_dir.display());
         eprintln!("  rendered: where the stack's local driver `path` points (default .platformd/rendered)");
 

@@ -578,3 +578,55 @@ pub fn wake(state_dir: &Path, address: &str, colours: Colours) -> Result<u8> {
         Err(e) => Err(e.into()),
     }
 }
+
+/// `platformd token create|list|revoke`: named API tokens, kept as hashes in the store.
+pub fn token(state_dir: &Path, action: crate::TokenAction) -> Result<u8> {
+    use daemon::store::TokenScope;
+    let store = Store::open(state_dir)?;
+    match action {
+        crate::TokenAction::Create { name, scope } => {
+            let scope = match scope {
+                crate::Scope::Read => TokenScope::Read,
+                crate::Scope::Write => TokenScope::Write,
+            };
+            if name.trim().is_empty() || name.chars().any(char::is_whitespace) {
+                eprintln!("error: a token name is one word, e.g. `ci-bot`");
+                return Ok(1);
+            }
+            let token = daemon::store::new_token().context("cannot read random bytes")?;
+            if let Err(e) = store.create_token(&name, scope, &token) {
+                eprintln!("error: {e}");
+                return Ok(1);
+            }
+            eprintln!(
+                "Token `{name}` ({} scope). It is shown this once; store it as a secret:",
+                scope.as_str()
+            );
+            println!("{token}");
+        }
+        crate::TokenAction::List => {
+            let tokens = store.tokens()?;
+            if tokens.is_empty() {
+                println!("No tokens. Make one with `platformd token create NAME --scope write`.");
+            }
+            for t in tokens {
+                println!(
+                    "{:<24} {:<6} made {}  last used {}",
+                    t.name,
+                    t.scope.as_str(),
+                    format_time(t.created_at),
+                    t.last_used_at.map_or("never".to_string(), format_time)
+                );
+            }
+        }
+        crate::TokenAction::Revoke { name } => {
+            if store.revoke_token(&name)? {
+                println!("Revoked `{name}`.");
+            } else {
+                eprintln!("error: no token named `{name}`; see `platformd token list`");
+                return Ok(1);
+            }
+        }
+    }
+    Ok(0)
+}

@@ -37,9 +37,13 @@ pub enum Command {
 }
 
 impl Reconciler {
-    /// Runs an operator's command; what it applies is recorded as the API token's.
-    pub(super) async fn command(&mut self, command: Command) -> Result<String, String> {
-        let daemon = std::mem::replace(&mut self.ops.actor, "API token holder".into());
+    /// Runs an operator's command; what it applies is recorded as `actor`'s (the API token).
+    pub(super) async fn command(
+        &mut self,
+        command: Command,
+        actor: String,
+    ) -> Result<String, String> {
+        let daemon = std::mem::replace(&mut self.ops.actor, actor);
         let result = self.run_command(command).await;
         self.ops.actor = daemon;
         result

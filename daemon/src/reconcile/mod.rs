@@ -52,7 +52,8 @@ pub enum Event {
     Webhook,
     FileChanged,
     DriftTick,
-    Command(Command, oneshot::Sender<Result<String, String>>),
+    /// An operator's command, with who sent it (the API token's name).
+    Command(Command, String, oneshot::Sender<Result<String, String>>),
     Shutdown,
 }
 
@@ -313,8 +314,8 @@ impl Reconciler {
                 let _ = self.drift_check(DriftScope::Scheduled).await;
             }
             Event::UtilisationTick => self.utilisation_tick().await,
-            Event::Command(command, reply) => {
-                let result = self.command(command).await;
+            Event::Command(command, actor, reply) => {
+                let result = self.command(command, actor).await;
                 let _ = reply.send(result);
             }
             Event::PollTick | Event::Webhook | Event::FileChanged => self.poll().await,

@@ -6,9 +6,11 @@
 
 mod idle;
 mod lease;
+mod tokens;
 
 pub use idle::{Saving, ScaledDown};
 pub use lease::{LEASE_TTL, Lease, LeaseGuard};
+pub use tokens::{ApiToken, TokenScope, new_token, token_hash};
 
 use api::{ApplyReason, ApplyRecord, ApplyStatus, string_enum};
 use drivers::{Applied, DesiredResource, ObjectRef, Outputs};
@@ -29,6 +31,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_outbox.sql"),
     include_str!("migrations/0008_actor.sql"),
     include_str!("migrations/0009_idle_shutdown.sql"),
+    include_str!("migrations/0010_api_tokens.sql"),
 ];
 
 /// A notification due for delivery: the finished apply it is about, and to which target.
@@ -83,6 +86,10 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("store holds invalid data: {0}")]
     Corrupt(String),
+    #[error(
+        "a token named `{0}` exists; revoke it first (`platformd token revoke {0}`) or choose another name"
+    )]
+    TokenExists(String),
     #[error(
         "the store {path} is damaged ({detail}); nothing was changed: restore it from a backup, or move the state directory aside to start with an empty history"
     )]

@@ -1,0 +1,210 @@
+//! The locked-down API: the daemon serving HTTPS itself (rustls), reached with curl and the TUI;
+//! named tokens with read and write scopes kept only as hashes; unauthenticated and read-scoped
+//! mutating requests refused with 401 and 403 and changing nothing; every mutating request logged
+//! with its token's name; bodies limited in size; mutating requests rate limited per token;
+//! revocation taking effect at once.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use support::running::Daemon;
+use support::tmux::Tmux;
+use test_support::tls::SelfSigned;
+
+/// `curl` against the daemon over HTTPS, trusting only the test's certificate: (status, body).
+fn curl(ca: &Path, url: &str, args: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(ca)
+        .args(["-w", "\n%{http_code}"])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("curl is installed (scripts/test.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+fn platformd(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_platformd"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+/// A manual stack: only an operator's sync applies it.
+fn service(replicas: u32) -> String {
+    format!(
+        "{}service \"api\" {{\n    team \"web\"\n    image \"ghcr.io/acme/api:1.0.0\"\n    replicas {replicas}\n    port 8080\n}}\n",
+        support::PLATFORM.replace(
+            "    environment \"test\"\n",
+            "    environment \"test\"\n    sync \"manual\"\n"
+        )
+    )
+}
+
+#[test]
+fn https_named_scoped_tokens_logging_body_and_rate_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = dir.path().join("stack");
+    std::fs::create_dir_all(&stack).unwrap();
+    std::fs::write(stack.join("platform.kdl"), service(2)).unwrap();
+    let tls = SelfSigned::create(dir.path());
+
+    // Tokens made before the daemon starts, and one while it runs: both work.
+    let made = platformd(
+        dir.path(),
+        &["token", "create", "ci-bot", "--scope", "write"],
+    );
+    assert!(made.status.success(), "{made:?}");
+    let writer = String::from_utf8_lossy(&made.stdout).trim().to_string();
+    assert!(writer.starts_with("pdt_") && writer.len() == 44, "{writer}");
+    assert!(String::from_utf8_lossy(&made.stderr).contains("shown this once"));
+    let again = platformd(dir.path(), &["token", "create", "ci-bot"]);
+    assert_eq!(again.status.code(), Some(1), "a name is taken once");
+
+    let daemon = Daemon::spawn(
+        dir.path(),
+        stack.to_str().unwrap(),
+        &[
+            "--tls-cert",
+            tls.cert.to_str().unwrap(),
+            "--tls-key",
+            tls.key.to_str().unwrap(),
+            "--debounce",
+            "100ms",
+        ],
+        &[],
+    );
+    let base = format!("https://127.0.0.1:{}", daemon.port);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while curl(&tls.cert, &format!("{base}/readyz"), &[]).0 != 200 {
+        assert!(Instant::now() < deadline, "never ready:\n{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let made = platformd(dir.path(), &["token", "create", "viewer"]);
+    let reader = String::from_utf8_lossy(&made.stdout).trim().to_string();
+
+    // Plain HTTP on the TLS port gets nothing; HTTPS without trusting the certificate fails.
+    assert_eq!(
+        test_support::net::request(daemon.port, "GET", "/api/v1/status", &[], b"").0,
+        0
+    );
+    let untrusted = Command::new("curl")
+        .args(["-sS", "--max-time", "5"])
+        .arg(format!("{base}/healthz"))
+        .output()
+        .unwrap();
+    assert!(!untrusted.status.success());
+    let (code, body) = curl(&tls.cert, &format!("{base}/api/v1/status"), &[]);
+    assert_eq!(code, 200, "{body}");
+    let history_len = || {
+        let (_, body) = curl(&tls.cert, &format!("{base}/api/v1/revisions"), &[]);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["applies"].as_array().map_or(0, Vec::len)
+    };
+    let before = history_len();
+
+    // No token: 401. A read-scoped token: 403. Neither changes anything.
+    let sync = format!("{base}/api/v1/sync?override-window=test");
+    let bearer = |t: &str| format!("Authorization: Bearer {t}");
+    let (code, body) = curl(&tls.cert, &sync, &["-X", "POST"]);
+    assert_eq!(code, 401, "{body}");
+    let (code, body) = curl(
+        &tls.cert,
+        &sync,
+        &["-X", "POST", "-H", &bearer("pdt_wrong")],
+    );
+    assert_eq!(code, 401, "{body}");
+    let (code, body) = curl(&tls.cert, &sync, &["-X", "POST", "-H", &bearer(&reader)]);
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("token `viewer` is read-only"), "{body}");
+    assert_eq!(history_len(), before, "refused requests change nothing");
+
+    // The write-scoped token applies a new revision, recorded as its name, and logged.
+    std::fs::write(stack.join("platform.kdl"), service(3)).unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let (code, body) = curl(&tls.cert, &sync, &["-X", "POST", "-H", &bearer(&writer)]);
+    assert_eq!(code, 200, "{body}");
+    let out = platformd(dir.path(), &["history"]);
+    let history = String::from_utf8_lossy(&out.stdout);
+    assert!(history.contains("token ci-bot"), "{history}");
+    let log = daemon.log();
+    let accepted = log
+        .lines()
+        .find(|l| l.contains("API request") && l.contains("ci-bot"))
+        .unwrap_or_else(|| panic!("no log line for the request:\n{log}"));
+    assert!(accepted.contains("sync"), "{accepted}");
+    assert!(log.contains("read-scoped token refused"), "{log}");
+
+    // A body over 64 KiB is refused before it is read.
+    let big = "x".repeat(70 * 1024);
+    let (code, _) = curl(
+        &tls.cert,
+        &format!("{base}/api/v1/rollback"),
+        &["-X", "POST", "-H", &bearer(&writer), "--data-binary", &big],
+    );
+    assert_eq!(code, 413);
+
+    // Mutating requests are rate limited per token: a burst, then 429 with Retry-After.
+    let resume = format!("{base}/api/v1/resume");
+    let codes: Vec<u16> = (0..16)
+        .map(|_| curl(&tls.cert, &resume, &["-X", "POST", "-H", &bearer(&writer)]).0)
+        .collect();
+    assert!(codes.contains(&200), "{codes:?}");
+    assert!(codes.contains(&429), "{codes:?}");
+    let out = Command::new("curl")
+        .args(["-sS", "-i", "-X", "POST", "--cacert"])
+        .arg(&tls.cert)
+        .args(["-H", &bearer(&writer)])
+        .arg(&resume)
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(
+        head.contains("429") && head.contains("retry-after: 1"),
+        "{head}"
+    );
+
+    // The TUI over the daemon's own TLS, with the read token.
+    std::fs::write(dir.path().join("viewer-token"), &reader).unwrap();
+    let binary = env!("CARGO_BIN_EXE_platformd");
+    let ui = Tmux::start(
+        "tls",
+        dir.path(),
+        &format!(
+            "'{binary}' tui --connect {base} --ca-file '{}' --token-file viewer-token",
+            tls.cert.display()
+        ),
+    );
+    let screen = ui.wait_for("synced");
+    assert!(screen.contains("Overview"), "{screen}");
+    ui.keys("q");
+
+    // Tokens are kept as hashes only; revoking one stops it at once.
+    let db = std::fs::read(dir.path().join(".platformd/platformd.db")).unwrap();
+    for t in [&writer, &reader] {
+        assert!(
+            !db.windows(t.len()).any(|w| w == t.as_bytes()),
+            "a raw token in the store"
+        );
+    }
+    let list = platformd(dir.path(), &["token", "list"]);
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        list.contains("ci-bot") && list.contains("write") && list.contains("viewer"),
+        "{list}"
+    );
+    assert!(
+        platformd(dir.path(), &["token", "revoke", "ci-bot"])
+            .status
+            .success()
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    let (code, _) = curl(&tls.cert, &resume, &["-X", "POST", "-H", &bearer(&writer)]);
+    assert_eq!(code, 401);
+}
