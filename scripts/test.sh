@@ -39,6 +39,12 @@ if ! need moto_server; then
     command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 fi
 need moto_server || { echo "moto_server could not be installed" >&2; exit 1; }
+# The API is checked against its OpenAPI document by schemathesis, a property-based API tester.
+if ! need schemathesis; then
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore schemathesis
+    command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+fi
+need schemathesis || { echo "schemathesis could not be installed" >&2; exit 1; }
 if ! need cargo-nextest; then
     cargo install --locked cargo-nextest
 fi

@@ -233,6 +233,9 @@ pub enum Command {
         /// The PEM private key of --tls-cert.
         #[arg(long, value_name = "FILE", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// Mutating API requests each token may make per second (bursts of five times as many).
+        #[arg(long, value_name = "N", default_value_t = 2.0)]
+        api_rate_limit: f64,
     },
 }
 
@@ -400,6 +403,7 @@ fn main() -> ExitCode {
             trusted_keys,
             tls_cert,
             tls_key,
+            api_rate_limit,
         } => cli::daemon::run(cli::daemon::DaemonArgs {
             repo,
             branch,
@@ -420,6 +424,7 @@ fn main() -> ExitCode {
             trusted_keys,
             tls_cert,
             tls_key,
+            api_rate_limit,
         }),
     };
     match result {

@@ -23,10 +23,26 @@ pub struct Api {
     pub shared: Arc<Shared>,
     pub token: Option<String>,
     pub webhook_secret: Option<Vec<u8>>,
-    /// Mutating requests per token: a bucket of `MUTATIONS_BURST` refilled at
-    /// `MUTATIONS_PER_SECOND`.
+    /// Mutating requests per token: a bucket of `rate.burst` refilled at `rate.per_second`.
     pub limiter:
         Arc<std::sync::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>>,
+    pub rate: RateLimit,
+}
+
+/// Mutating requests a token may make: sustained per second, and in a burst.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: f64,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit {
+            per_second: 2.0,
+            burst: 10.0,
+        }
+    }
 }
 
 impl Api {
@@ -36,15 +52,13 @@ impl Api {
             token,
             webhook_secret,
             limiter: Arc::default(),
+            rate: RateLimit::default(),
         }
     }
 }
 
 /// The largest request body accepted (a rollback, approval or wake is a few hundred bytes).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-/// Mutating requests a token may make per second, sustained, and in a burst.
-pub const MUTATIONS_PER_SECOND: f64 = 2.0;
-pub const MUTATIONS_BURST: f64 = 10.0;
 
 /// Who is calling: the name history records as the actor.
 struct Caller {
@@ -67,6 +81,15 @@ pub fn router(api: Api) -> Router {
         .route(routes::ROLLBACK, post(rollback))
         .route(routes::RESUME, post(resume))
         .route(routes::WEBHOOK, post(webhook))
+        .route(
+            routes::OPENAPI,
+            get(|| async {
+                (
+                    [("content-type", "application/json")],
+                    api::OPENAPI_DOCUMENT,
+                )
+            }),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(api)
 }
@@ -271,11 +294,9 @@ async fn authorize(api: &Api, headers: &HeaderMap, what: &str) -> Result<Caller,
 fn take_one(api: &Api, key: &str) -> bool {
     let mut buckets = api.limiter.lock().unwrap_or_else(|e| e.into_inner());
     let now = std::time::Instant::now();
-    let (tokens, at) = buckets
-        .entry(key.to_string())
-        .or_insert((MUTATIONS_BURST, now));
-    *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * MUTATIONS_PER_SECOND)
-        .min(MUTATIONS_BURST);
+    let RateLimit { per_second, burst } = api.rate;
+    let (tokens, at) = buckets.entry(key.to_string()).or_insert((burst, now));
+    *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * per_second).min(burst);
     *at = now;
     if *tokens >= 1.0 {
         *tokens -= 1.0;
@@ -328,27 +349,36 @@ async fn sync(
         Ok(c) => c,
         Err(r) => return r,
     };
+    if query
+        .override_window
+        .as_deref()
+        .is_some_and(|r| r.trim().is_empty())
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "override-window needs a reason: ?override-window=why",
+        );
+    }
+    let override_window = query
+        .override_window
+        .map(|reason| crate::reconcile::WindowOverride {
+            actor: caller.actor.clone(),
+            reason,
+        });
     match query.correct {
+        Some(target) if target.trim().is_empty() => error(
+            StatusCode::BAD_REQUEST,
+            "correct= needs `all` or an address: ?correct=service/api",
+        ),
         Some(target) => {
             let only = (target != "all").then_some(target);
-            command(&api, caller, Command::CorrectDrift(only)).await
-        }
-        None => {
-            let override_window = match query.override_window {
-                Some(reason) if reason.trim().is_empty() => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        "override-window needs a reason: ?override-window=why",
-                    );
-                }
-                Some(reason) => Some(crate::reconcile::WindowOverride {
-                    actor: caller.actor.clone(),
-                    reason,
-                }),
-                None => None,
+            let correct = Command::CorrectDrift {
+                only,
+                override_window,
             };
-            command(&api, caller, Command::Sync { override_window }).await
+            command(&api, caller, correct).await
         }
+        None => command(&api, caller, Command::Sync { override_window }).await,
     }
 }
 

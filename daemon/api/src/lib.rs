@@ -11,6 +11,9 @@ pub mod routes;
 mod types;
 pub mod webhook;
 
+/// The OpenAPI 3.1 document of the daemon's API (served at `routes::OPENAPI`).
+pub const OPENAPI_DOCUMENT: &str = include_str!("../openapi/openapi.json");
+
 pub use client::{Client, ClientError, Response};
 pub use types::*;
 
@@ -22,3 +25,36 @@ pub use planner::cost::format_usd;
 pub use planner::model::{DriftPolicy, SyncMode};
 pub use planner::plan::{Action, DriftFinding, DriftStatus, FieldChange, ResourceChange};
 pub use planner::render::{format_unix_time, summary_line};
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_openapi_document_describes_every_route() {
+        let doc: serde_json::Value = serde_json::from_str(crate::OPENAPI_DOCUMENT).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        for route in [
+            crate::routes::HEALTHZ,
+            crate::routes::READYZ,
+            crate::routes::METRICS,
+            crate::routes::STATUS,
+            crate::routes::REVISIONS,
+            crate::routes::PLAN,
+            crate::routes::DRIFT,
+            crate::routes::RESOURCES,
+            crate::routes::SYNC,
+            crate::routes::APPROVE,
+            crate::routes::WAKE,
+            crate::routes::ROLLBACK,
+            crate::routes::RESUME,
+            crate::routes::WEBHOOK,
+            crate::routes::OPENAPI,
+        ] {
+            assert!(paths.contains_key(route), "{route} is not in the document");
+        }
+        assert_eq!(
+            paths.len(),
+            15,
+            "a documented path the daemon does not serve"
+        );
+    }
+}

@@ -20,3 +20,5 @@ pub const WAKE: &str = "/api/v1/wake";
 pub const ROLLBACK: &str = "/api/v1/rollback";
 pub const RESUME: &str = "/api/v1/resume";
 pub const WEBHOOK: &str = "/hooks/git";
+/// The OpenAPI document of this API.
+pub const OPENAPI: &str = "/api/v1/openapi.json";

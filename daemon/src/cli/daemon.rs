@@ -34,6 +34,7 @@ pub struct DaemonArgs {
     pub trusted_keys: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub api_rate_limit: f64,
 }
 
 fn read_secret(path: &Path, what: &str) -> Result<String> {
@@ -144,7 +145,11 @@ pub fn run(args: DaemonArgs) -> Result<u8> {
 
         let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
         let local = listener.local_addr()?;
-        let api = Api::new(shared.clone(), token, webhook_secret.map(String::into_bytes));
+        let mut api = Api::new(shared.clone(), token, webhook_secret.map(String::into_bytes));
+        api.rate = daemon::server::RateLimit {
+            per_second: args.api_rate_limit,
+            burst: (args.api_rate_limit * 5.0).max(1.0),
+        };
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let stopped = async move {
             let _ = stop_rx.changed().await;

@@ -28,7 +28,11 @@ pub enum Command {
         actor: String,
     },
     /// Correct drift now: one resource, or every finding with policy `correct` or `report`.
-    CorrectDrift(Option<String>),
+    /// With an override, even while a sync window is closed (who and why are recorded).
+    CorrectDrift {
+        only: Option<String>,
+        override_window: Option<WindowOverride>,
+    },
     /// Bring a resource the cost controller scaled down back.
     Wake {
         address: String,
@@ -51,7 +55,31 @@ impl Reconciler {
 
     async fn run_command(&mut self, command: Command) -> Result<String, String> {
         match command {
-            Command::CorrectDrift(only) => self.drift_check(DriftScope::Operator { only }).await,
+            Command::CorrectDrift {
+                only,
+                override_window,
+            } => {
+                let overridden = match (&override_window, &self.last_good) {
+                    (Some(o), Some((_, snapshot))) => {
+                        let state = self.options.clock.window(snapshot);
+                        if !state.open {
+                            let message = format!(
+                                "{} overrode the sync window to correct drift ({}): {}",
+                                o.actor,
+                                state.reason.unwrap_or_default(),
+                                o.reason
+                            );
+                            self.store()
+                                .event("window-override", &message, None)
+                                .map_err(super::failed)?;
+                        }
+                        true
+                    }
+                    _ => false,
+                };
+                self.drift_check(DriftScope::Operator { only }, overridden)
+                    .await
+            }
             Command::Wake { address, actor } => {
                 self.wake(&address, &format!("operator {actor}"), "operator")
                     .await

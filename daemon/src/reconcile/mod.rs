@@ -311,7 +311,7 @@ impl Reconciler {
     async fn handle_other(&mut self, event: Event) {
         match event {
             Event::DriftTick => {
-                let _ = self.drift_check(DriftScope::Scheduled).await;
+                let _ = self.drift_check(DriftScope::Scheduled, false).await;
             }
             Event::UtilisationTick => self.utilisation_tick().await,
             Event::Command(command, actor, reply) => {
@@ -883,7 +883,12 @@ impl Reconciler {
     }
 
     /// Scans for drift, records and publishes it, and corrects what `scope` chooses.
-    async fn drift_check(&mut self, scope: DriftScope) -> Result<String, String> {
+    /// `window_overridden`: an operator's override lets a correction through a closed window.
+    async fn drift_check(
+        &mut self,
+        scope: DriftScope,
+        window_overridden: bool,
+    ) -> Result<String, String> {
         let Some((revision, snapshot)) = self.last_good.clone() else {
             return Err(OpsError::NoRevision.to_string());
         };
@@ -900,7 +905,7 @@ impl Reconciler {
         };
         self.shared.publish_drift(&findings);
         let state = self.options.clock.window(&snapshot);
-        if !state.open && !findings.is_empty() {
+        if !state.open && !findings.is_empty() && !window_overridden {
             return Err(format!(
                 "drift found; correcting it waits for the sync window: {}",
                 state.reason.unwrap_or_default()
