@@ -16,6 +16,7 @@
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod drift;
+pub mod faults;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;
 #[cfg(feature = "local")]

@@ -25,6 +25,15 @@ pub fn build(snapshot: &Snapshot) -> Result<BTreeMap<String, Arc<dyn Driver>>, R
     for (name, settings) in &snapshot.drivers {
         match make(name, settings) {
             Ok(driver) => {
+                // A testing knob: faults by a seeded schedule (`crate::faults`).
+                let driver = match settings
+                    .get("fault-schedule")
+                    .and_then(|s| crate::faults::Schedule::parse(s))
+                {
+                    Some(schedule) => Arc::new(crate::faults::FaultyDriver::new(driver, schedule))
+                        as Arc<dyn Driver>,
+                    None => driver,
+                };
                 out.insert(name.clone(), driver);
             }
             Err(e) => {

@@ -207,7 +207,13 @@ impl DriverType {
     /// Settings each driver accepts inside its `driver "name" { }` block.
     pub fn settings(self) -> &'static [&'static str] {
         match self {
-            DriverType::Local => &["path", "namespace", "simulate-latency-ms", "inject-faults"],
+            DriverType::Local => &[
+                "path",
+                "namespace",
+                "simulate-latency-ms",
+                "inject-faults",
+                "fault-schedule",
+            ],
             DriverType::Kubernetes => &[
                 "context",
                 "namespace",

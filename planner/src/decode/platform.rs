@@ -202,6 +202,28 @@ fn setting_rule(name: &str) -> Option<SettingRule> {
             "\"true\" or \"false\"",
             "force-conflicts \"false\"",
         ),
+        "fault-schedule" => (
+            |v| {
+                let mut keys: Vec<&str> = Vec::new();
+                let ok = v.split(',').all(|part| match part.trim().split_once('=') {
+                    Some(("seed", n)) => {
+                        keys.push("seed");
+                        n.trim().parse::<u64>().is_ok()
+                    }
+                    Some(("rate", r)) => {
+                        keys.push("rate");
+                        r.trim()
+                            .parse::<f64>()
+                            .is_ok_and(|r| (0.0..=1.0).contains(&r))
+                    }
+                    _ => false,
+                });
+                keys.sort();
+                ok && keys == ["rate", "seed"]
+            },
+            "`seed=N,rate=R` with a rate from 0 to 1",
+            "fault-schedule \"seed=7,rate=0.1\"",
+        ),
         "simulate-latency-ms" => (
             |v| v.parse::<u64>().is_ok(),
             "a whole number of milliseconds",
