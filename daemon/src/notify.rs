@@ -6,7 +6,6 @@
 //! stay in memory; the store keys deliveries by a hash of the target.
 
 use crate::store::{Delivery, Store};
-use hmac::{KeyInit, Mac};
 use std::time::Duration;
 
 /// The header a signed webhook carries: `sha256=<hex HMAC-SHA256 of the body>`.
@@ -220,16 +219,10 @@ impl Notifier {
                     .post(url)
                     .header("content-type", "application/json");
                 if let Some(secret) = secret {
-                    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret)
-                        .map_err(|e| e.to_string())?;
-                    mac.update(body.as_bytes());
-                    let hex: String = mac
-                        .finalize()
-                        .into_bytes()
-                        .iter()
-                        .map(|b| format!("{b:02x}"))
-                        .collect();
-                    request = request.header(SIGNATURE_HEADER, format!("sha256={hex}"));
+                    request = request.header(
+                        SIGNATURE_HEADER,
+                        api::webhook::sign(secret, body.as_bytes()),
+                    );
                 }
                 request.body(body)
             }

@@ -2,7 +2,6 @@
 //! pass for a header that is not the body's exact HMAC, always a pass for the exact one.
 #![no_main]
 
-use hmac::{Hmac, KeyInit, Mac};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -14,15 +13,7 @@ fuzz_target!(|data: &[u8]| {
         Some(i) => (&rest[..i], &rest[i + 1..]),
         None => (rest, &[][..]),
     };
-    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret).unwrap();
-    mac.update(body);
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let exact = format!("sha256={hex}");
+    let exact = api::webhook::sign(secret, body);
     let valid = api::webhook::signature_is_valid(secret, Some(header), body);
     // Hex digits may be upper case; anything else that passes is a forgery.
     assert_eq!(

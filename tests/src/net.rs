@@ -28,14 +28,7 @@ pub fn request(
 
 /// `sha256=<hex HMAC-SHA256>` as GitHub signs webhook bodies.
 pub fn github_signature(secret: &[u8], body: &[u8]) -> String {
-    use hmac::{Hmac, KeyInit, Mac};
-    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret).expect("any key size");
-    mac.update(body);
-    let bytes = mac.finalize().into_bytes();
-    format!(
-        "sha256={}",
-        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    )
+    api::webhook::sign(secret, body)
 }
 
 pub fn free_port() -> u16 {

@@ -6,6 +6,21 @@ use hmac::{Hmac, KeyInit, Mac};
 /// The webhook signature header.
 pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
 
+/// The signature header value of `body` under `secret`: `sha256=<hex HMAC-SHA256>`. The same
+/// form signs the daemon's own outgoing webhook notifications.
+pub fn sign(secret: &[u8], body: &[u8]) -> String {
+    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret)
+        .expect("HMAC takes keys of any size");
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}
+
 /// Whether `header` (the header's value, if any) signs `body` with `secret`.
 pub fn signature_is_valid(secret: &[u8], header: Option<&[u8]>, body: &[u8]) -> bool {
     let signature = header
@@ -37,15 +52,8 @@ mod tests {
 
     #[test]
     fn only_the_exact_signature_of_the_body_passes() {
-        let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(b"s3cret").unwrap();
-        mac.update(b"{}");
-        let hex: String = mac
-            .finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let good = format!("sha256={hex}");
+        let good = sign(b"s3cret", b"{}");
+        assert_eq!(good.len(), "sha256=".len() + 64);
         assert!(signature_is_valid(b"s3cret", Some(good.as_bytes()), b"{}"));
         assert!(!signature_is_valid(b"other", Some(good.as_bytes()), b"{}"));
         assert!(!signature_is_valid(
