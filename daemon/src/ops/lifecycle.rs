@@ -59,19 +59,25 @@ pub fn overlay(
     Ok(out)
 }
 
-/// The store's state with the settings of the applied revision (drivers, windows, metrics),
-/// which the resources table does not hold.
-fn applied_state(store: &Store) -> Result<Snapshot, OpsError> {
-    let mut state = store.prior_snapshot()?;
+/// The applied revision's stored snapshot: its drivers (to make the session with) and the
+/// settings the resources table does not hold (drivers, windows, metrics).
+fn applied_settings(store: &Store) -> Result<Snapshot, OpsError> {
     let revision = store.applied_revision()?.ok_or(OpsError::NoRevision)?;
-    if let Some(applied) = store.snapshot(&revision)? {
-        state.environment = applied.environment;
-        state.teams = applied.teams;
-        state.drivers = applied.drivers;
-        state.windows = applied.windows;
-        state.approval = applied.approval;
-        state.metrics = applied.metrics;
-    }
+    Ok(store
+        .snapshot(&revision)?
+        .unwrap_or_else(|| Snapshot::empty(&store.stack_name().ok().flatten().unwrap_or_default())))
+}
+
+/// The store's state with `settings`' drivers, windows and metrics. Read under the applier
+/// lease, so what another applier did before this one got the lease is the starting point.
+fn applied_state(store: &Store, settings: &Snapshot) -> Result<Snapshot, OpsError> {
+    let mut state = store.prior_snapshot()?;
+    state.environment = settings.environment.clone();
+    state.teams = settings.teams.clone();
+    state.drivers = settings.drivers.clone();
+    state.windows = settings.windows.clone();
+    state.approval = settings.approval.clone();
+    state.metrics = settings.metrics.clone();
     Ok(state)
 }
 
@@ -118,7 +124,13 @@ impl Ops {
     /// Scales an idle resource down: recorded, then applied with reason `idle-shutdown` and the
     /// figures as the apply's note.
     pub async fn scale_down(&self, idle: &IdleObservation) -> Result<LifecycleReport, OpsError> {
-        let prior = applied_state(&self.store)?;
+        let note = planner::lifecycle::scale_down_note(idle.idle_for);
+        let mut ops = self.clone();
+        ops.actor = "cost policy".into();
+        ops.note = Some(format!("{}: {note} ({})", idle.address, idle.figure));
+        let settings = applied_settings(&self.store)?;
+        let session = ops.session(&settings).await?;
+        let prior = applied_state(&self.store, &settings)?;
         let Some(declared) = prior.resources.get(&idle.address) else {
             return Ok(LifecycleReport::Unchanged(format!(
                 "{} is not applied",
@@ -136,7 +148,6 @@ impl Ops {
                 idle.address
             )));
         }
-        let note = planner::lifecycle::scale_down_note(idle.idle_for);
         let Some(down) = planner::lifecycle::scaled_down(declared, &note) else {
             return Ok(LifecycleReport::Unchanged(format!(
                 "{} is already at its floor",
@@ -154,11 +165,8 @@ impl Ops {
             monthly_usd_before: declared.monthly_cost_usd,
             monthly_usd_saved: declared.monthly_cost_usd - down.monthly_cost_usd,
         })?;
-        let mut ops = self.clone();
-        ops.actor = "cost policy".into();
-        ops.note = Some(format!("{}: {note} ({})", idle.address, idle.figure));
-        let report = ops
-            .apply_store_state(&prior, &[], ApplyReason::IdleShutdown)
+        let report = self
+            .apply_store_state(&session, &prior, &prior, &[], ApplyReason::IdleShutdown)
             .await;
         // Not applied: the record goes (the idle count stays), so the next look tries again.
         let applied =
@@ -190,21 +198,27 @@ impl Ops {
                 },
             });
         };
-        let mut prior = applied_state(&self.store)?;
+        // Which pools wake too follows the applied revision's edges, known before the lease.
+        let settings = applied_settings(&self.store)?;
         let mut waking = vec![row.address.clone()];
-        if let Some(r) = prior.resources.get(address) {
+        if let Some(r) = settings.resources.get(address) {
             for dep in &r.depends_on {
                 if dep.starts_with("gpu-pool/") && rows.iter().any(|x| &x.address == dep) {
                     waking.push(dep.clone());
                 }
             }
         }
+        let mut ops = self.clone();
+        ops.note = Some(format!("{}: woken ({why})", waking.join(", ")));
+        let session = ops.session(&settings).await?;
+        let prior = applied_state(&self.store, &settings)?;
+        let mut desired = prior.clone();
         // The declared specs come back from the record, exactly as they were.
         for w in &waking {
             let Some(rec) = rows.iter().find(|r| &r.address == w) else {
                 continue;
             };
-            if let Some(r) = prior.resources.get_mut(w) {
+            if let Some(r) = desired.resources.get_mut(w) {
                 r.spec = planner::snapshot::SpecJson::from_value(
                     &serde_json::from_str(&rec.spec_before).unwrap_or_default(),
                 );
@@ -212,10 +226,8 @@ impl Ops {
                 r.scaled_down = None;
             }
         }
-        let mut ops = self.clone();
-        ops.note = Some(format!("{}: woken ({why})", waking.join(", ")));
-        let report = ops
-            .apply_store_state(&prior, &waking, ApplyReason::Wake)
+        let report = self
+            .apply_store_state(&session, &prior, &desired, &waking, ApplyReason::Wake)
             .await?;
         if let LifecycleReport::Applied { outcome, .. } = &report
             && outcome.complete()
@@ -227,17 +239,18 @@ impl Ops {
         Ok(report)
     }
 
-    /// Applies the store's own state (with `desired`'s changes) at the applied revision.
+    /// Applies `desired` (the store's state `prior` with a change) at the applied revision, in
+    /// `session`, which holds the lease `prior` was read under.
     async fn apply_store_state(
         &self,
+        session: &super::Session,
+        prior: &Snapshot,
         desired: &Snapshot,
         waking: &[String],
         reason: ApplyReason,
     ) -> Result<LifecycleReport, OpsError> {
         let revision = self.store.applied_revision()?.ok_or(OpsError::NoRevision)?;
-        let session = self.session(desired).await?;
-        let prior = self.store.prior_snapshot()?;
-        let plan = super::plan_with_overlay(&self.store, &prior, desired, &revision, waking)?;
+        let plan = super::plan_with_overlay(&self.store, prior, desired, &revision, waking)?;
         if !plan.summary.has_changes {
             return Ok(LifecycleReport::Unchanged("nothing to change".into()));
         }

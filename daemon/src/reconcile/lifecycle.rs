@@ -95,16 +95,22 @@ impl Reconciler {
                 continue;
             };
             let is_down = scaled.iter().any(|s| &s.address == address);
+            let since = idle.get(address).copied();
+            // The idle count restarts; a store write only when there is one to forget.
+            let forget = || {
+                if since.is_some() {
+                    let _ = self.store().clear_idle_since(address);
+                }
+            };
             let reading = match prometheus.query(&query.promql).await {
                 Ok(reading) => reading,
                 Err(e) => {
                     self.shared.metrics.utilisation_query_failures.inc();
                     problems.push(format!("{address}: {e}"));
-                    let _ = self.store().clear_idle_since(address);
+                    forget();
                     continue;
                 }
             };
-            let since = idle.get(address).copied();
             let v = verdict(reading, query.idle_at_most, is_down, since, now, threshold);
             tracing::debug!(address, ?reading, ?v, "utilisation");
             let value = match reading {
@@ -113,12 +119,10 @@ impl Reconciler {
             };
             let seen = figure(r.kind, value, query.idle_at_most);
             match v {
-                Verdict::Busy => {
-                    let _ = self.store().clear_idle_since(address);
-                }
+                Verdict::Busy => forget(),
                 Verdict::NoData => {
                     problems.push(format!("{address}: no utilisation data"));
-                    let _ = self.store().clear_idle_since(address);
+                    forget();
                 }
                 Verdict::IdleFor(_) if since.is_none() => {
                     let _ = self.store().set_idle_since(address, now);
