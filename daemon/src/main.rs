@@ -430,6 +430,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
+            let err = full_disk_named(err, &state_dir);
             let mut message = format!("{err}");
             for cause in err.chain().skip(1) {
                 message.push_str(&format!(": {cause}"));
@@ -437,6 +438,27 @@ fn main() -> ExitCode {
             eprintln!("{}: {message}", commands::paint(colour, "1;31", "error"));
             ExitCode::from(1)
         }
+    }
+}
+
+/// A store I/O error met while the disk that holds the state directory is full is reported as a
+/// full disk (SQLite names only some of those failures so).
+fn full_disk_named(err: anyhow::Error, state_dir: &std::path::Path) -> anyhow::Error {
+    use daemon::ops::OpsError;
+    use daemon::store::StoreError;
+    let io = err.chain().find_map(|cause| {
+        match (
+            cause.downcast_ref::<StoreError>(),
+            cause.downcast_ref::<OpsError>(),
+        ) {
+            (Some(StoreError::Io(detail)), _)
+            | (_, Some(OpsError::Store(StoreError::Io(detail)))) => Some(detail.clone()),
+            _ => None,
+        }
+    });
+    match io.map(|detail| StoreError::Io(detail).in_dir(state_dir)) {
+        Some(e @ StoreError::DiskFull(_)) => anyhow::Error::new(e),
+        _ => err,
     }
 }
 

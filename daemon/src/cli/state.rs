@@ -248,7 +248,12 @@ pub fn plan_from_store(
         plan.window = closed_window(&desired)?;
         return Ok(Some(plan));
     }
-    let store = Store::open(state_dir)?;
+    // A plain plan only reads: it works in a state directory this user cannot write.
+    let store = if refresh {
+        Store::open(state_dir)?
+    } else {
+        Store::open_for_reading(state_dir)?
+    };
     let mut plan = ops::plan_against_store(&store, &desired, &revision, allow_destroy)?.plan;
     plan.window = closed_window(&desired)?;
     if refresh {
@@ -346,7 +351,7 @@ pub fn history(state_dir: &Path, json: bool) -> Result<u8> {
         );
         return Ok(0);
     }
-    let store = Store::open(state_dir)?;
+    let store = Store::open_for_reading(state_dir)?;
     let rows = store.history()?;
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);

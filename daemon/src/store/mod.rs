@@ -83,7 +83,22 @@ pub enum StoreError {
     #[error("no store in {0}: nothing has been applied yet")]
     Missing(String),
     #[error("store: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
+    /// The state directory or its database cannot be written by this user.
+    #[error(
+        "the store cannot be written: the state directory or its database file is read-only for this user ({0}); nothing was changed: make the state directory writable for this user, or pass --state-dir with one that is"
+    )]
+    ReadOnly(String),
+    /// The disk that holds the state directory is full.
+    #[error(
+        "the store cannot be written: the disk that holds the state directory is full ({0}); nothing was lost: free space there and run the command again (an interrupted apply resumes where it stopped)"
+    )]
+    DiskFull(String),
+    /// Reading or writing the database failed below SQLite (a full disk is the usual cause).
+    #[error(
+        "the store cannot be read or written: an I/O error ({0}); nothing was lost: check the disk that holds the state directory (a full disk is the usual cause) and run the command again"
+    )]
+    Io(String),
     #[error("store holds invalid data: {0}")]
     Corrupt(String),
     #[error(
@@ -106,6 +121,25 @@ pub enum StoreError {
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Read-only, full and failing disks are named as such, with what to do; everything else stays
+/// a plain SQLite error.
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> StoreError {
+        let detail = || match &e {
+            rusqlite::Error::SqliteFailure(f, Some(message)) => {
+                format!("{message}; SQLite code {}", f.extended_code)
+            }
+            other => other.to_string(),
+        };
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::ReadOnly) => StoreError::ReadOnly(detail()),
+            Some(rusqlite::ErrorCode::DiskFull) => StoreError::DiskFull(detail()),
+            Some(rusqlite::ErrorCode::SystemIoFailure) => StoreError::Io(detail()),
+            _ => StoreError::Sqlite(e),
+        }
+    }
+}
 
 pub fn now() -> i64 {
     SystemTime::now()
@@ -266,6 +300,25 @@ fn write_transaction(conn: &Connection) -> Result<rusqlite::Transaction<'_>> {
     )?)
 }
 
+/// Whether the database's write-ahead log holds pages not yet in the database file.
+fn wal_has_content(db: &Path) -> bool {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::metadata(PathBuf::from(wal)).is_ok_and(|m| m.len() > 0)
+}
+
+/// A path as the path part of an SQLite `file:` URI.
+fn uri_path(path: &Path) -> String {
+    let mut out = String::new();
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' | '?' | '#' => out.push_str(&format!("%{:02X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// A database file SQLite cannot read (not a database, corrupt pages) is named as damaged, with
 /// what to do, instead of a bare SQLite message.
 fn damaged(dir: &Path, e: StoreError) -> StoreError {
@@ -280,7 +333,37 @@ fn damaged(dir: &Path, e: StoreError) -> StoreError {
             detail: e.to_string().trim_start_matches("store: ").to_string(),
         }
     } else {
-        e
+        e.in_dir(dir)
+    }
+}
+
+/// Bytes an unprivileged writer may still use on the filesystem that holds `dir`.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is NUL-terminated and `stat` is written by statvfs before it is read.
+    if unsafe { libc::statvfs(path.as_ptr(), stat.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it filled `stat`.
+    let stat = unsafe { stat.assume_init() };
+    // The field types differ by platform (u64 here).
+    #[allow(clippy::unnecessary_cast)]
+    Some(stat.f_bavail as u64 * stat.f_frsize as u64)
+}
+
+impl StoreError {
+    /// An I/O error of the store in `dir` named as a full disk when that filesystem has (almost)
+    /// no room left: SQLite reports a full disk met while growing its shared-memory or log file
+    /// as a plain I/O error.
+    pub fn in_dir(self, dir: &Path) -> StoreError {
+        match self {
+            StoreError::Io(detail) if free_bytes(dir).is_some_and(|free| free < 1 << 20) => {
+                StoreError::DiskFull(detail)
+            }
+            other => other,
+        }
     }
 }
 
@@ -329,11 +412,19 @@ impl Store {
         if !Store::exists(dir) {
             return Err(StoreError::Missing(dir.display().to_string()));
         }
-        let conn = Connection::open_with_flags(
-            dir.join(DB_FILE),
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.busy_timeout(Duration::from_secs(10))?;
+        let path = dir.join(DB_FILE);
+        let conn = match Store::read_only_connection(&path, false) {
+            // A WAL database needs its shared-memory file, which a reader cannot create in a
+            // directory it cannot write or on a full disk. Without a write-ahead log the
+            // database file holds everything, so it can be read as immutable instead.
+            Err(
+                StoreError::ReadOnly(_)
+                | StoreError::DiskFull(_)
+                | StoreError::Io(_)
+                | StoreError::Sqlite(_),
+            ) if !wal_has_content(&path) => Store::read_only_connection(&path, true)?,
+            other => other?,
+        };
         let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         refuse_newer(found, dir)?;
         if found < SCHEMA_VERSION {
@@ -347,6 +438,41 @@ impl Store {
             conn: Arc::new(Mutex::new(conn)),
             dir: dir.to_path_buf(),
         })
+    }
+
+    /// A read-only connection that has read the schema version (where a read-only directory
+    /// shows).
+    fn read_only_connection(path: &Path, immutable: bool) -> Result<Connection> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = if immutable {
+            Connection::open_with_flags(
+                format!("file:{}?immutable=1", uri_path(path)),
+                flags | OpenFlags::SQLITE_OPEN_URI,
+            )?
+        } else {
+            Connection::open_with_flags(path, flags)?
+        };
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))?;
+        Ok(conn)
+    }
+
+    /// Opens the store of a command that only reads it (`plan`, `history`): writable when it
+    /// can be (an older schema is migrated then), read-only when the state directory is
+    /// read-only for this user.
+    pub fn open_for_reading(dir: &Path) -> Result<Store> {
+        match Store::open(dir) {
+            // Reading still works where writing does not.
+            Err(StoreError::ReadOnly(_) | StoreError::DiskFull(_) | StoreError::Io(_)) => {
+                Store::open_read_only(dir)
+            }
+            Err(StoreError::Sqlite(e))
+                if e.sqlite_error_code() == Some(rusqlite::ErrorCode::CannotOpen) =>
+            {
+                Store::open_read_only(dir)
+            }
+            other => other,
+        }
     }
 
     /// Opens the store of a command that needs something to have been applied.
