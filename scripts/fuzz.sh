@@ -9,7 +9,7 @@ seconds="${1:-20}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(kdl_front_end fast_parser_agrees saved_plan webhook_signature)
+    targets=(kdl_front_end fast_parser_agrees saved_plan webhook_signature api_request)
 fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/platformd-target}"
@@ -24,9 +24,9 @@ fi
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
 
 # Seeds: every fixture and example file for the KDL targets, saved plans of the example and of
-# the plan fixtures for the plan loader, a few shaped inputs for the webhook check.
+# the plan fixtures for the plan loader, a few shaped inputs for the webhook check and the API.
 corpus=fuzz/corpus
-mkdir -p "$corpus"/{kdl_front_end,fast_parser_agrees,saved_plan,webhook_signature}
+mkdir -p "$corpus"/{kdl_front_end,fast_parser_agrees,saved_plan,webhook_signature,api_request}
 while IFS= read -r -d '' f; do
     name="seed-$(sha256sum "$f" | cut -c1-16)"
     cp "$f" "$corpus/kdl_front_end/$name"
@@ -44,6 +44,10 @@ for stack in platform-state-example planner/tests/fixtures/plans/*/; do
 done
 printf '\x06s3cret\nsha256=00\n{}' > "$corpus/webhook_signature/seed-short"
 printf '\x00sha256=\n' > "$corpus/webhook_signature/seed-empty"
+printf 'rollback=git-3f9a1c2\n{"revision": "git-3f9a1c2"}' > "$corpus/api_request/seed-rollback"
+printf 'correct=all&override-window=hotfix%%20INC-42\n{"revision": "r", "plan_hash": "9f2c"}' \
+    > "$corpus/api_request/seed-sync"
+printf '\n{"address": "ai-endpoint/support-bot"}' > "$corpus/api_request/seed-wake"
 
 fuzz_dir="$CARGO_TARGET_DIR/fuzz"
 for target in "${targets[@]}"; do

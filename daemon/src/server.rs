@@ -134,15 +134,9 @@ async fn revisions(State(api): State<Api>) -> Response {
     }
 }
 
-#[derive(serde::Deserialize)]
-struct PlanQuery {
-    /// Preview the plan of rolling back to this applied revision (nothing is changed).
-    rollback: Option<String>,
-}
-
 async fn plan(
     State(api): State<Api>,
-    axum::extract::Query(query): axum::extract::Query<PlanQuery>,
+    axum::extract::Query(query): axum::extract::Query<api::PlanQuery>,
 ) -> Response {
     if let Some(revision) = query.rollback {
         let store = api.shared.store.clone();
@@ -330,19 +324,9 @@ async fn command(api: &Api, caller: Caller, command: Command) -> Response {
     }
 }
 
-#[derive(serde::Deserialize)]
-struct SyncQuery {
-    /// `all`, or an address: scan for drift now and correct it (policy `correct`).
-    correct: Option<String>,
-    /// Apply even while a sync window is closed; the value is the reason, recorded with the
-    /// API token as the actor.
-    #[serde(rename = "override-window")]
-    override_window: Option<String>,
-}
-
 async fn sync(
     State(api): State<Api>,
-    axum::extract::Query(query): axum::extract::Query<SyncQuery>,
+    axum::extract::Query(query): axum::extract::Query<api::SyncQuery>,
     headers: HeaderMap,
 ) -> Response {
     let caller = match authorize(&api, &headers, "sync").await {

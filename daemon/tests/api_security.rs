@@ -77,6 +77,9 @@ fn https_named_scoped_tokens_logging_body_and_rate_limits() {
             tls.key.to_str().unwrap(),
             "--debounce",
             "100ms",
+            // Low enough that the burst below meets the limit however slowly curl runs.
+            "--api-rate-limit",
+            "0.5",
         ],
         &[],
     );

@@ -243,6 +243,30 @@ pub struct ScaledDownResource {
     pub monthly_usd_saved: f64,
 }
 
+/// The query of `GET /api/v1/plan`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanQuery {
+    /// Preview the plan of rolling back to this applied revision (nothing is changed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<String>,
+}
+
+/// The query of `POST /api/v1/sync`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncQuery {
+    /// `all`, or an address: scan for drift now and correct it (policy `correct`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correct: Option<String>,
+    /// Apply even while a sync window is closed; the value is the reason, recorded with the
+    /// API token as the actor.
+    #[serde(
+        rename = "override-window",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub override_window: Option<String>,
+}
+
 /// `POST /api/v1/wake`: bring a scaled-down resource back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WakeRequest {
