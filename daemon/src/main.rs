@@ -89,6 +89,13 @@ pub enum Command {
         #[arg(long, default_value_t = 10)]
         top: usize,
     },
+    /// The stack's templates: versions, parameters and docs (Markdown for a developer portal).
+    Templates {
+        #[arg(default_value = ".")]
+        stack: PathBuf,
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+        format: PlanFormat,
+    },
     /// Print the dependency graph.
     Graph {
         #[arg(default_value = ".")]
@@ -328,6 +335,7 @@ fn main() -> ExitCode {
         Command::Cost { stack, format, top } => {
             commands::cost(&stack, &state_dir, format, top, colour)
         }
+        Command::Templates { stack, format } => commands::templates(&stack, format, colour),
         Command::Graph {
             stack,
             format,

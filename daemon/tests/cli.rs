@@ -738,3 +738,55 @@ fn cost_exits_3_when_a_team_is_over_its_budget() {
     assert_eq!(code(&out), 3, "{}", stdout(&out));
     assert!(stdout(&out).contains("OVER BUDGET"), "{}", stdout(&out));
 }
+
+#[test]
+fn templates_lists_the_catalog_in_text_json_and_markdown_and_plans_name_the_template() {
+    let golden = repo_root().join("planner/tests/fixtures/templates/golden");
+    let golden = golden.to_str().unwrap();
+    let text = platformd(&["templates", golden], repo_root());
+    assert_eq!(code(&text), 0, "{}", stderr(&text));
+    assert!(
+        stdout(&text).contains("web-service v1 — A stateless HTTP service")
+            && stdout(&text).contains("web-service v2")
+            && stdout(&text).contains("image     image     required"),
+        "{}",
+        stdout(&text)
+    );
+    let json = platformd(&["templates", golden, "--format", "json"], repo_root());
+    let catalog: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!(catalog["stack"], "golden");
+    assert_eq!(catalog["templates"][1]["version"], "2");
+    assert_eq!(catalog["templates"][1]["uses"], 1);
+    assert_eq!(catalog["templates"][1]["at"], "templates/web.kdl:13:1");
+    let md = platformd(&["templates", golden, "--format", "markdown"], repo_root());
+    assert!(
+        stdout(&md).contains("## `web-service` version 2")
+            && stdout(&md).contains("```kdl\nuse \"web-service\" version=\"2\""),
+        "{}",
+        stdout(&md)
+    );
+
+    let plan = platformd(&["plan", golden, "--format", "json"], repo_root());
+    let plan: serde_json::Value = serde_json::from_str(&stdout(&plan)).unwrap();
+    let checkout = plan["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["address"] == "service/checkout")
+        .unwrap();
+    assert_eq!(checkout["template"]["template"], "web-service");
+    assert_eq!(checkout["template"]["at"], "web/apps.kdl:1:1");
+
+    // A broken product file: reported (exit 1), and the catalog is still listed.
+    let dir = tempfile::tempdir().unwrap();
+    test_support::copy_dir(Path::new(golden), dir.path());
+    std::fs::write(
+        dir.path().join("web/broken.kdl"),
+        "use \"web-service\" version=\"9\" name=\"x\" team=\"web\" {\n}\n",
+    )
+    .unwrap();
+    let broken = platformd(&["templates", dir.path().to_str().unwrap()], repo_root());
+    assert_eq!(code(&broken), 1);
+    assert!(stderr(&broken).contains("unknown-template-version"));
+    assert!(stdout(&broken).contains("web-service v2"));
+}

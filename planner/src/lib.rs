@@ -19,6 +19,7 @@ pub mod snapshot;
 pub mod source;
 pub mod suggest;
 pub mod syntax;
+pub mod template;
 pub mod units;
 pub mod validate;
 pub mod window;
@@ -59,12 +60,14 @@ pub fn analyze(files: Vec<StackFile>) -> Analysis {
 pub fn analyze_cached(files: Vec<StackFile>, cache: Option<&load::ParseCache>) -> Analysis {
     let parsed = load::parse_files_cached(files, cache);
     let mut diagnostics = parsed.diagnostics;
-    let stack = validate::check(
+    let mut stack = validate::check(
         parsed.sources,
         parsed.decoded,
         parsed.syntax_errors,
         &mut diagnostics,
     );
+    stack.templates = parsed.templates;
+    validate::check_templates_only(&stack, &mut diagnostics);
     let graph = graph::Graph::from_stack(&stack);
     validate::check_cycles(&graph, &mut diagnostics);
     let (costs, cost_warnings) = cost::estimate(&stack);
@@ -77,6 +80,7 @@ pub fn analyze_cached(files: Vec<StackFile>, cache: Option<&load::ParseCache>) -
             snapshot = None;
         }
     }
+    template::attribute(&mut diagnostics, &stack.templates, &stack.sources);
     diagnostic::sort(&mut diagnostics);
     Analysis {
         stack,

@@ -147,6 +147,7 @@ mod tests {
             ignore_changes: Vec::new(),
             monthly_cost_usd: 100.0,
             scaled_down: None,
+            template: None,
         }
     }
 

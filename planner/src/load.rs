@@ -5,6 +5,7 @@ use crate::decode::{self, Decoded};
 use crate::diagnostic::Diagnostic;
 use crate::source::{FileId, SourceFile, Sources};
 use crate::syntax::Node;
+use crate::template::{self, Templates};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::Path;
@@ -161,10 +162,43 @@ pub struct Parsed {
     pub decoded: Decoded,
     pub diagnostics: Vec<Diagnostic>,
     pub syntax_errors: bool,
+    /// The stack's templates and the uses expanded from them.
+    pub templates: Templates,
 }
 
 pub fn parse_files(files: Vec<StackFile>) -> Parsed {
     parse_files_cached(files, None)
+}
+
+/// Runs `work` on every index below `n`, over the machine's cores, and returns the results in
+/// index order (so results never depend on scheduling).
+fn in_parallel<T: Send>(n: usize, work: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |p| p.get())
+        .min(n.max(1));
+    if workers <= 1 || n < 2 {
+        return (0..n).map(work).collect();
+    }
+    // Interleaved assignment balances files of similar size across workers.
+    std::thread::scope(|scope| {
+        let work = &work;
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                scope.spawn(move || {
+                    (w..n)
+                        .step_by(workers)
+                        .map(|i| (i, work(i)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all: Vec<(usize, T)> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect();
+        all.sort_by_key(|r| r.0);
+        all.into_iter().map(|(_, t)| t).collect()
+    })
 }
 
 /// [`parse_files`], reusing and filling `cache`.
@@ -174,77 +208,74 @@ pub fn parse_files_cached(files: Vec<StackFile>, cache: Option<&ParseCache>) -> 
         sources.add(SourceFile::new(f.path, f.text));
     }
     let n = sources.len();
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |p| p.get())
-        .min(n.max(1));
-    // Interleaved assignment balances files of similar size across workers.
-    let results: Vec<(usize, Decoded, Vec<Diagnostic>, bool)> = if workers <= 1 || n < 2 {
-        (0..n).map(|i| parse_one(&sources, i, cache)).collect()
-    } else {
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..workers)
-                .map(|w| {
-                    let sources = &sources;
-                    scope.spawn(move || {
-                        (w..n)
-                            .step_by(workers)
-                            .map(|i| parse_one(sources, i, cache))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            let mut all: Vec<_> = handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap_or_default())
-                .collect();
-            all.sort_by_key(|r| r.0);
-            all
-        })
-    };
-    let mut decoded = Decoded::default();
+    let trees = in_parallel(n, |i| parse_one(&sources, i, cache));
     let mut diagnostics = Vec::new();
     let mut syntax_errors = false;
-    for (_, d, diags, had_syntax_errors) in results {
-        decoded.merge(d);
+    let mut templates = Templates::default();
+    let decoded: Vec<(Decoded, Vec<Diagnostic>)> = if trees
+        .iter()
+        .flatten()
+        .any(|t| template::mentions_templates(t))
+    {
+        // Templates and uses may be in any file: expand across the whole stack first.
+        let mut owned: Vec<Vec<Node>> = trees
+            .iter()
+            .map(|t| t.as_ref().map_or_else(|_| Vec::new(), |t| (**t).clone()))
+            .collect();
+        templates = template::expand(&mut owned, &mut diagnostics);
+        in_parallel(n, |i| decode_one(&owned[i]))
+    } else {
+        in_parallel(n, |i| {
+            trees[i]
+                .as_ref()
+                .map_or_else(|_| (Decoded::default(), Vec::new()), |t| decode_one(t))
+        })
+    };
+    let mut merged = Decoded::default();
+    for (tree, (d, diags)) in trees.iter().zip(decoded) {
+        if let Err(errors) = tree {
+            diagnostics.extend(errors.iter().cloned());
+            syntax_errors = true;
+        }
+        merged.merge(d);
         diagnostics.extend(diags);
-        syntax_errors |= had_syntax_errors;
     }
     Parsed {
         sources,
-        decoded,
+        decoded: merged,
         diagnostics,
         syntax_errors,
+        templates,
     }
 }
 
+fn decode_one(nodes: &[Node]) -> (Decoded, Vec<Diagnostic>) {
+    let mut diags = Vec::new();
+    let decoded = decode::decode_nodes(nodes, &mut diags);
+    (decoded, diags)
+}
+
+/// One file's syntax tree, its spans pointing into that file, or its syntax errors.
 fn parse_one(
     sources: &Sources,
     i: usize,
     cache: Option<&ParseCache>,
-) -> (usize, Decoded, Vec<Diagnostic>, bool) {
+) -> Result<Arc<Vec<Node>>, Vec<Diagnostic>> {
     let id = FileId(i as u32);
     let text = &sources.get(id).text;
-    let cached = cache.and_then(|c| c.get(text));
-    let nodes = match cached {
+    let nodes = match cache.and_then(|c| c.get(text)) {
         Some(nodes) => nodes,
-        None => match crate::syntax::parse(id, text) {
-            Ok(nodes) => {
-                let nodes = Arc::new(nodes);
-                if let Some(c) = cache {
-                    c.put(text, nodes.clone());
-                }
-                nodes
+        None => {
+            let nodes = Arc::new(crate::syntax::parse(id, text)?);
+            if let Some(c) = cache {
+                c.put(text, nodes.clone());
             }
-            Err(diags) => return (i, Decoded::default(), diags, true),
-        },
+            nodes
+        }
     };
-    let mut diags = Vec::new();
-    // Cached trees may carry another file's id: spans are re-pointed while decoding.
-    let decoded = if nodes.first().is_some_and(|n| n.name.span.file != id) {
-        let remapped: Vec<Node> = nodes.iter().map(|n| n.with_file(id)).collect();
-        decode::decode_nodes(&remapped, &mut diags)
-    } else {
-        decode::decode_nodes(&nodes, &mut diags)
-    };
-    (i, decoded, diags, false)
+    // Cached trees may carry another file's id: spans are re-pointed.
+    if nodes.first().is_some_and(|n| n.name.span.file != id) {
+        return Ok(Arc::new(nodes.iter().map(|n| n.with_file(id)).collect()));
+    }
+    Ok(nodes)
 }

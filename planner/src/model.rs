@@ -264,6 +264,8 @@ pub struct Platform {
     pub approval: Option<ApprovalScope>,
     /// Where the cost controller reads utilisation.
     pub metrics: Option<MetricsSource>,
+    /// Teams that declare resources only through templates.
+    pub templates_only: Vec<Spanned<String>>,
     /// The `platform` keyword, for diagnostics about the platform as a whole.
     pub keyword_span: Span,
 }
@@ -605,6 +607,8 @@ pub struct Stack {
     pub resources: Vec<Resource>,
     pub pricing: PricingOverrides,
     pub policies: Vec<Policy>,
+    /// Templates and their uses (`crate::template`).
+    pub templates: crate::template::Templates,
 }
 
 /// `approval { kinds …; teams … }`: a plan that changes a resource of these kinds or teams waits

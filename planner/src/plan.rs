@@ -99,6 +99,9 @@ pub struct ResourceChange {
     /// (`crate::lifecycle`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scaled_down: Option<String>,
+    /// The template use that makes the resource, when one does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<crate::template::TemplateOrigin>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -265,6 +268,7 @@ impl Plan {
                     ignore_changes,
                     monthly_cost_usd: r.cost.after,
                     scaled_down: r.scaled_down.clone(),
+                    template: r.template.clone(),
                 },
             );
         }
@@ -399,6 +403,7 @@ pub fn plan(prior: &Snapshot, desired: &Snapshot, options: &PlanOptions) -> Plan
                     after: after.monthly_cost_usd,
                 },
                 scaled_down: after.scaled_down.clone(),
+                template: after.template.clone(),
             },
             Some(before) => diff_resource(address, before, after, &allow),
         };
@@ -440,6 +445,7 @@ pub fn plan(prior: &Snapshot, desired: &Snapshot, options: &PlanOptions) -> Plan
                 after: 0.0,
             },
             scaled_down: None,
+            template: before.template.clone(),
         });
     }
     resources.extend(deletes);
@@ -586,6 +592,7 @@ fn diff_resource(
             after: after.monthly_cost_usd,
         },
         scaled_down: after.scaled_down.clone(),
+        template: after.template.clone(),
     }
 }
 

@@ -219,6 +219,9 @@ fn render_change_text(p: &Paint, r: &ResourceChange, out: &mut String) {
         Action::NoOp => String::new(),
     };
     let _ = writeln!(out, "{} [{}] {detail}", p.action(r.action, &head), r.driver);
+    if let Some(t) = &r.template {
+        let _ = writeln!(out, "      {}", p.c("2", &template_line(t)));
+    }
     if r.blocked {
         let _ = writeln!(
             out,
@@ -278,6 +281,14 @@ fn render_change_text(p: &Paint, r: &ResourceChange, out: &mut String) {
         let _ = writeln!(out, "      after: {}", r.depends_on.join(", "));
     }
     out.push('\n');
+}
+
+/// `from template web-service v2, use "checkout" at payments/checkout.kdl:1:1`.
+pub fn template_line(t: &crate::template::TemplateOrigin) -> String {
+    format!(
+        "from template {} v{}, use \"{}\" at {}",
+        t.template, t.version, t.use_name, t.at
+    )
 }
 
 fn field_line(p: &Paint, c: &FieldChange, width: usize) -> String {
@@ -390,8 +401,19 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
                 .join(", ")
         };
         let blocked = if r.blocked { " ⛔ blocked" } else { "" };
+        let template = r
+            .template
+            .as_ref()
+            .map(|t| {
+                format!(
+                    " <sub>{} v{}</sub>",
+                    md_escape(&t.template),
+                    md_escape(&t.version)
+                )
+            })
+            .unwrap_or_default();
         rows.push(format!(
-            "| {}{blocked} | `{}` | {} | {} | {} |\n",
+            "| {}{blocked} | `{}`{template} | {} | {} | {} |\n",
             action_badge(r.action),
             r.address,
             r.driver,
@@ -438,6 +460,9 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
             r.address,
             md_escape(&r.reason)
         );
+        if let Some(t) = &r.template {
+            let _ = writeln!(d, "{}\n", md_escape(&template_line(t)));
+        }
         d.push_str("```diff\n");
         match r.action {
             Action::Create => {

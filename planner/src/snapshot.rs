@@ -80,6 +80,9 @@ pub struct ResourceSnapshot {
     /// for plans and the UI. The spec then is the scaled-down one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scaled_down: Option<String>,
+    /// The template use that made it, when one did (`crate::template`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<crate::template::TemplateOrigin>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -146,6 +149,7 @@ impl Snapshot {
                     ignore_changes,
                     monthly_cost_usd: costs.get(&address).copied().unwrap_or(0.0),
                     scaled_down: None,
+                    template: stack.templates.origin(r.name_span, &stack.sources),
                 },
             );
         }

@@ -15,6 +15,16 @@ pub struct Span {
     pub file: FileId,
     pub start: u32,
     pub end: u32,
+    /// Which `use` of a template produced the text (`crate::template`): 0 for text written
+    /// where it stands, else the expansion's number. Two uses of one template thereby make
+    /// distinct spans over the same template text, and a diagnostic in an expansion is traced
+    /// back to its use site.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub expansion: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Span {
@@ -23,6 +33,7 @@ impl Span {
             file,
             start: start as u32,
             end: end.max(start) as u32,
+            expansion: 0,
         }
     }
 

@@ -602,6 +602,57 @@ fn check_references(
 
 /// Dependency cycles, each reported as a path. Takes the stack's graph, which the caller builds
 /// once and keeps.
+/// `templates-only "team" …` in the platform: those teams' resources come from templates.
+pub fn check_templates_only(stack: &Stack, diags: &mut Vec<Diagnostic>) {
+    let Some(platform) = &stack.platform else {
+        return;
+    };
+    if platform.templates_only.is_empty() {
+        return;
+    }
+    let mut names: Vec<String> = stack
+        .templates
+        .templates
+        .iter()
+        .map(|t| format!("`{}`", t.name))
+        .collect();
+    names.dedup();
+    for r in &stack.resources {
+        let Some(team) = &r.team else { continue };
+        if r.name_span.expansion != 0 {
+            continue;
+        }
+        let Some(rule) = platform
+            .templates_only
+            .iter()
+            .find(|t| t.value == team.value)
+        else {
+            continue;
+        };
+        let help = if names.is_empty() {
+            "ask the platform team for a template; `platformd templates` lists the stack's"
+                .to_string()
+        } else {
+            format!(
+                "declare it with a `use` of one of the platform's templates ({}); `platformd templates` lists them",
+                names.join(", ")
+            )
+        };
+        diags.push(
+            Diagnostic::error(
+                "not-from-template",
+                format!(
+                    "team `{}` declares resources only through templates, and {} is written by hand",
+                    team.value, r.address
+                ),
+            )
+            .with_label(r.name_span, "written by hand")
+            .with_label(rule.span, "the platform's rule")
+            .with_help(help),
+        );
+    }
+}
+
 pub fn check_cycles(graph: &Graph, diags: &mut Vec<Diagnostic>) {
     for cycle in graph.cycles() {
         let mut path: Vec<String> = cycle

@@ -220,3 +220,28 @@ fn the_example_stack_is_entirely_in_the_fast_subset() {
         );
     }
 }
+
+/// Found by `fuzz/fuzz_targets/fast_parser_agrees.rs`: digit runs of a float beyond the range of
+/// an i128 (the reference refuses them; the fast parser accepted them). Both now refuse, with the
+/// reference's diagnostic; floats just inside the range are read alike.
+#[test]
+fn fuzz_regression_floats_whose_digits_overflow_an_i128() {
+    for text in [
+        " z -32233223333333.33333333333333333333333336433333333333333333336409333333333364090",
+        "n 1.1234567890123456789012345678901234567890",
+        "n 123456789012345678901234567890123456789012.5",
+        "n 1.5e123456789012345678901234567890123456789012",
+    ] {
+        assert!(syntax::parse_fast(FileId(0), text).is_none(), "{text}");
+        let errors = syntax::parse(FileId(0), text).expect_err(text);
+        assert!(!errors.is_empty());
+    }
+    assert!(check(
+        "n 1.12345678901234567890123456789012345678",
+        "38 digits"
+    ));
+    assert!(check(
+        "n -12345678901234567890123456789012345678.5",
+        "38 digits"
+    ));
+}

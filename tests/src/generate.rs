@@ -180,9 +180,47 @@ pub fn stack_files(resources: usize, seed: u64) -> Vec<(String, String)> {
     files
 }
 
+/// A synthetic stack of `resources` resources of which `uses` are services made by uses of one
+/// template (`templates/service.kdl`), the rest as [`stack_files`] writes them: for measuring
+/// what template expansion costs.
+pub fn stack_files_with_uses(resources: usize, seed: u64, uses: usize) -> Vec<(String, String)> {
+    let uses = uses.min(resources.saturating_sub(1));
+    let mut files = stack_files(resources - uses, seed);
+    if uses == 0 {
+        return files;
+    }
+    let teams = (resources - uses).div_ceil(100).max(1);
+    files.push((
+        "templates/service.kdl".to_string(),
+        "template \"bench-service\" version=\"1\" {\n    doc \"A service with a database\"\n    param \"image\" type=\"image\"\n    param \"replicas\" type=\"int\" default=2 min=1 max=50\n    param \"database\" type=\"reference\"\n    service \"{name}\" {\n        image \"{image}\"\n        replicas \"{replicas}\"\n        port 8080\n        resources cpu=\"250m\" memory=\"256Mi\"\n        env \"LOG_LEVEL\" \"info\"\n        env \"DATABASE_URL\" from=\"{database}.url\"\n        labels made-by=\"bench-service-{name}\"\n    }\n}\n".to_string(),
+    ));
+    let mut chunk = String::new();
+    for u in 0..uses {
+        let team = u % teams;
+        let _ = write!(
+            chunk,
+            "use \"bench-service\" version=\"1\" name=\"templated-{u}\" team=\"team-{team}\" {{\n    image \"ghcr.io/acme/templated-{u}:1.{}.0\"\n    replicas {}\n    database \"database/database-{team}-0\"\n}}\n\n",
+            u % 20,
+            1 + u % 4
+        );
+        if (u + 1) % 20 == 0 || u + 1 == uses {
+            files.push((
+                format!("uses/part-{:03}.kdl", u / 20),
+                std::mem::take(&mut chunk),
+            ));
+        }
+    }
+    files
+}
+
 /// Writes a synthetic stack into `dir`.
 pub fn write_stack(dir: &Path, resources: usize, seed: u64) -> std::io::Result<()> {
-    for (path, text) in stack_files(resources, seed) {
+    write_files(dir, stack_files(resources, seed))
+}
+
+/// Writes `files` (relative path, text) into `dir`.
+pub fn write_files(dir: &Path, files: Vec<(String, String)>) -> std::io::Result<()> {
+    for (path, text) in files {
         let full = dir.join(path);
         std::fs::create_dir_all(full.parent().expect("has parent"))?;
         std::fs::write(full, text)?;

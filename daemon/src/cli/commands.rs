@@ -123,6 +123,32 @@ pub fn validate(stack: &Path, format: DiagnosticFormat, colours: Colours) -> Res
     Ok(0)
 }
 
+/// `platformd templates`: the stack's catalog. Problems in the stack are reported (exit 1), but
+/// the templates that decoded are listed all the same: a broken product-team file does not hide
+/// the catalog.
+pub fn templates(stack: &Path, format: PlanFormat, colours: Colours) -> Result<u8> {
+    let analysis = analyze(stack, None)?;
+    let errors = report(&analysis, colours, None);
+    let catalog = planner::template::Catalog {
+        stack: analysis
+            .stack
+            .platform
+            .as_ref()
+            .map_or_else(|| display_root(stack), |p| p.name.value.clone()),
+        templates: analysis.stack.templates.catalog(&analysis.stack.sources),
+    };
+    let rendered = match format {
+        PlanFormat::Text => catalog.text(),
+        PlanFormat::Json => serde_json::to_string_pretty(&catalog)? + "\n",
+        PlanFormat::Markdown => catalog.markdown(),
+    };
+    std::io::stdout()
+        .lock()
+        .write_all(rendered.as_bytes())
+        .context("cannot write the catalog to stdout")?;
+    Ok(u8::from(errors))
+}
+
 /// `platformd cost`: the estimate the plan uses, broken down; exits 3 when a team is over its
 /// budget, like a plan that breaches one. With a store, resources the cost controller holds
 /// scaled down count as they are (as in the plan) and this month's savings are added.

@@ -23,6 +23,7 @@ pub(crate) const PLATFORM_FIELDS: &[FieldDef] = &[
         "metrics",
         "metrics \"http://prometheus.monitoring:9090\" bearer-token-file=\"/var/run/secrets/prometheus/token\"",
     ),
+    once("templates-only", "templates-only \"storefront\" \"data\""),
 ];
 
 const METRICS_FIELDS: &[FieldDef] = &[repeated(
@@ -349,6 +350,20 @@ pub(crate) fn decode_platform(node: &Node, diags: &mut Vec<Diagnostic>) -> Optio
         .iter()
         .filter_map(|w| decode_window(w, block.def("window").usage, diags))
         .collect();
+    let mut templates_only = Vec::new();
+    if let Some(n) = block.one("templates-only") {
+        let usage = block.def("templates-only").usage;
+        if shape(n, 1, usize::MAX, &[], usage, diags) {
+            for a in &n.args {
+                let v = Val {
+                    value: &a.value,
+                    span: a.span,
+                    what: "team".into(),
+                };
+                templates_only.extend(string(v, "\"storefront\"", diags));
+            }
+        }
+    }
     let mut routes = Vec::new();
     for r in block.all("route") {
         let usage = block.def("route").usage;
@@ -385,6 +400,7 @@ pub(crate) fn decode_platform(node: &Node, diags: &mut Vec<Diagnostic>) -> Optio
         windows,
         approval,
         metrics,
+        templates_only,
         keyword_span: node.name.span,
     })
 }

@@ -467,6 +467,21 @@ impl<'a> Parser<'a> {
                     return Err(Defer);
                 }
             }
+            // The reference reads each digit run of a float as an i128 and refuses one that
+            // overflows it; so does this parser (found by fuzzing, `docs/FUZZING.md`).
+            let fits = |sign: &str, digits: &str| {
+                format!("{sign}{}", digits.replace('_', ""))
+                    .parse::<i128>()
+                    .is_ok()
+            };
+            let is_float = frac.is_some() || exponent.is_some();
+            if is_float
+                && (!fits(if negative { "-" } else { "" }, int_part)
+                    || frac.is_some_and(|f| !fits("", f))
+                    || exponent.is_some_and(|e| !fits("", e.trim_start_matches(['+', '-']))))
+            {
+                return Err(Defer);
+            }
             let clean: String = token.chars().filter(|c| *c != '_').collect();
             if frac.is_none() && exponent.is_none() {
                 Value::Integer(clean.parse::<i128>().map_err(|_| Defer)?)

@@ -71,23 +71,27 @@ pub struct Node {
 impl Node {
     /// A copy of this node with every span pointing into `file`.
     pub fn with_file(&self, file: FileId) -> Node {
-        let re = |s: Span| Span { file, ..s };
+        self.map_spans(&|s| Span { file, ..s })
+    }
+
+    /// A copy of this node with `f` applied to every span in it.
+    pub fn map_spans(&self, f: &impl Fn(Span) -> Span) -> Node {
         Node {
             name: Ident {
                 text: self.name.text.clone(),
-                span: re(self.name.span),
+                span: f(self.name.span),
             },
             type_annotation: self.type_annotation.as_ref().map(|t| Ident {
                 text: t.text.clone(),
-                span: re(t.span),
+                span: f(t.span),
             }),
-            entry_annotations: self.entry_annotations.iter().map(|s| re(*s)).collect(),
+            entry_annotations: self.entry_annotations.iter().map(|s| f(*s)).collect(),
             args: self
                 .args
                 .iter()
                 .map(|a| Arg {
                     value: a.value.clone(),
-                    span: re(a.span),
+                    span: f(a.span),
                 })
                 .collect(),
             props: self
@@ -96,16 +100,16 @@ impl Node {
                 .map(|p| Prop {
                     key: Ident {
                         text: p.key.text.clone(),
-                        span: re(p.key.span),
+                        span: f(p.key.span),
                     },
                     value: p.value.clone(),
-                    value_span: re(p.value_span),
-                    span: re(p.span),
+                    value_span: f(p.value_span),
+                    span: f(p.span),
                 })
                 .collect(),
-            children: self.children.iter().map(|c| c.with_file(file)).collect(),
+            children: self.children.iter().map(|c| c.map_spans(f)).collect(),
             has_block: self.has_block,
-            span: re(self.span),
+            span: f(self.span),
         }
     }
 

@@ -8,7 +8,11 @@
 //! ```sh
 //! cargo build --release -p platformd -p platformd-test-support
 //! $CARGO_TARGET_DIR/release/plan-bench [--runs N] [--sizes 1000,10000] [--platformd PATH]
+//!     [--template-uses 1000]
 //! ```
+//!
+//! With `--template-uses N`, it also plans the largest size with N of its resources made by
+//! uses of a template, against the same size written out, and prints what expansion adds.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -20,6 +24,7 @@ fn main() {
     let mut runs = 5usize;
     let mut sizes = vec![1_000usize, 10_000];
     let mut binary: Option<PathBuf> = None;
+    let mut template_uses: Option<usize> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -33,6 +38,13 @@ fn main() {
                     .collect()
             }
             "--platformd" => binary = args.next().map(PathBuf::from),
+            "--template-uses" => {
+                template_uses = Some(
+                    args.next()
+                        .and_then(|v| v.parse().ok())
+                        .expect("--template-uses N"),
+                )
+            }
             other => panic!("unknown argument {other}"),
         }
     }
@@ -176,4 +188,54 @@ fn main() {
             *n2 as f64 / *n1 as f64
         );
     }
+    if let (Some(uses), Some(&n)) = (template_uses, sizes.iter().max()) {
+        template_cost(&binary, n, uses, runs);
+    }
+}
+
+/// Cold `plan --format json` of `n` resources written out, then of `n` resources of which `uses`
+/// come from template uses.
+fn template_cost(binary: &std::path::Path, n: usize, uses: usize, runs: usize) {
+    println!();
+    println!("| stack | resources | median wall | min wall | peak RSS |");
+    println!("|---|---:|---:|---:|---:|");
+    let mut medians = Vec::new();
+    for (label, files) in [
+        (
+            "written out".to_string(),
+            test_support::generate::stack_files(n, 42),
+        ),
+        (
+            format!("{uses} from template uses"),
+            test_support::generate::stack_files_with_uses(n, 42, uses),
+        ),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stack = dir.path().join("stack");
+        test_support::generate::write_files(&stack, files).expect("write stack");
+        let mut walls = Vec::new();
+        let mut rss = 0;
+        for _ in 0..runs {
+            let s = run(Command::new(binary)
+                .args(["plan", "stack", "--format", "json"])
+                .current_dir(dir.path()));
+            assert!(s.exit == 0 || s.exit == 2, "{label} exited {}", s.exit);
+            walls.push(s.wall);
+            rss = rss.max(s.max_rss_kib);
+        }
+        let min = *walls.iter().min().expect("samples");
+        let med = median(walls);
+        medians.push(med);
+        println!(
+            "| {label} | {n} | {} | {} | {:.1} MiB |",
+            ms(med),
+            ms(min),
+            rss as f64 / 1024.0
+        );
+    }
+    println!();
+    println!(
+        "template expansion adds {:+.1}% to the cold plan",
+        (medians[1].as_secs_f64() / medians[0].as_secs_f64() - 1.0) * 100.0
+    );
 }
