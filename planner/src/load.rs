@@ -201,6 +201,16 @@ fn in_parallel<T: Send>(n: usize, work: impl Fn(usize) -> T + Sync) -> Vec<T> {
     })
 }
 
+/// What the first pass made of one file.
+enum FirstPass {
+    /// Decoded at once: the file has no template and no use (the usual case; its syntax tree
+    /// is dropped right away, which keeps peak memory at one tree per worker).
+    Decoded(Decoded, Vec<Diagnostic>),
+    /// Holds templates or uses: decoded after expansion, which needs every such file.
+    Templated(Arc<Vec<Node>>),
+    SyntaxErrors(Vec<Diagnostic>),
+}
+
 /// [`parse_files`], reusing and filling `cache`.
 pub fn parse_files_cached(files: Vec<StackFile>, cache: Option<&ParseCache>) -> Parsed {
     let mut sources = Sources::new();
@@ -208,35 +218,45 @@ pub fn parse_files_cached(files: Vec<StackFile>, cache: Option<&ParseCache>) -> 
         sources.add(SourceFile::new(f.path, f.text));
     }
     let n = sources.len();
-    let trees = in_parallel(n, |i| parse_one(&sources, i, cache));
+    let first = in_parallel(n, |i| match parse_one(&sources, i, cache) {
+        Err(errors) => FirstPass::SyntaxErrors(errors),
+        Ok(tree) if template::mentions_templates(&tree) => FirstPass::Templated(tree),
+        Ok(tree) => {
+            let (decoded, diags) = decode_one(&tree);
+            FirstPass::Decoded(decoded, diags)
+        }
+    });
     let mut diagnostics = Vec::new();
     let mut syntax_errors = false;
-    let mut templates = Templates::default();
-    let decoded: Vec<(Decoded, Vec<Diagnostic>)> = if trees
+    // Templates and uses may be in any file: expansion sees all of those files at once.
+    let templated: Vec<usize> = (0..n)
+        .filter(|i| matches!(first[*i], FirstPass::Templated(_)))
+        .collect();
+    let mut trees: Vec<Vec<Node>> = templated
         .iter()
-        .flatten()
-        .any(|t| template::mentions_templates(t))
-    {
-        // Templates and uses may be in any file: expand across the whole stack first.
-        let mut owned: Vec<Vec<Node>> = trees
-            .iter()
-            .map(|t| t.as_ref().map_or_else(|_| Vec::new(), |t| (**t).clone()))
-            .collect();
-        templates = template::expand(&mut owned, &mut diagnostics);
-        in_parallel(n, |i| decode_one(&owned[i]))
-    } else {
-        in_parallel(n, |i| {
-            trees[i]
-                .as_ref()
-                .map_or_else(|_| (Decoded::default(), Vec::new()), |t| decode_one(t))
+        .map(|i| match &first[*i] {
+            FirstPass::Templated(tree) => (**tree).clone(),
+            _ => Vec::new(),
         })
-    };
+        .collect();
+    let templates = template::expand(&mut trees, &mut diagnostics);
+    let mut expanded = in_parallel(trees.len(), |k| Some(decode_one(&trees[k])));
     let mut merged = Decoded::default();
-    for (tree, (d, diags)) in trees.iter().zip(decoded) {
-        if let Err(errors) = tree {
-            diagnostics.extend(errors.iter().cloned());
-            syntax_errors = true;
-        }
+    let mut next_templated = 0;
+    for pass in first {
+        let (d, diags) = match pass {
+            FirstPass::Decoded(d, diags) => (d, diags),
+            FirstPass::Templated(_) => {
+                next_templated += 1;
+                expanded[next_templated - 1]
+                    .take()
+                    .unwrap_or_else(|| (Decoded::default(), Vec::new()))
+            }
+            FirstPass::SyntaxErrors(errors) => {
+                syntax_errors = true;
+                (Decoded::default(), errors)
+            }
+        };
         merged.merge(d);
         diagnostics.extend(diags);
     }

@@ -245,3 +245,23 @@ fn fuzz_regression_floats_whose_digits_overflow_an_i128() {
         "38 digits"
     ));
 }
+
+/// Found by `fuzz/fuzz_targets/fast_parser_agrees.rs`: a comment between `=` and a property's
+/// value was counted into the value's span on the reference path.
+#[test]
+fn fuzz_regression_comments_around_a_property_equals_sign() {
+    for text in [
+        "I\t+.=/**/+",
+        "n key= /* a */ /* b /* nested */ */ 5",
+        "n key /* before */ = \"v\"",
+    ] {
+        check(text, text);
+        let reference = syntax::parse_with_reference(FileId(0), text).unwrap();
+        let prop = &reference[0].props[0];
+        let value_text = &text[prop.value_span.start as usize..prop.value_span.end as usize];
+        assert!(
+            !value_text.starts_with("/*") && !value_text.starts_with(' '),
+            "{text}: {value_text:?}"
+        );
+    }
+}

@@ -275,18 +275,82 @@ fn convert_node(file: FileId, text: &str, node: &kdl::KdlNode) -> Node {
     }
 }
 
-/// The span of a property's value: after `key`, the `=` and any whitespace around it.
+/// The span of a property's value: after `key`, the equals sign and any node space (whitespace,
+/// block comments, line continuations) around it.
 fn prop_value_span(text: &str, key: Span, entry: Span) -> Span {
-    let rest = text.get(key.end as usize..entry.end as usize).unwrap_or("");
-    match rest.find('=') {
-        Some(eq) => {
-            let after = &rest[eq + 1..];
-            let skipped = after.len() - after.trim_start().len();
-            let start = key.end as usize + eq + 1 + skipped;
-            value_span_after_annotation(text, Span::new(key.file, start, entry.end as usize))
-        }
-        None => entry,
+    let end = entry.end as usize;
+    let mut at = skip_node_space(text, key.end as usize, end);
+    match text.get(at..end).and_then(|r| r.chars().next()) {
+        Some(c @ ('=' | '\u{FE66}' | '\u{FF1D}' | '\u{1F7F0}')) => at += c.len_utf8(),
+        _ => return entry,
     }
+    let start = skip_node_space(text, at, end);
+    value_span_after_annotation(text, Span::new(key.file, start, end))
+}
+
+/// The offset after any node space at `at` (before `end`): whitespace, nested `/* */` comments
+/// and `\` line continuations (with an optional `//` comment).
+fn skip_node_space(text: &str, mut at: usize, end: usize) -> usize {
+    let bytes = text.as_bytes();
+    while at < end {
+        let rest = &text[at..end];
+        let c = rest.chars().next().unwrap_or('\0');
+        if is_kdl_whitespace(c) {
+            at += c.len_utf8();
+        } else if rest.starts_with("/*") {
+            let mut depth = 0usize;
+            let mut i = at;
+            while i < end {
+                if bytes[i..].starts_with(b"/*") {
+                    depth += 1;
+                    i += 2;
+                } else if bytes[i..].starts_with(b"*/") {
+                    depth -= 1;
+                    i += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+            at = i.min(end);
+        } else if c == '\\' {
+            // `\` ws* (`//` comment)? newline
+            at += 1;
+            while let Some(c) = text[at..end].chars().next() {
+                if is_kdl_whitespace(c) {
+                    at += c.len_utf8();
+                } else {
+                    break;
+                }
+            }
+            if text[at..end].starts_with("//") {
+                at += text[at..end].find(['\n', '\r']).unwrap_or(end - at);
+            }
+            while let Some(
+                c @ ('\n' | '\r' | '\u{85}' | '\u{B}' | '\u{C}' | '\u{2028}' | '\u{2029}'),
+            ) = text[at..end].chars().next()
+            {
+                at += c.len_utf8();
+                if c != '\r' {
+                    break;
+                }
+            }
+        } else {
+            break;
+        }
+    }
+    at
+}
+
+/// KDL v2's unicode-space characters (newlines are not among them).
+fn is_kdl_whitespace(c: char) -> bool {
+    matches!(
+        c,
+        '\u{9}' | '\u{20}' | '\u{A0}' | '\u{1680}' | '\u{2000}'
+            ..='\u{200A}' | '\u{202F}' | '\u{205F}' | '\u{3000}'
+    )
 }
 
 /// Skips a leading `(type)` annotation so the label lands on the value itself.
