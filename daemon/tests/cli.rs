@@ -790,3 +790,24 @@ fn templates_lists_the_catalog_in_text_json_and_markdown_and_plans_name_the_temp
     assert!(stderr(&broken).contains("unknown-template-version"));
     assert!(stdout(&broken).contains("web-service v2"));
 }
+
+#[test]
+fn a_resource_over_its_own_budget_makes_plan_and_cost_exit_3() {
+    let stack = repo_root().join("planner/tests/fixtures/plans/resource-budget-breach/head");
+    let stack = stack.to_str().unwrap();
+    let plan = platformd(&["plan", stack], repo_root());
+    assert_eq!(code(&plan), 3, "{}", stdout(&plan));
+    assert!(stdout(&plan).contains("database/warehouse is over its monthly cost budget"));
+    let dir = tempfile::tempdir().unwrap();
+    let cost = platformd(
+        &["--state-dir", dir.path().to_str().unwrap(), "cost", stack],
+        repo_root(),
+    );
+    assert_eq!(code(&cost), 3, "{}", stdout(&cost));
+    let line = stdout(&cost)
+        .lines()
+        .find(|l| l.contains("database/warehouse"))
+        .map(str::to_string)
+        .unwrap_or_default();
+    assert!(line.contains("budget $600.00  OVER BUDGET"), "{line}");
+}

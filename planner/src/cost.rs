@@ -313,6 +313,11 @@ pub struct ResourceCostLine {
     pub kind: String,
     pub team: String,
     pub monthly_usd: f64,
+    /// Its own budget (`cost-budget monthly-usd=`), when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_monthly_usd: Option<f64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub over_budget: bool,
 }
 
 /// `platformd cost`: the monthly estimate of a desired state by team (with budgets), kind and
@@ -341,6 +346,11 @@ pub struct ScaledDownLine {
 }
 
 impl CostBreakdown {
+    /// Whether a team or a resource is over its budget (`platformd cost` exits 3).
+    pub fn over_budget(&self) -> bool {
+        self.teams.iter().any(|t| t.over_budget) || self.resources.iter().any(|r| r.over_budget)
+    }
+
     pub fn of(snapshot: &crate::Snapshot) -> CostBreakdown {
         let mut teams: BTreeMap<String, f64> = BTreeMap::new();
         let mut kinds: BTreeMap<String, f64> = BTreeMap::new();
@@ -356,6 +366,10 @@ impl CostBreakdown {
                 kind: r.kind.as_str().to_string(),
                 team: r.team.clone(),
                 monthly_usd: round_cents(r.monthly_cost_usd),
+                budget_monthly_usd: r.budget_monthly_usd,
+                over_budget: r
+                    .budget_monthly_usd
+                    .is_some_and(|b| round_cents(r.monthly_cost_usd) > b),
             });
         }
         let by_cost = |a: f64, b: f64| b.total_cmp(&a);
@@ -461,10 +475,22 @@ impl CostBreakdown {
             let _ = writeln!(out, "  {:<16} {:>14}", k.name, format_usd(k.monthly_usd));
         }
         let _ = writeln!(out, "\nCostliest resources:");
-        for r in self.resources.iter().take(top) {
+        // Every resource over its own budget is listed, whatever its rank.
+        for r in self
+            .resources
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| *i < top || r.over_budget)
+            .map(|(_, r)| r)
+        {
+            let budget = match r.budget_monthly_usd {
+                Some(b) if r.over_budget => format!("  budget {}  OVER BUDGET", format_usd(b)),
+                Some(b) => format!("  budget {}", format_usd(b)),
+                None => String::new(),
+            };
             let _ = writeln!(
                 out,
-                "  {:<40} {:>14}  {}",
+                "  {:<40} {:>14}  {}{budget}",
                 r.address,
                 format_usd(r.monthly_usd),
                 r.team
@@ -527,11 +553,19 @@ impl CostBreakdown {
         for k in &self.kinds {
             let _ = writeln!(out, "| {} | {} |", k.name, format_usd(k.monthly_usd));
         }
-        let _ = writeln!(out, "\n| resource | team | estimate |\n|---|---|---:|");
+        let _ = writeln!(
+            out,
+            "\n| resource | team | estimate | budget |\n|---|---|---:|---:|"
+        );
         for r in &self.resources {
+            let budget = match r.budget_monthly_usd {
+                Some(b) if r.over_budget => format!("⛔ {} (over)", format_usd(b)),
+                Some(b) => format_usd(b),
+                None => "—".to_string(),
+            };
             let _ = writeln!(
                 out,
-                "| `{}` | {} | {} |",
+                "| `{}` | {} | {} | {budget} |",
                 r.address,
                 r.team,
                 format_usd(r.monthly_usd)

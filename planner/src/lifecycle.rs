@@ -148,6 +148,7 @@ mod tests {
             monthly_cost_usd: 100.0,
             scaled_down: None,
             template: None,
+            budget_monthly_usd: None,
         }
     }
 

@@ -373,6 +373,9 @@ pub struct Resource {
     /// `None` means the platform default.
     pub drift: Option<DriftPolicy>,
     pub ignore_changes: Vec<Spanned<String>>,
+    /// `cost-budget monthly-usd=N`: a plan that takes the resource's estimate above it is
+    /// blocked, like a team over its budget.
+    pub cost_budget: Option<Spanned<f64>>,
     pub references: Vec<Reference>,
     pub spec: Spec,
 }

@@ -102,6 +102,9 @@ pub struct ResourceChange {
     /// The template use that makes the resource, when one does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<crate::template::TemplateOrigin>,
+    /// The resource's own monthly cost budget, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_monthly_usd: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -269,6 +272,7 @@ impl Plan {
                     monthly_cost_usd: r.cost.after,
                     scaled_down: r.scaled_down.clone(),
                     template: r.template.clone(),
+                    budget_monthly_usd: r.budget_monthly_usd,
                 },
             );
         }
@@ -404,6 +408,7 @@ pub fn plan(prior: &Snapshot, desired: &Snapshot, options: &PlanOptions) -> Plan
                 },
                 scaled_down: after.scaled_down.clone(),
                 template: after.template.clone(),
+                budget_monthly_usd: after.budget_monthly_usd,
             },
             Some(before) => diff_resource(address, before, after, &allow),
         };
@@ -446,6 +451,7 @@ pub fn plan(prior: &Snapshot, desired: &Snapshot, options: &PlanOptions) -> Plan
             },
             scaled_down: None,
             template: before.template.clone(),
+            budget_monthly_usd: None,
         });
     }
     resources.extend(deletes);
@@ -593,6 +599,7 @@ fn diff_resource(
         },
         scaled_down: after.scaled_down.clone(),
         template: after.template.clone(),
+        budget_monthly_usd: after.budget_monthly_usd,
     }
 }
 
@@ -766,6 +773,40 @@ fn policy_report(
             location: None,
         };
         // A change that does not add cost is not blocked, so over-budget teams can still cut.
+        if increases {
+            report.violations.push(violation)
+        } else {
+            report.warnings.push(violation)
+        }
+    }
+    for r in resources {
+        let Some(budget) = r.budget_monthly_usd else {
+            continue;
+        };
+        if round_cents(r.cost.after) <= budget {
+            continue;
+        }
+        let increases = r.cost.after > r.cost.before;
+        let violation = Violation {
+            policy: "budget".into(),
+            message: format!(
+                "{} is over its monthly cost budget: {} estimated against a budget of {}{}",
+                r.address,
+                crate::cost::format_usd(r.cost.after),
+                crate::cost::format_usd(budget),
+                if increases {
+                    format!(
+                        " (this change adds {})",
+                        crate::cost::format_delta(r.cost.after - r.cost.before)
+                    )
+                } else {
+                    String::new()
+                }
+            ),
+            addresses: vec![r.address.clone()],
+            location: r.template.as_ref().map(|t| t.at.clone()),
+        };
+        // As for teams: a change that does not add cost is not blocked.
         if increases {
             report.violations.push(violation)
         } else {

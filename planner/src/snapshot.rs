@@ -83,6 +83,9 @@ pub struct ResourceSnapshot {
     /// The template use that made it, when one did (`crate::template`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<crate::template::TemplateOrigin>,
+    /// Its own monthly cost budget (`cost-budget monthly-usd=`), if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_monthly_usd: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -150,6 +153,7 @@ impl Snapshot {
                     monthly_cost_usd: costs.get(&address).copied().unwrap_or(0.0),
                     scaled_down: None,
                     template: stack.templates.origin(r.name_span, &stack.sources),
+                    budget_monthly_usd: r.cost_budget.as_ref().map(|b| b.value),
                 },
             );
         }

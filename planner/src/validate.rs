@@ -173,6 +173,7 @@ fn llm_quotas(stack: &Stack, diags: &mut Vec<Diagnostic>) -> Vec<Resource> {
             protect: false,
             drift: None,
             ignore_changes: Vec::new(),
+            cost_budget: None,
             references: covered
                 .iter()
                 .map(|r| Reference {

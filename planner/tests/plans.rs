@@ -250,3 +250,35 @@ fn markdown_stays_under_the_comment_limit_and_says_it_was_truncated() {
     assert!(md.starts_with("### platformd plan"));
     assert!(md.contains("3000 to create"));
 }
+
+#[test]
+fn a_resource_over_its_own_cost_budget_blocks_the_plan_naming_it() {
+    let plan = fixture("resource-budget-breach");
+    snapshot_renderings("resource-budget-breach", &plan);
+    assert!(plan.policy.blocked);
+    let over: Vec<&planner::plan::Violation> = plan
+        .policy
+        .violations
+        .iter()
+        .filter(|v| v.policy == "budget")
+        .collect();
+    assert_eq!(over.len(), 1, "{:?}", plan.policy);
+    assert_eq!(over[0].addresses, ["database/warehouse"]);
+    assert!(
+        over[0]
+            .message
+            .starts_with("database/warehouse is over its monthly cost budget")
+            && over[0].message.contains("$600.00"),
+        "{}",
+        over[0].message
+    );
+    // The bucket is within its budget.
+    assert!(
+        !plan
+            .policy
+            .violations
+            .iter()
+            .any(|v| v.addresses.contains(&"bucket/exports".to_string()))
+    );
+    assert_eq!(plan.exit_code(true), 3);
+}

@@ -180,6 +180,8 @@ pub fn cost(
                 kind: s.kind,
                 team: s.team,
                 monthly_usd: s.usd,
+                budget_monthly_usd: None,
+                over_budget: false,
             })
             .collect();
     }
@@ -193,11 +195,7 @@ pub fn cost(
         .lock()
         .write_all(rendered.as_bytes())
         .context("cannot write the report to stdout")?;
-    Ok(if breakdown.teams.iter().any(|t| t.over_budget) {
-        3
-    } else {
-        0
-    })
+    Ok(if breakdown.over_budget() { 3 } else { 0 })
 }
 
 /// Diagnostics as JSON, for CI annotations.

@@ -99,6 +99,15 @@ pub(crate) fn decode_resource(
         }
     }
     let protect = single_bool(&block, "protect", diags).unwrap_or(kind.protected_by_default());
+    let cost_budget = block.one("cost-budget").and_then(|n| {
+        let usage = block.def("cost-budget").usage;
+        if !shape(n, 0, 0, &["monthly-usd"], usage, diags) {
+            return None;
+        }
+        let v = required_prop(n, "monthly-usd", usage, diags)?;
+        let span = v.span;
+        number(v, 0.0, 1e9, "monthly-usd=500", diags).map(|usd| Spanned::new(usd, span))
+    });
     let drift = single_enum(&block, "drift", &["correct", "report", "ignore"], diags)
         .map(|s| drift_policy(&s));
     let mut ignore_changes = Vec::new();
@@ -167,6 +176,7 @@ pub(crate) fn decode_resource(
         protect,
         drift,
         ignore_changes,
+        cost_budget,
         references,
         spec,
     })

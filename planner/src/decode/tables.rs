@@ -11,6 +11,7 @@ pub(crate) const COMMON_FIELDS: &[FieldDef] = &[
     once("protect", "protect #true"),
     once("drift", "drift \"report\""),
     repeated("ignore-changes", "ignore-changes \"replicas\""),
+    once("cost-budget", "cost-budget monthly-usd=500"),
 ];
 
 pub(crate) const SERVICE_FIELDS: &[FieldDef] = &[
