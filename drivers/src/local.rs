@@ -197,6 +197,9 @@ pub fn synthesize_outputs(d: &DesiredResource, namespace: &str) -> Outputs {
                 format!("platform-kafka-bootstrap.{namespace}.svc:9092"),
             );
         }
+        Kind::Job => {
+            o.insert("name".into(), name.clone());
+        }
         Kind::Pipeline => {
             o.insert("name".into(), name.clone());
         }

@@ -245,11 +245,11 @@ fn observing_costs_one_list_per_type_whatever_the_number_of_resources() {
                 .filter(|r| r.query.contains("labelSelector"))
                 .count(),
         );
-        assert!(requests.len() <= 5 + 4, "{requests:?}");
+        assert!(requests.len() <= 6 + 4, "{requests:?}");
     }
-    // Deployment, Service, HPA, ExternalSecret, KafkaTopic: five lists at 10 and at 1,000
-    // resources.
-    assert_eq!(lists, [5, 5]);
+    // Deployment, Service, HPA, ExternalSecret, KafkaTopic, PrometheusRule (shared by both
+    // kinds): six lists at 10 and at 1,000 resources.
+    assert_eq!(lists, [6, 6]);
 }
 
 #[test]

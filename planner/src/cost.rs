@@ -168,6 +168,39 @@ pub fn estimate(stack: &Stack) -> (BTreeMap<String, f64>, Vec<Diagnostic>) {
             Spec::Bucket(b) => b.estimated_gb.unwrap_or(0) as f64 * prices.rate("bucket-gb-month"),
             Spec::Topic(t) => t.partitions as f64 * prices.rate("partition-month"),
             Spec::GpuPool(_) => 0.0, // below, once endpoints are known
+            Spec::Job(j) => {
+                // Hours of running per month: each run (once for a one-off job) lasts its
+                // timeout (1 h without one), with `parallelism` pods at once.
+                let runs = j
+                    .schedule
+                    .as_deref()
+                    .and_then(|s| crate::window::Cron::parse(s).ok())
+                    .map_or(1.0, |c| c.runs_per_month());
+                let hours_per_run = j
+                    .timeout
+                    .as_deref()
+                    .map_or(1.0, |t| crate::units::duration_seconds(t) as f64 / 3600.0);
+                let pod_hours = runs * hours_per_run * j.parallelism as f64;
+                let compute = compute_cost(&prices, &j.resources.cpu, &j.resources.memory, 1)
+                    / HOURS_PER_MONTH
+                    * pod_hours;
+                let gpus = j.gpu_pool.as_ref().and_then(|placement| {
+                    let pool_spec = pools.get(placement.pool.as_str())?;
+                    let (hourly, gpus) = prices.instance(&pool_spec.instance_type)?;
+                    if gpus == 0 {
+                        return None;
+                    }
+                    let factor = if pool_spec.capacity == "spot" {
+                        prices.rate("spot-factor")
+                    } else {
+                        1.0
+                    };
+                    let usd = hourly * factor / gpus as f64 * placement.gpus as f64 * pod_hours;
+                    *pool_allocated.entry(placement.pool.as_str()).or_default() += usd;
+                    Some(usd)
+                });
+                compute + gpus.unwrap_or(0.0)
+            }
             Spec::AiEndpoint(e) => {
                 let replicas =
                     e.autoscale

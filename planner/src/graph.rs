@@ -479,5 +479,6 @@ fn kind_colour(kind: Kind) -> &'static str {
         Kind::GpuPool => "#fff3b0",
         Kind::AiEndpoint => "#d1f2eb",
         Kind::LlmQuota => "#e9ecef",
+        Kind::Job => "#d6eaf8",
     }
 }

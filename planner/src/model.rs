@@ -20,10 +20,12 @@ pub enum Kind {
     /// A team's `llm-quota`, made by the planner from the team (not declared on its own): the
     /// gateway's token rate limits for the team's callers.
     LlmQuota,
+    /// Batch and training work: runs to completion, once or on a schedule.
+    Job,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Service,
         Kind::Database,
         Kind::Bucket,
@@ -32,6 +34,7 @@ impl Kind {
         Kind::GpuPool,
         Kind::AiEndpoint,
         Kind::LlmQuota,
+        Kind::Job,
     ];
 
     /// Whether resources of this kind are declared as top-level nodes (an `llm-quota` is
@@ -50,6 +53,7 @@ impl Kind {
             Kind::GpuPool => "gpu-pool",
             Kind::AiEndpoint => "ai-endpoint",
             Kind::LlmQuota => "llm-quota",
+            Kind::Job => "job",
         }
     }
 
@@ -68,6 +72,7 @@ impl Kind {
             Kind::GpuPool => &["name", "node-selector"],
             Kind::AiEndpoint => &["url", "model"],
             Kind::LlmQuota => &[],
+            Kind::Job => &["name"],
         }
     }
 
@@ -195,6 +200,7 @@ impl DriverType {
                         | Kind::GpuPool
                         | Kind::Database
                         | Kind::LlmQuota
+                        | Kind::Job
                 )
             }
             DriverType::Aws => matches!(
@@ -376,8 +382,100 @@ pub struct Resource {
     /// `cost-budget monthly-usd=N`: a plan that takes the resource's estimate above it is
     /// blocked, like a team over its budget.
     pub cost_budget: Option<Spanned<f64>>,
+    /// `monitoring { alert …; notify … }`: alert rules rendered with the resource.
+    pub monitoring: Option<Spanned<Monitoring>>,
     pub references: Vec<Reference>,
     pub spec: Spec,
+}
+
+/// A resource's alerts and where they go (`docs/LANGUAGE.md`, "Monitoring").
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Monitoring {
+    pub alerts: Vec<Alert>,
+    pub notify: Vec<String>,
+}
+
+/// `alert "cpu" above=80 for="10m" severity="critical"`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Alert {
+    pub metric: AlertMetric,
+    pub above: f64,
+    #[serde(rename = "for")]
+    pub for_: String,
+    pub severity: AlertSeverity,
+}
+
+/// What an alert watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AlertMetric {
+    /// CPU use, percent of what is requested (or of the instance).
+    Cpu,
+    /// Disk use, percent.
+    Disk,
+    /// Messages a consumer has not read yet.
+    Backlog,
+    /// Failed requests or records, percent.
+    Errors,
+}
+
+impl AlertMetric {
+    pub const ALL: &'static [AlertMetric] = &[
+        AlertMetric::Cpu,
+        AlertMetric::Disk,
+        AlertMetric::Backlog,
+        AlertMetric::Errors,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertMetric::Cpu => "cpu",
+            AlertMetric::Disk => "disk",
+            AlertMetric::Backlog => "backlog",
+            AlertMetric::Errors => "errors",
+        }
+    }
+
+    /// The kinds that have this metric.
+    pub fn kinds(self) -> &'static [Kind] {
+        match self {
+            AlertMetric::Cpu => &[
+                Kind::Service,
+                Kind::Pipeline,
+                Kind::AiEndpoint,
+                Kind::Database,
+            ],
+            AlertMetric::Disk => &[Kind::Database],
+            AlertMetric::Backlog => &[Kind::Topic, Kind::Pipeline],
+            AlertMetric::Errors => &[Kind::Service, Kind::Pipeline, Kind::AiEndpoint],
+        }
+    }
+
+    /// The unit of `above=`, for messages and rule descriptions.
+    pub fn unit(self) -> &'static str {
+        match self {
+            AlertMetric::Backlog => "messages",
+            _ => "%",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AlertSeverity {
+    Warning,
+    Critical,
+}
+
+impl AlertSeverity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertSeverity::Warning => "warning",
+            AlertSeverity::Critical => "critical",
+        }
+    }
 }
 
 /// Kind-specific fields. Serialized with kebab-case keys and defaults filled in, this is the
@@ -393,6 +491,29 @@ pub enum Spec {
     GpuPool(GpuPoolSpec),
     AiEndpoint(AiEndpointSpec),
     LlmQuota(LlmQuotaSpec),
+    Job(JobSpec),
+}
+
+/// `job "name" { image …; command …; gpu-pool "pool" gpus=N; schedule "CRON"; … }`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct JobSpec {
+    pub image: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    pub resources: ComputeResources,
+    pub env: BTreeMap<String, EnvValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu_pool: Option<PoolPlacement>,
+    /// Five-field cron; without it the job runs once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    pub completions: u32,
+    pub parallelism: u32,
+    pub backoff_limit: u32,
+    /// The longest a run may take (`6h`); also what the estimate counts per run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
 }
 
 /// The gateway rate limits of a team's `llm-quota`: the team's limits and the endpoints they

@@ -530,6 +530,23 @@ fn diff_resource(
         c.forces_replacement =
             replacement_reason(after.kind, &c.path, c.before.as_ref(), c.after.as_ref());
     }
+    // A Job's pod template is immutable, and a one-off job and a scheduled one are different
+    // objects (Job, CronJob): such a change runs the job again as a new object.
+    if after.kind == Kind::Job && !changes.is_empty() {
+        let one_off = after.spec.value().get("schedule").is_none();
+        for c in &mut changes {
+            let metadata = ["labels", "lifecycle", "monitoring", "team"]
+                .iter()
+                .any(|p| c.path == *p || c.path.starts_with(&format!("{p}.")));
+            if c.forces_replacement.is_none() && (c.path == "schedule" || (one_off && !metadata)) {
+                c.forces_replacement = Some(if c.path == "schedule" {
+                    "a one-off job and a scheduled one are different objects".into()
+                } else {
+                    "a one-off job's pod template is immutable: it runs again as a new job".into()
+                });
+            }
+        }
+    }
     let driver_moved = before.driver != after.driver;
     let forcing: Vec<&str> = changes
         .iter()

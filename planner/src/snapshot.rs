@@ -224,6 +224,10 @@ fn canonical_spec(r: &Resource, drift: DriftPolicy, ignore_changes: &[String]) -
         out.push(',');
         out.push_str(inner);
     }
+    if let Some(m) = &r.monitoring {
+        out.push_str(",\"monitoring\":");
+        out.push_str(&json(&m.value));
+    }
     out.push_str(",\"lifecycle\":");
     out.push_str(&json(&Lifecycle {
         protect: r.protect,

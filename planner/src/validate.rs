@@ -174,6 +174,7 @@ fn llm_quotas(stack: &Stack, diags: &mut Vec<Diagnostic>) -> Vec<Resource> {
             drift: None,
             ignore_changes: Vec::new(),
             cost_budget: None,
+            monitoring: None,
             references: covered
                 .iter()
                 .map(|r| Reference {
@@ -650,6 +651,31 @@ pub fn check_templates_only(stack: &Stack, diags: &mut Vec<Diagnostic>) {
             .with_label(r.name_span, "written by hand")
             .with_label(rule.span, "the platform's rule")
             .with_help(help),
+        );
+    }
+}
+
+/// A `monitoring` block becomes a prometheus-operator rule, which only the `local` and
+/// `kubernetes` drivers render; on another driver it would silently watch nothing.
+pub fn check_monitoring_drivers(stack: &Stack, diags: &mut Vec<Diagnostic>) {
+    for r in &stack.resources {
+        let Some(m) = &r.monitoring else { continue };
+        let Some(driver) = stack.driver_for(r) else {
+            continue;
+        };
+        if matches!(driver.as_str(), "local" | "kubernetes") {
+            continue;
+        }
+        diags.push(
+            Diagnostic::warning(
+                "monitoring-not-rendered",
+                format!(
+                    "the alerts of {} are not rendered: its driver `{driver}` does not make alert rules",
+                    r.address
+                ),
+            )
+            .with_label(m.span, "no rule will watch this")
+            .with_help("alert rules are prometheus-operator `PrometheusRule`s, made by the `kubernetes` (and `local`) driver; alert on this resource from the cloud's own monitoring, or remove the block"),
         );
     }
 }

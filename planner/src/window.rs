@@ -148,6 +148,30 @@ impl Cron {
         })
     }
 
+    /// How often the schedule fires in an average month (365.25 / 12 days), counted over the
+    /// days of 2027 (every weekday and month length of a year).
+    pub fn runs_per_month(&self) -> f64 {
+        let per_day = u64::from(self.hours.count_ones()) * u64::from(self.minutes.count_ones());
+        let mut runs = 0u64;
+        let mut day = jiff::civil::date(2027, 1, 1);
+        while day.year() == 2027 {
+            let dom = self.days & (1 << day.day()) != 0;
+            let dow = self.weekdays & (1 << day.weekday().to_sunday_zero_offset()) != 0;
+            let day_ok = match (self.days_restricted, self.weekdays_restricted) {
+                (true, true) => dom || dow,
+                _ => dom && dow,
+            };
+            if day_ok && self.months & (1 << day.month()) != 0 {
+                runs += per_day;
+            }
+            match day.tomorrow() {
+                Ok(next) => day = next,
+                Err(_) => break,
+            }
+        }
+        runs as f64 / 12.0
+    }
+
     fn matches(&self, t: &jiff::civil::DateTime) -> bool {
         let day = self.days & (1 << t.day()) != 0;
         let weekday = self.weekdays & (1 << t.weekday().to_sunday_zero_offset()) != 0;
@@ -382,6 +406,16 @@ mod tests {
             assert_eq!(is_open(&windows, at(t)), state(&windows, at(t)).open, "{t}");
         }
         assert!(is_open(&[], at("2026-01-05T14:00:00Z")));
+    }
+
+    #[test]
+    fn runs_per_month_counts_the_schedule_over_a_year() {
+        let daily = Cron::parse("0 3 * * *").unwrap().runs_per_month();
+        assert!((daily - 365.0 / 12.0).abs() < 1e-9, "{daily}");
+        let weekdays = Cron::parse("30 6 * * mon-fri").unwrap().runs_per_month();
+        assert!((weekdays - 261.0 / 12.0).abs() < 1e-9, "{weekdays}");
+        let hourly = Cron::parse("0 * * * *").unwrap().runs_per_month();
+        assert!((hourly - 365.0 * 24.0 / 12.0).abs() < 1e-9);
     }
 
     #[test]

@@ -282,3 +282,30 @@ fn a_resource_over_its_own_cost_budget_blocks_the_plan_naming_it() {
     );
     assert_eq!(plan.exit_code(true), 3);
 }
+
+#[test]
+fn a_changed_one_off_job_runs_again_and_a_scheduled_one_updates_in_place() {
+    let plan = fixture("jobs");
+    snapshot_renderings("jobs", &plan);
+    let train = find(&plan, "job/train-ranker");
+    assert_eq!(train.action, Action::Replace, "{}", train.reason);
+    assert!(
+        train.reason.contains("runs again as a new job"),
+        "{}",
+        train.reason
+    );
+    let eval = find(&plan, "job/nightly-eval");
+    assert_eq!(eval.action, Action::Update);
+    // 365/12 runs a month of 30 minutes on the default 500m CPU / 1Gi.
+    assert!(
+        eval.cost.after > 0.0 && eval.cost.after < 5.0,
+        "{}",
+        eval.cost.after
+    );
+    // One six-hour run on 4 of the pool's 8 A100s is charged to the job, not also to the pool.
+    let pool = find(&plan, "gpu-pool/a100");
+    assert!(train.cost.after > 0.0);
+    let total: f64 = plan.resources.iter().map(|r| r.cost.after).sum();
+    assert!((total - plan.cost.after).abs() < 0.01);
+    assert!(pool.cost.after > train.cost.after);
+}

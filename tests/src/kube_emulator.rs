@@ -42,6 +42,20 @@ impl ResourceType {
 /// Built-in kinds, always served.
 pub const BUILT_IN: &[ResourceType] = &[
     ResourceType {
+        group: "batch",
+        version: "v1",
+        kind: "Job",
+        plural: "jobs",
+        namespaced: true,
+    },
+    ResourceType {
+        group: "batch",
+        version: "v1",
+        kind: "CronJob",
+        plural: "cronjobs",
+        namespaced: true,
+    },
+    ResourceType {
         group: "",
         version: "v1",
         kind: "Namespace",
@@ -80,6 +94,13 @@ pub const BUILT_IN: &[ResourceType] = &[
 
 /// The custom resources of the operators platformd renders for, served once installed.
 pub const OPERATOR_CRDS: &[ResourceType] = &[
+    ResourceType {
+        group: "monitoring.coreos.com",
+        version: "v1",
+        kind: "PrometheusRule",
+        plural: "prometheusrules",
+        namespaced: true,
+    },
     ResourceType {
         group: "external-secrets.io",
         version: "v1beta1",

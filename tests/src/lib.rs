@@ -3,6 +3,7 @@
 
 pub mod aws_recorded;
 pub mod bench;
+pub mod crd;
 pub mod generate;
 pub mod git;
 pub mod kube_emulator;

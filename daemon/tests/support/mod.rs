@@ -201,7 +201,14 @@ impl Tally {
 /// Every rendered Kubernetes manifest under `dir`, checked with `kubernetes-validate --strict`.
 pub fn kubernetes_validate(dir: &Path) -> Run {
     let mut files = Vec::new();
-    for kind in ["service", "ai-endpoint", "pipeline", "topic", "llm-quota"] {
+    for kind in [
+        "service",
+        "ai-endpoint",
+        "pipeline",
+        "topic",
+        "llm-quota",
+        "job",
+    ] {
         if let Ok(entries) = std::fs::read_dir(dir.join(kind)) {
             for e in entries {
                 files.push(e.unwrap().path());

@@ -1,8 +1,8 @@
 //! Readiness, by the rules of Argo CD's gitops-engine and kstatus: a Deployment is ready when
 //! its controller observed the current generation and updated = desired = available replicas; a
 //! `ProgressDeadlineExceeded` condition is a permanent failure; a custom resource is ready on
-//! `Ready=True` (and failed on `Ready=False` with a terminal reason); other objects are ready once
-//! they exist.
+//! `Ready=True` (and failed on `Ready=False` with a terminal reason); a Job is ready once it runs
+//! and failed on `Failed=True`; other objects are ready once they exist.
 
 use serde_json::Value;
 
@@ -58,7 +58,19 @@ pub fn assess(object: &Value) -> Health {
             }
             Health::Ready
         }
-        "Service" | "ConfigMap" | "HorizontalPodAutoscaler" | "Namespace" => Health::Ready,
+        "Service" | "ConfigMap" | "HorizontalPodAutoscaler" | "Namespace" | "CronJob" => {
+            Health::Ready
+        }
+        // A job is applied once it runs: an apply does not wait hours for a training run to
+        // finish, but a run that failed for good is reported.
+        "Job" => match condition(object, "Failed") {
+            Some(c) if c["status"].as_str() == Some("True") => Health::Failed(format!(
+                "the job failed: {} {}",
+                c["reason"].as_str().unwrap_or(""),
+                c["message"].as_str().unwrap_or("")
+            )),
+            _ => Health::Ready,
+        },
         _ => match condition(object, "Ready") {
             Some(c) if c["status"].as_str() == Some("True") => {
                 if observed.is_some_and(|o| o < generation) {

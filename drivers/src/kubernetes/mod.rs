@@ -34,6 +34,9 @@ pub use client::Settings;
 /// The field manager of every apply.
 pub const FIELD_MANAGER: &str = "platformd";
 
+/// The alert rules of a resource's `monitoring` block, after its own objects.
+const PROMETHEUS_RULE: (&str, &str, &str) = ("monitoring.coreos.com", "v1", "PrometheusRule");
+
 /// The object types each kind renders to, in the order the renderer emits them.
 fn object_types(kind: Kind) -> &'static [(&'static str, &'static str, &'static str)] {
     match kind {
@@ -42,6 +45,7 @@ fn object_types(kind: Kind) -> &'static [(&'static str, &'static str, &'static s
             ("", "v1", "Service"),
             ("autoscaling", "v2", "HorizontalPodAutoscaler"),
             ("external-secrets.io", "v1beta1", "ExternalSecret"),
+            PROMETHEUS_RULE,
         ],
         Kind::AiEndpoint => &[
             ("apps", "v1", "Deployment"),
@@ -52,11 +56,20 @@ fn object_types(kind: Kind) -> &'static [(&'static str, &'static str, &'static s
             ("gateway.envoyproxy.io", "v1alpha1", "BackendTrafficPolicy"),
             ("autoscaling", "v2", "HorizontalPodAutoscaler"),
             ("external-secrets.io", "v1beta1", "ExternalSecret"),
+            PROMETHEUS_RULE,
         ],
         Kind::LlmQuota => &[("gateway.envoyproxy.io", "v1alpha1", "BackendTrafficPolicy")],
-        Kind::Topic => &[("kafka.strimzi.io", "v1beta2", "KafkaTopic")],
+        Kind::Job => &[
+            ("batch", "v1", "Job"),
+            ("batch", "v1", "CronJob"),
+            ("external-secrets.io", "v1beta1", "ExternalSecret"),
+        ],
+        Kind::Topic => &[
+            ("kafka.strimzi.io", "v1beta2", "KafkaTopic"),
+            PROMETHEUS_RULE,
+        ],
         Kind::GpuPool => &[("karpenter.sh", "v1", "NodePool")],
-        Kind::Database => &[("postgresql.cnpg.io", "v1", "Cluster")],
+        Kind::Database => &[("postgresql.cnpg.io", "v1", "Cluster"), PROMETHEUS_RULE],
         // Buckets live in the cloud account (the `aws` driver).
         Kind::Bucket => &[],
     }
@@ -109,12 +122,15 @@ impl KubernetesDriver {
 
     /// The objects `desired` is made of in the cluster.
     fn documents(&self, desired: &DesiredResource) -> Vec<Value> {
+        let namespace = self.namespace(&desired.stack);
         match desired.kind {
             Kind::GpuPool => vec![nodepool::node_pool(
                 desired,
                 self.settings.node_class.as_deref().unwrap_or("default"),
             )],
-            Kind::Database => vec![cnpg::cluster(desired, self.namespace(&desired.stack))],
+            Kind::Database => std::iter::once(cnpg::cluster(desired, namespace))
+                .chain(render::monitoring::rules(desired, namespace))
+                .collect(),
             Kind::AiEndpoint => {
                 let mut docs = render::documents(desired, self.namespace(&desired.stack));
                 if let Some(gateway) = &self.settings.ai_gateway {

@@ -9,6 +9,7 @@ pub fn manifests(d: &DesiredResource, namespace: &str) -> Vec<Value> {
     match d.kind {
         Kind::Topic => vec![kafka_topic(d, namespace)],
         Kind::LlmQuota => vec![super::gateway::quota_policy(d, namespace)],
+        Kind::Job => batch_job(d, namespace),
         _ => workload(d, namespace),
     }
 }
@@ -288,6 +289,18 @@ fn workload(d: &DesiredResource, namespace: &str) -> Vec<Value> {
             },
         }));
     }
+    docs.extend(external_secrets(d, namespace, &secrets));
+    docs
+}
+
+/// One `ExternalSecret` per secret store the env references, filling the Secret the container
+/// reads its secret env from.
+fn external_secrets(
+    d: &DesiredResource,
+    namespace: &str,
+    secrets: &[(String, String)],
+) -> Vec<Value> {
+    let mut docs = Vec::new();
     let stores = secret_stores(d);
     for store in &stores {
         let data: Vec<Value> = secrets
@@ -312,6 +325,95 @@ fn workload(d: &DesiredResource, namespace: &str) -> Vec<Value> {
             },
         }));
     }
+    docs
+}
+
+/// The GPU limit, node selector and toleration of a pod on a `gpu-pool`.
+fn on_gpu_pool(
+    pool: &Value,
+    container: &mut Map<String, Value>,
+    pod_spec: &mut Map<String, Value>,
+) {
+    let gpus = pool.get("gpus").and_then(Value::as_u64).unwrap_or(1);
+    let resources = container.entry("resources").or_insert_with(|| json!({}));
+    resources["limits"]["nvidia.com/gpu"] = gpus.to_string().into();
+    pod_spec.insert(
+        "nodeSelector".into(),
+        json!({ "platformd.dev/gpu-pool": str_at(pool, "pool") }),
+    );
+    pod_spec.insert(
+        "tolerations".into(),
+        json!([{ "key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule" }]),
+    );
+}
+
+/// `job` → a `batch/v1` `Job` (one-off) or `CronJob` (with `schedule`, in UTC, never two runs
+/// at once), plus the ExternalSecrets of its secret env.
+fn batch_job(d: &DesiredResource, namespace: &str) -> Vec<Value> {
+    let spec = &d.spec;
+    let mut secrets = Vec::new();
+    let env = env_list(d, &mut secrets);
+    let mut container = Map::new();
+    container.insert("name".into(), d.name.clone().into());
+    container.insert("image".into(), str_at(spec, "image").into());
+    if let Some(command) = spec
+        .get("command")
+        .filter(|c| c.as_array().is_some_and(|a| !a.is_empty()))
+    {
+        container.insert("command".into(), command.clone());
+    }
+    if !env.is_empty() {
+        container.insert("env".into(), Value::Array(env));
+    }
+    if let Some(r) = spec.get("resources") {
+        container.insert(
+            "resources".into(),
+            json!({
+                "requests": { "cpu": str_at(r, "cpu"), "memory": str_at(r, "memory") },
+                "limits": { "memory": str_at(r, "memory") },
+            }),
+        );
+    }
+    let mut pod_spec = Map::new();
+    pod_spec.insert("restartPolicy".into(), "Never".into());
+    if let Some(pool) = spec.get("gpu-pool") {
+        on_gpu_pool(pool, &mut container, &mut pod_spec);
+    }
+    pod_spec.insert("containers".into(), json!([Value::Object(container)]));
+    let mut template_labels = selector(d, &d.name);
+    template_labels["platformd.dev/team"] = d.team().into();
+    let mut job_spec = json!({
+        "completions": spec.get("completions").cloned().unwrap_or(json!(1)),
+        "parallelism": spec.get("parallelism").cloned().unwrap_or(json!(1)),
+        "backoffLimit": spec.get("backoff-limit").cloned().unwrap_or(json!(3)),
+        "template": {
+            "metadata": { "labels": template_labels },
+            "spec": Value::Object(pod_spec),
+        },
+    });
+    if let Some(timeout) = spec.get("timeout").and_then(Value::as_str) {
+        job_spec["activeDeadlineSeconds"] = planner::units::duration_seconds(timeout).into();
+    }
+    let mut docs = vec![match spec.get("schedule").and_then(Value::as_str) {
+        Some(schedule) => json!({
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "metadata": metadata(d, &d.name, Some(namespace)),
+            "spec": {
+                "schedule": schedule,
+                "timeZone": "Etc/UTC",
+                "concurrencyPolicy": "Forbid",
+                "jobTemplate": { "spec": job_spec },
+            },
+        }),
+        None => json!({
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": metadata(d, &d.name, Some(namespace)),
+            "spec": job_spec,
+        }),
+    }];
+    docs.extend(external_secrets(d, namespace, &secrets));
     docs
 }
 

@@ -4,16 +4,20 @@
 //! - `service`, `ai-endpoint` (self-hosted runtimes), `pipeline` → Kubernetes `Deployment`,
 //!   `Service`, `HorizontalPodAutoscaler`, and an `ExternalSecret` for secret references;
 //! - `topic` → a Strimzi `KafkaTopic`;
+//! - `job` → a `batch/v1` `Job`, or a `CronJob` with a schedule;
 //! - self-hosted `ai-endpoint`s also → Envoy AI Gateway objects, and `llm-quota` → an Envoy
 //!   Gateway `BackendTrafficPolicy` (`gateway.rs`);
 //! - `database`, `bucket`, `gpu-pool`, SageMaker endpoints → a canonical `platformd.dev/v1`
-//!   document (no Kubernetes form).
+//!   document (no Kubernetes form);
+//! - a `monitoring` block on any resource → a prometheus-operator `PrometheusRule`
+//!   (`monitoring.rs`), after the resource's own documents.
 //!
 //! Every document carries the ownership labels (`app.kubernetes.io/managed-by: platformd`,
 //! `platformd.dev/stack`) and the `platformd.dev/address` annotation.
 
 pub mod gateway;
 pub mod kubernetes;
+pub mod monitoring;
 
 use crate::{ADDRESS_ANNOTATION, DesiredResource, MANAGED_BY_LABEL, MANAGED_BY_VALUE, STACK_LABEL};
 use planner::model::Kind;
@@ -21,21 +25,23 @@ use serde_json::{Map, Value, json};
 
 /// The documents a resource renders to, in a stable order.
 pub fn documents(desired: &DesiredResource, namespace: &str) -> Vec<Value> {
-    match desired.kind {
-        Kind::Service | Kind::Pipeline | Kind::Topic | Kind::LlmQuota => {
+    let mut docs = match desired.kind {
+        Kind::Service | Kind::Pipeline | Kind::Topic | Kind::LlmQuota | Kind::Job => {
             kubernetes::manifests(desired, namespace)
         }
         Kind::AiEndpoint if str_at(&desired.spec, "runtime") != "sagemaker" => {
             kubernetes::manifests(desired, namespace)
         }
         _ => vec![canonical(desired)],
-    }
+    };
+    docs.extend(monitoring::rules(desired, namespace));
+    docs
 }
 
 /// Whether a kind (with this spec) renders to Kubernetes manifests.
 pub fn has_kubernetes_form(kind: Kind, spec: &Value) -> bool {
     match kind {
-        Kind::Service | Kind::Pipeline | Kind::Topic | Kind::LlmQuota => true,
+        Kind::Service | Kind::Pipeline | Kind::Topic | Kind::LlmQuota | Kind::Job => true,
         Kind::AiEndpoint => str_at(spec, "runtime") != "sagemaker",
         _ => false,
     }
@@ -75,7 +81,7 @@ pub fn metadata(desired: &DesiredResource, name: &str, namespace: Option<&str>) 
 /// (without `team`, `labels` and `lifecycle`, which live in metadata or stay in platformd).
 pub fn canonical(desired: &DesiredResource) -> Value {
     let mut spec = desired.spec.as_object().cloned().unwrap_or_default();
-    for k in ["team", "labels", "lifecycle"] {
+    for k in ["team", "labels", "lifecycle", "monitoring"] {
         spec.remove(k);
     }
     let kind = match desired.kind {
@@ -87,6 +93,7 @@ pub fn canonical(desired: &DesiredResource) -> Value {
         Kind::Topic => "Topic",
         Kind::Pipeline => "Pipeline",
         Kind::LlmQuota => "LlmQuota",
+        Kind::Job => "Job",
     };
     json!({
         "apiVersion": "platformd.dev/v1",

@@ -54,6 +54,7 @@ pub struct Block<'n> {
     pub owner_span: Span,
     fields: BTreeMap<&'static str, Vec<&'n Node>>,
     defs: &'static [FieldDef],
+    extra_defs: &'static [FieldDef],
 }
 
 impl<'n> Block<'n> {
@@ -110,6 +111,7 @@ impl<'n> Block<'n> {
             owner_span,
             fields,
             defs,
+            extra_defs,
         };
         for def in all_defs.iter().filter(|d| d.required) {
             if !block.fields.contains_key(def.name) {
@@ -131,6 +133,7 @@ impl<'n> Block<'n> {
         *self
             .defs
             .iter()
+            .chain(self.extra_defs)
             .find(|d| d.name == name)
             .unwrap_or(&FieldDef {
                 name: "?",

@@ -108,6 +108,9 @@ pub(crate) fn decode_resource(
         let span = v.span;
         number(v, 0.0, 1e9, "monthly-usd=500", diags).map(|usd| Spanned::new(usd, span))
     });
+    let monitoring = block
+        .one("monitoring")
+        .and_then(|n| decode_monitoring(kind, n, diags));
     let drift = single_enum(&block, "drift", &["correct", "report", "ignore"], diags)
         .map(|s| drift_policy(&s));
     let mut ignore_changes = Vec::new();
@@ -163,6 +166,7 @@ pub(crate) fn decode_resource(
         Kind::Pipeline => Spec::Pipeline(decode_pipeline(&block, &mut references, diags)?),
         Kind::GpuPool => Spec::GpuPool(decode_gpu_pool(&block, diags)?),
         Kind::AiEndpoint => Spec::AiEndpoint(decode_ai_endpoint(&block, &mut references, diags)?),
+        Kind::Job => Spec::Job(decode_job(&block, &mut references, diags)?),
         // Made from its team by validation, never decoded as a node.
         Kind::LlmQuota => return None,
     };
@@ -177,9 +181,158 @@ pub(crate) fn decode_resource(
         drift,
         ignore_changes,
         cost_budget,
+        monitoring,
         references,
         spec,
     })
+}
+
+/// Whether `target` is a notify target: `slack:#channel`, `pagerduty:SERVICE`,
+/// `opsgenie:TEAM` or `email:ADDRESS` (Alertmanager routes on the labels these become).
+pub(crate) fn is_notify_target(target: &str) -> bool {
+    match target.split_once(':') {
+        Some(("slack", channel)) => {
+            channel.len() > 1
+                && channel.starts_with('#')
+                && channel[1..]
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_'))
+        }
+        Some(("pagerduty" | "opsgenie", name)) => is_dns_label(name),
+        Some(("email", address)) => is_email(address),
+        _ => false,
+    }
+}
+
+/// `monitoring { alert "cpu" above=80 for="10m" severity="critical"; notify "slack:#alerts" }`.
+fn decode_monitoring(
+    kind: Kind,
+    node: &Node,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Spanned<Monitoring>> {
+    let block = Block::new(
+        "`monitoring`".to_string(),
+        node.name.span,
+        &node.children,
+        MONITORING_FIELDS,
+        &[],
+        diags,
+    );
+    let mut alerts = Vec::new();
+    let mut ok = true;
+    for a in block.all("alert") {
+        let usage = block.def("alert").usage;
+        if !shape(a, 1, 1, &["above", "for", "severity"], usage, diags) {
+            ok = false;
+            continue;
+        }
+        let names: Vec<&str> = AlertMetric::ALL.iter().map(|m| m.as_str()).collect();
+        let Some(metric) = arg(a, 0)
+            .and_then(|v| one_of(v, &names, diags))
+            .and_then(|m| AlertMetric::ALL.iter().copied().find(|x| x.as_str() == m))
+        else {
+            ok = false;
+            continue;
+        };
+        if !metric.kinds().contains(&kind) {
+            ok = false;
+            let usable: Vec<&str> = AlertMetric::ALL
+                .iter()
+                .filter(|m| m.kinds().contains(&kind))
+                .map(|m| m.as_str())
+                .collect();
+            diags.push(
+                Diagnostic::error(
+                    "invalid-value",
+                    format!("a {kind} has no `{}` to alert on", metric.as_str()),
+                )
+                .with_label(a.args[0].span, "not a metric of this kind")
+                .with_help(if usable.is_empty() {
+                    format!("a {kind} has no metrics to alert on; remove the alert")
+                } else {
+                    format!("a {kind} alerts on {}", usable.join(", "))
+                }),
+            );
+            continue;
+        }
+        let max = if metric == AlertMetric::Backlog {
+            1e12
+        } else {
+            100.0
+        };
+        let example = if metric == AlertMetric::Backlog {
+            "above=10000"
+        } else {
+            "above=80"
+        };
+        let Some(above) = required_prop(a, "above", usage, diags)
+            .and_then(|v| number(v, 0.0, max, example, diags))
+        else {
+            ok = false;
+            continue;
+        };
+        let for_ = match prop(a, "for") {
+            Some(v) => match formatted(
+                v,
+                crate::units::is_duration,
+                "a duration such as `10m`",
+                "for=\"10m\"",
+                diags,
+            ) {
+                Some(s) => s.value,
+                None => {
+                    ok = false;
+                    continue;
+                }
+            },
+            None => "5m".to_string(),
+        };
+        let severity = match prop(a, "severity").map(|v| one_of(v, &["warning", "critical"], diags))
+        {
+            None => AlertSeverity::Warning,
+            Some(Some(s)) if s == "critical" => AlertSeverity::Critical,
+            Some(Some(_)) => AlertSeverity::Warning,
+            Some(None) => {
+                ok = false;
+                continue;
+            }
+        };
+        alerts.push(Alert {
+            metric,
+            above,
+            for_,
+            severity,
+        });
+    }
+    let mut notify = Vec::new();
+    for n in block.all("notify") {
+        let usage = block.def("notify").usage;
+        if !shape(n, 1, 1, &[], usage, diags) {
+            ok = false;
+            continue;
+        }
+        match arg(n, 0).and_then(|v| {
+            formatted(
+                v,
+                is_notify_target,
+                "a notify target is `slack:#channel`, `pagerduty:SERVICE`, `opsgenie:TEAM` or `email:ADDRESS`",
+                "notify \"slack:#data-alerts\"",
+                diags,
+            )
+        }) {
+            Some(t) => notify.push(t.value),
+            None => ok = false,
+        }
+    }
+    if alerts.is_empty() && ok {
+        diags.push(
+            Diagnostic::error("missing-field", "`monitoring` has no alert")
+                .with_label(node.name.span, "nothing to watch")
+                .with_help(format!("add one: `{}`", block.def("alert").usage)),
+        );
+        return None;
+    }
+    ok.then(|| Spanned::new(Monitoring { alerts, notify }, node.name.span))
 }
 
 /// A Kubernetes label value (also valid as an AWS tag value).

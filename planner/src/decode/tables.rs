@@ -12,6 +12,18 @@ pub(crate) const COMMON_FIELDS: &[FieldDef] = &[
     once("drift", "drift \"report\""),
     repeated("ignore-changes", "ignore-changes \"replicas\""),
     once("cost-budget", "cost-budget monthly-usd=500"),
+    once(
+        "monitoring",
+        "monitoring { alert \"cpu\" above=80 for=\"10m\"; notify \"slack:#alerts\" }",
+    ),
+];
+
+pub(crate) const MONITORING_FIELDS: &[FieldDef] = &[
+    repeated(
+        "alert",
+        "alert \"cpu\" above=80 for=\"10m\" severity=\"critical\"",
+    ),
+    repeated("notify", "notify \"slack:#data-alerts\""),
 ];
 
 pub(crate) const SERVICE_FIELDS: &[FieldDef] = &[
@@ -77,6 +89,19 @@ pub(crate) const AI_ENDPOINT_FIELDS: &[FieldDef] = &[
     once("idle-shutdown-after", "idle-shutdown-after \"1h\""),
 ];
 
+pub(crate) const JOB_FIELDS: &[FieldDef] = &[
+    required("image", "image \"ghcr.io/acme/train:1.0.0\""),
+    once("command", "command \"python\" \"train.py\" \"--epochs=3\""),
+    once("resources", "resources cpu=\"4\" memory=\"16Gi\""),
+    repeated("env", "env \"DATA_URL\" from=\"bucket/datasets.url\""),
+    once("gpu-pool", "gpu-pool \"a100-training\" gpus=4"),
+    once("schedule", "schedule \"0 3 * * *\""),
+    once("completions", "completions 1"),
+    once("parallelism", "parallelism 1"),
+    once("backoff-limit", "backoff-limit 3"),
+    once("timeout", "timeout \"6h\""),
+];
+
 pub const ACCELERATORS: &[&str] = &[
     "nvidia-t4",
     "nvidia-l4",
@@ -101,6 +126,7 @@ pub fn kind_fields(kind: Kind) -> &'static [FieldDef] {
         Kind::GpuPool => GPU_POOL_FIELDS,
         Kind::AiEndpoint => AI_ENDPOINT_FIELDS,
         Kind::LlmQuota => &[],
+        Kind::Job => JOB_FIELDS,
     }
 }
 

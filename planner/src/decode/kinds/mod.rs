@@ -2,8 +2,10 @@
 
 mod ai;
 mod data;
+mod job;
 mod service;
 
 pub(crate) use ai::*;
 pub(crate) use data::*;
+pub(crate) use job::*;
 pub(crate) use service::*;

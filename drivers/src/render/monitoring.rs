@@ -1,0 +1,163 @@
+//! `monitoring { alert …; notify … }` → a prometheus-operator `PrometheusRule`
+//! (`monitoring.coreos.com/v1`, field names as in the operator's CRD: `spec.groups[].rules[]`
+//! with `alert`, `expr`, `for`, `labels`, `annotations`).
+//!
+//! Each rule carries `severity`, `team`, `platformd_address` and one routing label per notify
+//! target (`slack_channel`, `pagerduty_service`, `opsgenie_team`, `email_to`), so an
+//! Alertmanager route can send it on without knowing the stack. The queries follow the metric
+//! names of the exporters a cluster usually runs (`docs/DRIVERS.md`, "Monitoring").
+
+use super::{metadata, str_at};
+use crate::DesiredResource;
+use planner::model::Kind;
+use serde_json::{Map, Value, json};
+
+/// The rule document of `desired`, if it declares monitoring.
+pub fn rules(desired: &DesiredResource, namespace: &str) -> Option<Value> {
+    let monitoring = desired.spec.get("monitoring")?;
+    let alerts = monitoring.get("alerts")?.as_array()?;
+    let mut routing = Map::new();
+    let notify: Vec<&str> = monitoring
+        .get("notify")
+        .and_then(Value::as_array)
+        .map(|n| n.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    for target in &notify {
+        let Some((scheme, to)) = target.split_once(':') else {
+            continue;
+        };
+        let label = match scheme {
+            "slack" => "slack_channel",
+            "pagerduty" => "pagerduty_service",
+            "opsgenie" => "opsgenie_team",
+            "email" => "email_to",
+            _ => continue,
+        };
+        let joined = match routing.get(label).and_then(Value::as_str) {
+            Some(before) => format!("{before},{to}"),
+            None => to.to_string(),
+        };
+        routing.insert(label.into(), joined.into());
+    }
+    let rules: Vec<Value> = alerts
+        .iter()
+        .filter_map(|a| rule(desired, namespace, a, &routing))
+        .collect();
+    if rules.is_empty() {
+        return None;
+    }
+    Some(json!({
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": metadata(desired, &format!("{}-alerts", desired.name), Some(namespace)),
+        "spec": {
+            "groups": [{
+                "name": format!("platformd.{}.{}", desired.kind.as_str(), desired.name),
+                "rules": rules,
+            }],
+        },
+    }))
+}
+
+fn rule(
+    desired: &DesiredResource,
+    namespace: &str,
+    alert: &Value,
+    routing: &Map<String, Value>,
+) -> Option<Value> {
+    let metric = str_at(alert, "metric");
+    let above = alert.get("above")?.as_f64()?;
+    let expr = format!("{} > {}", query(desired, namespace, metric)?, number(above));
+    let mut labels = Map::new();
+    labels.insert("severity".into(), str_at(alert, "severity").into());
+    labels.insert("team".into(), desired.team().into());
+    labels.insert("platformd_address".into(), desired.address.clone().into());
+    for (k, v) in routing {
+        labels.insert(k.clone(), v.clone());
+    }
+    let unit = if metric == "backlog" {
+        " messages"
+    } else {
+        "%"
+    };
+    Some(json!({
+        "alert": alert_name(&desired.name, metric),
+        "expr": expr,
+        "for": str_at(alert, "for"),
+        "labels": Value::Object(labels),
+        "annotations": {
+            "summary": format!("{} {metric} above {}{unit}", desired.address, number(above)),
+            "description": format!(
+                "{} ({} team) has had {metric} above {}{unit} for {}.",
+                desired.address,
+                desired.team(),
+                number(above),
+                str_at(alert, "for")
+            ),
+        },
+    }))
+}
+
+/// `80`, `99.5`: no trailing `.0`.
+fn number(n: f64) -> String {
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        format!("{}", n as i64)
+    } else {
+        format!("{n}")
+    }
+}
+
+/// `checkout-api` + `cpu` → `CheckoutApiCpuHigh`.
+fn alert_name(name: &str, metric: &str) -> String {
+    let mut out = String::new();
+    for word in name.split('-').chain([metric, "high"]) {
+        let mut chars = word.chars();
+        if let Some(first) = chars.next() {
+            out.extend(first.to_uppercase());
+            out.push_str(chars.as_str());
+        }
+    }
+    out
+}
+
+/// The PromQL of one metric of one resource (without the threshold).
+fn query(desired: &DesiredResource, namespace: &str, metric: &str) -> Option<String> {
+    let name = &desired.name;
+    // A Deployment's pods are NAME-<replicaset hash>-<pod hash>; a CloudNativePG cluster's are
+    // NAME-<ordinal>. Exact patterns keep `orders` from matching `orders-db`'s pods.
+    let pods = match desired.kind {
+        Kind::Database => format!("{name}-[0-9]+"),
+        _ => format!("{name}-[a-z0-9]+-[a-z0-9]{{5}}"),
+    };
+    let scope = format!("namespace=\"{namespace}\",pod=~\"{pods}\"");
+    Some(match (desired.kind, metric) {
+        (_, "cpu") => format!(
+            "100 * sum(rate(container_cpu_usage_seconds_total{{{scope},container!=\"\"}}[5m])) / sum(kube_pod_container_resource_requests{{{scope},resource=\"cpu\"}})"
+        ),
+        (Kind::Database, "disk") => format!(
+            "100 * max(1 - kubelet_volume_stats_available_bytes{{namespace=\"{namespace}\",persistentvolumeclaim=~\"{pods}\"}} / kubelet_volume_stats_capacity_bytes{{namespace=\"{namespace}\",persistentvolumeclaim=~\"{pods}\"}})"
+        ),
+        // Consumer lag from kafka-exporter: of every group on a topic, or of the pipeline's
+        // own consumer group (named after it).
+        (Kind::Topic, "backlog") => format!("sum(kafka_consumergroup_lag{{topic=\"{name}\"}})"),
+        (Kind::Pipeline, "backlog") => {
+            format!("sum(kafka_consumergroup_lag{{consumergroup=\"{name}\"}})")
+        }
+        (_, "errors") => format!(
+            "100 * sum(rate(http_requests_total{{namespace=\"{namespace}\",service=\"{name}\",code=~\"5..\"}}[5m])) / sum(rate(http_requests_total{{namespace=\"{namespace}\",service=\"{name}\"}}[5m]))"
+        ),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alert_names_are_camel_case() {
+        assert_eq!(alert_name("checkout-api", "cpu"), "CheckoutApiCpuHigh");
+        assert_eq!(number(80.0), "80");
+        assert_eq!(number(99.5), "99.5");
+    }
+}

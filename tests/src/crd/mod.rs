@@ -1,0 +1,4 @@
+//! Custom resource types of the operators platformd renders for, generated from their published
+//! CRD schemas, for checking rendered objects in tests.
+
+pub mod prometheus_rule;
