@@ -151,6 +151,20 @@ fn parse_faults(spec: &str) -> HashMap<String, Fault> {
         .collect()
 }
 
+/// A ClickHouse cluster's outputs: the operator's Service in front of every replica, native
+/// protocol, the `default` database and user (whose password stays in the cluster).
+pub fn clickhouse_outputs(name: &str, namespace: &str, o: &mut Outputs) {
+    let host = format!("clickhouse-{name}.{namespace}.svc");
+    o.insert(
+        "url".into(),
+        format!("clickhouse://default@{host}:9000/default"),
+    );
+    o.insert("host".into(), host);
+    o.insert("port".into(), "9000".into());
+    o.insert("name".into(), "default".into());
+    o.insert("username".into(), "default".into());
+}
+
 /// Deterministic outputs, as a real system would report them. No credentials: database users
 /// authenticate with a secret from the secret store.
 pub fn synthesize_outputs(d: &DesiredResource, namespace: &str) -> Outputs {
@@ -163,6 +177,9 @@ pub fn synthesize_outputs(d: &DesiredResource, namespace: &str) -> Outputs {
             o.insert("url".into(), format!("http://{host}:{port}"));
             o.insert("host".into(), host);
             o.insert("port".into(), port.to_string());
+        }
+        Kind::Database if str_at(&d.spec, "engine") == "clickhouse" => {
+            clickhouse_outputs(&d.name, namespace, &mut o);
         }
         Kind::Database => {
             let engine = str_at(&d.spec, "engine");

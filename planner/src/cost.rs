@@ -154,11 +154,22 @@ pub fn estimate(stack: &Stack) -> (BTreeMap<String, f64>, Vec<Diagnostic>) {
             Spec::Pipeline(p) => {
                 compute_cost(&prices, &p.resources.cpu, &p.resources.memory, p.replicas)
             }
+            Spec::Database(d) if d.engine == "clickhouse" => {
+                // Pods of the cluster's size, each with its volume.
+                let pods = d.shards.unwrap_or(1) * d.replicas.unwrap_or(1);
+                let (cpu, memory) = d
+                    .resources
+                    .as_ref()
+                    .map_or(("2", "8Gi"), |r| (r.cpu.as_str(), r.memory.as_str()));
+                compute_cost(&prices, cpu, memory, pods)
+                    + pods as f64 * d.storage_gb as f64 * prices.rate("db-storage-gb-month")
+            }
             Spec::Database(d) => {
-                let instance = match prices.instance(&d.size) {
+                let size = d.size.as_deref().unwrap_or("");
+                let instance = match prices.instance(size) {
                     Some((hourly, _)) => hourly * HOURS_PER_MONTH,
                     None => {
-                        unknown_price(r, &d.size);
+                        unknown_price(r, size);
                         0.0
                     }
                 };

@@ -227,6 +227,7 @@ impl DriverType {
                 "node-class",
                 "kafka-cluster",
                 "ai-gateway",
+                "clickhouse-keeper",
                 "force-conflicts",
             ],
             DriverType::Aws => &[
@@ -599,10 +600,32 @@ pub struct DatabaseSpec {
     pub engine: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
-    pub size: String,
+    /// The instance class (every engine but ClickHouse, which sizes pods by `resources`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
+    /// Per replica, for ClickHouse.
     pub storage_gb: u32,
     pub backup_retention_days: u32,
     pub high_availability: bool,
+    /// ClickHouse: the cluster's layout, pod size, default data retention and backups.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shards: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ComputeResources>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup: Option<DatabaseBackup>,
+}
+
+/// `backup bucket="…" schedule="…"`: ClickHouse backups to a bucket of the stack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct DatabaseBackup {
+    pub bucket: String,
+    pub schedule: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

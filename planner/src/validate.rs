@@ -332,12 +332,28 @@ fn check_drivers(stack: &Stack, diags: &mut Vec<Diagnostic>) {
             Some(_) => {}
         }
     }
-    // The Kubernetes driver serves PostgreSQL through CloudNativePG and self-hosted model
-    // runtimes; other engines and SageMaker live in the cloud account.
+    // The Kubernetes driver serves PostgreSQL through CloudNativePG, ClickHouse through the
+    // Altinity operator and self-hosted model runtimes; other engines and SageMaker live in the
+    // cloud account, which has no ClickHouse.
     for r in &stack.resources {
+        if let Spec::Database(db) = &r.spec
+            && db.engine == "clickhouse"
+            && let Some(driver) = stack.driver_for(r).and_then(|n| platform.driver(&n))
+            && driver.driver == DriverType::Aws
+        {
+            diags.push(
+                Diagnostic::error(
+                    "unsupported-kind",
+                    "driver `aws` does not serve ClickHouse (RDS has no ClickHouse engine)",
+                )
+                .with_label(r.kind_span, format!("{} cannot be applied by `aws`", r.address))
+                .with_help("give it `driver \"kubernetes\"` (the Altinity clickhouse-operator runs it) or route `database` there"),
+            );
+            continue;
+        }
         let (what, value, help) = match &r.spec {
-            Spec::Database(db) if db.engine != "postgres" => (
-                "postgres databases (CloudNativePG)",
+            Spec::Database(db) if !matches!(db.engine.as_str(), "postgres" | "clickhouse") => (
+                "postgres databases (CloudNativePG) and ClickHouse clusters (Altinity)",
                 db.engine.as_str(),
                 "route `database` to `aws` (RDS serves every engine), or use `engine \"postgres\"`",
             ),

@@ -95,6 +95,13 @@ pub const BUILT_IN: &[ResourceType] = &[
 /// The custom resources of the operators platformd renders for, served once installed.
 pub const OPERATOR_CRDS: &[ResourceType] = &[
     ResourceType {
+        group: "clickhouse.altinity.com",
+        version: "v1",
+        kind: "ClickHouseInstallation",
+        plural: "clickhouseinstallations",
+        namespaced: true,
+    },
+    ResourceType {
         group: "monitoring.coreos.com",
         version: "v1",
         kind: "PrometheusRule",
@@ -489,6 +496,9 @@ fn reconcile(object: &mut Value) {
                 "availableReplicas": replicas,
                 "conditions": [{ "type": "Available", "status": "True" }],
             });
+        }
+        Some("ClickHouseInstallation") => {
+            object["status"] = json!({ "status": "Completed", "observedGeneration": generation });
         }
         Some("Service" | "ConfigMap" | "Namespace" | "HorizontalPodAutoscaler") | None => {}
         Some(_) => {

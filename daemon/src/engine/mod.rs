@@ -227,6 +227,14 @@ pub fn desired_resource(
             }
         }
     }
+    // A ClickHouse backup writes to its bucket by the bucket's name.
+    if let Some(bucket) = spec["backup"]["bucket"].as_str()
+        && let Some(name) = store
+            .outputs(&format!("bucket/{bucket}"))?
+            .and_then(|o| o.get("name").cloned())
+    {
+        wired.insert(drivers::render::clickhouse::BACKUP_BUCKET.to_string(), name);
+    }
     Ok(DesiredResource {
         stack: stack.to_string(),
         address: address.to_string(),
@@ -240,6 +248,15 @@ pub fn desired_resource(
 
 /// Env values wired from outputs that are not available (their producer is not applied).
 fn unresolved_wiring(resource: &DesiredResource) -> Option<String> {
+    if let Some(bucket) = resource.spec["backup"]["bucket"].as_str()
+        && !resource
+            .wired
+            .contains_key(drivers::render::clickhouse::BACKUP_BUCKET)
+    {
+        return Some(format!(
+            "output `name` of bucket/{bucket} is not available: it has not been applied"
+        ));
+    }
     let env = resource.spec.get("env")?.as_object()?;
     env.iter().find_map(|(name, v)| {
         let from = v.get("from")?.as_str()?;

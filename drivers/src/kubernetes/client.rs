@@ -20,6 +20,9 @@ pub struct Settings {
     pub kafka_cluster: Option<String>,
     /// The Gateway AI endpoints' routes attach to (`ai-gateway`, default `ai-gateway`).
     pub ai_gateway: Option<String>,
+    /// The ClickHouse Keeper service replicated ClickHouse clusters coordinate through
+    /// (`clickhouse-keeper`, default `clickhouse-keeper`).
+    pub clickhouse_keeper: Option<String>,
     /// Take fields another field manager owns (`force-conflicts "true"`, the default); with
     /// `"false"` such an apply fails naming the other manager.
     pub force_conflicts: bool,
@@ -34,6 +37,7 @@ impl Default for Settings {
             node_class: None,
             kafka_cluster: None,
             ai_gateway: None,
+            clickhouse_keeper: None,
             force_conflicts: true,
         }
     }
@@ -48,6 +52,7 @@ impl Settings {
             node_class: settings.get("node-class").cloned(),
             kafka_cluster: settings.get("kafka-cluster").cloned(),
             ai_gateway: settings.get("ai-gateway").cloned(),
+            clickhouse_keeper: settings.get("clickhouse-keeper").cloned(),
             force_conflicts: settings.get("force-conflicts").is_none_or(|v| v != "false"),
         }
     }

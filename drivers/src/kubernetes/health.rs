@@ -61,6 +61,13 @@ pub fn assess(object: &Value) -> Health {
         "Service" | "ConfigMap" | "HorizontalPodAutoscaler" | "Namespace" | "CronJob" => {
             Health::Ready
         }
+        // The Altinity operator reports progress in `status.status`.
+        "ClickHouseInstallation" => match object["status"]["status"].as_str() {
+            Some("Completed") => Health::Ready,
+            Some("Aborted") => Health::Failed("the ClickHouse installation was aborted".into()),
+            Some(other) => Health::Progressing(format!("ClickHouse installation {other}")),
+            None => Health::Progressing("waiting for the operator".into()),
+        },
         // A job is applied once it runs: an apply does not wait hours for a training run to
         // finish, but a run that failed for good is reported.
         "Job" => match condition(object, "Failed") {

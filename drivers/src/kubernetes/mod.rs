@@ -69,7 +69,12 @@ fn object_types(kind: Kind) -> &'static [(&'static str, &'static str, &'static s
             PROMETHEUS_RULE,
         ],
         Kind::GpuPool => &[("karpenter.sh", "v1", "NodePool")],
-        Kind::Database => &[("postgresql.cnpg.io", "v1", "Cluster"), PROMETHEUS_RULE],
+        Kind::Database => &[
+            ("postgresql.cnpg.io", "v1", "Cluster"),
+            ("clickhouse.altinity.com", "v1", "ClickHouseInstallation"),
+            ("batch", "v1", "CronJob"),
+            PROMETHEUS_RULE,
+        ],
         // Buckets live in the cloud account (the `aws` driver).
         Kind::Bucket => &[],
     }
@@ -128,6 +133,16 @@ impl KubernetesDriver {
                 desired,
                 self.settings.node_class.as_deref().unwrap_or("default"),
             )],
+            Kind::Database if desired.spec["engine"] == "clickhouse" => {
+                let keeper = self
+                    .settings
+                    .clickhouse_keeper
+                    .as_deref()
+                    .unwrap_or(render::clickhouse::DEFAULT_KEEPER);
+                let mut docs = render::clickhouse::documents(desired, namespace, keeper);
+                docs.extend(render::monitoring::rules(desired, namespace));
+                docs
+            }
             Kind::Database => std::iter::once(cnpg::cluster(desired, namespace))
                 .chain(render::monitoring::rules(desired, namespace))
                 .collect(),
@@ -500,6 +515,9 @@ fn outputs_of(kind: Kind, name: &str, namespace: &str, live: &[Value]) -> Output
                 );
             }
             Some("Cluster") => cnpg::outputs(name, namespace, &mut out),
+            Some("ClickHouseInstallation") => {
+                crate::local::clickhouse_outputs(name, namespace, &mut out)
+            }
             Some("NodePool") => {
                 out.insert(
                     "node-selector".into(),

@@ -5,6 +5,7 @@
 //!   `Service`, `HorizontalPodAutoscaler`, and an `ExternalSecret` for secret references;
 //! - `topic` → a Strimzi `KafkaTopic`;
 //! - `job` → a `batch/v1` `Job`, or a `CronJob` with a schedule;
+//! - a ClickHouse `database` → an Altinity `ClickHouseInstallation` (and a backup `CronJob`);
 //! - self-hosted `ai-endpoint`s also → Envoy AI Gateway objects, and `llm-quota` → an Envoy
 //!   Gateway `BackendTrafficPolicy` (`gateway.rs`);
 //! - `database`, `bucket`, `gpu-pool`, SageMaker endpoints → a canonical `platformd.dev/v1`
@@ -15,6 +16,7 @@
 //! Every document carries the ownership labels (`app.kubernetes.io/managed-by: platformd`,
 //! `platformd.dev/stack`) and the `platformd.dev/address` annotation.
 
+pub mod clickhouse;
 pub mod gateway;
 pub mod kubernetes;
 pub mod monitoring;
@@ -32,6 +34,9 @@ pub fn documents(desired: &DesiredResource, namespace: &str) -> Vec<Value> {
         Kind::AiEndpoint if str_at(&desired.spec, "runtime") != "sagemaker" => {
             kubernetes::manifests(desired, namespace)
         }
+        Kind::Database if str_at(&desired.spec, "engine") == "clickhouse" => {
+            clickhouse::documents(desired, namespace, clickhouse::DEFAULT_KEEPER)
+        }
         _ => vec![canonical(desired)],
     };
     docs.extend(monitoring::rules(desired, namespace));
@@ -43,6 +48,7 @@ pub fn has_kubernetes_form(kind: Kind, spec: &Value) -> bool {
     match kind {
         Kind::Service | Kind::Pipeline | Kind::Topic | Kind::LlmQuota | Kind::Job => true,
         Kind::AiEndpoint => str_at(spec, "runtime") != "sagemaker",
+        Kind::Database => str_at(spec, "engine") == "clickhouse",
         _ => false,
     }
 }

@@ -160,7 +160,7 @@ pub(crate) fn decode_resource(
 
     let spec = match kind {
         Kind::Service => Spec::Service(decode_service(&block, &mut references, diags)?),
-        Kind::Database => Spec::Database(decode_database(&block, diags)?),
+        Kind::Database => Spec::Database(decode_database(&block, &mut references, diags)?),
         Kind::Bucket => Spec::Bucket(decode_bucket(&block, diags)),
         Kind::Topic => Spec::Topic(decode_topic(&block, diags)),
         Kind::Pipeline => Spec::Pipeline(decode_pipeline(&block, &mut references, diags)?),

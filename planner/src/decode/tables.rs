@@ -38,10 +38,20 @@ pub(crate) const SERVICE_FIELDS: &[FieldDef] = &[
 
 pub(crate) const DATABASE_FIELDS: &[FieldDef] = &[
     required("engine", "engine \"postgres\" version=\"16\""),
-    required("size", "size \"db.r6g.large\""),
+    // Required for every engine but `clickhouse` (checked in the decoder).
+    once("size", "size \"db.r6g.large\""),
     once("storage-gb", "storage-gb 100"),
     once("backup-retention-days", "backup-retention-days 14"),
     once("high-availability", "high-availability #true"),
+    // ClickHouse only.
+    once("shards", "shards 2"),
+    once("replicas", "replicas 2"),
+    once("resources", "resources cpu=\"4\" memory=\"32Gi\""),
+    once("retention-days", "retention-days 90"),
+    once(
+        "backup",
+        "backup bucket=\"clickhouse-backups\" schedule=\"0 2 * * *\"",
+    ),
 ];
 
 pub(crate) const BUCKET_FIELDS: &[FieldDef] = &[
@@ -113,7 +123,7 @@ pub const ACCELERATORS: &[&str] = &[
     "aws-trainium",
 ];
 pub const RUNTIMES: &[&str] = &["vllm", "tgi", "triton", "sagemaker"];
-pub const ENGINES: &[&str] = &["postgres", "mysql", "mariadb"];
+pub const ENGINES: &[&str] = &["postgres", "mysql", "mariadb", "clickhouse"];
 
 /// The kind-specific fields of a kind (common fields excluded), for docs and `ignore-changes`.
 pub fn kind_fields(kind: Kind) -> &'static [FieldDef] {

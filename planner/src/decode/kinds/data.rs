@@ -4,6 +4,7 @@ use super::super::*;
 
 pub(crate) fn decode_database(
     block: &Block<'_>,
+    references: &mut Vec<Reference>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<DatabaseSpec> {
     let engine = block.one("engine").and_then(|n| {
@@ -19,6 +20,62 @@ pub(crate) fn decode_database(
         });
         Some((engine, version))
     });
+    let clickhouse = engine
+        .as_ref()
+        .is_some_and(|(e, _)| e.as_str() == "clickhouse");
+    // Fields of one engine family refused on the other, each at the field.
+    let not_for = |field: &str, diags: &mut Vec<Diagnostic>, help: &str| {
+        if let Some(n) = block.one(field) {
+            diags.push(
+                Diagnostic::error(
+                    "wrong-arguments",
+                    format!(
+                        "`{field}` is not for {}",
+                        if clickhouse {
+                            "a ClickHouse cluster"
+                        } else {
+                            "this engine"
+                        }
+                    ),
+                )
+                .with_label(n.name.span, "not for this engine")
+                .with_help(help.to_string()),
+            );
+        }
+    };
+    if clickhouse {
+        not_for(
+            "size",
+            diags,
+            "a ClickHouse cluster is sized by `resources cpu=\"4\" memory=\"32Gi\"` per replica",
+        );
+        not_for(
+            "high-availability",
+            diags,
+            "a ClickHouse cluster is made highly available by `replicas 2` (or more)",
+        );
+    } else {
+        for field in [
+            "shards",
+            "replicas",
+            "resources",
+            "retention-days",
+            "backup",
+        ] {
+            not_for(
+                field,
+                diags,
+                "shards, replicas, resources, retention-days and backup are for `engine \"clickhouse\"`",
+            );
+        }
+        if engine.is_some() && block.one("size").is_none() {
+            diags.push(missing_field(
+                &block.owner,
+                block.owner_span,
+                &block.def("size"),
+            ));
+        }
+    }
     let size = single(block, "size", diags)
         .and_then(|v| {
             formatted(
@@ -34,14 +91,66 @@ pub(crate) fn decode_database(
     let backup_retention_days =
         single_int(block, "backup-retention-days", 0, 35, diags).unwrap_or(7) as u32;
     let high_availability = single_bool(block, "high-availability", diags).unwrap_or(false);
+    let (shards, replicas, resources, retention_days, backup) = if clickhouse {
+        let backup = block.one("backup").and_then(|n| {
+            let usage = block.def("backup").usage;
+            if !shape(n, 0, 0, &["bucket", "schedule"], usage, diags) {
+                return None;
+            }
+            let bucket = string(required_prop(n, "bucket", usage, diags)?, "bucket=\"clickhouse-backups\"", diags)?;
+            let schedule = match prop(n, "schedule") {
+                Some(v) => {
+                    let s = string(v, "schedule=\"0 2 * * *\"", diags)?;
+                    if let Err(problem) = crate::window::Cron::parse(&s.value) {
+                        diags.push(
+                            Diagnostic::error("invalid-value", format!("schedule \"{}\" is not valid: {problem}", s.value))
+                                .with_label(s.span, "not a cron schedule")
+                                .with_help("five fields: minute hour day-of-month month day-of-week, e.g. `schedule=\"0 2 * * *\"` (02:00 every day, UTC)"),
+                        );
+                        return None;
+                    }
+                    s.value
+                }
+                None => "0 2 * * *".to_string(),
+            };
+            references.push(Reference {
+                target: Address::new(Kind::Bucket, bucket.value.clone()),
+                output: Some("name".into()),
+                via: EdgeVia::DependsOn,
+                span: bucket.span,
+                allowed_kinds: &[Kind::Bucket],
+            });
+            Some(DatabaseBackup {
+                bucket: bucket.value,
+                schedule,
+            })
+        });
+        (
+            Some(single_int(block, "shards", 1, 64, diags).unwrap_or(1) as u32),
+            Some(single_int(block, "replicas", 1, 16, diags).unwrap_or(1) as u32),
+            Some(decode_resources(block, "2", "8Gi", diags)),
+            single_int(block, "retention-days", 1, 36500, diags).map(|d| d as u32),
+            backup,
+        )
+    } else {
+        (None, None, None, None, None)
+    };
     let (engine, version) = engine?;
+    if !clickhouse {
+        size.as_ref()?;
+    }
     Some(DatabaseSpec {
         engine,
         version,
-        size: size?,
+        size,
         storage_gb,
         backup_retention_days,
         high_availability,
+        shards,
+        replicas,
+        resources,
+        retention_days,
+        backup,
     })
 }
 

@@ -1,0 +1,143 @@
+//! `database` with `engine "clickhouse"` → an Altinity clickhouse-operator
+//! `ClickHouseInstallation` (`clickhouse.altinity.com/v1`), plus, with `backup`, a `CronJob` that
+//! asks the installation's clickhouse-backup sidecar for a remote backup to the bucket.
+//!
+//! Field names follow the operator's CRD (`spec.configuration.clusters[].layout`,
+//! `spec.configuration.zookeeper.nodes[]`, `spec.defaults.templates`,
+//! `spec.templates.podTemplates[]`, `spec.templates.volumeClaimTemplates[]`); the tests
+//! round-trip every rendered spec through the CRD's kopium-generated types.
+
+use super::{metadata, str_at};
+use crate::DesiredResource;
+use serde_json::{Value, json};
+
+/// The image of the ClickHouse server for `version` (default: the current LTS line).
+fn server_image(version: &str) -> String {
+    format!(
+        "clickhouse/clickhouse-server:{}",
+        if version.is_empty() { "24.8" } else { version }
+    )
+}
+
+/// The clickhouse-backup sidecar: serves backup commands over ClickHouse's
+/// `system.backup_actions` table and uploads to the bucket.
+const BACKUP_IMAGE: &str = "altinity/clickhouse-backup:2.6.5";
+
+/// The operator's Service in front of every replica: `clickhouse-NAME`.
+pub fn service_name(d: &DesiredResource) -> String {
+    format!("clickhouse-{}", d.name)
+}
+
+/// The installation and, with `backup`, its backup CronJob. `keeper` is the ClickHouse Keeper
+/// (or ZooKeeper) service that replicated tables coordinate through.
+pub fn documents(d: &DesiredResource, namespace: &str, keeper: &str) -> Vec<Value> {
+    let spec = &d.spec;
+    let version = str_at(spec, "version");
+    let shards = spec.get("shards").and_then(Value::as_u64).unwrap_or(1);
+    let replicas = spec.get("replicas").and_then(Value::as_u64).unwrap_or(1);
+    let resources = spec.get("resources").cloned().unwrap_or(json!({}));
+    let storage_gb = spec.get("storage-gb").and_then(Value::as_u64).unwrap_or(20);
+    let backup = spec.get("backup");
+    let mut containers = vec![json!({
+        "name": "clickhouse",
+        "image": server_image(version),
+        "resources": {
+            "requests": { "cpu": str_at(&resources, "cpu"), "memory": str_at(&resources, "memory") },
+            "limits": { "memory": str_at(&resources, "memory") },
+        },
+    })];
+    if let Some(b) = backup {
+        let bucket = d
+            .wired
+            .get(BACKUP_BUCKET)
+            .cloned()
+            .unwrap_or_else(|| str_at(b, "bucket").to_string());
+        let keep = spec
+            .get("backup-retention-days")
+            .and_then(Value::as_u64)
+            .unwrap_or(7);
+        containers.push(json!({
+            "name": "clickhouse-backup",
+            "image": BACKUP_IMAGE,
+            "args": ["server"],
+            "env": [
+                { "name": "API_LISTEN", "value": "0.0.0.0:7171" },
+                { "name": "API_CREATE_INTEGRATION_TABLES", "value": "true" },
+                { "name": "REMOTE_STORAGE", "value": "s3" },
+                { "name": "S3_BUCKET", "value": bucket },
+                { "name": "S3_PATH", "value": format!("{}/{}", d.stack, d.name) },
+                // One backup a day by default: keep as many as days of retention.
+                { "name": "BACKUPS_TO_KEEP_REMOTE", "value": keep.to_string() },
+            ],
+        }));
+    }
+    let mut configuration = json!({
+        "clusters": [{
+            "name": "main",
+            "layout": { "shardsCount": shards, "replicasCount": replicas },
+        }],
+    });
+    // Replicated tables need a keeper; a single replica does not.
+    if replicas > 1 {
+        configuration["zookeeper"] = json!({ "nodes": [{ "host": keeper, "port": 2181 }] });
+    }
+    let mut meta = metadata(d, &d.name, Some(namespace));
+    if let Some(days) = spec.get("retention-days").and_then(Value::as_u64) {
+        // What pipelines writing to this cluster use as their tables' TTL.
+        meta["annotations"]["platformd.dev/retention-days"] = days.to_string().into();
+    }
+    let mut docs = vec![json!({
+        "apiVersion": "clickhouse.altinity.com/v1",
+        "kind": "ClickHouseInstallation",
+        "metadata": meta,
+        "spec": {
+            "defaults": {
+                "templates": { "podTemplate": "clickhouse", "dataVolumeClaimTemplate": "data" },
+            },
+            "configuration": configuration,
+            "templates": {
+                "podTemplates": [{ "name": "clickhouse", "spec": { "containers": containers } }],
+                "volumeClaimTemplates": [{
+                    "name": "data",
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "resources": { "requests": { "storage": format!("{storage_gb}Gi") } },
+                    },
+                }],
+            },
+        },
+    })];
+    if let Some(b) = backup {
+        docs.push(json!({
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "metadata": metadata(d, &format!("{}-backup", d.name), Some(namespace)),
+            "spec": {
+                "schedule": str_at(b, "schedule"),
+                "timeZone": "Etc/UTC",
+                "concurrencyPolicy": "Forbid",
+                "jobTemplate": { "spec": {
+                    "backoffLimit": 2,
+                    "template": { "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [{
+                            "name": "backup",
+                            "image": server_image(version),
+                            "command": [
+                                "clickhouse-client", "--host", service_name(d), "--query",
+                                "INSERT INTO system.backup_actions(command) VALUES('create_remote')",
+                            ],
+                        }],
+                    } },
+                } },
+            },
+        }));
+    }
+    docs
+}
+
+/// The wired value the backup's bucket name arrives in (the bucket's `name` output).
+pub const BACKUP_BUCKET: &str = "BACKUP_BUCKET";
+
+/// The keeper service when the Kubernetes driver's `clickhouse-keeper` setting is not given.
+pub const DEFAULT_KEEPER: &str = "clickhouse-keeper";

@@ -1,0 +1,213 @@
+#![cfg(feature = "kubernetes")]
+//! `database` with `engine "clickhouse"` as an Altinity `ClickHouseInstallation`: made from a
+//! real stack by the planner, checked against the operator's CRD (its kopium-generated types,
+//! vendored in `test_support::crd`), with a clickhouse-backup sidecar and a backup CronJob
+//! (valid by `kubernetes-validate --strict`) writing to the stack's bucket; applied by the
+//! Kubernetes driver and observed without drift.
+
+use drivers::drift::managed_differences;
+use drivers::kubernetes::{KubernetesDriver, Settings};
+use drivers::{DesiredResource, Driver};
+use serde_json::Value;
+use test_support::crd::clickhouse_installation::ClickHouseInstallationSpec;
+use test_support::kube_emulator::KubeEmulator;
+
+const STACK: &str = r#"platform "data" {
+    driver "local" { path ".platformd/rendered" }
+    driver "kubernetes" { namespace "analytics"; clickhouse-keeper "keeper" }
+}
+team "data" { owner "data@acme.example" }
+bucket "ch-backups" { team "data" }
+database "events" {
+    team "data"
+    driver "kubernetes"
+    engine "clickhouse" version="24.8"
+    shards 2
+    replicas 2
+    resources cpu="4" memory="32Gi"
+    storage-gb 500
+    retention-days 90
+    backup-retention-days 14
+    backup bucket="ch-backups" schedule="0 2 * * *"
+}
+"#;
+
+fn events() -> (DesiredResource, f64) {
+    let analysis = planner::analyze(vec![planner::StackFile {
+        path: "platform.kdl".into(),
+        text: STACK.into(),
+    }]);
+    assert!(
+        !analysis.has_errors(),
+        "{}",
+        analysis.render_diagnostics(planner::diagnostic::Colour::Never)
+    );
+    let snapshot = analysis.snapshot.unwrap();
+    let r = &snapshot.resources["database/events"];
+    assert_eq!(
+        r.depends_on,
+        ["bucket/ch-backups"],
+        "the backup's bucket is an edge"
+    );
+    (
+        DesiredResource {
+            stack: "data".into(),
+            address: "database/events".into(),
+            kind: r.kind,
+            name: r.name.clone(),
+            spec: r.spec.value(),
+            wired: [(
+                drivers::render::clickhouse::BACKUP_BUCKET.to_string(),
+                "data-ch-backups".to_string(),
+            )]
+            .into(),
+            resumed: false,
+        },
+        r.monthly_cost_usd,
+    )
+}
+
+#[test]
+fn the_installation_uses_only_the_crds_fields_with_the_layout_keeper_and_backups() {
+    let (d, monthly) = events();
+    let docs = drivers::render::documents(&d, "analytics");
+    let chi = &docs[0];
+    assert_eq!(chi["apiVersion"], "clickhouse.altinity.com/v1");
+    assert_eq!(chi["kind"], "ClickHouseInstallation");
+    let typed: ClickHouseInstallationSpec = serde_json::from_value(chi["spec"].clone()).unwrap();
+    assert_eq!(serde_json::to_value(&typed).unwrap(), chi["spec"]);
+    let spec = &chi["spec"];
+    let layout = &spec["configuration"]["clusters"][0]["layout"];
+    assert_eq!(
+        (
+            layout["shardsCount"].as_u64(),
+            layout["replicasCount"].as_u64()
+        ),
+        (Some(2), Some(2))
+    );
+    // Replicated: coordinated through the keeper (the local driver renders the default one).
+    assert_eq!(
+        spec["configuration"]["zookeeper"]["nodes"][0]["host"],
+        "clickhouse-keeper"
+    );
+    let containers = spec["templates"]["podTemplates"][0]["spec"]["containers"]
+        .as_array()
+        .unwrap();
+    assert_eq!(containers[0]["image"], "clickhouse/clickhouse-server:24.8");
+    assert_eq!(containers[0]["resources"]["requests"]["memory"], "32Gi");
+    let env = |name: &str| -> Value {
+        containers[1]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .map(|e| e["value"].clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        env("S3_BUCKET"),
+        "data-ch-backups",
+        "the bucket's real name, wired"
+    );
+    assert_eq!(env("BACKUPS_TO_KEEP_REMOTE"), "14");
+    assert_eq!(
+        spec["templates"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"],
+        "500Gi"
+    );
+    assert_eq!(
+        chi["metadata"]["annotations"]["platformd.dev/retention-days"],
+        "90"
+    );
+    // Four pods of 4 vCPU / 32 GiB with 500 GB each.
+    assert!(monthly > 1000.0, "{monthly}");
+
+    let backup = &docs[1];
+    assert_eq!(backup["kind"], "CronJob");
+    assert_eq!(backup["spec"]["schedule"], "0 2 * * *");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("backup.yaml");
+    std::fs::write(&file, serde_json::to_string_pretty(backup).unwrap()).unwrap();
+    let out = std::process::Command::new("kubernetes-validate")
+        .arg("--strict")
+        .arg(&file)
+        .output()
+        .expect("kubernetes-validate is installed (scripts/test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn the_kubernetes_driver_applies_the_installation_with_its_keeper_and_observes_no_drift() {
+    let (d, _) = events();
+    let emulator = KubeEmulator::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    std::fs::write(&path, emulator.kubeconfig()).unwrap();
+    let driver = KubernetesDriver::new(Settings {
+        kubeconfig: Some(path),
+        context: Some("emulator".into()),
+        namespace: Some("analytics".into()),
+        clickhouse_keeper: Some("keeper".into()),
+        ..Settings::default()
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let applied = rt.block_on(driver.apply(&d, &[])).unwrap();
+    assert_eq!(applied.outputs["host"], "clickhouse-events.analytics.svc");
+    assert_eq!(applied.outputs["port"], "9000");
+    let chi = emulator
+        .get(
+            "clickhouse.altinity.com",
+            "clickhouseinstallations",
+            "analytics",
+            "events",
+        )
+        .expect("applied");
+    assert_eq!(
+        chi["spec"]["configuration"]["zookeeper"]["nodes"][0]["host"],
+        "keeper"
+    );
+    assert!(
+        emulator
+            .get("batch", "cronjobs", "analytics", "events-backup")
+            .is_some()
+    );
+    let observed = rt
+        .block_on(driver.observe("data", &[planner::model::Kind::Database]))
+        .unwrap();
+    let live = observed.iter().find(|o| o.address == d.address).unwrap();
+    let expected = driver.expected(&d).unwrap();
+    assert_eq!(managed_differences(&expected, &live.live, &[]), []);
+}
+
+#[test]
+fn clickhouse_is_refused_on_aws_and_postgres_fields_are_refused_on_it() {
+    let analysis = planner::analyze(vec![planner::StackFile {
+        path: "platform.kdl".into(),
+        text: r#"platform "data" {
+    driver "aws" { region "eu-west-1" }
+}
+team "data" { owner "data@acme.example" }
+database "events" {
+    team "data"
+    engine "clickhouse"
+    size "db.r6g.large"
+}
+"#
+        .into(),
+    }]);
+    let codes: Vec<&str> = analysis.diagnostics.iter().map(|d| d.code).collect();
+    assert!(codes.contains(&"unsupported-kind"), "{codes:?}");
+    assert!(codes.contains(&"wrong-arguments"), "{codes:?}");
+    let text = analysis.render_diagnostics(planner::diagnostic::Colour::Never);
+    assert!(text.contains("RDS has no ClickHouse engine"), "{text}");
+    assert!(
+        text.contains("`size` is not for a ClickHouse cluster"),
+        "{text}"
+    );
+}
