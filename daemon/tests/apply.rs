@@ -29,14 +29,14 @@ fn example_applies_from_empty_then_plans_clean_with_valid_manifests_and_wired_ou
     assert_eq!(run.code, 0, "{}", run.all());
     assert!(
         run.stdout
-            .contains("Apply succeeded: 31 applied, 0 failed, 0 skipped in "),
+            .contains("Apply succeeded: 38 applied, 0 failed, 0 skipped in "),
         "{}",
         run.stdout
     );
     let plan = ws.run(&["plan", "stack", "--detailed-exitcode"]);
     assert_eq!(plan.code, 0, "{}", plan.all());
     assert!(
-        plan.stdout.contains("no changes, 31 unchanged"),
+        plan.stdout.contains("no changes, 38 unchanged"),
         "{}",
         plan.stdout
     );

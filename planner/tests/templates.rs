@@ -244,3 +244,47 @@ fn the_example_use_of_the_catalog_is_a_valid_use() {
         );
     }
 }
+
+/// The example is a golden-path showcase: the platform team's three seed templates, each used
+/// by a product team in at most fifteen lines; its catalog is the Markdown page a developer
+/// portal shows.
+#[test]
+fn the_examples_seed_templates_are_each_used_in_fifteen_lines_at_most() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../platform-state-example");
+    let files = planner::load::read_dir(&dir).unwrap();
+    let mut used = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        let nodes =
+            planner::syntax::parse(planner::source::FileId(i as u32), &f.text).expect("parses");
+        for n in nodes.iter().filter(|n| n.name.text == "use") {
+            let text = &f.text[n.span.start as usize..n.span.end as usize];
+            let lines = text.lines().count();
+            let template = match &n.args[0].value {
+                planner::syntax::Value::String(s) => s.clone(),
+                other => panic!("{other:?}"),
+            };
+            assert!(
+                lines <= 15,
+                "{}: the use of {template} is {lines} lines",
+                f.path
+            );
+            used.push(template);
+        }
+    }
+    used.sort();
+    assert_eq!(
+        used,
+        ["clickhouse-cluster", "event-pipeline", "train-and-deploy"]
+    );
+    let analysis = planner::analyze(files);
+    assert!(
+        analysis.diagnostics.is_empty(),
+        "{}",
+        analysis.render_diagnostics(Colour::Never)
+    );
+    let catalog = Catalog {
+        stack: "acme-prod".into(),
+        templates: analysis.stack.templates.catalog(&analysis.stack.sources),
+    };
+    insta::assert_snapshot!("example_catalog_md", catalog.markdown());
+}

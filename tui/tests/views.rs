@@ -405,7 +405,7 @@ fn resume_shows_the_plan_back_to_the_tracked_revision() {
     app.show_rollback_plan(&tracked, Ok(busy_model().plan.unwrap()));
     let lines = &app.confirm.as_ref().unwrap().lines;
     assert!(
-        lines.iter().any(|l| l == "Plan: 31 to create, 0 unchanged"),
+        lines.iter().any(|l| l == "Plan: 38 to create, 0 unchanged"),
         "{lines:?}"
     );
     assert_eq!(app.on_key(Key::Char('y')), Some(Action::Resume));
