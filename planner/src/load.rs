@@ -180,22 +180,32 @@ fn in_parallel<T: Send>(n: usize, work: impl Fn(usize) -> T + Sync) -> Vec<T> {
         return (0..n).map(work).collect();
     }
     // Interleaved assignment balances files of similar size across workers.
+    let share = |w: usize, work: &(dyn Fn(usize) -> T + Sync)| -> Vec<(usize, T)> {
+        (w..n).step_by(workers).map(|i| (i, work(i))).collect()
+    };
     std::thread::scope(|scope| {
         let work = &work;
         let handles: Vec<_> = (0..workers)
             .map(|w| {
-                scope.spawn(move || {
-                    (w..n)
-                        .step_by(workers)
-                        .map(|i| (i, work(i)))
-                        .collect::<Vec<_>>()
-                })
+                // Parsing and decoding recurse per block level (bounded by
+                // `syntax::MAX_NESTING`); a generous stack keeps debug builds safe too.
+                std::thread::Builder::new()
+                    .stack_size(16 << 20)
+                    .spawn_scoped(scope, move || share(w, work))
             })
             .collect();
-        let mut all: Vec<(usize, T)> = handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect();
+        let mut all: Vec<(usize, T)> = Vec::with_capacity(n);
+        for (w, handle) in handles.into_iter().enumerate() {
+            match handle {
+                Ok(h) => match h.join() {
+                    Ok(results) => all.extend(results),
+                    // A worker that panicked is a bug; its panic is the caller's.
+                    Err(panic) => std::panic::resume_unwind(panic),
+                },
+                // No thread to be had: this share is done here instead.
+                Err(_) => all.extend(share(w, work)),
+            }
+        }
         all.sort_by_key(|r| r.0);
         all.into_iter().map(|(_, t)| t).collect()
     })

@@ -190,3 +190,55 @@ fn mutated_policy_expressions_never_panic() {
         let _ = analysis.render_diagnostics(planner::diagnostic::Colour::Never);
     }
 }
+
+/// Found by `fuzz/fuzz_targets/kdl_front_end.rs`: 729 levels of `a{` in a 1.5 KB file, parsed on
+/// a worker thread, overflowed its stack and aborted the process. Blocks deeper than
+/// `syntax::MAX_NESTING` are now a syntax error before any parser recurses; braces inside
+/// strings and comments do not count.
+#[test]
+fn fuzz_regression_deeply_nested_blocks_are_an_error_not_a_stack_overflow() {
+    let platform = "platform \"p\" {\n    driver \"local\" { path \"out\" }\n}\nteam \"core\" {\n    owner \"core@acme.example\"\n}\n";
+    for deep in [
+        "a{".repeat(729) + " ",
+        "a {".repeat(5000),
+        "/-a{".repeat(2000),
+    ] {
+        let analysis = planner::analyze(vec![
+            planner::StackFile {
+                path: "platform.kdl".into(),
+                text: platform.into(),
+            },
+            planner::StackFile {
+                path: "deep.kdl".into(),
+                text: deep,
+            },
+        ]);
+        let d = analysis
+            .diagnostics
+            .iter()
+            .find(|d| d.code == "syntax-error")
+            .expect("a syntax error");
+        assert!(d.message.contains("nested more than"), "{}", d.message);
+    }
+    // Braces in strings and comments are not blocks.
+    let braces = format!(
+        "service \"api\" {{\n    team \"core\"\n    image \"ghcr.io/acme/api:1.0.0\"\n    env \"TEMPLATE\" \"{}\"\n    // {}\n}}\n",
+        "{".repeat(200),
+        "{".repeat(200)
+    );
+    let analysis = planner::analyze(vec![
+        planner::StackFile {
+            path: "platform.kdl".into(),
+            text: platform.into(),
+        },
+        planner::StackFile {
+            path: "api.kdl".into(),
+            text: braces,
+        },
+    ]);
+    assert!(
+        !analysis.has_errors(),
+        "{}",
+        analysis.render_diagnostics(planner::diagnostic::Colour::Never)
+    );
+}

@@ -125,10 +125,91 @@ mod fast;
 /// The fast parser handles the subset of KDL stacks are written in; anything else, and every
 /// error, goes to the `kdl` crate, which is the reference for meaning and for messages.
 pub fn parse(file: FileId, text: &str) -> Result<Vec<Node>, Vec<Diagnostic>> {
+    too_deep(file, text)?;
     match fast::parse(file, text) {
         Some(nodes) => Ok(nodes),
         None => parse_with_reference(file, text),
     }
+}
+
+/// Blocks nested deeper than this are refused before parsing. Stacks need a handful of levels;
+/// the parsers recurse per level, and a few hundred levels of `a{` in a small file overflowed
+/// a parsing thread's stack (found by fuzzing, `docs/FUZZING.md`).
+pub const MAX_NESTING: usize = 64;
+
+/// A syntax error at the first `{` that opens a block deeper than [`MAX_NESTING`]. The scan
+/// skips strings and comments, so braces inside them do not count.
+fn too_deep(file: FileId, text: &str) -> Result<(), Vec<Diagnostic>> {
+    let bytes = text.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                // A quoted (or multi-line) string: to the next unescaped quote.
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'#' if bytes.get(i + 1).is_some_and(|b| *b == b'"' || *b == b'#') => {
+                // A raw string `#"…"#` (any number of `#`): to the quote and as many `#`.
+                let hashes = bytes[i..].iter().take_while(|b| **b == b'#').count();
+                if bytes.get(i + hashes) == Some(&b'"') {
+                    let close: Vec<u8> = std::iter::once(b'"')
+                        .chain(std::iter::repeat_n(b'#', hashes))
+                        .collect();
+                    i += hashes + 1;
+                    while i < bytes.len() && !bytes[i..].starts_with(&close) {
+                        i += 1;
+                    }
+                    i += close.len() - 1;
+                } else {
+                    i += hashes - 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                let mut comments = 0usize;
+                while i < bytes.len() {
+                    if bytes[i..].starts_with(b"/*") {
+                        comments += 1;
+                        i += 2;
+                    } else if bytes[i..].starts_with(b"*/") {
+                        comments -= 1;
+                        i += 2;
+                        if comments == 0 {
+                            break;
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+                continue;
+            }
+            b'{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(vec![
+                        Diagnostic::error(
+                            "syntax-error",
+                            format!("blocks are nested more than {MAX_NESTING} levels deep"),
+                        )
+                        .with_label(Span::new(file, i, i + 1), "too deep")
+                        .with_help("a stack needs a few levels (a resource, its settings, a block inside them); look for unclosed or stray `{`"),
+                    ]);
+                }
+            }
+            b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(())
 }
 
 /// Only the fast parser; `None` where it defers. Exposed for the compliance tests.
@@ -139,6 +220,7 @@ pub fn parse_fast(file: FileId, text: &str) -> Option<Vec<Node>> {
 
 /// Only the reference parser (the `kdl` crate).
 pub fn parse_with_reference(file: FileId, text: &str) -> Result<Vec<Node>, Vec<Diagnostic>> {
+    too_deep(file, text)?;
     match kdl::KdlDocument::parse_v2(text) {
         Ok(doc) => Ok(doc
             .nodes()
