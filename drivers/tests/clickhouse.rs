@@ -5,6 +5,8 @@
 //! (valid by `kubernetes-validate --strict`) writing to the stack's bucket; applied by the
 //! Kubernetes driver and observed without drift.
 
+mod support;
+
 use drivers::drift::managed_differences;
 use drivers::kubernetes::{KubernetesDriver, Settings};
 use drivers::{DesiredResource, Driver};
@@ -33,38 +35,23 @@ database "events" {
 "#;
 
 fn events() -> (DesiredResource, f64) {
-    let analysis = planner::analyze(vec![planner::StackFile {
-        path: "platform.kdl".into(),
-        text: STACK.into(),
-    }]);
-    assert!(
-        !analysis.has_errors(),
-        "{}",
-        analysis.render_diagnostics(planner::diagnostic::Colour::Never)
-    );
-    let snapshot = analysis.snapshot.unwrap();
+    let snapshot = support::snapshot(STACK);
     let r = &snapshot.resources["database/events"];
     assert_eq!(
         r.depends_on,
         ["bucket/ch-backups"],
         "the backup's bucket is an edge"
     );
-    (
-        DesiredResource {
-            stack: "data".into(),
-            address: "database/events".into(),
-            kind: r.kind,
-            name: r.name.clone(),
-            spec: r.spec.value(),
-            wired: [(
-                drivers::render::clickhouse::BACKUP_BUCKET.to_string(),
-                "data-ch-backups".to_string(),
-            )]
-            .into(),
-            resumed: false,
-        },
-        r.monthly_cost_usd,
-    )
+    let mut d = support::desired("data", &snapshot)
+        .into_iter()
+        .find(|d| d.address == "database/events")
+        .unwrap();
+    d.wired = [(
+        drivers::render::clickhouse::BACKUP_BUCKET.to_string(),
+        "data-ch-backups".to_string(),
+    )]
+    .into();
+    (d, r.monthly_cost_usd)
 }
 
 #[test]

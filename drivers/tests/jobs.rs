@@ -3,6 +3,8 @@
 //! planner, valid against the Kubernetes schemas (`kubernetes-validate --strict`), placed on its
 //! GPU pool, and applied by the Kubernetes driver, then observed without drift.
 
+mod support;
+
 use drivers::drift::managed_differences;
 use drivers::kubernetes::{KubernetesDriver, Settings};
 use drivers::{DesiredResource, Driver};
@@ -42,28 +44,12 @@ job "nightly-eval" {
 "#;
 
 fn desired() -> Vec<DesiredResource> {
-    let analysis = planner::analyze(vec![planner::StackFile {
-        path: "platform.kdl".into(),
-        text: STACK.into(),
-    }]);
-    assert!(
-        !analysis.has_errors(),
-        "{}",
-        analysis.render_diagnostics(planner::diagnostic::Colour::Never)
-    );
-    let snapshot = analysis.snapshot.unwrap();
-    snapshot
-        .resources
-        .iter()
-        .filter(|(_, r)| r.kind == planner::model::Kind::Job)
-        .map(|(address, r)| DesiredResource {
-            stack: "ml".into(),
-            address: address.clone(),
-            kind: r.kind,
-            name: r.name.clone(),
-            spec: r.spec.value(),
-            wired: [("ARTIFACTS".to_string(), "s3://ml-artifacts".to_string())].into(),
-            resumed: false,
+    support::desired("ml", &support::snapshot(STACK))
+        .into_iter()
+        .filter(|d| d.kind == planner::model::Kind::Job)
+        .map(|mut d| {
+            d.wired = [("ARTIFACTS".to_string(), "s3://ml-artifacts".to_string())].into();
+            d
         })
         .collect()
 }

@@ -4,6 +4,8 @@
 //! `test_support::crd`), with the routing labels of each notify target; and applied by the
 //! Kubernetes driver, then observed without drift.
 
+mod support;
+
 use drivers::drift::managed_differences;
 use drivers::kubernetes::{KubernetesDriver, Settings};
 use drivers::{DesiredResource, Driver};
@@ -50,29 +52,7 @@ service "orders" {
 "#;
 
 fn desired() -> Vec<DesiredResource> {
-    let analysis = planner::analyze(vec![planner::StackFile {
-        path: "platform.kdl".into(),
-        text: STACK.into(),
-    }]);
-    assert!(
-        !analysis.has_errors(),
-        "{}",
-        analysis.render_diagnostics(planner::diagnostic::Colour::Never)
-    );
-    let snapshot = analysis.snapshot.unwrap();
-    snapshot
-        .resources
-        .iter()
-        .map(|(address, r)| DesiredResource {
-            stack: "shop".into(),
-            address: address.clone(),
-            kind: r.kind,
-            name: r.name.clone(),
-            spec: r.spec.value(),
-            wired: Default::default(),
-            resumed: false,
-        })
-        .collect()
+    support::desired("shop", &support::snapshot(STACK))
 }
 
 fn rule_of(docs: &[Value]) -> &Value {

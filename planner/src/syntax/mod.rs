@@ -174,21 +174,7 @@ fn too_deep(file: FileId, text: &str) -> Result<(), Vec<Diagnostic>> {
                 }
             }
             b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                let mut comments = 0usize;
-                while i < bytes.len() {
-                    if bytes[i..].starts_with(b"/*") {
-                        comments += 1;
-                        i += 2;
-                    } else if bytes[i..].starts_with(b"*/") {
-                        comments -= 1;
-                        i += 2;
-                        if comments == 0 {
-                            break;
-                        }
-                    } else {
-                        i += 1;
-                    }
-                }
+                i = after_block_comment(bytes, i, bytes.len());
                 continue;
             }
             b'{' => {
@@ -380,23 +366,7 @@ fn skip_node_space(text: &str, mut at: usize, end: usize) -> usize {
         if is_kdl_whitespace(c) {
             at += c.len_utf8();
         } else if rest.starts_with("/*") {
-            let mut depth = 0usize;
-            let mut i = at;
-            while i < end {
-                if bytes[i..].starts_with(b"/*") {
-                    depth += 1;
-                    i += 2;
-                } else if bytes[i..].starts_with(b"*/") {
-                    depth -= 1;
-                    i += 2;
-                    if depth == 0 {
-                        break;
-                    }
-                } else {
-                    i += 1;
-                }
-            }
-            at = i.min(end);
+            at = after_block_comment(bytes, at, end);
         } else if c == '\\' {
             // `\` ws* (`//` comment)? newline
             at += 1;
@@ -424,6 +394,27 @@ fn skip_node_space(text: &str, mut at: usize, end: usize) -> usize {
         }
     }
     at
+}
+
+/// The offset after the (nested) block comment that starts at `at`, or `end` if it is unclosed.
+fn after_block_comment(bytes: &[u8], at: usize, end: usize) -> usize {
+    let mut depth = 0usize;
+    let mut i = at;
+    while i < end {
+        if bytes[i..end].starts_with(b"/*") {
+            depth += 1;
+            i += 2;
+        } else if bytes[i..end].starts_with(b"*/") {
+            depth -= 1;
+            i += 2;
+            if depth == 0 {
+                return i;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    end
 }
 
 /// KDL v2's unicode-space characters (newlines are not among them).

@@ -71,30 +71,7 @@ pub(crate) fn decode_ai_endpoint(
         })
     });
     let runtime = single_enum(block, "runtime", RUNTIMES, diags);
-    let gpu_pool = block.one("gpu-pool").and_then(|n| {
-        let usage = block.def("gpu-pool").usage;
-        if !shape(n, 1, 1, &["gpus"], usage, diags) {
-            return None;
-        }
-        let pool = string(arg(n, 0)?, "\"l4-inference\"", diags)?;
-        let gpus = prop(n, "gpus")
-            .and_then(|v| integer(v, 1, 64, "gpus=1", diags))
-            .unwrap_or(1) as u32;
-        references.push(Reference {
-            target: Address::new(Kind::GpuPool, pool.value.clone()),
-            output: None,
-            via: EdgeVia::GpuPool,
-            span: pool.span,
-            allowed_kinds: &[Kind::GpuPool],
-        });
-        Some((
-            PoolPlacement {
-                pool: pool.value,
-                gpus,
-            },
-            n.name.span,
-        ))
-    });
+    let gpu_pool = decode_pool_placement(block, "\"l4-inference\"", references, diags);
     let instance_type = single_string(block, "instance-type", diags);
     let replicas = single_int(block, "replicas", 0, 100, diags).unwrap_or(1) as u32;
     let rate_limit = block.one("rate-limit").and_then(|n| {
@@ -198,4 +175,37 @@ pub(crate) fn decode_ai_endpoint(
         canary,
         idle_shutdown_after,
     })
+}
+
+/// `gpu-pool "name" gpus=N`: where a workload runs, and the edge to its pool; with the span of
+/// the `gpu-pool` field.
+pub(crate) fn decode_pool_placement(
+    block: &Block<'_>,
+    example: &str,
+    references: &mut Vec<Reference>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<(PoolPlacement, Span)> {
+    let n = block.one("gpu-pool")?;
+    let usage = block.def("gpu-pool").usage;
+    if !shape(n, 1, 1, &["gpus"], usage, diags) {
+        return None;
+    }
+    let pool = string(arg(n, 0)?, example, diags)?;
+    let gpus = prop(n, "gpus")
+        .and_then(|v| integer(v, 1, 64, "gpus=1", diags))
+        .unwrap_or(1) as u32;
+    references.push(Reference {
+        target: Address::new(Kind::GpuPool, pool.value.clone()),
+        output: None,
+        via: EdgeVia::GpuPool,
+        span: pool.span,
+        allowed_kinds: &[Kind::GpuPool],
+    });
+    Some((
+        PoolPlacement {
+            pool: pool.value,
+            gpus,
+        },
+        n.name.span,
+    ))
 }

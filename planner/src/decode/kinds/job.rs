@@ -34,27 +34,8 @@ pub(crate) fn decode_job(
         .unwrap_or_default();
     let resources = decode_resources(block, "500m", "1Gi", diags);
     let env = decode_env(block, references, diags);
-    let gpu_pool = block.one("gpu-pool").and_then(|n| {
-        let usage = block.def("gpu-pool").usage;
-        if !shape(n, 1, 1, &["gpus"], usage, diags) {
-            return None;
-        }
-        let pool = string(arg(n, 0)?, "\"a100-training\"", diags)?;
-        let gpus = prop(n, "gpus")
-            .and_then(|v| integer(v, 1, 64, "gpus=4", diags))
-            .unwrap_or(1) as u32;
-        references.push(Reference {
-            target: Address::new(Kind::GpuPool, pool.value.clone()),
-            output: None,
-            via: EdgeVia::GpuPool,
-            span: pool.span,
-            allowed_kinds: &[Kind::GpuPool],
-        });
-        Some(PoolPlacement {
-            pool: pool.value,
-            gpus,
-        })
-    });
+    let gpu_pool = decode_pool_placement(block, "\"a100-training\"", references, diags)
+        .map(|(placement, _)| placement);
     let schedule = single(block, "schedule", diags).and_then(|v| {
         let s = string(v, "\"0 3 * * *\"", diags)?;
         match crate::window::Cron::parse(&s.value) {
