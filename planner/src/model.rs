@@ -655,13 +655,25 @@ pub struct Sink {
     pub table: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
+    /// ClickHouse tables: the partition key and the sorting key (`PARTITION BY`, `ORDER BY`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_by: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct PipelineSpec {
     pub source: String,
+    /// `transform sql="…"`: a SQL query over the source's records (`FROM input`), run by the
+    /// pipeline's worker before the sink.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transform: Option<String>,
     pub sink: Sink,
+    /// Where records that cannot be transformed or written go, instead of stopping the pipeline.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_letter_topic: Option<String>,
     pub image: String,
     pub replicas: u32,
     pub resources: ComputeResources,

@@ -671,6 +671,70 @@ pub fn check_templates_only(stack: &Stack, diags: &mut Vec<Diagnostic>) {
     }
 }
 
+/// A pipeline's sink takes the keys of its kind: a table (and, for ClickHouse, partition and
+/// order keys) in a database, a prefix in a bucket.
+pub fn check_sinks(stack: &Stack, diags: &mut Vec<Diagnostic>) {
+    for r in &stack.resources {
+        let Spec::Pipeline(p) = &r.spec else { continue };
+        let Some(sink_ref) = r.references.iter().find(|x| x.via == EdgeVia::Sink) else {
+            continue;
+        };
+        let Some(target) = stack
+            .resources
+            .iter()
+            .find(|t| t.address == sink_ref.target)
+        else {
+            continue; // reported as an unknown reference
+        };
+        let (kind_words, allowed, needs_table): (&str, &[&str], bool) = match &target.spec {
+            Spec::Database(db) if db.engine == "clickhouse" => (
+                "a ClickHouse database",
+                &["table", "partition-by", "order-by"],
+                true,
+            ),
+            Spec::Database(_) => ("a database", &["table"], true),
+            Spec::Bucket(_) => ("a bucket", &["prefix"], false),
+            _ => continue,
+        };
+        let given = [
+            ("table", p.sink.table.is_some()),
+            ("prefix", p.sink.prefix.is_some()),
+            ("partition-by", p.sink.partition_by.is_some()),
+            ("order-by", p.sink.order_by.is_some()),
+        ];
+        for (key, _) in given.iter().filter(|(k, set)| *set && !allowed.contains(k)) {
+            diags.push(
+                Diagnostic::error(
+                    "wrong-arguments",
+                    format!("a sink into {kind_words} takes no `{key}=`"),
+                )
+                .with_label(sink_ref.span, format!("{} is {kind_words}", target.address))
+                .with_help(format!(
+                    "a sink into {kind_words} takes {}",
+                    allowed
+                        .iter()
+                        .map(|k| format!("`{k}=`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            );
+        }
+        if needs_table && p.sink.table.is_none() {
+            diags.push(
+                Diagnostic::error(
+                    "missing-field",
+                    format!("the sink of {} needs the table it writes to", r.address),
+                )
+                .with_label(sink_ref.span, format!("{} is {kind_words}", target.address))
+                .with_help(format!(
+                    "name it: `sink \"{}\" table=\"events\"`",
+                    target.address
+                )),
+            );
+        }
+    }
+}
+
 /// A `monitoring` block becomes a prometheus-operator rule, which only the `local` and
 /// `kubernetes` drivers render; on another driver it would silently watch nothing.
 pub fn check_monitoring_drivers(stack: &Stack, diags: &mut Vec<Diagnostic>) {

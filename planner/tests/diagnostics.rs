@@ -151,3 +151,52 @@ fn label_values_must_be_valid_kubernetes_labels_and_ownership_labels_are_reserve
         ]
     );
 }
+
+#[test]
+fn a_pipeline_sink_takes_the_keys_of_its_target() {
+    let platform = "platform \"p\" {\n    driver \"local\" { path \"out\" }\n}\nteam \"data\" {\n    owner \"data@acme.example\"\n}\ntopic \"events\" {\n    team \"data\"\n}\nbucket \"lake\" {\n    team \"data\"\n}\ndatabase \"pg\" {\n    team \"data\"\n    engine \"postgres\"\n    size \"db.t4g.medium\"\n}\ndatabase \"ch\" {\n    team \"data\"\n    engine \"clickhouse\"\n}\n";
+    let pipeline = |sink: &str| {
+        format!(
+            "pipeline \"p\" {{\n    team \"data\"\n    source \"topic/events\"\n    transform sql=\"SELECT * FROM input\"\n    sink {sink}\n    dead-letter-topic \"topic/events\"\n    image \"ghcr.io/acme/ingest:2.0.0\"\n}}\n"
+        )
+    };
+    let codes = |sink: &str| -> Vec<&'static str> {
+        let analysis = planner::analyze(vec![
+            planner::StackFile {
+                path: "platform.kdl".into(),
+                text: platform.into(),
+            },
+            planner::StackFile {
+                path: "p.kdl".into(),
+                text: pipeline(sink),
+            },
+        ]);
+        analysis
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| d.code)
+            .collect()
+    };
+    assert_eq!(
+        codes("\"database/ch\" table=\"events\" partition-by=\"toYYYYMM(at)\" order-by=\"(at)\""),
+        Vec::<&str>::new()
+    );
+    assert_eq!(
+        codes("\"bucket/lake\" prefix=\"events/\""),
+        Vec::<&str>::new()
+    );
+    assert_eq!(
+        codes("\"database/pg\" table=\"events\""),
+        Vec::<&str>::new()
+    );
+    assert_eq!(
+        codes("\"database/pg\" table=\"events\" order-by=\"(at)\""),
+        ["wrong-arguments"]
+    );
+    assert_eq!(
+        codes("\"bucket/lake\" table=\"events\""),
+        ["wrong-arguments"]
+    );
+    assert_eq!(codes("\"database/ch\""), ["missing-field"]);
+}

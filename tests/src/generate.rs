@@ -118,9 +118,15 @@ pub fn stack_files(resources: usize, seed: u64) -> Vec<(String, String)> {
                         ("bucket", of_kind("bucket", &declared))
                     };
                     let sink = pick(&mut rng, &sinks).unwrap_or_default();
+                    // A database sink names its table, a bucket sink its prefix.
+                    let key = if sink_kind == "database" {
+                        format!("table=\"events_{i}\"")
+                    } else {
+                        format!("prefix=\"events_{i}/\"")
+                    };
                     let _ = write!(
                         text,
-                        "    source \"topic/{source}\"\n    sink \"{sink_kind}/{sink}\" table=\"events_{i}\"\n    image \"ghcr.io/acme/ingest:2.0.{}\"\n",
+                        "    source \"topic/{source}\"\n    sink \"{sink_kind}/{sink}\" {key}\n    image \"ghcr.io/acme/ingest:2.0.{}\"\n",
                         rng.below(9)
                     );
                 }

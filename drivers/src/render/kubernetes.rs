@@ -114,12 +114,17 @@ fn env_list(d: &DesiredResource, secrets: &mut Vec<(String, String)>) -> Vec<Val
         env.push(json!({"name": "PIPELINE_SOURCE", "value": str_at(&d.spec, "source")}));
         let sink = d.spec.get("sink").cloned().unwrap_or_default();
         env.push(json!({"name": "PIPELINE_SINK", "value": str_at(&sink, "target")}));
-        for key in ["table", "prefix"] {
+        for key in ["table", "prefix", "partition-by", "order-by"] {
             if let Some(v) = sink.get(key).and_then(Value::as_str) {
-                env.push(
-                    json!({"name": format!("PIPELINE_SINK_{}", key.to_uppercase()), "value": v}),
-                );
+                let name = format!("PIPELINE_SINK_{}", key.replace('-', "_").to_uppercase());
+                env.push(json!({"name": name, "value": v}));
             }
+        }
+        if let Some(sql) = d.spec.get("transform").and_then(Value::as_str) {
+            env.push(json!({"name": "PIPELINE_TRANSFORM_SQL", "value": sql}));
+        }
+        if let Some(topic) = d.spec.get("dead-letter-topic").and_then(Value::as_str) {
+            env.push(json!({"name": "PIPELINE_DEAD_LETTER_TOPIC", "value": topic}));
         }
     }
     if let Some(Value::Object(vars)) = d.spec.get("env") {
@@ -421,6 +426,43 @@ fn batch_job(d: &DesiredResource, namespace: &str) -> Vec<Value> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_pipeline_worker_gets_its_transform_dead_letters_and_table_keys() {
+        let d = DesiredResource {
+            stack: "data".into(),
+            address: "pipeline/orders".into(),
+            kind: Kind::Pipeline,
+            name: "orders".into(),
+            spec: json!({
+                "team": "data", "source": "topic/order-events", "image": "ghcr.io/acme/ingest:2.0.0",
+                "transform": "SELECT * FROM input WHERE amount > 0",
+                "sink": { "target": "database/analytics", "table": "orders", "partition-by": "toYYYYMM(at)", "order-by": "(id)" },
+                "dead-letter-topic": "orders-dlq",
+            }),
+            wired: Default::default(),
+            resumed: false,
+        };
+        let docs = manifests(&d, "data");
+        let env = docs[0]["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let value = |name: &str| {
+            env.iter()
+                .find(|e| e["name"] == name)
+                .map(|e| e["value"].clone())
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            value("PIPELINE_TRANSFORM_SQL"),
+            "SELECT * FROM input WHERE amount > 0"
+        );
+        assert_eq!(value("PIPELINE_DEAD_LETTER_TOPIC"), "orders-dlq");
+        assert_eq!(value("PIPELINE_SINK_PARTITION_BY"), "toYYYYMM(at)");
+        assert_eq!(value("PIPELINE_SINK_ORDER_BY"), "(id)");
+        assert_eq!(value("PIPELINE_SINK_TABLE"), "orders");
+    }
 
     fn service(env: Value) -> DesiredResource {
         DesiredResource {

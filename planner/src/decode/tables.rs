@@ -69,7 +69,15 @@ pub(crate) const TOPIC_FIELDS: &[FieldDef] = &[
 
 pub(crate) const PIPELINE_FIELDS: &[FieldDef] = &[
     required("source", "source \"topic/order-events\""),
+    once(
+        "transform",
+        "transform sql=\"SELECT * FROM input WHERE amount > 0\"",
+    ),
     required("sink", "sink \"database/orders-db\" table=\"order_events\""),
+    once(
+        "dead-letter-topic",
+        "dead-letter-topic \"topic/order-events-dead-letters\"",
+    ),
     required("image", "image \"ghcr.io/acme/ingest:2.0.0\""),
     once("replicas", "replicas 2"),
     once("resources", "resources cpu=\"500m\" memory=\"512Mi\""),

@@ -195,7 +195,14 @@ pub(crate) fn decode_pipeline(
     });
     let sink = block.one("sink").and_then(|n| {
         let usage = block.def("sink").usage;
-        if !shape(n, 1, 1, &["table", "prefix"], usage, diags) {
+        if !shape(
+            n,
+            1,
+            1,
+            &["table", "prefix", "partition-by", "order-by"],
+            usage,
+            diags,
+        ) {
             return None;
         }
         let s = string(arg(n, 0)?, "\"database/orders-db\"", diags)?;
@@ -213,11 +220,46 @@ pub(crate) fn decode_pipeline(
         let prefix = prop(n, "prefix")
             .and_then(|v| string(v, "prefix=\"events/\"", diags))
             .map(|s| s.value);
+        let partition_by = prop(n, "partition-by")
+            .and_then(|v| string(v, "partition-by=\"toYYYYMM(created_at)\"", diags))
+            .map(|s| s.value);
+        let order_by = prop(n, "order-by")
+            .and_then(|v| string(v, "order-by=\"(customer_id, created_at)\"", diags))
+            .map(|s| s.value);
         Some(Sink {
             target: target.to_string(),
             table,
             prefix,
+            partition_by,
+            order_by,
         })
+    });
+    let transform = block.one("transform").and_then(|n| {
+        let usage = block.def("transform").usage;
+        if !shape(n, 0, 0, &["sql"], usage, diags) {
+            return None;
+        }
+        let sql = string(required_prop(n, "sql", usage, diags)?, "sql=\"SELECT * FROM input\"", diags)?;
+        if sql.value.trim().is_empty() {
+            diags.push(
+                Diagnostic::error("invalid-value", "`transform` has an empty query")
+                    .with_label(sql.span, "empty")
+                    .with_help("write the query over the source's records, `FROM input`: `transform sql=\"SELECT * FROM input WHERE amount > 0\"`"),
+            );
+            return None;
+        }
+        Some(sql.value)
+    });
+    let dead_letter_topic = single_string(block, "dead-letter-topic", diags).and_then(|s| {
+        let target = parse_address(&s, &[Kind::Topic], diags)?;
+        references.push(Reference {
+            target: target.clone(),
+            output: None,
+            via: EdgeVia::DependsOn,
+            span: s.span,
+            allowed_kinds: &[Kind::Topic],
+        });
+        Some(target.name)
     });
     let image = decode_image(block, diags);
     let replicas = single_int(block, "replicas", 0, 1000, diags).unwrap_or(1) as u32;
@@ -225,7 +267,9 @@ pub(crate) fn decode_pipeline(
     let env = decode_env(block, references, diags);
     Some(PipelineSpec {
         source: source?,
+        transform,
         sink: sink?,
+        dead_letter_topic,
         image: image?,
         replicas,
         resources,
