@@ -69,7 +69,7 @@ pub fn analyze_cached(files: Vec<StackFile>, cache: Option<&load::ParseCache>) -
     stack.templates = parsed.templates;
     validate::check_templates_only(&stack, &mut diagnostics);
     validate::check_monitoring_drivers(&stack, &mut diagnostics);
-    validate::check_sinks(&stack, &mut diagnostics);
+    validate::check_sinks(&mut stack, &mut diagnostics);
     let graph = graph::Graph::from_stack(&stack);
     validate::check_cycles(&graph, &mut diagnostics);
     let (costs, cost_warnings) = cost::estimate(&stack);

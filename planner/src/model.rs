@@ -228,6 +228,7 @@ impl DriverType {
                 "kafka-cluster",
                 "ai-gateway",
                 "clickhouse-keeper",
+                "kafka-connect-cluster",
                 "force-conflicts",
             ],
             DriverType::Aws => &[
@@ -655,6 +656,10 @@ pub struct Sink {
     pub table: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
+    /// The engine of the database it writes to (filled in by validation), which decides how the
+    /// pipeline is rendered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
     /// ClickHouse tables: the partition key and the sorting key (`PARTITION BY`, `ORDER BY`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub partition_by: Option<String>,

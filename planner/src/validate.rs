@@ -672,8 +672,25 @@ pub fn check_templates_only(stack: &Stack, diags: &mut Vec<Diagnostic>) {
 }
 
 /// A pipeline's sink takes the keys of its kind: a table (and, for ClickHouse, partition and
-/// order keys) in a database, a prefix in a bucket.
-pub fn check_sinks(stack: &Stack, diags: &mut Vec<Diagnostic>) {
+/// order keys) in a database, a prefix in a bucket. A database sink records the database's
+/// engine in the pipeline's spec.
+pub fn check_sinks(stack: &mut Stack, diags: &mut Vec<Diagnostic>) {
+    let engines: std::collections::HashMap<Address, String> = stack
+        .resources
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::Database(db) => Some((r.address.clone(), db.engine.clone())),
+            _ => None,
+        })
+        .collect();
+    for r in &mut stack.resources {
+        if let Spec::Pipeline(p) = &mut r.spec
+            && let Some(sink) = r.references.iter().find(|x| x.via == EdgeVia::Sink)
+        {
+            p.sink.engine = engines.get(&sink.target).cloned();
+        }
+    }
+    let stack = &*stack;
     for r in &stack.resources {
         let Spec::Pipeline(p) = &r.spec else { continue };
         let Some(sink_ref) = r.references.iter().find(|x| x.via == EdgeVia::Sink) else {

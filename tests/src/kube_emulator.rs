@@ -95,6 +95,13 @@ pub const BUILT_IN: &[ResourceType] = &[
 /// The custom resources of the operators platformd renders for, served once installed.
 pub const OPERATOR_CRDS: &[ResourceType] = &[
     ResourceType {
+        group: "kafka.strimzi.io",
+        version: "v1beta2",
+        kind: "KafkaConnector",
+        plural: "kafkaconnectors",
+        namespaced: true,
+    },
+    ResourceType {
         group: "clickhouse.altinity.com",
         version: "v1",
         kind: "ClickHouseInstallation",

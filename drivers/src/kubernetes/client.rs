@@ -20,6 +20,9 @@ pub struct Settings {
     pub kafka_cluster: Option<String>,
     /// The Gateway AI endpoints' routes attach to (`ai-gateway`, default `ai-gateway`).
     pub ai_gateway: Option<String>,
+    /// The Strimzi Kafka Connect cluster pipelines' connectors run on (`kafka-connect-cluster`,
+    /// default `platform-connect`).
+    pub kafka_connect_cluster: Option<String>,
     /// The ClickHouse Keeper service replicated ClickHouse clusters coordinate through
     /// (`clickhouse-keeper`, default `clickhouse-keeper`).
     pub clickhouse_keeper: Option<String>,
@@ -38,6 +41,7 @@ impl Default for Settings {
             kafka_cluster: None,
             ai_gateway: None,
             clickhouse_keeper: None,
+            kafka_connect_cluster: None,
             force_conflicts: true,
         }
     }
@@ -53,6 +57,7 @@ impl Settings {
             kafka_cluster: settings.get("kafka-cluster").cloned(),
             ai_gateway: settings.get("ai-gateway").cloned(),
             clickhouse_keeper: settings.get("clickhouse-keeper").cloned(),
+            kafka_connect_cluster: settings.get("kafka-connect-cluster").cloned(),
             force_conflicts: settings.get("force-conflicts").is_none_or(|v| v != "false"),
         }
     }

@@ -40,8 +40,16 @@ const PROMETHEUS_RULE: (&str, &str, &str) = ("monitoring.coreos.com", "v1", "Pro
 /// The object types each kind renders to, in the order the renderer emits them.
 fn object_types(kind: Kind) -> &'static [(&'static str, &'static str, &'static str)] {
     match kind {
-        Kind::Service | Kind::Pipeline => &[
+        Kind::Service => &[
             ("apps", "v1", "Deployment"),
+            ("", "v1", "Service"),
+            ("autoscaling", "v2", "HorizontalPodAutoscaler"),
+            ("external-secrets.io", "v1beta1", "ExternalSecret"),
+            PROMETHEUS_RULE,
+        ],
+        Kind::Pipeline => &[
+            ("apps", "v1", "Deployment"),
+            ("kafka.strimzi.io", "v1beta2", "KafkaConnector"),
             ("", "v1", "Service"),
             ("autoscaling", "v2", "HorizontalPodAutoscaler"),
             ("external-secrets.io", "v1beta1", "ExternalSecret"),
@@ -157,6 +165,15 @@ impl KubernetesDriver {
                 let mut docs = render::documents(desired, self.namespace(&desired.stack));
                 if let Some(cluster) = &self.settings.kafka_cluster {
                     for doc in &mut docs {
+                        doc["metadata"]["labels"]["strimzi.io/cluster"] = cluster.clone().into();
+                    }
+                }
+                docs
+            }
+            Kind::Pipeline => {
+                let mut docs = render::documents(desired, namespace);
+                if let Some(cluster) = &self.settings.kafka_connect_cluster {
+                    for doc in docs.iter_mut().filter(|d| d["kind"] == "KafkaConnector") {
                         doc["metadata"]["labels"]["strimzi.io/cluster"] = cluster.clone().into();
                     }
                 }

@@ -10,6 +10,7 @@ pub fn manifests(d: &DesiredResource, namespace: &str) -> Vec<Value> {
         Kind::Topic => vec![kafka_topic(d, namespace)],
         Kind::LlmQuota => vec![super::gateway::quota_policy(d, namespace)],
         Kind::Job => batch_job(d, namespace),
+        Kind::Pipeline if is_connector(d) => vec![clickhouse_connector(d, namespace)],
         _ => workload(d, namespace),
     }
 }
@@ -296,6 +297,58 @@ fn workload(d: &DesiredResource, namespace: &str) -> Vec<Value> {
     }
     docs.extend(external_secrets(d, namespace, &secrets));
     docs
+}
+
+/// A pipeline from a topic straight into ClickHouse (no transform) is a Kafka Connect job: the
+/// ClickHouse sink connector moves the records, and no worker of ours runs.
+pub fn is_connector(d: &DesiredResource) -> bool {
+    d.kind == Kind::Pipeline
+        && str_at(&d.spec, "source").starts_with("topic/")
+        && d.spec["sink"]["engine"] == "clickhouse"
+        && d.spec.get("transform").is_none()
+}
+
+/// The Strimzi Kafka Connect cluster connectors run on when the driver names none.
+pub const DEFAULT_CONNECT_CLUSTER: &str = "platform-connect";
+
+/// The ClickHouse sink connector of a pipeline, on the Strimzi Kafka Connect cluster
+/// (`strimzi.io/cluster`), writing to the ClickHouse installation's Service over HTTP, with
+/// failed records sent to the dead-letter topic when there is one.
+fn clickhouse_connector(d: &DesiredResource, namespace: &str) -> Value {
+    let spec = &d.spec;
+    let topic = str_at(spec, "source").trim_start_matches("topic/");
+    let sink = &spec["sink"];
+    let database = str_at(sink, "target").trim_start_matches("database/");
+    let mut config = json!({
+        "topics": topic,
+        "hostname": format!("clickhouse-{database}.{namespace}.svc"),
+        "port": "8123",
+        "ssl": "false",
+        "database": "default",
+        "username": "default",
+        "topic2TableMap": format!("{topic}={}", str_at(sink, "table")),
+        "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+        "value.converter.schemas.enable": "false",
+        "exactlyOnce": "false",
+    });
+    if let Some(dlq) = spec.get("dead-letter-topic").and_then(Value::as_str) {
+        config["errors.tolerance"] = "all".into();
+        config["errors.deadletterqueue.topic.name"] = dlq.into();
+        config["errors.deadletterqueue.context.headers.enable"] = "true".into();
+    }
+    let mut meta = metadata(d, &d.name, Some(namespace));
+    meta["labels"]["strimzi.io/cluster"] = DEFAULT_CONNECT_CLUSTER.into();
+    json!({
+        "apiVersion": "kafka.strimzi.io/v1beta2",
+        "kind": "KafkaConnector",
+        "metadata": meta,
+        "spec": {
+            "class": "com.clickhouse.kafka.connect.ClickHouseSinkConnector",
+            "tasksMax": spec.get("replicas").and_then(Value::as_u64).unwrap_or(1).max(1),
+            "autoRestart": { "enabled": true },
+            "config": config,
+        },
+    })
 }
 
 /// One `ExternalSecret` per secret store the env references, filling the Secret the container

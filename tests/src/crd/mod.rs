@@ -2,4 +2,5 @@
 //! CRD schemas, for checking rendered objects in tests.
 
 pub mod clickhouse_installation;
+pub mod kafka_connector;
 pub mod prometheus_rule;

@@ -228,6 +228,7 @@ pub(crate) fn decode_pipeline(
             .map(|s| s.value);
         Some(Sink {
             target: target.to_string(),
+            engine: None,
             table,
             prefix,
             partition_by,
