@@ -242,3 +242,21 @@ fn fuzz_regression_deeply_nested_blocks_are_an_error_not_a_stack_overflow() {
         analysis.render_diagnostics(planner::diagnostic::Colour::Never)
     );
 }
+
+/// Found while hunting the stack overflow above: the reference parser's time doubles with
+/// each level of slashdashed children, so 60 levels of `a /-{` in 300 bytes never finished.
+/// Deeper than the limit is refused before the parser runs; at the limit it parses (a hang
+/// here would be stopped by the test runner's timeout).
+#[test]
+fn fuzz_regression_nested_slashdashed_children_cannot_hang_the_parser() {
+    let nested = |depth: usize| format!("{}{}", "a /-{".repeat(depth), "}".repeat(depth));
+    let refused =
+        planner::syntax::parse(planner::source::FileId(0), &nested(60)).expect_err("too deep");
+    assert!(refused[0].message.contains("nested more than 12 levels"));
+    let at_limit = planner::syntax::parse(
+        planner::source::FileId(0),
+        &nested(planner::syntax::MAX_NESTING),
+    )
+    .expect("parses");
+    assert_eq!(at_limit.len(), 1);
+}

@@ -132,10 +132,12 @@ pub fn parse(file: FileId, text: &str) -> Result<Vec<Node>, Vec<Diagnostic>> {
     }
 }
 
-/// Blocks nested deeper than this are refused before parsing. Stacks need a handful of levels;
-/// the parsers recurse per level, and a few hundred levels of `a{` in a small file overflowed
-/// a parsing thread's stack (found by fuzzing, `docs/FUZZING.md`).
-pub const MAX_NESTING: usize = 64;
+/// Blocks nested deeper than this are refused before parsing. Stacks need a handful of levels
+/// (`template { service { monitoring { alert } } }` is four). The parsers recurse per level: a
+/// few hundred levels of `a{` in a small file overflowed a parsing thread's stack, and the
+/// reference parser's time doubles with each level of slashdashed children (`a /-{`), 4 s at
+/// 16 levels in a debug build (found by fuzzing, `docs/FUZZING.md`).
+pub const MAX_NESTING: usize = 12;
 
 /// A syntax error at the first `{` that opens a block deeper than [`MAX_NESTING`]. The scan
 /// skips strings and comments, so braces inside them do not count.
