@@ -365,6 +365,12 @@ fn change_details(c: &ResourceChange) -> Vec<Line<'static>> {
         Line::raw(format!("driver {} · team {}", c.driver, c.team)),
         Line::raw(c.reason.clone()),
     ];
+    if let Some(t) = &c.template {
+        lines.push(Line::styled(
+            api::template_line(t),
+            Style::default().fg(Color::DarkGray),
+        ));
+    }
     if c.blocked {
         lines.push(Line::styled(
             "BLOCKED: protected (needs --allow-destroy)",

@@ -527,3 +527,21 @@ fn scaled_down_resources_are_on_the_overview_and_w_wakes_the_selected_one() {
     assert!(app.confirm.is_none());
     assert_eq!(app.message.as_deref(), Some("nothing is scaled down"));
 }
+
+#[test]
+fn plan_details_name_the_template_use_that_made_a_resource() {
+    let mut app = app_at(busy_model(), View::Plan);
+    app.on_key(Key::Char('/'));
+    for c in "database/analytics".chars() {
+        app.on_key(Key::Char(c));
+    }
+    app.on_key(Key::Enter);
+    app.on_key(Key::Enter);
+    let screen = render(&app, 200, 30);
+    assert!(
+        screen.contains(
+            "from template clickhouse-cluster v1, use \"analytics\" at data/analytics.kdl:3:1"
+        ),
+        "{screen}"
+    );
+}

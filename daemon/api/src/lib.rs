@@ -24,7 +24,7 @@ pub use planner::Plan;
 pub use planner::cost::format_usd;
 pub use planner::model::{DriftPolicy, SyncMode};
 pub use planner::plan::{Action, DriftFinding, DriftStatus, FieldChange, ResourceChange};
-pub use planner::render::{format_unix_time, summary_line};
+pub use planner::render::{format_unix_time, summary_line, template_line};
 
 #[cfg(test)]
 mod tests {
