@@ -403,10 +403,20 @@ pub struct Monitoring {
 #[serde(rename_all = "kebab-case")]
 pub struct Alert {
     pub metric: AlertMetric,
+    #[serde(serialize_with = "whole_as_integer")]
     pub above: f64,
     #[serde(rename = "for")]
     pub for_: String,
     pub severity: AlertSeverity,
+}
+
+/// `80` rather than `80.0` in specs and plans, for a threshold written as a whole number.
+fn whole_as_integer<S: serde::Serializer>(n: &f64, s: S) -> Result<S::Ok, S::Error> {
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        s.serialize_i64(*n as i64)
+    } else {
+        s.serialize_f64(*n)
+    }
 }
 
 /// What an alert watches.
