@@ -8,6 +8,12 @@ use planner::StackFile;
 const PLATFORM: &str = "platform \"fuzz\" {\n    driver \"local\" { path \"out\" }\n}\nteam \"core\" {\n    owner \"core@acme.example\"\n}\n";
 
 fuzz_target!(|data: &[u8]| {
+    // A stack overflow kills the process before libFuzzer can save the input (its `main` is
+    // not Rust's, so no overflow handler runs): with FUZZ_LAST_INPUT set, each input is written
+    // there first, and the one that killed the process is the last one.
+    if let Some(path) = std::env::var_os("FUZZ_LAST_INPUT") {
+        let _ = std::fs::write(path, data);
+    }
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };

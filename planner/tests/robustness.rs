@@ -260,3 +260,27 @@ fn fuzz_regression_nested_slashdashed_children_cannot_hang_the_parser() {
     .expect("parses");
     assert_eq!(at_limit.len(), 1);
 }
+
+/// Found by `fuzz/fuzz_targets/kdl_front_end.rs` (a main-thread stack overflow, which kills the
+/// process before libFuzzer can save the input): the reference parser recurses once per `/-` in
+/// a row, and `a /- /- /- …` 2,000 times overflowed an 8 MiB stack. More than
+/// `syntax::MAX_NESTING` of them in a row is now a syntax error, and the reference parser runs
+/// on a 64 MiB stack of its own.
+#[test]
+fn fuzz_regression_a_chain_of_slashdashes_is_an_error_not_a_stack_overflow() {
+    let text = format!("a{}", " /-".repeat(5000));
+    let errors = planner::syntax::parse(planner::source::FileId(0), &text).expect_err("refused");
+    assert!(
+        errors[0].message.contains("`/-` in a row"),
+        "{}",
+        errors[0].message
+    );
+    // In strings and comments they are text.
+    let text = format!(
+        "a \"{}\" // {}\n/- b\n",
+        "/-".repeat(100),
+        "/- ".repeat(100)
+    );
+    let nodes = planner::syntax::parse(planner::source::FileId(0), &text).expect("parses");
+    assert_eq!(nodes.len(), 1);
+}

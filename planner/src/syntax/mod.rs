@@ -144,8 +144,35 @@ pub const MAX_NESTING: usize = 12;
 fn too_deep(file: FileId, text: &str) -> Result<(), Vec<Diagnostic>> {
     let bytes = text.as_bytes();
     let mut depth = 0usize;
+    // `/-` in a row (with only space between): the reference parser recurses once per `/-`.
+    let mut slashdashes = 0usize;
     let mut i = 0;
     while i < bytes.len() {
+        match bytes[i] {
+            b'/' if bytes.get(i + 1) == Some(&b'-') => {
+                slashdashes += 1;
+                if slashdashes > MAX_NESTING {
+                    return Err(vec![
+                        Diagnostic::error(
+                            "syntax-error",
+                            format!("more than {MAX_NESTING} `/-` in a row"),
+                        )
+                        .with_label(Span::new(file, i, i + 2), "one too many")
+                        .with_help(
+                            "`/-` comments out the node, argument or block after it; one is enough",
+                        ),
+                    ]);
+                }
+                i += 2;
+                continue;
+            }
+            b' ' | b'\t' | b'\n' | b'\r' => {}
+            _ if slashdashes > 0 => {
+                slashdashes = 0;
+                continue;
+            }
+            _ => {}
+        }
         match bytes[i] {
             b'"' => {
                 // A quoted (or multi-line) string: to the next unescaped quote.
@@ -209,7 +236,17 @@ pub fn parse_fast(file: FileId, text: &str) -> Option<Vec<Node>> {
 /// Only the reference parser (the `kdl` crate).
 pub fn parse_with_reference(file: FileId, text: &str) -> Result<Vec<Node>, Vec<Diagnostic>> {
     too_deep(file, text)?;
-    match kdl::KdlDocument::parse_v2(text) {
+    // The `kdl` crate recurses deeply on some inputs (`/-` chains, nesting, error recovery);
+    // it gets a stack of its own, far larger than what a limited input can use.
+    let parsed = std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .stack_size(64 << 20)
+            .spawn_scoped(scope, || kdl::KdlDocument::parse_v2(text))
+            .ok()
+            .and_then(|h| h.join().ok())
+    })
+    .unwrap_or_else(|| kdl::KdlDocument::parse_v2(text));
+    match parsed {
         Ok(doc) => Ok(doc
             .nodes()
             .iter()
