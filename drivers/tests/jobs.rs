@@ -5,9 +5,8 @@
 
 mod support;
 
-use drivers::drift::managed_differences;
-use drivers::kubernetes::{KubernetesDriver, Settings};
-use drivers::{DesiredResource, Driver};
+use drivers::DesiredResource;
+use drivers::kubernetes::Settings;
 use serde_json::Value;
 use test_support::kube_emulator::KubeEmulator;
 
@@ -127,32 +126,17 @@ fn job_manifests_pass_kubernetes_validate_strict() {
 fn the_kubernetes_driver_applies_jobs_and_observes_them_without_drift() {
     let emulator = KubeEmulator::start();
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("kubeconfig");
-    std::fs::write(&path, emulator.kubeconfig()).unwrap();
-    let driver = KubernetesDriver::new(Settings {
-        kubeconfig: Some(path),
-        context: Some("emulator".into()),
-        namespace: Some("ml".into()),
-        ..Settings::default()
-    });
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let driver = support::emulator_driver(
+        &emulator,
+        &dir,
+        Settings {
+            namespace: Some("ml".into()),
+            ..Settings::default()
+        },
+    );
+    let rt = support::runtime();
     for d in desired() {
-        rt.block_on(driver.apply(&d, &[])).unwrap();
-        let observed = rt.block_on(driver.observe("ml", &[d.kind])).unwrap();
-        let live = observed
-            .iter()
-            .find(|o| o.address == d.address)
-            .expect("observed");
-        let expected = driver.expected(&d).unwrap();
-        assert_eq!(
-            managed_differences(&expected, &live.live, &[]),
-            [],
-            "{}",
-            d.address
-        );
+        support::apply_and_observe_without_drift(&rt, &driver, &d);
     }
     assert!(
         emulator

@@ -6,9 +6,8 @@
 
 mod support;
 
-use drivers::drift::managed_differences;
-use drivers::kubernetes::{KubernetesDriver, Settings};
-use drivers::{DesiredResource, Driver};
+use drivers::DesiredResource;
+use drivers::kubernetes::Settings;
 use serde_json::Value;
 use test_support::crd::kafka_connector::KafkaConnectorSpec;
 use test_support::kube_emulator::KubeEmulator;
@@ -104,20 +103,17 @@ fn the_kubernetes_driver_applies_the_connector_on_its_connect_cluster() {
     let d = pipeline("orders-raw");
     let emulator = KubeEmulator::start();
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("kubeconfig");
-    std::fs::write(&path, emulator.kubeconfig()).unwrap();
-    let driver = KubernetesDriver::new(Settings {
-        kubeconfig: Some(path),
-        context: Some("emulator".into()),
-        namespace: Some("analytics".into()),
-        kafka_connect_cluster: Some("connect".into()),
-        ..Settings::default()
-    });
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(driver.apply(&d, &[])).unwrap();
+    let driver = support::emulator_driver(
+        &emulator,
+        &dir,
+        Settings {
+            namespace: Some("analytics".into()),
+            kafka_connect_cluster: Some("connect".into()),
+            ..Settings::default()
+        },
+    );
+    let rt = support::runtime();
+    support::apply_and_observe_without_drift(&rt, &driver, &d);
     let live = emulator
         .get(
             "kafka.strimzi.io",
@@ -127,12 +123,4 @@ fn the_kubernetes_driver_applies_the_connector_on_its_connect_cluster() {
         )
         .expect("applied");
     assert_eq!(live["metadata"]["labels"]["strimzi.io/cluster"], "connect");
-    let observed = rt
-        .block_on(driver.observe("data", &[planner::model::Kind::Pipeline]))
-        .unwrap();
-    let live = observed.iter().find(|o| o.address == d.address).unwrap();
-    assert_eq!(
-        managed_differences(&driver.expected(&d).unwrap(), &live.live, &[]),
-        []
-    );
 }

@@ -35,3 +35,52 @@ pub fn desired(stack: &str, snapshot: &planner::Snapshot) -> Vec<DesiredResource
         })
         .collect()
 }
+
+/// A Kubernetes driver talking to `emulator` through a kubeconfig written into `dir`, with the
+/// rest of `settings` as given.
+pub fn emulator_driver(
+    emulator: &test_support::kube_emulator::KubeEmulator,
+    dir: &tempfile::TempDir,
+    settings: drivers::kubernetes::Settings,
+) -> drivers::kubernetes::KubernetesDriver {
+    let path = dir.path().join("kubeconfig");
+    std::fs::write(&path, emulator.kubeconfig()).expect("write the kubeconfig");
+    drivers::kubernetes::KubernetesDriver::new(drivers::kubernetes::Settings {
+        kubeconfig: Some(path),
+        context: Some("emulator".into()),
+        ..settings
+    })
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+/// Applies `d`, observes its kind in `stack`, and asserts the live objects hold exactly what
+/// the driver expects on the fields it manages.
+pub fn apply_and_observe_without_drift(
+    rt: &tokio::runtime::Runtime,
+    driver: &drivers::kubernetes::KubernetesDriver,
+    d: &DesiredResource,
+) -> drivers::Applied {
+    use drivers::Driver;
+    let applied = rt.block_on(driver.apply(d, &[])).expect("applied");
+    let observed = rt
+        .block_on(driver.observe(&d.stack, &[d.kind]))
+        .expect("observed");
+    let live = observed
+        .iter()
+        .find(|o| o.address == d.address)
+        .unwrap_or_else(|| panic!("{} not observed", d.address));
+    let expected = driver.expected(d).expect("expected");
+    assert_eq!(
+        drivers::drift::managed_differences(&expected, &live.live, &[]),
+        [],
+        "{}",
+        d.address
+    );
+    applied
+}
