@@ -806,28 +806,17 @@ fn expand_use(node: &Node, out: &mut Templates, diags: &mut Vec<Diagnostic>) -> 
     for p in &node.props {
         match p.key.text.as_str() {
             "version" => version = string_value(&p.value).map(|v| (v, p.value_span)),
-            "name" => match &p.value {
-                Value::String(s) => name = Some((s.clone(), p.value_span)),
-                v => {
-                    ok = false;
-                    diags.push(
-                        Diagnostic::error(
-                            "wrong-type",
-                            format!("`name` of a use is a string, found {}", v.type_name()),
-                        )
-                        .with_label(p.value_span, "not a string")
-                        .with_help(format!("write it as `{usage}`")),
-                    );
+            key @ ("name" | "team") => match &p.value {
+                Value::String(s) => {
+                    let slot = if key == "name" { &mut name } else { &mut team };
+                    *slot = Some((s.clone(), p.value_span));
                 }
-            },
-            "team" => match &p.value {
-                Value::String(s) => team = Some((s.clone(), p.value_span)),
                 v => {
                     ok = false;
                     diags.push(
                         Diagnostic::error(
                             "wrong-type",
-                            format!("`team` of a use is a string, found {}", v.type_name()),
+                            format!("`{key}` of a use is a string, found {}", v.type_name()),
                         )
                         .with_label(p.value_span, "not a string")
                         .with_help(format!("write it as `{usage}`")),
