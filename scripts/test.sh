@@ -20,6 +20,8 @@ need curl || missing+=(curl) # the daemon's own HTTPS listener, checked with cur
 need gpg || missing+=(gnupg) # OpenPGP-signed commits in the signature tests (the daemon verifies in process)
 need ssh-keygen || missing+=(openssh-client) # SSH-signed commits in the signature tests
 need prometheus || missing+=(prometheus) # the cost controller reads utilisation from a real Prometheus
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql) # the shared store's backend
+need psql || missing+=(postgresql-client)
 if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
@@ -49,6 +51,27 @@ if ! need cargo-nextest; then
     cargo install --locked cargo-nextest
 fi
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy
+
+# One PostgreSQL cluster on a free loopback port for the whole run: each store test takes a
+# database of its own in it (tests that restart the server start a private one). PostgreSQL
+# refuses to run as root, so as root it runs as the postgres user. Stopped when this script ends.
+pg_bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
+pg_dir="$(mktemp -d /tmp/platformd-test-pg.XXXXXX)"
+pg_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+as_postgres=()
+if [ "$(id -u)" -eq 0 ]; then
+    chown postgres: "$pg_dir"
+    as_postgres=(runuser -u postgres --)
+fi
+"${as_postgres[@]}" "$pg_bin/initdb" -A trust -U postgres --no-sync -E UTF8 -D "$pg_dir/data" >"$pg_dir/initdb.log"
+"${as_postgres[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -w \
+    -o "-p $pg_port -h 127.0.0.1 -k $pg_dir -c fsync=off -c max_connections=300" start >/dev/null
+stop_postgres() {
+    "${as_postgres[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$pg_dir"
+}
+trap stop_postgres EXIT
+export PLATFORMD_TEST_POSTGRES="postgres://postgres@127.0.0.1:$pg_port/postgres"
 
 echo "==> formatting"
 cargo fmt --all --check

@@ -9,6 +9,7 @@ pub mod git;
 pub mod kube_emulator;
 pub mod moto;
 pub mod net;
+pub mod postgres;
 pub mod prometheus;
 pub mod tls;
 

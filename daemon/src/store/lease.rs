@@ -1,7 +1,7 @@
 //! The applier lease: one writer (CLI apply or daemon) per state directory at a time.
 
+use super::sql::args;
 use super::{Result, Store, StoreError, format_time, now};
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ pub struct Lease {
     pub expires_at: i64,
 }
 
-fn hostname() -> String {
+pub(super) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map_or_else(|_| "localhost".into(), |s| s.trim().to_string())
 }
@@ -32,74 +32,80 @@ fn pid_alive(pid: i64) -> bool {
 impl Store {
     /// Who holds the lease, if anyone.
     pub fn lease(&self) -> Result<Option<Lease>> {
-        Ok(self
-            .conn()
-            .query_row(
-                "SELECT holder, pid, host, acquired_at, expires_at FROM lease WHERE id = 1",
-                [],
-                |r| {
-                    Ok(Lease {
-                        holder: r.get(0)?,
-                        pid: r.get(1)?,
-                        host: r.get(2)?,
-                        acquired_at: r.get(3)?,
-                        expires_at: r.get(4)?,
-                    })
-                },
-            )
-            .optional()?)
+        self.conn().query_row_opt(
+            "SELECT holder, pid, host, acquired_at, expires_at FROM lease WHERE id = 1",
+            args![],
+            |r| {
+                Ok(Lease {
+                    holder: r.get(0)?,
+                    pid: r.get(1)?,
+                    host: r.get(2)?,
+                    acquired_at: r.get(3)?,
+                    expires_at: r.get(4)?,
+                })
+            },
+        )
     }
 
     /// Takes the applier lease, or says who holds it. A lease whose holder process is gone (on
     /// this host) or whose time ran out is taken over.
+    ///
+    /// The take-over is a compare-and-swap on the row that was read (its holder's pid, host and
+    /// start), so two appliers that both saw the lease free or stale never both get it, on
+    /// either backend.
     pub fn acquire_lease(&self, holder: &str, ttl: Duration) -> Result<()> {
-        let conn = self.conn();
-        // IMMEDIATE: the write lock is taken before the read, so two appliers cannot both see
-        // a free lease (a deferred transaction would fail one of them with BUSY_SNAPSHOT).
-        let tx = rusqlite::Transaction::new_unchecked(&conn, TransactionBehavior::Immediate)?;
-        let current: Option<(String, i64, String, i64, i64)> = tx
-            .query_row(
-                "SELECT holder, pid, host, acquired_at, expires_at FROM lease WHERE id = 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )
-            .optional()?;
         let me = std::process::id() as i64;
         let host = hostname();
-        if let Some((h, pid, lease_host, acquired, expires)) = current {
-            let stale = expires < now() || (lease_host == host && !pid_alive(pid));
-            if pid != me && !stale {
-                return Err(StoreError::Locked {
-                    holder: h,
-                    pid,
-                    host: lease_host,
-                    since: format_time(acquired),
-                });
+        loop {
+            let current = self.lease()?;
+            if let Some(lease) = &current {
+                let mine = lease.pid == me && lease.host == host;
+                let stale =
+                    lease.expires_at < now() || (lease.host == host && !pid_alive(lease.pid));
+                if !mine && !stale {
+                    return Err(StoreError::Locked {
+                        holder: lease.holder.clone(),
+                        pid: lease.pid,
+                        host: lease.host.clone(),
+                        since: format_time(lease.acquired_at),
+                    });
+                }
             }
+            let (was_pid, was_host, was_acquired) =
+                current.as_ref().map_or((0, String::new(), 0), |l| {
+                    (l.pid, l.host.clone(), l.acquired_at)
+                });
+            let taken = self.conn().execute(
+                "INSERT INTO lease (id, holder, pid, host, acquired_at, expires_at) VALUES (1, ?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, pid = excluded.pid, host = excluded.host,
+                   acquired_at = excluded.acquired_at, expires_at = excluded.expires_at
+                 WHERE lease.pid = ?6 AND lease.host = ?7 AND lease.acquired_at = ?8",
+                args![holder, me, host, now(), now() + ttl.as_secs() as i64, was_pid, was_host, was_acquired],
+            )?;
+            if taken == 1 {
+                return Ok(());
+            }
+            // Another applier changed the row between the read and the swap: look again.
         }
-        tx.execute(
-            "INSERT INTO lease (id, holder, pid, host, acquired_at, expires_at) VALUES (1, ?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, pid = excluded.pid, host = excluded.host,
-               acquired_at = excluded.acquired_at, expires_at = excluded.expires_at",
-            params![holder, me, host, now(), now() + ttl.as_secs() as i64],
-        )?;
-        tx.commit()?;
-        Ok(())
     }
 
     /// Extends our lease; false when it is no longer ours.
     pub fn renew_lease(&self, ttl: Duration) -> Result<bool> {
         let n = self.conn().execute(
-            "UPDATE lease SET expires_at = ?1 WHERE id = 1 AND pid = ?2",
-            params![now() + ttl.as_secs() as i64, std::process::id() as i64],
+            "UPDATE lease SET expires_at = ?1 WHERE id = 1 AND pid = ?2 AND host = ?3",
+            args![
+                now() + ttl.as_secs() as i64,
+                std::process::id() as i64,
+                hostname()
+            ],
         )?;
         Ok(n == 1)
     }
 
     pub fn release_lease(&self) -> Result<()> {
         self.conn().execute(
-            "DELETE FROM lease WHERE id = 1 AND pid = ?1",
-            [std::process::id() as i64],
+            "DELETE FROM lease WHERE id = 1 AND pid = ?1 AND host = ?2",
+            args![std::process::id() as i64, hostname()],
         )?;
         Ok(())
     }

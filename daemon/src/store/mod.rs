@@ -6,6 +6,8 @@
 
 mod idle;
 mod lease;
+mod postgres;
+mod sql;
 mod tokens;
 
 pub use idle::{Saving, ScaledDown};
@@ -16,7 +18,8 @@ use api::{ApplyReason, ApplyRecord, ApplyStatus, string_enum};
 use drivers::{Applied, DesiredResource, ObjectRef, Outputs};
 use planner::Snapshot;
 use planner::snapshot::ResourceSnapshot;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags};
+use sql::{Conn, Dialect, args, write_transaction};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -99,6 +102,15 @@ pub enum StoreError {
         "the store cannot be read or written: an I/O error ({0}); nothing was lost: check the disk that holds the state directory (a full disk is the usual cause) and run the command again"
     )]
     Io(String),
+    /// The PostgreSQL server refused a statement.
+    #[error("store (PostgreSQL): {0}")]
+    Postgres(String),
+    /// The PostgreSQL server cannot be reached; nothing of the statement's transaction was
+    /// kept, and the next statement connects again.
+    #[error(
+        "the store cannot be reached ({0}); nothing was changed: platformd connects again on its next attempt"
+    )]
+    Unavailable(String),
     #[error("store holds invalid data: {0}")]
     Corrupt(String),
     #[error(
@@ -141,6 +153,12 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// This process as the holder of a running apply: `pid 4242 on node-a`. Replicas on other
+/// hosts may share pids.
+fn applier_id() -> String {
+    format!("pid {} on {}", std::process::id(), lease::hostname())
+}
+
 pub fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -152,12 +170,43 @@ pub fn format_time(secs: i64) -> String {
     planner::render::format_unix_time(secs)
 }
 
-/// The store: one SQLite connection per process, shared by every clone of this handle (the
-/// CLI, the reconcile loop, the HTTP API and the lease renewer), opened and migrated once.
+/// The store: one connection per process (to the SQLite file of a state directory, or to a
+/// stack's schema in PostgreSQL), shared by every clone of this handle (the CLI, the reconcile
+/// loop, the HTTP API and the lease renewer), opened and migrated once.
 #[derive(Clone)]
 pub struct Store {
-    conn: Arc<Mutex<Connection>>,
-    dir: PathBuf,
+    conn: Arc<Mutex<Conn>>,
+    location: Arc<Location>,
+}
+
+/// Where a store lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// `platformd.db` in a state directory (the embedded default).
+    Dir(PathBuf),
+    /// One stack's schema in a PostgreSQL database shared by replicas.
+    Postgres {
+        /// `host:port/database`, without credentials.
+        server: String,
+        schema: String,
+    },
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Dir(dir) => write!(f, "{}", dir.display()),
+            Location::Postgres { server, schema } => {
+                write!(f, "postgres://{server} (schema {schema})")
+            }
+        }
+    }
+}
+
+/// The PostgreSQL schema of a stack's store: every stack has the same tables in a schema of
+/// its own.
+pub fn postgres_schema(stack: &str) -> String {
+    format!("platformd/{stack}")
 }
 
 string_enum! {
@@ -237,14 +286,14 @@ pub struct StoredResource {
 
 /// Marks an intent done and moves the generation: every state change goes through here, inside
 /// the transaction that changes `resources`.
-fn close_intent_and_bump_generation(tx: &rusqlite::Transaction<'_>, journal_id: i64) -> Result<()> {
+fn close_intent_and_bump_generation(tx: &Conn, journal_id: i64) -> Result<()> {
     tx.execute(
         "UPDATE journal SET result = ?1, result_at = ?2 WHERE id = ?3",
-        params![IntentResult::Ok.as_str(), now(), journal_id],
+        args![IntentResult::Ok.as_str(), now(), journal_id],
     )?;
     tx.execute(
-        "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'",
-        [],
+        "UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) WHERE key = 'generation'",
+        args![],
     )?;
     Ok(())
 }
@@ -258,46 +307,38 @@ fn parse_state<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T> {
     s.parse().map_err(StoreError::Corrupt)
 }
 
-fn generation_of(conn: &Connection) -> Result<u64> {
-    let v: String = conn.query_row("SELECT value FROM meta WHERE key = 'generation'", [], |r| {
-        r.get(0)
-    })?;
+fn generation_of(conn: &Conn) -> Result<u64> {
+    let v: String = conn.query_row(
+        "SELECT value FROM meta WHERE key = 'generation'",
+        args![],
+        |r| r.get(0),
+    )?;
     Ok(v.parse().unwrap_or(0))
 }
 
-fn meta_of(conn: &Connection, key: &str) -> Result<Option<String>> {
-    Ok(conn
-        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-        .optional()?)
+fn meta_of(conn: &Conn, key: &str) -> Result<Option<String>> {
+    conn.query_row_opt("SELECT value FROM meta WHERE key = ?1", args![key], |r| {
+        r.get(0)
+    })
 }
 
-fn set_meta_of(conn: &Connection, key: &str, value: Option<&str>) -> Result<()> {
+fn set_meta_of(conn: &Conn, key: &str, value: Option<&str>) -> Result<()> {
     match value {
         Some(v) => conn.execute(
             "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            params![key, v],
+            args![key, v],
         )?,
-        None => conn.execute("DELETE FROM meta WHERE key = ?1", [key])?,
+        None => conn.execute("DELETE FROM meta WHERE key = ?1", args![key])?,
     };
     Ok(())
 }
 
-fn event_of(conn: &Connection, kind: &str, message: &str, address: Option<&str>) -> Result<()> {
+fn event_of(conn: &Conn, kind: &str, message: &str, address: Option<&str>) -> Result<()> {
     conn.execute(
         "INSERT INTO events (at, kind, message, address) VALUES (?1, ?2, ?3, ?4)",
-        params![now(), kind, message, address],
+        args![now(), kind, message, address],
     )?;
     Ok(())
-}
-
-/// A transaction that takes the write lock before its first read. A deferred transaction
-/// that reads and then writes fails at once with BUSY_SNAPSHOT (no busy wait) when another
-/// process committed in between.
-fn write_transaction(conn: &Connection) -> Result<rusqlite::Transaction<'_>> {
-    Ok(rusqlite::Transaction::new_unchecked(
-        conn,
-        TransactionBehavior::Immediate,
-    )?)
 }
 
 /// Whether the database's write-ahead log holds pages not yet in the database file.
@@ -398,11 +439,30 @@ impl Store {
         }
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        let mut conn = conn;
-        migrate(&mut conn, dir)?;
+        let conn = Conn::Sqlite(conn);
+        let location = Location::Dir(dir.to_path_buf());
+        migrate(&conn, &location)?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
-            dir: dir.to_path_buf(),
+            location: Arc::new(location),
+        })
+    }
+
+    /// Opens (creating if needed) the store of `stack` in the PostgreSQL database at `url`
+    /// (`postgres://user:password@host:port/database`), migrating an older schema. Replicas
+    /// share it; each stack has a schema of its own.
+    pub fn open_postgres(url: &str, stack: &str) -> Result<Store> {
+        let schema = postgres_schema(stack);
+        let client = postgres::PgClient::connect(url, &schema)?;
+        let location = Location::Postgres {
+            server: client.server.clone(),
+            schema,
+        };
+        let conn = Conn::Postgres(client);
+        migrate(&conn, &location)?;
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+            location: Arc::new(location),
         })
     }
 
@@ -426,7 +486,8 @@ impl Store {
             other => other?,
         };
         let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        refuse_newer(found, dir)?;
+        let location = Location::Dir(dir.to_path_buf());
+        refuse_newer(found, &location)?;
         if found < SCHEMA_VERSION {
             return Err(StoreError::NeedsMigration {
                 dir: dir.display().to_string(),
@@ -435,8 +496,8 @@ impl Store {
             });
         }
         Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
-            dir: dir.to_path_buf(),
+            conn: Arc::new(Mutex::new(Conn::Sqlite(conn))),
+            location: Arc::new(location),
         })
     }
 
@@ -488,18 +549,16 @@ impl Store {
         dir.join(DB_FILE).exists()
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    pub fn location(&self) -> &Location {
+        &self.location
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    fn conn(&self) -> MutexGuard<'_, Conn> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn schema_version(&self) -> Result<i64> {
-        Ok(self
-            .conn()
-            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+        schema_version_of(&self.conn())
     }
 
     pub fn generation(&self) -> Result<u64> {
@@ -555,28 +614,23 @@ impl Store {
         self.conn().execute(
             "INSERT INTO approvals (revision, plan_hash, summary, requested_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (revision, plan_hash) DO NOTHING",
-            params![revision, plan_hash, summary, now()],
+            args![revision, plan_hash, summary, now()],
         )?;
         Ok(())
     }
 
-    fn approval_rows(&self, sql: &str, key: &[&dyn rusqlite::ToSql]) -> Result<Vec<Approval>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(sql)?;
-        let rows = stmt
-            .query_map(key, |r| {
-                Ok(Approval {
-                    revision: r.get(0)?,
-                    plan_hash: r.get(1)?,
-                    summary: r.get(2)?,
-                    requested_at: r.get(3)?,
-                    approved_by: r.get(4)?,
-                    approved_at: r.get(5)?,
-                    applied_at: r.get(6)?,
-                })
-            })?
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        Ok(rows)
+    fn approval_rows(&self, sql: &str, key: &[sql::Value]) -> Result<Vec<Approval>> {
+        self.conn().query_map(sql, key, |r| {
+            Ok(Approval {
+                revision: r.get(0)?,
+                plan_hash: r.get(1)?,
+                summary: r.get(2)?,
+                requested_at: r.get(3)?,
+                approved_by: r.get(4)?,
+                approved_at: r.get(5)?,
+                applied_at: r.get(6)?,
+            })
+        })
     }
 
     /// The newest request not yet applied: what an operator would approve now.
@@ -585,7 +639,7 @@ impl Store {
             .approval_rows(
                 "SELECT revision, plan_hash, summary, requested_at, approved_by, approved_at, applied_at
                  FROM approvals WHERE applied_at IS NULL ORDER BY id DESC LIMIT 1",
-                &[],
+                args![],
             )?
             .pop())
     }
@@ -596,7 +650,7 @@ impl Store {
             .approval_rows(
                 "SELECT revision, plan_hash, summary, requested_at, approved_by, approved_at, applied_at
                  FROM approvals WHERE revision = ?1 AND plan_hash = ?2",
-                &[&revision, &plan_hash],
+                args![revision, plan_hash],
             )?
             .pop())
     }
@@ -606,7 +660,7 @@ impl Store {
         let changed = self.conn().execute(
             "UPDATE approvals SET approved_by = ?3, approved_at = ?4
              WHERE revision = ?1 AND plan_hash = ?2 AND applied_at IS NULL",
-            params![revision, plan_hash, actor, now()],
+            args![revision, plan_hash, actor, now()],
         )?;
         Ok(changed > 0)
     }
@@ -615,7 +669,7 @@ impl Store {
     pub fn approval_applied(&self, revision: &str, plan_hash: &str) -> Result<()> {
         self.conn().execute(
             "UPDATE approvals SET applied_at = ?3 WHERE revision = ?1 AND plan_hash = ?2",
-            params![revision, plan_hash, now()],
+            args![revision, plan_hash, now()],
         )?;
         Ok(())
     }
@@ -624,8 +678,9 @@ impl Store {
     /// store does not announce old history. Does nothing once started.
     pub fn start_outbox(&self) -> Result<()> {
         self.conn().execute(
-            "INSERT OR IGNORE INTO outbox_cursor (id, last_apply_id) SELECT 1, COALESCE(MAX(id), 0) FROM applies WHERE finished_at IS NOT NULL",
-            [],
+            "INSERT INTO outbox_cursor (id, last_apply_id) SELECT 1, COALESCE(MAX(id), 0) FROM applies WHERE finished_at IS NOT NULL
+             ON CONFLICT DO NOTHING",
+            args![],
         )?;
         Ok(())
     }
@@ -636,36 +691,33 @@ impl Store {
         let conn = self.conn();
         let tx = write_transaction(&conn)?;
         let cursor: i64 = tx
-            .query_row(
+            .query_row_opt(
                 "SELECT last_apply_id FROM outbox_cursor WHERE id = 1",
-                [],
+                args![],
                 |r| r.get(0),
-            )
-            .optional()?
+            )?
             .unwrap_or(0);
         // Finished applies in id order, stopping at the first still running: the cursor never
         // skips an apply that finishes later.
         let mut ids = Vec::new();
-        {
-            let mut stmt =
-                tx.prepare("SELECT id, finished_at FROM applies WHERE id > ?1 ORDER BY id")?;
-            let rows = stmt.query_map([cursor], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
-            })?;
-            for row in rows {
-                let (id, finished) = row?;
-                if finished.is_none() {
-                    break;
-                }
-                ids.push(id);
+        let rows = tx.query_map(
+            "SELECT id, finished_at FROM applies WHERE id > ?1 ORDER BY id",
+            args![cursor],
+            |r| Ok((r.get::<i64>(0)?, r.get::<Option<i64>>(1)?)),
+        )?;
+        for (id, finished) in rows {
+            if finished.is_none() {
+                break;
             }
+            ids.push(id);
         }
         let mut queued = 0;
         for id in &ids {
             for target in targets {
                 queued += tx.execute(
-                    "INSERT OR IGNORE INTO outbox (apply_id, target, next_attempt_at) VALUES (?1, ?2, ?3)",
-                    params![id, target, now()],
+                    "INSERT INTO outbox (apply_id, target, next_attempt_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT DO NOTHING",
+                    args![id, target, now()],
                 )?;
             }
         }
@@ -673,7 +725,7 @@ impl Store {
             tx.execute(
                 "INSERT INTO outbox_cursor (id, last_apply_id) VALUES (1, ?1)
                  ON CONFLICT (id) DO UPDATE SET last_apply_id = ?1",
-                [last],
+                args![last],
             )?;
         }
         tx.commit()?;
@@ -682,67 +734,36 @@ impl Store {
 
     /// Deliveries due now, oldest first.
     pub fn due_deliveries(&self, limit: usize) -> Result<Vec<Delivery>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
+        self.conn().query_map(
             "SELECT o.id, o.target, o.attempts, a.id, a.revision, a.reason, a.started_at, a.finished_at, a.status, a.summary
              FROM outbox o JOIN applies a ON a.id = o.apply_id
              WHERE o.delivered_at IS NULL AND o.next_attempt_at <= ?1 ORDER BY o.id LIMIT ?2",
-        )?;
-        let rows = stmt
-            .query_map(params![now(), limit as i64], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, i64>(6)?,
-                    r.get::<_, Option<i64>>(7)?,
-                    r.get::<_, String>(8)?,
-                    r.get::<_, Option<String>>(9)?,
-                ))
-            })?
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        rows.into_iter()
-            .map(
-                |(
-                    id,
-                    target,
-                    attempts,
-                    apply_id,
-                    revision,
-                    reason,
-                    started_at,
-                    finished_at,
-                    status,
-                    summary,
-                )| {
-                    Ok(Delivery {
-                        id,
-                        target,
-                        attempts,
-                        apply: ApplyRecord {
-                            id: apply_id,
-                            revision,
-                            reason: parse_state::<ApplyReason>(&reason)?,
-                            started_at,
-                            finished_at,
-                            status: parse_state::<ApplyStatus>(&status)?,
-                            summary,
-                            actor: None,
-                            note: None,
-                        },
-                    })
-                },
-            )
-            .collect()
+            args![now(), limit as i64],
+            |r| {
+                Ok(Delivery {
+                    id: r.get(0)?,
+                    target: r.get(1)?,
+                    attempts: r.get(2)?,
+                    apply: ApplyRecord {
+                        id: r.get(3)?,
+                        revision: r.get(4)?,
+                        reason: parse_state::<ApplyReason>(&r.get::<String>(5)?)?,
+                        started_at: r.get(6)?,
+                        finished_at: r.get(7)?,
+                        status: parse_state::<ApplyStatus>(&r.get::<String>(8)?)?,
+                        summary: r.get(9)?,
+                        actor: None,
+                        note: None,
+                    },
+                })
+            },
+        )
     }
 
     pub fn delivered(&self, id: i64) -> Result<()> {
         self.conn().execute(
             "UPDATE outbox SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1",
-            params![id, now()],
+            args![id, now()],
         )?;
         Ok(())
     }
@@ -751,20 +772,18 @@ impl Store {
     pub fn delivery_failed(&self, id: i64, error: &str, retry_at: Option<i64>) -> Result<()> {
         self.conn().execute(
             "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3 WHERE id = ?1",
-            params![id, error, retry_at.unwrap_or(i64::MAX)],
+            args![id, error, retry_at.unwrap_or(i64::MAX)],
         )?;
         Ok(())
     }
 
     /// Events of one kind, oldest first: (Unix seconds, message).
     pub fn events_of_kind(&self, kind: &str) -> Result<Vec<(i64, String)>> {
-        let conn = self.conn();
-        let mut stmt =
-            conn.prepare("SELECT at, message FROM events WHERE kind = ?1 ORDER BY id")?;
-        let rows = stmt
-            .query_map(params![kind], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        Ok(rows)
+        self.conn().query_map(
+            "SELECT at, message FROM events WHERE kind = ?1 ORDER BY id",
+            args![kind],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
     }
 
     /// Records a revision with its commit metadata; a revision seen again keeps its first row.
@@ -772,7 +791,7 @@ impl Store {
         self.conn().execute(
             "INSERT INTO revisions (revision, source, author, message, seen_at, valid, errors) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT (revision) DO NOTHING",
-            params![
+            args![
                 revision.revision,
                 revision.source,
                 revision.author,
@@ -789,15 +808,16 @@ impl Store {
     pub fn revisions(&self, limit: usize) -> Result<Vec<api::Revision>> {
         let conn = self.conn();
         let applied = meta_of(&conn, "applied_revision")?;
-        let mut stmt = conn.prepare(
+        conn.query_map(
             "SELECT r.revision, r.source, r.author, r.message, r.seen_at, r.valid, r.errors,
                     EXISTS (SELECT 1 FROM applies a WHERE a.revision = r.revision AND a.status = 'succeeded')
              FROM revisions r ORDER BY r.id DESC LIMIT ?1",
-        )?;
-        let rows = stmt
-            .query_map([limit as i64], |r| {
+            args![limit as i64],
+            |r| {
+                let revision: String = r.get(0)?;
                 Ok(api::Revision {
-                    revision: r.get(0)?,
+                    current: applied.as_deref() == Some(revision.as_str()),
+                    revision,
                     source: r.get(1)?,
                     author: r.get(2)?,
                     message: r.get(3)?,
@@ -805,17 +825,9 @@ impl Store {
                     valid: r.get(5)?,
                     errors: r.get(6)?,
                     applied: r.get(7)?,
-                    current: false,
                 })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows
-            .into_iter()
-            .map(|mut r| {
-                r.current = applied.as_deref() == Some(r.revision.as_str());
-                r
-            })
-            .collect())
+            },
+        )
     }
 
     /// A revision whose plan had nothing to change is in force as it is: recorded as a
@@ -831,26 +843,25 @@ impl Store {
     }
 
     pub fn record_plan(&self, revision: Option<&str>, plan_json: &str) -> Result<i64> {
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO plans (created_at, revision, plan) VALUES (?1, ?2, ?3)",
-            params![now(), revision, plan_json],
-        )?;
-        Ok(conn.last_insert_rowid())
+        self.conn().query_row(
+            "INSERT INTO plans (created_at, revision, plan) VALUES (?1, ?2, ?3) RETURNING id",
+            args![now(), revision, plan_json],
+            |r| r.get(0),
+        )
     }
 
     pub fn store_snapshot(&self, revision: &str, snapshot: &Snapshot) -> Result<()> {
         let json = serde_json::to_string(snapshot).map_err(corrupt)?;
         self.conn().execute(
             "INSERT INTO snapshots (revision, snapshot, created_at) VALUES (?1, ?2, ?3) ON CONFLICT (revision) DO NOTHING",
-            params![revision, json, now()],
+            args![revision, json, now()],
         )?;
         Ok(())
     }
 
     /// The JSON column a one-parameter query selects, decoded; `None` without a row.
     fn json_row<T: serde::de::DeserializeOwned>(&self, sql: &str, key: &str) -> Result<Option<T>> {
-        let json: Option<String> = self.conn().query_row(sql, [key], |r| r.get(0)).optional()?;
+        let json: Option<String> = self.conn().query_row_opt(sql, args![key], |r| r.get(0))?;
         json.map(|j| serde_json::from_str(&j).map_err(corrupt))
             .transpose()
     }
@@ -874,51 +885,42 @@ impl Store {
     }
 
     pub fn resources(&self) -> Result<Vec<(String, StoredResource)>> {
-        let conn = self.conn();
-        let mut stmt =
-            conn.prepare("SELECT address, snapshot, desired FROM resources ORDER BY address")?;
-        let rows: Vec<(String, String, String)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-            .collect::<rusqlite::Result<_>>()?;
-        rows.into_iter()
-            .map(|(address, snapshot, desired)| {
+        self.conn().query_map(
+            "SELECT address, snapshot, desired FROM resources ORDER BY address",
+            args![],
+            |r| {
                 Ok((
-                    address,
+                    r.get(0)?,
                     StoredResource {
-                        snapshot: serde_json::from_str(&snapshot).map_err(corrupt)?,
-                        desired: serde_json::from_str(&desired).map_err(corrupt)?,
+                        snapshot: serde_json::from_str(&r.get::<String>(1)?).map_err(corrupt)?,
+                        desired: serde_json::from_str(&r.get::<String>(2)?).map_err(corrupt)?,
                     },
                 ))
-            })
-            .collect()
+            },
+        )
     }
 
     pub fn resource(&self, address: &str) -> Result<Option<StoredResource>> {
-        let row: Option<(String, String)> = self
-            .conn()
-            .query_row(
-                "SELECT snapshot, desired FROM resources WHERE address = ?1",
-                [address],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        row.map(|(snapshot, desired)| {
-            Ok(StoredResource {
-                snapshot: serde_json::from_str(&snapshot).map_err(corrupt)?,
-                desired: serde_json::from_str(&desired).map_err(corrupt)?,
-            })
-        })
-        .transpose()
+        self.conn().query_row_opt(
+            "SELECT snapshot, desired FROM resources WHERE address = ?1",
+            args![address],
+            |r| {
+                Ok(StoredResource {
+                    snapshot: serde_json::from_str(&r.get::<String>(0)?).map_err(corrupt)?,
+                    desired: serde_json::from_str(&r.get::<String>(1)?).map_err(corrupt)?,
+                })
+            },
+        )
     }
 
     /// Applied resources per kind.
     pub fn resource_counts(&self) -> Result<std::collections::BTreeMap<String, usize>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT kind, COUNT(*) FROM resources GROUP BY kind")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as usize))
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let rows = self.conn().query_map(
+            "SELECT kind, COUNT(*) FROM resources GROUP BY kind",
+            args![],
+            |r| Ok((r.get::<String>(0)?, r.get::<i64>(1)? as usize)),
+        )?;
+        Ok(rows.into_iter().collect())
     }
 
     /// How many resources are applied.
@@ -950,22 +952,22 @@ impl Store {
     ) -> Result<i64> {
         let conn = self.conn();
         let tx = write_transaction(&conn)?;
-        tx.execute(
+        let id: i64 = tx.query_row(
             "INSERT INTO applies (revision, reason, started_at, status, generation_before, holder, plan_id, actor, note)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
+            args![
                 revision,
                 reason.as_str(),
                 now(),
                 ApplyStatus::Running.as_str(),
                 generation_of(&tx)? as i64,
-                format!("pid {}", std::process::id()),
+                applier_id(),
                 plan_id,
                 actor,
                 note
             ],
+            |r| r.get(0),
         )?;
-        let id = tx.last_insert_rowid();
         tx.commit()?;
         Ok(id)
     }
@@ -983,12 +985,12 @@ impl Store {
         let generation = generation_of(&tx)? as i64;
         tx.execute(
             "UPDATE applies SET finished_at = ?1, status = ?2, summary = ?3, generation_after = ?4 WHERE id = ?5",
-            params![now(), status.as_str(), summary, generation, apply_id],
+            args![now(), status.as_str(), summary, generation, apply_id],
         )?;
         if status == ApplyStatus::Succeeded {
             let revision: String = tx.query_row(
                 "SELECT revision FROM applies WHERE id = ?1",
-                [apply_id],
+                args![apply_id],
                 |r| r.get(0),
             )?;
             set_meta_of(&tx, "applied_revision", Some(&revision))?;
@@ -1016,19 +1018,19 @@ impl Store {
         let desired = desired
             .map(|d| serde_json::to_string(d).map_err(corrupt))
             .transpose()?;
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO journal (apply_id, address, action, driver, desired, attempts, intent_at) VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)",
-            params![apply_id, address, action.as_str(), driver, desired, now()],
-        )?;
-        Ok(conn.last_insert_rowid())
+        self.conn().query_row(
+            "INSERT INTO journal (apply_id, address, action, driver, desired, attempts, intent_at) VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)
+             RETURNING id",
+            args![apply_id, address, action.as_str(), driver, desired, now()],
+            |r| r.get(0),
+        )
     }
 
     /// Counts a retry (the first attempt is counted by the intent itself).
     pub fn journal_attempt(&self, journal_id: i64) -> Result<()> {
         self.conn().execute(
             "UPDATE journal SET attempts = attempts + 1 WHERE id = ?1",
-            [journal_id],
+            args![journal_id],
         )?;
         Ok(())
     }
@@ -1053,7 +1055,7 @@ impl Store {
                desired = excluded.desired, outputs = excluded.outputs, status = excluded.status, revision = excluded.revision,
                apply_id = excluded.apply_id, updated_at = excluded.updated_at, inventory = excluded.inventory,
                health = 'ready', health_message = NULL",
-            params![
+            args![
                 address,
                 resource.snapshot.kind.as_str(),
                 resource.snapshot.driver,
@@ -1075,7 +1077,7 @@ impl Store {
     pub fn journal_deleted(&self, journal_id: i64, address: &str) -> Result<()> {
         let conn = self.conn();
         let tx = write_transaction(&conn)?;
-        tx.execute("DELETE FROM resources WHERE address = ?1", [address])?;
+        tx.execute("DELETE FROM resources WHERE address = ?1", args![address])?;
         close_intent_and_bump_generation(&tx, journal_id)?;
         tx.commit()?;
         Ok(())
@@ -1093,7 +1095,7 @@ impl Store {
         let tx = write_transaction(&conn)?;
         tx.execute(
             "UPDATE journal SET result = ?1, error = ?2, result_at = ?3 WHERE id = ?4",
-            params![result.as_str(), error, now(), journal_id],
+            args![result.as_str(), error, now(), journal_id],
         )?;
         if result == IntentResult::Failed {
             event_of(
@@ -1109,12 +1111,12 @@ impl Store {
 
     /// Journal rows matching `condition` (SQL over the journal's columns), oldest first.
     fn journal_rows(&self, condition: &str) -> Result<Vec<JournalRow>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(&format!(
-            "SELECT id, apply_id, address, action, driver, attempts, result, desired FROM journal WHERE {condition} ORDER BY id"
-        ))?;
-        let rows: Vec<JournalRow> = stmt
-            .query_map([], |r| {
+        self.conn().query_map(
+            &format!(
+                "SELECT id, apply_id, address, action, driver, attempts, result, desired FROM journal WHERE {condition} ORDER BY id"
+            ),
+            args![],
+            |r| {
                 Ok(JournalRow {
                     id: r.get(0)?,
                     apply_id: r.get(1)?,
@@ -1125,25 +1127,21 @@ impl Store {
                     result: r.get(6)?,
                     desired: r.get(7)?,
                 })
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(rows)
+            },
+        )
     }
 
     /// Whether the last attempt to create `address` was interrupted (closed as abandoned by
     /// recovery) and nothing was applied for it since.
     pub fn interrupted_create(&self, address: &str) -> Result<bool> {
-        let found: Option<i64> = self
-            .conn()
-            .query_row(
-                "SELECT id FROM journal WHERE address = ?1 AND action IN ('create', 'replace')
-                   AND result = ?2
-                   AND id > COALESCE((SELECT MAX(id) FROM journal WHERE address = ?1 AND result = 'ok'), 0)
-                 LIMIT 1",
-                params![address, IntentResult::Abandoned.as_str()],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let found: Option<i64> = self.conn().query_row_opt(
+            "SELECT id FROM journal WHERE address = ?1 AND action IN ('create', 'replace')
+               AND result = ?2
+               AND id > COALESCE((SELECT MAX(id) FROM journal WHERE address = ?1 AND result = 'ok'), 0)
+             LIMIT 1",
+            args![address, IntentResult::Abandoned.as_str()],
+            |r| r.get(0),
+        )?;
         Ok(found.is_some())
     }
 
@@ -1169,7 +1167,7 @@ impl Store {
 
     /// Every journal entry, oldest first.
     pub fn journal(&self) -> Result<Vec<JournalEntry>> {
-        self.journal_rows("1")?
+        self.journal_rows("TRUE")?
             .into_iter()
             .map(|row| {
                 Ok(JournalEntry {
@@ -1186,54 +1184,36 @@ impl Store {
 
     /// Applies left `running` by a process that is gone are marked `interrupted` (never deleted).
     pub fn mark_interrupted(&self) -> Result<usize> {
-        Ok(self.conn().execute(
+        self.conn().execute(
             "UPDATE applies SET status = ?1, finished_at = ?2 WHERE status = ?3 AND holder != ?4",
-            params![
+            args![
                 ApplyStatus::Interrupted.as_str(),
                 now(),
                 ApplyStatus::Running.as_str(),
-                format!("pid {}", std::process::id())
+                applier_id()
             ],
-        )?)
+        )
     }
 
     /// Every apply, oldest first.
     pub fn history(&self) -> Result<Vec<ApplyRecord>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
+        self.conn().query_map(
             "SELECT id, revision, reason, started_at, finished_at, status, summary, actor, note FROM applies ORDER BY id",
-        )?;
-        type Row = (
-            i64,
-            String,
-            String,
-            i64,
-            Option<i64>,
-            String,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        );
-        let rows: Vec<Row> = stmt
-            .query_map([], |r| Row::try_from(r))?
-            .collect::<rusqlite::Result<_>>()?;
-        rows.into_iter()
-            .map(
-                |(id, revision, reason, started_at, finished_at, status, summary, actor, note)| {
-                    Ok(ApplyRecord {
-                        id,
-                        revision,
-                        reason: parse_state(&reason)?,
-                        started_at,
-                        finished_at,
-                        status: parse_state(&status)?,
-                        summary,
-                        actor,
-                        note,
-                    })
-                },
-            )
-            .collect()
+            args![],
+            |r| {
+                Ok(ApplyRecord {
+                    id: r.get(0)?,
+                    revision: r.get(1)?,
+                    reason: parse_state(&r.get::<String>(2)?)?,
+                    started_at: r.get(3)?,
+                    finished_at: r.get(4)?,
+                    status: parse_state(&r.get::<String>(5)?)?,
+                    summary: r.get(6)?,
+                    actor: r.get(7)?,
+                    note: r.get(8)?,
+                })
+            },
+        )
     }
 
     /// Records what a drift scan saw of each applied resource's health, in one transaction.
@@ -1243,7 +1223,7 @@ impl Store {
         for (address, h, message) in health {
             tx.execute(
                 "UPDATE resources SET health = ?1, health_message = ?2 WHERE address = ?3",
-                params![h.as_str(), message, address],
+                args![h.as_str(), message, address],
             )?;
         }
         tx.commit()?;
@@ -1254,43 +1234,33 @@ impl Store {
     /// caller's to add).
     pub fn resource_statuses(&self) -> Result<Vec<api::ResourceStatus>> {
         let conn = self.conn();
-        // The team is read out of the stored snapshot by SQLite: the UI asks every second, and
-        // parsing 10,000 snapshots for one field each time is not needed.
-        let mut stmt = conn.prepare(
-            "SELECT address, kind, driver, COALESCE(json_extract(snapshot, '$.team'), ''), health, health_message, revision, updated_at
-             FROM resources ORDER BY address",
-        )?;
-        type Row = (
-            String,
-            String,
-            String,
-            String,
-            String,
-            Option<String>,
-            String,
-            i64,
-        );
-        let rows: Vec<Row> = stmt
-            .query_map([], |r| Row::try_from(r))?
-            .collect::<rusqlite::Result<_>>()?;
-        rows.into_iter()
-            .map(
-                |(address, kind, driver, team, health, message, revision, applied_at)| {
-                    Ok(api::ResourceStatus {
-                        address,
-                        kind,
-                        driver,
-                        team,
-                        health: parse_state(&health)?,
-                        message,
-                        revision,
-                        applied_at,
-                        drift: None,
-                        live: Vec::new(),
-                    })
-                },
-            )
-            .collect()
+        // The team is read out of the stored snapshot by the database: the UI asks every
+        // second, and parsing 10,000 snapshots for one field each time is not needed.
+        let team = match conn.dialect() {
+            Dialect::Sqlite => "json_extract(snapshot, '$.team')",
+            Dialect::Postgres => "CAST(snapshot AS jsonb) ->> 'team'",
+        };
+        conn.query_map(
+            &format!(
+                "SELECT address, kind, driver, COALESCE({team}, ''), health, health_message, revision, updated_at
+                 FROM resources ORDER BY address"
+            ),
+            args![],
+            |r| {
+                Ok(api::ResourceStatus {
+                    address: r.get(0)?,
+                    kind: r.get(1)?,
+                    driver: r.get(2)?,
+                    team: r.get(3)?,
+                    health: parse_state(&r.get::<String>(4)?)?,
+                    message: r.get(5)?,
+                    revision: r.get(6)?,
+                    applied_at: r.get(7)?,
+                    drift: None,
+                    live: Vec::new(),
+                })
+            },
+        )
     }
 
     /// Records one drift scan's findings (none is a scan too); returns the scan id.
@@ -1298,16 +1268,16 @@ impl Store {
         let conn = self.conn();
         let tx = write_transaction(&conn)?;
         let at = now();
-        tx.execute(
-            "INSERT INTO drift_scans (scanned_at, findings) VALUES (?1, ?2)",
-            params![at, findings.len() as i64],
+        let scan: i64 = tx.query_row(
+            "INSERT INTO drift_scans (scanned_at, findings) VALUES (?1, ?2) RETURNING id",
+            args![at, findings.len() as i64],
+            |r| r.get(0),
         )?;
-        let scan = tx.last_insert_rowid();
         for f in findings {
             let details = serde_json::to_string(f).map_err(corrupt)?;
             tx.execute(
                 "INSERT INTO drift (scan_id, scanned_at, address, status, details) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![scan, at, f.address, f.status.as_str(), details],
+                args![scan, at, f.address, f.status.as_str(), details],
             )?;
         }
         tx.commit()?;
@@ -1316,32 +1286,27 @@ impl Store {
 
     /// The findings of the last drift scan (empty when it found nothing).
     pub fn last_drift_findings(&self) -> Result<Vec<planner::plan::DriftFinding>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
+        self.conn().query_map(
             "SELECT details FROM drift WHERE scan_id = (SELECT MAX(id) FROM drift_scans) ORDER BY id",
-        )?;
-        let rows: Vec<String> = stmt
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        rows.iter()
-            .map(|d| serde_json::from_str(d).map_err(corrupt))
-            .collect()
+            args![],
+            |r| serde_json::from_str(&r.get::<String>(0)?).map_err(corrupt),
+        )
     }
 
     /// How many findings all drift scans recorded (history is kept).
     pub fn drift_findings_recorded(&self) -> Result<usize> {
         let n: i64 = self
             .conn()
-            .query_row("SELECT COUNT(*) FROM drift", [], |r| r.get(0))?;
+            .query_row("SELECT COUNT(*) FROM drift", args![], |r| r.get(0))?;
         Ok(n as usize)
     }
 }
 
 /// A store written by a newer platformd is never read or migrated by this one.
-fn refuse_newer(found: i64, dir: &Path) -> Result<()> {
+fn refuse_newer(found: i64, location: &Location) -> Result<()> {
     if found > SCHEMA_VERSION {
         return Err(StoreError::TooNew {
-            dir: dir.display().to_string(),
+            dir: location.to_string(),
             found,
             supported: SCHEMA_VERSION,
         });
@@ -1349,21 +1314,80 @@ fn refuse_newer(found: i64, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Runs missing migrations, one exclusive transaction each. The version is read inside the
-/// transaction, so processes opening a new store at the same time never apply one twice.
-fn migrate(conn: &mut Connection, dir: &Path) -> Result<()> {
-    loop {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
-        let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        refuse_newer(found, dir)?;
-        if found == SCHEMA_VERSION {
-            return Ok(());
-        }
-        tx.execute_batch(MIGRATIONS[found as usize])?;
-        tx.pragma_update(None, "user_version", found + 1)?;
-        tx.commit()?;
-        tracing::info!(from = found, to = found + 1, "migrated store schema");
+/// The schema version of a store: SQLite's `user_version`, PostgreSQL's `schema_version` row.
+fn schema_version_of(conn: &Conn) -> Result<i64> {
+    match conn {
+        Conn::Sqlite(c) => Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?),
+        Conn::Postgres(_) => conn
+            .query_row_opt("SELECT version FROM schema_version", args![], |r| r.get(0))
+            .map(|v| v.unwrap_or(0)),
     }
+}
+
+/// Runs missing migrations, one exclusive transaction each. The version is read inside the
+/// transaction, so processes opening a new store at the same time never apply one twice:
+/// SQLite's exclusive lock, or PostgreSQL's transaction-scoped advisory lock on the schema.
+fn migrate(conn: &Conn, location: &Location) -> Result<()> {
+    if let Location::Postgres { schema, .. } = location {
+        let quoted = schema.replace('"', "\"\"");
+        let tx = write_transaction(conn)?;
+        tx.execute("SELECT pg_advisory_xact_lock(hashtext(?1))", args![schema])?;
+        tx.batch(&format!(
+            "CREATE SCHEMA IF NOT EXISTS \"{quoted}\";
+             CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL);"
+        ))?;
+        tx.commit()?;
+    }
+    loop {
+        conn.batch(match conn.dialect() {
+            Dialect::Sqlite => "BEGIN EXCLUSIVE",
+            Dialect::Postgres => "BEGIN",
+        })?;
+        let step = migrate_one(conn, location);
+        match step {
+            Ok(Some(found)) => {
+                conn.batch("COMMIT")?;
+                tracing::info!(from = found, to = found + 1, store = %location, "migrated store schema");
+            }
+            Ok(None) => {
+                conn.batch("COMMIT")?;
+                return Ok(());
+            }
+            Err(e) => {
+                let _ = conn.batch("ROLLBACK");
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Applies the next migration inside the caller's transaction; the version it started from,
+/// or `None` when the store is up to date.
+fn migrate_one(conn: &Conn, location: &Location) -> Result<Option<i64>> {
+    if let Location::Postgres { schema, .. } = location {
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(?1))", args![schema])?;
+    }
+    let found = schema_version_of(conn)?;
+    refuse_newer(found, location)?;
+    if found == SCHEMA_VERSION {
+        return Ok(None);
+    }
+    let migration = MIGRATIONS[found as usize];
+    match conn {
+        Conn::Sqlite(c) => {
+            c.execute_batch(migration)?;
+            c.pragma_update(None, "user_version", found + 1)?;
+        }
+        Conn::Postgres(_) => {
+            conn.batch(&sql::postgres_migration(migration))?;
+            conn.execute("DELETE FROM schema_version", args![])?;
+            conn.execute(
+                "INSERT INTO schema_version (version) VALUES (?1)",
+                args![found + 1],
+            )?;
+        }
+    }
+    Ok(Some(found))
 }
 
 #[cfg(test)]

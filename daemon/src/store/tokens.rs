@@ -1,7 +1,7 @@
 //! Named API tokens, stored as SHA-256 hashes (`platformd token`, `docs/RUNNING.md`).
 
+use super::sql::args;
 use super::{Result, Store, StoreError, now};
-use rusqlite::{OptionalExtension, params};
 use sha2::Digest;
 
 /// What a token may do.
@@ -61,8 +61,8 @@ impl Store {
     /// Stores a token's hash under `name`; refused when the name is taken.
     pub fn create_token(&self, name: &str, scope: TokenScope, token: &str) -> Result<()> {
         let inserted = self.conn().execute(
-            "INSERT OR IGNORE INTO api_tokens (name, scope, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![name, scope.as_str(), token_hash(token), now()],
+            "INSERT INTO api_tokens (name, scope, hash, created_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+            args![name, scope.as_str(), token_hash(token), now()],
         )?;
         if inserted == 0 {
             return Err(StoreError::TokenExists(name.to_string()));
@@ -71,13 +71,11 @@ impl Store {
     }
 
     pub fn tokens(&self) -> Result<Vec<ApiToken>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
+        let rows: Vec<(String, String, i64, Option<i64>)> = self.conn().query_map(
             "SELECT name, scope, created_at, last_used_at FROM api_tokens ORDER BY name",
+            args![],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )?;
-        let rows: Vec<(String, String, i64, Option<i64>)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-            .collect::<rusqlite::Result<_>>()?;
         rows.into_iter()
             .map(|(name, scope, created_at, last_used_at)| {
                 Ok(ApiToken {
@@ -94,26 +92,24 @@ impl Store {
     pub fn revoke_token(&self, name: &str) -> Result<bool> {
         Ok(self
             .conn()
-            .execute("DELETE FROM api_tokens WHERE name = ?1", [name])?
+            .execute("DELETE FROM api_tokens WHERE name = ?1", args![name])?
             > 0)
     }
 
     /// The token presented, if it is one of ours (and when it was last used is noted).
     pub fn authenticate(&self, token: &str) -> Result<Option<(String, TokenScope)>> {
         let conn = self.conn();
-        let found: Option<(String, String)> = conn
-            .query_row(
-                "SELECT name, scope FROM api_tokens WHERE hash = ?1",
-                [token_hash(token)],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
+        let found: Option<(String, String)> = conn.query_row_opt(
+            "SELECT name, scope FROM api_tokens WHERE hash = ?1",
+            args![token_hash(token)],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
         let Some((name, scope)) = found else {
             return Ok(None);
         };
         conn.execute(
             "UPDATE api_tokens SET last_used_at = ?1 WHERE name = ?2",
-            params![now(), name],
+            args![now(), name],
         )?;
         let scope = TokenScope::parse(&scope)
             .ok_or_else(|| StoreError::Corrupt(format!("token scope `{scope}`")))?;

@@ -1,0 +1,311 @@
+//! The PostgreSQL connection of the store: `tokio-postgres` on a thread of its own.
+//!
+//! The store's interface is synchronous (SQLite is, and the store is called from threads and
+//! from async code alike), so the async client runs on a current-thread runtime owned by one
+//! thread, and each statement is a request sent to it and answered on a channel. The caller
+//! blocks for the round trip, as it would on SQLite's file lock; nothing blocks that runtime.
+//!
+//! A lost connection is made again on the next statement, except inside a transaction: its
+//! earlier statements died with the old connection, so everything up to its `COMMIT` or
+//! `ROLLBACK` fails (the caller's transaction is rolled back, never half applied on a new
+//! connection).
+
+use super::sql::{Row, Value, postgres_parameters};
+use super::{Result, StoreError};
+use bytes::BytesMut;
+use std::collections::HashMap;
+use std::sync::mpsc::{SyncSender, sync_channel};
+use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+use tokio_postgres::{Client, NoTls, Statement};
+
+type Reply<T> = SyncSender<Result<T>>;
+
+enum Request {
+    Execute(String, Vec<Value>, Reply<u64>),
+    Query(String, Vec<Value>, Reply<Vec<Row>>),
+    Batch(String, Reply<()>),
+}
+
+/// A handle on the connection thread; dropping it ends the thread.
+pub(crate) struct PgClient {
+    requests: tokio::sync::mpsc::UnboundedSender<Request>,
+    /// `host:port/database` (no user, no password), for messages.
+    pub(crate) server: String,
+}
+
+/// `host:port/database` of a connection URL, without credentials.
+pub(crate) fn describe(config: &tokio_postgres::Config) -> String {
+    let host = config
+        .get_hosts()
+        .first()
+        .map_or_else(String::new, |h| match h {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        });
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}/{}", config.get_dbname().unwrap_or(""))
+}
+
+impl PgClient {
+    /// Starts the connection thread for `url`, with `search_path` set to `schema` on every
+    /// connection, and connects once (so a wrong URL is reported here).
+    pub(crate) fn connect(url: &str, schema: &str) -> Result<PgClient> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Postgres(format!("invalid PostgreSQL URL: {e}")))?;
+        let server = describe(&config);
+        let (requests, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let connection = Connection {
+            config,
+            schema: schema.to_string(),
+            server: server.clone(),
+            client: None,
+            statements: HashMap::new(),
+            in_transaction: false,
+            broken_transaction: false,
+        };
+        std::thread::Builder::new()
+            .name("postgres".into())
+            .spawn(move || connection.run(receiver))
+            .map_err(|e| {
+                StoreError::Postgres(format!("cannot start the connection thread: {e}"))
+            })?;
+        let client = PgClient { requests, server };
+        client.batch("SELECT 1")?;
+        Ok(client)
+    }
+
+    fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T> {
+        let (reply, answer) = sync_channel(1);
+        let gone =
+            || StoreError::Unavailable(format!("{}: the connection thread ended", self.server));
+        self.requests.send(make(reply)).map_err(|_| gone())?;
+        answer.recv().map_err(|_| gone())?
+    }
+
+    pub(crate) fn execute(&self, sql: &str, args: &[Value]) -> Result<u64> {
+        self.call(|r| Request::Execute(sql.to_string(), args.to_vec(), r))
+    }
+
+    pub(crate) fn query(&self, sql: &str, args: &[Value]) -> Result<Vec<Row>> {
+        self.call(|r| Request::Query(sql.to_string(), args.to_vec(), r))
+    }
+
+    pub(crate) fn batch(&self, sql: &str) -> Result<()> {
+        self.call(|r| Request::Batch(sql.to_string(), r))
+    }
+}
+
+/// The connection thread's state.
+struct Connection {
+    config: tokio_postgres::Config,
+    schema: String,
+    server: String,
+    client: Option<Client>,
+    /// Prepared statements of the current connection, by the store's SQL text.
+    statements: HashMap<String, Statement>,
+    in_transaction: bool,
+    /// The connection was lost inside the current transaction.
+    broken_transaction: bool,
+}
+
+impl Connection {
+    fn run(mut self, mut receiver: tokio::sync::mpsc::UnboundedReceiver<Request>) {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the PostgreSQL connection runtime");
+                return;
+            }
+        };
+        runtime.block_on(async move {
+            while let Some(request) = receiver.recv().await {
+                match request {
+                    Request::Execute(sql, args, reply) => {
+                        let _ = reply.send(self.execute(&sql, &args).await);
+                    }
+                    Request::Query(sql, args, reply) => {
+                        let _ = reply.send(self.query(&sql, &args).await);
+                    }
+                    Request::Batch(sql, reply) => {
+                        let _ = reply.send(self.batch(&sql).await);
+                    }
+                }
+            }
+        });
+    }
+
+    fn unavailable(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Unavailable(format!("{}: {e}", self.server))
+    }
+
+    /// The live client, connecting when there is none (outside a transaction only).
+    async fn client(&mut self) -> Result<&Client> {
+        if self.client.as_ref().is_some_and(Client::is_closed) {
+            self.client = None;
+            self.statements.clear();
+            if self.in_transaction {
+                self.broken_transaction = true;
+            }
+        }
+        if self.broken_transaction {
+            return Err(self
+                .unavailable("the connection was lost inside a transaction; it was rolled back"));
+        }
+        if self.client.is_none() {
+            let (client, connection) = self
+                .config
+                .connect(NoTls)
+                .await
+                .map_err(|e| self.unavailable(e))?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::warn!(error = %e, "PostgreSQL connection ended");
+                }
+            });
+            let quoted = self.schema.replace('"', "\"\"");
+            client
+                .batch_execute(&format!("SET search_path TO \"{quoted}\""))
+                .await
+                .map_err(|e| self.unavailable(e))?;
+            self.client = Some(client);
+        }
+        Ok(self.client.as_ref().expect("connected above"))
+    }
+
+    fn error(&self, e: tokio_postgres::Error) -> StoreError {
+        if e.is_closed() || self.client.as_ref().is_some_and(Client::is_closed) {
+            return self.unavailable(e);
+        }
+        match e.as_db_error() {
+            Some(db) => StoreError::Postgres(format!("{} ({})", db.message(), db.code().code())),
+            None => StoreError::Postgres(e.to_string()),
+        }
+    }
+
+    async fn statement(&mut self, sql: &str) -> Result<Statement> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let prepared = self
+            .client()
+            .await?
+            .prepare(&postgres_parameters(sql))
+            .await;
+        let statement = prepared.map_err(|e| self.error(e))?;
+        self.statements.insert(sql.to_string(), statement.clone());
+        Ok(statement)
+    }
+
+    async fn execute(&mut self, sql: &str, args: &[Value]) -> Result<u64> {
+        let statement = self.statement(sql).await?;
+        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a as _).collect();
+        let done = self.client().await?.execute(&statement, &params).await;
+        done.map_err(|e| self.error(e))
+    }
+
+    async fn query(&mut self, sql: &str, args: &[Value]) -> Result<Vec<Row>> {
+        let statement = self.statement(sql).await?;
+        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a as _).collect();
+        let rows = self.client().await?.query(&statement, &params).await;
+        let rows = rows.map_err(|e| self.error(e))?;
+        rows.iter().map(row_values).collect()
+    }
+
+    async fn batch(&mut self, sql: &str) -> Result<()> {
+        let ends = matches!(sql, "COMMIT" | "ROLLBACK");
+        if ends && self.broken_transaction {
+            // Nothing of the transaction survived; a COMMIT must say so, a ROLLBACK has
+            // nothing left to do.
+            self.in_transaction = false;
+            self.broken_transaction = false;
+            return if sql == "COMMIT" {
+                Err(self.unavailable(
+                    "the connection was lost inside a transaction; it was rolled back",
+                ))
+            } else {
+                Ok(())
+            };
+        }
+        let done = self.client().await?.batch_execute(sql).await;
+        if sql == "BEGIN" && done.is_ok() {
+            self.in_transaction = true;
+        }
+        if ends {
+            self.in_transaction = false;
+        }
+        done.map_err(|e| self.error(e))
+    }
+}
+
+fn row_values(row: &tokio_postgres::Row) -> Result<Row> {
+    let corrupt = |e: tokio_postgres::Error| StoreError::Corrupt(e.to_string());
+    let mut values = Vec::with_capacity(row.len());
+    for (i, column) in row.columns().iter().enumerate() {
+        let ty = column.type_();
+        let value = if *ty == Type::INT8 {
+            row.try_get::<_, Option<i64>>(i)
+                .map_err(corrupt)?
+                .map(Value::Int)
+        } else if *ty == Type::INT4 {
+            row.try_get::<_, Option<i32>>(i)
+                .map_err(corrupt)?
+                .map(|v| Value::Int(v.into()))
+        } else if *ty == Type::INT2 {
+            row.try_get::<_, Option<i16>>(i)
+                .map_err(corrupt)?
+                .map(|v| Value::Int(v.into()))
+        } else if *ty == Type::BOOL {
+            row.try_get::<_, Option<bool>>(i)
+                .map_err(corrupt)?
+                .map(|v| Value::Int(v.into()))
+        } else if *ty == Type::FLOAT8 {
+            row.try_get::<_, Option<f64>>(i)
+                .map_err(corrupt)?
+                .map(Value::Real)
+        } else if *ty == Type::FLOAT4 {
+            row.try_get::<_, Option<f32>>(i)
+                .map_err(corrupt)?
+                .map(|v| Value::Real(v.into()))
+        } else {
+            row.try_get::<_, Option<String>>(i)
+                .map_err(corrupt)?
+                .map(Value::Text)
+        };
+        values.push(value.unwrap_or(Value::Null));
+    }
+    Ok(Row(values))
+}
+
+/// A value as the parameter type PostgreSQL inferred for it (integers fit the integer types,
+/// anything may be text).
+impl ToSql for Value {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Int(i) if *ty == Type::INT8 => i.to_sql(ty, out),
+            Value::Int(i) if *ty == Type::INT4 => i32::try_from(*i)?.to_sql(ty, out),
+            Value::Int(i) if *ty == Type::INT2 => i16::try_from(*i)?.to_sql(ty, out),
+            Value::Int(i) if *ty == Type::BOOL => (*i != 0).to_sql(ty, out),
+            Value::Int(i) if *ty == Type::FLOAT8 => (*i as f64).to_sql(ty, out),
+            Value::Int(i) => i.to_string().to_sql(ty, out),
+            Value::Real(r) if *ty == Type::FLOAT4 => (*r as f32).to_sql(ty, out),
+            Value::Real(r) if *ty == Type::FLOAT8 => r.to_sql(ty, out),
+            Value::Real(r) => r.to_string().to_sql(ty, out),
+            Value::Text(s) => s.as_str().to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}

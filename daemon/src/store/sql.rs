@@ -1,0 +1,384 @@
+//! The SQL both store backends speak: values, rows, one connection type over SQLite and
+//! PostgreSQL, and write transactions.
+//!
+//! Every query in the store is written once, in the subset of SQL both engines run the same
+//! way: `?N` parameters (rewritten to `$N` for PostgreSQL), `INSERT … ON CONFLICT`, `RETURNING`,
+//! `CAST(… AS BIGINT)`. The few places where the engines differ ask [`Conn::dialect`].
+
+use super::postgres::PgClient;
+use super::{Result, StoreError};
+use rusqlite::types::{ToSqlOutput, ValueRef};
+
+/// A value bound to a parameter or read from a column. Booleans are stored as integers (0, 1)
+/// in both engines.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Value {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+}
+
+/// Turns a Rust value into a [`Value`]; implemented for references too, so `args!` borrows.
+pub(crate) trait ToValue {
+    fn to_value(&self) -> Value;
+}
+
+impl<T: ToValue + ?Sized> ToValue for &T {
+    fn to_value(&self) -> Value {
+        (**self).to_value()
+    }
+}
+
+impl ToValue for str {
+    fn to_value(&self) -> Value {
+        Value::Text(self.to_string())
+    }
+}
+
+impl ToValue for String {
+    fn to_value(&self) -> Value {
+        Value::Text(self.clone())
+    }
+}
+
+impl ToValue for i64 {
+    fn to_value(&self) -> Value {
+        Value::Int(*self)
+    }
+}
+
+impl ToValue for bool {
+    fn to_value(&self) -> Value {
+        Value::Int(i64::from(*self))
+    }
+}
+
+impl ToValue for f64 {
+    fn to_value(&self) -> Value {
+        Value::Real(*self)
+    }
+}
+
+impl<T: ToValue> ToValue for Option<T> {
+    fn to_value(&self) -> Value {
+        self.as_ref().map_or(Value::Null, ToValue::to_value)
+    }
+}
+
+/// The parameters of one statement: `args![a, b]` borrows each expression.
+macro_rules! args {
+    () => { &[] as &[$crate::store::sql::Value] };
+    ($($e:expr),+ $(,)?) => {
+        &[$($crate::store::sql::ToValue::to_value(&$e)),+][..]
+    };
+}
+pub(crate) use args;
+
+/// One result row.
+#[derive(Debug)]
+pub(crate) struct Row(pub(crate) Vec<Value>);
+
+/// Reads a column into a Rust type; a value of another type is corrupt data, never a panic.
+pub(crate) trait FromValue: Sized {
+    fn from_value(value: &Value) -> Option<Self>;
+}
+
+impl FromValue for i64 {
+    fn from_value(value: &Value) -> Option<i64> {
+        match value {
+            Value::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+}
+
+impl FromValue for bool {
+    fn from_value(value: &Value) -> Option<bool> {
+        i64::from_value(value).map(|i| i != 0)
+    }
+}
+
+impl FromValue for f64 {
+    fn from_value(value: &Value) -> Option<f64> {
+        match value {
+            Value::Real(r) => Some(*r),
+            Value::Int(i) => Some(*i as f64),
+            _ => None,
+        }
+    }
+}
+
+impl FromValue for String {
+    fn from_value(value: &Value) -> Option<String> {
+        match value {
+            Value::Text(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl<T: FromValue> FromValue for Option<T> {
+    fn from_value(value: &Value) -> Option<Option<T>> {
+        match value {
+            Value::Null => Some(None),
+            other => T::from_value(other).map(Some),
+        }
+    }
+}
+
+impl Row {
+    pub(crate) fn get<T: FromValue>(&self, index: usize) -> Result<T> {
+        let value = self.0.get(index).unwrap_or(&Value::Null);
+        T::from_value(value).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "column {index} holds {value:?}, not a {}",
+                std::any::type_name::<T>()
+            ))
+        })
+    }
+}
+
+/// Where the two engines' SQL differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A connection to either engine. The store keeps one per process behind a mutex, so a
+/// transaction's statements are never interleaved with another caller's.
+pub(crate) enum Conn {
+    Sqlite(rusqlite::Connection),
+    Postgres(PgClient),
+}
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self {
+            Value::Null => ValueRef::Null,
+            Value::Int(i) => ValueRef::Integer(*i),
+            Value::Real(r) => ValueRef::Real(*r),
+            Value::Text(s) => ValueRef::Text(s.as_bytes()),
+        }))
+    }
+}
+
+fn sqlite_row(row: &rusqlite::Row<'_>, columns: usize) -> rusqlite::Result<Row> {
+    let mut values = Vec::with_capacity(columns);
+    for i in 0..columns {
+        values.push(match row.get_ref(i)? {
+            ValueRef::Null => Value::Null,
+            ValueRef::Integer(i) => Value::Int(i),
+            ValueRef::Real(r) => Value::Real(r),
+            ValueRef::Text(t) | ValueRef::Blob(t) => {
+                Value::Text(String::from_utf8_lossy(t).into_owned())
+            }
+        });
+    }
+    Ok(Row(values))
+}
+
+impl Conn {
+    pub(crate) fn dialect(&self) -> Dialect {
+        match self {
+            Conn::Sqlite(_) => Dialect::Sqlite,
+            Conn::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// Runs one statement; returns how many rows it changed.
+    pub(crate) fn execute(&self, sql: &str, args: &[Value]) -> Result<usize> {
+        match self {
+            Conn::Sqlite(conn) => {
+                let mut stmt = conn.prepare(sql)?;
+                Ok(stmt.execute(rusqlite::params_from_iter(args.iter()))?)
+            }
+            Conn::Postgres(pg) => Ok(pg.execute(sql, args)? as usize),
+        }
+    }
+
+    /// Every row a query returns.
+    pub(crate) fn query(&self, sql: &str, args: &[Value]) -> Result<Vec<Row>> {
+        match self {
+            Conn::Sqlite(conn) => {
+                let mut stmt = conn.prepare(sql)?;
+                let columns = stmt.column_count();
+                let rows = stmt
+                    .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                        sqlite_row(r, columns)
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(rows)
+            }
+            Conn::Postgres(pg) => pg.query(sql, args),
+        }
+    }
+
+    /// The first row, if any.
+    pub(crate) fn query_opt(&self, sql: &str, args: &[Value]) -> Result<Option<Row>> {
+        Ok(self.query(sql, args)?.into_iter().next())
+    }
+
+    /// The first row; a query that must return one (an aggregate, a `RETURNING`).
+    pub(crate) fn query_one(&self, sql: &str, args: &[Value]) -> Result<Row> {
+        self.query_opt(sql, args)?
+            .ok_or_else(|| StoreError::Corrupt(format!("no row from `{sql}`")))
+    }
+
+    /// Each row of a query, read by `read`.
+    pub(crate) fn query_map<T>(
+        &self,
+        sql: &str,
+        args: &[Value],
+        read: impl FnMut(&Row) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        self.query(sql, args)?.iter().map(read).collect()
+    }
+
+    /// The first row of a query read by `read`, if there is one.
+    pub(crate) fn query_row_opt<T>(
+        &self,
+        sql: &str,
+        args: &[Value],
+        read: impl FnOnce(&Row) -> Result<T>,
+    ) -> Result<Option<T>> {
+        self.query_opt(sql, args)?.as_ref().map(read).transpose()
+    }
+
+    /// The row a query must return (an aggregate, a `RETURNING`), read by `read`.
+    pub(crate) fn query_row<T>(
+        &self,
+        sql: &str,
+        args: &[Value],
+        read: impl FnOnce(&Row) -> Result<T>,
+    ) -> Result<T> {
+        read(&self.query_one(sql, args)?)
+    }
+
+    /// Statements without parameters, separated by semicolons (migrations, `BEGIN`).
+    pub(crate) fn batch(&self, sql: &str) -> Result<()> {
+        match self {
+            Conn::Sqlite(conn) => Ok(conn.execute_batch(sql)?),
+            Conn::Postgres(pg) => pg.batch(sql),
+        }
+    }
+}
+
+/// A write transaction: committed by [`Tx::commit`], rolled back when dropped without it.
+pub(crate) struct Tx<'c> {
+    conn: &'c Conn,
+    done: bool,
+}
+
+impl std::ops::Deref for Tx<'_> {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        self.conn
+    }
+}
+
+impl Tx<'_> {
+    pub(crate) fn commit(mut self) -> Result<()> {
+        self.done = true;
+        self.conn.batch("COMMIT")
+    }
+}
+
+impl Drop for Tx<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.conn.batch("ROLLBACK");
+        }
+    }
+}
+
+/// Begins a write transaction. SQLite takes the write lock before the first read (a deferred
+/// transaction that reads and then writes fails at once with BUSY_SNAPSHOT when another
+/// process committed in between); PostgreSQL locks the rows each statement writes.
+pub(crate) fn write_transaction(conn: &Conn) -> Result<Tx<'_>> {
+    conn.batch(match conn.dialect() {
+        Dialect::Sqlite => "BEGIN IMMEDIATE",
+        Dialect::Postgres => "BEGIN",
+    })?;
+    Ok(Tx { conn, done: false })
+}
+
+/// `?N` parameters as PostgreSQL's `$N`, outside string literals and quoted names.
+pub(crate) fn postgres_parameters(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut quote: Option<char> = None;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match quote {
+            Some(q) => {
+                if c == q {
+                    quote = None;
+                }
+                out.push(c);
+            }
+            None if c == '\'' || c == '"' => {
+                quote = Some(c);
+                out.push(c);
+            }
+            None if c == '?' && chars.peek().is_some_and(char::is_ascii_digit) => out.push('$'),
+            None => out.push(c),
+        }
+    }
+    out
+}
+
+/// A migration written for SQLite in PostgreSQL's types: integer keys become identity columns,
+/// integers 64-bit and reals double precision. The schema is otherwise the same text.
+pub(crate) fn postgres_migration(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 64);
+    for line in sql.lines() {
+        let (code, comment) = match line.find("--") {
+            Some(at) => line.split_at(at),
+            None => (line, ""),
+        };
+        let code = code
+            .replace(
+                "INTEGER PRIMARY KEY",
+                "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY",
+            )
+            .replace("INTEGER", "BIGINT")
+            .replace("REAL", "DOUBLE PRECISION");
+        out.push_str(&code);
+        out.push_str(comment);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_are_numbered_for_postgres_outside_literals() {
+        assert_eq!(
+            postgres_parameters("SELECT '?1', \"a?2\" FROM t WHERE a = ?1 AND b = ?12"),
+            "SELECT '?1', \"a?2\" FROM t WHERE a = $1 AND b = $12"
+        );
+    }
+
+    #[test]
+    fn migrations_take_postgres_types_and_keep_comments() {
+        assert_eq!(
+            postgres_migration(
+                "CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER NOT NULL, r REAL); -- INTEGER"
+            ),
+            "CREATE TABLE t (id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, n BIGINT NOT NULL, r DOUBLE PRECISION); -- INTEGER\n"
+        );
+    }
+
+    #[test]
+    fn a_column_of_another_type_is_corrupt_data() {
+        let row = Row(vec![Value::Text("x".into()), Value::Null, Value::Int(1)]);
+        assert!(matches!(row.get::<i64>(0), Err(StoreError::Corrupt(_))));
+        assert_eq!(row.get::<Option<i64>>(1).unwrap(), None);
+        assert!(row.get::<bool>(2).unwrap());
+        assert!(matches!(row.get::<String>(7), Err(StoreError::Corrupt(_))));
+    }
+}
