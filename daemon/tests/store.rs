@@ -508,6 +508,60 @@ fn the_applier_lease_is_exclusive_and_expires(b: Backend) {
     assert!(b.store.lease().unwrap().is_none());
 }
 
+fn journal_intents_are_fenced_by_the_lease_epoch(b: Backend) {
+    let ttl = std::time::Duration::from_secs(60);
+    let first = b.store.acquire_lease("platformd daemon", ttl).unwrap();
+    assert_eq!(
+        b.store.acquire_lease("platformd daemon", ttl).unwrap(),
+        first,
+        "still ours"
+    );
+    let fenced = b.store.fenced(first);
+    let id = fenced
+        .begin_apply("rev1", ApplyReason::Apply, None, "test", None)
+        .unwrap();
+    fenced
+        .journal_intent(id, "service/api", JournalAction::Create, "local", None)
+        .unwrap();
+    assert_eq!(b.store.journal().unwrap()[0].epoch, Some(first));
+    // Another replica takes the lease over while this one is paused.
+    b.exec(&format!(
+        "UPDATE lease SET holder = 'platformd daemon', pid = 7, host = 'node-b', epoch = {}",
+        first + 1
+    ));
+    let err = fenced
+        .journal_intent(id, "service/web", JournalAction::Create, "local", None)
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::LeaseLost(e) if e == first),
+        "{err}"
+    );
+    assert_eq!(b.store.journal().unwrap().len(), 1, "nothing written");
+    // Our own lease, run out, fences too.
+    b.exec("UPDATE lease SET pid = 0, host = 'gone', expires_at = 0");
+    let second = b.store.acquire_lease("platformd daemon", ttl).unwrap();
+    assert_eq!(second, first + 2);
+    b.exec("UPDATE lease SET expires_at = 1");
+    assert!(matches!(
+        b.store.fenced(second).journal_intent(
+            id,
+            "service/web",
+            JournalAction::Create,
+            "local",
+            None
+        ),
+        Err(StoreError::LeaseLost(_))
+    ));
+    // A released lease keeps its epoch: the next holder's is higher.
+    let third = b.store.acquire_lease("platformd daemon", ttl).unwrap();
+    b.store.release_lease().unwrap();
+    assert!(b.store.lease().unwrap().is_none());
+    assert_eq!(
+        b.store.acquire_lease("platformd apply", ttl).unwrap(),
+        third + 1
+    );
+}
+
 fn the_pin_and_its_events_change_together(b: Backend) {
     b.store.set_pin(Some("rev1"), Some("rev3")).unwrap();
     assert_eq!(b.store.pinned_revision().unwrap().as_deref(), Some("rev1"));
@@ -611,7 +665,56 @@ suite!(
     health_and_statuses_read_the_team_from_the_snapshot,
     tokens_are_kept_hashed_and_named_once,
     the_applier_lease_is_exclusive_and_expires,
+    journal_intents_are_fenced_by_the_lease_epoch,
     the_pin_and_its_events_change_together,
     idle_shutdown_records_periods_and_savings,
     corrupt_rows_are_errors_not_panics,
 );
+
+/// PostgreSQL restarted under a running store: the statement in flight fails with a clear
+/// error, nothing of its transaction is kept, and the next statement reconnects and carries on.
+#[test]
+fn a_restarted_postgres_loses_nothing_and_the_store_reconnects() {
+    let cluster = postgres::Cluster::start();
+    let url = cluster.url();
+    let s = example();
+    let addresses = first_addresses(&s, 2);
+    let store = Store::open_postgres(&url, "shop").unwrap();
+    apply(&store, &s, "rev1", &[&addresses[0]]);
+    let id = store
+        .begin_apply("rev2", ApplyReason::Apply, None, "test", None)
+        .unwrap();
+    let resource = stored(&s, &addresses[1]);
+    let intent = store
+        .journal_intent(
+            id,
+            &addresses[1],
+            JournalAction::Create,
+            "local",
+            Some(&resource),
+        )
+        .unwrap();
+
+    cluster.stop();
+    let err = store
+        .journal_applied(intent, id, "rev2", &resource, &applied("x"))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    assert!(err.to_string().contains("nothing was changed"), "{err}");
+    cluster.start_again();
+
+    // The failed transaction left nothing: the intent is still open, the resource not written.
+    assert_eq!(store.resource_count().unwrap(), 1, "{}", cluster.log());
+    assert_eq!(store.open_intents().unwrap().len(), 1);
+    assert_eq!(store.generation().unwrap(), 1);
+    // And the store carries on where it stopped.
+    store
+        .journal_applied(intent, id, "rev2", &resource, &applied("x"))
+        .unwrap();
+    store
+        .finish_apply(id, ApplyStatus::Succeeded, "ok", &s.stack)
+        .unwrap();
+    assert_eq!(store.resource_count().unwrap(), 2);
+    assert_eq!(store.history().unwrap().len(), 2);
+    assert_eq!(store.applied_revision().unwrap().as_deref(), Some("rev2"));
+}

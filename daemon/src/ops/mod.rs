@@ -120,8 +120,12 @@ impl Ops {
 
     /// An engine with the drivers `snapshot` declares (no lease: for observing).
     pub fn engine(&self, snapshot: &Snapshot) -> Result<Arc<Engine>, OpsError> {
+        self.engine_on(self.store.clone(), snapshot)
+    }
+
+    fn engine_on(&self, store: Store, snapshot: &Snapshot) -> Result<Arc<Engine>, OpsError> {
         Ok(Arc::new(Engine {
-            store: self.store.clone(),
+            store,
             drivers: drivers::registry::build(snapshot)?,
             config: self.config.clone(),
             cancel: self.cancel.clone(),
@@ -139,7 +143,8 @@ impl Ops {
         let lease = LeaseGuard::acquire(&self.store, &self.holder, timeout, &|e| {
             progress.notice(&format!("{e}; waiting up to {}s", timeout.as_secs()))
         })?;
-        let engine = self.engine(snapshot)?;
+        // Every intent of this session is fenced by the lease it holds.
+        let engine = self.engine_on(self.store.fenced(lease.epoch()), snapshot)?;
         let recovered = engine.recover().await?;
         if recovered > 0 {
             self.progress.notice(&format!(

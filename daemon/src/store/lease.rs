@@ -17,6 +17,8 @@ pub struct Lease {
     pub host: String,
     pub acquired_at: i64,
     pub expires_at: i64,
+    /// Moves on with every take-over by another applier; journal intents are fenced by it.
+    pub epoch: i64,
 }
 
 pub(super) fn hostname() -> String {
@@ -30,10 +32,14 @@ fn pid_alive(pid: i64) -> bool {
 }
 
 impl Store {
-    /// Who holds the lease, if anyone.
+    /// Who holds the lease, if anyone (a released lease keeps its row, for its epoch).
     pub fn lease(&self) -> Result<Option<Lease>> {
+        Ok(self.lease_row()?.filter(|l| l.expires_at > 0))
+    }
+
+    fn lease_row(&self) -> Result<Option<Lease>> {
         self.conn().query_row_opt(
-            "SELECT holder, pid, host, acquired_at, expires_at FROM lease WHERE id = 1",
+            "SELECT holder, pid, host, acquired_at, expires_at, epoch FROM lease WHERE id = 1",
             args![],
             |r| {
                 Ok(Lease {
@@ -42,6 +48,7 @@ impl Store {
                     host: r.get(2)?,
                     acquired_at: r.get(3)?,
                     expires_at: r.get(4)?,
+                    epoch: r.get(5)?,
                 })
             },
         )
@@ -53,11 +60,14 @@ impl Store {
     /// The take-over is a compare-and-swap on the row that was read (its holder's pid, host and
     /// start), so two appliers that both saw the lease free or stale never both get it, on
     /// either backend.
-    pub fn acquire_lease(&self, holder: &str, ttl: Duration) -> Result<()> {
+    ///
+    /// Returns the lease's epoch: the one it had when it was already ours, the next one after a
+    /// take-over.
+    pub fn acquire_lease(&self, holder: &str, ttl: Duration) -> Result<i64> {
         let me = std::process::id() as i64;
         let host = hostname();
         loop {
-            let current = self.lease()?;
+            let current = self.lease_row()?;
             if let Some(lease) = &current {
                 let mine = lease.pid == me && lease.host == host;
                 let stale =
@@ -71,19 +81,34 @@ impl Store {
                     });
                 }
             }
-            let (was_pid, was_host, was_acquired) =
-                current.as_ref().map_or((0, String::new(), 0), |l| {
-                    (l.pid, l.host.clone(), l.acquired_at)
+            let (was_pid, was_host, was_acquired, was_epoch) =
+                current.as_ref().map_or((0, String::new(), 0, 0), |l| {
+                    (l.pid, l.host.clone(), l.acquired_at, l.epoch)
                 });
+            let still_mine = current
+                .as_ref()
+                .is_some_and(|l| l.pid == me && l.host == host && l.expires_at >= now());
+            let epoch = if still_mine { was_epoch } else { was_epoch + 1 };
             let taken = self.conn().execute(
-                "INSERT INTO lease (id, holder, pid, host, acquired_at, expires_at) VALUES (1, ?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO lease (id, holder, pid, host, acquired_at, expires_at, epoch) VALUES (1, ?1, ?2, ?3, ?4, ?5, ?9)
                  ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, pid = excluded.pid, host = excluded.host,
-                   acquired_at = excluded.acquired_at, expires_at = excluded.expires_at
-                 WHERE lease.pid = ?6 AND lease.host = ?7 AND lease.acquired_at = ?8",
-                args![holder, me, host, now(), now() + ttl.as_secs() as i64, was_pid, was_host, was_acquired],
+                   acquired_at = excluded.acquired_at, expires_at = excluded.expires_at, epoch = excluded.epoch
+                 WHERE lease.pid = ?6 AND lease.host = ?7 AND lease.acquired_at = ?8 AND lease.epoch = ?10",
+                args![
+                    holder,
+                    me,
+                    host,
+                    now(),
+                    now() + ttl.as_secs() as i64,
+                    was_pid,
+                    was_host,
+                    was_acquired,
+                    epoch,
+                    was_epoch
+                ],
             )?;
             if taken == 1 {
-                return Ok(());
+                return Ok(epoch);
             }
             // Another applier changed the row between the read and the swap: look again.
         }
@@ -102,9 +127,10 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Gives the lease up; the row stays, so the next holder's epoch still moves on.
     pub fn release_lease(&self) -> Result<()> {
         self.conn().execute(
-            "DELETE FROM lease WHERE id = 1 AND pid = ?1 AND host = ?2",
+            "UPDATE lease SET expires_at = 0 WHERE id = 1 AND pid = ?1 AND host = ?2",
             args![std::process::id() as i64, hostname()],
         )?;
         Ok(())
@@ -114,6 +140,7 @@ impl Store {
 /// The applier lease, renewed in the background and released on drop.
 pub struct LeaseGuard {
     store: Store,
+    epoch: i64,
     stop: Arc<AtomicBool>,
     renewer: Option<std::thread::JoinHandle<()>>,
 }
@@ -129,9 +156,9 @@ impl LeaseGuard {
     ) -> Result<LeaseGuard> {
         let deadline = Instant::now() + timeout;
         let mut announced = false;
-        loop {
+        let epoch = loop {
             match store.acquire_lease(holder, LEASE_TTL) {
-                Ok(()) => break,
+                Ok(epoch) => break epoch,
                 Err(e @ StoreError::Locked { .. }) => {
                     if Instant::now() >= deadline {
                         return Err(e);
@@ -144,7 +171,7 @@ impl LeaseGuard {
                 }
                 Err(e) => return Err(e),
             }
-        }
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let renewer = {
             let (stop, store) = (stop.clone(), store.clone());
@@ -163,9 +190,17 @@ impl LeaseGuard {
         };
         Ok(LeaseGuard {
             store: store.clone(),
+            epoch,
             stop,
             renewer: Some(renewer),
         })
+    }
+}
+
+impl LeaseGuard {
+    /// The epoch of the lease held: what journal intents are fenced by.
+    pub fn epoch(&self) -> i64 {
+        self.epoch
     }
 }
 

@@ -35,6 +35,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0008_actor.sql"),
     include_str!("migrations/0009_idle_shutdown.sql"),
     include_str!("migrations/0010_api_tokens.sql"),
+    include_str!("migrations/0011_fencing.sql"),
 ];
 
 /// A notification due for delivery: the finished apply it is about, and to which target.
@@ -111,6 +112,12 @@ pub enum StoreError {
         "the store cannot be reached ({0}); nothing was changed: platformd connects again on its next attempt"
     )]
     Unavailable(String),
+    /// A journal intent was refused: the lease it was to be written under is no longer this
+    /// process's (it expired and another applier took it over).
+    #[error(
+        "the lease of epoch {0} is no longer ours (another applier took the stack over); nothing was written and no driver was called"
+    )]
+    LeaseLost(i64),
     #[error("store holds invalid data: {0}")]
     Corrupt(String),
     #[error(
@@ -177,6 +184,8 @@ pub fn format_time(secs: i64) -> String {
 pub struct Store {
     conn: Arc<Mutex<Conn>>,
     location: Arc<Location>,
+    /// The lease epoch journal intents are written under ([`Store::fenced`]).
+    epoch: Option<i64>,
 }
 
 /// Where a store lives.
@@ -252,6 +261,7 @@ struct JournalRow {
     attempts: i64,
     result: Option<String>,
     desired: Option<String>,
+    epoch: Option<i64>,
 }
 
 /// One journal row, for inspection (tests, tooling).
@@ -264,6 +274,8 @@ pub struct JournalEntry {
     pub attempts: i64,
     /// `None` while the call's outcome is unknown.
     pub result: Option<IntentResult>,
+    /// The lease epoch it was written under (`None`: unfenced, or before schema 11).
+    pub epoch: Option<i64>,
 }
 
 /// An unfinished journal entry: a driver call whose outcome is unknown.
@@ -445,6 +457,7 @@ impl Store {
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
             location: Arc::new(location),
+            epoch: None,
         })
     }
 
@@ -463,6 +476,7 @@ impl Store {
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
             location: Arc::new(location),
+            epoch: None,
         })
     }
 
@@ -498,6 +512,7 @@ impl Store {
         Ok(Store {
             conn: Arc::new(Mutex::new(Conn::Sqlite(conn))),
             location: Arc::new(location),
+            epoch: None,
         })
     }
 
@@ -547,6 +562,20 @@ impl Store {
     /// Whether a store exists in `dir` (without creating one).
     pub fn exists(dir: &Path) -> bool {
         dir.join(DB_FILE).exists()
+    }
+
+    /// This handle with journal intents fenced by the lease of `epoch`: an intent is written
+    /// only while that lease is still this process's, in the same statement that checks it.
+    pub fn fenced(&self, epoch: i64) -> Store {
+        Store {
+            epoch: Some(epoch),
+            ..self.clone()
+        }
+    }
+
+    /// The epoch this handle's intents are fenced by, if any.
+    pub fn epoch(&self) -> Option<i64> {
+        self.epoch
     }
 
     pub fn location(&self) -> &Location {
@@ -1018,12 +1047,36 @@ impl Store {
         let desired = desired
             .map(|d| serde_json::to_string(d).map_err(corrupt))
             .transpose()?;
-        self.conn().query_row(
-            "INSERT INTO journal (apply_id, address, action, driver, desired, attempts, intent_at) VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)
+        let conn = self.conn();
+        let Some(epoch) = self.epoch else {
+            return conn.query_row(
+                "INSERT INTO journal (apply_id, address, action, driver, desired, attempts, intent_at) VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)
+                 RETURNING id",
+                args![apply_id, address, action.as_str(), driver, desired, now()],
+                |r| r.get(0),
+            );
+        };
+        // The check and the write are one statement: no other applier can take the lease
+        // over between them.
+        conn.query_row_opt(
+            "INSERT INTO journal (apply_id, address, action, driver, desired, attempts, intent_at, epoch)
+             SELECT ?1, ?2, ?3, ?4, ?5, 1, ?6, ?7 FROM lease
+             WHERE id = 1 AND epoch = ?7 AND pid = ?8 AND host = ?9 AND expires_at >= ?6
              RETURNING id",
-            args![apply_id, address, action.as_str(), driver, desired, now()],
+            args![
+                apply_id,
+                address,
+                action.as_str(),
+                driver,
+                desired,
+                now(),
+                epoch,
+                std::process::id() as i64,
+                lease::hostname()
+            ],
             |r| r.get(0),
-        )
+        )?
+        .ok_or(StoreError::LeaseLost(epoch))
     }
 
     /// Counts a retry (the first attempt is counted by the intent itself).
@@ -1113,7 +1166,7 @@ impl Store {
     fn journal_rows(&self, condition: &str) -> Result<Vec<JournalRow>> {
         self.conn().query_map(
             &format!(
-                "SELECT id, apply_id, address, action, driver, attempts, result, desired FROM journal WHERE {condition} ORDER BY id"
+                "SELECT id, apply_id, address, action, driver, attempts, result, desired, epoch FROM journal WHERE {condition} ORDER BY id"
             ),
             args![],
             |r| {
@@ -1126,6 +1179,7 @@ impl Store {
                     attempts: r.get(5)?,
                     result: r.get(6)?,
                     desired: r.get(7)?,
+                    epoch: r.get(8)?,
                 })
             },
         )
@@ -1177,6 +1231,7 @@ impl Store {
                     action: parse_state(&row.action)?,
                     attempts: row.attempts,
                     result: row.result.as_deref().map(parse_state).transpose()?,
+                    epoch: row.epoch,
                 })
             })
             .collect()

@@ -309,3 +309,41 @@ impl ToSql for Value {
 
     to_sql_checked!();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sql::{Conn, args, write_transaction};
+
+    /// The connection dies inside a transaction: its remaining statements and its COMMIT fail,
+    /// nothing of it is kept, and the statement after it reconnects.
+    #[test]
+    fn a_transaction_cut_by_a_restart_is_never_finished_on_a_new_connection() {
+        let cluster = test_support::postgres::Cluster::start();
+        let conn = Conn::Postgres(PgClient::connect(&cluster.url(), "public").unwrap());
+        conn.batch("CREATE TABLE t (n BIGINT NOT NULL)").unwrap();
+        {
+            let tx = write_transaction(&conn).unwrap();
+            tx.execute("INSERT INTO t (n) VALUES (?1)", args![1i64])
+                .unwrap();
+            cluster.stop();
+            cluster.start_again();
+            // Reconnecting here would run the rest outside the transaction: refused instead.
+            let err = tx
+                .execute("INSERT INTO t (n) VALUES (?1)", args![2i64])
+                .unwrap_err();
+            assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+            assert!(matches!(tx.commit(), Err(StoreError::Unavailable(_))));
+        }
+        let rows = conn.query("SELECT n FROM t", args![]).unwrap();
+        assert!(rows.is_empty(), "nothing of the cut transaction was kept");
+        let tx = write_transaction(&conn).unwrap();
+        tx.execute("INSERT INTO t (n) VALUES (?1)", args![3i64])
+            .unwrap();
+        tx.commit().unwrap();
+        let n: i64 = conn
+            .query_row("SELECT n FROM t", args![], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 3);
+    }
+}
