@@ -11,6 +11,7 @@
 //! See `docs/ARCHITECTURE.md`.
 
 pub mod clock;
+pub mod config;
 pub mod engine;
 pub mod notify;
 pub mod ops;

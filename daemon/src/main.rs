@@ -187,9 +187,13 @@ pub enum Command {
     },
     /// Follow a git branch (or watch a directory), reconcile continuously, serve the HTTP API.
     Daemon {
+        /// Follow the stacks this file lists, with their store (docs/SCALE_OUT.md), instead of
+        /// the one of --repo.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["repo", "branch", "path"])]
+        config: Option<PathBuf>,
         /// A git URL (file://, https://, ssh://, git://) or a local directory to watch.
-        #[arg(long, value_name = "URL|DIR")]
-        repo: String,
+        #[arg(long, value_name = "URL|DIR", required_unless_present = "config")]
+        repo: Option<String>,
         #[arg(long, default_value = "main")]
         branch: String,
         /// The stack's directory inside the repository.
@@ -393,6 +397,7 @@ fn main() -> ExitCode {
             &state_dir,
         ),
         Command::Daemon {
+            config,
             repo,
             branch,
             path,
@@ -413,7 +418,8 @@ fn main() -> ExitCode {
             tls_key,
             api_rate_limit,
         } => cli::daemon::run(cli::daemon::DaemonArgs {
-            repo,
+            config,
+            repo: repo.unwrap_or_default(),
             branch,
             path,
             interval,

@@ -66,10 +66,15 @@ struct Caller {
 }
 
 pub fn router(api: Api) -> Router {
+    let one = vec![StackEntry {
+        name: None,
+        shared: api.shared.clone(),
+    }];
     Router::new()
         .route(routes::HEALTHZ, get(|| async { "ok\n" }))
         .route(routes::READYZ, get(readyz))
         .route(routes::METRICS, get(metrics))
+        .route(routes::STACKS, get(list_stacks).with_state(Arc::new(one)))
         .route(routes::STATUS, get(status))
         .route(routes::REVISIONS, get(revisions))
         .route(routes::PLAN, get(plan))
@@ -92,6 +97,123 @@ pub fn router(api: Api) -> Router {
         )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(api)
+}
+
+/// One stack of a daemon, for the endpoints about all of them.
+#[derive(Clone)]
+pub struct StackEntry {
+    /// `None` in the single-stack form.
+    pub name: Option<String>,
+    pub shared: Arc<Shared>,
+}
+
+/// The router of a daemon that follows many stacks (`--config`): each stack's endpoints under
+/// `/api/v1/stacks/<name>` (the single-stack form's paths, `/api/v1` dropped), and the stack
+/// list, health, readiness and every stack's metrics (labelled `stack`) at the top.
+pub fn multi_router(stacks: Vec<(String, Api)>) -> Router {
+    let entries: Arc<Vec<StackEntry>> = Arc::new(
+        stacks
+            .iter()
+            .map(|(name, api)| StackEntry {
+                name: Some(name.clone()),
+                shared: api.shared.clone(),
+            })
+            .collect(),
+    );
+    let mut router = Router::new()
+        .route(routes::HEALTHZ, get(|| async { "ok\n" }))
+        .route(routes::READYZ, get(all_ready))
+        .route(routes::METRICS, get(all_metrics))
+        .route(routes::STACKS, get(list_stacks))
+        .route(
+            routes::OPENAPI,
+            get(|| async {
+                (
+                    [("content-type", "application/json")],
+                    api::OPENAPI_DOCUMENT,
+                )
+            }),
+        )
+        .with_state(entries);
+    for (name, api) in stacks {
+        router = router.nest(&routes::stack_prefix(&name), stack_router(api));
+    }
+    router
+}
+
+/// One stack's endpoints, relative to its prefix.
+fn stack_router(api: Api) -> Router {
+    let rel = |path: &'static str| path.strip_prefix("/api/v1").unwrap_or(path);
+    Router::new()
+        .route(routes::METRICS, get(metrics))
+        .route(rel(routes::STATUS), get(status))
+        .route(rel(routes::REVISIONS), get(revisions))
+        .route(rel(routes::PLAN), get(plan))
+        .route(rel(routes::DRIFT), get(drift))
+        .route(rel(routes::RESOURCES), get(resources))
+        .route(rel(routes::SYNC), post(sync))
+        .route(rel(routes::APPROVE), post(approve))
+        .route(rel(routes::WAKE), post(wake))
+        .route(rel(routes::ROLLBACK), post(rollback))
+        .route(rel(routes::RESUME), post(resume))
+        .route(routes::WEBHOOK, post(webhook))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(api)
+}
+
+/// The stacks and where each stands.
+fn stack_summaries(entries: &[StackEntry]) -> api::StacksBody {
+    api::StacksBody {
+        stacks: entries
+            .iter()
+            .map(|e| {
+                let status = e.shared.status();
+                api::StackSummary {
+                    name: e.name.clone().or(status.stack.clone()).unwrap_or_default(),
+                    source: status.source,
+                    sync_state: status.sync_state,
+                    applied_revision: status.applied_revision,
+                    last_error: status.last_error,
+                    ready: e.shared.ready.load(Ordering::SeqCst),
+                }
+            })
+            .collect(),
+    }
+}
+
+async fn list_stacks(State(entries): State<Arc<Vec<StackEntry>>>) -> Response {
+    Json(stack_summaries(&entries)).into_response()
+}
+
+/// Ready once every stack has reconciled its first revision, refused it as invalid, or failed
+/// to read it: a stack that cannot be fetched keeps only itself out of sync, never the process
+/// out of service.
+async fn all_ready(State(entries): State<Arc<Vec<StackEntry>>>) -> Response {
+    let waiting: Vec<String> = entries
+        .iter()
+        .filter(|e| {
+            !e.shared.ready.load(Ordering::SeqCst) && e.shared.status().last_error.is_none()
+        })
+        .filter_map(|e| e.name.clone())
+        .collect();
+    if waiting.is_empty() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("starting: {}\n", waiting.join(", ")),
+        )
+            .into_response()
+    }
+}
+
+async fn all_metrics(State(entries): State<Arc<Vec<StackEntry>>>) -> Response {
+    let texts: Vec<String> = entries.iter().map(|e| e.shared.metrics.render()).collect();
+    (
+        [("content-type", crate::reconcile::metrics::CONTENT_TYPE)],
+        crate::reconcile::metrics::merge(&texts),
+    )
+        .into_response()
 }
 
 fn error(status: StatusCode, message: &str) -> Response {

@@ -35,7 +35,7 @@ impl Backend {
 
     fn postgres() -> Backend {
         let db = postgres::database();
-        let store = Store::open_postgres(&db.url, "shop").unwrap();
+        let store = Store::open_postgres(&db.url, None, "shop").unwrap();
         Backend {
             store,
             raw: Raw::Postgres(db, "shop".into()),
@@ -66,7 +66,7 @@ impl Backend {
     fn reopen(&self) -> Result<Store, StoreError> {
         match &self.raw {
             Raw::Sqlite(dir) => Store::open(&dir.path().join("state")),
-            Raw::Postgres(db, stack) => Store::open_postgres(&db.url, stack),
+            Raw::Postgres(db, stack) => Store::open_postgres(&db.url, None, stack),
         }
     }
 }
@@ -162,7 +162,7 @@ fn stores_opened_at_once_migrate_once(b: Backend) {
             };
             std::thread::spawn(move || match raw {
                 (Some(dir), _) => Store::open(&dir),
-                (_, Some(url)) => Store::open_postgres(&url, "fresh"),
+                (_, Some(url)) => Store::open_postgres(&url, None, "fresh"),
                 _ => unreachable!(),
             })
         })
@@ -679,7 +679,7 @@ fn a_restarted_postgres_loses_nothing_and_the_store_reconnects() {
     let url = cluster.url();
     let s = example();
     let addresses = first_addresses(&s, 2);
-    let store = Store::open_postgres(&url, "shop").unwrap();
+    let store = Store::open_postgres(&url, None, "shop").unwrap();
     apply(&store, &s, "rev1", &[&addresses[0]]);
     let id = store
         .begin_apply("rev2", ApplyReason::Apply, None, "test", None)

@@ -48,12 +48,13 @@ mod tests {
             crate::routes::RESUME,
             crate::routes::WEBHOOK,
             crate::routes::OPENAPI,
+            crate::routes::STACKS,
         ] {
             assert!(paths.contains_key(route), "{route} is not in the document");
         }
         assert_eq!(
             paths.len(),
-            15,
+            16,
             "a documented path the daemon does not serve"
         );
     }

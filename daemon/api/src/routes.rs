@@ -20,5 +20,14 @@ pub const WAKE: &str = "/api/v1/wake";
 pub const ROLLBACK: &str = "/api/v1/rollback";
 pub const RESUME: &str = "/api/v1/resume";
 pub const WEBHOOK: &str = "/hooks/git";
+/// The stacks this daemon follows (one in the single-stack form), with their state.
+pub const STACKS: &str = "/api/v1/stacks";
+/// Where one stack's endpoints live in a daemon that follows many (`--config`): every
+/// `/api/v1/…` endpoint, `/metrics` and `/hooks/git` of the single-stack form, under
+/// `/api/v1/stacks/<name>`.
+pub fn stack_prefix(name: &str) -> String {
+    format!("{STACKS}/{name}")
+}
+
 /// The OpenAPI document of this API.
 pub const OPENAPI: &str = "/api/v1/openapi.json";

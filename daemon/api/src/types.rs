@@ -296,6 +296,27 @@ pub struct ApproveRequest {
     pub plan_hash: String,
 }
 
+/// `GET /api/v1/stacks`: the stacks the daemon follows, in the order it was given them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StacksBody {
+    pub stacks: Vec<StackSummary>,
+}
+
+/// One stack at a glance; its endpoints are under `routes::stack_prefix(name)` in a daemon
+/// that follows many.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StackSummary {
+    pub name: String,
+    pub source: String,
+    pub sync_state: SyncState,
+    pub applied_revision: Option<String>,
+    pub last_error: Option<String>,
+    /// It has reconciled its first revision.
+    pub ready: bool,
+}
+
 /// `GET /api/v1/revisions`: newest revision first; applies oldest first.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]

@@ -15,6 +15,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 pub struct DaemonArgs {
+    /// The stacks to follow and their store (`--config`); `None`: the one stack of `repo`.
+    pub config: Option<PathBuf>,
     pub repo: String,
     pub branch: String,
     pub path: String,
@@ -78,34 +80,49 @@ pub fn run(args: DaemonArgs) -> Result<u8> {
         })
         .collect::<Result<Vec<_>, String>>()
         .map_err(anyhow::Error::msg)?;
-    // Opened (and migrated) once, up front, so a bad state directory fails fast; the loop, the
-    // API and the lease share this handle.
-    let store = Store::open(&args.state_dir)?;
-    let notifier = (!targets.is_empty())
-        .then(|| daemon::notify::Notifier::new(store.clone(), targets))
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
-    let mut source = Source::new(&args.repo, &args.branch, &args.path, &args.state_dir)?;
-    if let Some(mode) = &args.verify_commits {
-        use daemon::source::verify::{Verifier, VerifyMode};
-        let read = |p: &Option<PathBuf>| -> Result<Option<String>> {
-            p.as_deref()
-                .map(|p| {
-                    std::fs::read_to_string(p)
-                        .with_context(|| format!("cannot read {}", p.display()))
-                })
-                .transpose()
-        };
-        let verifier = Verifier::new(
-            VerifyMode::parse(mode).map_err(anyhow::Error::msg)?,
-            read(&args.allowed_signers)?.as_deref(),
-            read(&args.trusted_keys)?.as_deref(),
-        )
-        .map_err(anyhow::Error::msg)?;
-        match &mut source {
-            Source::Git(g) => g.verifier = Some(Arc::new(verifier)),
-            Source::Dir(_) => {
-                anyhow::bail!("--verify-commits needs a git repository, not a directory")
+    let verifier = match &args.verify_commits {
+        Some(mode) => {
+            use daemon::source::verify::{Verifier, VerifyMode};
+            let read = |p: &Option<PathBuf>| -> Result<Option<String>> {
+                p.as_deref()
+                    .map(|p| {
+                        std::fs::read_to_string(p)
+                            .with_context(|| format!("cannot read {}", p.display()))
+                    })
+                    .transpose()
+            };
+            Some(Arc::new(
+                Verifier::new(
+                    VerifyMode::parse(mode).map_err(anyhow::Error::msg)?,
+                    read(&args.allowed_signers)?.as_deref(),
+                    read(&args.trusted_keys)?.as_deref(),
+                )
+                .map_err(anyhow::Error::msg)?,
+            ))
+        }
+        None => None,
+    };
+    let stacks = match &args.config {
+        None => vec![StackParts {
+            name: None,
+            // Opened (and migrated) once, up front, so a bad state directory fails fast; the
+            // loop, the API and the lease share this handle.
+            store: Store::open(&args.state_dir)?,
+            source: Source::new(&args.repo, &args.branch, &args.path, &args.state_dir)?,
+            webhook_secret: webhook_secret.clone(),
+            interval: args.interval,
+            drift_interval: args.drift_interval,
+        }],
+        Some(path) => configured_stacks(path, &args)?,
+    };
+    let mut stacks = stacks;
+    if let Some(verifier) = &verifier {
+        for stack in &mut stacks {
+            match &mut stack.source {
+                Source::Git(g) => g.verifier = Some(verifier.clone()),
+                Source::Dir(_) => {
+                    anyhow::bail!("--verify-commits needs a git repository, not a directory")
+                }
             }
         }
     }
@@ -119,36 +136,59 @@ pub fn run(args: DaemonArgs) -> Result<u8> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let (tx, rx) = mpsc::channel(64);
-        let shared = Arc::new(Shared::new(store, source.describe(), tx.clone()));
-        let shutting_down = shared.shutting_down.clone();
-
-        // Directory mode: file events feed the loop, which debounces them.
-        let _watcher = match &source {
-            Source::Dir(d) => {
-                use notify::Watcher;
-                let root = d.dir.clone();
-                let events = tx.clone();
-                let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-                    if let Ok(event) = res
-                        && event.paths.iter().any(|p| relevant(p, &root))
-                    {
-                        let _ = events.try_send(Event::FileChanged);
-                    }
-                })
-                .context("cannot watch the stack directory")?;
-                watcher.watch(&d.dir, notify::RecursiveMode::Recursive).with_context(|| format!("cannot watch {}", d.dir.display()))?;
-                Some(watcher)
+        let many = args.config.is_some();
+        let mut running = Vec::new();
+        let mut apis = Vec::new();
+        let notifier_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        for stack in stacks {
+            let (tx, rx) = mpsc::channel(64);
+            let mut shared = Shared::new(stack.store.clone(), stack.source.describe(), tx.clone());
+            if let Some(name) = &stack.name {
+                shared.metrics = daemon::reconcile::metrics::Metrics::for_stack(name);
             }
-            Source::Git(_) => None,
-        };
+            let shared = Arc::new(shared);
+            let watcher = watch(&stack.source, &tx)?;
+            let mut api = Api::new(
+                shared.clone(),
+                token.clone(),
+                stack.webhook_secret.clone().map(String::into_bytes),
+            );
+            api.rate = daemon::server::RateLimit {
+                per_second: args.api_rate_limit,
+                burst: (args.api_rate_limit * 5.0).max(1.0),
+            };
+            let label = stack.name.clone().unwrap_or_default();
+            eprintln!("platformd daemon: following {}{}", stack.source.describe(),
+                if many { format!(" as stack `{label}`") } else { String::new() });
+            let reconciler = Reconciler::new(
+                shared.clone(),
+                stack.source,
+                Options {
+                    interval: stack.interval,
+                    drift_interval: stack.drift_interval,
+                    utilisation_interval: args.utilisation_interval,
+                    debounce: args.debounce,
+                    parallelism: args.parallelism,
+                    clock: daemon::clock::Clock::from_env().map_err(anyhow::Error::msg)?,
+                },
+            );
+            let loop_task = tokio::spawn(reconciler.run(rx));
+            // Its own task: a slow receiver never holds the loop back.
+            if !targets.is_empty() {
+                let notifier = daemon::notify::Notifier::new(stack.store.clone(), targets.clone())
+                    .map_err(anyhow::Error::msg)?;
+                tokio::spawn(notifier.run(notifier_stop.clone(), Duration::from_millis(500)));
+            }
+            apis.push((label, api));
+            running.push((shared, tx, loop_task, watcher));
+        }
 
         let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
         let local = listener.local_addr()?;
-        let mut api = Api::new(shared.clone(), token, webhook_secret.map(String::into_bytes));
-        api.rate = daemon::server::RateLimit {
-            per_second: args.api_rate_limit,
-            burst: (args.api_rate_limit * 5.0).max(1.0),
+        let app = if many {
+            daemon::server::multi_router(apis)
+        } else {
+            router(apis.pop().map(|(_, api)| api).context("one stack")?)
         };
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let stopped = async move {
@@ -159,46 +199,34 @@ pub fn run(args: DaemonArgs) -> Result<u8> {
             Some(acceptor) => {
                 let listener = daemon::tls::TlsListener::new(listener, acceptor)?;
                 tokio::spawn(async move {
-                    let _ = axum::serve(listener, router(api)).with_graceful_shutdown(stopped).await;
+                    let _ = axum::serve(listener, app).with_graceful_shutdown(stopped).await;
                 })
             }
             None => tokio::spawn(async move {
-                let _ = axum::serve(listener, router(api)).with_graceful_shutdown(stopped).await;
+                let _ = axum::serve(listener, app).with_graceful_shutdown(stopped).await;
             }),
         };
-        eprintln!("platformd daemon: following {}", source.describe());
-        eprintln!("  API:      {scheme}://{local}  (GET /api/v1/status, /metrics)");
-        eprintln!("  store:    {}", args.state_dir.display());
+        if many {
+            eprintln!("  API:      {scheme}://{local}  (GET /api/v1/stacks, /api/v1/stacks/<name>/status, /metrics)");
+        } else {
+            eprintln!("  API:      {scheme}://{local}  (GET /api/v1/status, /metrics)");
+        }
+        eprintln!("  store:    {}", running.first().map(|(s, ..)| store_description(&s.store, many)).unwrap_or_default());
         eprintln!("  rendered: where the stack's local driver `path` points (default .platformd/rendered)");
 
-        let reconciler = Reconciler::new(
-            shared.clone(),
-            source,
-            Options {
-                interval: args.interval,
-                drift_interval: args.drift_interval,
-                utilisation_interval: args.utilisation_interval,
-                debounce: args.debounce,
-                parallelism: args.parallelism,
-                clock: daemon::clock::Clock::from_env().map_err(anyhow::Error::msg)?,
-            },
-        );
-        let mut loop_task = tokio::spawn(reconciler.run(rx));
-        // Its own task: a slow receiver never holds the loop back.
-        let notifier_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        if let Some(n) = notifier {
-            tokio::spawn(n.run(notifier_stop.clone(), Duration::from_millis(500)));
-        }
-
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        // A loop ends only on shutdown; one that panicked leaves the other stacks running.
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM: finishing in-flight driver calls"),
             _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: finishing in-flight driver calls"),
-            _ = &mut loop_task => {}
         }
-        shutting_down.store(true, Ordering::SeqCst);
-        let _ = tx.try_send(Event::Shutdown);
-        let _ = loop_task.await;
+        for (shared, tx, _, _) in &running {
+            shared.shutting_down.store(true, Ordering::SeqCst);
+            let _ = tx.try_send(Event::Shutdown);
+        }
+        for (_, _, task, _) in running {
+            let _ = task.await;
+        }
         // Undelivered notifications stay in the store for the next start.
         notifier_stop.store(true, Ordering::SeqCst);
         let _ = stop_tx.send(true);
@@ -206,4 +234,99 @@ pub fn run(args: DaemonArgs) -> Result<u8> {
         eprintln!("platformd daemon: stopped");
         Ok::<u8, anyhow::Error>(0)
     })
+}
+
+/// One stack to follow, before its loop starts.
+struct StackParts {
+    /// `None` in the single-stack form.
+    name: Option<String>,
+    store: Store,
+    source: Source,
+    webhook_secret: Option<String>,
+    interval: Duration,
+    drift_interval: Duration,
+}
+
+/// The stacks of a configuration file, each with its store (a schema of the shared PostgreSQL
+/// store, or a SQLite store in `<state-dir>/stacks/<name>`) and its source (cloned under the
+/// same directory).
+fn configured_stacks(path: &Path, args: &DaemonArgs) -> Result<Vec<StackParts>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the configuration {}", path.display()))?;
+    let config = daemon::config::parse(&path.display().to_string(), &text)
+        .map_err(|rendered| anyhow::anyhow!("the configuration is invalid:\n{rendered}"))?;
+    let password = match config.store.as_ref().and_then(|s| s.password.as_ref()) {
+        Some(reference) => Some(
+            reference
+                .read()
+                .map_err(|e| anyhow::anyhow!("the store's password: {e}"))?,
+        ),
+        None => None,
+    };
+    let mut stacks = Vec::new();
+    for stack in &config.stacks {
+        let dir = args.state_dir.join("stacks").join(&stack.name);
+        let store = match &config.store {
+            Some(shared) => Store::open_postgres(&shared.url, password.as_deref(), &stack.name)
+                .with_context(|| format!("stack `{}`", stack.name))?,
+            None => Store::open(&dir).with_context(|| format!("stack `{}`", stack.name))?,
+        };
+        let webhook_secret = stack
+            .webhook_secret
+            .as_ref()
+            .map(|r| {
+                r.read()
+                    .map_err(|e| anyhow::anyhow!("stack `{}`: the webhook secret: {e}", stack.name))
+            })
+            .transpose()?;
+        stacks.push(StackParts {
+            name: Some(stack.name.clone()),
+            store,
+            source: Source::new(&stack.repo, &stack.branch, &stack.path, &dir)
+                .with_context(|| format!("stack `{}`", stack.name))?,
+            webhook_secret,
+            interval: stack.interval.unwrap_or(args.interval),
+            drift_interval: stack.drift_interval.unwrap_or(args.drift_interval),
+        });
+    }
+    Ok(stacks)
+}
+
+fn store_description(store: &Store, many: bool) -> String {
+    match store.location() {
+        daemon::store::Location::Dir(dir) if many => format!(
+            "{} (one per stack)",
+            dir.parent()
+                .map_or_else(|| dir.display().to_string(), |p| p.display().to_string())
+        ),
+        daemon::store::Location::Dir(dir) => dir.display().to_string(),
+        daemon::store::Location::Postgres { server, .. } => {
+            format!("postgres://{server} (a schema per stack)")
+        }
+    }
+}
+
+/// Directory mode: file events feed the stack's loop, which debounces them.
+fn watch(
+    source: &Source,
+    events: &mpsc::Sender<Event>,
+) -> Result<Option<notify::RecommendedWatcher>> {
+    let Source::Dir(d) = source else {
+        return Ok(None);
+    };
+    use notify::Watcher;
+    let root = d.dir.clone();
+    let events = events.clone();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(event) = res
+            && event.paths.iter().any(|p| relevant(p, &root))
+        {
+            let _ = events.try_send(Event::FileChanged);
+        }
+    })
+    .context("cannot watch the stack directory")?;
+    watcher
+        .watch(&d.dir, notify::RecursiveMode::Recursive)
+        .with_context(|| format!("cannot watch {}", d.dir.display()))?;
+    Ok(Some(watcher))
 }

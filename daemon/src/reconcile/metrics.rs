@@ -59,7 +59,19 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let mut registry = Registry::default();
+        Metrics::in_registry(Registry::default())
+    }
+
+    /// The metrics of one stack of a daemon that follows many: every sample labelled
+    /// `stack="<name>"`.
+    pub fn for_stack(name: &str) -> Metrics {
+        Metrics::in_registry(Registry::with_labels(std::iter::once((
+            std::borrow::Cow::Borrowed("stack"),
+            std::borrow::Cow::Owned(name.to_string()),
+        ))))
+    }
+
+    fn in_registry(mut registry: Registry) -> Metrics {
         let revisions_seen = Counter::default();
         let revisions_applied = Counter::default();
         let revisions_invalid = Counter::default();
@@ -225,5 +237,79 @@ impl Metrics {
     }
 }
 
+/// Several stacks' expositions as one: each metric family once (its `# HELP`, `# TYPE` and
+/// `# UNIT` from the first exposition that has it), then every stack's samples of it, and one
+/// `# EOF`. The samples carry their `stack` label already ([`Metrics::for_stack`]).
+pub fn merge(texts: &[String]) -> String {
+    let mut order: Vec<String> = Vec::new();
+    let mut families: std::collections::HashMap<String, (Vec<String>, Vec<String>)> =
+        Default::default();
+    for text in texts {
+        let mut current: Option<String> = None;
+        for line in text.lines() {
+            if line == "# EOF" || line.is_empty() {
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("# ") {
+                let mut words = rest.splitn(3, ' ');
+                let (Some(_keyword), Some(name)) = (words.next(), words.next()) else {
+                    continue;
+                };
+                let entry = families.entry(name.to_string()).or_insert_with(|| {
+                    order.push(name.to_string());
+                    Default::default()
+                });
+                if current.as_deref() != Some(name) {
+                    current = Some(name.to_string());
+                }
+                if !entry.0.iter().any(|l| l == line) {
+                    entry.0.push(line.to_string());
+                }
+            } else if let Some(entry) = current.as_ref().and_then(|n| families.get_mut(n)) {
+                entry.1.push(line.to_string());
+            }
+        }
+    }
+    let mut out = String::new();
+    for name in order {
+        if let Some((meta, samples)) = families.get(&name) {
+            for line in meta.iter().chain(samples) {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out.push_str("# EOF\n");
+    out
+}
+
 /// The content type of [`Metrics::render`].
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stacks_metrics_merge_into_one_exposition_with_each_family_once() {
+        let a = Metrics::for_stack("prod");
+        let b = Metrics::for_stack("staging");
+        a.record_outcome("local", "ok");
+        b.record_outcome("local", "ok");
+        b.record_outcome("local", "ok");
+        let merged = merge(&[a.render(), b.render()]);
+        assert_eq!(
+            merged.matches("# TYPE platformd_apply_outcomes").count(),
+            1,
+            "{merged}"
+        );
+        assert!(merged.contains("stack=\"prod\""), "{merged}");
+        assert!(merged.contains("stack=\"staging\""), "{merged}");
+        assert_eq!(merged.matches("# EOF").count(), 1);
+        assert!(merged.ends_with("# EOF\n"));
+        // Samples stay under their family.
+        let type_at = merged.find("# TYPE platformd_apply_outcomes").unwrap();
+        let sample_at = merged.find("platformd_apply_outcomes_total{").unwrap();
+        assert!(sample_at > type_at);
+    }
+}

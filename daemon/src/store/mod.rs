@@ -464,9 +464,12 @@ impl Store {
     /// Opens (creating if needed) the store of `stack` in the PostgreSQL database at `url`
     /// (`postgres://user:password@host:port/database`), migrating an older schema. Replicas
     /// share it; each stack has a schema of its own.
-    pub fn open_postgres(url: &str, stack: &str) -> Result<Store> {
+    ///
+    /// `password`, when given, is used instead of one in the URL (it comes from a secret
+    /// reference, never from the configuration file).
+    pub fn open_postgres(url: &str, password: Option<&str>, stack: &str) -> Result<Store> {
         let schema = postgres_schema(stack);
-        let client = postgres::PgClient::connect(url, &schema)?;
+        let client = postgres::PgClient::connect(url, password, &schema)?;
         let location = Location::Postgres {
             server: client.server.clone(),
             schema,

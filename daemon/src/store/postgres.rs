@@ -49,10 +49,13 @@ pub(crate) fn describe(config: &tokio_postgres::Config) -> String {
 impl PgClient {
     /// Starts the connection thread for `url`, with `search_path` set to `schema` on every
     /// connection, and connects once (so a wrong URL is reported here).
-    pub(crate) fn connect(url: &str, schema: &str) -> Result<PgClient> {
-        let config: tokio_postgres::Config = url
+    pub(crate) fn connect(url: &str, password: Option<&str>, schema: &str) -> Result<PgClient> {
+        let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Postgres(format!("invalid PostgreSQL URL: {e}")))?;
+        if let Some(password) = password {
+            config.password(password);
+        }
         let server = describe(&config);
         let (requests, receiver) = tokio::sync::mpsc::unbounded_channel();
         let connection = Connection {
@@ -320,7 +323,7 @@ mod tests {
     #[test]
     fn a_transaction_cut_by_a_restart_is_never_finished_on_a_new_connection() {
         let cluster = test_support::postgres::Cluster::start();
-        let conn = Conn::Postgres(PgClient::connect(&cluster.url(), "public").unwrap());
+        let conn = Conn::Postgres(PgClient::connect(&cluster.url(), None, "public").unwrap());
         conn.batch("CREATE TABLE t (n BIGINT NOT NULL)").unwrap();
         {
             let tx = write_transaction(&conn).unwrap();

@@ -1,0 +1,277 @@
+//! One daemon following many stacks (`platformd daemon --config FILE`): each stack with its own
+//! loop, store, status, routes and metrics label; a stack that cannot be fetched holds nobody
+//! back; on SQLite (a store per stack in the state directory) and on the shared PostgreSQL
+//! store (a schema per stack).
+
+mod support;
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::running::{Remote, TOKEN};
+use test_support::net::{free_port, request as http};
+
+fn platform(stack: &str) -> String {
+    format!(
+        "platform \"{stack}\" {{\n    environment \"test\"\n    driver \"local\" {{\n        path \"rendered-{stack}\"\n        namespace \"{stack}\"\n    }}\n}}\n\nteam \"web\" {{\n    owner \"web-oncall@acme.example\"\n}}\n"
+    )
+}
+
+fn service(name: &str, replicas: u32) -> String {
+    format!(
+        "service \"{name}\" {{\n    team \"web\"\n    image \"ghcr.io/acme/{name}:1.0.0\"\n    replicas {replicas}\n    port 8080\n}}\n"
+    )
+}
+
+struct ManyStacks {
+    child: Child,
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl ManyStacks {
+    fn start(dir: &Path, config: &str, env: &[(&str, &str)]) -> ManyStacks {
+        std::fs::write(dir.join("platformd.kdl"), config).unwrap();
+        std::fs::write(dir.join("token"), TOKEN).unwrap();
+        let port = free_port();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_platformd"));
+        cmd.args([
+            "daemon",
+            "--config",
+            "platformd.kdl",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--token-file",
+            "token",
+            "--interval",
+            "300ms",
+        ])
+        .current_dir(dir)
+        .env("PLATFORMD_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("daemon.log")).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        ManyStacks {
+            child: cmd.spawn().unwrap(),
+            port,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        http(self.port, "GET", path, &[], b"")
+    }
+
+    fn json(&self, path: &str) -> Value {
+        let (code, body) = self.get(path);
+        assert_eq!(code, 200, "{path}: {body}\n{}", self.log());
+        serde_json::from_str(&body).unwrap()
+    }
+
+    fn wait(&self, what: &str, done: impl Fn(&ManyStacks) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() || !done(self) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_applied(&self, stack: &str, revision: &str) {
+        self.wait(&format!("{stack} at {revision}"), |d| {
+            d.json(&format!("/api/v1/stacks/{stack}/status"))["applied_revision"] == revision
+        });
+    }
+}
+
+impl Drop for ManyStacks {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Two stacks on their own remotes and one whose remote does not exist.
+fn config(a: &Remote, b: &Remote, store: &str) -> String {
+    format!(
+        "{store}\nstack \"shop-a\" {{\n    repo \"{}\"\n    path \"stack\"\n}}\nstack \"shop-b\" {{\n    repo \"{}\"\n    path \"stack\"\n    interval \"200ms\"\n}}\nstack \"broken\" {{\n    repo \"file:///nonexistent/remote.git\"\n}}\n",
+        a.url(),
+        b.url()
+    )
+}
+
+fn follow_many_stacks(store_line: &str, env: &[(&str, &str)]) -> (tempfile::TempDir, [String; 3]) {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (Remote::new(), Remote::new());
+    let a1 = a.push(
+        &[
+            ("platform.kdl", &platform("shop-a")),
+            ("api.kdl", &service("api", 2)),
+        ],
+        "a: first",
+    );
+    let b1 = b.push(
+        &[
+            ("platform.kdl", &platform("shop-b")),
+            ("web.kdl", &service("web", 1)),
+        ],
+        "b: first",
+    );
+    let daemon = ManyStacks::start(dir.path(), &config(&a, &b, store_line), env);
+    daemon.wait_applied("shop-a", &a1);
+    daemon.wait_applied("shop-b", &b1);
+
+    // The stack list: both applied, the broken one in error with why, and none holds the
+    // others back (the process is ready).
+    let stacks = daemon.json("/api/v1/stacks");
+    let names: Vec<&str> = stacks["stacks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["shop-a", "shop-b", "broken"]);
+    daemon.wait("the broken stack reported", |d| {
+        d.json("/api/v1/stacks/broken/status")["last_error"].is_string()
+    });
+    let broken = daemon.json("/api/v1/stacks/broken/status");
+    assert!(
+        broken["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("nonexistent"),
+        "{broken}"
+    );
+    daemon.wait("ready", |d| d.get("/readyz").0 == 200);
+
+    // Each stack renders its own resources.
+    for stack in ["shop-a", "shop-b"] {
+        let rendered = std::fs::read_dir(dir.path().join(format!("rendered-{stack}")))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert!(rendered > 0, "{stack} rendered nothing");
+    }
+
+    // A push to one stack is applied to it alone.
+    let a2 = a.push(&[("api.kdl", &service("api", 5))], "a: scale");
+    daemon.wait_applied("shop-a", &a2);
+    assert_eq!(
+        daemon.json("/api/v1/stacks/shop-b/status")["applied_revision"],
+        b1.as_str()
+    );
+    let a_history = daemon.json("/api/v1/stacks/shop-a/revisions");
+    assert_eq!(a_history["applies"].as_array().unwrap().len(), 2);
+    let b_history = daemon.json("/api/v1/stacks/shop-b/revisions");
+    assert_eq!(b_history["applies"].as_array().unwrap().len(), 1);
+
+    // Mutating routes are per stack and need the token.
+    let (code, _) = http(daemon.port, "POST", "/api/v1/stacks/shop-b/sync", &[], b"");
+    assert_eq!(code, 401);
+    let auth = format!("Bearer {TOKEN}");
+    let (code, body) = http(
+        daemon.port,
+        "POST",
+        "/api/v1/stacks/shop-b/sync",
+        &[("Authorization", &auth)],
+        b"",
+    );
+    assert!(code < 300, "{code} {body}");
+    assert_eq!(daemon.get("/api/v1/stacks/nope/status").0, 404);
+
+    // One exposition: each family once, every sample labelled with its stack.
+    let (code, metrics) = daemon.get("/metrics");
+    assert_eq!(code, 200);
+    assert_eq!(
+        metrics
+            .matches("# TYPE platformd_revisions_applied counter")
+            .count(),
+        1,
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("platformd_revisions_applied_total{stack=\"shop-a\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("platformd_revisions_applied_total{stack=\"shop-b\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.ends_with("# EOF\n"));
+    (dir, [a2, b1, daemon.log()])
+}
+
+#[test]
+fn one_daemon_follows_many_stacks_each_in_its_own_sqlite_store() {
+    let (dir, [a2, b1, _]) = follow_many_stacks("", &[]);
+    // Each stack's history is in its own store under the state directory.
+    for (stack, revision) in [("shop-a", &a2), ("shop-b", &b1)] {
+        let store =
+            daemon::store::Store::open_read_only(&dir.path().join(".platformd/stacks").join(stack))
+                .unwrap();
+        assert_eq!(
+            store.applied_revision().unwrap().as_deref(),
+            Some(revision.as_str())
+        );
+    }
+}
+
+#[test]
+fn one_daemon_follows_many_stacks_on_the_shared_postgres_store() {
+    let db = test_support::postgres::database();
+    let line = format!("store \"{}\" password-env=\"STORE_PASSWORD\"", db.url);
+    let (_dir, [a2, b1, log]) =
+        follow_many_stacks(&line, &[("STORE_PASSWORD", "not-used-by-trust-auth")]);
+    assert!(
+        !log.contains("not-used-by-trust-auth"),
+        "the password is never logged"
+    );
+    for (stack, revision) in [("shop-a", &a2), ("shop-b", &b1)] {
+        let store = daemon::store::Store::open_postgres(&db.url, None, stack).unwrap();
+        assert_eq!(
+            store.applied_revision().unwrap().as_deref(),
+            Some(revision.as_str())
+        );
+        assert!(store.open_intents().unwrap().is_empty());
+    }
+    assert!(
+        !test_support::postgres::psql(
+            &db.url,
+            "SELECT schema_name FROM information_schema.schemata WHERE schema_name = 'platformd/broken'"
+        )
+        .is_empty(),
+        "the broken stack's store exists too"
+    );
+}
+
+#[test]
+fn a_bad_configuration_is_reported_with_its_location_and_nothing_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("platformd.kdl"),
+        "stack \"a\" {\n    repo \"file:///x\"\n    intervall \"30s\"\n}\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_platformd"))
+        .args(["daemon", "--config", "platformd.kdl"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("platformd.kdl:3:5"), "{stderr}");
+    assert!(stderr.contains("did you mean `interval`?"), "{stderr}");
+    assert!(
+        !dir.path().join(".platformd").exists(),
+        "nothing was created"
+    );
+}
