@@ -427,9 +427,11 @@ fn the_examples_kubernetes_variant_validates_and_applies() {
     assert_eq!(ws.run(&["plan", "stack", "--detailed-exitcode"]).code, 0);
 }
 
-/// Every manifest under `deploy/kubernetes` (the driver's ClusterRole, the base and the
-/// single-replica form) passes the official schemas, and every kustomization names files and
-/// directories that exist.
+/// Every manifest under `deploy/kubernetes` (the base with the driver's ClusterRole, the
+/// single-replica form and the replicated form) passes the official schemas; every
+/// kustomization names files and directories that exist, without a cycle, and builds; the
+/// ServiceMonitor (a CRD the schemas do not know) scrapes the Service's port; and the
+/// replicated form's configuration is valid.
 #[test]
 fn every_shipped_manifest_is_valid_and_every_kustomization_resolves() {
     fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
@@ -449,7 +451,7 @@ fn every_shipped_manifest_is_valid_and_every_kustomization_resolves() {
     let (kustomizations, manifests): (Vec<_>, Vec<_>) = files
         .into_iter()
         .partition(|p| p.file_name().is_some_and(|n| n == "kustomization.yaml"));
-    assert!(manifests.len() >= 7, "{manifests:?}");
+    assert!(manifests.len() >= 11, "{manifests:?}");
     let out: support::Run = std::process::Command::new("kubernetes-validate")
         .args(["--strict", "--no-warn"])
         .args(&manifests)
@@ -469,14 +471,85 @@ fn every_shipped_manifest_is_valid_and_every_kustomization_resolves() {
                 k.display(),
                 target.display()
             );
-            // Kustomize refuses files outside a kustomization's root; directories are fine.
+            // Kustomize refuses files outside a kustomization's root; directories are fine
+            // unless they contain the kustomization (a cycle).
             assert!(
                 target.is_dir() || target.starts_with(dir),
                 "{} names a file outside its root: {}",
                 k.display(),
                 target.display()
             );
+            let target = target.canonicalize().unwrap();
+            assert!(
+                !(target.is_dir() && dir.canonicalize().unwrap().starts_with(&target)),
+                "{} names {}, which contains it: kustomize refuses the cycle",
+                k.display(),
+                target.display()
+            );
         }
+        // `kubectl kustomize` builds it, where kubectl is installed.
+        if std::process::Command::new("kubectl")
+            .arg("version")
+            .arg("--client")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            let out: support::Run = std::process::Command::new("kubectl")
+                .arg("kustomize")
+                .arg(dir)
+                .output()
+                .unwrap()
+                .into();
+            assert_eq!(out.code, 0, "{}: {}", dir.display(), out.all());
+        }
+    }
+
+    let read = |rel: &str| -> serde_json::Value {
+        serde_norway::from_str(&std::fs::read_to_string(root.join(rel)).unwrap()).unwrap()
+    };
+    let service = read("base/service.yaml");
+    let monitor = read("replicated/servicemonitor.yaml");
+    assert_eq!(monitor["apiVersion"], "monitoring.coreos.com/v1");
+    for (key, value) in monitor["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .unwrap()
+    {
+        assert_eq!(
+            &service["metadata"]["labels"][key], value,
+            "the monitor selects the Service"
+        );
+    }
+    let port = monitor["spec"]["endpoints"][0]["port"].as_str().unwrap();
+    assert!(
+        service["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == port),
+        "the Service has a port named {port}"
+    );
+    assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics");
+    let config = read("replicated/configmap.yaml");
+    let text = config["data"]["platformd.kdl"].as_str().unwrap();
+    let parsed = daemon::config::parse("configmap.yaml", text).unwrap();
+    assert!(parsed.store.is_some() && parsed.stacks.len() >= 2);
+    // Every environment variable the configuration refers to is set by the Deployment.
+    let deployment = read("replicated/deployment.yaml");
+    let env: Vec<&str> = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    for needed in [
+        "PLATFORMD_STORE_PASSWORD",
+        "PLATFORMD_WEBHOOK_SECRET",
+        "PLATFORMD_REPLICA",
+    ] {
+        assert!(
+            env.contains(&needed),
+            "{needed} is not set by the Deployment"
+        );
     }
 }
 
