@@ -191,6 +191,15 @@ pub enum Command {
         /// the one of --repo.
         #[arg(long, value_name = "FILE", conflicts_with_all = ["repo", "branch", "path"])]
         config: Option<PathBuf>,
+        /// This replica's name among replicas sharing the configuration's store (default: the
+        /// host name and the process id; on Kubernetes, the pod's name).
+        #[arg(
+            long,
+            value_name = "NAME",
+            env = "PLATFORMD_REPLICA",
+            requires = "config"
+        )]
+        replica: Option<String>,
         /// A git URL (file://, https://, ssh://, git://) or a local directory to watch.
         #[arg(long, value_name = "URL|DIR", required_unless_present = "config")]
         repo: Option<String>,
@@ -398,6 +407,7 @@ fn main() -> ExitCode {
         ),
         Command::Daemon {
             config,
+            replica,
             repo,
             branch,
             path,
@@ -419,6 +429,7 @@ fn main() -> ExitCode {
             api_rate_limit,
         } => cli::daemon::run(cli::daemon::DaemonArgs {
             config,
+            replica,
             repo: repo.unwrap_or_default(),
             branch,
             path,

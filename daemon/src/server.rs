@@ -158,7 +158,42 @@ fn stack_router(api: Api) -> Router {
         .route(rel(routes::RESUME), post(resume))
         .route(routes::WEBHOOK, post(webhook))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            owned_here,
+        ))
         .with_state(api)
+}
+
+/// A stack another replica reconciles is not answered here: its state lives in that
+/// replica's loop. 503 with the owner's name (also in `X-Platformd-Owner`), so a client or a
+/// proxy can go there.
+async fn owned_here(
+    State(api): State<Api>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let elsewhere = api
+        .shared
+        .elsewhere
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    match elsewhere {
+        None => next.run(request).await,
+        Some(owner) => {
+            let mut response = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!(
+                    "this stack is reconciled by replica `{owner}`; ask it (GET /api/v1/stacks on any replica shows who owns what)"
+                ),
+            );
+            if let Ok(value) = axum::http::HeaderValue::from_str(&owner) {
+                response.headers_mut().insert("x-platformd-owner", value);
+            }
+            response
+        }
+    }
 }
 
 /// The stacks and where each stands.
@@ -175,6 +210,12 @@ fn stack_summaries(entries: &[StackEntry]) -> api::StacksBody {
                     applied_revision: status.applied_revision,
                     last_error: status.last_error,
                     ready: e.shared.ready.load(Ordering::SeqCst),
+                    owner: e
+                        .shared
+                        .elsewhere
+                        .read()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clone(),
                 }
             })
             .collect(),
@@ -191,6 +232,13 @@ async fn list_stacks(State(entries): State<Arc<Vec<StackEntry>>>) -> Response {
 async fn all_ready(State(entries): State<Arc<Vec<StackEntry>>>) -> Response {
     let waiting: Vec<String> = entries
         .iter()
+        .filter(|e| {
+            e.shared
+                .elsewhere
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_none()
+        })
         .filter(|e| {
             !e.shared.ready.load(Ordering::SeqCst) && e.shared.status().last_error.is_none()
         })

@@ -54,6 +54,6 @@ fn schemathesis_finds_no_failure_against_a_running_daemon() {
         String::from_utf8_lossy(&out.stderr),
         daemon.log()
     );
-    assert!(report.contains("14 selected / 14 total"), "{report}");
+    assert!(report.contains("15 selected / 15 total"), "{report}");
     assert!(daemon.status()["sync_state"] == "synced" || daemon.status()["sync_state"] == "pinned");
 }

@@ -42,6 +42,23 @@ impl Backend {
         }
     }
 
+    /// PostgreSQL with the connection shared by two stacks' stores (`PostgresPool`): the other
+    /// stack's writes never show in this one's, and its transactions never mix in.
+    fn postgres_shared_connection() -> Backend {
+        let db = postgres::database();
+        let pool = daemon::store::PostgresPool::connect(&db.url, None, 1).unwrap();
+        let other = Store::open_in_pool(&pool, "other").unwrap();
+        let store = Store::open_in_pool(&pool, "shop").unwrap();
+        other.event("note", "the other stack", None).unwrap();
+        other.set_pin(Some("elsewhere"), None).unwrap();
+        assert!(store.events_of_kind("note").unwrap().is_empty());
+        assert_eq!(store.pinned_revision().unwrap(), None);
+        Backend {
+            store,
+            raw: Raw::Postgres(db, "shop".into()),
+        }
+    }
+
     /// Runs `sql` on the store's tables outside the store.
     fn exec(&self, sql: &str) {
         match &self.raw {
@@ -537,6 +554,12 @@ fn journal_intents_are_fenced_by_the_lease_epoch(b: Backend) {
         "{err}"
     );
     assert_eq!(b.store.journal().unwrap().len(), 1, "nothing written");
+    // Nor does it start another apply.
+    assert!(matches!(
+        fenced.begin_apply("rev2", ApplyReason::Apply, None, "test", None),
+        Err(StoreError::LeaseLost(_))
+    ));
+    assert_eq!(b.store.history().unwrap().len(), 1);
     // Our own lease, run out, fences too.
     b.exec("UPDATE lease SET pid = 0, host = 'gone', expires_at = 0");
     let second = b.store.acquire_lease("platformd daemon", ttl).unwrap();
@@ -645,6 +668,9 @@ macro_rules! suite {
         }
         mod postgresql {
             $(#[test] fn $test() { super::$test(super::Backend::postgres()) })*
+        }
+        mod postgresql_shared_connection {
+            $(#[test] fn $test() { super::$test(super::Backend::postgres_shared_connection()) })*
         }
     };
 }

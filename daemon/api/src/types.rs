@@ -315,6 +315,9 @@ pub struct StackSummary {
     pub last_error: Option<String>,
     /// It has reconciled its first revision.
     pub ready: bool,
+    /// The replica that reconciles it, when it is not the one answering (replicas sharing a
+    /// store).
+    pub owner: Option<String>,
 }
 
 /// `GET /api/v1/revisions`: newest revision first; applies oldest first.

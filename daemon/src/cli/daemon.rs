@@ -2,6 +2,7 @@
 //! serves the HTTP API. SIGTERM/SIGINT finish the driver calls in flight, leave the journal
 //! consistent, release the lease and exit 0.
 
+use super::ownership;
 use anyhow::{Context, Result};
 use daemon::reconcile::{Event, Options, Reconciler, Shared};
 use daemon::server::{Api, router};
@@ -17,6 +18,8 @@ use tokio::sync::mpsc;
 pub struct DaemonArgs {
     /// The stacks to follow and their store (`--config`); `None`: the one stack of `repo`.
     pub config: Option<PathBuf>,
+    /// This replica's name among those sharing a store (default: host name and pid).
+    pub replica: Option<String>,
     pub repo: String,
     pub branch: String,
     pub path: String,
@@ -102,17 +105,26 @@ pub fn run(args: DaemonArgs) -> Result<u8> {
         }
         None => None,
     };
-    let stacks = match &args.config {
-        None => vec![StackParts {
-            name: None,
-            // Opened (and migrated) once, up front, so a bad state directory fails fast; the
-            // loop, the API and the lease share this handle.
-            store: Store::open(&args.state_dir)?,
-            source: Source::new(&args.repo, &args.branch, &args.path, &args.state_dir)?,
-            webhook_secret: webhook_secret.clone(),
-            interval: args.interval,
-            drift_interval: args.drift_interval,
-        }],
+    let (stacks, replication) = match &args.config {
+        None => (
+            vec![StackParts {
+                name: None,
+                // Opened (and migrated) once, up front, so a bad state directory fails fast; the
+                // loop, the API and the lease share this handle.
+                store: Store::open(&args.state_dir)?,
+                source: Source::new(&args.repo, &args.branch, &args.path, &args.state_dir)?,
+                webhook_secret: webhook_secret.clone(),
+                interval: args.interval,
+                drift_interval: args.drift_interval,
+                source_args: (
+                    args.repo.clone(),
+                    args.branch.clone(),
+                    args.path.clone(),
+                    args.state_dir.clone(),
+                ),
+            }],
+            None,
+        ),
         Some(path) => configured_stacks(path, &args)?,
     };
     let mut stacks = stacks;
@@ -140,6 +152,7 @@ pub fn run(args: DaemonArgs) -> Result<u8> {
         let mut running = Vec::new();
         let mut apis = Vec::new();
         let notifier_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut slots = Vec::new();
         for stack in stacks {
             let (tx, rx) = mpsc::channel(64);
             let mut shared = Shared::new(stack.store.clone(), stack.source.describe(), tx.clone());
@@ -160,6 +173,22 @@ pub fn run(args: DaemonArgs) -> Result<u8> {
             let label = stack.name.clone().unwrap_or_default();
             eprintln!("platformd daemon: following {}{}", stack.source.describe(),
                 if many { format!(" as stack `{label}`") } else { String::new() });
+            if replication.is_some() {
+                // Started when this replica owns the stack.
+                slots.push(ownership::Slot::new(
+                    label.clone(),
+                    stack.store.clone(),
+                    shared.clone(),
+                    tx.clone(),
+                    rx,
+                    stack.source_args.clone(),
+                    stack.interval,
+                    stack.drift_interval,
+                ));
+                apis.push((label, api));
+                running.push((shared, tx, None, watcher));
+                continue;
+            }
             let reconciler = Reconciler::new(
                 shared.clone(),
                 stack.source,
@@ -172,15 +201,16 @@ pub fn run(args: DaemonArgs) -> Result<u8> {
                     clock: daemon::clock::Clock::from_env().map_err(anyhow::Error::msg)?,
                 },
             );
-            let loop_task = tokio::spawn(reconciler.run(rx));
-            // Its own task: a slow receiver never holds the loop back.
+            // Its own task: a slow receiver never holds the loop back. Started before the loop,
+            // so the loop's first apply is after the notifier's cursor and is announced.
             if !targets.is_empty() {
                 let notifier = daemon::notify::Notifier::new(stack.store.clone(), targets.clone())
                     .map_err(anyhow::Error::msg)?;
                 tokio::spawn(notifier.run(notifier_stop.clone(), Duration::from_millis(500)));
             }
+            let loop_task = tokio::spawn(reconciler.run(rx));
             apis.push((label, api));
-            running.push((shared, tx, loop_task, watcher));
+            running.push((shared, tx, Some(loop_task), watcher));
         }
 
         let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -214,18 +244,52 @@ pub fn run(args: DaemonArgs) -> Result<u8> {
         eprintln!("  store:    {}", running.first().map(|(s, ..)| store_description(&s.store, many)).unwrap_or_default());
         eprintln!("  rendered: where the stack's local driver `path` points (default .platformd/rendered)");
 
+        let (ownership_stop, ownership_task) = match replication {
+            Some(Replication { replicas, ttl, replica }) => {
+                eprintln!("  replica:  {replica} (stacks are spread over the live replicas; lease {}s)", ttl.as_secs());
+                let (stop, stopped) = tokio::sync::watch::channel(false);
+                let task = tokio::spawn(
+                    ownership::Ownership {
+                        replicas,
+                        replica,
+                        ttl,
+                        slots,
+                        settings: ownership::LoopSettings {
+                            utilisation_interval: args.utilisation_interval,
+                            debounce: args.debounce,
+                            parallelism: args.parallelism,
+                            verifier: verifier.clone(),
+                            targets: targets.clone(),
+                        },
+                    }
+                    .run(stopped),
+                );
+                (Some(stop), Some(task))
+            }
+            None => (None, None),
+        };
+
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         // A loop ends only on shutdown; one that panicked leaves the other stacks running.
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM: finishing in-flight driver calls"),
             _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: finishing in-flight driver calls"),
         }
-        for (shared, tx, _, _) in &running {
-            shared.shutting_down.store(true, Ordering::SeqCst);
-            let _ = tx.try_send(Event::Shutdown);
+        // Owned stacks stop and release their leases, so the other replicas take them at once.
+        if let (Some(stop), Some(task)) = (ownership_stop, ownership_task) {
+            let _ = stop.send(true);
+            let _ = task.await;
+        }
+        for (shared, tx, task, _) in &running {
+            if task.is_some() {
+                shared.shutting_down.store(true, Ordering::SeqCst);
+                let _ = tx.try_send(Event::Shutdown);
+            }
         }
         for (_, _, task, _) in running {
-            let _ = task.await;
+            if let Some(task) = task {
+                let _ = task.await;
+            }
         }
         // Undelivered notifications stay in the store for the next start.
         notifier_stop.store(true, Ordering::SeqCst);
@@ -245,12 +309,32 @@ struct StackParts {
     webhook_secret: Option<String>,
     interval: Duration,
     drift_interval: Duration,
+    /// Repository, branch, path and state directory: to open the source again when a replica
+    /// takes the stack over.
+    source_args: (String, String, String, PathBuf),
+}
+
+/// Replicas sharing the configuration's PostgreSQL store.
+struct Replication {
+    replicas: daemon::store::replicas::Replicas,
+    ttl: Duration,
+    replica: String,
+}
+
+/// This replica's default name: the host and the process.
+fn default_replica() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map_or_else(|_| "localhost".into(), |s| s.trim().to_string());
+    format!("{host}-{}", std::process::id())
 }
 
 /// The stacks of a configuration file, each with its store (a schema of the shared PostgreSQL
 /// store, or a SQLite store in `<state-dir>/stacks/<name>`) and its source (cloned under the
 /// same directory).
-fn configured_stacks(path: &Path, args: &DaemonArgs) -> Result<Vec<StackParts>> {
+fn configured_stacks(
+    path: &Path,
+    args: &DaemonArgs,
+) -> Result<(Vec<StackParts>, Option<Replication>)> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the configuration {}", path.display()))?;
     let config = daemon::config::parse(&path.display().to_string(), &text)
@@ -263,11 +347,23 @@ fn configured_stacks(path: &Path, args: &DaemonArgs) -> Result<Vec<StackParts>> 
         ),
         None => None,
     };
+    // A few connections shared by every stack's store (each takes one by its name).
+    let pool = match &config.store {
+        Some(shared) => Some(
+            daemon::store::PostgresPool::connect(
+                &shared.url,
+                password.as_deref(),
+                config.stacks.len().min(4),
+            )
+            .context("the shared store")?,
+        ),
+        None => None,
+    };
     let mut stacks = Vec::new();
     for stack in &config.stacks {
         let dir = args.state_dir.join("stacks").join(&stack.name);
-        let store = match &config.store {
-            Some(shared) => Store::open_postgres(&shared.url, password.as_deref(), &stack.name)
+        let store = match &pool {
+            Some(pool) => Store::open_in_pool(pool, &stack.name)
                 .with_context(|| format!("stack `{}`", stack.name))?,
             None => Store::open(&dir).with_context(|| format!("stack `{}`", stack.name))?,
         };
@@ -287,9 +383,24 @@ fn configured_stacks(path: &Path, args: &DaemonArgs) -> Result<Vec<StackParts>> 
             webhook_secret,
             interval: stack.interval.unwrap_or(args.interval),
             drift_interval: stack.drift_interval.unwrap_or(args.drift_interval),
+            source_args: (
+                stack.repo.clone(),
+                stack.branch.clone(),
+                stack.path.clone(),
+                dir.clone(),
+            ),
         });
     }
-    Ok(stacks)
+    let replication = match &config.store {
+        Some(shared) => Some(Replication {
+            replicas: daemon::store::replicas::Replicas::open(&shared.url, password.as_deref())
+                .context("the shared store")?,
+            ttl: config.lease_ttl,
+            replica: args.replica.clone().unwrap_or_else(default_replica),
+        }),
+        None => None,
+    };
+    Ok((stacks, replication))
 }
 
 fn store_description(store: &Store, many: bool) -> String {

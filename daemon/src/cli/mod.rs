@@ -4,6 +4,7 @@
 pub mod commands;
 pub mod daemon;
 pub mod github;
+mod ownership;
 mod progress;
 pub mod state;
 pub mod tui;

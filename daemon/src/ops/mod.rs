@@ -95,13 +95,17 @@ pub struct Ops {
     pub actor: String,
     /// Why the next applies are made, when more than their reason says.
     pub note: Option<String>,
+    /// The epoch of the stack's lease when this process owns it for as long as it runs (a
+    /// replica owning the stack): sessions then neither take nor release the lease.
+    pub owned_epoch: Option<i64>,
 }
 
 /// An engine holding the applier lease, with what a crash left open already recovered.
 pub struct Session {
     pub engine: Arc<Engine>,
     pub recovered: usize,
-    _lease: LeaseGuard,
+    /// `None` when the lease is owned beyond the session ([`Ops::owned_epoch`]).
+    _lease: Option<LeaseGuard>,
 }
 
 impl Ops {
@@ -115,6 +119,7 @@ impl Ops {
             lock_timeout: Duration::ZERO,
             actor: holder.to_string(),
             note: None,
+            owned_epoch: None,
         }
     }
 
@@ -140,11 +145,18 @@ impl Ops {
     pub async fn session(&self, snapshot: &Snapshot) -> Result<Session, OpsError> {
         let progress = self.progress.clone();
         let timeout = self.lock_timeout;
-        let lease = LeaseGuard::acquire(&self.store, &self.holder, timeout, &|e| {
-            progress.notice(&format!("{e}; waiting up to {}s", timeout.as_secs()))
-        })?;
+        let (lease, epoch) = match self.owned_epoch {
+            Some(epoch) => (None, epoch),
+            None => {
+                let lease = LeaseGuard::acquire(&self.store, &self.holder, timeout, &|e| {
+                    progress.notice(&format!("{e}; waiting up to {}s", timeout.as_secs()))
+                })?;
+                let epoch = lease.epoch();
+                (Some(lease), epoch)
+            }
+        };
         // Every intent of this session is fenced by the lease it holds.
-        let engine = self.engine_on(self.store.fenced(lease.epoch()), snapshot)?;
+        let engine = self.engine_on(self.store.fenced(epoch), snapshot)?;
         let recovered = engine.recover().await?;
         if recovered > 0 {
             self.progress.notice(&format!(

@@ -71,6 +71,9 @@ pub struct Shared {
     pub store: Store,
     /// Set on SIGTERM: the engine starts no new driver calls.
     pub shutting_down: Arc<AtomicBool>,
+    /// The replica that reconciles this stack, when it is not this process (replicas sharing
+    /// a store): the stack's endpoints here answer 503 naming it.
+    pub elsewhere: RwLock<Option<String>>,
 }
 
 impl Shared {
@@ -89,6 +92,7 @@ impl Shared {
             events,
             store,
             shutting_down: Arc::new(AtomicBool::new(false)),
+            elsewhere: RwLock::new(None),
         }
     }
 
@@ -253,8 +257,22 @@ impl Reconciler {
         self.publish_lifecycle();
     }
 
-    /// Runs until a shutdown event.
-    pub async fn run(mut self, mut events: mpsc::Receiver<Event>) {
+    /// Applies as the owner of the stack's lease at `epoch` (a replica that owns the stack):
+    /// applies neither take nor release the lease, and every journal intent is fenced by it.
+    pub fn owning_lease(mut self, epoch: i64) -> Reconciler {
+        self.ops.owned_epoch = Some(epoch);
+        self
+    }
+
+    /// Runs until a shutdown event; returns the event channel, so a stack whose ownership
+    /// comes back to this replica starts again on the same one.
+    pub async fn run(mut self, mut events: mpsc::Receiver<Event>) -> mpsc::Receiver<Event> {
+        self.run_until_shutdown(&mut events).await;
+        tracing::info!("reconcile loop stopped");
+        events
+    }
+
+    async fn run_until_shutdown(&mut self, events: &mut mpsc::Receiver<Event>) {
         self.load_status();
         self.poll().await;
         let mut poll = tokio::time::interval(self.options.interval);
@@ -305,7 +323,6 @@ impl Reconciler {
                 break;
             }
         }
-        tracing::info!("reconcile loop stopped");
     }
 
     async fn handle_other(&mut self, event: Event) {

@@ -7,6 +7,7 @@
 mod idle;
 mod lease;
 mod postgres;
+pub mod replicas;
 mod sql;
 mod tokens;
 
@@ -19,6 +20,7 @@ use drivers::{Applied, DesiredResource, ObjectRef, Outputs};
 use planner::Snapshot;
 use planner::snapshot::ResourceSnapshot;
 use rusqlite::{Connection, OpenFlags};
+use sha2::Digest;
 use sql::{Conn, Dialect, args, write_transaction};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -186,6 +188,45 @@ pub struct Store {
     location: Arc<Location>,
     /// The lease epoch journal intents are written under ([`Store::fenced`]).
     epoch: Option<i64>,
+    /// The PostgreSQL schema of this stack, switched to whenever the (possibly shared)
+    /// connection is taken.
+    schema: Option<Arc<str>>,
+}
+
+/// A few PostgreSQL connections shared by the stores of many stacks in one process: each
+/// stack uses one of them (by its name), switching the connection to its schema while it holds
+/// it, so a transaction never mixes with another stack's statements. A replica following 100
+/// stacks needs a handful of connections, not 100.
+#[derive(Clone)]
+pub struct PostgresPool {
+    url: String,
+    password: Option<String>,
+    conns: Vec<Arc<Mutex<Conn>>>,
+}
+
+impl PostgresPool {
+    /// `size` connections (at least one) to the database at `url`.
+    pub fn connect(url: &str, password: Option<&str>, size: usize) -> Result<PostgresPool> {
+        let conns = (0..size.max(1))
+            .map(|_| {
+                postgres::PgClient::connect(url, password, "public")
+                    .map(|c| Arc::new(Mutex::new(Conn::Postgres(c))))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(PostgresPool {
+            url: url.to_string(),
+            password: password.map(str::to_string),
+            conns,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn password(&self) -> Option<&str> {
+        self.password.as_deref()
+    }
 }
 
 /// Where a store lives.
@@ -308,6 +349,23 @@ fn close_intent_and_bump_generation(tx: &Conn, journal_id: i64) -> Result<()> {
         args![],
     )?;
     Ok(())
+}
+
+/// Whether this process still holds the lease at `epoch`. On PostgreSQL the row is locked for
+/// the rest of the caller's transaction, so a take-over waits until it ends.
+fn lease_held(conn: &Conn, epoch: i64) -> Result<bool> {
+    let lock = match conn.dialect() {
+        Dialect::Sqlite => "",
+        Dialect::Postgres => " FOR SHARE",
+    };
+    Ok(conn
+        .query_opt(
+            &format!(
+                "SELECT epoch FROM lease WHERE id = 1 AND epoch = ?1 AND pid = ?2 AND host = ?3 AND expires_at >= ?4{lock}"
+            ),
+            args![epoch, std::process::id() as i64, lease::hostname(), now()],
+        )?
+        .is_some())
 }
 
 fn corrupt(e: serde_json::Error) -> StoreError {
@@ -458,6 +516,7 @@ impl Store {
             conn: Arc::new(Mutex::new(conn)),
             location: Arc::new(location),
             epoch: None,
+            schema: None,
         })
     }
 
@@ -480,6 +539,36 @@ impl Store {
             conn: Arc::new(Mutex::new(conn)),
             location: Arc::new(location),
             epoch: None,
+            schema: None,
+        })
+    }
+
+    /// Opens (creating and migrating) the store of `stack` on one of `pool`'s connections.
+    pub fn open_in_pool(pool: &PostgresPool, stack: &str) -> Result<Store> {
+        let schema = postgres_schema(stack);
+        let digest = sha2::Sha256::digest(stack.as_bytes());
+        let index = usize::from(digest[0]) % pool.conns.len();
+        let conn = pool.conns[index].clone();
+        let location = {
+            let guard = conn.lock().unwrap_or_else(|e| e.into_inner());
+            let Conn::Postgres(client) = &*guard else {
+                return Err(StoreError::Postgres(
+                    "a pool holds PostgreSQL connections".into(),
+                ));
+            };
+            client.use_schema(&schema)?;
+            let location = Location::Postgres {
+                server: client.server.clone(),
+                schema: schema.clone(),
+            };
+            migrate(&guard, &location)?;
+            location
+        };
+        Ok(Store {
+            conn,
+            location: Arc::new(location),
+            epoch: None,
+            schema: Some(Arc::from(schema.as_str())),
         })
     }
 
@@ -516,6 +605,7 @@ impl Store {
             conn: Arc::new(Mutex::new(Conn::Sqlite(conn))),
             location: Arc::new(location),
             epoch: None,
+            schema: None,
         })
     }
 
@@ -586,7 +676,14 @@ impl Store {
     }
 
     fn conn(&self) -> MutexGuard<'_, Conn> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+        let guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        if let (Some(schema), Conn::Postgres(client)) = (&self.schema, &*guard) {
+            // A failure here shows again, as the store's error, at the statement that follows.
+            if let Err(e) = client.use_schema(schema) {
+                tracing::debug!(error = %e, "cannot switch the store connection's schema");
+            }
+        }
+        guard
     }
 
     pub fn schema_version(&self) -> Result<i64> {
@@ -984,6 +1081,13 @@ impl Store {
     ) -> Result<i64> {
         let conn = self.conn();
         let tx = write_transaction(&conn)?;
+        // A fenced handle starts no apply once its lease has moved on: an old owner that wakes
+        // up leaves no trace in the history.
+        if let Some(epoch) = self.epoch
+            && !lease_held(&tx, epoch)?
+        {
+            return Err(StoreError::LeaseLost(epoch));
+        }
         let id: i64 = tx.query_row(
             "INSERT INTO applies (revision, reason, started_at, status, generation_before, holder, plan_id, actor, note)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
@@ -1372,6 +1476,35 @@ fn refuse_newer(found: i64, location: &Location) -> Result<()> {
     Ok(())
 }
 
+/// Creates `schema` and its `table` unless they exist, once among processes doing the same at
+/// the same moment. `CREATE … IF NOT EXISTS` alone is not enough: a backend that waited for the
+/// lock may still see the catalog as it was, and fail on the unique name. So existence is read
+/// from the catalog tables, with a snapshot taken after the lock.
+pub(crate) fn ensure_schema(conn: &Conn, schema: &str, table: &str, create: &str) -> Result<()> {
+    let quoted = schema.replace('"', "\"\"");
+    let tx = write_transaction(conn)?;
+    tx.execute("SELECT pg_advisory_xact_lock(hashtext(?1))", args![schema])?;
+    let exists = tx
+        .query_opt(
+            "SELECT 1 FROM pg_namespace WHERE nspname = ?1",
+            args![schema],
+        )?
+        .is_some();
+    if !exists {
+        tx.batch(&format!("CREATE SCHEMA \"{quoted}\""))?;
+    }
+    let has_table = tx
+        .query_opt(
+            "SELECT 1 FROM pg_tables WHERE schemaname = ?1 AND tablename = ?2",
+            args![schema, table],
+        )?
+        .is_some();
+    if !has_table {
+        tx.batch(create)?;
+    }
+    tx.commit()
+}
+
 /// The schema version of a store: SQLite's `user_version`, PostgreSQL's `schema_version` row.
 fn schema_version_of(conn: &Conn) -> Result<i64> {
     match conn {
@@ -1387,14 +1520,12 @@ fn schema_version_of(conn: &Conn) -> Result<i64> {
 /// SQLite's exclusive lock, or PostgreSQL's transaction-scoped advisory lock on the schema.
 fn migrate(conn: &Conn, location: &Location) -> Result<()> {
     if let Location::Postgres { schema, .. } = location {
-        let quoted = schema.replace('"', "\"\"");
-        let tx = write_transaction(conn)?;
-        tx.execute("SELECT pg_advisory_xact_lock(hashtext(?1))", args![schema])?;
-        tx.batch(&format!(
-            "CREATE SCHEMA IF NOT EXISTS \"{quoted}\";
-             CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL);"
-        ))?;
-        tx.commit()?;
+        ensure_schema(
+            conn,
+            schema,
+            "schema_version",
+            "CREATE TABLE schema_version (version BIGINT NOT NULL)",
+        )?;
     }
     loop {
         conn.batch(match conn.dialect() {

@@ -24,6 +24,8 @@ enum Request {
     Execute(String, Vec<Value>, Reply<u64>),
     Query(String, Vec<Value>, Reply<Vec<Row>>),
     Batch(String, Reply<()>),
+    /// Statements from now on work in this schema (`search_path`).
+    UseSchema(String, Reply<()>),
 }
 
 /// A handle on the connection thread; dropping it ends the thread.
@@ -97,6 +99,13 @@ impl PgClient {
     pub(crate) fn batch(&self, sql: &str) -> Result<()> {
         self.call(|r| Request::Batch(sql.to_string(), r))
     }
+
+    /// Makes `schema` the one unqualified names resolve in: several stacks' stores share a
+    /// connection, each switching to its own schema when it takes the connection's lock. A
+    /// round trip to the server only when it changes.
+    pub(crate) fn use_schema(&self, schema: &str) -> Result<()> {
+        self.call(|r| Request::UseSchema(schema.to_string(), r))
+    }
 }
 
 /// The connection thread's state.
@@ -105,7 +114,8 @@ struct Connection {
     schema: String,
     server: String,
     client: Option<Client>,
-    /// Prepared statements of the current connection, by the store's SQL text.
+    /// Prepared statements of the current connection, by schema and the store's SQL text (a
+    /// statement resolves its tables in the schema it was prepared in).
     statements: HashMap<String, Statement>,
     in_transaction: bool,
     /// The connection was lost inside the current transaction.
@@ -135,6 +145,9 @@ impl Connection {
                     }
                     Request::Batch(sql, reply) => {
                         let _ = reply.send(self.batch(&sql).await);
+                    }
+                    Request::UseSchema(schema, reply) => {
+                        let _ = reply.send(self.use_schema(schema).await);
                     }
                 }
             }
@@ -190,7 +203,8 @@ impl Connection {
     }
 
     async fn statement(&mut self, sql: &str) -> Result<Statement> {
-        if let Some(s) = self.statements.get(sql) {
+        let key = format!("{}\0{sql}", self.schema);
+        if let Some(s) = self.statements.get(&key) {
             return Ok(s.clone());
         }
         let prepared = self
@@ -199,7 +213,7 @@ impl Connection {
             .prepare(&postgres_parameters(sql))
             .await;
         let statement = prepared.map_err(|e| self.error(e))?;
-        self.statements.insert(sql.to_string(), statement.clone());
+        self.statements.insert(key, statement.clone());
         Ok(statement)
     }
 
@@ -216,6 +230,23 @@ impl Connection {
         let rows = self.client().await?.query(&statement, &params).await;
         let rows = rows.map_err(|e| self.error(e))?;
         rows.iter().map(row_values).collect()
+    }
+
+    async fn use_schema(&mut self, schema: String) -> Result<()> {
+        if schema == self.schema {
+            return Ok(());
+        }
+        let quoted = schema.replace('"', "\"\"");
+        self.schema = schema;
+        if self.client.as_ref().is_some_and(|c| !c.is_closed()) {
+            let done = self
+                .client()
+                .await?
+                .batch_execute(&format!("SET search_path TO \"{quoted}\""))
+                .await;
+            done.map_err(|e| self.error(e))?;
+        }
+        Ok(())
     }
 
     async fn batch(&mut self, sql: &str) -> Result<()> {
