@@ -178,6 +178,9 @@ pub enum Command {
         /// The daemon's API, e.g. http://127.0.0.1:7070.
         #[arg(long, value_name = "URL")]
         connect: Option<String>,
+        /// The stack to open, of a daemon that follows many (without it, the UI lists them).
+        #[arg(long, value_name = "NAME", requires = "connect")]
+        stack: Option<String>,
         /// Bearer token for actions (or PLATFORMD_TOKEN).
         #[arg(long, value_name = "FILE")]
         token_file: Option<PathBuf>,
@@ -397,10 +400,12 @@ fn main() -> ExitCode {
         } => state::approve(&state_dir, &revision, plan_hash.as_deref(), yes),
         Command::Tui {
             connect,
+            stack,
             token_file,
             ca_file,
         } => cli::tui::run(
             connect.as_deref(),
+            stack.as_deref(),
             token_file.as_deref(),
             ca_file.as_deref(),
             &state_dir,

@@ -275,3 +275,56 @@ fn a_bad_configuration_is_reported_with_its_location_and_nothing_starts() {
         "nothing was created"
     );
 }
+
+/// `platformd tui` on a daemon that follows many stacks lists them; Enter opens one.
+#[test]
+fn the_ui_lists_the_stacks_and_opens_the_one_chosen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (Remote::new(), Remote::new());
+    let a1 = a.push(
+        &[
+            ("platform.kdl", &platform("shop-a")),
+            ("api.kdl", &service("api", 2)),
+        ],
+        "a: first",
+    );
+    let b1 = b.push(
+        &[
+            ("platform.kdl", &platform("shop-b")),
+            ("web.kdl", &service("web", 1)),
+        ],
+        "b: first",
+    );
+    let daemon = ManyStacks::start(dir.path(), &config(&a, &b, ""), &[]);
+    daemon.wait_applied("shop-a", &a1);
+    daemon.wait_applied("shop-b", &b1);
+    let binary = env!("CARGO_BIN_EXE_platformd");
+    let ui = support::tmux::Tmux::start(
+        "picker",
+        dir.path(),
+        &format!("'{binary}' tui --connect http://127.0.0.1:{}", daemon.port),
+    );
+    ui.wait_for("3 stacks");
+    ui.wait_for("shop-a");
+    ui.wait_for("broken");
+    ui.keys("Down");
+    ui.keys("Enter");
+    ui.wait_for("Stack           shop-b");
+    ui.wait_for(&b1[..8]);
+    ui.keys("q");
+    ui.wait_for("EXIT=0");
+    assert!(!ui.alternate(), "the terminal is restored on quit");
+
+    // --stack opens one directly.
+    let ui = support::tmux::Tmux::start(
+        "direct",
+        dir.path(),
+        &format!(
+            "'{binary}' tui --connect http://127.0.0.1:{} --stack shop-a",
+            daemon.port
+        ),
+    );
+    ui.wait_for("Stack           shop-a");
+    ui.keys("q");
+    ui.wait_for("EXIT=0");
+}

@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod model;
+pub mod picker;
 pub mod source;
 pub mod terminal;
 pub mod ui;

@@ -165,3 +165,41 @@ pub fn run<S: Source>(source: S, read_only: bool) -> std::io::Result<()> {
     ratatui::restore();
     result
 }
+
+/// The stack picker of a daemon that follows many stacks: the stack chosen, or `None` when the
+/// operator quit.
+pub fn pick_stack(daemon: &str, stacks: Vec<api::StackSummary>) -> std::io::Result<Option<String>> {
+    let mut picker = crate::picker::Picker::new(daemon, stacks);
+    let mut terminal = ratatui::try_init()?;
+    let result = (|| -> std::io::Result<Option<String>> {
+        loop {
+            terminal.draw(|f| crate::picker::draw(f, &picker))?;
+            if TERMINATE.load(Ordering::SeqCst) {
+                return Ok(None);
+            }
+            match wait_for_input(Duration::from_millis(100)) {
+                Input::Gone => return Ok(None),
+                Input::Idle => continue,
+                Input::Ready => {}
+            }
+            while event::poll(Duration::ZERO)? {
+                let Event::Key(k) = event::read()? else {
+                    continue;
+                };
+                if k.kind != KeyEventKind::Press {
+                    continue;
+                }
+                let Some(k) = key(k.code, k.modifiers) else {
+                    continue;
+                };
+                match picker.on_key(k) {
+                    Some(crate::picker::Picked::Open(name)) => return Ok(Some(name)),
+                    Some(crate::picker::Picked::Quit) => return Ok(None),
+                    None => {}
+                }
+            }
+        }
+    })();
+    ratatui::restore();
+    result
+}

@@ -33,6 +33,9 @@ pub struct Client {
     base: String,
     token: Option<String>,
     http: reqwest::blocking::Client,
+    /// The stack of a daemon that follows many: its endpoints are under
+    /// `routes::stack_prefix(stack)`.
+    stack: Option<String>,
 }
 
 impl std::fmt::Debug for Client {
@@ -72,11 +75,63 @@ impl Client {
             url: base.clone(),
             detail: e.to_string(),
         })?;
-        Ok(Client { base, token, http })
+        Ok(Client {
+            base,
+            token,
+            http,
+            stack: None,
+        })
     }
 
     pub fn base_url(&self) -> &str {
         &self.base
+    }
+
+    /// This client, speaking to one stack of a daemon that follows many (`--config`).
+    pub fn for_stack(&self, stack: &str) -> Client {
+        Client {
+            stack: Some(stack.to_string()),
+            ..self.clone()
+        }
+    }
+
+    pub fn stack(&self) -> Option<&str> {
+        self.stack.as_deref()
+    }
+
+    /// The stacks the daemon follows.
+    pub fn stacks(&self) -> Result<crate::StacksBody, ClientError> {
+        self.get_json(routes::STACKS)
+    }
+
+    /// Where `path` is for this client's stack: a single-stack path moved under the stack's
+    /// prefix; the daemon-wide paths (health, readiness, the stack list, the OpenAPI document)
+    /// as they are.
+    fn route(&self, path: &str) -> String {
+        let Some(stack) = &self.stack else {
+            return path.to_string();
+        };
+        let (bare, query) = path
+            .split_once('?')
+            .map_or((path, None), |(p, q)| (p, Some(q)));
+        let moved = if bare == routes::METRICS || bare == routes::WEBHOOK {
+            Some(bare)
+        } else if [routes::STACKS, routes::OPENAPI].contains(&bare) {
+            None
+        } else {
+            bare.strip_prefix("/api/v1")
+        };
+        match moved {
+            Some(rest) => {
+                let mut out = format!("{}{rest}", routes::stack_prefix(stack));
+                if let Some(q) = query {
+                    out.push('?');
+                    out.push_str(q);
+                }
+                out
+            }
+            None => path.to_string(),
+        }
     }
 
     pub fn has_token(&self) -> bool {
@@ -92,7 +147,7 @@ impl Client {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<Response, ClientError> {
-        let url = format!("{}{path}", self.base);
+        let url = format!("{}{}", self.base, self.route(path));
         let method = reqwest::Method::from_bytes(method.as_bytes())
             .map_err(|e| ClientError::Url(format!("{method}: {e}")))?;
         let mut request = self.http.request(method, &url).body(body.to_vec());
@@ -250,4 +305,27 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod route_tests {
+    use super::*;
+
+    #[test]
+    fn a_stack_client_moves_the_single_stack_paths_under_its_prefix() {
+        let c = Client::new("http://127.0.0.1:1", None, None)
+            .unwrap()
+            .for_stack("prod-eu");
+        assert_eq!(c.route(routes::STATUS), "/api/v1/stacks/prod-eu/status");
+        assert_eq!(
+            c.route("/api/v1/plan?rollback=abc"),
+            "/api/v1/stacks/prod-eu/plan?rollback=abc"
+        );
+        assert_eq!(c.route(routes::METRICS), "/api/v1/stacks/prod-eu/metrics");
+        assert_eq!(c.route(routes::WEBHOOK), "/api/v1/stacks/prod-eu/hooks/git");
+        assert_eq!(c.route(routes::STACKS), routes::STACKS);
+        assert_eq!(c.route(routes::READYZ), routes::READYZ);
+        let plain = Client::new("http://127.0.0.1:1", None, None).unwrap();
+        assert_eq!(plain.route(routes::STATUS), routes::STATUS);
+    }
 }

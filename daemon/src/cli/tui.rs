@@ -61,8 +61,32 @@ impl Source for StoreSource {
     }
 }
 
+/// The client of the stack to open: the one stack of a single-stack daemon, the one named, or
+/// the one the operator picks from a daemon that follows many. `None`: the operator quit.
+fn choose_stack(client: api::Client, stack: Option<&str>) -> Result<Option<api::Client>> {
+    if let Some(name) = stack {
+        return Ok(Some(client.for_stack(name)));
+    }
+    // A daemon that follows many stacks has no status of its own; one that cannot be reached
+    // yet opens as a single stack, and the UI says it cannot refresh.
+    let single = client
+        .request("GET", api::routes::STATUS, &[], b"")
+        .map_or(true, |r| r.status != 404);
+    if single {
+        return Ok(Some(client));
+    }
+    let stacks = client.stacks()?.stacks;
+    match stacks.len() {
+        0 => anyhow::bail!("the daemon at {} follows no stack", client.base_url()),
+        1 => Ok(Some(client.for_stack(&stacks[0].name))),
+        _ => Ok(tui::terminal::pick_stack(client.base_url(), stacks)?
+            .map(|name| client.for_stack(&name))),
+    }
+}
+
 pub fn run(
     connect: Option<&str>,
+    stack: Option<&str>,
     token_file: Option<&Path>,
     ca_file: Option<&Path>,
     state_dir: &Path,
@@ -82,6 +106,9 @@ pub fn run(
                 })
                 .transpose()?;
             let client = api::Client::new(url, token, ca.as_deref())?;
+            let Some(client) = choose_stack(client, stack)? else {
+                return Ok(0);
+            };
             tui::terminal::run(ApiSource::new(client), false)?;
         }
         None => {
