@@ -6,6 +6,7 @@
 use planner::diagnostic::Diagnostic;
 use planner::source::{FileId, SourceFile, Sources, Span};
 use planner::syntax::{Node, Value};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -64,6 +65,9 @@ pub struct StackConfig {
     pub interval: Option<Duration>,
     pub drift_interval: Option<Duration>,
     pub webhook_secret: Option<SecretRef>,
+    /// Settings laid over the stack's own driver settings: where each driver finds its
+    /// credentials (a kubeconfig and context, an AWS profile), never the credentials.
+    pub drivers: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +90,15 @@ const STACK_FIELDS: &[&str] = &[
     "interval",
     "drift-interval",
     "webhook-secret",
+    "driver",
+];
+
+/// Per driver, the settings a stack's entry may set: where credentials and targets are, never
+/// what is built.
+const DRIVER_SETTINGS: &[(&str, &[&str])] = &[
+    ("kubernetes", &["kubeconfig", "context", "namespace"]),
+    ("aws", &["profile", "region", "endpoint-url"]),
+    ("local", &["path"]),
 ];
 
 /// A parsed configuration, or its diagnostics rendered against the file.
@@ -349,6 +362,57 @@ impl Decoder {
         config
     }
 
+    /// `driver "kubernetes" kubeconfig="/etc/platformd/kube/prod" context="prod"`.
+    fn driver(&mut self, node: &Node) -> Option<(String, BTreeMap<String, String>)> {
+        let example =
+            "driver \"kubernetes\" kubeconfig=\"/etc/platformd/kube/prod\" context=\"prod\"";
+        let name = self.string(node, example)?;
+        let Some((_, allowed)) = DRIVER_SETTINGS.iter().find(|(d, _)| *d == name) else {
+            let drivers: Vec<&str> = DRIVER_SETTINGS.iter().map(|(d, _)| *d).collect();
+            self.error(
+                "unknown-config-field",
+                node.args[0].span,
+                "not a driver",
+                format!("unknown driver `{name}`"),
+                &format!("the drivers are: {}", drivers.join(", ")),
+            );
+            return None;
+        };
+        let mut settings = BTreeMap::new();
+        for prop in &node.props {
+            if !allowed.contains(&prop.key.text.as_str()) {
+                self.error(
+                    "unknown-config-field",
+                    prop.key.span,
+                    "not a setting of this driver here",
+                    format!("driver `{name}` takes no `{}` here", prop.key.text),
+                    &format!(
+                        "a stack's entry sets where the driver finds its credentials and targets: {}; everything else belongs in the stack's platform.kdl",
+                        allowed.join(", ")
+                    ),
+                );
+                continue;
+            }
+            match &prop.value {
+                Value::String(v) if !v.is_empty() => {
+                    settings.insert(prop.key.text.clone(), v.clone());
+                }
+                other => self.error(
+                    "invalid-config-value",
+                    prop.value_span,
+                    "expected a non-empty string",
+                    format!(
+                        "`{}` takes a string, found {}",
+                        prop.key.text,
+                        other.type_name()
+                    ),
+                    example,
+                ),
+            }
+        }
+        Some((name, settings))
+    }
+
     fn stack(&mut self, node: &Node) -> Option<StackConfig> {
         let name = self.string(node, "stack \"prod-eu\" { … }")?;
         if !valid_stack_name(&name) {
@@ -369,6 +433,7 @@ impl Decoder {
             interval: None,
             drift_interval: None,
             webhook_secret: None,
+            drivers: BTreeMap::new(),
         };
         for child in &node.children {
             match child.name.text.as_str() {
@@ -392,6 +457,11 @@ impl Decoder {
                 "webhook-secret" => {
                     stack.webhook_secret =
                         self.secret(child, "webhook-secret env=\"PROD_WEBHOOK_SECRET\"");
+                }
+                "driver" => {
+                    if let Some((name, settings)) = self.driver(child) {
+                        stack.drivers.insert(name, settings);
+                    }
                 }
                 _ => self.unknown(child, STACK_FIELDS, "a stack"),
             }
@@ -426,6 +496,8 @@ stack "prod-eu" {
     path "stacks/prod-eu"
     interval "30s"
     webhook-secret env="PROD_EU_WEBHOOK_SECRET"
+    driver "kubernetes" kubeconfig="/etc/platformd/kube/prod-eu" context="prod-eu"
+    driver "aws" profile="prod-eu"
 }
 stack "staging" {
     repo "/srv/state"
@@ -451,6 +523,12 @@ stack "staging" {
             config.stacks[0].webhook_secret,
             Some(SecretRef::Env("PROD_EU_WEBHOOK_SECRET".into()))
         );
+        assert_eq!(
+            config.stacks[0].drivers["kubernetes"]["kubeconfig"],
+            "/etc/platformd/kube/prod-eu"
+        );
+        assert_eq!(config.stacks[0].drivers["aws"]["profile"], "prod-eu");
+        assert!(config.stacks[1].drivers.is_empty());
         assert_eq!(config.stacks[1].path, ".");
         assert_eq!(config.stacks[1].branch, "next");
         assert_eq!(
@@ -508,6 +586,22 @@ stack "staging" {
                 &["platformd.kdl:1:7", "the shared store is PostgreSQL"],
             ),
             ("// nothing\n", &["no stack", "stack \"prod\""]),
+            (
+                "stack \"a\" { repo \"r\"; driver \"gcp\" project=\"x\" }\n",
+                &[
+                    "platformd.kdl:1:30",
+                    "unknown driver `gcp`",
+                    "kubernetes, aws, local",
+                ],
+            ),
+            (
+                "stack \"a\" { repo \"r\"; driver \"aws\" subnets=\"x\" }\n",
+                &[
+                    "platformd.kdl:1:36",
+                    "takes no `subnets` here",
+                    "profile, region",
+                ],
+            ),
             ("stack \"a\" {\n", &["platformd.kdl:1"]),
         ];
         for (text, expected) in cases {

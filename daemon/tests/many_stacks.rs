@@ -328,3 +328,73 @@ fn the_ui_lists_the_stacks_and_opens_the_one_chosen() {
     ui.keys("q");
     ui.wait_for("EXIT=0");
 }
+
+/// Each stack's driver credentials come from the configuration, by reference: two stacks
+/// whose platform declares a Kubernetes driver without a kubeconfig, each given its own
+/// cluster's kubeconfig by the daemon's configuration, land in their own cluster; the
+/// reference is never part of a snapshot.
+#[test]
+fn each_stack_gets_its_driver_credentials_by_reference() {
+    use test_support::kube_emulator::KubeEmulator;
+    let dir = tempfile::tempdir().unwrap();
+    let clusters = [KubeEmulator::start(), KubeEmulator::start()];
+    let mut config = String::new();
+    let mut revisions = Vec::new();
+    let mut remotes = Vec::new();
+    for (i, cluster) in clusters.iter().enumerate() {
+        let name = format!("region-{i}");
+        let kubeconfig = dir.path().join(format!("kubeconfig-{i}"));
+        std::fs::write(&kubeconfig, cluster.kubeconfig()).unwrap();
+        let platform = format!(
+            "platform \"{name}\" {{\n    environment \"test\"\n    driver \"kubernetes\" {{\n        namespace \"shop\"\n    }}\n}}\n\nteam \"web\" {{\n    owner \"web-oncall@acme.example\"\n}}\n"
+        );
+        let remote = Remote::new();
+        revisions.push(remote.push(
+            &[
+                ("platform.kdl", &platform),
+                ("api.kdl", &service(&format!("api-{i}"), 1)),
+            ],
+            "first",
+        ));
+        config.push_str(&format!(
+            "stack \"{name}\" {{\n    repo \"{}\"\n    path \"stack\"\n    driver \"kubernetes\" kubeconfig=\"{}\"\n}}\n",
+            remote.url(),
+            kubeconfig.display()
+        ));
+        remotes.push(remote);
+    }
+    // No kubeconfig anywhere else: without the configuration's reference the driver has none.
+    let daemon = ManyStacks::start(
+        dir.path(),
+        &config,
+        &[
+            ("KUBECONFIG", "/nonexistent/kubeconfig"),
+            ("HOME", "/nonexistent"),
+        ],
+    );
+    daemon.wait_applied("region-0", &revisions[0]);
+    daemon.wait_applied("region-1", &revisions[1]);
+    for (i, cluster) in clusters.iter().enumerate() {
+        assert!(
+            cluster
+                .get("apps", "deployments", "shop", &format!("api-{i}"))
+                .is_some()
+        );
+        assert!(
+            cluster
+                .get("apps", "deployments", "shop", &format!("api-{}", 1 - i))
+                .is_none(),
+            "each stack in its own cluster"
+        );
+    }
+    let store =
+        daemon::store::Store::open_read_only(&dir.path().join(".platformd/stacks/region-0"))
+            .unwrap();
+    let snapshot = store.snapshot(&revisions[0]).unwrap().unwrap();
+    assert!(
+        !serde_json::to_string(&snapshot)
+            .unwrap()
+            .contains("kubeconfig-0"),
+        "the reference stays out of the snapshot"
+    );
+}

@@ -21,8 +21,31 @@ pub enum RegistryError {
 /// The drivers a snapshot declares, by name. A declared driver that no resource uses and this
 /// build cannot make is left out rather than failing the apply.
 pub fn build(snapshot: &Snapshot) -> Result<BTreeMap<String, Arc<dyn Driver>>, RegistryError> {
+    build_with(snapshot, &BTreeMap::new())
+}
+
+/// [`build`], with `overrides` laid over the settings of the drivers the snapshot declares:
+/// where a daemon that follows many stacks gives each stack its own credentials by reference
+/// (a kubeconfig, an AWS profile). They never enter the snapshot, so plans and the store do
+/// not hold them.
+pub fn build_with(
+    snapshot: &Snapshot,
+    overrides: &BTreeMap<String, BTreeMap<String, String>>,
+) -> Result<BTreeMap<String, Arc<dyn Driver>>, RegistryError> {
     let mut out: BTreeMap<String, Arc<dyn Driver>> = BTreeMap::new();
-    for (name, settings) in &snapshot.drivers {
+    for (name, declared) in &snapshot.drivers {
+        let merged;
+        let settings = match overrides.get(name) {
+            Some(extra) => {
+                merged = declared
+                    .iter()
+                    .chain(extra.iter())
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect::<BTreeMap<_, _>>();
+                &merged
+            }
+            None => declared,
+        };
         match make(name, settings) {
             Ok(driver) => {
                 // A testing knob: faults by a seeded schedule (`crate::faults`).

@@ -122,6 +122,7 @@ pub fn run(args: DaemonArgs) -> Result<u8> {
                     args.path.clone(),
                     args.state_dir.clone(),
                 ),
+                drivers: Default::default(),
             }],
             None,
         ),
@@ -184,6 +185,7 @@ pub fn run(args: DaemonArgs) -> Result<u8> {
                     stack.source_args.clone(),
                     stack.interval,
                     stack.drift_interval,
+                    stack.drivers.clone(),
                 ));
                 apis.push((label, api));
                 running.push((shared, tx, None, watcher));
@@ -199,6 +201,7 @@ pub fn run(args: DaemonArgs) -> Result<u8> {
                     debounce: args.debounce,
                     parallelism: args.parallelism,
                     clock: daemon::clock::Clock::from_env().map_err(anyhow::Error::msg)?,
+                    driver_settings: stack.drivers.clone(),
                 },
             );
             // Its own task: a slow receiver never holds the loop back. Started before the loop,
@@ -312,6 +315,8 @@ struct StackParts {
     /// Repository, branch, path and state directory: to open the source again when a replica
     /// takes the stack over.
     source_args: (String, String, String, PathBuf),
+    /// Driver settings from the configuration (credentials by reference).
+    drivers: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
 }
 
 /// Replicas sharing the configuration's PostgreSQL store.
@@ -389,6 +394,7 @@ fn configured_stacks(
                 stack.path.clone(),
                 dir.clone(),
             ),
+            drivers: stack.drivers.clone(),
         });
     }
     let replication = match &config.store {

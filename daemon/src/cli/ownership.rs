@@ -37,6 +37,7 @@ pub struct Slot {
     pub dir: PathBuf,
     pub interval: Duration,
     pub drift_interval: Duration,
+    pub drivers: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
     running: Option<tokio::task::JoinHandle<mpsc::Receiver<Event>>>,
     notifier_stop: Option<Arc<AtomicBool>>,
     renewed: Instant,
@@ -53,6 +54,7 @@ impl Slot {
         (repo, branch, path, dir): (String, String, String, PathBuf),
         interval: Duration,
         drift_interval: Duration,
+        drivers: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
     ) -> Slot {
         Slot {
             name,
@@ -66,6 +68,7 @@ impl Slot {
             dir,
             interval,
             drift_interval,
+            drivers,
             running: None,
             notifier_stop: None,
             renewed: Instant::now(),
@@ -241,6 +244,7 @@ impl Ownership {
                 debounce: settings.debounce,
                 parallelism: settings.parallelism,
                 clock,
+                driver_settings: slot.drivers.clone(),
             },
         )
         .owning_lease(epoch);

@@ -98,6 +98,10 @@ pub struct Ops {
     /// The epoch of the stack's lease when this process owns it for as long as it runs (a
     /// replica owning the stack): sessions then neither take nor release the lease.
     pub owned_epoch: Option<i64>,
+    /// Driver settings laid over the stack's own (credentials by reference from the daemon's
+    /// configuration); never part of a snapshot or a plan.
+    pub driver_settings:
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
 }
 
 /// An engine holding the applier lease, with what a crash left open already recovered.
@@ -120,6 +124,7 @@ impl Ops {
             actor: holder.to_string(),
             note: None,
             owned_epoch: None,
+            driver_settings: Default::default(),
         }
     }
 
@@ -131,7 +136,7 @@ impl Ops {
     fn engine_on(&self, store: Store, snapshot: &Snapshot) -> Result<Arc<Engine>, OpsError> {
         Ok(Arc::new(Engine {
             store,
-            drivers: drivers::registry::build(snapshot)?,
+            drivers: drivers::registry::build_with(snapshot, &self.driver_settings)?,
             config: self.config.clone(),
             cancel: self.cancel.clone(),
             progress: self.progress.clone(),

@@ -128,6 +128,10 @@ pub struct Options {
     pub utilisation_interval: Duration,
     /// The clock sync windows and idle times are judged by.
     pub clock: crate::clock::Clock,
+    /// Driver settings laid over the stack's own: credentials by reference from the daemon's
+    /// configuration (`config::StackConfig::drivers`).
+    pub driver_settings:
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
 }
 
 pub struct Reconciler {
@@ -194,6 +198,7 @@ impl Reconciler {
         ops.cancel = shared.shutting_down.clone();
         ops.lock_timeout = Duration::from_secs(30);
         ops.actor = DAEMON_ACTOR.into();
+        ops.driver_settings = options.driver_settings.clone();
         Reconciler {
             shared,
             source,
