@@ -284,3 +284,35 @@ fn fuzz_regression_a_chain_of_slashdashes_is_an_error_not_a_stack_overflow() {
     let nodes = planner::syntax::parse(planner::source::FileId(0), &text).expect("parses");
     assert_eq!(nodes.len(), 1);
 }
+
+/// Found by `fuzz/fuzz_targets/kdl_front_end.rs`: 847 bytes of unclosed blocks among
+/// slashdashes made the reference parser's error recovery take 35 s and 2.4 GB in a release
+/// build (libFuzzer stopped it as out of memory), and 1.4 KB took 1.7 s. Braces that do not
+/// pair up are now refused, with the brace's location, before any parser runs.
+#[test]
+fn fuzz_regression_unclosed_blocks_are_refused_before_the_reference_parser_runs() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz");
+    for name in [
+        "unclosed-blocks-among-slashdashes.kdl",
+        "slashdashed-unclosed-blocks.kdl",
+    ] {
+        let bytes = std::fs::read(dir.join(name)).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        let errors =
+            planner::syntax::parse(planner::source::FileId(0), &text).expect_err("refused");
+        assert!(
+            errors[0].message.contains("never closed")
+                || errors[0].message.contains("closes nothing"),
+            "{name}: {}",
+            errors[0].message
+        );
+        // The whole front end on it: diagnostics, no panic.
+        let analysis = planner::analyze(vec![planner::StackFile {
+            path: "platform.kdl".into(),
+            text: text.to_string(),
+        }]);
+        assert!(analysis.has_errors());
+        let rendered = analysis.render_diagnostics(planner::diagnostic::Colour::Never);
+        assert!(rendered.contains("platform.kdl:"), "{rendered}");
+    }
+}

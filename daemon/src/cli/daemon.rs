@@ -151,6 +151,7 @@ pub fn run(args: DaemonArgs) -> Result<u8> {
     rt.block_on(async move {
         let many = args.config.is_some();
         let mut running = Vec::new();
+        let mut watcher = DirWatcher::default();
         let mut apis = Vec::new();
         let notifier_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut slots = Vec::new();
@@ -161,7 +162,7 @@ pub fn run(args: DaemonArgs) -> Result<u8> {
                 shared.metrics = daemon::reconcile::metrics::Metrics::for_stack(name);
             }
             let shared = Arc::new(shared);
-            let watcher = watch(&stack.source, &tx)?;
+            watcher.add(&stack.source, &tx)?;
             let mut api = Api::new(
                 shared.clone(),
                 token.clone(),
@@ -188,7 +189,7 @@ pub fn run(args: DaemonArgs) -> Result<u8> {
                     stack.drivers.clone(),
                 ));
                 apis.push((label, api));
-                running.push((shared, tx, None, watcher));
+                running.push((shared, tx, None));
                 continue;
             }
             let reconciler = Reconciler::new(
@@ -213,7 +214,7 @@ pub fn run(args: DaemonArgs) -> Result<u8> {
             }
             let loop_task = tokio::spawn(reconciler.run(rx));
             apis.push((label, api));
-            running.push((shared, tx, Some(loop_task), watcher));
+            running.push((shared, tx, Some(loop_task)));
         }
 
         let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -283,13 +284,13 @@ pub fn run(args: DaemonArgs) -> Result<u8> {
             let _ = stop.send(true);
             let _ = task.await;
         }
-        for (shared, tx, task, _) in &running {
+        for (shared, tx, task) in &running {
             if task.is_some() {
                 shared.shutting_down.store(true, Ordering::SeqCst);
                 let _ = tx.try_send(Event::Shutdown);
             }
         }
-        for (_, _, task, _) in running {
+        for (_, _, task) in running {
             if let Some(task) = task {
                 let _ = task.await;
             }
@@ -423,27 +424,51 @@ fn store_description(store: &Store, many: bool) -> String {
     }
 }
 
-/// Directory mode: file events feed the stack's loop, which debounces them.
-fn watch(
-    source: &Source,
-    events: &mpsc::Sender<Event>,
-) -> Result<Option<notify::RecommendedWatcher>> {
-    let Source::Dir(d) = source else {
-        return Ok(None);
-    };
-    use notify::Watcher;
-    let root = d.dir.clone();
-    let events = events.clone();
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if let Ok(event) = res
-            && event.paths.iter().any(|p| relevant(p, &root))
-        {
-            let _ = events.try_send(Event::FileChanged);
+/// Directory mode: file events feed each stack's loop, which debounces them. One watcher for
+/// every watched directory (one inotify instance per process, however many stacks: the
+/// per-user limit is 128), each event sent to the loops whose directory it is in.
+#[derive(Default)]
+struct DirWatcher {
+    watcher: Option<notify::RecommendedWatcher>,
+    routes: Arc<std::sync::Mutex<Vec<WatchRoute>>>,
+}
+
+/// A watched stack directory and the loop its changes go to.
+type WatchRoute = (PathBuf, mpsc::Sender<Event>);
+
+impl DirWatcher {
+    fn add(&mut self, source: &Source, events: &mpsc::Sender<Event>) -> Result<()> {
+        use notify::Watcher;
+        let Source::Dir(d) = source else {
+            return Ok(());
+        };
+        self.routes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((d.dir.clone(), events.clone()));
+        if self.watcher.is_none() {
+            let routes = self.routes.clone();
+            self.watcher = Some(
+                notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+                    let Ok(event) = res else { return };
+                    for (root, events) in routes.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                        if event
+                            .paths
+                            .iter()
+                            .any(|p| p.starts_with(root) && relevant(p, root))
+                        {
+                            let _ = events.try_send(Event::FileChanged);
+                        }
+                    }
+                })
+                .context("cannot watch the stack directory")?,
+            );
         }
-    })
-    .context("cannot watch the stack directory")?;
-    watcher
-        .watch(&d.dir, notify::RecursiveMode::Recursive)
-        .with_context(|| format!("cannot watch {}", d.dir.display()))?;
-    Ok(Some(watcher))
+        if let Some(watcher) = &mut self.watcher {
+            watcher
+                .watch(&d.dir, notify::RecursiveMode::Recursive)
+                .with_context(|| format!("cannot watch {}", d.dir.display()))?;
+        }
+        Ok(())
+    }
 }

@@ -145,6 +145,16 @@ fn main() {
         converged.as_secs_f64()
     );
 
+    let mut replicas = replicas;
+    for (i, r) in replicas.iter_mut().enumerate() {
+        assert!(
+            r.child.try_wait().unwrap().is_none(),
+            "replica r{i} exited; its log is in {}",
+            work.path()
+                .join(format!("replica-{i}/daemon.log"))
+                .display()
+        );
+    }
     let ticks_per_second = 100.0; // USER_HZ on Linux
     let before: Vec<u64> = replicas.iter().map(|r| cpu_ticks(r.child.id())).collect();
     std::thread::sleep(steady);
