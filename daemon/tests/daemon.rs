@@ -349,6 +349,48 @@ fn directory_mode_applies_an_edit_after_the_debounce_and_a_burst_is_one_revision
     );
 }
 
+/// Reading the watched directory (each poll does) is not a change: an idle directory is read
+/// once per interval, not again because of the reads' own file events.
+#[test]
+fn directory_mode_does_not_wake_itself_up_by_reading_the_stack() {
+    let dir = work_dir();
+    let stack = dir.path().join("stack");
+    std::fs::create_dir_all(&stack).unwrap();
+    std::fs::write(stack.join("platform.kdl"), PLATFORM).unwrap();
+    std::fs::write(stack.join("api.kdl"), service(1)).unwrap();
+    let daemon = Daemon::start(
+        dir.path(),
+        "stack",
+        &["--debounce", "50ms", "--interval", "1h"],
+        &[],
+    );
+    daemon.wait("first apply", |d| d.status()["sync_state"] == "synced");
+    let reads = || {
+        let (_, metrics) = http(daemon.port, "GET", "/metrics", &[], b"");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("platformd_source_reads_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .expect("the source_reads metric")
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let before = reads();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(reads(), before, "an idle directory was read again");
+    // An edit is still one read (after the debounce) and applied.
+    std::fs::write(stack.join("api.kdl"), service(3)).unwrap();
+    daemon.wait("the edit applied", |_| {
+        std::fs::read_to_string(dir.path().join(".platformd/rendered/service/api.yaml"))
+            .unwrap_or_default()
+            .contains("replicas: 3")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let after_edit = reads();
+    assert!(after_edit > before);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(reads(), after_edit, "quiet again after the edit");
+}
+
 #[test]
 fn a_deleted_branch_keeps_the_last_good_revision_and_logs_are_json_when_asked() {
     let remote = Remote::new();

@@ -451,6 +451,15 @@ impl DirWatcher {
             self.watcher = Some(
                 notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
                     let Ok(event) = res else { return };
+                    // Reading the stack (each poll does) is not a change: without this, every
+                    // poll's reads woke the loop to poll again.
+                    if matches!(
+                        event.kind,
+                        notify::EventKind::Access(_)
+                            | notify::EventKind::Modify(notify::event::ModifyKind::Metadata(_))
+                    ) {
+                        return;
+                    }
                     for (root, events) in routes.lock().unwrap_or_else(|e| e.into_inner()).iter() {
                         if event
                             .paths

@@ -30,6 +30,8 @@ pub struct Metrics {
     revisions_applied: Counter,
     pub revisions_invalid: Counter,
     pub fetch_failures: Counter,
+    /// Reads of the source (polls, webhooks, file events), successful or not.
+    pub source_reads: Counter,
     pub drift_findings: Gauge,
     last_successful_sync: Gauge,
     apply_outcomes: Family<OutcomeLabels, Counter>,
@@ -76,6 +78,7 @@ impl Metrics {
         let revisions_applied = Counter::default();
         let revisions_invalid = Counter::default();
         let fetch_failures = Counter::default();
+        let source_reads = Counter::default();
         let drift_findings = Gauge::default();
         let last_successful_sync = Gauge::default();
         let apply_outcomes = Family::<OutcomeLabels, Counter>::default();
@@ -131,6 +134,11 @@ impl Metrics {
             fetch_failures.clone(),
         );
         registry.register(
+            "platformd_source_reads",
+            "Reads of the source: polls, webhooks and file events",
+            source_reads.clone(),
+        );
+        registry.register(
             "platformd_drift_findings",
             "Findings of the last drift scan",
             drift_findings.clone(),
@@ -156,6 +164,7 @@ impl Metrics {
             revisions_applied,
             revisions_invalid,
             fetch_failures,
+            source_reads,
             drift_findings,
             last_successful_sync,
             apply_outcomes,

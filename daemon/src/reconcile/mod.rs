@@ -348,6 +348,7 @@ impl Reconciler {
     /// Reads the source; a new revision is reconciled. The daemon is ready once a revision
     /// has been read and reconciled.
     async fn poll(&mut self) {
+        self.shared.metrics.source_reads.inc();
         self.revision_started = Some(Instant::now());
         let read = match &self.source {
             Source::Git(g) => {
