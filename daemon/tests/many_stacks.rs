@@ -89,7 +89,11 @@ impl ManyStacks {
 
     fn wait_applied(&self, stack: &str, revision: &str) {
         self.wait(&format!("{stack} at {revision}"), |d| {
-            d.json(&format!("/api/v1/stacks/{stack}/status"))["applied_revision"] == revision
+            // A replica sharing a store answers 503 until it has taken the stack.
+            let (code, body) = d.get(&format!("/api/v1/stacks/{stack}/status"));
+            code == 200
+                && serde_json::from_str::<Value>(&body)
+                    .is_ok_and(|s| s["applied_revision"] == revision)
         });
     }
 }
@@ -142,7 +146,9 @@ fn follow_many_stacks(store_line: &str, env: &[(&str, &str)]) -> (tempfile::Temp
         .collect();
     assert_eq!(names, ["shop-a", "shop-b", "broken"]);
     daemon.wait("the broken stack reported", |d| {
-        d.json("/api/v1/stacks/broken/status")["last_error"].is_string()
+        let (code, body) = d.get("/api/v1/stacks/broken/status");
+        code == 200
+            && serde_json::from_str::<Value>(&body).is_ok_and(|s| s["last_error"].is_string())
     });
     let broken = daemon.json("/api/v1/stacks/broken/status");
     assert!(

@@ -3,14 +3,16 @@
 //! stacks over the live replicas, and for each stack:
 //!
 //! - assigned here and not running: takes the stack's lease (a fenced epoch) and starts its
-//!   loop, applying as the lease's owner;
-//! - running here: renews the lease; a lease found taken, or not renewed for a whole lease
-//!   time, stops the loop at once (no new driver call; the journal refuses the old epoch in any
-//!   case);
+//!   loop, applying as the lease's owner (not on the first tick, which only joins);
+//! - running here, with its lease found taken or not renewed for a whole lease time by the
+//!   renewer thread: stops the loop (the renewer already stopped its driver calls; the journal
+//!   refuses the old epoch in any case);
 //! - running here but assigned elsewhere (a replica joined): stops the loop and releases the
 //!   lease, so the new owner takes it without waiting.
 //!
-//! A stack another replica reconciles answers 503 here, naming it.
+//! Leases are renewed on a thread of their own (`renew_leases`), so neither a busy runtime nor
+//! a slow hand-over delays a renewal. A stack another replica reconciles answers 503 here,
+//! naming it.
 
 use daemon::notify::{Notifier, Target};
 use daemon::reconcile::{Event, Options, Reconciler, Shared};
@@ -40,7 +42,8 @@ pub struct Slot {
     pub drivers: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
     running: Option<tokio::task::JoinHandle<mpsc::Receiver<Event>>>,
     notifier_stop: Option<Arc<AtomicBool>>,
-    renewed: Instant,
+    /// Set by the renewer when the lease is found taken or could not be renewed in time.
+    lost: Arc<AtomicBool>,
 }
 
 impl Slot {
@@ -71,7 +74,7 @@ impl Slot {
             drivers,
             running: None,
             notifier_stop: None,
-            renewed: Instant::now(),
+            lost: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -83,6 +86,57 @@ pub struct LoopSettings {
     pub parallelism: usize,
     pub verifier: Option<Arc<Verifier>>,
     pub targets: Vec<Target>,
+}
+
+/// A lease the renewer keeps alive.
+struct Renewal {
+    name: String,
+    store: Store,
+    shared: Arc<Shared>,
+    lost: Arc<AtomicBool>,
+    renewed: Instant,
+}
+
+type Renewals = Arc<std::sync::Mutex<Vec<Renewal>>>;
+
+/// Renews the leases of the running stacks every third of the lease time, on a thread of its
+/// own: a busy runtime (a hundred stacks applying at once) or a slow hand-over never delays a
+/// renewal. A lease found taken, or not renewed for a whole lease time, stops its stack's
+/// driver calls at once; the next tick stops the loop.
+fn renew_leases(renewals: Renewals, ttl: Duration, stop: Arc<AtomicBool>) {
+    let mut last = Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100));
+        if last.elapsed() < ttl / 3 {
+            continue;
+        }
+        last = Instant::now();
+        let mut renewals = renewals.lock().unwrap_or_else(|e| e.into_inner());
+        for r in renewals.iter_mut() {
+            let lost = match r.store.renew_lease(ttl) {
+                Ok(true) => {
+                    r.renewed = Instant::now();
+                    false
+                }
+                Ok(false) => {
+                    tracing::warn!(stack = %r.name, "the stack's lease was taken over; stopping its loop");
+                    true
+                }
+                Err(e) if r.renewed.elapsed() >= ttl => {
+                    tracing::warn!(stack = %r.name, error = %e, "the stack's lease could not be renewed for a whole lease time; stopping its loop");
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!(stack = %r.name, error = %e, "cannot renew the stack's lease; trying again");
+                    false
+                }
+            };
+            if lost {
+                r.shared.shutting_down.store(true, Ordering::SeqCst);
+                r.lost.store(true, Ordering::SeqCst);
+            }
+        }
+    }
 }
 
 pub struct Ownership {
@@ -109,24 +163,41 @@ impl Ownership {
                 .write()
                 .unwrap_or_else(|e| e.into_inner()) = Some("(not assigned yet)".into());
         }
+        let renewals: Renewals = Arc::default();
+        let renewer_stop = Arc::new(AtomicBool::new(false));
+        let renewer = {
+            let (renewals, stop, ttl) = (renewals.clone(), renewer_stop.clone(), self.ttl);
+            std::thread::Builder::new()
+                .name("lease-renewer".into())
+                .spawn(move || renew_leases(renewals, ttl, stop))
+                .ok()
+        };
         let mut tick = tokio::time::interval(self.ttl / 3);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick only joins: replicas started together see each other before any of
+        // them takes stacks, so nothing is taken only to be handed over a moment later.
+        let mut joined = false;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = stop.changed() => break,
             }
-            self.tick().await;
+            self.tick(joined, &renewals).await;
+            joined = true;
         }
         for i in 0..self.slots.len() {
-            self.stop_slot(i, true).await;
+            self.stop_slot(i, true, &renewals).await;
+        }
+        renewer_stop.store(true, Ordering::SeqCst);
+        if let Some(renewer) = renewer {
+            let _ = renewer.join();
         }
         if let Err(e) = self.replicas.leave(&self.replica) {
             tracing::warn!(error = %e, "cannot leave the set of replicas; the others wait for the lease");
         }
     }
 
-    async fn tick(&mut self) {
+    async fn tick(&mut self, joined: bool, renewals: &Renewals) {
         if let Err(e) = self.replicas.heartbeat(&self.replica) {
             tracing::warn!(error = %e, "cannot record this replica's heartbeat");
         }
@@ -144,28 +215,17 @@ impl Ownership {
             let assigned = plan.get(&self.slots[i].name).cloned();
             let mine = assigned.as_deref() == Some(self.replica.as_str());
             if self.slots[i].running.is_some() {
-                match self.slots[i].store.renew_lease(self.ttl) {
-                    Ok(true) => self.slots[i].renewed = Instant::now(),
-                    Ok(false) => {
-                        tracing::warn!(stack = %self.slots[i].name, "the stack's lease was taken over; stopping its loop");
-                        self.stop_slot(i, false).await;
-                    }
-                    Err(e) if self.slots[i].renewed.elapsed() >= self.ttl => {
-                        tracing::warn!(stack = %self.slots[i].name, error = %e, "the stack's lease could not be renewed for a whole lease time; stopping its loop");
-                        self.stop_slot(i, false).await;
-                    }
-                    Err(e) => {
-                        tracing::warn!(stack = %self.slots[i].name, error = %e, "cannot renew the stack's lease; trying again")
-                    }
+                if self.slots[i].lost.load(Ordering::SeqCst) {
+                    self.stop_slot(i, false, renewals).await;
                 }
                 // Hand a stack over only to a replica that is alive to take it.
                 if self.slots[i].running.is_some() && !mine && assigned.is_some() {
                     tracing::info!(stack = %self.slots[i].name, to = ?assigned, "handing the stack over");
-                    self.stop_slot(i, true).await;
+                    self.stop_slot(i, true, renewals).await;
                 }
-            } else if mine {
+            } else if mine && joined {
                 match self.slots[i].store.acquire_lease(&holder, self.ttl) {
-                    Ok(epoch) => self.start_slot(i, epoch),
+                    Ok(epoch) => self.start_slot(i, epoch, renewals),
                     Err(StoreError::Locked { .. }) => {}
                     Err(e) => {
                         tracing::warn!(stack = %self.slots[i].name, error = %e, "cannot take the stack's lease")
@@ -173,7 +233,9 @@ impl Ownership {
                 }
             }
             let slot = &self.slots[i];
-            let owner = if slot.running.is_some() {
+            // Running here, or about to be taken here: answered here (its status says where
+            // it stands).
+            let owner = if slot.running.is_some() || mine {
                 None
             } else {
                 let holder = slot
@@ -202,7 +264,7 @@ impl Ownership {
         }
     }
 
-    fn start_slot(&mut self, i: usize, epoch: i64) {
+    fn start_slot(&mut self, i: usize, epoch: i64, renewals: &Renewals) {
         let settings = &self.settings;
         let slot = &mut self.slots[i];
         let Some(receiver) = slot.receiver.take() else {
@@ -261,16 +323,31 @@ impl Ownership {
                 }
             }
         }
+        slot.lost.store(false, Ordering::SeqCst);
+        renewals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Renewal {
+                name: slot.name.clone(),
+                store: slot.store.clone(),
+                shared: slot.shared.clone(),
+                lost: slot.lost.clone(),
+                renewed: Instant::now(),
+            });
         slot.running = Some(tokio::spawn(reconciler.run(receiver)));
-        slot.renewed = Instant::now();
         tracing::info!(stack = %slot.name, epoch, replica = %self.replica, "took the stack over");
     }
 
-    async fn stop_slot(&mut self, i: usize, release: bool) {
+    async fn stop_slot(&mut self, i: usize, release: bool, renewals: &Renewals) {
         let slot = &mut self.slots[i];
         let Some(task) = slot.running.take() else {
             return;
         };
+        // Not renewed from here: released below, or already lost.
+        renewals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|r| r.name != slot.name);
         // No new driver call from here; the loop ends after what it is doing.
         slot.shared.shutting_down.store(true, Ordering::SeqCst);
         let _ = slot.events.send(Event::Shutdown).await;

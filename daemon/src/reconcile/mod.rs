@@ -808,10 +808,17 @@ impl Reconciler {
                 .await
         }
         .await;
-        match result {
+        let done = match result {
             Ok((plan, outcome)) => self.applied(&plan, &outcome, snapshot, revision, reason),
             Err(e) => Err(self.fail(e.to_string())),
+        };
+        // A replica that owns the stack tries an unfinished revision again at its next poll
+        // (its lease may have lapsed for a moment; if another replica took the stack, this loop
+        // is stopped before then).
+        if done.is_err() && self.ops.owned_epoch.is_some() {
+            self.last_seen = None;
         }
+        done
     }
 
     /// Publishes the end of an apply: metrics, status, the cached prior state.
