@@ -114,8 +114,16 @@ fn config(a: &Remote, b: &Remote, store: &str) -> String {
     )
 }
 
-fn follow_many_stacks(store_line: &str, env: &[(&str, &str)]) -> (tempfile::TempDir, [String; 3]) {
-    let dir = tempfile::tempdir().unwrap();
+/// Two stacks on remotes of their own (`shop-a` with `api`, `shop-b` with `web`) and the
+/// broken one, followed by a daemon and applied: the first remote, `shop-b`'s first commit and
+/// the daemon.
+struct TwoStacks {
+    a: Remote,
+    b1: String,
+    daemon: ManyStacks,
+}
+
+fn start_two_stacks(dir: &Path, store_line: &str, env: &[(&str, &str)]) -> TwoStacks {
     let (a, b) = (Remote::new(), Remote::new());
     let a1 = a.push(
         &[
@@ -131,9 +139,15 @@ fn follow_many_stacks(store_line: &str, env: &[(&str, &str)]) -> (tempfile::Temp
         ],
         "b: first",
     );
-    let daemon = ManyStacks::start(dir.path(), &config(&a, &b, store_line), env);
+    let daemon = ManyStacks::start(dir, &config(&a, &b, store_line), env);
     daemon.wait_applied("shop-a", &a1);
     daemon.wait_applied("shop-b", &b1);
+    TwoStacks { a, b1, daemon }
+}
+
+fn follow_many_stacks(store_line: &str, env: &[(&str, &str)]) -> (tempfile::TempDir, [String; 3]) {
+    let dir = tempfile::tempdir().unwrap();
+    let TwoStacks { a, b1, daemon } = start_two_stacks(dir.path(), store_line, env);
 
     // The stack list: both applied, the broken one in error with why, and none holds the
     // others back (the process is ready).
@@ -286,24 +300,7 @@ fn a_bad_configuration_is_reported_with_its_location_and_nothing_starts() {
 #[test]
 fn the_ui_lists_the_stacks_and_opens_the_one_chosen() {
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = (Remote::new(), Remote::new());
-    let a1 = a.push(
-        &[
-            ("platform.kdl", &platform("shop-a")),
-            ("api.kdl", &service("api", 2)),
-        ],
-        "a: first",
-    );
-    let b1 = b.push(
-        &[
-            ("platform.kdl", &platform("shop-b")),
-            ("web.kdl", &service("web", 1)),
-        ],
-        "b: first",
-    );
-    let daemon = ManyStacks::start(dir.path(), &config(&a, &b, ""), &[]);
-    daemon.wait_applied("shop-a", &a1);
-    daemon.wait_applied("shop-b", &b1);
+    let TwoStacks { b1, daemon, .. } = start_two_stacks(dir.path(), "", &[]);
     let binary = env!("CARGO_BIN_EXE_platformd");
     let ui = support::tmux::Tmux::start(
         "picker",
