@@ -71,6 +71,20 @@ fn key(code: KeyCode, modifiers: KeyModifiers) -> Option<Key> {
     })
 }
 
+/// The keys pressed that crossterm has ready (it may read several events at once).
+fn pressed_keys() -> std::io::Result<Vec<Key>> {
+    let mut keys = Vec::new();
+    while event::poll(Duration::ZERO)? {
+        if let Event::Key(k) = event::read()?
+            && k.kind == KeyEventKind::Press
+            && let Some(k) = key(k.code, k.modifiers)
+        {
+            keys.push(k);
+        }
+    }
+    Ok(keys)
+}
+
 /// Runs the UI until the operator quits (or SIGTERM/SIGHUP).
 pub fn run<S: Source>(source: S, read_only: bool) -> std::io::Result<()> {
     // SAFETY: the handler only stores to an atomic.
@@ -129,17 +143,7 @@ pub fn run<S: Source>(source: S, read_only: bool) -> std::io::Result<()> {
                 Input::Idle => continue,
                 Input::Ready => {}
             }
-            // Everything crossterm has ready (it may read several events at once).
-            while event::poll(Duration::ZERO)? {
-                let Event::Key(k) = event::read()? else {
-                    continue;
-                };
-                if k.kind != KeyEventKind::Press {
-                    continue;
-                }
-                let Some(k) = key(k.code, k.modifiers) else {
-                    continue;
-                };
+            for k in pressed_keys()? {
                 match app.on_key(k) {
                     Some(Action::Quit) => return Ok(()),
                     Some(Action::PreviewRollback(revision)) => {
@@ -182,16 +186,7 @@ pub fn pick_stack(daemon: &str, stacks: Vec<api::StackSummary>) -> std::io::Resu
                 Input::Idle => continue,
                 Input::Ready => {}
             }
-            while event::poll(Duration::ZERO)? {
-                let Event::Key(k) = event::read()? else {
-                    continue;
-                };
-                if k.kind != KeyEventKind::Press {
-                    continue;
-                }
-                let Some(k) = key(k.code, k.modifiers) else {
-                    continue;
-                };
+            for k in pressed_keys()? {
                 match picker.on_key(k) {
                     Some(crate::picker::Picked::Open(name)) => return Ok(Some(name)),
                     Some(crate::picker::Picked::Quit) => return Ok(None),
