@@ -89,12 +89,23 @@ impl Drop for Replica {
 }
 
 struct Cluster {
-    url: String,
     replicas: Vec<Replica>,
     stores: BTreeMap<String, Store>,
 }
 
 impl Cluster {
+    /// The replicas, and each stack's store read directly (opening one creates and migrates
+    /// it, whichever of the replicas gets there first).
+    fn new(url: &str, replicas: Vec<Replica>, stacks: &[String]) -> Cluster {
+        Cluster {
+            replicas,
+            stores: stacks
+                .iter()
+                .map(|n| (n.clone(), Store::open_postgres(url, None, n).unwrap()))
+                .collect(),
+        }
+    }
+
     fn logs(&self) -> String {
         self.replicas
             .iter()
@@ -196,21 +207,7 @@ fn three_replicas_share_six_stacks_take_over_the_dead_and_fence_the_paused() {
         .iter()
         .map(|n| Replica::start(n, &config))
         .collect();
-    // Stores opened once the daemons made the schemas (any of them may be first).
-    let mut cluster = Cluster {
-        url: db.url.clone(),
-        replicas,
-        stores: BTreeMap::new(),
-    };
-    cluster.wait("the stores", |c| {
-        names
-            .iter()
-            .all(|n| Store::open_postgres(&c.url, None, n).is_ok())
-    });
-    cluster.stores = names
-        .iter()
-        .map(|n| (n.clone(), Store::open_postgres(&db.url, None, n).unwrap()))
-        .collect();
+    let mut cluster = Cluster::new(&db.url, replicas, &names);
 
     // Every stack applied, by exactly one replica, and the stacks spread two by two (the
     // replicas start a moment apart: the first may own more for a tick, then hands over).
@@ -409,20 +406,7 @@ fn replicas_carry_on_after_postgres_restarts() {
         .iter()
         .map(|n| Replica::start(n, &config))
         .collect();
-    let mut cluster = Cluster {
-        url: url.clone(),
-        replicas,
-        stores: BTreeMap::new(),
-    };
-    cluster.wait("the stores", |c| {
-        names
-            .iter()
-            .all(|n| Store::open_postgres(&c.url, None, n).is_ok())
-    });
-    cluster.stores = names
-        .iter()
-        .map(|n| (n.clone(), Store::open_postgres(&url, None, n).unwrap()))
-        .collect();
+    let cluster = Cluster::new(&url, replicas, &names);
     cluster.wait("both applied", |c| {
         names.iter().all(|n| c.applied(n) == Some(first[n].clone()))
     });

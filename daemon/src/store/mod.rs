@@ -512,12 +512,17 @@ impl Store {
         let conn = Conn::Sqlite(conn);
         let location = Location::Dir(dir.to_path_buf());
         migrate(&conn, &location)?;
-        Ok(Store {
+        Ok(Store::on(conn, location))
+    }
+
+    /// A handle on its own connection, unfenced.
+    fn on(conn: Conn, location: Location) -> Store {
+        Store {
             conn: Arc::new(Mutex::new(conn)),
             location: Arc::new(location),
             epoch: None,
             schema: None,
-        })
+        }
     }
 
     /// Opens (creating if needed) the store of `stack` in the PostgreSQL database at `url`
@@ -535,12 +540,7 @@ impl Store {
         };
         let conn = Conn::Postgres(client);
         migrate(&conn, &location)?;
-        Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
-            location: Arc::new(location),
-            epoch: None,
-            schema: None,
-        })
+        Ok(Store::on(conn, location))
     }
 
     /// Opens (creating and migrating) the store of `stack` on one of `pool`'s connections.
@@ -601,12 +601,7 @@ impl Store {
                 supported: SCHEMA_VERSION,
             });
         }
-        Ok(Store {
-            conn: Arc::new(Mutex::new(Conn::Sqlite(conn))),
-            location: Arc::new(location),
-            epoch: None,
-            schema: None,
-        })
+        Ok(Store::on(Conn::Sqlite(conn), location))
     }
 
     /// A read-only connection that has read the schema version (where a read-only directory
