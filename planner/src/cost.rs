@@ -252,7 +252,7 @@ pub fn estimate(stack: &Stack) -> (BTreeMap<String, f64>, Vec<Diagnostic>) {
             // Rate limits cost nothing themselves.
             Spec::LlmQuota(_) => 0.0,
         };
-        costs.insert(r.address.to_string(), usd);
+        costs.insert(r.address.key(), usd);
     }
     for r in &stack.resources {
         if let Spec::GpuPool(p) = &r.spec {
@@ -276,7 +276,7 @@ pub fn estimate(stack: &Stack) -> (BTreeMap<String, f64>, Vec<Diagnostic>) {
                     0.0
                 }
             };
-            costs.insert(r.address.to_string(), usd);
+            costs.insert(r.address.key(), usd);
         }
     }
     for v in costs.values_mut() {

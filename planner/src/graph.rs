@@ -44,23 +44,28 @@ impl Graph {
             drivers: Vec::new(),
             kinds: Vec::new(),
         };
+        // Edges are found by address, without rendering each reference as text.
+        let mut by_address: HashMap<&crate::model::Address, NodeIndex> =
+            HashMap::with_capacity(order.len());
+        g.index.reserve(order.len());
         for &i in &order {
             let r = &stack.resources[i];
-            let addr = r.address.to_string();
-            if g.index.contains_key(&addr) {
+            if by_address.contains_key(&r.address) {
                 continue; // a duplicate address; reported by validation
             }
+            let addr = r.address.key();
             let n = g.graph.add_node(addr.clone());
             g.index.insert(addr, n);
+            by_address.insert(&r.address, n);
             g.drivers.push(stack.driver_for(r).unwrap_or_default());
             g.kinds.push(r.address.kind);
         }
         for r in &stack.resources {
-            let Some(&to) = g.index.get(&r.address.to_string()) else {
+            let Some(&to) = by_address.get(&r.address) else {
                 continue;
             };
             for reference in &r.references {
-                if let Some(&from) = g.index.get(&reference.target.to_string()) {
+                if let Some(&from) = by_address.get(&reference.target) {
                     g.graph.add_edge(
                         from,
                         to,

@@ -12,18 +12,34 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Syntax trees of files already parsed, keyed by their content, so each distinct file is
-/// parsed once: planning a base revision against a head that shares most files, or re-planning
-/// after a one-file edit. A hit compares the full text, so a hash collision cannot return the
-/// wrong tree. Only files that parse cleanly are kept.
-/// A file's text and its syntax tree.
-type CachedTree = (Arc<str>, Arc<Vec<Node>>);
-
+/// What was made of files already read, keyed by their content, so an unchanged file is
+/// neither parsed nor decoded again: planning a base revision against a head that shares most
+/// files, or re-planning after a one-file edit (`docs/PERFORMANCE.md`, "Incremental analysis").
+///
+/// A file with no template keeps its decoded resources and diagnostics, which name the file by
+/// its position in the stack: they are reused only at the same position (a file added or
+/// removed before it is a miss, and the file is read again). A file that declares or uses a
+/// template keeps its syntax tree, which expansion needs with every such file. A hit compares
+/// the full text, so a hash collision cannot return another file's result. Only files that
+/// parse cleanly are kept. Everything after decoding (cross-file checks, the graph, costs, the
+/// snapshot) depends on the whole stack and is always done again; the property test
+/// `incremental_analysis_equals_full_analysis` checks the result equals a fresh analysis.
 #[derive(Default)]
 pub struct ParseCache {
-    entries: Mutex<HashMap<u64, Vec<CachedTree>>>,
+    entries: Mutex<HashMap<u64, Vec<CacheEntry>>>,
     hits: AtomicUsize,
     misses: AtomicUsize,
+}
+
+struct CacheEntry {
+    text: Arc<str>,
+    made: Made,
+}
+
+#[derive(Clone)]
+enum Made {
+    Tree(Arc<Vec<Node>>),
+    Decoded(FileId, Arc<(Decoded, Vec<Diagnostic>)>),
 }
 
 impl ParseCache {
@@ -37,13 +53,17 @@ impl ParseCache {
         h.finish()
     }
 
-    fn get(&self, text: &str) -> Option<Arc<Vec<Node>>> {
+    fn get(&self, text: &str, file: FileId) -> Option<Made> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let found = entries
             .get(&Self::key(text))?
             .iter()
-            .find(|(t, _)| &**t == text)
-            .map(|(_, n)| n.clone());
+            .filter(|e| &*e.text == text)
+            .find(|e| match &e.made {
+                Made::Tree(_) => true,
+                Made::Decoded(at, _) => *at == file,
+            })
+            .map(|e| e.made.clone());
         drop(entries);
         if found.is_some() {
             self.hits.fetch_add(1, Ordering::Relaxed);
@@ -51,13 +71,16 @@ impl ParseCache {
         found
     }
 
-    fn put(&self, text: &str, nodes: Arc<Vec<Node>>) {
+    fn put(&self, text: &str, made: Made) {
         self.misses.fetch_add(1, Ordering::Relaxed);
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries
-            .entry(Self::key(text))
-            .or_default()
-            .push((Arc::from(text), nodes));
+        let list = entries.entry(Self::key(text)).or_default();
+        // A file decoded at a new position replaces the one at the old position.
+        list.retain(|e| &*e.text != text);
+        list.push(CacheEntry {
+            text: Arc::from(text),
+            made,
+        });
     }
 
     /// Files held.
@@ -87,7 +110,7 @@ impl ParseCache {
         let keep: std::collections::HashSet<&str> = keep.into_iter().collect();
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         for list in entries.values_mut() {
-            list.retain(|(t, _)| keep.contains(&**t));
+            list.retain(|e| keep.contains(&*e.text));
         }
         entries.retain(|_, list| !list.is_empty());
     }
@@ -172,7 +195,7 @@ pub fn parse_files(files: Vec<StackFile>) -> Parsed {
 
 /// Runs `work` on every index below `n`, over the machine's cores, and returns the results in
 /// index order (so results never depend on scheduling).
-fn in_parallel<T: Send>(n: usize, work: impl Fn(usize) -> T + Sync) -> Vec<T> {
+pub(crate) fn in_parallel<T: Send>(n: usize, work: impl Fn(usize) -> T + Sync) -> Vec<T> {
     let workers = std::thread::available_parallelism()
         .map_or(1, |p| p.get())
         .min(n.max(1));
@@ -228,14 +251,7 @@ pub fn parse_files_cached(files: Vec<StackFile>, cache: Option<&ParseCache>) -> 
         sources.add(SourceFile::new(f.path, f.text));
     }
     let n = sources.len();
-    let first = in_parallel(n, |i| match parse_one(&sources, i, cache) {
-        Err(errors) => FirstPass::SyntaxErrors(errors),
-        Ok(tree) if template::mentions_templates(&tree) => FirstPass::Templated(tree),
-        Ok(tree) => {
-            let (decoded, diags) = decode_one(&tree);
-            FirstPass::Decoded(decoded, diags)
-        }
-    });
+    let first = in_parallel(n, |i| first_pass(&sources, i, cache));
     let mut diagnostics = Vec::new();
     let mut syntax_errors = false;
     // Templates and uses may be in any file: expansion sees all of those files at once.
@@ -251,7 +267,7 @@ pub fn parse_files_cached(files: Vec<StackFile>, cache: Option<&ParseCache>) -> 
         .collect();
     let templates = template::expand(&mut trees, &mut diagnostics);
     let mut expanded = in_parallel(trees.len(), |k| Some(decode_one(&trees[k])));
-    let mut merged = Decoded::default();
+    let mut parts = Vec::with_capacity(n);
     let mut next_templated = 0;
     for pass in first {
         let (d, diags) = match pass {
@@ -267,12 +283,12 @@ pub fn parse_files_cached(files: Vec<StackFile>, cache: Option<&ParseCache>) -> 
                 (Decoded::default(), errors)
             }
         };
-        merged.merge(d);
+        parts.push(d);
         diagnostics.extend(diags);
     }
     Parsed {
         sources,
-        decoded: merged,
+        decoded: Decoded::merge_all(parts),
         diagnostics,
         syntax_errors,
         templates,
@@ -285,27 +301,39 @@ fn decode_one(nodes: &[Node]) -> (Decoded, Vec<Diagnostic>) {
     (decoded, diags)
 }
 
-/// One file's syntax tree, its spans pointing into that file, or its syntax errors.
-fn parse_one(
-    sources: &Sources,
-    i: usize,
-    cache: Option<&ParseCache>,
-) -> Result<Arc<Vec<Node>>, Vec<Diagnostic>> {
+/// One file read on its own: from the cache when its text was seen, else parsed and (when it
+/// has no template) decoded, and kept.
+fn first_pass(sources: &Sources, i: usize, cache: Option<&ParseCache>) -> FirstPass {
     let id = FileId(i as u32);
     let text = &sources.get(id).text;
-    let nodes = match cache.and_then(|c| c.get(text)) {
-        Some(nodes) => nodes,
-        None => {
-            let nodes = Arc::new(crate::syntax::parse(id, text)?);
-            if let Some(c) = cache {
-                c.put(text, nodes.clone());
-            }
-            nodes
+    match cache.and_then(|c| c.get(text, id)) {
+        Some(Made::Decoded(_, made)) => FirstPass::Decoded(made.0.clone(), made.1.clone()),
+        // Cached trees may carry another file's id: spans are re-pointed.
+        Some(Made::Tree(tree)) if tree.first().is_some_and(|n| n.name.span.file != id) => {
+            FirstPass::Templated(Arc::new(tree.iter().map(|n| n.with_file(id)).collect()))
         }
-    };
-    // Cached trees may carry another file's id: spans are re-pointed.
-    if nodes.first().is_some_and(|n| n.name.span.file != id) {
-        return Ok(Arc::new(nodes.iter().map(|n| n.with_file(id)).collect()));
+        Some(Made::Tree(tree)) => FirstPass::Templated(tree),
+        None => match crate::syntax::parse(id, text) {
+            Err(errors) => FirstPass::SyntaxErrors(errors),
+            Ok(tree) if template::mentions_templates(&tree) => {
+                let tree = Arc::new(tree);
+                if let Some(c) = cache {
+                    c.put(text, Made::Tree(tree.clone()));
+                }
+                FirstPass::Templated(tree)
+            }
+            Ok(tree) => {
+                let (decoded, diags) = decode_one(&tree);
+                drop(tree);
+                match cache {
+                    Some(c) => {
+                        let made = Arc::new((decoded, diags));
+                        c.put(text, Made::Decoded(id, made.clone()));
+                        FirstPass::Decoded(made.0.clone(), made.1.clone())
+                    }
+                    None => FirstPass::Decoded(decoded, diags),
+                }
+            }
+        },
     }
-    Ok(nodes)
 }

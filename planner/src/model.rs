@@ -115,11 +115,24 @@ impl Address {
         }
         Ok(Address::new(kind, name))
     }
+
+    /// `kind/name` as a `String`, allocated once at its size: addresses key every map from
+    /// the graph to the snapshot, and `to_string` through `Display` showed in profiles.
+    pub fn key(&self) -> String {
+        let kind = self.kind.as_str();
+        let mut key = String::with_capacity(kind.len() + 1 + self.name.len());
+        key.push_str(kind);
+        key.push('/');
+        key.push_str(&self.name);
+        key
+    }
 }
 
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.kind, self.name)
+        f.write_str(self.kind.as_str())?;
+        f.write_str("/")?;
+        f.write_str(&self.name)
     }
 }
 

@@ -84,7 +84,7 @@ pub fn evaluate(
         })
         .collect();
     for resource in &stack.resources {
-        let address = resource.address.to_string();
+        let address = resource.address.key();
         let Some(snap) = snapshot.resources.get(&address) else {
             continue;
         };

@@ -323,6 +323,12 @@ pub fn json(plan: &Plan) -> String {
     s
 }
 
+/// [`json`] written to `out` as it is rendered, so a large plan is never held as text too.
+pub fn write_json(plan: &Plan, mut out: impl std::io::Write) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut out, plan).map_err(std::io::Error::other)?;
+    out.write_all(b"\n")
+}
+
 fn md_escape(s: &str) -> String {
     s.replace('|', "\\|")
         .replace('<', "&lt;")

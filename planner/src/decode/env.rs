@@ -119,7 +119,7 @@ pub(crate) fn decode_env(
                 allowed_kinds: &[],
             });
             EnvValue::From {
-                address: target.to_string(),
+                address: target.key(),
                 output: output.to_string(),
             }
         } else {

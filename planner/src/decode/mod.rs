@@ -27,7 +27,7 @@ use tables::*;
 pub use tables::{ACCELERATORS, ENGINES, RUNTIMES, common_fields, kind_fields};
 
 /// What one file (or several) decoded to, before cross-file checks.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Decoded {
     pub platforms: Vec<Platform>,
     pub teams: Vec<Team>,
@@ -37,6 +37,20 @@ pub struct Decoded {
 }
 
 impl Decoded {
+    /// Merges files' results in order, each vector grown once (resources are large, and
+    /// growing by doubling copied them several times over).
+    pub fn merge_all(parts: impl IntoIterator<Item = Decoded>) -> Decoded {
+        let parts: Vec<Decoded> = parts.into_iter().collect();
+        let mut out = Decoded::default();
+        out.resources
+            .reserve(parts.iter().map(|p| p.resources.len()).sum());
+        out.teams.reserve(parts.iter().map(|p| p.teams.len()).sum());
+        for part in parts {
+            out.merge(part);
+        }
+        out
+    }
+
     pub fn merge(&mut self, other: Decoded) {
         self.platforms.extend(other.platforms);
         self.teams.extend(other.teams);

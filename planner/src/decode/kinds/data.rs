@@ -191,7 +191,7 @@ pub(crate) fn decode_pipeline(
             span: s.span,
             allowed_kinds: SOURCE_KINDS,
         });
-        Some(target.to_string())
+        Some(target.key())
     });
     let sink = block.one("sink").and_then(|n| {
         let usage = block.def("sink").usage;
@@ -227,7 +227,7 @@ pub(crate) fn decode_pipeline(
             .and_then(|v| string(v, "order-by=\"(customer_id, created_at)\"", diags))
             .map(|s| s.value);
         Some(Sink {
-            target: target.to_string(),
+            target: target.key(),
             engine: None,
             table,
             prefix,
