@@ -241,7 +241,11 @@ pub fn plan(args: &PlanArgs, state_dir: &Path, colours: Colours) -> Result<u8> {
             colours,
         )?;
         return match plan {
-            Some(plan) => emit_plan(&plan, args, colours),
+            Some(plan) => {
+                let code = emit_plan(&plan, args, colours);
+                super::free_in_background(plan);
+                code
+            }
             None => Ok(1),
         };
     };

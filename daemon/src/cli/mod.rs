@@ -8,3 +8,15 @@ mod ownership;
 mod progress;
 pub mod state;
 pub mod tui;
+
+/// Frees a large value (a 10,000-resource analysis, snapshot or plan) on a thread of its own:
+/// a command that is about to exit need not wait for it, and freeing one took a tenth of a
+/// cold plan (`docs/PERFORMANCE.md`).
+pub(crate) fn free_in_background<T: Send + 'static>(value: T) {
+    if let Err(e) = std::thread::Builder::new()
+        .name("free".into())
+        .spawn(move || drop(value))
+    {
+        tracing::debug!(error = %e, "no thread to free a value on; it is leaked until exit");
+    }
+}

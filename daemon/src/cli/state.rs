@@ -110,7 +110,9 @@ fn analyzed(stack: &Path, colours: Colours) -> Result<Option<(Snapshot, String)>
         );
         return Ok(None);
     }
-    Ok(analysis.snapshot.map(|s| (s, revision)))
+    let snapshot = analysis.snapshot.take();
+    super::free_in_background(analysis);
+    Ok(snapshot.map(|s| (s, revision)))
 }
 
 fn report_outcome(outcome: &ApplyOutcome, elapsed: Duration, colours: Colours) -> u8 {
@@ -246,6 +248,7 @@ pub fn plan_from_store(
         }
         let mut plan = ops::plan_from_nothing(&desired, &revision, allow_destroy);
         plan.window = closed_window(&desired)?;
+        super::free_in_background(desired);
         return Ok(Some(plan));
     }
     // A plain plan only reads: it works in a state directory this user cannot write.
@@ -254,13 +257,16 @@ pub fn plan_from_store(
     } else {
         Store::open_for_reading(state_dir)?
     };
-    let mut plan = ops::plan_against_store(&store, &desired, &revision, allow_destroy)?.plan;
+    let planned = ops::plan_against_store(&store, &desired, &revision, allow_destroy)?;
+    let mut plan = planned.plan;
+    super::free_in_background(planned.prior);
     plan.window = closed_window(&desired)?;
     if refresh {
         let ops = ops_for(store, "platformd plan", 8, Duration::ZERO);
         let findings = runtime()?.block_on(ops.scan_drift(&desired, Some(&desired)))?;
         plan.merge_drift(findings);
     }
+    super::free_in_background(desired);
     Ok(Some(plan))
 }
 

@@ -142,7 +142,9 @@ pub struct Reconciler {
     cache: ParseCache,
     last_seen: Option<String>,
     /// The last valid revision, and its snapshot: what is in force.
-    last_good: Option<(String, Snapshot)>,
+    /// Shared, not copied: a 10,000-resource snapshot is megabytes, and every command and
+    /// tick reads it.
+    last_good: Option<(String, Arc<Snapshot>)>,
     failures: u32,
     next_fetch: Instant,
     /// When the read of the revision being reconciled started.
@@ -406,7 +408,7 @@ impl Reconciler {
             s.sync_state = SyncState::Planning;
         });
         let read_ms = started.elapsed().as_millis() as u64;
-        let analysis = planner::analyze_cached(revision.files, Some(&self.cache));
+        let mut analysis = planner::analyze_cached(revision.files, Some(&self.cache));
         self.analyze_ms = started.elapsed().as_millis() as u64 - read_ms;
         self.read_ms = read_ms;
         // Prune only when the cache has grown well past the stack, not on every revision.
@@ -414,7 +416,11 @@ impl Reconciler {
             self.cache
                 .retain_texts(analysis.stack.sources.iter().map(|(_, f)| f.text.as_str()));
         }
-        let valid = analysis.snapshot.clone().filter(|_| !analysis.has_errors());
+        let valid = if analysis.has_errors() {
+            None
+        } else {
+            analysis.snapshot.take().map(Arc::new)
+        };
         let errors = valid
             .is_none()
             .then(|| analysis.render_diagnostics(planner::diagnostic::Colour::Never));
@@ -462,7 +468,11 @@ impl Reconciler {
                 return;
             }
         }
-        self.last_good = Some((revision.id.clone(), snapshot.clone()));
+        let previous = self
+            .last_good
+            .replace((revision.id.clone(), snapshot.clone()));
+        // Freeing the previous snapshot is not on the way to the plan.
+        tokio::task::spawn_blocking(move || drop(previous));
         self.shared.metrics.set_cost(&snapshot);
         self.set_error(None);
         self.shared.update(|s| {

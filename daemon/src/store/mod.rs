@@ -1002,9 +1002,20 @@ impl Store {
     pub fn prior_snapshot(&self) -> Result<Snapshot> {
         let stack = self.stack_name()?.unwrap_or_default();
         let mut snapshot = Snapshot::empty(&stack);
-        for (address, stored) in self.resources()? {
-            snapshot.resources.insert(address, stored.snapshot);
-        }
+        // Only what a plan compares: each resource's snapshot (its spec stays JSON text), not
+        // the driver's desired form, which is a parsed tree and was most of a no-op plan's
+        // time at 10,000 resources (`docs/PERFORMANCE.md`).
+        let rows = self.conn().query_map(
+            "SELECT address, snapshot FROM resources ORDER BY address",
+            args![],
+            |r| {
+                Ok((
+                    r.get::<String>(0)?,
+                    serde_json::from_str(&r.get::<String>(1)?).map_err(corrupt)?,
+                ))
+            },
+        )?;
+        snapshot.resources = rows.into_iter().collect();
         Ok(snapshot)
     }
 

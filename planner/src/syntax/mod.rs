@@ -180,22 +180,36 @@ fn too_deep(file: FileId, text: &str) -> Result<(), Vec<Diagnostic>> {
         }
         match bytes[i] {
             b'"' => {
-                // A quoted (or multi-line) string: to the next unescaped quote.
-                i += 1;
-                while i < bytes.len() && bytes[i] != b'"' {
+                // A multi-line string `"""…"""`, or a quoted one: to its unescaped close.
+                let start = i;
+                let close: &[u8] = if bytes[i..].starts_with(b"\"\"\"") {
+                    b"\"\"\""
+                } else {
+                    b"\""
+                };
+                i += close.len();
+                while i < bytes.len() && !bytes[i..].starts_with(close) {
                     i += if bytes[i] == b'\\' { 2 } else { 1 };
                 }
+                if i >= bytes.len() {
+                    return Err(vec![string_never_closed(file, start)]);
+                }
+                i += close.len() - 1;
             }
             b'#' if bytes.get(i + 1).is_some_and(|b| *b == b'"' || *b == b'#') => {
                 // A raw string `#"…"#` (any number of `#`): to the quote and as many `#`.
                 let hashes = bytes[i..].iter().take_while(|b| **b == b'#').count();
                 if bytes.get(i + hashes) == Some(&b'"') {
+                    let start = i;
                     let close: Vec<u8> = std::iter::once(b'"')
                         .chain(std::iter::repeat_n(b'#', hashes))
                         .collect();
                     i += hashes + 1;
                     while i < bytes.len() && !bytes[i..].starts_with(&close) {
                         i += 1;
+                    }
+                    if i >= bytes.len() {
+                        return Err(vec![string_never_closed(file, start)]);
                     }
                     i += close.len() - 1;
                 } else {
@@ -246,6 +260,18 @@ fn too_deep(file: FileId, text: &str) -> Result<(), Vec<Diagnostic>> {
         ]);
     }
     Ok(())
+}
+
+/// A string whose quote is never closed: everything after it would be the string, so the
+/// braces in it are not counted, and the reference parser's recovery from it took 2 GB on
+/// 705 bytes of unclosed blocks (found by fuzzing, `docs/FUZZING.md`).
+fn string_never_closed(file: FileId, at: usize) -> Diagnostic {
+    Diagnostic::error("syntax-error", "a string that is never closed")
+        .with_label(
+            Span::new(file, at, at + 1),
+            "this string has no closing quote",
+        )
+        .with_help("add the closing `\"` (a `\"` inside a string is written `\\\"`)")
 }
 
 /// Whether a KDL newline starts here: CR, LF, NEL, FF, LS or PS.
