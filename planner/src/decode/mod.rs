@@ -241,26 +241,25 @@ pub(crate) fn single_enum(
 /// references. The label is redacted so the diagnostic does not leak the value.
 pub(crate) fn scan_for_secret_literals(node: &Node, diags: &mut Vec<Diagnostic>) {
     for child in &node.children {
-        let mut check = |value: &Value, span: Span, what: &str| {
+        // `what` names the value only for a finding: every value of a stack passes through.
+        let mut check = |value: &Value, span: Span, what: &dyn Fn() -> String| {
             if let Value::String(s) = value
                 && let Some(kind) = secrets::literal_looks_secret(s)
             {
                 diags.push(
-                    Diagnostic::error("secret-literal", format!("{what} contains what looks like {kind}"))
+                    Diagnostic::error("secret-literal", format!("{} contains what looks like {kind}", what()))
                         .with_redacted_label(span, "secret value in the stack")
                         .with_help("remove it from git history, rotate it, and reference it instead: `secret=\"aws-sm:prod/app/key\"`"),
                 );
             }
         };
         for a in &child.args {
-            check(&a.value, a.span, &format!("`{}`", child.name.text));
+            check(&a.value, a.span, &|| format!("`{}`", child.name.text));
         }
         for p in child.props.iter().filter(|p| p.key.text != "secret") {
-            check(
-                &p.value,
-                p.value_span,
-                &format!("`{}` of `{}`", p.key.text, child.name.text),
-            );
+            check(&p.value, p.value_span, &|| {
+                format!("`{}` of `{}`", p.key.text, child.name.text)
+            });
         }
         // Nested blocks too: driver settings, a policy's rules, a resource's sub-blocks.
         scan_for_secret_literals(child, diags);
