@@ -82,7 +82,8 @@ pub fn check(
         stack.teams.push(team);
     }
 
-    let mut addresses: HashMap<Address, usize> = HashMap::new();
+    let mut addresses: HashMap<Address, usize> = HashMap::with_capacity(decoded.resources.len());
+    stack.resources.reserve(decoded.resources.len());
     for r in decoded.resources {
         if let Some(&i) = addresses.get(&r.address) {
             let first: &Resource = &stack.resources[i];
@@ -196,9 +197,12 @@ fn llm_quotas(stack: &Stack, diags: &mut Vec<Diagnostic>) -> Vec<Resource> {
 
 fn check_teams(stack: &Stack, diags: &mut Vec<Diagnostic>) {
     let names: Vec<&str> = stack.teams.iter().map(|t| t.name.value.as_str()).collect();
+    // A set, not a scan of the teams per resource: 10,000 resources among 100 teams made a
+    // million string comparisons.
+    let declared: std::collections::HashSet<&str> = names.iter().copied().collect();
     for r in &stack.resources {
         let Some(team) = &r.team else { continue };
-        if stack.team(&team.value).is_none() {
+        if !declared.contains(team.value.as_str()) {
             let help = match suggest::did_you_mean(&team.value, names.iter().copied()) {
                 Some(s) => format!("did you mean `{s}`?"),
                 None => format!(
@@ -528,33 +532,36 @@ fn check_references(
     addresses: &HashMap<Address, usize>,
     diags: &mut Vec<Diagnostic>,
 ) {
-    // Candidates for "did you mean", by kind.
-    let mut by_kind: BTreeMap<Kind, Vec<String>> = BTreeMap::new();
-    for r in &stack.resources {
-        by_kind
-            .entry(r.address.kind)
-            .or_default()
-            .push(r.address.name.clone());
-    }
+    // Candidates for "did you mean", by kind: gathered at the first dangling reference only.
+    let mut by_kind: Option<BTreeMap<Kind, Vec<&str>>> = None;
     for r in &stack.resources {
         for reference in &r.references {
             let target = &reference.target;
             let Some(&ti) = addresses.get(target) else {
+                let by_kind = by_kind.get_or_insert_with(|| {
+                    let mut by_kind: BTreeMap<Kind, Vec<&str>> = BTreeMap::new();
+                    for r in &stack.resources {
+                        by_kind
+                            .entry(r.address.kind)
+                            .or_default()
+                            .push(r.address.name.as_str());
+                    }
+                    by_kind
+                });
                 let same_kind = by_kind
                     .get(&target.kind)
                     .map(|v| v.as_slice())
                     .unwrap_or(&[]);
-                let suggestion =
-                    suggest::did_you_mean(&target.name, same_kind.iter().map(String::as_str))
-                        .map(|n| format!("{}/{n}", target.kind))
-                        .or_else(|| {
-                            // Right name, wrong kind?
-                            stack
-                                .resources
-                                .iter()
-                                .find(|o| o.address.name == target.name)
-                                .map(|o| o.address.to_string())
-                        });
+                let suggestion = suggest::did_you_mean(&target.name, same_kind.iter().copied())
+                    .map(|n| format!("{}/{n}", target.kind))
+                    .or_else(|| {
+                        // Right name, wrong kind?
+                        stack
+                            .resources
+                            .iter()
+                            .find(|o| o.address.name == target.name)
+                            .map(|o| o.address.to_string())
+                    });
                 let help = match suggestion {
                     Some(s) => format!("did you mean `{s}`?"),
                     None => format!(
@@ -691,16 +698,18 @@ pub fn check_sinks(stack: &mut Stack, diags: &mut Vec<Diagnostic>) {
         }
     }
     let stack = &*stack;
+    // Sinks found by address: a scan of the stack per pipeline was quadratic.
+    let mut by_address: std::collections::HashMap<&Address, &Resource> =
+        std::collections::HashMap::with_capacity(stack.resources.len());
+    for r in &stack.resources {
+        by_address.entry(&r.address).or_insert(r);
+    }
     for r in &stack.resources {
         let Spec::Pipeline(p) = &r.spec else { continue };
         let Some(sink_ref) = r.references.iter().find(|x| x.via == EdgeVia::Sink) else {
             continue;
         };
-        let Some(target) = stack
-            .resources
-            .iter()
-            .find(|t| t.address == sink_ref.target)
-        else {
+        let Some(&target) = by_address.get(&sink_ref.target) else {
             continue; // reported as an unknown reference
         };
         let (kind_words, allowed, needs_table): (&str, &[&str], bool) = match &target.spec {
