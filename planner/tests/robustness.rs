@@ -225,7 +225,10 @@ fn fuzz_regression_a_chain_of_slashdashes_is_an_error_not_a_stack_overflow() {
 /// build (libFuzzer stopped it as out of memory), and 1.4 KB took 1.7 s. Braces that do not
 /// pair up are now refused, with the brace's location, before any parser runs. A later run
 /// found 705 bytes with the same blocks behind a quote that never closes (so the scan took them
-/// for a string): 2 GB. A string that is never closed is refused at its quote too.
+/// for a string): 31 s and 1.4 GB in the reference parser, release build. A string that is
+/// never closed is refused at its quote too. The next run found 720 bytes where a quote right
+/// after an identifier (`tant"`, no string in KDL) hid the blocks after it: over 100 s and
+/// 2.6 GB. Such a quote no longer opens a string for the scan.
 #[test]
 fn fuzz_regression_unclosed_blocks_are_refused_before_the_reference_parser_runs() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz");
@@ -233,6 +236,7 @@ fn fuzz_regression_unclosed_blocks_are_refused_before_the_reference_parser_runs(
         "unclosed-blocks-among-slashdashes.kdl",
         "slashdashed-unclosed-blocks.kdl",
         "unclosed-string-over-unclosed-blocks.kdl",
+        "quote-inside-an-identifier-over-unclosed-blocks.kdl",
     ] {
         let bytes = std::fs::read(dir.join(name)).unwrap();
         let text = String::from_utf8_lossy(&bytes);
@@ -240,7 +244,8 @@ fn fuzz_regression_unclosed_blocks_are_refused_before_the_reference_parser_runs(
             planner::syntax::parse(planner::source::FileId(0), &text).expect_err("refused");
         assert!(
             errors[0].message.contains("never closed")
-                || errors[0].message.contains("closes nothing"),
+                || errors[0].message.contains("closes nothing")
+                || errors[0].message.contains("levels deep"),
             "{name}: {}",
             errors[0].message
         );
