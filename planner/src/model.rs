@@ -835,10 +835,6 @@ pub struct Policy {
 }
 
 impl Stack {
-    pub fn team(&self, name: &str) -> Option<&Team> {
-        self.teams.iter().find(|t| t.name.value == name)
-    }
-
     /// The driver a resource is applied by: its `driver` override, else its kind's route.
     pub fn driver_for(&self, resource: &Resource) -> Option<String> {
         if let Some(d) = &resource.driver_override {

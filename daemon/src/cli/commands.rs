@@ -315,25 +315,21 @@ pub fn plan(args: &PlanArgs, state_dir: &Path, colours: Colours) -> Result<u8> {
 }
 
 fn emit_plan(plan: &planner::Plan, args: &PlanArgs, colours: Colours) -> Result<u8> {
-    let rendered = match args.format {
-        PlanFormat::Text => planner::render::text(plan, colours.stdout),
-        PlanFormat::Json => {
-            // Streamed through a large buffer: stdout is line-buffered, and a
-            // 10,000-resource plan is a million lines (7.7 MB never held as one string).
-            let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-            planner::render::write_json(plan, &mut out)
-                .and_then(|()| out.flush())
-                .context("cannot write the plan to stdout")?;
-            String::new()
+    // Through a large buffer: stdout is line-buffered, and a 10,000-resource plan is a million
+    // lines. A rendered text goes out in one write; JSON (7.7 MB at that size) is streamed,
+    // never held as one string.
+    let mut stdout = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    match args.format {
+        PlanFormat::Text => {
+            stdout.write_all(planner::render::text(plan, colours.stdout).as_bytes())
         }
-        PlanFormat::Markdown => planner::render::markdown(plan, planner::render::MARKDOWN_LIMIT),
-    };
-    // One write: stdout is line-buffered, and a 10,000-resource plan has a million lines.
-    std::io::stdout()
-        .lock()
-        .write_all(rendered.as_bytes())
-        .context("cannot write the plan to stdout")?;
-    drop(rendered);
+        PlanFormat::Json => planner::render::write_json(plan, &mut stdout),
+        PlanFormat::Markdown => stdout
+            .write_all(planner::render::markdown(plan, planner::render::MARKDOWN_LIMIT).as_bytes()),
+    }
+    .and_then(|()| stdout.flush())
+    .context("cannot write the plan to stdout")?;
+    drop(stdout);
     if let Some(out) = &args.out {
         std::fs::write(out, planner::render::json(plan))
             .with_context(|| format!("cannot write plan to {}", out.display()))?;
