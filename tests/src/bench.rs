@@ -85,3 +85,54 @@ pub fn apply_makespan(
         .expect("apply summary line");
     Duration::from_secs_f64(secs)
 }
+
+/// The options the plan benchmarks share: `--runs N` (default 5), `--sizes A,B` (default
+/// 1000,10000) and `--platformd PATH` (default: the `platformd` beside the benchmark, which
+/// must exist). Any other argument goes to `other` with the arguments after it; it returns
+/// whether it knew the argument.
+pub struct PlanBenchOptions {
+    pub runs: usize,
+    pub sizes: Vec<usize>,
+    pub binary: std::path::PathBuf,
+}
+
+impl PlanBenchOptions {
+    pub fn from_args(
+        mut other: impl FnMut(&str, &mut dyn Iterator<Item = String>) -> bool,
+    ) -> PlanBenchOptions {
+        let mut runs = 5usize;
+        let mut sizes = vec![1_000usize, 10_000];
+        let mut binary: Option<std::path::PathBuf> = None;
+        let mut args = std::env::args().skip(1);
+        while let Some(a) = args.next() {
+            match a.as_str() {
+                "--runs" => runs = args.next().and_then(|v| v.parse().ok()).expect("--runs N"),
+                "--sizes" => {
+                    sizes = args
+                        .next()
+                        .expect("--sizes A,B")
+                        .split(',')
+                        .map(|s| s.parse().expect("size"))
+                        .collect()
+                }
+                "--platformd" => binary = args.next().map(std::path::PathBuf::from),
+                flag => assert!(other(flag, &mut args), "unknown argument {flag}"),
+            }
+        }
+        let binary = binary.unwrap_or_else(|| {
+            std::env::current_exe()
+                .expect("current exe")
+                .with_file_name("platformd")
+        });
+        assert!(
+            binary.exists(),
+            "{} not found; build it with cargo build --release -p platformd",
+            binary.display()
+        );
+        PlanBenchOptions {
+            runs,
+            sizes,
+            binary,
+        }
+    }
+}

@@ -14,49 +14,28 @@
 //! With `--template-uses N`, it also plans the largest size with N of its resources made by
 //! uses of a template, against the same size written out, and prints what expansion adds.
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use test_support::bench::{median, ms, run};
+use test_support::bench::{PlanBenchOptions, median, ms, run};
 use test_support::git::run as git;
 
 fn main() {
-    let mut runs = 5usize;
-    let mut sizes = vec![1_000usize, 10_000];
-    let mut binary: Option<PathBuf> = None;
     let mut template_uses: Option<usize> = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--runs" => runs = args.next().and_then(|v| v.parse().ok()).expect("--runs N"),
-            "--sizes" => {
-                sizes = args
-                    .next()
-                    .expect("--sizes A,B")
-                    .split(',')
-                    .map(|s| s.parse().expect("size"))
-                    .collect()
-            }
-            "--platformd" => binary = args.next().map(PathBuf::from),
-            "--template-uses" => {
-                template_uses = Some(
-                    args.next()
-                        .and_then(|v| v.parse().ok())
-                        .expect("--template-uses N"),
-                )
-            }
-            other => panic!("unknown argument {other}"),
+    let PlanBenchOptions {
+        runs,
+        sizes,
+        binary,
+    } = PlanBenchOptions::from_args(|flag, args| {
+        if flag != "--template-uses" {
+            return false;
         }
-    }
-    let binary = binary.unwrap_or_else(|| {
-        let me = std::env::current_exe().expect("current exe");
-        me.with_file_name("platformd")
+        template_uses = Some(
+            args.next()
+                .and_then(|v| v.parse().ok())
+                .expect("--template-uses N"),
+        );
+        true
     });
-    assert!(
-        binary.exists(),
-        "{} not found; build it with cargo build --release -p platformd",
-        binary.display()
-    );
 
     println!("platformd: {}", binary.display());
     println!(

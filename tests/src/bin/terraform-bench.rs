@@ -13,37 +13,17 @@
 //! ```
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-use test_support::bench::{median, ms, run};
+use test_support::bench::{PlanBenchOptions, median, ms, run};
 
 fn main() {
-    let mut runs = 5usize;
-    let mut sizes = vec![1_000usize, 10_000];
-    let mut binary: Option<PathBuf> = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--runs" => runs = args.next().and_then(|v| v.parse().ok()).expect("--runs N"),
-            "--sizes" => {
-                sizes = args
-                    .next()
-                    .expect("--sizes A,B")
-                    .split(',')
-                    .map(|s| s.parse().expect("size"))
-                    .collect()
-            }
-            "--platformd" => binary = args.next().map(PathBuf::from),
-            other => panic!("unknown argument {other}"),
-        }
-    }
-    let binary = binary.unwrap_or_else(|| {
-        std::env::current_exe()
-            .expect("current exe")
-            .with_file_name("platformd")
-    });
-    assert!(binary.exists(), "{} not found", binary.display());
+    let PlanBenchOptions {
+        runs,
+        sizes,
+        binary,
+    } = PlanBenchOptions::from_args(|_, _| false);
     let terraform = Command::new("terraform")
         .arg("version")
         .output()
