@@ -225,10 +225,16 @@ impl Graph {
     /// Apply order: dependencies before dependents; ties broken by address. Nodes on a cycle
     /// (only possible in an invalid stack) come last, by address.
     pub fn topo_order(&self) -> Vec<NodeIndex> {
+        // Counted per edge, not per neighbour: each edge is taken off once below, and the heap
+        // alone decides the order, so nothing here needs the sorted lists `needs` makes.
         let mut indegree: Vec<usize> = self
             .graph
             .node_indices()
-            .map(|n| self.needs(n).len())
+            .map(|n| {
+                self.graph
+                    .edges_directed(n, petgraph::Direction::Incoming)
+                    .count()
+            })
             .collect();
         let mut ready: BinaryHeap<Reverse<NodeIndex>> = self
             .graph
@@ -241,7 +247,8 @@ impl Graph {
         while let Some(Reverse(n)) = ready.pop() {
             order.push(n);
             done[n.index()] = true;
-            for (m, _) in self.needed_by(n) {
+            for e in self.graph.edges_directed(n, petgraph::Direction::Outgoing) {
+                let m = e.target();
                 indegree[m.index()] -= 1;
                 if indegree[m.index()] == 0 {
                     ready.push(Reverse(m));

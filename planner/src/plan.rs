@@ -415,7 +415,16 @@ pub fn plan(prior: &Snapshot, desired: &Snapshot, options: &PlanOptions) -> Plan
         resources.push(change);
     }
 
-    let prior_graph = graph_of(prior);
+    // The prior state's graph orders deletes; most plans have none and skip building it.
+    let deleting = prior
+        .resources
+        .keys()
+        .any(|a| !desired.resources.contains_key(a));
+    let prior_graph = if deleting {
+        graph_of(prior)
+    } else {
+        Graph::from_dependencies(std::iter::empty())
+    };
     let mut deletes: Vec<ResourceChange> = Vec::new();
     for n in prior_graph.topo_order().into_iter().rev() {
         let address = prior_graph.address(n);
