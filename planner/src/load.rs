@@ -323,10 +323,13 @@ fn first_pass(sources: &Sources, i: usize, cache: Option<&ParseCache>) -> FirstP
                 FirstPass::Templated(tree)
             }
             Ok(tree) => {
-                let (decoded, diags) = decode_one(&tree);
+                let (mut decoded, diags) = decode_one(&tree);
                 drop(tree);
                 match cache {
                     Some(c) => {
+                        for r in &mut decoded.resources {
+                            r.spec_memo = crate::snapshot::SpecMemo::kept();
+                        }
                         let made = Arc::new((decoded, diags));
                         c.put(text, Made::Decoded(id, made.clone()));
                         FirstPass::Decoded(made.0.clone(), made.1.clone())

@@ -401,6 +401,9 @@ pub struct Resource {
     pub monitoring: Option<Spanned<Monitoring>>,
     pub references: Vec<Reference>,
     pub spec: Spec,
+    /// Its canonical spec as last made, shared by the copies of a cached file's resource
+    /// ([`crate::snapshot::SpecMemo`]); empty unless the file is in a `ParseCache`.
+    pub spec_memo: crate::snapshot::SpecMemo,
 }
 
 /// A resource's alerts and where they go (`docs/LANGUAGE.md`, "Monitoring").

@@ -4,7 +4,7 @@
 use crate::model::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
 
@@ -187,7 +187,7 @@ fn resource_snapshot(
     let address = r.address.key();
     let drift = r.drift.unwrap_or(default_drift);
     let ignore_changes: Vec<String> = r.ignore_changes.iter().map(|s| s.value.clone()).collect();
-    let spec = canonical_spec(r, drift, &ignore_changes);
+    let spec = r.spec_memo.spec(r, drift, &ignore_changes);
     let mut depends_on: Vec<String> = r.references.iter().map(|x| x.target.key()).collect();
     depends_on.sort();
     depends_on.dedup();
@@ -255,4 +255,83 @@ fn canonical_spec(r: &Resource, drift: DriftPolicy, ignore_changes: &[String]) -
 /// Compact JSON of a value whose serialization cannot fail (plain data, string keys).
 fn json<T: Serialize + ?Sized>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".to_string())
+}
+
+/// A resource's canonical spec, kept across analyses with what it was made from.
+///
+/// Resources of a file in a `ParseCache` are copied out of the cache into every analysis, and
+/// the copies share this cell: the first snapshot fills it, and later ones (a watch-mode re-plan,
+/// the head of a pull request after its base) reuse the text instead of serializing the spec
+/// again. Reuse is decided by comparing the inputs, never assumed: validation may still change
+/// a copied resource (a pipeline's sink records its database's engine, which another file
+/// declares), and the platform's default drift policy may change.
+#[derive(Clone, Default)]
+pub struct SpecMemo(Option<Arc<OnceLock<MemoizedSpec>>>);
+
+/// The inputs of [`canonical_spec`] and what it made of them.
+struct MemoizedSpec {
+    team: Option<String>,
+    labels: BTreeMap<String, String>,
+    spec: Spec,
+    monitoring: Option<Monitoring>,
+    protect: bool,
+    drift: DriftPolicy,
+    ignore_changes: Vec<String>,
+    made: SpecJson,
+}
+
+impl MemoizedSpec {
+    fn made_from(&self, r: &Resource, drift: DriftPolicy, ignore_changes: &[String]) -> bool {
+        self.protect == r.protect
+            && self.drift == drift
+            && self.ignore_changes == ignore_changes
+            && self.team.as_deref() == r.team.as_ref().map(|t| t.value.as_str())
+            && self.labels == r.labels
+            && self.monitoring.as_ref() == r.monitoring.as_ref().map(|m| &m.value)
+            && self.spec == r.spec
+    }
+}
+
+impl SpecMemo {
+    /// A memo that keeps what it is given (for resources kept in a cache).
+    pub fn kept() -> SpecMemo {
+        SpecMemo(Some(Arc::default()))
+    }
+
+    /// `r`'s canonical spec: the kept one when it was made from the same inputs.
+    fn spec(&self, r: &Resource, drift: DriftPolicy, ignore_changes: &[String]) -> SpecJson {
+        let Some(cell) = &self.0 else {
+            return canonical_spec(r, drift, ignore_changes);
+        };
+        if let Some(kept) = cell.get()
+            && kept.made_from(r, drift, ignore_changes)
+        {
+            return kept.made.clone();
+        }
+        let made = canonical_spec(r, drift, ignore_changes);
+        // Only the first is kept: a cached resource's inputs rarely change, and when they do
+        // the comparison above sends it here each time, which is correct, only not faster.
+        let _ = cell.set(MemoizedSpec {
+            team: r.team.as_ref().map(|t| t.value.clone()),
+            labels: r.labels.clone(),
+            spec: r.spec.clone(),
+            monitoring: r.monitoring.as_ref().map(|m| m.value.clone()),
+            protect: r.protect,
+            drift,
+            ignore_changes: ignore_changes.to_vec(),
+            made: made.clone(),
+        });
+        made
+    }
+}
+
+impl std::fmt::Debug for SpecMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match &self.0 {
+            None => "off",
+            Some(cell) if cell.get().is_some() => "kept",
+            Some(_) => "empty",
+        };
+        write!(f, "SpecMemo({state})")
+    }
 }

@@ -190,6 +190,7 @@ fn llm_quotas(stack: &Stack, diags: &mut Vec<Diagnostic>) -> Vec<Resource> {
                 quota: quota.value,
                 endpoints: covered.iter().map(|r| r.address.name.clone()).collect(),
             }),
+            spec_memo: Default::default(),
         });
     }
     out

@@ -123,3 +123,51 @@ fn incremental_analysis_equals_full_analysis() {
         check_stack(&stack, &mut rng, 8);
     }
 }
+
+/// A cached file's resource can still change after it is copied out of the cache: a pipeline's
+/// spec records the engine of the database it sinks into, which another file declares. Its
+/// kept canonical spec must not be reused when that engine changes.
+#[test]
+fn a_kept_spec_is_not_reused_when_another_file_changes_its_resource() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files =
+        planner::load::read_dir(&root.join("../platform-state-example")).expect("the stack reads");
+    let pipelines = files
+        .iter()
+        .position(|f| f.path == "data/pipelines.kdl")
+        .expect("the example has data/pipelines.kdl");
+    // The warehouse moves to a file of its own, so the pipeline's file stays the same.
+    let text = files[pipelines].text.clone();
+    let start = text.find("database \"warehouse\"").expect("the warehouse");
+    let end = start + text[start..].find("\n}\n").expect("its end") + 3;
+    files[pipelines].text = format!("{}{}", &text[..start], &text[end..]);
+    files.push(StackFile {
+        path: "data/warehouse.kdl".into(),
+        text: text[start..end].to_string(),
+    });
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    let warehouse = files
+        .iter()
+        .position(|f| f.path == "data/warehouse.kdl")
+        .expect("just added");
+
+    let cache = ParseCache::new();
+    let engine_of_the_sink = |analysis: &planner::Analysis| {
+        let snapshot = analysis.snapshot.as_ref().expect("the stack is valid");
+        snapshot.resources["pipeline/order-events-to-warehouse"]
+            .spec
+            .value()["sink"]["engine"]
+            .clone()
+    };
+    let before = planner::analyze_cached(files.clone(), Some(&cache));
+    assert_eq!(engine_of_the_sink(&before), "postgres");
+    files[warehouse].text = files[warehouse].text.replace(
+        "engine \"postgres\" version=\"16\"",
+        "engine \"mysql\" version=\"8.0\"",
+    );
+    let incremental = planner::analyze_cached(files.clone(), Some(&cache));
+    let full = planner::analyze(files);
+    assert_eq!(engine_of_the_sink(&full), "mysql");
+    assert_eq!(engine_of_the_sink(&incremental), "mysql");
+    assert_eq!(observed(&incremental), observed(&full));
+}

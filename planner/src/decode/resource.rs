@@ -184,6 +184,7 @@ pub(crate) fn decode_resource(
         monitoring,
         references,
         spec,
+        spec_memo: Default::default(),
     })
 }
 
