@@ -7,7 +7,6 @@ use crate::model::Spanned;
 use crate::source::Span;
 use crate::suggest;
 use crate::syntax::{Node, Value};
-use std::collections::BTreeMap;
 
 pub use crate::units::{is_cpu, is_duration, is_memory};
 
@@ -52,7 +51,10 @@ pub const fn repeated(name: &'static str, usage: &'static str) -> FieldDef {
 pub struct Block<'n> {
     pub owner: String,
     pub owner_span: Span,
-    fields: BTreeMap<&'static str, Vec<&'n Node>>,
+    /// The block's fields, sorted by name (stably: a repeated field keeps its order), beside
+    /// their nodes. Two vectors per block, where a map of vectors allocated once per field.
+    names: Vec<&'static str>,
+    nodes: Vec<&'n Node>,
     defs: &'static [FieldDef],
     extra_defs: &'static [FieldDef],
 }
@@ -67,11 +69,15 @@ impl<'n> Block<'n> {
         extra_defs: &'static [FieldDef],
         diags: &mut Vec<Diagnostic>,
     ) -> Block<'n> {
-        let mut fields: BTreeMap<&'static str, Vec<&'n Node>> = BTreeMap::new();
+        let mut fields: Vec<(&'static str, &'n Node)> = Vec::with_capacity(children.len());
+        // Which definitions were set, by position among `defs` then `extra_defs` (a table has
+        // far fewer than 128 fields; past that, the fields so far are searched).
+        let mut set: u128 = 0;
         let all = || defs.iter().chain(extra_defs.iter());
         for child in children {
             annotations_unused(child, diags);
-            let Some(def) = all().find(|d| d.name == child.name.text) else {
+            let Some((position, def)) = all().enumerate().find(|(_, d)| d.name == child.name.text)
+            else {
                 let names: Vec<&str> = all().map(|d| d.name).collect();
                 diags.push(
                     Diagnostic::error(
@@ -87,9 +93,17 @@ impl<'n> Block<'n> {
                 );
                 continue;
             };
-            let seen = fields.entry(def.name).or_default();
+            let seen = match 1u128.checked_shl(position as u32) {
+                Some(bit) => {
+                    let was_set = set & bit != 0;
+                    set |= bit;
+                    was_set
+                }
+                None => fields.iter().any(|(name, _)| *name == def.name),
+            };
             if !def.repeat
-                && let Some(first) = seen.first()
+                && seen
+                && let Some((_, first)) = fields.iter().find(|(name, _)| *name == def.name)
             {
                 diags.push(
                     Diagnostic::error(
@@ -102,31 +116,37 @@ impl<'n> Block<'n> {
                 );
                 continue;
             }
-            seen.push(child);
+            fields.push((def.name, child));
         }
-        let mut all_defs: Vec<FieldDef> = all().copied().collect();
-        all_defs.sort_by_key(|d| d.name);
+        fields.sort_by_key(|(name, _)| *name);
+        let (names, nodes) = fields.into_iter().unzip();
         let block = Block {
             owner,
             owner_span,
-            fields,
+            names,
+            nodes,
             defs,
             extra_defs,
         };
-        for def in all_defs.iter().filter(|d| d.required) {
-            if !block.fields.contains_key(def.name) {
-                diags.push(missing_field(&block.owner, block.owner_span, def));
-            }
+        // Reported in the order of their names.
+        let mut missing: Vec<&FieldDef> = all()
+            .filter(|d| d.required && block.all(d.name).is_empty())
+            .collect();
+        missing.sort_by_key(|d| d.name);
+        for def in missing {
+            diags.push(missing_field(&block.owner, block.owner_span, def));
         }
         block
     }
 
     pub fn one(&self, name: &str) -> Option<&'n Node> {
-        self.fields.get(name).and_then(|v| v.first().copied())
+        self.all(name).first().copied()
     }
 
     pub fn all(&self, name: &str) -> &[&'n Node] {
-        self.fields.get(name).map_or(&[], |v| v.as_slice())
+        let start = self.names.partition_point(|n| *n < name);
+        let end = start + self.names[start..].partition_point(|n| *n == name);
+        &self.nodes[start..end]
     }
 
     pub fn def(&self, name: &str) -> FieldDef {
@@ -249,29 +269,71 @@ pub struct Val<'a> {
     pub value: &'a Value,
     pub span: Span,
     /// What the value is, in messages: "`replicas`" or "`min` of `nodes`".
-    pub what: String,
+    pub what: What<'a>,
+}
+
+/// What a value is, in messages. Written out only when a message needs it: decoding a large
+/// stack reads millions of values, and almost none of them is wrong.
+#[derive(Clone, Debug)]
+pub enum What<'a> {
+    /// A node's argument: "`replicas`".
+    Arg(&'a str),
+    /// A node's property: "`min` of `nodes`".
+    Prop {
+        key: &'a str,
+        node: &'a str,
+    },
+    /// A label's value: "label `tier`".
+    Label(&'a str),
+    Text(std::borrow::Cow<'a, str>),
+}
+
+impl std::fmt::Display for What<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            What::Arg(node) => write!(f, "`{node}`"),
+            What::Prop { key, node } => write!(f, "`{key}` of `{node}`"),
+            What::Label(key) => write!(f, "label `{key}`"),
+            What::Text(text) => f.write_str(text),
+        }
+    }
+}
+
+impl<'a> From<&'a str> for What<'a> {
+    fn from(text: &'a str) -> What<'a> {
+        What::Text(text.into())
+    }
+}
+
+impl From<String> for What<'_> {
+    fn from(text: String) -> Self {
+        What::Text(text.into())
+    }
 }
 
 pub fn arg<'a>(node: &'a Node, i: usize) -> Option<Val<'a>> {
     node.args.get(i).map(|a| Val {
         value: &a.value,
         span: a.span,
-        what: format!("`{}`", node.name.text),
+        what: What::Arg(&node.name.text),
     })
 }
 
-pub fn prop<'a>(node: &'a Node, key: &str) -> Option<Val<'a>> {
+pub fn prop<'a>(node: &'a Node, key: &'a str) -> Option<Val<'a>> {
     node.prop(key).map(|p| Val {
         value: &p.value,
         span: p.value_span,
-        what: format!("`{key}` of `{}`", node.name.text),
+        what: What::Prop {
+            key,
+            node: &node.name.text,
+        },
     })
 }
 
 /// A required property; reports `missing-field` when absent.
 pub fn required_prop<'a>(
     node: &'a Node,
-    key: &str,
+    key: &'a str,
     usage: &str,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Val<'a>> {
@@ -419,29 +481,23 @@ pub fn boolean(v: Val<'_>, example: &str, diags: &mut Vec<Diagnostic>) -> Option
 }
 
 pub fn one_of(v: Val<'_>, allowed: &[&'static str], diags: &mut Vec<Diagnostic>) -> Option<String> {
-    let example = format!("\"{}\"", allowed[0]);
-    let s = string(
-        Val {
-            value: v.value,
-            span: v.span,
-            what: v.what.clone(),
-        },
-        &example,
-        diags,
-    )?;
-    if allowed.contains(&s.value.as_str()) {
-        return Some(s.value);
+    let Value::String(value) = v.value else {
+        diags.push(wrong_type(&v, "a string", &format!("\"{}\"", allowed[0])));
+        return None;
+    };
+    if allowed.contains(&value.as_str()) {
+        return Some(value.clone());
     }
     diags.push(
         Diagnostic::error(
             "invalid-value",
             format!(
                 "{} is \"{}\", which is not one of its values",
-                v.what, s.value
+                v.what, value
             ),
         )
         .with_label(v.span, "not a valid value")
-        .with_help(suggest::help_for(&s.value, allowed, "values")),
+        .with_help(suggest::help_for(value, allowed, "values")),
     );
     None
 }

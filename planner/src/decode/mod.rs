@@ -200,11 +200,8 @@ pub(crate) fn single_string(
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Spanned<String>> {
     let usage = block.def(name).usage;
-    let example = usage
-        .split_once(' ')
-        .map_or("\"…\"", |(_, e)| e)
-        .to_string();
-    string(single(block, name, diags)?, &example, diags)
+    let example = usage.split_once(' ').map_or("\"…\"", |(_, e)| e);
+    string(single(block, name, diags)?, example, diags)
 }
 
 pub(crate) fn single_int(

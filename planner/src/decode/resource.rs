@@ -55,7 +55,7 @@ pub(crate) fn decode_resource(
             let v = Val {
                 value: &p.value,
                 span: p.value_span,
-                what: format!("label `{}`", p.key.text),
+                what: What::Label(&p.key.text),
             };
             if !is_label_key(&p.key.text) {
                 diags.push(
