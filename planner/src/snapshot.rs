@@ -10,45 +10,59 @@ pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
 
 /// A canonical spec stored as compact JSON text: ten times smaller than a `serde_json::Value`
 /// tree, shared (not copied) between snapshots and plans, and equal specs compare as strings
-/// without parsing. Serialized inline as the JSON object it holds.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SpecJson(Arc<str>);
+/// without parsing. Serialized inline as the JSON object it holds, as written: the text is
+/// serde_json's own output (or was checked when read), so it is never parsed again on the way
+/// out.
+#[derive(Clone)]
+pub struct SpecJson(Arc<serde_json::value::RawValue>);
 
 impl SpecJson {
     pub fn from_value(value: &serde_json::Value) -> SpecJson {
-        SpecJson(Arc::from(
-            serde_json::to_string(value).unwrap_or_else(|_| "null".into()),
-        ))
+        SpecJson::of(value)
+    }
+
+    /// The JSON text of `value`. (`to_raw_value` keeps serde_json's text without checking it
+    /// again.)
+    fn of<T: Serialize + ?Sized>(value: &T) -> SpecJson {
+        let raw = serde_json::value::to_raw_value(value)
+            .unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned());
+        SpecJson(Arc::from(raw))
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.get()
     }
 
     /// The spec as a JSON value (keys in canonical order).
     pub fn value(&self) -> serde_json::Value {
-        serde_json::from_str(&self.0).unwrap_or(serde_json::Value::Null)
+        serde_json::from_str(self.as_str()).unwrap_or(serde_json::Value::Null)
     }
 }
 
+impl PartialEq for SpecJson {
+    fn eq(&self, other: &SpecJson) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for SpecJson {}
+
 impl std::fmt::Debug for SpecJson {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl Serialize for SpecJson {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let raw: &serde_json::value::RawValue =
-            serde_json::from_str(&self.0).map_err(serde::ser::Error::custom)?;
-        raw.serialize(s)
+        self.0.serialize(s)
     }
 }
 
 impl<'de> Deserialize<'de> for SpecJson {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = Box::<serde_json::value::RawValue>::deserialize(d)?;
-        Ok(SpecJson(Arc::from(raw.get())))
+        Ok(SpecJson(Arc::from(raw)))
     }
 }
 
@@ -210,8 +224,9 @@ fn resource_snapshot(
 }
 
 /// The canonical spec text of a resource: `team`, `labels` (when any), the kind's fields in
-/// declaration order, then `lifecycle`. Written directly as JSON text, without building a
-/// `serde_json::Value` tree, because snapshots of large stacks make many of them.
+/// declaration order, then `monitoring` (when set) and `lifecycle`. Serialized in one pass,
+/// without a `serde_json::Value` tree or a second copy, because snapshots of large stacks make
+/// many of them.
 fn canonical_spec(r: &Resource, drift: DriftPolicy, ignore_changes: &[String]) -> SpecJson {
     #[derive(Serialize)]
     #[serde(rename_all = "kebab-case")]
@@ -220,41 +235,29 @@ fn canonical_spec(r: &Resource, drift: DriftPolicy, ignore_changes: &[String]) -
         drift: &'a str,
         ignore_changes: &'a [String],
     }
-    let team = r.team.as_ref().map_or("", |t| t.value.as_str());
-    let body = json(&r.spec);
-    let mut out = String::with_capacity(body.len() + 96);
-    out.push_str("{\"team\":");
-    out.push_str(&json(&team));
-    if !r.labels.is_empty() {
-        out.push_str(",\"labels\":");
-        out.push_str(&json(&r.labels));
+    #[derive(Serialize)]
+    struct Canonical<'a> {
+        team: &'a str,
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        labels: &'a BTreeMap<String, String>,
+        /// The kind's fields, as members of this object.
+        #[serde(flatten)]
+        spec: &'a Spec,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        monitoring: Option<&'a Monitoring>,
+        lifecycle: Lifecycle<'a>,
     }
-    // `body` is a JSON object: splice its members in.
-    let inner = body
-        .strip_prefix('{')
-        .and_then(|b| b.strip_suffix('}'))
-        .unwrap_or("");
-    if !inner.is_empty() {
-        out.push(',');
-        out.push_str(inner);
-    }
-    if let Some(m) = &r.monitoring {
-        out.push_str(",\"monitoring\":");
-        out.push_str(&json(&m.value));
-    }
-    out.push_str(",\"lifecycle\":");
-    out.push_str(&json(&Lifecycle {
-        protect: r.protect,
-        drift: drift.as_str(),
-        ignore_changes,
-    }));
-    out.push('}');
-    SpecJson(Arc::from(out))
-}
-
-/// Compact JSON of a value whose serialization cannot fail (plain data, string keys).
-fn json<T: Serialize + ?Sized>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_else(|_| "null".to_string())
+    SpecJson::of(&Canonical {
+        team: r.team.as_ref().map_or("", |t| t.value.as_str()),
+        labels: &r.labels,
+        spec: &r.spec,
+        monitoring: r.monitoring.as_ref().map(|m| &m.value),
+        lifecycle: Lifecycle {
+            protect: r.protect,
+            drift: drift.as_str(),
+            ignore_changes,
+        },
+    })
 }
 
 /// A resource's canonical spec, kept across analyses with what it was made from.

@@ -49,7 +49,14 @@ pub fn literal_looks_secret(value: &str) -> Option<&'static str> {
     if is_aws_key {
         return Some("an AWS access key id");
     }
-    if let Some((scheme, rest)) = v.split_once("://")
+    // The first `://`, found from the colons (a byte search) rather than by a substring
+    // search set up for every value of the stack.
+    let scheme_end = v
+        .match_indices(':')
+        .map(|(at, _)| at)
+        .find(|&at| v[at..].starts_with("://"));
+    if let Some(at) = scheme_end
+        && let (scheme, rest) = (&v[..at], &v[at + 3..])
         && !scheme.is_empty()
         && let Some(authority) = rest.split('/').next()
         && let Some((userinfo, _host)) = authority.rsplit_once('@')
@@ -63,8 +70,15 @@ pub fn literal_looks_secret(value: &str) -> Option<&'static str> {
 
 /// Whether an env variable name says it holds a credential.
 pub fn name_looks_secret(name: &str) -> bool {
-    let upper = name.to_ascii_uppercase();
-    SECRET_NAME_PARTS.iter().any(|p| upper.contains(p)) || upper.ends_with("_KEY") || upper == "KEY"
+    // Compared without case, in place: every env variable of a stack is asked.
+    let name = name.as_bytes();
+    let contains = |part: &str| {
+        name.windows(part.len())
+            .any(|w| w.eq_ignore_ascii_case(part.as_bytes()))
+    };
+    SECRET_NAME_PARTS.iter().any(|p| contains(p))
+        || (name.len() >= 4 && name[name.len() - 4..].eq_ignore_ascii_case(b"_KEY"))
+        || name.eq_ignore_ascii_case(b"KEY")
 }
 
 /// Checks a `scheme:path` reference; the error is a label and a help line.

@@ -41,8 +41,27 @@ fn deferred_char(c: char) -> bool {
 }
 
 fn is_ident_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!$%&'*+,-.:<>?@^_`|~".contains(&b)
+    IDENT_BYTES[usize::from(b)]
 }
+
+/// Which bytes an identifier of the fast subset is made of, as a table: the scan asks once
+/// per byte of every identifier in the stack.
+const IDENT_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric();
+        b += 1;
+    }
+    let punctuation = b"!$%&'*+,-.:<>?@^_`|~";
+    let mut i = 0;
+    while i < punctuation.len() {
+        table[punctuation[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
 
 impl<'a> Parser<'a> {
     fn peek(&self) -> Option<u8> {
@@ -399,6 +418,14 @@ impl<'a> Parser<'a> {
                         _ => return Err(Defer), // whitespace escapes and invalid escapes
                     }
                     run_start = self.i;
+                }
+                // Printable ASCII, the usual content, is taken a run at a time; anything else
+                // is checked as a character.
+                Some(b' '..=b'~') => {
+                    self.i += 1;
+                    while let Some(b' '..=b'!' | b'#'..=b'[' | b']'..=b'~') = self.peek() {
+                        self.i += 1;
+                    }
                 }
                 Some(_) => self.advance_char()?,
             }
