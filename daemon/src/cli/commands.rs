@@ -275,7 +275,11 @@ pub fn plan(args: &PlanArgs, state_dir: &Path, colours: Colours) -> Result<u8> {
                 return Ok(1);
             }
             let base_at = repo.read(base_rev)?;
-            let desired = head.snapshot.expect("valid stacks have a snapshot");
+            let mut head = head;
+            let desired = head.snapshot.take().expect("valid stacks have a snapshot");
+            // Freeing is not on the way to the plan: the head's model, and below the base's
+            // and the cache, go on a thread of their own.
+            super::free_in_background(head);
             let prior = if base_at.files.is_empty() {
                 Snapshot::empty(&desired.stack)
             } else {
@@ -288,8 +292,12 @@ pub fn plan(args: &PlanArgs, state_dir: &Path, colours: Colours) -> Result<u8> {
                         diagnostic::tally(&base.diagnostics)
                     );
                 }
-                base.snapshot.expect("valid stacks have a snapshot")
+                let mut base = base;
+                let prior = base.snapshot.take().expect("valid stacks have a snapshot");
+                super::free_in_background(base);
+                prior
             };
+            super::free_in_background(cache);
             let against = MadeAgainst {
                 base_revision: Some(base_at.commit),
                 head_revision: Some(head_rev),
@@ -311,7 +319,9 @@ pub fn plan(args: &PlanArgs, state_dir: &Path, colours: Colours) -> Result<u8> {
         }
     }
     let plan = planner::plan::plan(&prior, &desired, &options);
-    emit_plan(&plan, args, colours)
+    let code = emit_plan(&plan, args, colours);
+    super::free_in_background((plan, prior, desired));
+    code
 }
 
 fn emit_plan(plan: &planner::Plan, args: &PlanArgs, colours: Colours) -> Result<u8> {
