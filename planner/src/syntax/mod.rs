@@ -203,6 +203,12 @@ fn too_deep(file: FileId, text: &str) -> Result<(), Vec<Diagnostic>> {
                     if single_line && starts_newline(&bytes[i..]) {
                         return Err(vec![string_runs_past_its_line(file, start)]);
                     }
+                    // The reference parser stops at such a character in a string and recovers
+                    // over whatever blocks follow, which this scan skipped as string content
+                    // (found by fuzzing, `docs/FUZZING.md`).
+                    if let Some(len) = disallowed_at(bytes, i) {
+                        return Err(vec![disallowed_in_string(file, text, i, len)]);
+                    }
                     i += 1;
                 }
                 if i >= bytes.len() {
@@ -279,6 +285,36 @@ fn too_deep(file: FileId, text: &str) -> Result<(), Vec<Diagnostic>> {
         ]);
     }
     Ok(())
+}
+
+/// The length of a code point KDL forbids in a document, if one starts at `i`: control
+/// characters other than whitespace and newlines, and the direction controls. (Only strings
+/// are checked, and DEL is let through: the reference parser accepts those in comments, and
+/// DEL in strings.)
+fn disallowed_at(bytes: &[u8], i: usize) -> Option<usize> {
+    match bytes[i] {
+        0x00..=0x08 | 0x0E..=0x1F => Some(1),
+        // U+200E–U+200F, U+202A–U+202E: E2 80 8E–8F, E2 80 AA–AE; U+2066–U+2069: E2 81 A6–A9.
+        0xE2 => match (bytes.get(i + 1), bytes.get(i + 2)) {
+            (Some(0x80), Some(0x8E | 0x8F | 0xAA..=0xAE)) | (Some(0x81), Some(0xA6..=0xA9)) => {
+                Some(3)
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn disallowed_in_string(file: FileId, text: &str, at: usize, len: usize) -> Diagnostic {
+    let code = text[at..at + len].chars().next().map_or(0, u32::from);
+    Diagnostic::error(
+        "syntax-error",
+        format!("a character KDL does not allow in a string (U+{code:04X})"),
+    )
+    .with_label(Span::new(file, at, at + len), "not allowed here")
+    .with_help(format!(
+        "remove it, or write it as an escape, `\\u{{{code:x}}}`"
+    ))
 }
 
 /// Past the escape whose backslash is at `at`: a whitespace escape takes all the whitespace
