@@ -192,6 +192,12 @@ fn too_deep(file: FileId, text: &str) -> Result<(), Vec<Diagnostic>> {
                     b"\""
                 };
                 let single_line = close.len() == 1;
+                // A multi-line string's text starts on the next line in KDL; `"""` followed by
+                // anything else made the scan skip to the next `"""`, over the braces between
+                // (found by fuzzing, `docs/FUZZING.md`).
+                if !single_line && !starts_newline(&bytes[i + 3..]) {
+                    return Err(vec![multi_line_string_not_on_its_own_line(file, start)]);
+                }
                 i += close.len();
                 // The first byte is compared alone: a slice comparison per byte showed in
                 // profiles.
@@ -345,6 +351,15 @@ fn string_runs_past_its_line(file: FileId, at: usize) -> Diagnostic {
             "this string has no closing quote before the end of the line",
         )
         .with_help("add the closing `\"`; a string over several lines is written `\"\"\"` on lines of its own")
+}
+
+fn multi_line_string_not_on_its_own_line(file: FileId, at: usize) -> Diagnostic {
+    Diagnostic::error(
+        "syntax-error",
+        "a multi-line string whose text does not start on the next line",
+    )
+    .with_label(Span::new(file, at, at + 3), "a newline must follow `\"\"\"`")
+    .with_help("start the text on the line after `\"\"\"`, or write a one-line string in single quotes `\"…\"`")
 }
 
 /// A string whose quote is never closed: everything after it would be the string, so the
