@@ -3,6 +3,7 @@
 
 use crate::model::*;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
@@ -223,41 +224,60 @@ fn resource_snapshot(
     (address, snapshot)
 }
 
-/// The canonical spec text of a resource: `team`, `labels` (when any), the kind's fields in
-/// declaration order, then `monitoring` (when set) and `lifecycle`. Serialized in one pass,
-/// without a `serde_json::Value` tree or a second copy, because snapshots of large stacks make
-/// many of them.
-fn canonical_spec(r: &Resource, drift: DriftPolicy, ignore_changes: &[String]) -> SpecJson {
-    #[derive(Serialize)]
-    #[serde(rename_all = "kebab-case")]
-    struct Lifecycle<'a> {
-        protect: bool,
-        drift: &'a str,
-        ignore_changes: &'a [String],
+/// What a resource's canonical spec is made of, serialized in this order: `team`, `labels`
+/// (when any), the kind's fields, `monitoring` (when set), then `lifecycle`. Borrowed from the
+/// resource to serialize it in one pass (no `serde_json::Value` tree, no second copy: large
+/// stacks make many of them); owned by a [`SpecMemo`], to compare later inputs with. One type
+/// for both, so nothing the spec is made of can be left out of the comparison.
+#[derive(Serialize, PartialEq)]
+struct Canonical<'a> {
+    team: Cow<'a, str>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    labels: Cow<'a, BTreeMap<String, String>>,
+    /// The kind's fields, as members of this object.
+    #[serde(flatten)]
+    spec: Cow<'a, Spec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    monitoring: Option<Cow<'a, Monitoring>>,
+    lifecycle: Lifecycle<'a>,
+}
+
+#[derive(Serialize, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+struct Lifecycle<'a> {
+    protect: bool,
+    drift: &'static str,
+    ignore_changes: Cow<'a, [String]>,
+}
+
+impl<'a> Canonical<'a> {
+    fn of(r: &'a Resource, drift: DriftPolicy, ignore_changes: &'a [String]) -> Canonical<'a> {
+        Canonical {
+            team: Cow::Borrowed(r.team.as_ref().map_or("", |t| t.value.as_str())),
+            labels: Cow::Borrowed(&r.labels),
+            spec: Cow::Borrowed(&r.spec),
+            monitoring: r.monitoring.as_ref().map(|m| Cow::Borrowed(&m.value)),
+            lifecycle: Lifecycle {
+                protect: r.protect,
+                drift: drift.as_str(),
+                ignore_changes: Cow::Borrowed(ignore_changes),
+            },
+        }
     }
-    #[derive(Serialize)]
-    struct Canonical<'a> {
-        team: &'a str,
-        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-        labels: &'a BTreeMap<String, String>,
-        /// The kind's fields, as members of this object.
-        #[serde(flatten)]
-        spec: &'a Spec,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        monitoring: Option<&'a Monitoring>,
-        lifecycle: Lifecycle<'a>,
+
+    fn into_owned(self) -> Canonical<'static> {
+        Canonical {
+            team: Cow::Owned(self.team.into_owned()),
+            labels: Cow::Owned(self.labels.into_owned()),
+            spec: Cow::Owned(self.spec.into_owned()),
+            monitoring: self.monitoring.map(|m| Cow::Owned(m.into_owned())),
+            lifecycle: Lifecycle {
+                protect: self.lifecycle.protect,
+                drift: self.lifecycle.drift,
+                ignore_changes: Cow::Owned(self.lifecycle.ignore_changes.into_owned()),
+            },
+        }
     }
-    SpecJson::of(&Canonical {
-        team: r.team.as_ref().map_or("", |t| t.value.as_str()),
-        labels: &r.labels,
-        spec: &r.spec,
-        monitoring: r.monitoring.as_ref().map(|m| &m.value),
-        lifecycle: Lifecycle {
-            protect: r.protect,
-            drift: drift.as_str(),
-            ignore_changes,
-        },
-    })
 }
 
 /// A resource's canonical spec, kept across analyses with what it was made from.
@@ -271,28 +291,10 @@ fn canonical_spec(r: &Resource, drift: DriftPolicy, ignore_changes: &[String]) -
 #[derive(Clone, Default)]
 pub struct SpecMemo(Option<Arc<OnceLock<MemoizedSpec>>>);
 
-/// The inputs of [`canonical_spec`] and what it made of them.
+/// What a canonical spec was made of, and what was made.
 struct MemoizedSpec {
-    team: Option<String>,
-    labels: BTreeMap<String, String>,
-    spec: Spec,
-    monitoring: Option<Monitoring>,
-    protect: bool,
-    drift: DriftPolicy,
-    ignore_changes: Vec<String>,
+    inputs: Canonical<'static>,
     made: SpecJson,
-}
-
-impl MemoizedSpec {
-    fn made_from(&self, r: &Resource, drift: DriftPolicy, ignore_changes: &[String]) -> bool {
-        self.protect == r.protect
-            && self.drift == drift
-            && self.ignore_changes == ignore_changes
-            && self.team.as_deref() == r.team.as_ref().map(|t| t.value.as_str())
-            && self.labels == r.labels
-            && self.monitoring.as_ref() == r.monitoring.as_ref().map(|m| &m.value)
-            && self.spec == r.spec
-    }
 }
 
 impl SpecMemo {
@@ -303,25 +305,20 @@ impl SpecMemo {
 
     /// `r`'s canonical spec: the kept one when it was made from the same inputs.
     fn spec(&self, r: &Resource, drift: DriftPolicy, ignore_changes: &[String]) -> SpecJson {
+        let inputs = Canonical::of(r, drift, ignore_changes);
         let Some(cell) = &self.0 else {
-            return canonical_spec(r, drift, ignore_changes);
+            return SpecJson::of(&inputs);
         };
         if let Some(kept) = cell.get()
-            && kept.made_from(r, drift, ignore_changes)
+            && kept.inputs == inputs
         {
             return kept.made.clone();
         }
-        let made = canonical_spec(r, drift, ignore_changes);
+        let made = SpecJson::of(&inputs);
         // Only the first is kept: a cached resource's inputs rarely change, and when they do
         // the comparison above sends it here each time, which is correct, only not faster.
         let _ = cell.set(MemoizedSpec {
-            team: r.team.as_ref().map(|t| t.value.clone()),
-            labels: r.labels.clone(),
-            spec: r.spec.clone(),
-            monitoring: r.monitoring.as_ref().map(|m| m.value.clone()),
-            protect: r.protect,
-            drift,
-            ignore_changes: ignore_changes.to_vec(),
+            inputs: inputs.into_owned(),
             made: made.clone(),
         });
         made

@@ -326,17 +326,17 @@ fn disallowed_in_string(file: FileId, text: &str, at: usize, len: usize) -> Diag
 /// Past the escape whose backslash is at `at`: a whitespace escape takes all the whitespace
 /// and newlines after the backslash, any other escape the character after it.
 fn after_escape(text: &str, at: usize) -> usize {
-    let is_space = |c: char| {
-        matches!(
-            c,
-            '\n' | '\r' | '\u{C}' | '\u{85}' | '\u{2028}' | '\u{2029}'
-        ) || is_kdl_whitespace(c)
+    let start = at + 1;
+    let is_space = |&(i, c): &(usize, char)| {
+        is_kdl_whitespace(c) || starts_newline(&text.as_bytes()[start + i..])
     };
-    let rest = &text[at + 1..];
-    match rest.chars().next() {
-        Some(c) if is_space(c) => at + 1 + rest.find(|c| !is_space(c)).unwrap_or(rest.len()),
-        Some(c) => at + 1 + c.len_utf8(),
-        None => at + 1,
+    let mut chars = text[start..].char_indices().peekable();
+    match chars.peek() {
+        Some(first) if is_space(first) => chars
+            .find(|next| !is_space(next))
+            .map_or(text.len(), |(i, _)| start + i),
+        Some((_, c)) => start + c.len_utf8(),
+        None => start,
     }
 }
 
