@@ -221,13 +221,12 @@ pub fn render_one(d: &Diagnostic, sources: &Sources, colour: Colour) -> String {
             let line_text = file.line_text(start.line);
             let line_start = file.line_start(start.line);
             let line_end = line_start + line_text.len();
-            let end_byte = (l.span.end as usize).clamp(l.span.start as usize, line_end);
+            // A span may start past its line's text: at a line end that is a lone `\r`, which
+            // ends a line in KDL but not in `line_starts`.
+            let start_byte = (l.span.start as usize).clamp(line_start, line_end);
+            let end_byte = (l.span.end as usize).clamp(start_byte, line_end);
             let shown = if l.redact {
-                redact_line(
-                    line_text,
-                    l.span.start as usize - line_start,
-                    end_byte - line_start,
-                )
+                redact_line(line_text, start_byte - line_start, end_byte - line_start)
             } else {
                 line_text.to_string()
             };
@@ -254,7 +253,7 @@ pub fn render_one(d: &Diagnostic, sources: &Sources, colour: Colour) -> String {
                 .map_or(0, |s| s.chars().count());
             let width = file
                 .text
-                .get(l.span.start as usize..end_byte)
+                .get(start_byte..end_byte)
                 .map_or(1, |s| {
                     let secret =
                         crate::decode::secrets::literal_looks_secret(s.trim_matches('"')).is_some();

@@ -7,7 +7,6 @@ use crate::source::{FileId, SourceFile, Sources};
 use crate::syntax::Node;
 use crate::template::{self, Templates};
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -47,10 +46,24 @@ impl ParseCache {
         ParseCache::default()
     }
 
+    /// A quick hash of the whole text, eight bytes at a step: every file of the stack is
+    /// looked up on every analysis, and a collision costs only a text comparison (the entries
+    /// hold the full text), so it needs speed, not resistance to chosen inputs.
     fn key(text: &str) -> u64 {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        text.hash(&mut h);
-        h.finish()
+        const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mix = |h: u64, word: u64| (h.rotate_left(5) ^ word).wrapping_mul(SEED);
+        let bytes = text.as_bytes();
+        let mut words = bytes.chunks_exact(8);
+        let mut h = mix(0, bytes.len() as u64);
+        for w in &mut words {
+            h = mix(
+                h,
+                u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]),
+            );
+        }
+        let mut tail = [0u8; 8];
+        tail[..words.remainder().len()].copy_from_slice(words.remainder());
+        mix(h, u64::from_le_bytes(tail))
     }
 
     fn get(&self, text: &str, file: FileId) -> Option<Made> {
@@ -138,12 +151,150 @@ pub enum LoadError {
 /// by path.
 pub fn read_dir(root: &Path) -> Result<Vec<StackFile>, LoadError> {
     let mut files = Vec::new();
-    walk(root, "", &mut files)?;
+    walk(root, "", &mut files, None)?;
     files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(files)
 }
 
-fn walk(dir: &Path, prefix: &str, out: &mut Vec<StackFile>) -> Result<(), LoadError> {
+/// `read_dir` for a directory read again and again (the daemon's watch mode): a file whose
+/// size, modification time and inode are those it had when it was last read, and which had
+/// not been modified shortly before that read, is taken from memory instead of being read.
+/// Stat-ing a file is a fraction of reading it (`docs/PERFORMANCE.md`).
+///
+/// The "shortly before" rule is git's answer to racy timestamps: a file written again within
+/// the file system's timestamp granularity of an earlier read may keep its old modification
+/// time, so a file modified less than [`DirReader::RACY`] before it was read is always read
+/// again.
+#[derive(Default)]
+pub struct DirReader {
+    known: Mutex<HashMap<String, KnownFile>>,
+    files_read: AtomicUsize,
+}
+
+struct KnownFile {
+    stamp: FileStamp,
+    read_at: std::time::SystemTime,
+    text: String,
+}
+
+/// What a file looked like on disk.
+#[derive(PartialEq, Eq, Clone, Copy)]
+struct FileStamp {
+    len: u64,
+    modified: std::time::SystemTime,
+    #[cfg(unix)]
+    inode: (u64, u64),
+    #[cfg(unix)]
+    changed: (i64, i64),
+}
+
+impl FileStamp {
+    fn of(meta: &std::fs::Metadata) -> Option<FileStamp> {
+        #[cfg(unix)]
+        use std::os::unix::fs::MetadataExt;
+        Some(FileStamp {
+            len: meta.len(),
+            modified: meta.modified().ok()?,
+            #[cfg(unix)]
+            inode: (meta.dev(), meta.ino()),
+            #[cfg(unix)]
+            changed: (meta.ctime(), meta.ctime_nsec()),
+        })
+    }
+}
+
+impl DirReader {
+    /// Modified less than this before it was read: read again next time, whatever its stamp.
+    pub const RACY: std::time::Duration = std::time::Duration::from_secs(2);
+
+    pub fn new() -> DirReader {
+        DirReader::default()
+    }
+
+    /// Files read from disk so far (the others were known).
+    pub fn files_read(&self) -> usize {
+        self.files_read.load(Ordering::Relaxed)
+    }
+
+    /// The files below `root`, as [`read_dir`] gives them.
+    pub fn read(&self, root: &Path) -> Result<Vec<StackFile>, LoadError> {
+        let mut files = Vec::new();
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = Vec::new();
+        let mut read = 0;
+        walk(
+            root,
+            "",
+            &mut files,
+            Some((&mut known, &mut seen, &mut read)),
+        )?;
+        self.files_read.fetch_add(read, Ordering::Relaxed);
+        // Files gone from the directory are forgotten.
+        if known.len() > seen.len() {
+            let seen: std::collections::HashSet<&String> = seen.iter().collect();
+            known.retain(|path, _| seen.contains(path));
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(files)
+    }
+}
+
+/// The files known, the paths seen in this walk and how many files it read.
+type Known<'a> = (
+    &'a mut HashMap<String, KnownFile>,
+    &'a mut Vec<String>,
+    &'a mut usize,
+);
+
+/// The text of the file at `path`: from `known` when its stamp is unchanged and not racy.
+fn read_known(path: &Path, rel: &str, known: &mut Known) -> Result<String, LoadError> {
+    let io = |source| LoadError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    known.1.push(rel.to_string());
+    let stamp = FileStamp::of(&std::fs::metadata(path).map_err(io)?);
+    if let (Some(stamp), Some(k)) = (stamp, known.0.get(rel))
+        && k.stamp == stamp
+        && stamp
+            .modified
+            .checked_add(DirReader::RACY)
+            .is_some_and(|settled| settled <= k.read_at)
+    {
+        return Ok(k.text.clone());
+    }
+    let read_at = std::time::SystemTime::now();
+    let text = read_text(path, rel)?;
+    *known.2 += 1;
+    if let Some(stamp) = stamp {
+        known.0.insert(
+            rel.to_string(),
+            KnownFile {
+                stamp,
+                read_at,
+                text: text.clone(),
+            },
+        );
+    }
+    Ok(text)
+}
+
+fn read_text(path: &Path, rel: &str) -> Result<String, LoadError> {
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    String::from_utf8(bytes).map_err(|_| LoadError::NotUtf8 {
+        path: rel.to_string(),
+    })
+}
+
+fn walk(
+    dir: &Path,
+    prefix: &str,
+    out: &mut Vec<StackFile>,
+    mut known: Option<Known>,
+) -> Result<(), LoadError> {
     let io = |source| LoadError::Io {
         path: dir.display().to_string(),
         source,
@@ -164,14 +315,19 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<StackFile>) -> Result<(), LoadEr
         // Follow symlinks to files and directories alike, as git checkouts may contain them.
         let is_dir = file_type.is_dir() || (file_type.is_symlink() && path.is_dir());
         if is_dir {
-            walk(&path, &rel, out)?;
+            walk(
+                &path,
+                &rel,
+                out,
+                known
+                    .as_mut()
+                    .map(|(k, s, n)| (&mut **k, &mut **s, &mut **n)),
+            )?;
         } else if name.ends_with(".kdl") {
-            let bytes = std::fs::read(&path).map_err(|source| LoadError::Io {
-                path: path.display().to_string(),
-                source,
-            })?;
-            let text =
-                String::from_utf8(bytes).map_err(|_| LoadError::NotUtf8 { path: rel.clone() })?;
+            let text = match known.as_mut() {
+                Some(known) => read_known(&path, &rel, known)?,
+                None => read_text(&path, &rel)?,
+            };
             out.push(StackFile { path: rel, text });
         }
     }
@@ -338,5 +494,85 @@ fn first_pass(sources: &Sources, i: usize, cache: Option<&ParseCache>) -> FirstP
                 }
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("platformd-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("team")).unwrap();
+        dir
+    }
+
+    /// Written, then dated an hour back: settled, so the reader may keep it.
+    fn write_settled(path: &Path, text: &str) {
+        std::fs::write(path, text).unwrap();
+        let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
+    }
+
+    fn texts(files: &[StackFile]) -> Vec<(&str, &str)> {
+        files
+            .iter()
+            .map(|f| (f.path.as_str(), f.text.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn a_dir_reader_reads_only_what_changed_and_sees_every_change() {
+        let dir = scratch("dir-reader");
+        write_settled(&dir.join("a.kdl"), "service \"a\" {}\n");
+        write_settled(&dir.join("team/b.kdl"), "service \"b\" {}\n");
+        let reader = DirReader::new();
+        let first = reader.read(&dir).unwrap();
+        assert_eq!(texts(&first), texts(&read_dir(&dir).unwrap()));
+        assert_eq!(reader.files_read(), 2);
+
+        // Nothing changed: nothing read.
+        assert_eq!(texts(&reader.read(&dir).unwrap()), texts(&first));
+        assert_eq!(reader.files_read(), 2);
+
+        // Same length, modification time put back: the inode's change time still gives the
+        // rewrite away.
+        let b = dir.join("team/b.kdl");
+        let modified = std::fs::metadata(&b).unwrap().modified().unwrap();
+        std::fs::write(&b, "service \"c\" {}\n").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&b)
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
+        let after = reader.read(&dir).unwrap();
+        assert_eq!(texts(&after), texts(&read_dir(&dir).unwrap()));
+        assert_eq!(after[1].text, "service \"c\" {}\n");
+        assert_eq!(reader.files_read(), 3);
+
+        // A file just written is racy: read again every time until it settles.
+        std::fs::write(dir.join("a.kdl"), "service \"d\" {}\n").unwrap();
+        assert_eq!(reader.read(&dir).unwrap()[0].text, "service \"d\" {}\n");
+        reader.read(&dir).unwrap();
+        assert_eq!(reader.files_read(), 5);
+
+        // Added and removed files.
+        std::fs::remove_file(&b).unwrap();
+        write_settled(&dir.join("team/e.kdl"), "service \"e\" {}\n");
+        let last = reader.read(&dir).unwrap();
+        assert_eq!(texts(&last), texts(&read_dir(&dir).unwrap()));
+        assert_eq!(
+            last.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(),
+            ["a.kdl", "team/e.kdl"]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -400,7 +400,7 @@ pub struct Resource {
     /// `monitoring { alert …; notify … }`: alert rules rendered with the resource.
     pub monitoring: Option<Spanned<Monitoring>>,
     pub references: Vec<Reference>,
-    pub spec: Spec,
+    pub spec: std::sync::Arc<Spec>,
     /// Its canonical spec as last made, shared by the copies of a cached file's resource
     /// ([`crate::snapshot::SpecMemo`]); empty unless the file is in a `ParseCache`.
     pub spec_memo: crate::snapshot::SpecMemo,

@@ -383,11 +383,14 @@ pub fn plan(prior: &Snapshot, desired: &Snapshot, options: &PlanOptions) -> Plan
     let allow: BTreeSet<&str> = options.allow_destroy.iter().map(String::as_str).collect();
     let mut resources = Vec::with_capacity(desired.resources.len());
 
-    let desired_graph = graph_of(desired);
-    for n in desired_graph.topo_order() {
-        let address = desired_graph.address(n);
-        let after = &desired.resources[address];
-        let change = match prior.resources.get(address) {
+    // Both maps are sorted by address: one walk pairs each desired resource with its prior
+    // entry, and positions stand in for addresses while ordering.
+    let desired_entries: Vec<(&String, &ResourceSnapshot)> = desired.resources.iter().collect();
+    let (before_of, deleting) = join_sorted(&desired_entries, &prior.resources);
+    for i in order_by_depends_on(&desired_entries) {
+        let (address, after) = desired_entries[i];
+        let address = address.as_str();
+        let change = match before_of[i] {
             None => ResourceChange {
                 address: address.to_string(),
                 kind: after.kind,
@@ -416,10 +419,6 @@ pub fn plan(prior: &Snapshot, desired: &Snapshot, options: &PlanOptions) -> Plan
     }
 
     // The prior state's graph orders deletes; most plans have none and skip building it.
-    let deleting = prior
-        .resources
-        .keys()
-        .any(|a| !desired.resources.contains_key(a));
     let prior_graph = if deleting {
         graph_of(prior)
     } else {
@@ -495,6 +494,90 @@ pub fn plan(prior: &Snapshot, desired: &Snapshot, options: &PlanOptions) -> Plan
         window: None,
         approval: desired.approval.clone(),
     }
+}
+
+/// Each desired entry's prior entry, by position, and whether some prior entry has none
+/// (something is deleted): a merge of the two sorted address lists.
+fn join_sorted<'a>(
+    desired: &[(&String, &ResourceSnapshot)],
+    prior: &'a BTreeMap<String, ResourceSnapshot>,
+) -> (Vec<Option<&'a ResourceSnapshot>>, bool) {
+    let mut before_of = Vec::with_capacity(desired.len());
+    let mut deleting = false;
+    let mut prior = prior.iter().peekable();
+    for (address, _) in desired {
+        let mut found = None;
+        while let Some((p, before)) = prior.peek() {
+            match p.as_str().cmp(address.as_str()) {
+                std::cmp::Ordering::Less => {
+                    deleting = true;
+                    prior.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    found = Some(*before);
+                    prior.next();
+                    break;
+                }
+                std::cmp::Ordering::Greater => break,
+            }
+        }
+        before_of.push(found);
+    }
+    (before_of, deleting || prior.next().is_some())
+}
+
+/// Positions of `entries` (sorted by address) in dependency order, as `Graph::topo_order`
+/// gives it: of the ready ones, the lowest address first; any left in a cycle come last, in
+/// address order. Dependencies on addresses not among `entries` are ignored.
+fn order_by_depends_on(entries: &[(&String, &ResourceSnapshot)]) -> Vec<usize> {
+    let position = |address: &str| {
+        entries
+            .binary_search_by(|(a, _)| a.as_str().cmp(address))
+            .ok()
+    };
+    // Edges need → dependent, laid out by need (compressed rows).
+    let mut edges: Vec<(u32, u32)> = Vec::new();
+    for (to, (_, r)) in entries.iter().enumerate() {
+        for d in &r.depends_on {
+            if let Some(from) = position(d) {
+                edges.push((from as u32, to as u32));
+            }
+        }
+    }
+    let n = entries.len();
+    let mut indegree = vec![0u32; n];
+    let mut start = vec![0u32; n + 1];
+    for &(from, to) in &edges {
+        indegree[to as usize] += 1;
+        start[from as usize + 1] += 1;
+    }
+    for i in 0..n {
+        start[i + 1] += start[i];
+    }
+    let mut fill = start.clone();
+    let mut dependents = vec![0u32; edges.len()];
+    for &(from, to) in &edges {
+        dependents[fill[from as usize] as usize] = to;
+        fill[from as usize] += 1;
+    }
+    let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<u32>> = (0..n as u32)
+        .filter(|&i| indegree[i as usize] == 0)
+        .map(std::cmp::Reverse)
+        .collect();
+    let mut order = Vec::with_capacity(n);
+    let mut done = vec![false; n];
+    while let Some(std::cmp::Reverse(i)) = ready.pop() {
+        order.push(i as usize);
+        done[i as usize] = true;
+        for &m in &dependents[start[i as usize] as usize..start[i as usize + 1] as usize] {
+            indegree[m as usize] -= 1;
+            if indegree[m as usize] == 0 {
+                ready.push(std::cmp::Reverse(m));
+            }
+        }
+    }
+    order.extend((0..n).filter(|&i| !done[i]));
+    order
 }
 
 fn graph_of(s: &Snapshot) -> Graph {
@@ -853,4 +936,59 @@ fn policy_report(
     }
     report.blocked = !report.violations.is_empty();
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `order_by_depends_on` must give exactly the order of the graph it replaced: random
+    /// dependency lists, with cycles, self-references, duplicates and unknown addresses.
+    #[test]
+    fn order_by_depends_on_equals_the_graphs_topological_order() {
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |below: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % below as u64) as usize
+        };
+        for round in 0..200 {
+            let n = 1 + next(40);
+            let mut snapshot = Snapshot::default();
+            for i in 0..n {
+                let depends_on = (0..next(4))
+                    .map(|_| format!("service/s{}", next(n + 2)))
+                    .collect();
+                let entry = ResourceSnapshot {
+                    kind: Kind::Service,
+                    name: format!("s{i}"),
+                    driver: "local".into(),
+                    team: String::new(),
+                    spec: SpecJson::from_value(&serde_json::json!({})),
+                    depends_on,
+                    protect: false,
+                    drift: crate::model::DriftPolicy::Correct,
+                    ignore_changes: Vec::new(),
+                    monthly_cost_usd: 0.0,
+                    scaled_down: None,
+                    template: None,
+                    budget_monthly_usd: None,
+                };
+                snapshot.resources.insert(format!("service/s{i}"), entry);
+            }
+            let entries: Vec<(&String, &ResourceSnapshot)> = snapshot.resources.iter().collect();
+            let ours: Vec<&str> = order_by_depends_on(&entries)
+                .into_iter()
+                .map(|i| entries[i].0.as_str())
+                .collect();
+            let graph = graph_of(&snapshot);
+            let graphs: Vec<&str> = graph
+                .topo_order()
+                .into_iter()
+                .map(|n| graph.address(n))
+                .collect();
+            assert_eq!(ours, graphs, "round {round}");
+        }
+    }
 }

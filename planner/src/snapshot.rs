@@ -42,7 +42,8 @@ impl SpecJson {
 
 impl PartialEq for SpecJson {
     fn eq(&self, other: &SpecJson) -> bool {
-        self.as_str() == other.as_str()
+        // A kept spec (`SpecMemo`) is shared with the snapshot planned against it.
+        Arc::ptr_eq(&self.0, &other.0) || self.as_str() == other.as_str()
     }
 }
 
@@ -144,12 +145,25 @@ impl Snapshot {
         let default_drift = stack.default_drift();
         // Each resource's canonical spec is independent of the others: built on every core,
         // in slices, and collected in order.
+        // Built in address order: the map is then made from a sorted list without moving the
+        // (large) entries about in a sort.
         const SLICE: usize = 256;
-        let all = &stack.resources;
-        let built = crate::load::in_parallel(all.len().div_ceil(SLICE), |slice| {
-            all[slice * SLICE..((slice + 1) * SLICE).min(all.len())]
+        let mut keyed: Vec<(String, &Resource)> = stack
+            .resources
+            .iter()
+            .map(|r| (r.address.key(), r))
+            .collect();
+        keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let built = crate::load::in_parallel(keyed.len().div_ceil(SLICE), |slice| {
+            let end = ((slice + 1) * SLICE).min(keyed.len());
+            keyed[slice * SLICE..end]
                 .iter()
-                .map(|r| resource_snapshot(stack, costs, r, default_drift))
+                .map(|(address, r)| {
+                    (
+                        address.clone(),
+                        resource_snapshot(stack, costs, address, r, default_drift),
+                    )
+                })
                 .collect::<Vec<_>>()
         });
         // A valid stack has no duplicate address (validation refuses one).
@@ -196,17 +210,17 @@ impl Snapshot {
 fn resource_snapshot(
     stack: &Stack,
     costs: &BTreeMap<String, f64>,
+    address: &str,
     r: &Resource,
     default_drift: DriftPolicy,
-) -> (String, ResourceSnapshot) {
-    let address = r.address.key();
+) -> ResourceSnapshot {
     let drift = r.drift.unwrap_or(default_drift);
     let ignore_changes: Vec<String> = r.ignore_changes.iter().map(|s| s.value.clone()).collect();
     let spec = r.spec_memo.spec(r, drift, &ignore_changes);
     let mut depends_on: Vec<String> = r.references.iter().map(|x| x.target.key()).collect();
     depends_on.sort();
     depends_on.dedup();
-    let snapshot = ResourceSnapshot {
+    ResourceSnapshot {
         kind: r.address.kind,
         name: r.address.name.clone(),
         driver: stack.driver_for(r).unwrap_or_default(),
@@ -216,12 +230,11 @@ fn resource_snapshot(
         protect: r.protect,
         drift,
         ignore_changes,
-        monthly_cost_usd: costs.get(&address).copied().unwrap_or(0.0),
+        monthly_cost_usd: costs.get(address).copied().unwrap_or(0.0),
         scaled_down: None,
         template: stack.templates.origin(r.name_span, &stack.sources),
         budget_monthly_usd: r.cost_budget.as_ref().map(|b| b.value),
-    };
-    (address, snapshot)
+    }
 }
 
 /// What a resource's canonical spec is made of, serialized in this order: `team`, `labels`
@@ -236,10 +249,38 @@ struct Canonical<'a> {
     labels: Cow<'a, BTreeMap<String, String>>,
     /// The kind's fields, as members of this object.
     #[serde(flatten)]
-    spec: Cow<'a, Spec>,
+    spec: SharedSpec<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     monitoring: Option<Cow<'a, Monitoring>>,
     lifecycle: Lifecycle<'a>,
+}
+
+/// A resource's spec in [`Canonical`]: the resource's own, or kept by a memo. The copies of a
+/// cached file's resource share their spec, so equal inputs are mostly found by identity.
+enum SharedSpec<'a> {
+    Borrowed(&'a Arc<Spec>),
+    Owned(Arc<Spec>),
+}
+
+impl SharedSpec<'_> {
+    fn arc(&self) -> &Arc<Spec> {
+        match self {
+            SharedSpec::Borrowed(spec) => spec,
+            SharedSpec::Owned(spec) => spec,
+        }
+    }
+}
+
+impl PartialEq for SharedSpec<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(self.arc(), other.arc()) || **self.arc() == **other.arc()
+    }
+}
+
+impl Serialize for SharedSpec<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (**self.arc()).serialize(serializer)
+    }
 }
 
 #[derive(Serialize, PartialEq)]
@@ -255,7 +296,7 @@ impl<'a> Canonical<'a> {
         Canonical {
             team: Cow::Borrowed(r.team.as_ref().map_or("", |t| t.value.as_str())),
             labels: Cow::Borrowed(&r.labels),
-            spec: Cow::Borrowed(&r.spec),
+            spec: SharedSpec::Borrowed(&r.spec),
             monitoring: r.monitoring.as_ref().map(|m| Cow::Borrowed(&m.value)),
             lifecycle: Lifecycle {
                 protect: r.protect,
@@ -269,7 +310,7 @@ impl<'a> Canonical<'a> {
         Canonical {
             team: Cow::Owned(self.team.into_owned()),
             labels: Cow::Owned(self.labels.into_owned()),
-            spec: Cow::Owned(self.spec.into_owned()),
+            spec: SharedSpec::Owned(Arc::clone(self.spec.arc())),
             monitoring: self.monitoring.map(|m| Cow::Owned(m.into_owned())),
             lifecycle: Lifecycle {
                 protect: self.lifecycle.protect,

@@ -74,8 +74,14 @@ impl SourceFile {
 
     fn line_starts(&self) -> &[usize] {
         self.line_starts.get_or_init(|| {
+            // A line ends at `\n`, `\r\n` or a lone `\r`, as in KDL and in editors.
+            let bytes = self.text.as_bytes();
             let mut starts = vec![0];
-            starts.extend(self.text.match_indices('\n').map(|(i, _)| i + 1));
+            for (i, &b) in bytes.iter().enumerate() {
+                if b == b'\n' || (b == b'\r' && bytes.get(i + 1) != Some(&b'\n')) {
+                    starts.push(i + 1);
+                }
+            }
             starts
         })
     }
@@ -202,5 +208,16 @@ mod tests {
         assert_eq!(f.line_col(5), LineCol { line: 2, column: 1 });
         assert_eq!(f.line_text(2), "second");
         assert_eq!(f.line_col(10_000), LineCol { line: 3, column: 1 });
+    }
+
+    #[test]
+    fn a_lone_carriage_return_ends_a_line_and_crlf_ends_one() {
+        let f = SourceFile::new("a.kdl", "a\rb\r\nc\nd");
+        assert_eq!(f.line_count(), 4);
+        assert_eq!(f.line_col(2), LineCol { line: 2, column: 1 });
+        assert_eq!(f.line_text(2), "b");
+        assert_eq!(f.line_col(5), LineCol { line: 3, column: 1 });
+        assert_eq!(f.line_text(3), "c");
+        assert_eq!(f.line_text(4), "d");
     }
 }

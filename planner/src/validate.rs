@@ -8,7 +8,8 @@ use crate::graph::Graph;
 use crate::model::*;
 use crate::source::Sources;
 use crate::suggest;
-use std::collections::{BTreeMap, HashMap};
+use foldhash::{HashMap, HashMapExt};
+use std::collections::BTreeMap;
 
 /// Builds the [`Stack`] from decoded files and checks it as a whole.
 pub fn check(
@@ -122,7 +123,7 @@ pub fn check(
 /// quota cannot be enforced, which is a warning.
 fn llm_quotas(stack: &Stack, diags: &mut Vec<Diagnostic>) -> Vec<Resource> {
     let gateway_driver = |r: &Resource| -> Option<String> {
-        let Spec::AiEndpoint(e) = &r.spec else {
+        let Spec::AiEndpoint(e) = &*r.spec else {
             return None;
         };
         let driver = stack.driver_for(r)?;
@@ -186,10 +187,10 @@ fn llm_quotas(stack: &Stack, diags: &mut Vec<Diagnostic>) -> Vec<Resource> {
                     allowed_kinds: &[Kind::AiEndpoint],
                 })
                 .collect(),
-            spec: Spec::LlmQuota(LlmQuotaSpec {
+            spec: std::sync::Arc::new(Spec::LlmQuota(LlmQuotaSpec {
                 quota: quota.value,
                 endpoints: covered.iter().map(|r| r.address.name.clone()).collect(),
-            }),
+            })),
             spec_memo: Default::default(),
         });
     }
@@ -341,7 +342,7 @@ fn check_drivers(stack: &Stack, diags: &mut Vec<Diagnostic>) {
     // Altinity operator and self-hosted model runtimes; other engines and SageMaker live in the
     // cloud account, which has no ClickHouse.
     for r in &stack.resources {
-        if let Spec::Database(db) = &r.spec
+        if let Spec::Database(db) = &*r.spec
             && db.engine == "clickhouse"
             && let Some(driver) = stack.driver_for(r).and_then(|n| platform.driver(&n))
             && driver.driver == DriverType::Aws
@@ -356,7 +357,7 @@ fn check_drivers(stack: &Stack, diags: &mut Vec<Diagnostic>) {
             );
             continue;
         }
-        let (what, value, help) = match &r.spec {
+        let (what, value, help) = match &*r.spec {
             Spec::Database(db) if !matches!(db.engine.as_str(), "postgres" | "clickhouse") => (
                 "postgres databases (CloudNativePG) and ClickHouse clusters (Altinity)",
                 db.engine.as_str(),
@@ -464,7 +465,7 @@ fn check_drivers(stack: &Stack, diags: &mut Vec<Diagnostic>) {
     // The AWS driver serves model endpoints through SageMaker only; SageMaker endpoints need an
     // instance and scale through the endpoint's instance count.
     for r in stack.resources.iter().filter(|r| on_aws(r)) {
-        let Spec::AiEndpoint(e) = &r.spec else {
+        let Spec::AiEndpoint(e) = &*r.spec else {
             continue;
         };
         let problem = if e.runtime != "sagemaker" {
@@ -683,37 +684,47 @@ pub fn check_templates_only(stack: &Stack, diags: &mut Vec<Diagnostic>) {
 /// order keys) in a database, a prefix in a bucket. A database sink records the database's
 /// engine in the pipeline's spec.
 pub fn check_sinks(stack: &mut Stack, diags: &mut Vec<Diagnostic>) {
-    let engines: std::collections::HashMap<Address, String> = stack
+    let engines: HashMap<Address, String> = stack
         .resources
         .iter()
-        .filter_map(|r| match &r.spec {
+        .filter_map(|r| match &*r.spec {
             Spec::Database(db) => Some((r.address.clone(), db.engine.clone())),
             _ => None,
         })
         .collect();
     for r in &mut stack.resources {
-        if let Spec::Pipeline(p) = &mut r.spec
-            && let Some(sink) = r.references.iter().find(|x| x.via == EdgeVia::Sink)
+        let Spec::Pipeline(p) = &*r.spec else {
+            continue;
+        };
+        let Some(sink) = r.references.iter().find(|x| x.via == EdgeVia::Sink) else {
+            continue;
+        };
+        let engine = engines.get(&sink.target);
+        // A cached file's spec is shared: copied only when the engine it records changes.
+        if p.sink.engine.as_ref() != engine
+            && let Spec::Pipeline(p) = std::sync::Arc::make_mut(&mut r.spec)
         {
-            p.sink.engine = engines.get(&sink.target).cloned();
+            p.sink.engine = engine.cloned();
         }
     }
     let stack = &*stack;
     // Sinks found by address: a scan of the stack per pipeline was quadratic.
-    let mut by_address: std::collections::HashMap<&Address, &Resource> =
-        std::collections::HashMap::with_capacity(stack.resources.len());
+    let mut by_address: HashMap<&Address, &Resource> =
+        HashMap::with_capacity(stack.resources.len());
     for r in &stack.resources {
         by_address.entry(&r.address).or_insert(r);
     }
     for r in &stack.resources {
-        let Spec::Pipeline(p) = &r.spec else { continue };
+        let Spec::Pipeline(p) = &*r.spec else {
+            continue;
+        };
         let Some(sink_ref) = r.references.iter().find(|x| x.via == EdgeVia::Sink) else {
             continue;
         };
         let Some(&target) = by_address.get(&sink_ref.target) else {
             continue; // reported as an unknown reference
         };
-        let (kind_words, allowed, needs_table): (&str, &[&str], bool) = match &target.spec {
+        let (kind_words, allowed, needs_table): (&str, &[&str], bool) = match &*target.spec {
             Spec::Database(db) if db.engine == "clickhouse" => (
                 "a ClickHouse database",
                 &["table", "partition-by", "order-by"],
@@ -817,7 +828,7 @@ fn check_gpu_capacity(stack: &Stack, diags: &mut Vec<Diagnostic>) {
     // GPU demand and users per pool, in one pass.
     let mut demand: HashMap<&str, (u32, Vec<&Resource>)> = HashMap::new();
     for r in &stack.resources {
-        if let Spec::AiEndpoint(e) = &r.spec
+        if let Spec::AiEndpoint(e) = &*r.spec
             && let Some(placement) = &e.gpu_pool
         {
             let replicas = e
@@ -830,7 +841,7 @@ fn check_gpu_capacity(stack: &Stack, diags: &mut Vec<Diagnostic>) {
         }
     }
     for pool in &stack.resources {
-        let Spec::GpuPool(p) = &pool.spec else {
+        let Spec::GpuPool(p) = &*pool.spec else {
             continue;
         };
         let Some((_, gpus_per_node)) = prices.instance(&p.instance_type) else {

@@ -279,3 +279,56 @@ fn fuzz_regression_unclosed_blocks_are_refused_before_the_reference_parser_runs(
         assert!(rendered.contains("platform.kdl:"), "{rendered}");
     }
 }
+
+/// Found by `fuzz/fuzz_targets/kdl_front_end.rs`: `(\` and a lone carriage return, 3 bytes.
+/// The error's span starts after the `\r`, which ends a line in KDL but did not in the
+/// renderer's line table, so the span started past its line's text and rendering panicked
+/// clamping it. A lone `\r` now ends a line there too, and spans are clamped to their line.
+#[test]
+fn fuzz_regression_a_span_past_a_lone_carriage_return_renders() {
+    for (text, at) in [
+        ("(\\\r", "a.kdl:2:1"),
+        ("(\\\r\n", "a.kdl:2:1"),
+        ("a\r", "a.kdl:1:1"),
+        ("a \"b\r", "a.kdl:1:"),
+        ("a {\r}\r\r(", "a.kdl:4:"),
+    ] {
+        let analysis = planner::analyze(vec![planner::load::StackFile {
+            path: "a.kdl".into(),
+            text: text.into(),
+        }]);
+        let rendered = analysis.render_diagnostics(planner::diagnostic::Colour::Never);
+        assert!(
+            rendered.contains(at),
+            "{text:?} rendered without {at}:\n{rendered}"
+        );
+    }
+}
+
+/// Found by `fuzz/fuzz_targets/kdl_front_end.rs` (a slow unit): the reference parser's error
+/// recovery reported 12,115 syntax errors for this 1.6 KB file, and rendering them wrote 35 MB.
+/// A file shows at most `syntax::MAX_SYNTAX_ERRORS`, the last saying how many more there are.
+#[test]
+fn fuzz_regression_a_garbled_file_shows_its_first_syntax_errors_not_thousands() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/fuzz-garbled/twelve-thousand-syntax-errors.kdl");
+    let text = String::from_utf8(std::fs::read(path).unwrap()).unwrap();
+    let analysis = planner::analyze(vec![planner::load::StackFile {
+        path: "a.kdl".into(),
+        text,
+    }]);
+    let syntax: Vec<_> = analysis
+        .diagnostics
+        .iter()
+        .filter(|d| d.code == "syntax-error")
+        .collect();
+    assert_eq!(syntax.len(), planner::syntax::MAX_SYNTAX_ERRORS);
+    let note = &syntax.last().unwrap().notes;
+    assert!(
+        note.iter()
+            .any(|n| n.contains("more syntax errors in this file not shown")),
+        "{note:?}"
+    );
+    let rendered = analysis.render_diagnostics(planner::diagnostic::Colour::Never);
+    assert!(rendered.len() < 64 * 1024, "{} bytes", rendered.len());
+}

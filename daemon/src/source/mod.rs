@@ -65,7 +65,10 @@ impl Source {
             // Absolute, so file events (absolute paths) compare against it.
             let dir = std::fs::canonicalize(local.join(path))
                 .context_with(|| format!("cannot open {}", local.join(path).display()))?;
-            return Ok(Source::Dir(DirSource { dir }));
+            return Ok(Source::Dir(DirSource {
+                dir,
+                reader: planner::load::DirReader::new(),
+            }));
         }
         Ok(Source::Git(GitSource::new(repo, branch, path, state_dir)))
     }
@@ -223,12 +226,14 @@ impl GitSource {
 
 pub struct DirSource {
     pub dir: PathBuf,
+    /// Keeps the texts of files read before: a watch-mode edit re-reads only what changed.
+    reader: planner::load::DirReader,
 }
 
 impl DirSource {
     /// The directory's current content as a revision (content hash as its id).
     pub fn read(&self) -> Result<Revision, SourceError> {
-        let files = planner::load::read_dir(&self.dir)?;
+        let files = self.reader.read(&self.dir)?;
         Ok(Revision {
             id: content_revision(&files),
             files,

@@ -183,7 +183,7 @@ pub(crate) fn decode_resource(
         cost_budget,
         monitoring,
         references,
-        spec,
+        spec: std::sync::Arc::new(spec),
         spec_memo: Default::default(),
     })
 }
