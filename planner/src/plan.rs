@@ -777,15 +777,16 @@ fn replacement_reason(
 }
 
 fn cost_report(prior: &Snapshot, desired: &Snapshot) -> CostReport {
-    let mut teams: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    // Keyed by borrowed names: a copy of the team's name per resource was most of this.
+    let mut teams: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
     for r in prior.resources.values() {
-        teams.entry(r.team.clone()).or_default().0 += r.monthly_cost_usd;
+        teams.entry(r.team.as_str()).or_default().0 += r.monthly_cost_usd;
     }
     for r in desired.resources.values() {
-        teams.entry(r.team.clone()).or_default().1 += r.monthly_cost_usd;
+        teams.entry(r.team.as_str()).or_default().1 += r.monthly_cost_usd;
     }
     for t in desired.teams.keys() {
-        teams.entry(t.clone()).or_default();
+        teams.entry(t.as_str()).or_default();
     }
     let before: f64 = prior.resources.values().map(|r| r.monthly_cost_usd).sum();
     let after: f64 = desired.resources.values().map(|r| r.monthly_cost_usd).sum();
@@ -797,10 +798,10 @@ fn cost_report(prior: &Snapshot, desired: &Snapshot) -> CostReport {
         teams: teams
             .into_iter()
             .map(|(team, (b, a))| {
-                let budget = desired.teams.get(&team).and_then(|t| t.budget_monthly_usd);
+                let budget = desired.teams.get(team).and_then(|t| t.budget_monthly_usd);
                 TeamCost {
                     over_budget: budget.is_some_and(|limit| round_cents(a) > limit),
-                    team,
+                    team: team.to_string(),
                     before: round_cents(b),
                     after: round_cents(a),
                     delta: round_cents(a - b),
