@@ -70,9 +70,8 @@ pub fn analyze_cached(files: Vec<StackFile>, cache: Option<&load::ParseCache>) -
     validate::check_templates_only(&stack, &mut diagnostics);
     validate::check_monitoring_drivers(&stack, &mut diagnostics);
     validate::check_sinks(&mut stack, &mut diagnostics);
-    let graph = graph::Graph::from_stack(&stack);
+    let (graph, (costs, cost_warnings)) = graph_and_costs(&stack);
     validate::check_cycles(&graph, &mut diagnostics);
-    let (costs, cost_warnings) = cost::estimate(&stack);
     diagnostics.extend(cost_warnings);
     let mut snapshot = (!diagnostics.iter().any(Diagnostic::is_error))
         .then(|| Snapshot::from_stack(&stack, &costs));
@@ -90,6 +89,25 @@ pub fn analyze_cached(files: Vec<StackFile>, cache: Option<&load::ParseCache>) -
         diagnostics,
         snapshot,
     }
+}
+
+/// The stack's graph and its cost estimate (with its warnings). Both only read the stack, so
+/// the costs are estimated on a second core while the graph is built.
+pub fn graph_and_costs(stack: &model::Stack) -> (graph::Graph, cost::Estimate) {
+    std::thread::scope(|scope| {
+        let costs = std::thread::Builder::new()
+            .spawn_scoped(scope, || cost::estimate(stack))
+            .ok();
+        let graph = graph::Graph::from_stack(stack);
+        let costs = match costs.map(|c| c.join()) {
+            Some(Ok(costs)) => costs,
+            // A panic in the estimate is a bug; it is the caller's.
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            // No thread to be had: estimated here instead.
+            None => cost::estimate(stack),
+        };
+        (graph, costs)
+    })
 }
 
 /// Reads and analyzes the stack in a directory.

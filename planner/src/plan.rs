@@ -387,10 +387,10 @@ pub fn plan(prior: &Snapshot, desired: &Snapshot, options: &PlanOptions) -> Plan
     // entry, and positions stand in for addresses while ordering.
     let desired_entries: Vec<(&String, &ResourceSnapshot)> = desired.resources.iter().collect();
     let (before_of, deleting) = join_sorted(&desired_entries, &prior.resources);
-    for i in order_by_depends_on(&desired_entries) {
+    let change_for = |i: usize| {
         let (address, after) = desired_entries[i];
         let address = address.as_str();
-        let change = match before_of[i] {
+        match before_of[i] {
             None => ResourceChange {
                 address: address.to_string(),
                 kind: after.kind,
@@ -414,9 +414,19 @@ pub fn plan(prior: &Snapshot, desired: &Snapshot, options: &PlanOptions) -> Plan
                 budget_monthly_usd: after.budget_monthly_usd,
             },
             Some(before) => diff_resource(address, before, after, &allow),
-        };
-        resources.push(change);
-    }
+        }
+    };
+    // Each entry depends only on its own two snapshots: made on every core, in slices of the
+    // order, and joined in order.
+    const SLICE: usize = 512;
+    let order = order_by_depends_on(&desired_entries);
+    let made = crate::load::in_parallel(order.len().div_ceil(SLICE), |slice| {
+        order[slice * SLICE..((slice + 1) * SLICE).min(order.len())]
+            .iter()
+            .map(|&i| change_for(i))
+            .collect::<Vec<_>>()
+    });
+    resources.extend(made.into_iter().flatten());
 
     // The prior state's graph orders deletes; most plans have none and skip building it.
     let prior_graph = if deleting {
@@ -530,11 +540,14 @@ fn join_sorted<'a>(
 /// gives it: of the ready ones, the lowest address first; any left in a cycle come last, in
 /// address order. Dependencies on addresses not among `entries` are ignored.
 fn order_by_depends_on(entries: &[(&String, &ResourceSnapshot)]) -> Vec<usize> {
-    let position = |address: &str| {
-        entries
-            .binary_search_by(|(a, _)| a.as_str().cmp(address))
-            .ok()
-    };
+    // Hashed, not searched: a binary search compared long shared prefixes (`service/team-…`)
+    // about fourteen times per dependency.
+    let positions: foldhash::HashMap<&str, usize> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, (a, _))| (a.as_str(), i))
+        .collect();
+    let position = |address: &str| positions.get(address).copied();
     // Edges need → dependent, laid out by need (compressed rows).
     let mut edges: Vec<(u32, u32)> = Vec::new();
     for (to, (_, r)) in entries.iter().enumerate() {

@@ -17,16 +17,15 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use planner::load::ParseCache;
-use planner::{Diagnostic, StackFile, cost, diagnostic, graph, policy, template, validate};
+use planner::{Diagnostic, StackFile, diagnostic, policy, template, validate};
 use std::time::{Duration, Instant};
 use test_support::bench::{PlanBenchOptions, median, ms};
 
-const PHASES: [&str; 10] = [
+const PHASES: [&str; 9] = [
     "parse and decode (cached)",
     "validate::check",
     "templates, monitoring, sinks",
-    "graph and cycles",
-    "cost::estimate",
+    "graph and cycles, costs beside them",
     "Snapshot::from_stack",
     "policy::evaluate",
     "attribute and sort diagnostics",
@@ -97,10 +96,8 @@ fn replan(files: Vec<StackFile>, cache: &ParseCache, prior: &planner::Snapshot) 
     validate::check_monitoring_drivers(&stack, &mut diagnostics);
     validate::check_sinks(&mut stack, &mut diagnostics);
     lap(&mut times);
-    let graph = graph::Graph::from_stack(&stack);
+    let (graph, (costs, warnings)) = planner::graph_and_costs(&stack);
     validate::check_cycles(&graph, &mut diagnostics);
-    lap(&mut times);
-    let (costs, warnings) = cost::estimate(&stack);
     diagnostics.extend(warnings);
     lap(&mut times);
     let mut snapshot = planner::Snapshot::from_stack(&stack, &costs);
