@@ -213,7 +213,7 @@ fn too_deep(file: FileId, text: &str) -> Result<(), Vec<Diagnostic>> {
                     // over whatever blocks follow, which this scan skipped as string content
                     // (found by fuzzing, `docs/FUZZING.md`).
                     if let Some(len) = disallowed_at(bytes, i) {
-                        return Err(vec![disallowed_in_string(file, text, i, len)]);
+                        return Err(vec![disallowed_character(file, text, i, len, true)]);
                     }
                     i += 1;
                 }
@@ -233,7 +233,7 @@ fn too_deep(file: FileId, text: &str) -> Result<(), Vec<Diagnostic>> {
                     i += hashes + 1;
                     while i < bytes.len() && !(bytes[i] == b'"' && bytes[i..].starts_with(&close)) {
                         if let Some(len) = disallowed_at(bytes, i) {
-                            return Err(vec![disallowed_in_string(file, text, i, len)]);
+                            return Err(vec![disallowed_character(file, text, i, len, true)]);
                         }
                         i += 1;
                     }
@@ -285,7 +285,7 @@ fn too_deep(file: FileId, text: &str) -> Result<(), Vec<Diagnostic>> {
             // fuzzing, `docs/FUZZING.md`).
             _ => {
                 if let Some(len) = disallowed_at(bytes, i) {
-                    return Err(vec![disallowed_outside_strings(file, text, i, len)]);
+                    return Err(vec![disallowed_character(file, text, i, len, false)]);
                 }
             }
         }
@@ -321,28 +321,30 @@ fn disallowed_at(bytes: &[u8], i: usize) -> Option<usize> {
     }
 }
 
-fn disallowed_outside_strings(file: FileId, text: &str, at: usize, len: usize) -> Diagnostic {
+/// A code point KDL forbids, at `at`: refused inside a string (which may hold it as an
+/// escape) or outside one.
+fn disallowed_character(
+    file: FileId,
+    text: &str,
+    at: usize,
+    len: usize,
+    in_string: bool,
+) -> Diagnostic {
     let code = text[at..at + len].chars().next().map_or(0, u32::from);
+    let (where_, help) = if in_string {
+        (" in a string", "remove it, or write it as an escape")
+    } else {
+        (
+            "",
+            "remove it; inside a string it may be written as an escape",
+        )
+    };
     Diagnostic::error(
         "syntax-error",
-        format!("a character KDL does not allow (U+{code:04X})"),
+        format!("a character KDL does not allow{where_} (U+{code:04X})"),
     )
     .with_label(Span::new(file, at, at + len), "not allowed here")
-    .with_help(format!(
-        "remove it; inside a string it may be written as an escape, `\\u{{{code:x}}}`"
-    ))
-}
-
-fn disallowed_in_string(file: FileId, text: &str, at: usize, len: usize) -> Diagnostic {
-    let code = text[at..at + len].chars().next().map_or(0, u32::from);
-    Diagnostic::error(
-        "syntax-error",
-        format!("a character KDL does not allow in a string (U+{code:04X})"),
-    )
-    .with_label(Span::new(file, at, at + len), "not allowed here")
-    .with_help(format!(
-        "remove it, or write it as an escape, `\\u{{{code:x}}}`"
-    ))
+    .with_help(format!("{help}, `\\u{{{code:x}}}`"))
 }
 
 /// Past the escape whose backslash is at `at`: a whitespace escape takes all the whitespace
