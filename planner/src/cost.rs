@@ -110,10 +110,10 @@ impl<'a> PriceTable<'a> {
     }
 }
 
-/// Monthly estimates for every resource, in USD, plus warnings for prices it does not know.
-/// Monthly cost by address, and the warnings made on the way (unknown prices).
+/// Monthly cost in USD by address, and the warnings made on the way (unknown prices).
 pub type Estimate = (BTreeMap<String, f64>, Vec<Diagnostic>);
 
+/// Monthly estimates for every resource, in USD, plus warnings for prices it does not know.
 pub fn estimate(stack: &Stack) -> Estimate {
     let prices = PriceTable::new(stack);
     // Collected as a list and made into the map at once: inserting 10,000 addresses one by

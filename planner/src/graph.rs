@@ -227,38 +227,16 @@ impl Graph {
     /// Apply order: dependencies before dependents; ties broken by address. Nodes on a cycle
     /// (only possible in an invalid stack) come last, by address.
     pub fn topo_order(&self) -> Vec<NodeIndex> {
-        // Counted per edge, not per neighbour: each edge is taken off once below, and the heap
-        // alone decides the order, so nothing here needs the sorted lists `needs` makes.
-        let mut indegree: Vec<usize> = self
+        let edges: Vec<(u32, u32)> = self
             .graph
-            .node_indices()
-            .map(|n| {
-                self.graph
-                    .edges_directed(n, petgraph::Direction::Incoming)
-                    .count()
-            })
+            .edge_indices()
+            .filter_map(|e| self.graph.edge_endpoints(e))
+            .map(|(from, to)| (from.index() as u32, to.index() as u32))
             .collect();
-        let mut ready: BinaryHeap<Reverse<NodeIndex>> = self
-            .graph
-            .node_indices()
-            .filter(|n| indegree[n.index()] == 0)
-            .map(Reverse)
-            .collect();
-        let mut order = Vec::with_capacity(self.len());
-        let mut done = vec![false; self.len()];
-        while let Some(Reverse(n)) = ready.pop() {
-            order.push(n);
-            done[n.index()] = true;
-            for e in self.graph.edges_directed(n, petgraph::Direction::Outgoing) {
-                let m = e.target();
-                indegree[m.index()] -= 1;
-                if indegree[m.index()] == 0 {
-                    ready.push(Reverse(m));
-                }
-            }
-        }
-        order.extend(self.graph.node_indices().filter(|n| !done[n.index()]));
-        order
+        order_by_edges(self.len(), &edges)
+            .into_iter()
+            .map(NodeIndex::new)
+            .collect()
     }
 
     /// Everything `n` needs, transitively (not including `n`).
@@ -495,4 +473,45 @@ fn kind_colour(kind: Kind) -> &'static str {
         Kind::LlmQuota => "#e9ecef",
         Kind::Job => "#d6eaf8",
     }
+}
+
+/// Nodes `0..n` in dependency order, given edges need → dependent: of the ready nodes, the
+/// lowest first; nodes left on a cycle come last, lowest first. Each edge is counted once, so
+/// parallel edges need no special care. Shared by [`Graph::topo_order`] and the plan, which
+/// orders a snapshot's positions without building a graph of addresses.
+pub(crate) fn order_by_edges(n: usize, edges: &[(u32, u32)]) -> Vec<usize> {
+    // Dependents laid out by need (compressed rows).
+    let mut indegree = vec![0u32; n];
+    let mut start = vec![0u32; n + 1];
+    for &(from, to) in edges {
+        indegree[to as usize] += 1;
+        start[from as usize + 1] += 1;
+    }
+    for i in 0..n {
+        start[i + 1] += start[i];
+    }
+    let mut fill = start.clone();
+    let mut dependents = vec![0u32; edges.len()];
+    for &(from, to) in edges {
+        dependents[fill[from as usize] as usize] = to;
+        fill[from as usize] += 1;
+    }
+    let mut ready: BinaryHeap<Reverse<u32>> = (0..n as u32)
+        .filter(|&i| indegree[i as usize] == 0)
+        .map(Reverse)
+        .collect();
+    let mut order = Vec::with_capacity(n);
+    let mut done = vec![false; n];
+    while let Some(Reverse(i)) = ready.pop() {
+        order.push(i as usize);
+        done[i as usize] = true;
+        for &m in &dependents[start[i as usize] as usize..start[i as usize + 1] as usize] {
+            indegree[m as usize] -= 1;
+            if indegree[m as usize] == 0 {
+                ready.push(Reverse(m));
+            }
+        }
+    }
+    order.extend((0..n).filter(|&i| !done[i]));
+    order
 }

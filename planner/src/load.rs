@@ -220,14 +220,13 @@ impl DirReader {
     pub fn read(&self, root: &Path) -> Result<Vec<StackFile>, LoadError> {
         let mut files = Vec::new();
         let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
-        let mut seen = Vec::new();
-        let mut read = 0;
-        walk(
-            root,
-            "",
-            &mut files,
-            Some((&mut known, &mut seen, &mut read)),
-        )?;
+        let mut walk_state = KnownWalk {
+            known: &mut known,
+            seen: Vec::new(),
+            read: 0,
+        };
+        walk(root, "", &mut files, Some(&mut walk_state))?;
+        let KnownWalk { seen, read, .. } = walk_state;
         self.files_read.fetch_add(read, Ordering::Relaxed);
         // Files gone from the directory are forgotten.
         if known.len() > seen.len() {
@@ -239,22 +238,23 @@ impl DirReader {
     }
 }
 
-/// The files known, the paths seen in this walk and how many files it read.
-type Known<'a> = (
-    &'a mut HashMap<String, KnownFile>,
-    &'a mut Vec<String>,
-    &'a mut usize,
-);
+/// A [`DirReader`]'s walk: the files it knows, the paths seen and how many files were read.
+struct KnownWalk<'a> {
+    known: &'a mut HashMap<String, KnownFile>,
+    seen: Vec<String>,
+    read: usize,
+}
 
-/// The text of the file at `path`: from `known` when its stamp is unchanged and not racy.
-fn read_known(path: &Path, rel: &str, known: &mut Known) -> Result<String, LoadError> {
+/// The text of the file at `path`: from `walk.known` when its stamp is unchanged and not
+/// racy.
+fn read_known(path: &Path, rel: &str, walk: &mut KnownWalk) -> Result<String, LoadError> {
     let io = |source| LoadError::Io {
         path: path.display().to_string(),
         source,
     };
-    known.1.push(rel.to_string());
+    walk.seen.push(rel.to_string());
     let stamp = FileStamp::of(&std::fs::metadata(path).map_err(io)?);
-    if let (Some(stamp), Some(k)) = (stamp, known.0.get(rel))
+    if let (Some(stamp), Some(k)) = (stamp, walk.known.get(rel))
         && k.stamp == stamp
         && stamp
             .modified
@@ -265,9 +265,9 @@ fn read_known(path: &Path, rel: &str, known: &mut Known) -> Result<String, LoadE
     }
     let read_at = std::time::SystemTime::now();
     let text = read_text(path, rel)?;
-    *known.2 += 1;
+    walk.read += 1;
     if let Some(stamp) = stamp {
-        known.0.insert(
+        walk.known.insert(
             rel.to_string(),
             KnownFile {
                 stamp,
@@ -293,7 +293,7 @@ fn walk(
     dir: &Path,
     prefix: &str,
     out: &mut Vec<StackFile>,
-    mut known: Option<Known>,
+    mut known: Option<&mut KnownWalk>,
 ) -> Result<(), LoadError> {
     let io = |source| LoadError::Io {
         path: dir.display().to_string(),
@@ -315,14 +315,7 @@ fn walk(
         // Follow symlinks to files and directories alike, as git checkouts may contain them.
         let is_dir = file_type.is_dir() || (file_type.is_symlink() && path.is_dir());
         if is_dir {
-            walk(
-                &path,
-                &rel,
-                out,
-                known
-                    .as_mut()
-                    .map(|(k, s, n)| (&mut **k, &mut **s, &mut **n)),
-            )?;
+            walk(&path, &rel, out, known.as_deref_mut())?;
         } else if name.ends_with(".kdl") {
             let text = match known.as_mut() {
                 Some(known) => read_known(&path, &rel, known)?,

@@ -548,7 +548,6 @@ fn order_by_depends_on(entries: &[(&String, &ResourceSnapshot)]) -> Vec<usize> {
         .map(|(i, (a, _))| (a.as_str(), i))
         .collect();
     let position = |address: &str| positions.get(address).copied();
-    // Edges need → dependent, laid out by need (compressed rows).
     let mut edges: Vec<(u32, u32)> = Vec::new();
     for (to, (_, r)) in entries.iter().enumerate() {
         for d in &r.depends_on {
@@ -557,40 +556,7 @@ fn order_by_depends_on(entries: &[(&String, &ResourceSnapshot)]) -> Vec<usize> {
             }
         }
     }
-    let n = entries.len();
-    let mut indegree = vec![0u32; n];
-    let mut start = vec![0u32; n + 1];
-    for &(from, to) in &edges {
-        indegree[to as usize] += 1;
-        start[from as usize + 1] += 1;
-    }
-    for i in 0..n {
-        start[i + 1] += start[i];
-    }
-    let mut fill = start.clone();
-    let mut dependents = vec![0u32; edges.len()];
-    for &(from, to) in &edges {
-        dependents[fill[from as usize] as usize] = to;
-        fill[from as usize] += 1;
-    }
-    let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<u32>> = (0..n as u32)
-        .filter(|&i| indegree[i as usize] == 0)
-        .map(std::cmp::Reverse)
-        .collect();
-    let mut order = Vec::with_capacity(n);
-    let mut done = vec![false; n];
-    while let Some(std::cmp::Reverse(i)) = ready.pop() {
-        order.push(i as usize);
-        done[i as usize] = true;
-        for &m in &dependents[start[i as usize] as usize..start[i as usize + 1] as usize] {
-            indegree[m as usize] -= 1;
-            if indegree[m as usize] == 0 {
-                ready.push(std::cmp::Reverse(m));
-            }
-        }
-    }
-    order.extend((0..n).filter(|&i| !done[i]));
-    order
+    crate::graph::order_by_edges(entries.len(), &edges)
 }
 
 fn graph_of(s: &Snapshot) -> Graph {
