@@ -349,6 +349,57 @@ fn directory_mode_applies_an_edit_after_the_debounce_and_a_burst_is_one_revision
     );
 }
 
+/// The debounce reads and analyses the directory ahead of time. An edit made while that is
+/// under way is not lost to it: the last of a burst of edits is what gets applied, as one
+/// revision.
+#[test]
+fn directory_mode_an_edit_during_the_read_ahead_is_what_gets_applied() {
+    let dir = work_dir();
+    let stack = dir.path().join("stack");
+    // Large enough that analysing it takes a while in a debug build.
+    test_support::generate::write_stack(&stack, 2000, 5).unwrap();
+    let daemon = Daemon::start(
+        dir.path(),
+        "stack",
+        &["--debounce", "300ms", "--interval", "1h"],
+        &[],
+    );
+    daemon.wait("first apply", |d| d.status()["sync_state"] == "synced");
+    let file = stack.join("team-0/part-00.kdl");
+    let original = std::fs::read_to_string(&file).unwrap();
+    assert!(original.contains("topic \"topic-0-10\""));
+    let retention = |hours: u32| {
+        original.replacen("retention-hours 72", &format!("retention-hours {hours}"), 1)
+    };
+    // Edits a few milliseconds apart: a read ahead is nearly always under way when the next
+    // (and the last) one lands.
+    for hours in 100..140 {
+        std::fs::write(&file, retention(hours)).unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::fs::write(&file, retention(200)).unwrap();
+    let rendered = dir.path().join(".platformd/rendered/topic/topic-0-10.yaml");
+    let hours_200 = format!("retention.ms: '{}'", 200u64 * 3_600_000);
+    daemon.wait("the last edit applied", |_| {
+        std::fs::read_to_string(&rendered)
+            .unwrap_or_default()
+            .contains(&hours_200)
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(
+        std::fs::read_to_string(&rendered)
+            .unwrap()
+            .contains(&hours_200)
+    );
+    let (_, body) = http(daemon.port, "GET", "/api/v1/revisions", &[], b"");
+    let revisions: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        revisions["revisions"].as_array().unwrap().len(),
+        2,
+        "one revision for the start, one for the edits: {revisions}"
+    );
+}
+
 /// Reading the watched directory (each poll does) is not a change: an idle directory is read
 /// once per interval, not again because of the reads' own file events.
 #[test]

@@ -433,8 +433,9 @@ struct DirWatcher {
     routes: Arc<std::sync::Mutex<Vec<WatchRoute>>>,
 }
 
-/// A watched stack directory and the loop its changes go to.
-type WatchRoute = (PathBuf, mpsc::Sender<Event>);
+/// A watched stack directory (whose change count each event bumps) and the loop its changes
+/// go to.
+type WatchRoute = (daemon::source::DirSource, mpsc::Sender<Event>);
 
 impl DirWatcher {
     fn add(&mut self, source: &Source, events: &mpsc::Sender<Event>) -> Result<()> {
@@ -445,7 +446,7 @@ impl DirWatcher {
         self.routes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push((d.dir.clone(), events.clone()));
+            .push((d.clone(), events.clone()));
         if self.watcher.is_none() {
             let routes = self.routes.clone();
             self.watcher = Some(
@@ -460,12 +461,17 @@ impl DirWatcher {
                     ) {
                         return;
                     }
-                    for (root, events) in routes.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                    for (source, events) in routes.lock().unwrap_or_else(|e| e.into_inner()).iter()
+                    {
+                        let root = &source.dir;
                         if event
                             .paths
                             .iter()
                             .any(|p| p.starts_with(root) && relevant(p, root))
                         {
+                            // Counted before the loop is woken: a read ahead of the debounce
+                            // that overlapped this event is never used.
+                            source.changed();
                             let _ = events.try_send(Event::FileChanged);
                         }
                     }

@@ -19,10 +19,10 @@ use crate::ops::{ApplyOutcome, DriftScope, Ops, OpsError};
 use crate::source::{Revision, Source};
 use crate::store::Store;
 use api::{ApplyReason, Status, SyncState};
-use planner::Snapshot;
 use planner::load::ParseCache;
 use planner::model::SyncMode;
 use planner::plan::{DriftFinding, Plan};
+use planner::{Analysis, Snapshot};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -139,7 +139,8 @@ pub struct Reconciler {
     pub source: Source,
     pub options: Options,
     ops: Ops,
-    cache: ParseCache,
+    /// Shared with the read ahead of a debounce, which runs on a thread of its own.
+    cache: Arc<ParseCache>,
     last_seen: Option<String>,
     /// The last valid revision, and its snapshot: what is in force.
     /// Shared, not copied: a 10,000-resource snapshot is megabytes, and every command and
@@ -164,6 +165,23 @@ pub struct Reconciler {
     last_rejected: Option<String>,
     /// The revision an operator's window override lets through once.
     window_overridden: Option<String>,
+}
+
+/// A read and analysis of a watched directory made during a debounce (`Reconciler::read_ahead`).
+type ReadAhead = tokio::task::JoinHandle<Option<ReadAheadDone>>;
+
+/// How many times a read ahead starts again when events overtake it.
+const READ_AHEAD_ATTEMPTS: usize = 3;
+
+struct ReadAheadDone {
+    /// The directory's change count while it was read and analysed.
+    changes: u64,
+    started: Instant,
+    read_ms: u64,
+    analyze_ms: u64,
+    /// The revision read (its files moved into the analysis).
+    revision: Revision,
+    analysis: Analysis,
 }
 
 fn now_ms() -> u64 {
@@ -206,7 +224,7 @@ impl Reconciler {
             source,
             options,
             ops,
-            cache: ParseCache::new(),
+            cache: Arc::new(ParseCache::new()),
             last_seen: None,
             last_good: None,
             failures: 0,
@@ -306,19 +324,28 @@ impl Reconciler {
                 }
                 Event::Webhook => self.poll().await,
                 Event::FileChanged => {
-                    // Debounce: wait until the directory settles.
+                    // Debounce: wait until the directory settles. Meanwhile the directory is
+                    // read and analysed ahead; that is used only if no event came after it.
+                    let mut ahead = self.read_ahead();
                     loop {
                         match tokio::time::timeout(self.options.debounce, events.recv()).await {
-                            Ok(Some(Event::FileChanged)) => continue,
+                            Ok(Some(Event::FileChanged)) => {
+                                // A read ahead still running checks for events itself; one
+                                // already done has read too early.
+                                if ahead.as_ref().is_some_and(|a| a.is_finished()) {
+                                    ahead = self.read_ahead();
+                                }
+                                continue;
+                            }
                             Ok(Some(Event::Shutdown)) | Ok(None) => return,
                             Ok(Some(other)) => {
                                 // Not a file event: handle the settled state first, then it.
-                                self.poll().await;
+                                self.poll_settled(ahead).await;
                                 self.handle_other(other).await;
                                 break;
                             }
                             Err(_) => {
-                                self.poll().await;
+                                self.poll_settled(ahead).await;
                                 break;
                             }
                         }
@@ -392,13 +419,99 @@ impl Reconciler {
         }
     }
 
-    async fn new_revision(&mut self, revision: Revision) {
+    /// Starts reading and analysing a watched directory while its file events settle (a
+    /// debounce is idle time otherwise). Reading and analysing change nothing but the parse
+    /// cache, so a read ahead that an event overtook is simply not used.
+    fn read_ahead(&self) -> Option<ReadAhead> {
+        let Source::Dir(dir) = &self.source else {
+            return None;
+        };
+        let dir = dir.clone();
+        let cache = self.cache.clone();
+        Some(tokio::task::spawn_blocking(move || {
+            // An event during the read or the analysis means another go; a directory that
+            // keeps changing is left to the read after the debounce.
+            for _ in 0..READ_AHEAD_ATTEMPTS {
+                let changes = dir.changes();
+                let started = Instant::now();
+                let mut revision = dir.read().ok()?;
+                if dir.changes() != changes {
+                    continue;
+                }
+                let read_ms = started.elapsed().as_millis() as u64;
+                let files = std::mem::take(&mut revision.files);
+                let analysis = planner::analyze_cached(files, Some(&cache));
+                if dir.changes() != changes {
+                    continue;
+                }
+                return Some(ReadAheadDone {
+                    changes,
+                    started,
+                    read_ms,
+                    analyze_ms: started.elapsed().as_millis() as u64 - read_ms,
+                    revision,
+                    analysis,
+                });
+            }
+            None
+        }))
+    }
+
+    /// Reads the source once the directory settled: the read ahead when no event came after it
+    /// began, else a read now.
+    async fn poll_settled(&mut self, ahead: Option<ReadAhead>) {
+        let done = match ahead {
+            Some(task) => task.await.ok().flatten(),
+            None => None,
+        };
+        let current = match (&self.source, done) {
+            (Source::Dir(dir), Some(done)) if dir.changes() == done.changes => done,
+            _ => return self.poll().await,
+        };
+        self.shared.metrics.source_reads.inc();
+        self.revision_started = Some(current.started);
+        self.failures = 0;
+        self.next_fetch = Instant::now();
+        if self.last_seen.as_deref() != Some(current.revision.id.as_str()) {
+            self.read_ms = current.read_ms;
+            self.analyze_ms = current.analyze_ms;
+            self.analysed_revision(current.revision, Some(current.analysis))
+                .await;
+        } else {
+            // The same content again (a file saved unchanged): its analysis is not needed.
+            tokio::task::spawn_blocking(move || drop(current.analysis));
+        }
+        self.shared.ready.store(true, Ordering::SeqCst);
+    }
+
+    async fn new_revision(&mut self, mut revision: Revision) {
         let started = self.revision_started.unwrap_or_else(Instant::now);
-        if let Some(why) = &revision.rejected {
-            self.reject(&revision, why);
+        if revision.rejected.is_some() {
+            return self.analysed_revision(revision, None).await;
+        }
+        // Shown while it is analysed (published again, with the rest, once it is).
+        self.shared.update(|s| {
+            s.tracked_revision = Some(revision.id.clone());
+            s.sync_state = SyncState::Planning;
+        });
+        let read_ms = started.elapsed().as_millis() as u64;
+        let files = std::mem::take(&mut revision.files);
+        let analysis = planner::analyze_cached(files, Some(&self.cache));
+        self.analyze_ms = started.elapsed().as_millis() as u64 - read_ms;
+        self.read_ms = read_ms;
+        self.analysed_revision(revision, Some(analysis)).await;
+    }
+
+    /// Reconciles a new revision, given its analysis (none for a rejected one).
+    async fn analysed_revision(&mut self, revision: Revision, analysis: Option<Analysis>) {
+        let started = self.revision_started.unwrap_or_else(Instant::now);
+        let (Some(mut analysis), None) = (analysis, &revision.rejected) else {
+            if let Some(why) = &revision.rejected {
+                self.reject(&revision, why);
+            }
             // Not marked seen: checked again at the next poll (a signed tag may still come).
             return;
-        }
+        };
         self.last_rejected = None;
         self.last_seen = Some(revision.id.clone());
         self.shared.metrics.revisions_seen.inc();
@@ -407,10 +520,6 @@ impl Reconciler {
             s.tracked_revision = Some(revision.id.clone());
             s.sync_state = SyncState::Planning;
         });
-        let read_ms = started.elapsed().as_millis() as u64;
-        let mut analysis = planner::analyze_cached(revision.files, Some(&self.cache));
-        self.analyze_ms = started.elapsed().as_millis() as u64 - read_ms;
-        self.read_ms = read_ms;
         // Prune only when the cache has grown well past the stack, not on every revision.
         if self.cache.len() > 2 * analysis.stack.sources.len() + 16 {
             self.cache

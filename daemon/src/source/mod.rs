@@ -10,7 +10,8 @@ pub use error::{SourceError, WithContext};
 use git::read_stack_at;
 use planner::StackFile;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// One revision of the stack.
 #[derive(Debug, Clone)]
@@ -67,7 +68,8 @@ impl Source {
                 .context_with(|| format!("cannot open {}", local.join(path).display()))?;
             return Ok(Source::Dir(DirSource {
                 dir,
-                reader: planner::load::DirReader::new(),
+                reader: Arc::new(planner::load::DirReader::new()),
+                changes: Arc::new(AtomicU64::new(0)),
             }));
         }
         Ok(Source::Git(GitSource::new(repo, branch, path, state_dir)))
@@ -224,13 +226,29 @@ impl GitSource {
     }
 }
 
+/// A watched directory. Clones share the reader and the change count, so a read can run on
+/// another thread.
+#[derive(Clone)]
 pub struct DirSource {
     pub dir: PathBuf,
     /// Keeps the texts of files read before: a watch-mode edit re-reads only what changed.
-    reader: planner::load::DirReader,
+    reader: Arc<planner::load::DirReader>,
+    /// File events seen in the directory, counted by the watcher before it wakes the loop: a
+    /// read made while this count stayed the same saw the directory as it still is.
+    changes: Arc<AtomicU64>,
 }
 
 impl DirSource {
+    /// Counts a file event in the directory (the watcher calls it for every event).
+    pub fn changed(&self) {
+        self.changes.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// How many file events the directory has seen.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::SeqCst)
+    }
+
     /// The directory's current content as a revision (content hash as its id).
     pub fn read(&self) -> Result<Revision, SourceError> {
         let files = self.reader.read(&self.dir)?;
