@@ -195,11 +195,12 @@ impl Reconciler {
             }
         };
         if let Some((plan, outcome)) = applied {
-            let snapshot = self
-                .store()
-                .snapshot(&revision)
-                .map_err(super::failed)?
-                .unwrap_or_else(|| planner::Snapshot::empty(""));
+            let snapshot = std::sync::Arc::new(
+                self.store()
+                    .snapshot(&revision)
+                    .map_err(super::failed)?
+                    .unwrap_or_else(|| planner::Snapshot::empty("")),
+            );
             self.applied(&plan, &outcome, &snapshot, &revision, ApplyReason::Rollback)?;
         }
         self.shared.update(|s| {

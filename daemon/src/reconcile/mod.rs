@@ -60,7 +60,8 @@ pub enum Event {
 /// State shared between the loop and the HTTP API.
 pub struct Shared {
     pub status: RwLock<Status>,
-    pub plan: RwLock<Option<Plan>>,
+    /// The last plan, shared with the loop that made it (a 10,000-resource plan is megabytes).
+    pub plan: RwLock<Option<Arc<Plan>>>,
     pub drift: RwLock<Vec<DriftFinding>>,
     /// Live documents per applied resource, from the last drift scan.
     pub live: RwLock<BTreeMap<String, serde_json::Value>>,
@@ -79,12 +80,12 @@ pub struct Shared {
 impl Shared {
     pub fn new(store: Store, source: String, events: mpsc::Sender<Event>) -> Shared {
         Shared {
+            plan: RwLock::new(None),
             status: RwLock::new(Status {
                 source,
                 sync_state: SyncState::Starting,
                 ..Status::default()
             }),
-            plan: RwLock::new(None),
             drift: RwLock::new(Vec::new()),
             live: RwLock::new(BTreeMap::new()),
             metrics: Metrics::new(),
@@ -150,8 +151,10 @@ pub struct Reconciler {
     next_fetch: Instant,
     /// When the read of the revision being reconciled started.
     revision_started: Option<Instant>,
-    /// The store's last applied state, at a store generation.
-    prior: Option<(u64, Snapshot)>,
+    /// The store's last applied state, at a store generation. After a complete apply it is
+    /// the applied snapshot itself, shared with `last_good` (a copy of 10,000 entries held up
+    /// the loop's next event).
+    prior: Option<(u64, Arc<Snapshot>)>,
     /// Phase timings of the revision being reconciled, for the "plan ready" log line.
     read_ms: u64,
     analyze_ms: u64,
@@ -165,6 +168,9 @@ pub struct Reconciler {
     last_rejected: Option<String>,
     /// The revision an operator's window override lets through once.
     window_overridden: Option<String>,
+    /// What the revision being reconciled no longer needs, freed on another thread once its
+    /// plan is ready (freeing beside the analysis or the plan slowed them).
+    free_after_plan: Vec<Box<dyn Send + Sync>>,
 }
 
 /// A read and analysis of a watched directory made during a debounce (`Reconciler::read_ahead`).
@@ -238,6 +244,7 @@ impl Reconciler {
             awaiting_approval: None,
             window_mode: ApplyMode::Auto,
             last_rejected: None,
+            free_after_plan: Vec::new(),
         }
     }
 
@@ -598,6 +605,9 @@ impl Reconciler {
         } else {
             ApplyMode::Manual
         };
+        // Freed off the loop once the plan is ready: held to the end, it was freed after the
+        // sync was published, in the way of the next file event.
+        self.free_after_plan.push(Box::new(analysis));
         let _ = self
             .reconcile(&revision.id, &snapshot, mode, ApplyReason::Apply)
             .await;
@@ -680,13 +690,14 @@ impl Reconciler {
     async fn reconcile(
         &mut self,
         revision: &str,
-        snapshot: &Snapshot,
+        snapshot: &Arc<Snapshot>,
         mode: ApplyMode,
         reason: ApplyReason,
     ) -> Result<(), String> {
-        let plan = self
-            .plan_with_cached_prior(snapshot, revision)
-            .map_err(|e| self.fail(e.to_string()))?;
+        let plan = Arc::new(
+            self.plan_with_cached_prior(snapshot, revision)
+                .map_err(|e| self.fail(e.to_string()))?,
+        );
         let plan_ready_ms = self
             .revision_started
             .map(|t| t.elapsed().as_millis() as u64);
@@ -694,6 +705,8 @@ impl Reconciler {
             s.last_plan_ready_ms = Some(now_ms());
             s.last_plan_duration_ms = plan_ready_ms;
         });
+        let garbage = std::mem::take(&mut self.free_after_plan);
+        tokio::task::spawn_blocking(move || drop(garbage));
         tracing::info!(
             revision,
             read_ms = self.read_ms,
@@ -704,7 +717,13 @@ impl Reconciler {
         );
         let plan_id = crate::ops::record_plan(self.store(), revision, &plan)
             .map_err(|e| self.fail(format!("cannot record the plan: {e}")))?;
-        *self.shared.plan.write().unwrap_or_else(|e| e.into_inner()) = Some(plan.clone());
+        let previous = self
+            .shared
+            .plan
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(plan.clone());
+        tokio::task::spawn_blocking(move || drop(previous));
         if plan.policy.blocked {
             self.set_state(SyncState::Blocked);
             let why: Vec<String> = plan
@@ -912,7 +931,7 @@ impl Reconciler {
     async fn apply(
         &mut self,
         plan: &Plan,
-        snapshot: &Snapshot,
+        snapshot: &Arc<Snapshot>,
         revision: &str,
         reason: ApplyReason,
         plan_id: Option<i64>,
@@ -945,7 +964,7 @@ impl Reconciler {
         &mut self,
         plan: &Plan,
         outcome: &ApplyOutcome,
-        snapshot: &Snapshot,
+        snapshot: &Arc<Snapshot>,
         revision: &str,
         reason: ApplyReason,
     ) -> Result<(), String> {
@@ -981,16 +1000,18 @@ impl Reconciler {
             )));
         }
         metrics.record_sync(reason);
+        // Everything applied: the store now holds exactly the desired state. (Set before the
+        // sync is published, so the loop is idle when it is: freeing the state it replaces
+        // beside the next edit's analysis slowed that.)
+        self.prior = match self.store().generation() {
+            Ok(generation) => Some((generation, snapshot.clone())),
+            Err(_) => None,
+        };
         self.shared.update(|s| {
             s.applied_revision = Some(revision.to_string());
             s.last_sync_at = Some(crate::store::now());
             s.sync_state = SyncState::Synced;
         });
-        // Everything applied: the store now holds exactly the desired state.
-        match self.store().generation() {
-            Ok(generation) => self.prior = Some((generation, snapshot.clone())),
-            Err(_) => self.prior = None,
-        }
         Ok(())
     }
 
@@ -1005,7 +1026,7 @@ impl Reconciler {
         let prior = match &self.prior {
             Some((g, prior)) if *g == generation => prior,
             _ => {
-                let prior = self.store().prior_snapshot()?;
+                let prior = Arc::new(self.store().prior_snapshot()?);
                 &self.prior.insert((generation, prior)).1
             }
         };
@@ -1016,7 +1037,7 @@ impl Reconciler {
     /// does not pay for it.
     fn refresh_prior(&mut self) {
         self.prior = match (self.store().generation(), self.store().prior_snapshot()) {
-            (Ok(generation), Ok(prior)) => Some((generation, prior)),
+            (Ok(generation), Ok(prior)) => Some((generation, Arc::new(prior))),
             _ => None,
         };
     }
