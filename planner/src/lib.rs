@@ -58,7 +58,13 @@ pub fn analyze(files: Vec<StackFile>) -> Analysis {
 
 /// [`analyze`], reusing syntax trees of files already in `cache`.
 pub fn analyze_cached(files: Vec<StackFile>, cache: Option<&load::ParseCache>) -> Analysis {
-    let parsed = load::parse_files_cached(files, cache);
+    analyze_parsed(load::parse_files_cached(files, cache))
+}
+
+/// [`analyze`] of files already parsed and decoded ([`load::parse_files_cached`]): the
+/// pull-request flow parses the head's files first, then analyses head and base side by side
+/// with the base's parses taken from the cache.
+pub fn analyze_parsed(parsed: load::Parsed) -> Analysis {
     let mut diagnostics = parsed.diagnostics;
     let mut stack = validate::check(
         parsed.sources,

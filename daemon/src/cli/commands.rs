@@ -250,40 +250,57 @@ pub fn plan(args: &PlanArgs, state_dir: &Path, colours: Colours) -> Result<u8> {
         };
     };
     let (desired, prior, made_against) = {
-        {
-            let repo = StackRepo::discover(&args.stack)?;
-            // Base and head usually share most files: parse each distinct file once.
-            let cache = ParseCache::new();
-            let (head, head_rev) = match &args.head {
-                Some(rev) => {
-                    let at = repo.read(rev)?;
-                    (
-                        analyze_files(at.files, &repo.stack_path, Some(&cache)),
-                        at.commit,
-                    )
-                }
-                None => (
-                    analyze(&args.stack, Some(&cache))?,
-                    "working-tree".to_string(),
-                ),
-            };
-            if report(
-                &head,
-                colours,
-                Some(&format!("the desired revision ({head_rev})")),
-            ) {
-                return Ok(1);
+        let repo = StackRepo::discover(&args.stack)?;
+        // Base and head usually share most files: parse each distinct file once.
+        let cache = ParseCache::new();
+        let (head_files, head_root, head_rev) = match &args.head {
+            Some(rev) => {
+                let at = repo.read(rev)?;
+                (at.files, repo.stack_path.clone(), at.commit)
             }
-            let base_at = repo.read(base_rev)?;
-            let mut head = head;
-            let desired = head.snapshot.take().expect("valid stacks have a snapshot");
-            // Freeing is not on the way to the plan: the head's model, and below the base's
-            // and the cache, go on a thread of their own.
-            super::free_in_background(head);
-            let prior = if base_at.files.is_empty() {
-                Snapshot::empty(&desired.stack)
-            } else {
-                let base = analyze_files(base_at.files, &repo.stack_path, Some(&cache));
+            None => (
+                planner::load::read_dir(&args.stack)?,
+                display_root(&args.stack),
+                "working-tree".to_string(),
+            ),
+        };
+        // Read now (most blobs are the head's, already read), reported after the head's own
+        // problems.
+        let mut base_at = repo.read(base_rev);
+        // The head's files are parsed first, on every core; then the head and the base are
+        // analysed side by side, the base taking its parses from the cache.
+        let head_parsed = planner::load::parse_files_cached(head_files, Some(&cache));
+        let (head, base) = std::thread::scope(|scope| {
+            let base = match &mut base_at {
+                Ok(at) if !at.files.is_empty() => {
+                    let files = std::mem::take(&mut at.files);
+                    let (root, cache) = (&repo.stack_path, &cache);
+                    Some(scope.spawn(move || analyze_files(files, root, Some(cache))))
+                }
+                _ => None,
+            };
+            let mut head = planner::analyze_parsed(head_parsed);
+            head.stack.sources.set_display_root(&head_root);
+            // A panic there is a bug; it is this thread's.
+            let base = base.map(|b| b.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+            (head, base)
+        });
+        if report(
+            &head,
+            colours,
+            Some(&format!("the desired revision ({head_rev})")),
+        ) {
+            return Ok(1);
+        }
+        let base_at = base_at?;
+        let mut head = head;
+        let desired = head.snapshot.take().expect("valid stacks have a snapshot");
+        // Freeing is not on the way to the plan: the head's model, and below the base's
+        // and the cache, go on a thread of their own.
+        super::free_in_background(head);
+        let prior = match base {
+            None => Snapshot::empty(&desired.stack),
+            Some(mut base) => {
                 if base.has_errors() {
                     eprint!("{}", base.render_diagnostics(diag_colour(colours)));
                     bail!(
@@ -292,19 +309,18 @@ pub fn plan(args: &PlanArgs, state_dir: &Path, colours: Colours) -> Result<u8> {
                         diagnostic::tally(&base.diagnostics)
                     );
                 }
-                let mut base = base;
                 let prior = base.snapshot.take().expect("valid stacks have a snapshot");
                 super::free_in_background(base);
                 prior
-            };
-            super::free_in_background(cache);
-            let against = MadeAgainst {
-                base_revision: Some(base_at.commit),
-                head_revision: Some(head_rev),
-                state_generation: None,
-            };
-            (desired, prior, against)
-        }
+            }
+        };
+        super::free_in_background(cache);
+        let against = MadeAgainst {
+            base_revision: Some(base_at.commit),
+            head_revision: Some(head_rev),
+            state_generation: None,
+        };
+        (desired, prior, against)
     };
     let options = PlanOptions {
         allow_destroy: args.allow_destroy.clone(),

@@ -205,7 +205,7 @@ impl GitSource {
                 redact_url(&self.url)
             ));
         }
-        let at = read_stack_at(&repo, &tracking, &self.path)?;
+        let at = read_stack_at(&repo, &tracking, &self.path, &mut Default::default())?;
         let (mut rejected, mut signed_by) = (None, None);
         if let Some(verifier) = &self.verifier {
             let id = gix::ObjectId::from_hex(at.commit.as_bytes())
