@@ -1011,7 +1011,7 @@ impl Store {
             |r| {
                 Ok((
                     r.get::<String>(0)?,
-                    serde_json::from_str(&r.get::<String>(1)?).map_err(corrupt)?,
+                    serde_json::from_str(r.text(1)?).map_err(corrupt)?,
                 ))
             },
         )?;
@@ -1027,8 +1027,8 @@ impl Store {
                 Ok((
                     r.get(0)?,
                     StoredResource {
-                        snapshot: serde_json::from_str(&r.get::<String>(1)?).map_err(corrupt)?,
-                        desired: serde_json::from_str(&r.get::<String>(2)?).map_err(corrupt)?,
+                        snapshot: serde_json::from_str(r.text(1)?).map_err(corrupt)?,
+                        desired: serde_json::from_str(r.text(2)?).map_err(corrupt)?,
                     },
                 ))
             },
@@ -1041,8 +1041,8 @@ impl Store {
             args![address],
             |r| {
                 Ok(StoredResource {
-                    snapshot: serde_json::from_str(&r.get::<String>(0)?).map_err(corrupt)?,
-                    desired: serde_json::from_str(&r.get::<String>(1)?).map_err(corrupt)?,
+                    snapshot: serde_json::from_str(r.text(0)?).map_err(corrupt)?,
+                    desired: serde_json::from_str(r.text(1)?).map_err(corrupt)?,
                 })
             },
         )
@@ -1457,7 +1457,7 @@ impl Store {
         self.conn().query_map(
             "SELECT details FROM drift WHERE scan_id = (SELECT MAX(id) FROM drift_scans) ORDER BY id",
             args![],
-            |r| serde_json::from_str(&r.get::<String>(0)?).map_err(corrupt),
+            |r| serde_json::from_str(r.text(0)?).map_err(corrupt),
         )
     }
 
