@@ -178,10 +178,11 @@ fn main() {
     );
     let mut end_to_end = Vec::new();
     let mut replan = Vec::new();
+    let file = dir.path().join("stack/team-0/part-00.kdl");
+    let original = std::fs::read_to_string(&file).unwrap();
     for i in 0..runs {
-        let file = dir.path().join("stack/team-0/part-00.kdl");
-        let text = std::fs::read_to_string(&file).unwrap();
-        let text = text.replacen(
+        // The same topic each time, a new value each time: any number of runs.
+        let text = original.replacen(
             "retention-hours 72",
             &format!("retention-hours {}", 73 + i),
             1,
