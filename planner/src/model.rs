@@ -569,7 +569,9 @@ impl Serialize for EnvValue {
             EnvValue::Literal(v) => s.serialize_str(v),
             EnvValue::From { address, output } => {
                 let mut m = s.serialize_map(Some(1))?;
-                m.serialize_entry("from", &format!("{address}.{output}"))?;
+                // Joined, not `format!` (nor `format_args!`, which serde_json escapes a piece at
+                // a time): once per reference, and both showed in profiles.
+                m.serialize_entry("from", &[address.as_str(), ".", output].concat())?;
                 m.end()
             }
             EnvValue::Secret(r) => {

@@ -127,11 +127,17 @@ pub(crate) fn decode_name(
     what: &str,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Spanned<String>> {
-    let usage = format!("{} \"my-{what}\" {{ … }}", node.name.text);
-    if !shape_of_declaration(node, &usage, diags) {
+    // The usage and the example are written only for a message: every resource passes here.
+    if node.args.len() != 1 || !node.props.is_empty() {
+        let usage = format!("{} \"my-{what}\" {{ … }}", node.name.text);
+        shape_of_declaration(node, &usage, diags);
         return None;
     }
-    let name = string(arg(node, 0)?, &format!("\"my-{what}\""), diags)?;
+    let value = arg(node, 0)?;
+    let name = match value.value {
+        Value::String(s) => Spanned::new(s.clone(), value.span),
+        _ => string(value, &format!("\"my-{what}\""), diags)?,
+    };
     if let Some(problem) = dns_label_problem(&name.value) {
         diags.push(
             Diagnostic::error("invalid-name", format!("invalid name \"{}\": {problem}", name.value))

@@ -12,7 +12,8 @@ pub(crate) fn decode_resource(
     let name = decode_name(node, kind.as_str(), diags)?;
     let address = Address::new(kind, name.value.clone());
     let block = Block::new(
-        format!("{kind} `{}`", name.value),
+        // Joined, not `format!`: once per resource, and the formatting machinery showed.
+        [kind.as_str(), " `", &name.value, "`"].concat(),
         node.name.span,
         &node.children,
         kind_fields(kind),
