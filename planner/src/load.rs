@@ -130,7 +130,7 @@ impl ParseCache {
 }
 
 /// One stack file: its path relative to the stack root (`/`-separated) and its contents.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StackFile {
     pub path: String,
     pub text: String,
