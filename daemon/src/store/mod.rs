@@ -1005,17 +1005,23 @@ impl Store {
         // Only what a plan compares: each resource's snapshot (its spec stays JSON text), not
         // the driver's desired form, which is a parsed tree and was most of a no-op plan's
         // time at 10,000 resources (`docs/PERFORMANCE.md`).
-        let rows = self.conn().query_map(
-            "SELECT address, snapshot FROM resources ORDER BY address",
-            args![],
-            |r| {
-                Ok((
-                    r.get::<String>(0)?,
-                    serde_json::from_str(r.text(1)?).map_err(corrupt)?,
-                ))
-            },
-        )?;
-        snapshot.resources = rows.into_iter().collect();
+        // In the table's own order, sorted here: `ORDER BY address` walked the address index
+        // and looked every row up in the table from it.
+        let mut rows =
+            self.conn()
+                .query_map("SELECT address, snapshot FROM resources", args![], |r| {
+                    Ok(Some((
+                        r.get::<String>(0)?,
+                        serde_json::from_str(r.text(1)?).map_err(corrupt)?,
+                    )))
+                })?;
+        // The order is found over positions, so each entry (hundreds of bytes) moves once.
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        order.sort_unstable_by(|&a, &b| {
+            let address = |i: usize| rows[i].as_ref().map(|(address, _)| address);
+            address(a).cmp(&address(b))
+        });
+        snapshot.resources = order.into_iter().filter_map(|i| rows[i].take()).collect();
         Ok(snapshot)
     }
 
