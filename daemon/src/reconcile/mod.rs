@@ -80,12 +80,12 @@ pub struct Shared {
 impl Shared {
     pub fn new(store: Store, source: String, events: mpsc::Sender<Event>) -> Shared {
         Shared {
-            plan: RwLock::new(None),
             status: RwLock::new(Status {
                 source,
                 sync_state: SyncState::Starting,
                 ..Status::default()
             }),
+            plan: RwLock::new(None),
             drift: RwLock::new(Vec::new()),
             live: RwLock::new(BTreeMap::new()),
             metrics: Metrics::new(),
@@ -401,14 +401,7 @@ impl Reconciler {
             Source::Dir(d) => d.read(),
         };
         match read {
-            Ok(revision) => {
-                self.failures = 0;
-                self.next_fetch = Instant::now();
-                if self.last_seen.as_deref() != Some(revision.id.as_str()) {
-                    self.new_revision(revision).await;
-                }
-                self.shared.ready.store(true, Ordering::SeqCst);
-            }
+            Ok(revision) => self.read_succeeded(revision, None).await,
             Err(e) => {
                 self.failures += 1;
                 self.shared.metrics.fetch_failures.inc();
@@ -477,47 +470,49 @@ impl Reconciler {
         };
         self.shared.metrics.source_reads.inc();
         self.revision_started = Some(current.started);
+        self.read_ms = current.read_ms;
+        self.analyze_ms = current.analyze_ms;
+        self.read_succeeded(current.revision, Some(current.analysis))
+            .await;
+    }
+
+    /// A revision read from the source (with its analysis when it was made ahead): reconciled
+    /// when it is new. The daemon is ready once a revision has been read.
+    async fn read_succeeded(&mut self, revision: Revision, analysis: Option<Analysis>) {
         self.failures = 0;
         self.next_fetch = Instant::now();
-        if self.last_seen.as_deref() != Some(current.revision.id.as_str()) {
-            self.read_ms = current.read_ms;
-            self.analyze_ms = current.analyze_ms;
-            self.analysed_revision(current.revision, Some(current.analysis))
-                .await;
-        } else {
+        if self.last_seen.as_deref() != Some(revision.id.as_str()) {
+            self.new_revision(revision, analysis).await;
+        } else if let Some(analysis) = analysis {
             // The same content again (a file saved unchanged): its analysis is not needed.
-            tokio::task::spawn_blocking(move || drop(current.analysis));
+            tokio::task::spawn_blocking(move || drop(analysis));
         }
         self.shared.ready.store(true, Ordering::SeqCst);
     }
 
-    async fn new_revision(&mut self, mut revision: Revision) {
+    /// Reconciles a new revision, analysing it unless that was done ahead.
+    async fn new_revision(&mut self, mut revision: Revision, analysis: Option<Analysis>) {
         let started = self.revision_started.unwrap_or_else(Instant::now);
-        if revision.rejected.is_some() {
-            return self.analysed_revision(revision, None).await;
-        }
-        // Shown while it is analysed (published again, with the rest, once it is).
-        self.shared.update(|s| {
-            s.tracked_revision = Some(revision.id.clone());
-            s.sync_state = SyncState::Planning;
-        });
-        let read_ms = started.elapsed().as_millis() as u64;
-        let files = std::mem::take(&mut revision.files);
-        let analysis = planner::analyze_cached(files, Some(&self.cache));
-        self.analyze_ms = started.elapsed().as_millis() as u64 - read_ms;
-        self.read_ms = read_ms;
-        self.analysed_revision(revision, Some(analysis)).await;
-    }
-
-    /// Reconciles a new revision, given its analysis (none for a rejected one).
-    async fn analysed_revision(&mut self, revision: Revision, analysis: Option<Analysis>) {
-        let started = self.revision_started.unwrap_or_else(Instant::now);
-        let (Some(mut analysis), None) = (analysis, &revision.rejected) else {
-            if let Some(why) = &revision.rejected {
-                self.reject(&revision, why);
-            }
+        if let Some(why) = &revision.rejected {
+            self.reject(&revision, why);
             // Not marked seen: checked again at the next poll (a signed tag may still come).
             return;
+        }
+        let mut analysis = match analysis {
+            Some(analysis) => analysis,
+            None => {
+                // Shown while it is analysed (published again, with the rest, once it is).
+                self.shared.update(|s| {
+                    s.tracked_revision = Some(revision.id.clone());
+                    s.sync_state = SyncState::Planning;
+                });
+                let read_ms = started.elapsed().as_millis() as u64;
+                let files = std::mem::take(&mut revision.files);
+                let analysis = planner::analyze_cached(files, Some(&self.cache));
+                self.analyze_ms = started.elapsed().as_millis() as u64 - read_ms;
+                self.read_ms = read_ms;
+                analysis
+            }
         };
         self.last_rejected = None;
         self.last_seen = Some(revision.id.clone());
@@ -694,10 +689,12 @@ impl Reconciler {
         mode: ApplyMode,
         reason: ApplyReason,
     ) -> Result<(), String> {
-        let plan = Arc::new(
-            self.plan_with_cached_prior(snapshot, revision)
-                .map_err(|e| self.fail(e.to_string()))?,
-        );
+        let planned = self.plan_with_cached_prior(snapshot, revision);
+        // Freed whether or not a plan was made: a failing plan must not hold on to every
+        // revision's analysis.
+        let garbage = std::mem::take(&mut self.free_after_plan);
+        tokio::task::spawn_blocking(move || drop(garbage));
+        let plan = Arc::new(planned.map_err(|e| self.fail(e.to_string()))?);
         let plan_ready_ms = self
             .revision_started
             .map(|t| t.elapsed().as_millis() as u64);
@@ -705,8 +702,6 @@ impl Reconciler {
             s.last_plan_ready_ms = Some(now_ms());
             s.last_plan_duration_ms = plan_ready_ms;
         });
-        let garbage = std::mem::take(&mut self.free_after_plan);
-        tokio::task::spawn_blocking(move || drop(garbage));
         tracing::info!(
             revision,
             read_ms = self.read_ms,

@@ -13,7 +13,7 @@ pub struct StackRepo {
     pub stack_path: String,
     /// The texts of the blobs read so far: a base and a head share all but the changed files,
     /// and each is decompressed once.
-    read: std::cell::RefCell<BlobTexts>,
+    blob_texts: std::cell::RefCell<BlobTexts>,
 }
 
 /// File texts by blob id.
@@ -56,7 +56,7 @@ impl StackRepo {
         Ok(StackRepo {
             repo,
             stack_path,
-            read: Default::default(),
+            blob_texts: Default::default(),
         })
     }
 
@@ -67,18 +67,18 @@ impl StackRepo {
             &self.repo,
             rev,
             &self.stack_path,
-            &mut self.read.borrow_mut(),
+            &mut self.blob_texts.borrow_mut(),
         )
     }
 }
 
 /// The stack below `stack_path` at revision `rev` of `repo` (bare or not), with the commit's
-/// author and subject. Blobs found in `read` are not read again; those read are added to it.
+/// author and subject. Blobs found in `known` are not read again; those read are added to it.
 pub fn read_stack_at(
     repo: &gix::Repository,
     rev: &str,
     stack_path: &str,
-    read: &mut BlobTexts,
+    known: &mut BlobTexts,
 ) -> Result<StackAtRevision, SourceError> {
     let id = repo
         .rev_parse_single(rev)
@@ -142,7 +142,7 @@ pub fn read_stack_at(
         if hidden || !path.ends_with(".kdl") || !entry.mode.is_blob() {
             continue;
         }
-        match read.get(&entry.oid) {
+        match known.get(&entry.oid) {
             Some(text) => files.push(StackFile {
                 path,
                 text: text.clone(),
@@ -151,7 +151,7 @@ pub fn read_stack_at(
         }
     }
     for (file, id) in read_blobs(repo, unread, rev)? {
-        read.insert(id, file.text.clone());
+        known.insert(id, file.text.clone());
         files.push(file);
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
@@ -237,11 +237,11 @@ mod tests {
         let on_disk = planner::load::read_dir(&stack).unwrap();
         assert!(head.files.len() > 64, "{} files", head.files.len());
         assert!(head.files == on_disk, "the head is the working tree");
-        let blobs_of_head = repo.read.borrow().len();
+        let blobs_of_head = repo.blob_texts.borrow().len();
 
         let base = repo.read("HEAD~1").unwrap();
         // Two blobs are the base's own: the edited file as it was, and the deleted one.
-        assert_eq!(repo.read.borrow().len(), blobs_of_head + 2);
+        assert_eq!(repo.blob_texts.borrow().len(), blobs_of_head + 2);
         let alone = StackRepo::discover(&stack).unwrap().read("HEAD~1").unwrap();
         assert!(
             base.files == alone.files,

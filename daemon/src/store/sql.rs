@@ -192,6 +192,23 @@ fn sqlite_row(row: &rusqlite::Row<'_>, columns: usize) -> rusqlite::Result<Row> 
     Ok(Row(values))
 }
 
+/// A SQLite query's rows, each made into a `T` by `read` as it is stepped to.
+fn sqlite_rows<T>(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    args: &[Value],
+    mut read: impl FnMut(Row) -> Result<T>,
+) -> Result<Vec<T>> {
+    let mut stmt = conn.prepare(sql)?;
+    let columns = stmt.column_count();
+    let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(read(sqlite_row(row, columns)?)?);
+    }
+    Ok(out)
+}
+
 impl Conn {
     pub(crate) fn dialect(&self) -> Dialect {
         match self {
@@ -214,16 +231,7 @@ impl Conn {
     /// Every row a query returns.
     pub(crate) fn query(&self, sql: &str, args: &[Value]) -> Result<Vec<Row>> {
         match self {
-            Conn::Sqlite(conn) => {
-                let mut stmt = conn.prepare(sql)?;
-                let columns = stmt.column_count();
-                let rows = stmt
-                    .query_map(rusqlite::params_from_iter(args.iter()), |r| {
-                        sqlite_row(r, columns)
-                    })?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
-                Ok(rows)
-            }
+            Conn::Sqlite(conn) => sqlite_rows(conn, sql, args, Ok),
             Conn::Postgres(pg) => pg.query(sql, args),
         }
     }
@@ -249,16 +257,7 @@ impl Conn {
         match self {
             // Row by row: 10,000 stored snapshots were all copied out before the first was
             // read.
-            Conn::Sqlite(conn) => {
-                let mut stmt = conn.prepare(sql)?;
-                let columns = stmt.column_count();
-                let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
-                let mut out = Vec::new();
-                while let Some(row) = rows.next()? {
-                    out.push(read(&sqlite_row(row, columns)?)?);
-                }
-                Ok(out)
-            }
+            Conn::Sqlite(conn) => sqlite_rows(conn, sql, args, |row| read(&row)),
             Conn::Postgres(_) => self.query(sql, args)?.iter().map(read).collect(),
         }
     }

@@ -324,18 +324,18 @@ fn too_deep(file: FileId, text: &str) -> Result<(), Vec<Diagnostic>> {
 
 /// The bytes [`too_deep`] looks at outside strings and comments: what starts a string, a
 /// comment, a slashdash or a block, or may start a character [`disallowed_at`] refuses.
-const SCAN_STOPS: [bool; 256] = byte_set(b"/\"#{}\xE2", true);
+const SCAN_STOPS: [bool; 256] = byte_set(b"/\"#{}\xE2");
 
 /// The bytes it looks at inside strings and line comments: what may end them, start an
 /// escape or a KDL newline (CR, LF, FF, and the first bytes of NEL, LS and PS), or start a
 /// character it refuses.
-const STRING_STOPS: [bool; 256] = byte_set(b"\"\\\xC2\xE2", true);
+const STRING_STOPS: [bool; 256] = byte_set(b"\"\\\xC2\xE2");
 
-/// A table of `listed` bytes, with the C0 control characters when `controls` is set.
-const fn byte_set(listed: &[u8], controls: bool) -> [bool; 256] {
+/// A table of the C0 control characters and the `listed` bytes.
+const fn byte_set(listed: &[u8]) -> [bool; 256] {
     let mut set = [false; 256];
     let mut b = 0;
-    while controls && b < 0x20 {
+    while b < 0x20 {
         set[b] = true;
         b += 1;
     }
