@@ -36,13 +36,8 @@ fn a_truncated_or_overwritten_store_is_refused_clearly_or_read_never_a_panic() {
         damaged.push((format!("truncated to {cut}"), original[..cut].to_vec()));
     }
     // Overwrites: seeded positions, with garbage runs of a few bytes.
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = |n: usize| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed % n as u64) as usize
-    };
+    let mut rng = planner::testing::Lcg(0x9e37_79b9_7f4a_7c15);
+    let mut next = |n: usize| rng.below(n);
     for _ in 0..120 {
         let mut bytes = original.clone();
         let at = next(bytes.len());

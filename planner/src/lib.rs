@@ -20,6 +20,8 @@ pub mod source;
 pub mod suggest;
 pub mod syntax;
 pub mod template;
+#[doc(hidden)]
+pub mod testing;
 pub mod units;
 pub mod validate;
 pub mod window;

@@ -926,13 +926,8 @@ mod tests {
     /// dependency lists, with cycles, self-references, duplicates and unknown addresses.
     #[test]
     fn order_by_depends_on_equals_the_graphs_topological_order() {
-        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = |below: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % below as u64) as usize
-        };
+        let mut rng = crate::testing::Lcg(0x2545_f491_4f6c_dd1d);
+        let mut next = |below: usize| rng.below(below);
         for round in 0..200 {
             let n = 1 + next(40);
             let mut snapshot = Snapshot::default();

@@ -96,13 +96,8 @@ fn fast_parser_agrees_with_the_reference_on_the_compliance_suite() {
 }
 
 fn mutations(text: &str, seed: u64, count: usize) -> Vec<String> {
-    let mut state = seed;
-    let mut next = move |n: usize| {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((state >> 33) % n.max(1) as u64) as usize
-    };
+    let mut rng = planner::testing::Lcg(seed);
+    let mut next = move |n: usize| rng.below(n);
     const PIECES: &[&str] = &[
         " ",
         "\t",

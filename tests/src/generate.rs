@@ -9,20 +9,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+use planner::testing::Lcg as Rng;
 
 /// The files of a synthetic stack: (relative path, text), `platform.kdl` first.
 pub fn stack_files(resources: usize, seed: u64) -> Vec<(String, String)> {

@@ -1,20 +1,7 @@
 //! Helpers shared by the tests that change stacks at random.
 
 /// A small deterministic generator: every run of a test makes the same changes.
-pub struct Lcg(pub u64);
-
-impl Lcg {
-    pub fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+pub use planner::testing::Lcg;
 
 const TOKENS: &[&str] = &[
     "{",
