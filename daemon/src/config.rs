@@ -183,7 +183,7 @@ impl Decoder {
     fn string(&mut self, node: &Node, example: &str) -> Option<String> {
         match node.args.as_slice() {
             [arg] => match &arg.value {
-                Value::String(s) if !s.trim().is_empty() => return Some(s.clone()),
+                Value::String(s) if !s.trim().is_empty() => return Some(s.to_string()),
                 other => self.error(
                     "invalid-config-value",
                     arg.span,
@@ -231,9 +231,9 @@ impl Decoder {
             .props
             .iter()
             .filter_map(|p| match (&p.key.text[..], &p.value) {
-                ("env", Value::String(v)) if !v.is_empty() => Some(SecretRef::Env(v.clone())),
+                ("env", Value::String(v)) if !v.is_empty() => Some(SecretRef::Env(v.to_string())),
                 ("file", Value::String(v)) if !v.is_empty() => {
-                    Some(SecretRef::File(PathBuf::from(v)))
+                    Some(SecretRef::File(PathBuf::from(&**v)))
                 }
                 _ => None,
             })
@@ -271,7 +271,7 @@ impl Decoder {
         };
         let mut seen: std::collections::BTreeMap<String, Span> = Default::default();
         for node in nodes {
-            match node.name.text.as_str() {
+            match &*node.name.text {
                 "store" => {
                     let url = self.string(node, "store \"postgres://platformd@db:5432/platformd\"");
                     let password = node.props.iter().find(|p| p.key.text == "password");
@@ -288,10 +288,10 @@ impl Decoder {
                             .iter()
                             .find_map(|p| match (&p.key.text[..], &p.value) {
                                 ("password-env", Value::String(v)) => {
-                                    Some(SecretRef::Env(v.clone()))
+                                    Some(SecretRef::Env(v.to_string()))
                                 }
                                 ("password-file", Value::String(v)) => {
-                                    Some(SecretRef::File(v.into()))
+                                    Some(SecretRef::File(PathBuf::from(&**v)))
                                 }
                                 _ => None,
                             });
@@ -380,7 +380,7 @@ impl Decoder {
         };
         let mut settings = BTreeMap::new();
         for prop in &node.props {
-            if !allowed.contains(&prop.key.text.as_str()) {
+            if !allowed.contains(&&*prop.key.text) {
                 self.error(
                     "unknown-config-field",
                     prop.key.span,
@@ -395,7 +395,7 @@ impl Decoder {
             }
             match &prop.value {
                 Value::String(v) if !v.is_empty() => {
-                    settings.insert(prop.key.text.clone(), v.clone());
+                    settings.insert(prop.key.text.to_string(), v.to_string());
                 }
                 other => self.error(
                     "invalid-config-value",
@@ -436,7 +436,7 @@ impl Decoder {
             drivers: BTreeMap::new(),
         };
         for child in &node.children {
-            match child.name.text.as_str() {
+            match &*child.name.text {
                 "repo" => {
                     stack.repo = self
                         .string(child, "repo \"https://github.com/acme/platform-state.git\"")

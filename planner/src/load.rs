@@ -37,7 +37,7 @@ struct CacheEntry {
 
 #[derive(Clone)]
 enum Made {
-    Tree(Arc<Vec<Node>>),
+    Tree(Arc<Vec<Node<'static>>>),
     Decoded(FileId, Arc<(Decoded, Vec<Diagnostic>)>),
 }
 
@@ -389,7 +389,9 @@ enum FirstPass {
     /// is dropped right away, which keeps peak memory at one tree per worker).
     Decoded(Decoded, Vec<Diagnostic>),
     /// Holds templates or uses: decoded after expansion, which needs every such file.
-    Templated(Arc<Vec<Node>>),
+    /// Its tree is owned (`Node::to_static`): it is kept beyond its text, in the cache and in
+    /// the templates' bodies.
+    Templated(Arc<Vec<Node<'static>>>),
     SyntaxErrors(Vec<Diagnostic>),
 }
 
@@ -407,7 +409,7 @@ pub fn parse_files_cached(files: Vec<StackFile>, cache: Option<&ParseCache>) -> 
     let templated: Vec<usize> = (0..n)
         .filter(|i| matches!(first[*i], FirstPass::Templated(_)))
         .collect();
-    let mut trees: Vec<Vec<Node>> = templated
+    let mut trees: Vec<Vec<Node<'static>>> = templated
         .iter()
         .map(|i| match &first[*i] {
             FirstPass::Templated(tree) => (**tree).clone(),
@@ -465,7 +467,8 @@ fn first_pass(sources: &Sources, i: usize, cache: Option<&ParseCache>) -> FirstP
         None => match crate::syntax::parse(id, text) {
             Err(errors) => FirstPass::SyntaxErrors(errors),
             Ok(tree) if template::mentions_templates(&tree) => {
-                let tree = Arc::new(tree);
+                let tree: Arc<Vec<Node<'static>>> =
+                    Arc::new(tree.iter().map(Node::to_static).collect());
                 if let Some(c) = cache {
                     c.put(text, Made::Tree(tree.clone()));
                 }
@@ -515,10 +518,7 @@ mod tests {
     }
 
     fn texts(files: &[StackFile]) -> Vec<(&str, &str)> {
-        files
-            .iter()
-            .map(|f| (f.path.as_str(), f.text.as_str()))
-            .collect()
+        files.iter().map(|f| (f.path.as_str(), &*f.text)).collect()
     }
 
     #[test]

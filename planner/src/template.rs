@@ -81,7 +81,7 @@ impl ParamType {
     /// Why `value` is not of this type, or `None` when it is.
     fn problem(self, value: &Value) -> Option<String> {
         let text = match value {
-            Value::String(s) => Some(s.as_str()),
+            Value::String(s) => Some(&**s),
             _ => None,
         };
         match (self, value, text) {
@@ -121,10 +121,10 @@ pub struct Param {
     pub name: String,
     pub name_span: Span,
     pub ty: ParamType,
-    pub default: Option<Value>,
+    pub default: Option<Value<'static>>,
     pub min: Option<i128>,
     pub max: Option<i128>,
-    pub allowed: Vec<Value>,
+    pub allowed: Vec<Value<'static>>,
     pub doc: Option<String>,
     /// The whole `param` line.
     pub span: Span,
@@ -180,7 +180,7 @@ fn values_list(values: &[Value]) -> String {
 fn text_of(value: &Value, quoted: bool) -> String {
     match value {
         Value::String(s) if quoted => format!("\"{s}\""),
-        Value::String(s) => s.clone(),
+        Value::String(s) => s.to_string(),
         Value::Integer(n) => n.to_string(),
         Value::Float(f) => f.to_string(),
         Value::Bool(b) if quoted => format!("#{b}"),
@@ -198,7 +198,7 @@ pub struct Template {
     pub doc: Option<String>,
     pub params: Vec<Param>,
     /// The resources it expands to, as written.
-    pub body: Vec<Node>,
+    pub body: Vec<Node<'static>>,
     /// `template "name"`.
     pub head_span: Span,
     /// A problem in the template itself: its uses expand to nothing (the problem is reported
@@ -312,7 +312,7 @@ pub fn expand(trees: &mut [Vec<Node>], diags: &mut Vec<Diagnostic>) -> Templates
         }
         let nodes = std::mem::take(tree);
         for node in nodes {
-            match node.name.text.as_str() {
+            match &*node.name.text {
                 "template" => {}
                 "use" => {
                     let made = expand_use(&node, &mut out, diags);
@@ -327,7 +327,7 @@ pub fn expand(trees: &mut [Vec<Node>], diags: &mut Vec<Diagnostic>) -> Templates
 
 fn string_value(value: &Value) -> Option<String> {
     match value {
-        Value::String(s) => Some(s.clone()),
+        Value::String(s) => Some(s.to_string()),
         Value::Integer(n) => Some(n.to_string()),
         _ => None,
     }
@@ -351,7 +351,7 @@ fn decode_template(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Template>
     };
     let mut version = None;
     for p in &node.props {
-        match (p.key.text.as_str(), string_value(&p.value)) {
+        match (&*p.key.text, string_value(&p.value)) {
             ("version", Some(v)) => version = Some(v),
             ("version", None) => diags.push(
                 Diagnostic::error("invalid-template", "a template's version is a string")
@@ -382,7 +382,7 @@ fn decode_template(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Template>
         return None;
     };
     let mut t = Template {
-        name: name.clone(),
+        name: name.to_string(),
         version,
         doc: None,
         params: Vec::new(),
@@ -392,9 +392,9 @@ fn decode_template(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Template>
     };
     let errors_before = diags.iter().filter(|d| d.is_error()).count();
     for child in &node.children {
-        match child.name.text.as_str() {
+        match &*child.name.text {
             "doc" => match child.args.first().map(|a| &a.value) {
-                Some(Value::String(s)) => t.doc = Some(s.clone()),
+                Some(Value::String(s)) => t.doc = Some(s.to_string()),
                 _ => diags.push(
                     Diagnostic::error("invalid-template", "`doc` takes one string")
                         .with_label(child.span, "not a string")
@@ -407,7 +407,7 @@ fn decode_template(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Template>
                 }
             }
             other => match Kind::parse(other) {
-                Some(kind) if kind.is_declared() => t.body.push(child.clone()),
+                Some(kind) if kind.is_declared() => t.body.push(child.to_static()),
                 _ => {
                     let mut names = vec!["doc", "param"];
                     names.extend(
@@ -464,7 +464,7 @@ fn decode_param(node: &Node, t: &Template, diags: &mut Vec<Diagnostic>) -> Optio
         );
         return None;
     };
-    if RESERVED.contains(&name.as_str()) {
+    if RESERVED.contains(&&**name) {
         diags.push(
             Diagnostic::error(
                 "invalid-template",
@@ -501,7 +501,7 @@ fn decode_param(node: &Node, t: &Template, diags: &mut Vec<Diagnostic>) -> Optio
     }
     let mut ty = None;
     let mut p = Param {
-        name: name.clone(),
+        name: name.to_string(),
         name_span: *name_span,
         ty: ParamType::String,
         default: None,
@@ -513,7 +513,7 @@ fn decode_param(node: &Node, t: &Template, diags: &mut Vec<Diagnostic>) -> Optio
     };
     let mut default_span = None;
     for prop in &node.props {
-        match (prop.key.text.as_str(), &prop.value) {
+        match (&*prop.key.text, &prop.value) {
             ("type", Value::String(s)) => match ParamType::parse(s) {
                 Some(t) => ty = Some(t),
                 None => {
@@ -534,12 +534,12 @@ fn decode_param(node: &Node, t: &Template, diags: &mut Vec<Diagnostic>) -> Optio
                 }
             },
             ("default", v) => {
-                p.default = Some(v.clone());
+                p.default = Some(v.to_static());
                 default_span = Some(prop.value_span);
             }
             ("min", Value::Integer(n)) => p.min = Some(*n),
             ("max", Value::Integer(n)) => p.max = Some(*n),
-            ("doc", Value::String(s)) => p.doc = Some(s.clone()),
+            ("doc", Value::String(s)) => p.doc = Some(s.to_string()),
             (key @ ("type" | "min" | "max" | "doc"), v) => {
                 diags.push(
                     Diagnostic::error(
@@ -567,11 +567,13 @@ fn decode_param(node: &Node, t: &Template, diags: &mut Vec<Diagnostic>) -> Optio
         }
     }
     for child in &node.children {
-        match child.name.text.as_str() {
-            "allowed" => p.allowed.extend(child.args.iter().map(|a| a.value.clone())),
+        match &*child.name.text {
+            "allowed" => p
+                .allowed
+                .extend(child.args.iter().map(|a| a.value.to_static())),
             "doc" => {
                 if let Some(Value::String(s)) = child.args.first().map(|a| &a.value) {
-                    p.doc = Some(s.clone());
+                    p.doc = Some(s.to_string());
                 }
             }
             other => {
@@ -762,7 +764,7 @@ fn check_body(node: &Node, t: &Template, diags: &mut Vec<Diagnostic>) {
         check(&p.value, p.value_span, diags);
     }
     for child in &node.children {
-        if matches!(child.name.text.as_str(), "use" | "template") {
+        if matches!(&*child.name.text, "use" | "template") {
             diags.push(
                 Diagnostic::error(
                     "invalid-template",
@@ -780,10 +782,10 @@ fn check_body(node: &Node, t: &Template, diags: &mut Vec<Diagnostic>) {
 }
 
 /// A use's bound parameters: given, else the default.
-type Bindings = BTreeMap<String, Value>;
+type Bindings = BTreeMap<String, Value<'static>>;
 
 /// `use "name" version="V" name="…" team="…" { param value … }` → the template's resources.
-fn expand_use(node: &Node, out: &mut Templates, diags: &mut Vec<Diagnostic>) -> Vec<Node> {
+fn expand_use(node: &Node, out: &mut Templates, diags: &mut Vec<Diagnostic>) -> Vec<Node<'static>> {
     let usage =
         "use \"web-service\" version=\"2\" name=\"checkout\" team=\"payments\" { image \"…\" }";
     let use_span = head_span(node);
@@ -804,12 +806,12 @@ fn expand_use(node: &Node, out: &mut Templates, diags: &mut Vec<Diagnostic>) -> 
     let mut team = None;
     let mut ok = true;
     for p in &node.props {
-        match p.key.text.as_str() {
+        match &*p.key.text {
             "version" => version = string_value(&p.value).map(|v| (v, p.value_span)),
             key @ ("name" | "team") => match &p.value {
                 Value::String(s) => {
                     let slot = if key == "name" { &mut name } else { &mut team };
-                    *slot = Some((s.clone(), p.value_span));
+                    *slot = Some((s.to_string(), p.value_span));
                 }
                 v => {
                     ok = false;
@@ -901,9 +903,9 @@ fn expand_use(node: &Node, out: &mut Templates, diags: &mut Vec<Diagnostic>) -> 
         return Vec::new();
     };
     let mut bindings = Bindings::new();
-    bindings.insert("name".into(), Value::String(use_name.clone()));
+    bindings.insert("name".into(), Value::String(use_name.clone().into()));
     if let Some((t, _)) = &team {
-        bindings.insert("team".into(), Value::String(t.clone()));
+        bindings.insert("team".into(), Value::String(t.clone().into()));
     }
     for child in &node.children {
         let pname = &child.name.text;
@@ -936,7 +938,7 @@ fn expand_use(node: &Node, out: &mut Templates, diags: &mut Vec<Diagnostic>) -> 
             );
             continue;
         }
-        if bindings.contains_key(pname) {
+        if bindings.contains_key(&**pname) {
             ok = false;
             diags.push(
                 Diagnostic::error(
@@ -952,7 +954,7 @@ fn expand_use(node: &Node, out: &mut Templates, diags: &mut Vec<Diagnostic>) -> 
         if let Some(problem) = param.problem(&value.value) {
             ok = false;
             // Given, if wrongly: not also reported as missing.
-            bindings.insert(pname.clone(), value.value.clone());
+            bindings.insert(pname.to_string(), value.value.to_static());
             diags.push(
                 Diagnostic::error(
                     "invalid-template-parameter",
@@ -967,7 +969,7 @@ fn expand_use(node: &Node, out: &mut Templates, diags: &mut Vec<Diagnostic>) -> 
             );
             continue;
         }
-        bindings.insert(pname.clone(), value.value.clone());
+        bindings.insert(pname.to_string(), value.value.to_static());
     }
     for param in &template.params {
         if bindings.contains_key(&param.name) {
@@ -1004,7 +1006,7 @@ fn expand_use(node: &Node, out: &mut Templates, diags: &mut Vec<Diagnostic>) -> 
     out.expansions.push(Expansion {
         template: template.name.clone(),
         version: template.version.clone(),
-        name: use_name,
+        name: use_name.to_string(),
         use_span,
         template_span: template.head_span,
     });
@@ -1030,7 +1032,7 @@ fn expand_use(node: &Node, out: &mut Templates, diags: &mut Vec<Diagnostic>) -> 
                     type_annotation: None,
                     entry_annotations: Vec::new(),
                     args: vec![Arg {
-                        value: Value::String(team.clone()),
+                        value: Value::String(team.clone().into()),
                         span: *span,
                     }],
                     props: Vec::new(),
@@ -1046,7 +1048,7 @@ fn expand_use(node: &Node, out: &mut Templates, diags: &mut Vec<Diagnostic>) -> 
 }
 
 /// The node with every `{param}` replaced, or `None` when its `when=` is false.
-fn substitute(node: &Node, bindings: &Bindings) -> Option<Node> {
+fn substitute(node: &Node<'static>, bindings: &Bindings) -> Option<Node<'static>> {
     let mut out = Node {
         name: node.name.clone(),
         type_annotation: node.type_annotation.clone(),
@@ -1085,7 +1087,7 @@ fn substitute(node: &Node, bindings: &Bindings) -> Option<Node> {
 
 /// A string that is exactly one `{param}` takes the parameter's value and type; inside a
 /// longer string a parameter is text.
-fn interpolate(value: &Value, bindings: &Bindings) -> Value {
+fn interpolate(value: &Value<'static>, bindings: &Bindings) -> Value<'static> {
     let Value::String(s) = value else {
         return value.clone();
     };
@@ -1112,7 +1114,7 @@ fn interpolate(value: &Value, bindings: &Bindings) -> Value {
             },
         }
     }
-    Value::String(text)
+    Value::String(text.into())
 }
 
 /// Points every diagnostic found in an expansion at its use site: the use becomes the primary
@@ -1334,7 +1336,8 @@ impl Templates {
             .templates
             .iter()
             .map(|t| {
-                let mut makes: Vec<String> = t.body.iter().map(|n| n.name.text.clone()).collect();
+                let mut makes: Vec<String> =
+                    t.body.iter().map(|n| n.name.text.to_string()).collect();
                 makes.dedup();
                 CatalogEntry {
                     name: t.name.clone(),

@@ -51,12 +51,45 @@ pub const fn repeated(name: &'static str, usage: &'static str) -> FieldDef {
 pub struct Block<'n> {
     pub owner: String,
     pub owner_span: Span,
-    /// The block's fields, sorted by name (stably: a repeated field keeps its order), beside
-    /// their nodes. Two vectors per block, where a map of vectors allocated once per field.
-    names: Vec<&'static str>,
-    nodes: Vec<&'n Node>,
+    /// The block's fields, ordered by [`name_key`] (stably: a repeated field keeps its order),
+    /// beside their nodes. Decoders look up some fifty names per resource, most of them absent:
+    /// a binary search over integers answers those without comparing a string.
+    keys: Vec<u64>,
+    nodes: Vec<&'n Node<'n>>,
+    /// The [`name_bit`] of every field present: a name whose bit is clear is absent, which
+    /// answers most lookups in a few instructions.
+    present: u64,
     defs: &'static [FieldDef],
     extra_defs: &'static [FieldDef],
+}
+
+/// A field name as an integer: its length and its first seven bytes. Names of up to seven
+/// bytes are equal exactly when their keys are; longer ones are compared as text after.
+fn name_key(name: &str) -> u64 {
+    let bytes = name.as_bytes();
+    let mut key = [0u8; 8];
+    let n = bytes.len().min(7);
+    key[..n].copy_from_slice(&bytes[..n]);
+    key[7] = bytes.len().min(255) as u8;
+    u64::from_be_bytes(key)
+}
+
+/// One of 64 bits for a name, from its length and its first and last bytes.
+fn name_bit(name: &str) -> u64 {
+    let bytes = name.as_bytes();
+    let (first, last) = match bytes {
+        [] => (0, 0),
+        [first, .., last] => (*first, *last),
+        [only] => (*only, *only),
+    };
+    let mix = bytes.len().wrapping_mul(7) ^ usize::from(first).wrapping_mul(3) ^ usize::from(last);
+    1 << (mix % 64)
+}
+
+/// Whether two names are the same, rejecting on length and first byte before comparing text:
+/// each child of a block is matched against its table of fields.
+fn same_name(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.as_bytes().first() == b.as_bytes().first() && a == b
 }
 
 impl<'n> Block<'n> {
@@ -69,14 +102,16 @@ impl<'n> Block<'n> {
         extra_defs: &'static [FieldDef],
         diags: &mut Vec<Diagnostic>,
     ) -> Block<'n> {
-        let mut fields: Vec<(&'static str, &'n Node)> = Vec::with_capacity(children.len());
+        let mut fields: Vec<(u64, &'n Node)> = Vec::with_capacity(children.len());
         // Which definitions were set, by position among `defs` then `extra_defs` (a table has
         // far fewer than 128 fields; past that, the fields so far are searched).
         let mut set: u128 = 0;
         let all = || defs.iter().chain(extra_defs.iter());
         for child in children {
             annotations_unused(child, diags);
-            let Some((position, def)) = all().enumerate().find(|(_, d)| d.name == child.name.text)
+            let Some((position, def)) = all()
+                .enumerate()
+                .find(|(_, d)| same_name(d.name, &child.name.text))
             else {
                 let names: Vec<&str> = all().map(|d| d.name).collect();
                 diags.push(
@@ -99,11 +134,11 @@ impl<'n> Block<'n> {
                     set |= bit;
                     was_set
                 }
-                None => fields.iter().any(|(name, _)| *name == def.name),
+                None => fields.iter().any(|(_, n)| n.name.text == def.name),
             };
             if !def.repeat
                 && seen
-                && let Some((_, first)) = fields.iter().find(|(name, _)| *name == def.name)
+                && let Some((_, first)) = fields.iter().find(|(_, n)| n.name.text == def.name)
             {
                 diags.push(
                     Diagnostic::error(
@@ -116,15 +151,24 @@ impl<'n> Block<'n> {
                 );
                 continue;
             }
-            fields.push((def.name, child));
+            fields.push((name_key(def.name), child));
         }
-        fields.sort_by_key(|(name, _)| *name);
-        let (names, nodes) = fields.into_iter().unzip();
+        // Keys tie only for long names sharing their first seven bytes: those are ordered by
+        // name, so each name's nodes stay together.
+        fields.sort_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| a.1.name.text.cmp(&b.1.name.text))
+        });
+        let present = fields
+            .iter()
+            .fold(0, |bits, (_, n)| bits | name_bit(&n.name.text));
+        let (keys, nodes) = fields.into_iter().unzip();
         let block = Block {
             owner,
             owner_span,
-            names,
+            keys,
             nodes,
+            present,
             defs,
             extra_defs,
         };
@@ -139,14 +183,24 @@ impl<'n> Block<'n> {
         block
     }
 
-    pub fn one(&self, name: &str) -> Option<&'n Node> {
+    pub fn one(&self, name: &str) -> Option<&'n Node<'n>> {
         self.all(name).first().copied()
     }
 
-    pub fn all(&self, name: &str) -> &[&'n Node] {
-        let start = self.names.partition_point(|n| *n < name);
-        let end = start + self.names[start..].partition_point(|n| *n == name);
-        &self.nodes[start..end]
+    pub fn all(&self, name: &str) -> &[&'n Node<'n>] {
+        if self.present & name_bit(name) == 0 {
+            return &[];
+        }
+        let key = name_key(name);
+        let start = self.keys.partition_point(|k| *k < key);
+        let end = start + self.keys[start..].partition_point(|k| *k == key);
+        let same_key = &self.nodes[start..end];
+        if name.len() <= 7 || same_key.is_empty() {
+            return same_key;
+        }
+        let from = same_key.partition_point(|n| &*n.name.text < name);
+        let to = from + same_key[from..].partition_point(|n| n.name.text == name);
+        &same_key[from..to]
     }
 
     pub fn def(&self, name: &str) -> FieldDef {
@@ -154,7 +208,7 @@ impl<'n> Block<'n> {
             .defs
             .iter()
             .chain(self.extra_defs)
-            .find(|d| d.name == name)
+            .find(|d| same_name(d.name, name))
             .unwrap_or(&FieldDef {
                 name: "?",
                 repeat: false,
@@ -227,7 +281,7 @@ pub fn shape(
         );
     }
     for prop in &node.props {
-        if !props.contains(&prop.key.text.as_str()) {
+        if !props.contains(&&*prop.key.text) {
             ok = false;
             let help = if props.is_empty() {
                 format!(
@@ -266,7 +320,7 @@ pub fn shape(
 
 /// A value with what it was, for typed extraction of args and props alike.
 pub struct Val<'a> {
-    pub value: &'a Value,
+    pub value: &'a Value<'a>,
     pub span: Span,
     /// What the value is, in messages: "`replicas`" or "`min` of `nodes`".
     pub what: What<'a>,
@@ -366,7 +420,7 @@ fn wrong_type(v: &Val<'_>, expected: &str, example: &str) -> Diagnostic {
 
 pub fn string(v: Val<'_>, example: &str, diags: &mut Vec<Diagnostic>) -> Option<Spanned<String>> {
     match v.value {
-        Value::String(s) => Some(Spanned::new(s.clone(), v.span)),
+        Value::String(s) => Some(Spanned::new(s.to_string(), v.span)),
         _ => {
             diags.push(wrong_type(&v, "a string", example));
             None
@@ -485,8 +539,8 @@ pub fn one_of(v: Val<'_>, allowed: &[&'static str], diags: &mut Vec<Diagnostic>)
         diags.push(wrong_type(&v, "a string", &format!("\"{}\"", allowed[0])));
         return None;
     };
-    if allowed.contains(&value.as_str()) {
-        return Some(value.clone());
+    if allowed.contains(&&**value) {
+        return Some(value.to_string());
     }
     diags.push(
         Diagnostic::error(

@@ -73,7 +73,7 @@ pub fn decode_nodes(nodes: &[Node], diags: &mut Vec<Diagnostic>) -> Decoded {
         if Kind::parse(&node.name.text).is_none() {
             scan_for_secret_literals(node, diags);
         }
-        match node.name.text.as_str() {
+        match &*node.name.text {
             "platform" => {
                 if let Some(p) = decode_platform(node, diags) {
                     out.platforms.push(p);
@@ -135,7 +135,7 @@ pub(crate) fn decode_name(
     }
     let value = arg(node, 0)?;
     let name = match value.value {
-        Value::String(s) => Spanned::new(s.clone(), value.span),
+        Value::String(s) => Spanned::new(s.to_string(), value.span),
         _ => string(value, &format!("\"my-{what}\""), diags)?,
     };
     if let Some(problem) = dns_label_problem(&name.value) {
@@ -205,9 +205,10 @@ pub(crate) fn single_string(
     name: &str,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Spanned<String>> {
+    let value = single(block, name, diags)?;
     let usage = block.def(name).usage;
     let example = usage.split_once(' ').map_or("\"…\"", |(_, e)| e);
-    string(single(block, name, diags)?, example, diags)
+    string(value, example, diags)
 }
 
 pub(crate) fn single_int(
@@ -217,8 +218,8 @@ pub(crate) fn single_int(
     max: i128,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<i128> {
-    let example = block.def(name).usage;
-    integer(single(block, name, diags)?, min, max, example, diags)
+    let value = single(block, name, diags)?;
+    integer(value, min, max, block.def(name).usage, diags)
 }
 
 pub(crate) fn single_bool(
@@ -226,8 +227,8 @@ pub(crate) fn single_bool(
     name: &str,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<bool> {
-    let example = block.def(name).usage;
-    boolean(single(block, name, diags)?, example, diags)
+    let value = single(block, name, diags)?;
+    boolean(value, block.def(name).usage, diags)
 }
 
 pub(crate) fn single_enum(

@@ -295,7 +295,7 @@ pub(crate) fn decode_platform(node: &Node, diags: &mut Vec<Diagnostic>) -> Optio
         let mut settings = BTreeMap::new();
         for s in &d.children {
             let allowed = driver.settings();
-            if !allowed.contains(&s.name.text.as_str()) {
+            if !allowed.contains(&&*s.name.text) {
                 diags.push(
                     Diagnostic::error(
                         "unknown-field",
@@ -320,7 +320,7 @@ pub(crate) fn decode_platform(node: &Node, diags: &mut Vec<Diagnostic>) -> Optio
                 None => string(value, "\"…\"", diags),
             };
             if let Some(v) = checked {
-                settings.insert(s.name.text.clone(), v.value);
+                settings.insert(s.name.text.to_string(), v.value);
             }
         }
         drivers.push(DriverDecl {

@@ -72,7 +72,7 @@ pub(crate) fn decode_resource(
             }
             let reserved = p.key.text.starts_with("platformd.dev/")
                 || matches!(
-                    p.key.text.as_str(),
+                    &*p.key.text,
                     "app.kubernetes.io/managed-by" | "app.kubernetes.io/name"
                 );
             if reserved {
@@ -95,7 +95,7 @@ pub(crate) fn decode_resource(
                 "tier=\"critical\"",
                 diags,
             ) {
-                labels.insert(p.key.text.clone(), s.value);
+                labels.insert(p.key.text.to_string(), s.value);
             }
         }
     }

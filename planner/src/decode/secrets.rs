@@ -22,6 +22,13 @@ const SECRET_NAME_PARTS: &[&str] = &[
 /// Why a literal looks like a secret, or `None`.
 pub fn literal_looks_secret(value: &str) -> Option<&'static str> {
     let v = value.trim();
+    // Every value of a stack is asked, and almost none is a credential: the prefix checks
+    // below all start with one of these bytes, the URL check needs a colon.
+    let first = v.as_bytes().first().copied().unwrap_or(0);
+    let has_colon = v.as_bytes().contains(&b':');
+    if !matches!(first, b's' | b'r' | b'g' | b'x' | b'h' | b'-' | b'A') && !has_colon {
+        return None;
+    }
     let prefixes: &[(&str, &str)] = &[
         ("sk_live_", "a Stripe live secret key"),
         ("rk_live_", "a Stripe restricted key"),
@@ -35,7 +42,7 @@ pub fn literal_looks_secret(value: &str) -> Option<&'static str> {
         ("-----BEGIN", "a PEM private key or certificate"),
     ];
     for (prefix, what) in prefixes {
-        if v.starts_with(prefix) && v.len() >= prefix.len() + 8 {
+        if prefix.as_bytes()[0] == first && v.starts_with(prefix) && v.len() >= prefix.len() + 8 {
             return Some(what);
         }
     }
@@ -48,6 +55,9 @@ pub fn literal_looks_secret(value: &str) -> Option<&'static str> {
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
     if is_aws_key {
         return Some("an AWS access key id");
+    }
+    if !has_colon {
+        return None;
     }
     // The first `://`, found from the colons (a byte search) rather than by a substring
     // search set up for every value of the stack.

@@ -9,13 +9,14 @@
 
 use super::{Arg, Ident, Node, Prop, Value};
 use crate::source::{FileId, Span};
+use std::borrow::Cow;
 
 /// Outside the fast subset, or not valid KDL: defer to the reference parser.
 struct Defer;
 
 type R<T> = Result<T, Defer>;
 
-pub fn parse(file: FileId, text: &str) -> Option<Vec<Node>> {
+pub fn parse(file: FileId, text: &str) -> Option<Vec<Node<'_>>> {
     let mut p = Parser {
         s: text.as_bytes(),
         text,
@@ -87,7 +88,7 @@ impl<'a> Parser<'a> {
         Span::new(self.file, start, end)
     }
 
-    fn document(&mut self) -> R<Vec<Node>> {
+    fn document(&mut self) -> R<Vec<Node<'a>>> {
         let nodes = self.nodes(false)?;
         if self.i != self.s.len() {
             return Err(Defer);
@@ -95,7 +96,7 @@ impl<'a> Parser<'a> {
         Ok(nodes)
     }
 
-    fn nodes(&mut self, in_block: bool) -> R<Vec<Node>> {
+    fn nodes(&mut self, in_block: bool) -> R<Vec<Node<'a>>> {
         let mut nodes = Vec::new();
         loop {
             self.skip_line_space()?;
@@ -179,7 +180,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn node(&mut self) -> R<Node> {
+    fn node(&mut self) -> R<Node<'a>> {
         let start = self.i;
         if matches!(self.peek(), Some(b'(' | b'#'))
             || (self.peek() == Some(b'/') && self.peek_at(1) == Some(b'-'))
@@ -245,7 +246,7 @@ impl<'a> Parser<'a> {
     }
 
     /// An argument or a `key=value` property; returns where it ends.
-    fn entry(&mut self, node: &mut Node) -> R<usize> {
+    fn entry(&mut self, node: &mut Node<'a>) -> R<usize> {
         let start = self.i;
         let starts_string = match self.peek() {
             Some(b'"') => true,
@@ -293,7 +294,7 @@ impl<'a> Parser<'a> {
         Ok(e)
     }
 
-    fn value(&mut self) -> R<(Value, usize, usize)> {
+    fn value(&mut self) -> R<(Value<'a>, usize, usize)> {
         let start = self.i;
         match self.peek() {
             Some(b'#') => {
@@ -326,7 +327,7 @@ impl<'a> Parser<'a> {
     }
 
     /// An identifier string or a single-line quoted string: (value, start, end).
-    fn string(&mut self) -> R<(String, usize, usize)> {
+    fn string(&mut self) -> R<(Cow<'a, str>, usize, usize)> {
         let start = self.i;
         if self.peek() == Some(b'"') {
             return self.quoted();
@@ -361,26 +362,35 @@ impl<'a> Parser<'a> {
         {
             return Err(Defer);
         }
-        Ok((text.to_string(), start, self.i))
+        Ok((Cow::Borrowed(text), start, self.i))
     }
 
-    fn quoted(&mut self) -> R<(String, usize, usize)> {
+    fn quoted(&mut self) -> R<(Cow<'a, str>, usize, usize)> {
         let start = self.i;
         if self.s[self.i..].starts_with(b"\"\"\"") {
             return Err(Defer); // multi-line string
         }
         self.i += 1;
-        let mut out = String::new();
+        // Most strings have no escape: they are borrowed from the text as written. A string
+        // with escapes is built up as it goes.
+        let mut escaped: Option<String> = None;
         let mut run_start = self.i;
-        loop {
+        let out = loop {
             match self.peek() {
                 None | Some(b'\n' | b'\r') => return Err(Defer),
                 Some(b'"') => {
-                    out.push_str(&self.text[run_start..self.i]);
+                    let run = &self.text[run_start..self.i];
                     self.i += 1;
-                    break;
+                    break match escaped {
+                        Some(mut out) => {
+                            out.push_str(run);
+                            Cow::Owned(out)
+                        }
+                        None => Cow::Borrowed(run),
+                    };
                 }
                 Some(b'\\') => {
+                    let out = escaped.get_or_insert_with(String::new);
                     out.push_str(&self.text[run_start..self.i]);
                     let esc = self.peek_at(1).ok_or(Defer)?;
                     self.i += 2;
@@ -429,14 +439,14 @@ impl<'a> Parser<'a> {
                 }
                 Some(_) => self.advance_char()?,
             }
-        }
+        };
         if !self.at_token_end() {
             return Err(Defer);
         }
         Ok((out, start, self.i))
     }
 
-    fn number(&mut self) -> R<(Value, usize, usize)> {
+    fn number(&mut self) -> R<(Value<'a>, usize, usize)> {
         let start = self.i;
         while let Some(b) = self.peek() {
             if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'+' | b'-') {

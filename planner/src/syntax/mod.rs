@@ -3,20 +3,26 @@
 //! Decoding works on this tree, never on the `kdl` crate's types, so the parser behind
 //! [`parse`] can be replaced (by a faster one checked against the KDL compliance suite) without
 //! touching decoding. Every identifier and value keeps its byte span.
+//!
+//! Names and strings borrow the file's text where it spells them out (`Cow::Borrowed`): a
+//! 10,000-resource stack has some 200,000 of them, and copying each was a tenth of parsing.
+//! A tree kept beyond its text (a template's body, a cached parse) is made owned first
+//! ([`Node::to_static`]).
 
 use crate::diagnostic::Diagnostic;
 use crate::source::{FileId, Span};
+use std::borrow::Cow;
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    String(String),
+pub enum Value<'a> {
+    String(Cow<'a, str>),
     Integer(i128),
     Float(f64),
     Bool(bool),
     Null,
 }
 
-impl Value {
+impl Value<'_> {
     /// A word for the type, for "expected X, found Y" messages.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -27,70 +33,84 @@ impl Value {
             Value::Null => "#null",
         }
     }
+
+    /// The value with every string owned.
+    pub fn to_static(&self) -> Value<'static> {
+        match self {
+            Value::String(s) => Value::String(Cow::Owned(s.to_string())),
+            Value::Integer(i) => Value::Integer(*i),
+            Value::Float(f) => Value::Float(*f),
+            Value::Bool(b) => Value::Bool(*b),
+            Value::Null => Value::Null,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Ident {
-    pub text: String,
+pub struct Ident<'a> {
+    pub text: Cow<'a, str>,
     pub span: Span,
 }
 
 /// A positional argument of a node.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Arg {
-    pub value: Value,
+pub struct Arg<'a> {
+    pub value: Value<'a>,
     pub span: Span,
 }
 
 /// A `key=value` property of a node.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Prop {
-    pub key: Ident,
-    pub value: Value,
+pub struct Prop<'a> {
+    pub key: Ident<'a>,
+    pub value: Value<'a>,
     pub value_span: Span,
     /// The whole `key=value` entry.
     pub span: Span,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Node {
-    pub name: Ident,
+pub struct Node<'a> {
+    pub name: Ident<'a>,
     /// A `(type)` annotation on the node, which the language does not use.
-    pub type_annotation: Option<Ident>,
+    pub type_annotation: Option<Ident<'a>>,
     /// Spans of `(type)` annotations on entries, which the language does not use either.
     pub entry_annotations: Vec<Span>,
-    pub args: Vec<Arg>,
-    pub props: Vec<Prop>,
-    pub children: Vec<Node>,
+    pub args: Vec<Arg<'a>>,
+    pub props: Vec<Prop<'a>>,
+    pub children: Vec<Node<'a>>,
     /// Whether the node had a `{ }` block (possibly empty).
     pub has_block: bool,
     /// The whole node, trailing whitespace trimmed.
     pub span: Span,
 }
 
-impl Node {
-    /// A copy of this node with every span pointing into `file`.
-    pub fn with_file(&self, file: FileId) -> Node {
+impl Node<'_> {
+    /// An owned copy of this node with every span pointing into `file`.
+    pub fn with_file(&self, file: FileId) -> Node<'static> {
         self.map_spans(&|s| Span { file, ..s })
     }
 
-    /// A copy of this node with `f` applied to every span in it.
-    pub fn map_spans(&self, f: &impl Fn(Span) -> Span) -> Node {
+    /// An owned copy of this node, for keeping beyond the text it was parsed from.
+    pub fn to_static(&self) -> Node<'static> {
+        self.map_spans(&|s| s)
+    }
+
+    /// An owned copy of this node with `f` applied to every span in it.
+    pub fn map_spans(&self, f: &impl Fn(Span) -> Span) -> Node<'static> {
+        let ident = |i: &Ident<'_>| Ident {
+            text: Cow::Owned(i.text.to_string()),
+            span: f(i.span),
+        };
         Node {
-            name: Ident {
-                text: self.name.text.clone(),
-                span: f(self.name.span),
-            },
-            type_annotation: self.type_annotation.as_ref().map(|t| Ident {
-                text: t.text.clone(),
-                span: f(t.span),
-            }),
+            name: ident(&self.name),
+            type_annotation: self.type_annotation.as_ref().map(ident),
             entry_annotations: self.entry_annotations.iter().map(|s| f(*s)).collect(),
             args: self
                 .args
                 .iter()
                 .map(|a| Arg {
-                    value: a.value.clone(),
+                    value: a.value.to_static(),
                     span: f(a.span),
                 })
                 .collect(),
@@ -98,11 +118,8 @@ impl Node {
                 .props
                 .iter()
                 .map(|p| Prop {
-                    key: Ident {
-                        text: p.key.text.clone(),
-                        span: f(p.key.span),
-                    },
-                    value: p.value.clone(),
+                    key: ident(&p.key),
+                    value: p.value.to_static(),
                     value_span: f(p.value_span),
                     span: f(p.span),
                 })
@@ -112,8 +129,10 @@ impl Node {
             span: f(self.span),
         }
     }
+}
 
-    pub fn prop(&self, key: &str) -> Option<&Prop> {
+impl<'a> Node<'a> {
+    pub fn prop(&self, key: &str) -> Option<&Prop<'a>> {
         self.props.iter().rev().find(|p| p.key.text == key)
     }
 }
@@ -124,7 +143,7 @@ mod fast;
 ///
 /// The fast parser handles the subset of KDL stacks are written in; anything else, and every
 /// error, goes to the `kdl` crate, which is the reference for meaning and for messages.
-pub fn parse(file: FileId, text: &str) -> Result<Vec<Node>, Vec<Diagnostic>> {
+pub fn parse(file: FileId, text: &str) -> Result<Vec<Node<'_>>, Vec<Diagnostic>> {
     too_deep(file, text)?;
     match fast::parse(file, text) {
         Some(nodes) => Ok(nodes),
@@ -478,12 +497,15 @@ fn starts_newline(bytes: &[u8]) -> bool {
 
 /// Only the fast parser; `None` where it defers. Exposed for the compliance tests.
 #[doc(hidden)]
-pub fn parse_fast(file: FileId, text: &str) -> Option<Vec<Node>> {
+pub fn parse_fast(file: FileId, text: &str) -> Option<Vec<Node<'_>>> {
     fast::parse(file, text)
 }
 
 /// Only the reference parser (the `kdl` crate).
-pub fn parse_with_reference(file: FileId, text: &str) -> Result<Vec<Node>, Vec<Diagnostic>> {
+pub fn parse_with_reference(
+    file: FileId,
+    text: &str,
+) -> Result<Vec<Node<'static>>, Vec<Diagnostic>> {
     too_deep(file, text)?;
     // The `kdl` crate recurses deeply on some inputs (`/-` chains, nesting, error recovery);
     // it gets a stack of its own, far larger than what a limited input can use.
@@ -585,9 +607,9 @@ fn span_of(file: FileId, text: &str, offset: usize, len: usize) -> Span {
     Span::new(file, start, end)
 }
 
-fn convert_value(v: &kdl::KdlValue) -> Value {
+fn convert_value(v: &kdl::KdlValue) -> Value<'static> {
     match v {
-        kdl::KdlValue::String(s) => Value::String(s.clone()),
+        kdl::KdlValue::String(s) => Value::String(Cow::Owned(s.clone())),
         kdl::KdlValue::Integer(i) => Value::Integer(*i),
         kdl::KdlValue::Float(f) => Value::Float(*f),
         kdl::KdlValue::Bool(b) => Value::Bool(*b),
@@ -595,14 +617,14 @@ fn convert_value(v: &kdl::KdlValue) -> Value {
     }
 }
 
-fn convert_node(file: FileId, text: &str, node: &kdl::KdlNode) -> Node {
+fn convert_node(file: FileId, text: &str, node: &kdl::KdlNode) -> Node<'static> {
     let sp = |s: &miette::SourceSpan| span_of(file, text, s.offset(), s.len());
     let name = Ident {
-        text: node.name().value().to_string(),
+        text: Cow::Owned(node.name().value().to_string()),
         span: sp(&node.name().span()),
     };
     let type_annotation = node.ty().map(|t| Ident {
-        text: t.value().to_string(),
+        text: Cow::Owned(t.value().to_string()),
         span: sp(&t.span()),
     });
     let mut args = Vec::new();
@@ -621,7 +643,7 @@ fn convert_node(file: FileId, text: &str, node: &kdl::KdlNode) -> Node {
             }),
             Some(key) => {
                 let key = Ident {
-                    text: key.value().to_string(),
+                    text: Cow::Owned(key.value().to_string()),
                     span: sp(&key.span()),
                 };
                 let value_span = prop_value_span(text, key.span, entry_span);
@@ -821,7 +843,7 @@ mod tests {
 
     use super::*;
 
-    fn parse_ok(text: &str) -> Vec<Node> {
+    fn parse_ok(text: &str) -> Vec<Node<'_>> {
         parse(FileId(0), text).expect("parses")
     }
 
