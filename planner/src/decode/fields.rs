@@ -704,4 +704,45 @@ mod tests {
         assert_eq!(fix_dns_label("Checkout_API"), "checkout-api");
         assert!(is_email("a@b.example") && !is_email("a@b"));
     }
+
+    /// Names longer than the key's seven bytes, of one length and one prefix, share a key: a
+    /// lookup still finds each name's own nodes, in their order, and nothing for a name absent.
+    #[test]
+    fn fields_sharing_a_key_are_told_apart_by_name() {
+        const DEFS: &[FieldDef] = &[
+            repeated("abcdefgh-1", "abcdefgh-1 1"),
+            once("abcdefgh-2", "abcdefgh-2 2"),
+            once("abcdefgh-3", "abcdefgh-3 3"),
+            repeated("short", "short 4"),
+        ];
+        let text = "x {\n    abcdefgh-1 1\n    short 4\n    abcdefgh-2 2\n    abcdefgh-1 3\n    short 5\n}\n";
+        let nodes = crate::syntax::parse(crate::source::FileId(0), text).expect("parses");
+        let mut diags = Vec::new();
+        let block = Block::new(
+            "x".into(),
+            nodes[0].name.span,
+            &nodes[0].children,
+            DEFS,
+            &[],
+            &mut diags,
+        );
+        assert!(diags.is_empty(), "{diags:?}");
+        let args = |name: &str| -> Vec<i128> {
+            block
+                .all(name)
+                .iter()
+                .map(|n| match n.args[0].value {
+                    Value::Integer(i) => i,
+                    _ => panic!("an integer"),
+                })
+                .collect()
+        };
+        assert_eq!(args("abcdefgh-1"), [1, 3]);
+        assert_eq!(args("abcdefgh-2"), [2]);
+        assert_eq!(args("abcdefgh-3"), [] as [i128; 0]);
+        assert_eq!(args("short"), [4, 5]);
+        assert_eq!(args("shore"), [] as [i128; 0]);
+        assert_eq!(args("absent"), [] as [i128; 0]);
+        assert!(block.one("abcdefgh-2").is_some() && block.one("abcdefgh-4").is_none());
+    }
 }
