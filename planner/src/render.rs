@@ -421,28 +421,30 @@ fn write_json_in_chunks(
 /// Resource changes as the elements of the plan's `resources` list, as serde_json's pretty
 /// printer writes them there: each on a new line indented by two levels, the list's first
 /// without a comma before it.
+///
+/// They are rendered as a list inside a list, which puts them at that depth, and the two
+/// lists' brackets are cut off.
 fn render_changes(
     changes: &[ResourceChange],
     first_in_list: bool,
     out: &mut Vec<u8>,
 ) -> serde_json::Result<()> {
-    let mut element = Vec::new();
-    for (i, change) in changes.iter().enumerate() {
-        element.clear();
-        serde_json::to_writer_pretty(&mut element, change)?;
-        if i > 0 || !first_in_list {
-            out.push(b',');
-        }
-        out.extend_from_slice(b"\n    ");
-        // Indented by two levels: the element's own line breaks are formatting only (a string's
-        // newline is escaped, and specs are compact text without any).
-        let mut rest = &element[..];
-        while let Some(newline) = rest.iter().position(|b| *b == b'\n') {
-            out.extend_from_slice(&rest[..=newline]);
-            out.extend_from_slice(b"    ");
-            rest = &rest[newline + 1..];
-        }
-        out.extend_from_slice(rest);
+    const OPEN: &[u8] = b"[\n  [";
+    const CLOSE: &[u8] = b"\n  ]\n]";
+    let start = out.len();
+    serde_json::to_writer_pretty(&mut *out, &[changes])?;
+    if changes.is_empty() || !out[start..].starts_with(OPEN) || !out.ends_with(CLOSE) {
+        return Err(serde::ser::Error::custom(
+            "unexpected shape of a rendered list",
+        ));
+    }
+    out.truncate(out.len() - CLOSE.len());
+    if first_in_list {
+        out.drain(start..start + OPEN.len());
+    } else {
+        // The inner list's `[` becomes the comma after the element before.
+        out.drain(start..start + OPEN.len() - 1);
+        out[start] = b',';
     }
     Ok(())
 }
