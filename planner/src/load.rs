@@ -518,7 +518,10 @@ mod tests {
     }
 
     fn texts(files: &[StackFile]) -> Vec<(&str, &str)> {
-        files.iter().map(|f| (f.path.as_str(), &*f.text)).collect()
+        files
+            .iter()
+            .map(|f| (f.path.as_str(), f.text.as_str()))
+            .collect()
     }
 
     #[test]
