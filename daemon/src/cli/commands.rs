@@ -296,8 +296,10 @@ pub fn plan(args: &PlanArgs, state_dir: &Path, colours: Colours) -> Result<u8> {
         let mut head = head;
         let desired = head.snapshot.take().expect("valid stacks have a snapshot");
         // Freeing is not on the way to the plan: the head's model, and below the base's
-        // and the cache, go on a thread of their own.
-        super::free_in_background(head);
+        // and the cache, are left to the process's exit. Freed on threads of their own, they
+        // took a core from the plan (`docs/PERFORMANCE.md`); the peak of memory is already
+        // behind, with both analyses alive at once.
+        super::leave_to_exit(head);
         let prior = match base {
             None => Snapshot::empty(&desired.stack),
             Some(mut base) => {
@@ -310,11 +312,11 @@ pub fn plan(args: &PlanArgs, state_dir: &Path, colours: Colours) -> Result<u8> {
                     );
                 }
                 let prior = base.snapshot.take().expect("valid stacks have a snapshot");
-                super::free_in_background(base);
+                super::leave_to_exit(base);
                 prior
             }
         };
-        super::free_in_background(cache);
+        super::leave_to_exit(cache);
         let against = MadeAgainst {
             base_revision: Some(base_at.commit),
             head_revision: Some(head_rev),
@@ -336,7 +338,7 @@ pub fn plan(args: &PlanArgs, state_dir: &Path, colours: Colours) -> Result<u8> {
     }
     let plan = planner::plan::plan(&prior, &desired, &options);
     let code = emit_plan(&plan, args, colours);
-    super::free_in_background((plan, prior, desired));
+    super::leave_to_exit((plan, prior, desired));
     code
 }
 
