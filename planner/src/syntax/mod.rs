@@ -144,7 +144,7 @@ mod fast;
 /// The fast parser handles the subset of KDL stacks are written in; anything else, and every
 /// error, goes to the `kdl` crate, which is the reference for meaning and for messages.
 pub fn parse(file: FileId, text: &str) -> Result<Vec<Node<'_>>, Vec<Diagnostic>> {
-    too_deep(file, text)?;
+    refused_before_parsing(file, text)?;
     match fast::parse(file, text) {
         Some(nodes) => Ok(nodes),
         None => parse_with_reference(file, text),
@@ -165,7 +165,7 @@ pub const MAX_NESTING: usize = 12;
 /// Unpaired braces are reported here, not by the reference parser: its error recovery on an
 /// unclosed block is exponential in the slashdashes around it, and fuzzing found 847 bytes
 /// that took 35 s and 2.4 GB (`docs/FUZZING.md`).
-fn too_deep(file: FileId, text: &str) -> Result<(), Vec<Diagnostic>> {
+fn refused_before_parsing(file: FileId, text: &str) -> Result<(), Vec<Diagnostic>> {
     let bytes = text.as_bytes();
     let mut open: Vec<usize> = Vec::new();
     // `/-` in a row (with only space between): the reference parser recurses once per `/-`.
@@ -341,7 +341,7 @@ fn too_deep(file: FileId, text: &str) -> Result<(), Vec<Diagnostic>> {
     Ok(())
 }
 
-/// The bytes [`too_deep`] looks at outside strings and comments: what starts a string, a
+/// The bytes [`refused_before_parsing`] looks at outside strings and comments: what starts a string, a
 /// comment, a slashdash or a block, or may start a character [`disallowed_at`] refuses.
 const SCAN_STOPS: [bool; 256] = byte_set(b"/\"#{}\xE2");
 
@@ -506,7 +506,7 @@ pub fn parse_with_reference(
     file: FileId,
     text: &str,
 ) -> Result<Vec<Node<'static>>, Vec<Diagnostic>> {
-    too_deep(file, text)?;
+    refused_before_parsing(file, text)?;
     // The `kdl` crate recurses deeply on some inputs (`/-` chains, nesting, error recovery);
     // it gets a stack of its own, far larger than what a limited input can use.
     let parsed = std::thread::scope(|scope| {
@@ -817,7 +817,7 @@ mod tests {
                 continue;
             };
             checked += 1;
-            if too_deep(FileId(0), text).is_ok() {
+            if refused_before_parsing(FileId(0), text).is_ok() {
                 continue;
             }
             // Refused by the scan: the reference must refuse it too (on a big stack, as the
