@@ -8,7 +8,9 @@ pub(crate) fn decode_env(
     diags: &mut Vec<Diagnostic>,
 ) -> BTreeMap<String, EnvValue> {
     let mut env = BTreeMap::new();
-    let mut first_span: BTreeMap<String, Span> = BTreeMap::new();
+    // Each name set so far, borrowed from its node (a service has a handful of env: a list is
+    // searched faster than a map is built).
+    let mut first_span: Vec<(&str, Span)> = Vec::new();
     let usage = "env \"NAME\" \"value\" | env \"NAME\" from=\"kind/name.output\" | env \"NAME\" secret=\"aws-sm:path\"";
     for e in block.all("env") {
         if !shape(e, 1, 2, &["from", "secret"], usage, diags) {
@@ -39,7 +41,7 @@ pub(crate) fn decode_env(
             );
             continue;
         }
-        if let Some(first) = first_span.get(&name.value) {
+        if let Some((_, first)) = first_span.iter().find(|(n, _)| *n == name.value) {
             diags.push(
                 Diagnostic::error(
                     "duplicate-field",
@@ -51,7 +53,9 @@ pub(crate) fn decode_env(
             );
             continue;
         }
-        first_span.insert(name.value.clone(), name.span);
+        if let Value::String(set) = &e.args[0].value {
+            first_span.push((set, name.span));
+        }
         let sources = usize::from(e.args.len() == 2)
             + usize::from(e.prop("from").is_some())
             + usize::from(e.prop("secret").is_some());
@@ -107,8 +111,7 @@ pub(crate) fn decode_env(
                 );
                 continue;
             };
-            let addr_spanned = Spanned::new(addr_text.to_string(), s.span);
-            let Some(target) = parse_address(&addr_spanned, &[], diags) else {
+            let Some(target) = parse_address_at(addr_text, s.span, &[], diags) else {
                 continue;
             };
             references.push(Reference {

@@ -366,26 +366,33 @@ pub(crate) fn parse_address(
     allowed: &[Kind],
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Address> {
-    match Address::parse(&s.value) {
+    parse_address_at(&s.value, s.span, allowed, diags)
+}
+
+/// [`parse_address`] of text found at `span`.
+pub(crate) fn parse_address_at(
+    text: &str,
+    span: Span,
+    allowed: &[Kind],
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Address> {
+    match Address::parse(text) {
         Ok(a) => Some(a),
         Err(problem) => {
             let kinds: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
-            let help = match s.value.split_once('/') {
+            let help = match text.split_once('/') {
                 Some((k, _)) => suggest::help_for(k, &kinds, "kinds"),
                 None => {
                     let example = allowed.first().copied().unwrap_or(Kind::Topic);
-                    format!(
-                        "references are written `kind/name`, e.g. \"{example}/{}\"",
-                        s.value
-                    )
+                    format!("references are written `kind/name`, e.g. \"{example}/{text}\"")
                 }
             };
             diags.push(
                 Diagnostic::error(
                     "invalid-address",
-                    format!("invalid address \"{}\": {problem}", s.value),
+                    format!("invalid address \"{text}\": {problem}"),
                 )
-                .with_label(s.span, problem)
+                .with_label(span, problem)
                 .with_help(help),
             );
             None
