@@ -228,67 +228,58 @@ impl DirReader {
         let mut found = Vec::new();
         walk(root, "", &mut found)?;
         let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
-        let mut walk_state = KnownWalk {
-            known: &mut known,
-            seen: Vec::new(),
-            read: 0,
-        };
         let mut files = Vec::with_capacity(found.len());
         for (rel, path) in found {
-            let text = read_known(&path, &rel, &mut walk_state)?;
+            let text = self.read_known(&mut known, &path, &rel)?;
             files.push(StackFile { path: rel, text });
         }
-        let KnownWalk { seen, read, .. } = walk_state;
-        self.files_read.fetch_add(read, Ordering::Relaxed);
         // Files gone from the directory are forgotten.
-        if known.len() > seen.len() {
-            let seen: std::collections::HashSet<&String> = seen.iter().collect();
-            known.retain(|path, _| seen.contains(path));
+        if known.len() > files.len() {
+            let seen: std::collections::HashSet<&str> =
+                files.iter().map(|f| f.path.as_str()).collect();
+            known.retain(|path, _| seen.contains(path.as_str()));
         }
         files.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(files)
     }
-}
 
-/// A [`DirReader`]'s walk: the files it knows, the paths seen and how many files were read.
-struct KnownWalk<'a> {
-    known: &'a mut HashMap<String, KnownFile>,
-    seen: Vec<String>,
-    read: usize,
-}
-
-/// The text of the file at `path`: from `walk.known` when its stamp is unchanged and not
-/// racy.
-fn read_known(path: &Path, rel: &str, walk: &mut KnownWalk) -> Result<String, LoadError> {
-    let io = |source| LoadError::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    walk.seen.push(rel.to_string());
-    let stamp = FileStamp::of(&std::fs::metadata(path).map_err(io)?);
-    if let (Some(stamp), Some(k)) = (stamp, walk.known.get(rel))
-        && k.stamp == stamp
-        && stamp
-            .modified
-            .checked_add(DirReader::RACY)
-            .is_some_and(|settled| settled <= k.read_at)
-    {
-        return Ok(k.text.clone());
+    /// The text of the file at `path`: from `known` when its stamp is unchanged and not racy,
+    /// else read (and counted) and kept.
+    fn read_known(
+        &self,
+        known: &mut HashMap<String, KnownFile>,
+        path: &Path,
+        rel: &str,
+    ) -> Result<String, LoadError> {
+        let io = |source| LoadError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let stamp = FileStamp::of(&std::fs::metadata(path).map_err(io)?);
+        if let (Some(stamp), Some(k)) = (stamp, known.get(rel))
+            && k.stamp == stamp
+            && stamp
+                .modified
+                .checked_add(DirReader::RACY)
+                .is_some_and(|settled| settled <= k.read_at)
+        {
+            return Ok(k.text.clone());
+        }
+        let read_at = std::time::SystemTime::now();
+        let text = read_text(path, rel)?;
+        self.files_read.fetch_add(1, Ordering::Relaxed);
+        if let Some(stamp) = stamp {
+            known.insert(
+                rel.to_string(),
+                KnownFile {
+                    stamp,
+                    read_at,
+                    text: text.clone(),
+                },
+            );
+        }
+        Ok(text)
     }
-    let read_at = std::time::SystemTime::now();
-    let text = read_text(path, rel)?;
-    walk.read += 1;
-    if let Some(stamp) = stamp {
-        walk.known.insert(
-            rel.to_string(),
-            KnownFile {
-                stamp,
-                read_at,
-                text: text.clone(),
-            },
-        );
-    }
-    Ok(text)
 }
 
 fn read_text(path: &Path, rel: &str) -> Result<String, LoadError> {
