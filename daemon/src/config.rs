@@ -96,7 +96,16 @@ const STACK_FIELDS: &[&str] = &[
 /// Per driver, the settings a stack's entry may set: where credentials and targets are, never
 /// what is built.
 const DRIVER_SETTINGS: &[(&str, &[&str])] = &[
-    ("kubernetes", &["kubeconfig", "context", "namespace"]),
+    (
+        "kubernetes",
+        &[
+            "kubeconfig",
+            "context",
+            "namespace",
+            "allowed-namespaces",
+            "allow-exec-credentials",
+        ],
+    ),
     ("aws", &["profile", "region", "endpoint-url"]),
     ("local", &["path"]),
 ];

@@ -269,6 +269,13 @@ pub enum Command {
         /// How often the cost controller reads utilisation from the platform's `metrics` source.
         #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = parse_duration)]
         utilisation_interval: std::time::Duration,
+        /// The Prometheus-compatible query API the cost controller reads utilisation from
+        /// (the stack's `metrics` block gives only its queries; docs/SECURITY.md).
+        #[arg(long, value_name = "URL", value_parser = parse_metrics_url)]
+        metrics_url: Option<String>,
+        /// A file holding the bearer token for --metrics-url (read at every query).
+        #[arg(long, value_name = "FILE", requires = "metrics_url")]
+        metrics_token_file: Option<PathBuf>,
         #[arg(long, default_value = "127.0.0.1:7070")]
         listen: std::net::SocketAddr,
         /// Bearer token for POST /api/v1/sync, /rollback, /resume.
@@ -314,6 +321,18 @@ pub enum Command {
 /// `90s`, `5m`, `1h30m`, `0s`, `300ms`.
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     planner::units::parse_flag_duration(s)
+}
+
+/// An http:// or https:// URL without credentials (a token goes in --metrics-token-file).
+fn parse_metrics_url(s: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(s).map_err(|e| e.to_string())?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("an http:// or https:// URL".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("credentials in the URL: give the token with --metrics-token-file".into());
+    }
+    Ok(s.to_string())
 }
 
 /// Options of every command that changes the world (`apply`, `rollback`).
@@ -468,6 +487,8 @@ fn main() -> ExitCode {
             interval,
             drift_interval,
             utilisation_interval,
+            metrics_url,
+            metrics_token_file,
             listen,
             token_file,
             webhook_secret_file,
@@ -492,6 +513,10 @@ fn main() -> ExitCode {
                 interval,
                 drift_interval,
                 utilisation_interval,
+                metrics: metrics_url.map(|url| daemon::utilisation::MetricsEndpoint {
+                    url,
+                    bearer_token_file: metrics_token_file,
+                }),
                 state_dir: state_dir.clone(),
                 listen,
                 token_file,

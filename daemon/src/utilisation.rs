@@ -26,6 +26,15 @@ pub enum Reading {
     NoData,
 }
 
+/// Where the cost controller sends its queries, and with which token: the operator's choice
+/// (`--metrics-url`, `--metrics-token-file`), never the stack's (`docs/SECURITY.md`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsEndpoint {
+    pub url: String,
+    /// A file holding the bearer token (read at query time, never stored).
+    pub bearer_token_file: Option<PathBuf>,
+}
+
 pub struct Prometheus {
     url: String,
     bearer_token_file: Option<PathBuf>,
@@ -33,10 +42,10 @@ pub struct Prometheus {
 }
 
 impl Prometheus {
-    pub fn new(source: &planner::model::MetricsSource) -> Prometheus {
+    pub fn new(endpoint: &MetricsEndpoint) -> Prometheus {
         Prometheus {
-            url: source.url.trim_end_matches('/').to_string(),
-            bearer_token_file: source.bearer_token_file.as_ref().map(PathBuf::from),
+            url: endpoint.url.trim_end_matches('/').to_string(),
+            bearer_token_file: endpoint.bearer_token_file.clone(),
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
@@ -73,10 +82,12 @@ impl Prometheus {
             detail: e.to_string(),
         })?;
         if !status.is_success() {
+            // Only a Prometheus error message is quoted, and briefly: an answer's body is not
+            // published in the status.
             let detail = serde_json::from_str::<serde_json::Value>(&body)
                 .ok()
-                .and_then(|v| v["error"].as_str().map(str::to_string))
-                .unwrap_or_else(|| body.chars().take(200).collect());
+                .and_then(|v| v["error"].as_str().map(|e| e.chars().take(200).collect()))
+                .unwrap_or_else(|| "not a Prometheus error answer".to_string());
             return Err(QueryError::Refused {
                 status: status.as_u16(),
                 detail,

@@ -17,7 +17,7 @@ const A100_BUSY_GPU: &str = r#"DCGM_FI_DEV_GPU_UTIL{gpu_pool="a100",gpu="1"}"#;
 /// The rate window is short so a test does not wait five minutes for traffic to drain.
 const REQUESTS: &str = r#"sum(rate(vllm:request_success_total{service="{name}"}[4s]))"#;
 
-fn platform(metrics_url: &str) -> String {
+fn platform() -> String {
     format!(
         r##"platform "ml" {{
     environment "test"
@@ -25,7 +25,7 @@ fn platform(metrics_url: &str) -> String {
         path ".platformd/rendered"
         namespace "ml"
     }}
-    metrics "{metrics_url}" {{
+    metrics {{
         query "ai-endpoint" #"{REQUESTS}"# idle-at-most=0
     }}
 }}
@@ -136,7 +136,7 @@ fn idle_endpoints_and_pools_scale_down_and_come_back_on_wake_commit_and_demand()
     };
     let c1 = remote.push(
         &[
-            ("platform.kdl", &platform(&prometheus.url())),
+            ("platform.kdl", &platform()),
             ("pools.kdl", &pools()),
             ("endpoints.kdl", &stack(2)),
         ],
@@ -156,6 +156,8 @@ fn idle_endpoints_and_pools_scale_down_and_come_back_on_wake_commit_and_demand()
             "1s",
             "--utilisation-interval",
             "500ms",
+            "--metrics-url",
+            &prometheus.url(),
         ],
         &[("PLATFORMD_FAKE_NOW", &now)],
     );
@@ -297,7 +299,7 @@ fn an_unreachable_metrics_source_scales_nothing_and_says_so() {
     let closed = format!("http://127.0.0.1:{}", test_support::net::free_port());
     let c1 = remote.push(
         &[
-            ("platform.kdl", &platform(&closed)),
+            ("platform.kdl", &platform()),
             ("pools.kdl", &pools()),
             ("endpoints.kdl", &endpoint("chat", "l4", 2)),
         ],
@@ -310,7 +312,14 @@ fn an_unreachable_metrics_source_scales_nothing_and_says_so() {
     let daemon = Daemon::start(
         dir.path(),
         &remote.url(),
-        &["--path", "stack", "--utilisation-interval", "300ms"],
+        &[
+            "--path",
+            "stack",
+            "--utilisation-interval",
+            "300ms",
+            "--metrics-url",
+            &closed,
+        ],
         &[("PLATFORMD_FAKE_NOW", &now)],
     );
     daemon.wait_applied(&c1);

@@ -562,8 +562,7 @@ fn follows_a_git_remote_onto_a_cluster() {
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, emulator.kubeconfig()).unwrap();
     let platform = format!(
-        "platform \"shop\" {{\n    environment \"test\"\n    driver \"kubernetes\" {{\n        kubeconfig \"{}\"\n        namespace \"shop\"\n    }}\n}}\n\nteam \"web\" {{\n    owner \"web-oncall@acme.example\"\n}}\n",
-        kubeconfig.display()
+        "platform \"shop\" {{\n    environment \"test\"\n    driver \"kubernetes\" {{\n        namespace \"shop\"\n    }}\n}}\n\nteam \"web\" {{\n    owner \"web-oncall@acme.example\"\n}}\n"
     );
     let remote = Remote::new();
     let c1 = remote.push(
@@ -581,7 +580,7 @@ fn follows_a_git_remote_onto_a_cluster() {
             "--drift-interval",
             "500ms",
         ],
-        &[],
+        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
     );
     daemon.wait_applied(&c1);
     let replicas = || {

@@ -13,7 +13,6 @@ use test_support::kube_emulator::KubeEmulator;
 const PLATFORM: &str = r#"platform "shop" {
     environment "test"
     driver "kubernetes" {
-        kubeconfig "kubeconfig"
         context "emulator"
         namespace "shop"
         node-class "gpu"
@@ -65,8 +64,11 @@ fn api(replicas: u32) -> String {
 }
 
 fn workspace(emulator: &KubeEmulator, with_api: bool) -> Workspace {
-    let ws = Workspace::new();
-    std::fs::write(ws.path().join("kubeconfig"), emulator.kubeconfig()).unwrap();
+    let mut ws = Workspace::new();
+    let kubeconfig = ws.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, emulator.kubeconfig()).unwrap();
+    ws.env
+        .push(("KUBECONFIG".into(), kubeconfig.display().to_string()));
     stack(&ws, with_api);
     ws
 }
@@ -270,8 +272,10 @@ fn a_real_cluster_when_one_is_configured() {
     let ws = Workspace::new();
     let namespace = format!("platformd-test-{}", std::process::id());
     let platform = format!(
-        "platform \"shop\" {{\n    environment \"test\"\n    driver \"kubernetes\" {{\n        kubeconfig \"{kubeconfig}\"\n        namespace \"{namespace}\"\n    }}\n}}\n\nteam \"web\" {{\n    owner \"web-oncall@acme.example\"\n}}\n"
+        "platform \"shop\" {{\n    environment \"test\"\n    driver \"kubernetes\" {{\n        namespace \"{namespace}\"\n    }}\n}}\n\nteam \"web\" {{\n    owner \"web-oncall@acme.example\"\n}}\n"
     );
+    let mut ws = ws;
+    ws.env.push(("KUBECONFIG".into(), kubeconfig.clone()));
     let service = "service \"hello\" {\n    team \"web\"\n    image \"registry.k8s.io/pause:3.10\"\n    replicas 1\n    port 8080\n}\n";
     ws.stack(&[("platform.kdl", &platform), ("a.kdl", service)]);
     let created = std::process::Command::new("kubectl")
@@ -314,12 +318,14 @@ const CLUSTER_KINDS: &[&str] = &["service", "topic", "pipeline", "ai-endpoint", 
 fn kill_9_during_a_cluster_apply_then_restart_converges_with_history_intact() {
     let emulator = KubeEmulator::start();
     emulator.set_latency(Duration::from_millis(2));
-    let ws = Workspace::new();
+    let mut ws = Workspace::new();
     let kubeconfig = ws.path().join("kubeconfig");
     std::fs::write(&kubeconfig, emulator.kubeconfig()).unwrap();
+    ws.env
+        .push(("KUBECONFIG".into(), kubeconfig.display().to_string()));
     let stack = ws.path().join("stack");
     test_support::generate::write_stack(&stack, 400, 23).unwrap();
-    test_support::route_to_kubernetes(&stack, &kubeconfig, "synthetic", CLUSTER_KINDS);
+    test_support::route_to_kubernetes(&stack, "synthetic", CLUSTER_KINDS);
     let state = ws.path().join(".platformd");
 
     let kill_points = [60usize, 180, 300];
@@ -393,13 +399,12 @@ fn the_examples_kubernetes_variant_validates_and_applies() {
         .collect();
     let kubeconfig = ws.path().join("kubeconfig");
     std::fs::write(&kubeconfig, emulator.kubeconfig()).unwrap();
-    let variant = variant.join("\n").replace(
-        "context \"prod-eks\"",
-        &format!(
-            "kubeconfig \"{}\"\n        context \"emulator\"",
-            kubeconfig.display()
-        ),
-    );
+    let variant = variant
+        .join("\n")
+        .replace("context \"prod-eks\"", "context \"emulator\"");
+    let mut ws = ws;
+    ws.env
+        .push(("KUBECONFIG".into(), kubeconfig.display().to_string()));
     std::fs::write(&platform, variant).unwrap();
     let run = ws.run(&["validate", "stack"]);
     assert_eq!(run.code, 0, "{}", run.all());

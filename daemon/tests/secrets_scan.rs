@@ -116,24 +116,22 @@ fn assert_tree_clean(dir: &Path) {
     assert!(files > 0, "nothing under {}", dir.display());
 }
 
-fn stack_files(prometheus_token_file: &Path) -> Vec<(&'static str, String)> {
-    let platform = format!(
-        r#"platform "vault" {{
+fn stack_files() -> Vec<(&'static str, String)> {
+    let platform = String::from(
+        r#"platform "vault" {
     environment "test"
-    driver "local" {{
+    driver "local" {
         path ".platformd/rendered"
         namespace "vault"
-    }}
-    metrics "http://127.0.0.1:9" bearer-token-file="{}"
-}}
+    }
+}
 
-team "payments" {{
+team "payments" {
     owner "payments-oncall@acme.example"
     budget monthly-usd=50000
     llm-quota tokens-per-day=1000000
-}}
+}
 "#,
-        prometheus_token_file.display()
     );
     let resources = r#"service "checkout" {
     team "payments"
@@ -227,7 +225,7 @@ fn no_command_daemon_log_api_response_store_or_screen_shows_a_secret() {
     let ws = Workspace::new();
     let token_file = ws.path().join("prometheus-token");
     std::fs::write(&token_file, PROMETHEUS_TOKEN).unwrap();
-    let files = stack_files(&token_file);
+    let files = stack_files();
     let stack = ws.path().join("stack");
     std::fs::create_dir_all(&stack).unwrap();
     write(&stack, &files);
@@ -302,6 +300,10 @@ fn no_command_daemon_log_api_response_store_or_screen_shows_a_secret() {
             "100ms",
             "--utilisation-interval",
             "200ms",
+            "--metrics-url",
+            "http://127.0.0.1:9",
+            "--metrics-token-file",
+            token_file.to_str().unwrap(),
             "--notify",
             &notify_closed,
             "--notify",

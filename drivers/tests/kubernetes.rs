@@ -386,3 +386,54 @@ fn without_force_a_field_another_manager_owns_is_a_conflict_naming_it() {
         "nothing was taken"
     );
 }
+
+/// A kubeconfig whose user gets its token by running a program: refused unless the operator
+/// allows credential plugins, and the program never runs (`docs/SECURITY.md`).
+#[test]
+fn a_kubeconfig_credential_plugin_runs_only_when_the_operator_allows_it() {
+    let emulator = KubeEmulator::start();
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("plugin-ran");
+    let plugin = dir.path().join("plugin.sh");
+    std::fs::write(
+        &plugin,
+        format!(
+            "#!/bin/sh\ntouch {}\necho '{{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\",\"status\":{{\"token\":\"emulator-token\"}}}}'\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let kubeconfig = emulator.kubeconfig().replace(
+        "    token: emulator-token\n",
+        &format!(
+            "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: {}\n      interactiveMode: Never\n",
+            plugin.display()
+        ),
+    );
+    let path = dir.path().join("kubeconfig");
+    std::fs::write(&path, kubeconfig).unwrap();
+    let rt = runtime();
+    let refused = KubernetesDriver::new(Settings {
+        kubeconfig: Some(path.clone()),
+        namespace: Some("shop".into()),
+        ..Settings::default()
+    });
+    let err = rt
+        .block_on(refused.apply(&service("api", 1, false), &[]))
+        .unwrap_err();
+    assert!(err.to_string().contains("allow-exec-credentials"), "{err}");
+    assert!(!err.retryable, "{err}");
+    assert!(!marker.exists(), "the credential plugin ran");
+
+    let allowed = KubernetesDriver::new(Settings {
+        kubeconfig: Some(path),
+        namespace: Some("shop".into()),
+        allow_exec_credentials: true,
+        ..Settings::default()
+    });
+    rt.block_on(allowed.apply(&service("api", 1, false), &[]))
+        .unwrap();
+    assert!(marker.exists(), "the operator allowed the plugin");
+}

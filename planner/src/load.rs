@@ -8,7 +8,7 @@ use crate::syntax::Node;
 use crate::template::{self, Templates};
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// What was made of files already read, keyed by their content, so an unchanged file is
@@ -145,17 +145,70 @@ pub enum LoadError {
     },
     #[error("{path} is not valid UTF-8")]
     NotUtf8 { path: String },
+    #[error(
+        "{path} is {size} bytes, above the limit of {limit} bytes for one stack file; split it into smaller files (docs/SECURITY.md)"
+    )]
+    FileTooLarge { path: String, size: u64, limit: u64 },
+    #[error(
+        "the stack's files add up to more than {limit} bytes (reached at {path}); a stack this large is refused so that reading it cannot exhaust the daemon's memory (docs/SECURITY.md)"
+    )]
+    StackTooLarge { path: String, limit: u64 },
 }
 
-/// Every `*.kdl` file below `root`, recursively, skipping hidden directories and files, sorted
-/// by path.
+/// The largest stack file read, in bytes. Stack content is untrusted (`docs/SECURITY.md`):
+/// a file is refused before it is read whole, so one file cannot take the daemon's memory.
+/// A file of the 10,000-resource benchmark stack is about 8 KB.
+pub const MAX_FILE_BYTES: u64 = 2 << 20;
+
+/// The most a stack's files may add up to, in bytes (the 10,000-resource benchmark stack is
+/// about 4 MB; analysing a stack takes roughly ten times its size in memory).
+pub const MAX_STACK_BYTES: u64 = 48 << 20;
+
+/// Counts the bytes of a stack's files as they are read and refuses a file or a stack over the
+/// limits. Shared by the directory reader and the git reader, so both refuse the same.
+#[derive(Debug, Default)]
+pub struct SizeBudget {
+    used: AtomicU64,
+}
+
+impl SizeBudget {
+    pub fn new() -> SizeBudget {
+        SizeBudget::default()
+    }
+
+    /// Takes `size` bytes for the file at `path` (relative to the stack root).
+    pub fn take(&self, path: &str, size: u64) -> Result<(), LoadError> {
+        if size > MAX_FILE_BYTES {
+            return Err(LoadError::FileTooLarge {
+                path: path.to_string(),
+                size,
+                limit: MAX_FILE_BYTES,
+            });
+        }
+        let before = self.used.fetch_add(size, Ordering::Relaxed);
+        if before + size > MAX_STACK_BYTES {
+            return Err(LoadError::StackTooLarge {
+                path: path.to_string(),
+                limit: MAX_STACK_BYTES,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Every `*.kdl` file below `root`, recursively, skipping hidden directories and files and
+/// symbolic links (as the git reader does), sorted by path. Files over the size limits are
+/// refused ([`SizeBudget`]).
 pub fn read_dir(root: &Path) -> Result<Vec<StackFile>, LoadError> {
     let mut found = Vec::new();
     walk(root, "", &mut found)?;
     found.sort_by(|a, b| a.0.cmp(&b.0));
+    let budget = SizeBudget::new();
     // Read on every core: opening and reading each of a large stack's files, one after the
     // other, was a twentieth of a cold plan.
-    let texts = in_parallel(found.len(), |i| read_text(&found[i].1, &found[i].0));
+    let texts = in_parallel(found.len(), |i| {
+        read_text(&found[i].1, &found[i].0, &budget)
+    });
     found
         .into_iter()
         .zip(texts)
@@ -229,8 +282,9 @@ impl DirReader {
         walk(root, "", &mut found)?;
         let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
         let mut files = Vec::with_capacity(found.len());
+        let budget = SizeBudget::new();
         for (rel, path) in found {
-            let text = self.read_known(&mut known, &path, &rel)?;
+            let text = self.read_known(&mut known, &path, &rel, &budget)?;
             files.push(StackFile { path: rel, text });
         }
         // Files gone from the directory are forgotten.
@@ -250,12 +304,15 @@ impl DirReader {
         known: &mut HashMap<String, KnownFile>,
         path: &Path,
         rel: &str,
+        budget: &SizeBudget,
     ) -> Result<String, LoadError> {
         let io = |source| LoadError::Io {
             path: path.display().to_string(),
             source,
         };
-        let stamp = FileStamp::of(&std::fs::metadata(path).map_err(io)?);
+        // Not followed: a file replaced by a link since the walk is not known, and is then
+        // refused by `read_text`.
+        let stamp = FileStamp::of(&std::fs::symlink_metadata(path).map_err(io)?);
         if let (Some(stamp), Some(k)) = (stamp, known.get(rel))
             && k.stamp == stamp
             && stamp
@@ -263,10 +320,11 @@ impl DirReader {
                 .checked_add(DirReader::RACY)
                 .is_some_and(|settled| settled <= k.read_at)
         {
+            budget.take(rel, k.text.len() as u64)?;
             return Ok(k.text.clone());
         }
         let read_at = std::time::SystemTime::now();
-        let text = read_text(path, rel)?;
+        let text = read_text(path, rel, budget)?;
         self.files_read.fetch_add(1, Ordering::Relaxed);
         if let Some(stamp) = stamp {
             known.insert(
@@ -282,18 +340,49 @@ impl DirReader {
     }
 }
 
-fn read_text(path: &Path, rel: &str) -> Result<String, LoadError> {
-    let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
+/// Reads one stack file. Stack content is untrusted (`docs/SECURITY.md`): the file is opened
+/// without following a symbolic link (one swapped in since the walk fails to open), must be a
+/// regular file (a FIFO would block the reader for ever) and is measured before it is read.
+fn read_text(path: &Path, rel: &str, budget: &SizeBudget) -> Result<String, LoadError> {
+    use std::io::Read;
+    let io = |source| LoadError::Io {
         path: path.display().to_string(),
         source,
-    })?;
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let mut file = options.open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
+    budget.take(rel, meta.len())?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // One byte past the size measured: a file growing while it is read is refused too.
+    (&mut file)
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > meta.len() {
+        budget.take(rel, bytes.len() as u64 - meta.len())?;
+    }
     String::from_utf8(bytes).map_err(|_| LoadError::NotUtf8 {
         path: rel.to_string(),
     })
 }
 
-/// The `*.kdl` files below `dir` (hidden entries skipped, symlinks followed): each one's path
-/// relative to the stack root, and where it is.
+/// The `*.kdl` files below `dir`: each one's path relative to the stack root, and where it is.
+/// Hidden entries are skipped, and so are symbolic links, to files and directories alike: the
+/// git reader skips them, and a link in a working tree could name any file of the host
+/// (`leak.kdl -> /proc/self/environ`; `docs/SECURITY.md`).
 fn walk(
     dir: &Path,
     prefix: &str,
@@ -314,14 +403,12 @@ fn walk(
         } else {
             format!("{prefix}/{name}")
         };
+        // The entry's own type: a symbolic link is not followed.
         let file_type = entry.file_type().map_err(io)?;
-        let path = entry.path();
-        // Follow symlinks to files and directories alike, as git checkouts may contain them.
-        let is_dir = file_type.is_dir() || (file_type.is_symlink() && path.is_dir());
-        if is_dir {
-            walk(&path, &rel, out)?;
-        } else if name.ends_with(".kdl") {
-            out.push((rel, path));
+        if file_type.is_dir() {
+            walk(&entry.path(), &rel, out)?;
+        } else if file_type.is_file() && name.ends_with(".kdl") {
+            out.push((rel, entry.path()));
         }
     }
     Ok(())

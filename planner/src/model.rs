@@ -325,15 +325,12 @@ pub struct LlmQuota {
     pub tokens_per_minute: Option<u64>,
 }
 
-/// The platform's `metrics` source: a Prometheus-compatible query API the cost controller reads
-/// utilisation from (`docs/COST.md`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The stack's part of the cost controller's metrics source (`docs/COST.md`): the queries it
+/// runs. Where they are sent and with which credentials is the operator's choice, never the
+/// stack's (`docs/SECURITY.md`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct MetricsSource {
-    pub url: String,
-    /// A file holding the bearer token (a reference: read at query time, never stored).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bearer_token_file: Option<String>,
     /// Per-kind query overrides.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub queries: BTreeMap<Kind, UtilisationQuery>,

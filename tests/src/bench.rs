@@ -66,6 +66,9 @@ pub fn apply_makespan(
         ])
         .current_dir(dir)
         .env("NO_COLOR", "1")
+        // The emulator's kubeconfig, where `route_to_kubernetes` stacks expect it (a stack may
+        // not name a kubeconfig; docs/SECURITY.md).
+        .env("KUBECONFIG", dir.join("kubeconfig"))
         .output()
         .expect("platformd apply");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -51,21 +51,16 @@ pub fn set_local_driver(stack: &std::path::Path, settings: &[(&str, &str)]) {
     std::fs::write(&path, text).expect("write platform.kdl");
 }
 
-/// Adds a `driver "kubernetes"` (the emulator's `kubeconfig`, namespace `namespace`) to the
-/// stack's `platform.kdl`, and routes `kinds` to it; the first driver keeps the others.
-pub fn route_to_kubernetes(
-    stack: &std::path::Path,
-    kubeconfig: &std::path::Path,
-    namespace: &str,
-    kinds: &[&str],
-) {
+/// Adds a `driver "kubernetes"` (namespace `namespace`) to the stack's `platform.kdl`, and
+/// routes `kinds` to it; the first driver keeps the others. The kubeconfig is the operator's
+/// (a stack may not name one; docs/SECURITY.md): run platformd with `KUBECONFIG` set.
+pub fn route_to_kubernetes(stack: &std::path::Path, namespace: &str, kinds: &[&str]) {
     let path = stack.join("platform.kdl");
     let text = std::fs::read_to_string(&path).expect("platform.kdl");
     let at = text.find("\n}\n").expect("the end of the platform block") + 1;
     let kinds: Vec<String> = kinds.iter().map(|k| format!("\"{k}\"")).collect();
     let block = format!(
-        "    driver \"kubernetes\" {{\n        kubeconfig \"{}\"\n        namespace \"{namespace}\"\n    }}\n    route {} to=\"kubernetes\"\n",
-        kubeconfig.display(),
+        "    driver \"kubernetes\" {{\n        namespace \"{namespace}\"\n    }}\n    route {} to=\"kubernetes\"\n",
         kinds.join(" ")
     );
     std::fs::write(&path, format!("{}{block}{}", &text[..at], &text[at..]))

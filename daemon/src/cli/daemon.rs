@@ -26,6 +26,7 @@ pub struct DaemonArgs {
     pub interval: Duration,
     pub drift_interval: Duration,
     pub utilisation_interval: Duration,
+    pub metrics: Option<daemon::utilisation::MetricsEndpoint>,
     pub state_dir: PathBuf,
     pub listen: SocketAddr,
     pub token_file: Option<PathBuf>,
@@ -199,6 +200,7 @@ pub fn run(args: DaemonArgs) -> Result<u8> {
                     interval: stack.interval,
                     drift_interval: stack.drift_interval,
                     utilisation_interval: args.utilisation_interval,
+                    metrics: args.metrics.clone(),
                     debounce: args.debounce,
                     parallelism: args.parallelism,
                     clock: daemon::clock::Clock::from_env().map_err(anyhow::Error::msg)?,
@@ -260,6 +262,7 @@ pub fn run(args: DaemonArgs) -> Result<u8> {
                         slots,
                         settings: ownership::LoopSettings {
                             utilisation_interval: args.utilisation_interval,
+                            metrics: args.metrics.clone(),
                             debounce: args.debounce,
                             parallelism: args.parallelism,
                             verifier: verifier.clone(),

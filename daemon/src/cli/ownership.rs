@@ -82,6 +82,7 @@ impl Slot {
 /// What every stack's loop is started with.
 pub struct LoopSettings {
     pub utilisation_interval: Duration,
+    pub metrics: Option<daemon::utilisation::MetricsEndpoint>,
     pub debounce: Duration,
     pub parallelism: usize,
     pub verifier: Option<Arc<Verifier>>,
@@ -303,6 +304,7 @@ impl Ownership {
                 interval: slot.interval,
                 drift_interval: slot.drift_interval,
                 utilisation_interval: settings.utilisation_interval,
+                metrics: settings.metrics.clone(),
                 debounce: settings.debounce,
                 parallelism: settings.parallelism,
                 clock,

@@ -61,12 +61,19 @@ fn figure(kind: Kind, value: f64, idle_at_most: f64) -> String {
 impl Reconciler {
     /// One look at every candidate's utilisation.
     pub(super) async fn utilisation_tick(&mut self) {
-        let Some((_, snapshot)) = self.last_good.clone() else {
+        let Some(endpoint) = self.options.metrics.clone() else {
             return;
         };
-        let Some(source) = snapshot.metrics.clone() else {
+        // What is applied, not the last valid revision: one awaiting approval, held back by a
+        // window or blocked by policy has not been accepted, and its queries are not run.
+        let Some(snapshot) = self.applied_snapshot() else {
             return;
         };
+        let queries = snapshot
+            .metrics
+            .as_ref()
+            .map(|m| m.queries.clone())
+            .unwrap_or_default();
         let now = self.options.clock.now().as_second();
         let (scaled, idle) = match (self.store().scaled_down(), self.store().idle_since()) {
             (Ok(s), Ok(i)) => (s, i),
@@ -81,7 +88,7 @@ impl Reconciler {
             .and_then(|s| s.get("namespace"))
             .map_or("default", String::as_str)
             .to_string();
-        let prometheus = Prometheus::new(&source);
+        let prometheus = Prometheus::new(&endpoint);
         let mut problems = Vec::new();
         let mut to_scale = Vec::new();
         let mut to_wake = Vec::new();
@@ -90,7 +97,7 @@ impl Reconciler {
                 continue;
             };
             let Some(query) =
-                planner::lifecycle::query_for(r, &source.queries, &snapshot.stack, &namespace)
+                planner::lifecycle::query_for(r, &queries, &snapshot.stack, &namespace)
             else {
                 continue;
             };
@@ -156,6 +163,21 @@ impl Reconciler {
             self.scale_down(to_scale, &snapshot).await;
         }
         self.publish_lifecycle();
+    }
+
+    /// The snapshot of the applied revision: the last valid one when it is the one applied
+    /// (no copy), else read from the store.
+    fn applied_snapshot(&self) -> Option<std::sync::Arc<planner::Snapshot>> {
+        let applied = self.store().applied_revision().ok().flatten()?;
+        match &self.last_good {
+            Some((revision, snapshot)) if *revision == applied => Some(snapshot.clone()),
+            _ => self
+                .store()
+                .snapshot(&applied)
+                .ok()
+                .flatten()
+                .map(std::sync::Arc::new),
+        }
     }
 
     async fn scale_down(&mut self, idle: Vec<IdleObservation>, snapshot: &planner::Snapshot) {

@@ -125,8 +125,11 @@ pub struct Options {
     pub drift_interval: Duration,
     pub debounce: Duration,
     pub parallelism: usize,
-    /// How often the cost controller reads utilisation (when the stack has a `metrics` source).
+    /// How often the cost controller reads utilisation (when the operator gave a metrics
+    /// endpoint).
     pub utilisation_interval: Duration,
+    /// Where the cost controller reads utilisation: the operator's, never the stack's.
+    pub metrics: Option<crate::utilisation::MetricsEndpoint>,
     /// The clock sync windows and idle times are judged by.
     pub clock: crate::clock::Clock,
     /// Driver settings laid over the stack's own: credentials by reference from the daemon's

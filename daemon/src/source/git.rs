@@ -136,6 +136,9 @@ pub fn read_stack_at(
         .context_with(|| format!("cannot walk the tree at {rev}"))?;
     let mut files = Vec::new();
     let mut unread = Vec::new();
+    // The same limits as a working tree's (`docs/SECURITY.md`), checked on each blob's header
+    // before it is decompressed: a small packed blob can inflate to any size.
+    let budget = planner::load::SizeBudget::new();
     for entry in recorder.records {
         let path = String::from_utf8_lossy(&entry.filepath).into_owned();
         let hidden = path.split('/').any(|part| part.starts_with('.'));
@@ -143,11 +146,20 @@ pub fn read_stack_at(
             continue;
         }
         match known.get(&entry.oid) {
-            Some(text) => files.push(StackFile {
-                path,
-                text: text.clone(),
-            }),
-            None => unread.push((path, entry.oid)),
+            Some(text) => {
+                budget.take(&path, text.len() as u64)?;
+                files.push(StackFile {
+                    path,
+                    text: text.clone(),
+                })
+            }
+            None => {
+                let header = repo
+                    .find_header(entry.oid)
+                    .context_with(|| format!("cannot read {path} at {rev}"))?;
+                budget.take(&path, header.size())?;
+                unread.push((path, entry.oid))
+            }
         }
     }
     for (file, id) in read_blobs(repo, unread, rev)? {

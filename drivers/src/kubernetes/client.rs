@@ -1,6 +1,12 @@
-//! The client: from a kubeconfig (`kubeconfig` setting, else `KUBECONFIG`, else
-//! `~/.kube/config`) with `context` choosing the context, or the in-cluster service account
-//! when there is no kubeconfig at all. Credentials stay inside kube-rs: never logged or stored.
+//! The client: from a kubeconfig (`kubeconfig` setting, which only the operator's daemon
+//! configuration can give, else `KUBECONFIG`, else `~/.kube/config`) with `context` choosing the
+//! context, or the in-cluster service account when there is no kubeconfig at all. Credentials
+//! stay inside kube-rs: never logged or stored.
+//!
+//! A kubeconfig user that runs a program for its credentials (`exec`, or a legacy
+//! `auth-provider`) is refused unless the operator allows it (`allow-exec-credentials "true"`,
+//! daemon configuration only; `docs/SECURITY.md`): running a command is not something reading a
+//! kubeconfig should do by surprise.
 
 use crate::DriverError;
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -29,6 +35,12 @@ pub struct Settings {
     /// Take fields another field manager owns (`force-conflicts "true"`, the default); with
     /// `"false"` such an apply fails naming the other manager.
     pub force_conflicts: bool,
+    /// Let the kubeconfig's user run a credential plugin (`allow-exec-credentials "true"`; an
+    /// operator's setting, refused in a stack).
+    pub allow_exec_credentials: bool,
+    /// The namespaces the operator lets this stack use (`allowed-namespaces "a,b"`, daemon
+    /// configuration only); `None`: any but the cluster's own (`kube-*`).
+    pub allowed_namespaces: Option<Vec<String>>,
 }
 
 impl Default for Settings {
@@ -43,6 +55,8 @@ impl Default for Settings {
             clickhouse_keeper: None,
             kafka_connect_cluster: None,
             force_conflicts: true,
+            allow_exec_credentials: false,
+            allowed_namespaces: None,
         }
     }
 }
@@ -59,7 +73,38 @@ impl Settings {
             clickhouse_keeper: settings.get("clickhouse-keeper").cloned(),
             kafka_connect_cluster: settings.get("kafka-connect-cluster").cloned(),
             force_conflicts: settings.get("force-conflicts").is_none_or(|v| v != "false"),
+            allow_exec_credentials: settings
+                .get("allow-exec-credentials")
+                .is_some_and(|v| v == "true"),
+            allowed_namespaces: settings.get("allowed-namespaces").map(|list| {
+                list.split(',')
+                    .map(|n| n.trim().to_string())
+                    .filter(|n| !n.is_empty())
+                    .collect()
+            }),
         }
+    }
+
+    /// Whether the driver may touch namespaced objects in `namespace`: never the cluster's
+    /// own, and only the operator's list when it set one (`docs/SECURITY.md`). Checked before
+    /// every namespaced API call, whatever decided the namespace (the stack's `namespace`, its
+    /// name, a stored inventory).
+    pub fn permits_namespace(&self, namespace: &str) -> Result<(), DriverError> {
+        let reserved = planner::decode::RESERVED_NAMESPACES.contains(&namespace);
+        let listed = self
+            .allowed_namespaces
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|n| n == namespace));
+        if reserved || !listed {
+            return Err(DriverError::permanent(format!(
+                "namespace `{namespace}` is not one this stack may use ({}); the operator sets the list with `allowed-namespaces` on the stack's kubernetes driver in the daemon's configuration (docs/SECURITY.md)",
+                match &self.allowed_namespaces {
+                    Some(list) if !reserved => format!("allowed: {}", list.join(", ")),
+                    _ => "it belongs to the cluster's own components".to_string(),
+                }
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -76,12 +121,41 @@ fn kubeconfig_path(settings: &Settings) -> Option<PathBuf> {
     default.exists().then_some(default)
 }
 
+/// The user of the context in use (`context`, else the current one), when it runs a program to
+/// get its credentials.
+fn runs_a_credential_plugin(kubeconfig: &Kubeconfig, context: Option<&str>) -> Option<String> {
+    let context = context.or(kubeconfig.current_context.as_deref())?;
+    let user = kubeconfig
+        .contexts
+        .iter()
+        .find(|c| c.name == context)?
+        .context
+        .as_ref()?
+        .user
+        .clone()?;
+    let auth = kubeconfig
+        .auth_infos
+        .iter()
+        .find(|a| a.name == user)?
+        .auth_info
+        .as_ref()?;
+    (auth.exec.is_some() || auth.auth_provider.is_some()).then_some(user)
+}
+
 pub(super) async fn connect(settings: &Settings) -> Result<kube::Client, DriverError> {
     let config = match kubeconfig_path(settings) {
         Some(path) => {
             let kubeconfig = Kubeconfig::read_from(&path).map_err(|e| {
                 DriverError::permanent(format!("cannot read kubeconfig {}: {e}", path.display()))
             })?;
+            if !settings.allow_exec_credentials
+                && let Some(user) = runs_a_credential_plugin(&kubeconfig, settings.context.as_deref())
+            {
+                return Err(DriverError::permanent(format!(
+                    "kubeconfig {}: user `{user}` gets its credentials by running a program (`exec` or `auth-provider`), which platformd does not do unless the operator allows it: set `allow-exec-credentials=\"true\"` on the stack's kubernetes driver in the daemon's configuration (docs/SECURITY.md)",
+                    path.display()
+                )));
+            }
             let options = KubeConfigOptions {
                 context: settings.context.clone(),
                 ..KubeConfigOptions::default()

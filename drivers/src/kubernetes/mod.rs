@@ -204,6 +204,7 @@ impl KubernetesDriver {
             }
         };
         Ok(if namespaced {
+            self.settings.permits_namespace(namespace)?;
             Api::namespaced_with(client, namespace, &resource)
         } else {
             Api::all_with(client, &resource)

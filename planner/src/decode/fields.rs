@@ -567,6 +567,19 @@ pub fn shown_value(value: &str) -> String {
     }
 }
 
+/// Stack content choosing what only the operator may (`docs/SECURITY.md`): a host path, a
+/// credential, a kubeconfig, a metrics endpoint. `what` is what was chosen, `label` marks it,
+/// `help` says where the operator sets it.
+pub fn operator_setting(what: &str, span: Span, label: &str, help: &str) -> Diagnostic {
+    Diagnostic::error(
+        "operator-setting",
+        format!("stack content may not choose {what}"),
+    )
+    .with_label(span, label.to_string())
+    .with_help(help.to_string())
+    .with_note("stack content is untrusted input: see docs/SECURITY.md for what a stack may decide")
+}
+
 pub fn formatted(
     v: Val<'_>,
     valid: impl Fn(&str) -> bool,

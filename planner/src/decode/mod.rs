@@ -20,6 +20,7 @@ use env::*;
 use fields::*;
 use kinds::*;
 use platform::*;
+pub use platform::{RESERVED_NAMESPACES, is_contained_relative_path};
 use policy::*;
 use resource::*;
 use std::collections::BTreeMap;

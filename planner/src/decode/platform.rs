@@ -21,7 +21,7 @@ pub(crate) const PLATFORM_FIELDS: &[FieldDef] = &[
     ),
     once(
         "metrics",
-        "metrics \"http://prometheus.monitoring:9090\" bearer-token-file=\"/var/run/secrets/prometheus/token\"",
+        "metrics { query \"gpu-pool\" \"max(DCGM_FI_DEV_GPU_UTIL{gpu_pool=\\\"{name}\\\"})\" idle-at-most=5 }",
     ),
     once("templates-only", "templates-only \"storefront\" \"data\""),
 ];
@@ -34,48 +34,39 @@ const METRICS_FIELDS: &[FieldDef] = &[repeated(
 /// Kinds the cost controller can scale down, and so can have a utilisation query.
 pub const IDLE_KINDS: &[Kind] = &[Kind::GpuPool, Kind::AiEndpoint];
 
-fn is_http_url(v: &str) -> bool {
-    (v.starts_with("http://") || v.starts_with("https://"))
-        && v.split_once("://")
-            .is_some_and(|(_, rest)| !rest.is_empty())
-}
-
-/// `metrics "URL" bearer-token-file="…" { query "kind" "promql" idle-at-most=N }`.
-fn decode_metrics(node: &Node, usage: &str, diags: &mut Vec<Diagnostic>) -> Option<MetricsSource> {
-    // The block holds `query` children; the head is checked like a field.
-    let head = Node {
-        children: Vec::new(),
-        ..node.clone()
-    };
-    if !shape(&head, 1, 1, &["bearer-token-file"], usage, diags) {
+/// `metrics { query "kind" "promql" idle-at-most=N }`. Where the queries are sent, and with
+/// which credentials, is the operator's to choose (`docs/SECURITY.md`): a URL or a token file
+/// in stack content is refused, located, with where the operator sets them instead.
+fn decode_metrics(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<MetricsSource> {
+    let mut chosen_by_operator = false;
+    if let Some(url) = node.args.first() {
+        chosen_by_operator = true;
+        diags.push(operator_setting(
+            "the metrics endpoint",
+            url.span,
+            "an endpoint chosen by stack content",
+            "remove the URL: the operator names the metrics source with the daemon's `--metrics-url`",
+        ));
+    }
+    for p in &node.props {
+        chosen_by_operator = true;
+        let (what, help) = match &*p.key.text {
+            "bearer-token-file" => (
+                "the metrics credentials",
+                "remove it: the operator names the token with the daemon's `--metrics-token-file`",
+            ),
+            _ => ("a metrics setting", "`metrics` takes only `query` children"),
+        };
+        diags.push(operator_setting(
+            what,
+            p.key.span,
+            "chosen by stack content",
+            help,
+        ));
+    }
+    if chosen_by_operator {
         return None;
     }
-    let url = formatted(
-        arg(node, 0)?,
-        is_http_url,
-        "an http:// or https:// URL of a Prometheus-compatible query API",
-        "\"http://prometheus.monitoring:9090\"",
-        diags,
-    )?;
-    if url.value.contains('@') {
-        diags.push(
-            Diagnostic::error("secret-literal", "the metrics URL carries credentials")
-                .with_label(url.span, "credentials in the URL")
-                .with_help(
-                    "put the token in a file and name it with `bearer-token-file=\"/path\"`",
-                ),
-        );
-        return None;
-    }
-    let bearer_token_file = prop(node, "bearer-token-file")
-        .and_then(|v| {
-            string(
-                v,
-                "bearer-token-file=\"/var/run/secrets/prometheus/token\"",
-                diags,
-            )
-        })
-        .map(|s| s.value);
     let block = Block::new(
         "`metrics`".to_string(),
         node.name.span,
@@ -107,11 +98,7 @@ fn decode_metrics(node: &Node, usage: &str, diags: &mut Vec<Diagnostic>) -> Opti
             );
         }
     }
-    Some(MetricsSource {
-        url: url.value,
-        bearer_token_file,
-        queries,
-    })
+    Some(MetricsSource { queries })
 }
 
 /// `window "deny"|"allow" schedule="<cron>" duration="60h" timezone="Europe/Berlin"`.
@@ -249,6 +236,54 @@ fn setting_rule(name: &str) -> Option<SettingRule> {
     })
 }
 
+/// Why a driver setting's value is not the stack's to choose (`docs/SECURITY.md`).
+struct StackSettingProblem {
+    what: &'static str,
+    label: &'static str,
+    help: &'static str,
+}
+
+/// Namespaces of the cluster's own components: never a stack's.
+pub const RESERVED_NAMESPACES: &[&str] = &["kube-system", "kube-public", "kube-node-lease"];
+
+fn stack_setting_problem(
+    driver: DriverType,
+    name: &str,
+    value: &Value<'_>,
+) -> Option<StackSettingProblem> {
+    let Value::String(v) = value else {
+        return None;
+    };
+    match (driver, name) {
+        // The local driver writes below its path: only a relative path that stays inside the
+        // daemon's working directory is the stack's to choose.
+        (DriverType::Local, "path") if !is_contained_relative_path(v) => {
+            Some(StackSettingProblem {
+                what: "a host path outside the daemon's directory",
+                label: "an absolute path, or one that climbs out with `..`",
+                help: "use a relative path without `..` (such as \".platformd/rendered\"); the operator can place the output anywhere with `driver \"local\" path=…` in the daemon's configuration",
+            })
+        }
+        (_, "namespace") if RESERVED_NAMESPACES.contains(&&**v) => Some(StackSettingProblem {
+            what: "a namespace of the cluster's own components",
+            label: "reserved for the cluster",
+            help: "use a namespace of the platform's own, such as the stack's name; the operator limits the namespaces a stack may use (docs/SECURITY.md)",
+        }),
+        _ => None,
+    }
+}
+
+/// A relative path that never climbs above where it starts: no root, no `..`, no drive.
+pub fn is_contained_relative_path(path: &str) -> bool {
+    !path.is_empty()
+        && !path.starts_with('/')
+        && !path.starts_with('\\')
+        && !path.contains(':')
+        && path
+            .split(['/', '\\'])
+            .all(|part| part != ".." && !part.starts_with('~'))
+}
+
 pub(crate) fn decode_platform(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Platform> {
     let name = decode_name(node, "platform", diags)?;
     let block = Block::new(
@@ -310,11 +345,29 @@ pub(crate) fn decode_platform(node: &Node, diags: &mut Vec<Diagnostic>) -> Optio
                 );
                 continue;
             }
+            if driver == DriverType::Kubernetes && &*s.name.text == "kubeconfig" {
+                diags.push(operator_setting(
+                    "the kubeconfig",
+                    s.name.span,
+                    "a host path and credentials chosen by stack content",
+                    "remove it: the daemon's KUBECONFIG, its in-cluster service account, or `driver \"kubernetes\" kubeconfig=…` in its configuration gives the credentials; `context` may name one of its contexts",
+                ));
+                continue;
+            }
             let usage = format!("{} \"…\"", s.name.text);
             if !shape(s, 1, 1, &[], &usage, diags) {
                 continue;
             }
             let value = arg(s, 0).expect("shape checked");
+            if let Some(problem) = stack_setting_problem(driver, &s.name.text, value.value) {
+                diags.push(operator_setting(
+                    problem.what,
+                    value.span,
+                    problem.label,
+                    problem.help,
+                ));
+                continue;
+            }
             let checked = match setting_rule(&s.name.text) {
                 Some((valid, rule, example)) => formatted(value, valid, rule, example, diags),
                 None => string(value, "\"…\"", diags),
@@ -342,9 +395,7 @@ pub(crate) fn decode_platform(node: &Node, diags: &mut Vec<Diagnostic>) -> Optio
         let teams = scope_strings(&scope, "teams", diags);
         ApprovalScope { kinds, teams }
     });
-    let metrics = block
-        .one("metrics")
-        .and_then(|m| decode_metrics(m, block.def("metrics").usage, diags));
+    let metrics = block.one("metrics").and_then(|m| decode_metrics(m, diags));
     let windows = block
         .all("window")
         .iter()

@@ -53,9 +53,10 @@ fn main() {
         test_support::generate::write_stack(&stack, resources, 5).unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
         std::fs::write(&kubeconfig, emulator.kubeconfig()).unwrap();
-        test_support::route_to_kubernetes(&stack, &kubeconfig, "bench", &kinds);
+        test_support::route_to_kubernetes(&stack, "bench", &kinds);
         let plan = Command::new(&binary)
             .args(["plan", "stack", "--format", "json"])
+            .env("KUBECONFIG", &kubeconfig)
             .current_dir(dir.path())
             .output()
             .expect("platformd plan");
