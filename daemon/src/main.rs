@@ -303,6 +303,10 @@ pub enum Command {
         /// Trusted SSH keys in git's allowed_signers form.
         #[arg(long, value_name = "FILE")]
         allowed_signers: Option<PathBuf>,
+        /// With --verify-commits, apply a signed tip that does not descend from the applied
+        /// revision (a reset or force-push of the branch); refused without it.
+        #[arg(long, requires = "verify_commits")]
+        allow_history_rewrite: bool,
         /// Trusted OpenPGP public keys (armored).
         #[arg(long, value_name = "FILE")]
         trusted_keys: Option<PathBuf>,
@@ -499,6 +503,7 @@ fn main() -> ExitCode {
             verify_commits,
             allowed_signers,
             trusted_keys,
+            allow_history_rewrite,
             tls_cert,
             tls_key,
             api_rate_limit,
@@ -528,6 +533,7 @@ fn main() -> ExitCode {
                 verify_commits,
                 allowed_signers,
                 trusted_keys,
+                allow_history_rewrite,
                 tls_cert,
                 tls_key,
                 api_rate_limit,

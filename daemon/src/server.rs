@@ -387,8 +387,8 @@ async fn authorize(api: &Api, headers: &HeaderMap, what: &str) -> Result<Caller,
     let given = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| t.trim().to_string());
+        .and_then(bearer_token)
+        .map(str::to_string);
     let legacy = given
         .as_deref()
         .zip(api.token.as_deref())
@@ -414,6 +414,17 @@ async fn authorize(api: &Api, headers: &HeaderMap, what: &str) -> Result<Caller,
                         .map(|t| !t.is_empty())
                         .unwrap_or(true);
                 tracing::warn!(request = what, "API request without a valid token refused");
+                // Guessing is throttled: failures share one bucket, so a client that keeps
+                // presenting wrong tokens is answered 429 before its next guess is checked.
+                if !take_one(api, FAILED_AUTHENTICATION) {
+                    let mut r = error(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too many failed authentications; retry in a second",
+                    );
+                    r.headers_mut()
+                        .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+                    return Err(r);
+                }
                 return Err(if configured {
                     error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token")
                 } else {
@@ -452,6 +463,19 @@ async fn authorize(api: &Api, headers: &HeaderMap, what: &str) -> Result<Caller,
             format!("token {name}")
         },
     })
+}
+
+/// The rate-limit bucket every failed authentication takes from.
+const FAILED_AUTHENTICATION: &str = "\u{0}failed authentication";
+
+/// The token of an `Authorization: Bearer <token>` header; the scheme is case-insensitive
+/// (RFC 7235), and any run of spaces may follow it.
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 /// Takes one request from `key`'s bucket; false when it is empty.
@@ -624,7 +648,10 @@ async fn webhook(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Res
         );
     }
     match api.shared.events.try_send(Event::Webhook) {
-        Ok(()) | Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+        Ok(()) => (StatusCode::ACCEPTED, Json(Reply::done("fetch scheduled"))).into_response(),
+        // A full queue: the fetch is coalesced into the loop's next event, never dropped.
+        Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+            api.shared.fetch_requested.store(true, Ordering::SeqCst);
             (StatusCode::ACCEPTED, Json(Reply::done("fetch scheduled"))).into_response()
         }
         Err(_) => error(

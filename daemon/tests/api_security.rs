@@ -128,10 +128,34 @@ fn https_named_scoped_tokens_logging_body_and_rate_limits() {
     assert!(body.contains("token `viewer` is read-only"), "{body}");
     assert_eq!(history_len(), before, "refused requests change nothing");
 
-    // The write-scoped token applies a new revision, recorded as its name, and logged.
+    // The write-scoped token's sync does not skip the stack's approval (`sync "manual"`); its
+    // approval of the waiting plan applies it, recorded as its name, and logged.
     std::fs::write(stack.join("platform.kdl"), service(3)).unwrap();
     std::thread::sleep(Duration::from_millis(400));
     let (code, body) = curl(&tls.cert, &sync, &["-X", "POST", "-H", &bearer(&writer)]);
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("waits for approval"), "{body}");
+    let (_, status) = curl(&tls.cert, &format!("{base}/api/v1/status"), &[]);
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let approve = format!(
+        r#"{{"revision": "{}", "plan_hash": "{}"}}"#,
+        status["pending_approval"]["revision"].as_str().unwrap(),
+        status["pending_approval"]["plan_hash"].as_str().unwrap()
+    );
+    let (code, body) = curl(
+        &tls.cert,
+        &format!("{base}/api/v1/approve"),
+        &[
+            "-X",
+            "POST",
+            "-H",
+            &bearer(&writer),
+            "-H",
+            "content-type: application/json",
+            "--data-binary",
+            &approve,
+        ],
+    );
     assert_eq!(code, 200, "{body}");
     let out = platformd(dir.path(), &["history"]);
     let history = String::from_utf8_lossy(&out.stdout);
@@ -156,6 +180,8 @@ fn https_named_scoped_tokens_logging_body_and_rate_limits() {
     // Mutating requests are rate limited per token: a burst, then 429 with Retry-After.
     // The refused response itself is checked: a separate request after the burst could find
     // the bucket refilled on a loaded machine (each TLS request takes a while).
+    // The bucket first refills from the sync and the approval above (2.5 at 0.5 a second).
+    std::thread::sleep(Duration::from_secs(5));
     let resume = format!("{base}/api/v1/resume");
     let mut codes = Vec::new();
     let mut refused = None;
@@ -212,4 +238,72 @@ fn https_named_scoped_tokens_logging_body_and_rate_limits() {
     std::thread::sleep(Duration::from_millis(1100));
     let (code, _) = curl(&tls.cert, &resume, &["-X", "POST", "-H", &bearer(&writer)]);
     assert_eq!(code, 401);
+}
+
+/// `Bearer` is matched without case (RFC 7235), and guessing tokens is throttled: failed
+/// authentications share one bucket, and past it the answer is 429 before the next guess is
+/// checked; a right token still works once the bucket refills.
+#[test]
+fn the_bearer_scheme_is_case_insensitive_and_failed_authentication_is_throttled() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = dir.path().join("stack");
+    std::fs::create_dir_all(&stack).unwrap();
+    // Auto-synced: a sync with a good token applies (200) rather than waiting for approval.
+    std::fs::write(
+        stack.join("platform.kdl"),
+        format!(
+            "{}service \"api\" {{\n    team \"web\"\n    image \"ghcr.io/acme/api:1.0.0\"\n    replicas 1\n    port 8080\n}}\n",
+            support::PLATFORM
+        ),
+    )
+    .unwrap();
+    let daemon = support::running::Daemon::start(
+        dir.path(),
+        stack.to_str().unwrap(),
+        &["--debounce", "100ms"],
+        &[],
+    );
+    let token = support::running::TOKEN;
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let auth = format!("{scheme}  {token}");
+        let (code, body) = test_support::net::request(
+            daemon.port,
+            "POST",
+            "/api/v1/sync",
+            &[("authorization", &auth)],
+            b"",
+        );
+        assert_eq!(code, 200, "{scheme}: {body}");
+    }
+    let mut codes = Vec::new();
+    for i in 0..64 {
+        let auth = format!("Bearer wrong-{i}");
+        let (code, _) = test_support::net::request(
+            daemon.port,
+            "POST",
+            "/api/v1/sync",
+            &[("authorization", &auth)],
+            b"",
+        );
+        codes.push(code);
+        if code == 429 {
+            break;
+        }
+    }
+    assert!(codes.contains(&401), "{codes:?}");
+    assert_eq!(
+        codes.last(),
+        Some(&429),
+        "no throttling in 64 guesses: {codes:?}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let auth = format!("Bearer {token}");
+    let (code, body) = test_support::net::request(
+        daemon.port,
+        "POST",
+        "/api/v1/sync",
+        &[("authorization", &auth)],
+        b"",
+    );
+    assert_eq!(code, 200, "{body}");
 }

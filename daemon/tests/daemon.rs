@@ -561,12 +561,10 @@ fn follows_a_git_remote_onto_a_cluster() {
     let dir = work_dir();
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, emulator.kubeconfig()).unwrap();
-    let platform = format!(
-        "platform \"shop\" {{\n    environment \"test\"\n    driver \"kubernetes\" {{\n        namespace \"shop\"\n    }}\n}}\n\nteam \"web\" {{\n    owner \"web-oncall@acme.example\"\n}}\n"
-    );
+    let platform = "platform \"shop\" {\n    environment \"test\"\n    driver \"kubernetes\" {\n        namespace \"shop\"\n    }\n}\n\nteam \"web\" {\n    owner \"web-oncall@acme.example\"\n}\n";
     let remote = Remote::new();
     let c1 = remote.push(
-        &[("platform.kdl", &platform), ("api.kdl", &service(1))],
+        &[("platform.kdl", platform), ("api.kdl", &service(1))],
         "first",
     );
     let daemon = Daemon::start(
@@ -727,6 +725,53 @@ fn pending(daemon: &Daemon) -> (String, String) {
             .unwrap_or_default()
             .to_string(),
     )
+}
+
+/// Any write token turned `awaiting-approval` into `synced` through `POST /sync` or `/resume`,
+/// recorded with no approval (`docs/SECURITY.md`): both go through the same approval as the
+/// loop's own applies, and only an approval of the waiting plan applies it.
+#[test]
+fn sync_and_resume_do_not_skip_a_waiting_approval() {
+    let remote = Remote::new();
+    let c1 = remote.push(
+        &[
+            ("platform.kdl", &manual_platform()),
+            ("api.kdl", &service(2)),
+        ],
+        "first",
+    );
+    let dir = work_dir();
+    let daemon = Daemon::start(
+        dir.path(),
+        &remote.url(),
+        &["--path", "stack", "--interval", "300ms"],
+        &[],
+    );
+    assert_eq!(daemon.status()["sync_state"], "awaiting-approval");
+    let rendered = dir.path().join(".platformd/rendered/service/api.yaml");
+    for path in ["/api/v1/sync", "/api/v1/resume"] {
+        let (code, body) = daemon.post(path, "");
+        assert_eq!(code, 409, "{path}: {body}");
+        assert!(
+            body.to_string().contains("waits for approval"),
+            "{path}: {body}"
+        );
+        let status = daemon.status();
+        assert_eq!(
+            status["sync_state"], "awaiting-approval",
+            "{path}: {status}"
+        );
+        assert_eq!(status["pending_approval"]["revision"], c1.as_str());
+        assert!(!rendered.exists(), "{path} applied without an approval");
+    }
+    let (_, hash) = pending(&daemon);
+    let (code, body) = daemon.post(
+        "/api/v1/approve",
+        &format!(r#"{{"revision": "{c1}", "plan_hash": "{hash}"}}"#),
+    );
+    assert_eq!(code, 200, "{body}");
+    daemon.wait_applied(&c1);
+    assert!(rendered.exists());
 }
 
 #[test]
@@ -1223,6 +1268,25 @@ fn only_commits_signed_by_trusted_ssh_or_openpgp_keys_are_applied() {
         "{status}"
     );
     assert_eq!(status["applied_revision"], c4.as_str());
+    // The branch reset to an older commit that is signed by a trusted key: it does not descend
+    // from what is applied, so it is refused (a downgrade), and c4 stays in force.
+    remote.work.git(&["reset", "-q", "--hard", &c1]);
+    remote
+        .work
+        .git(&["push", "-q", "--force", "origin", "main"]);
+    daemon.wait("the reset rejected", |d| {
+        d.status()["tracked_revision"] == c1.as_str()
+    });
+    let status = daemon.status();
+    assert_eq!(status["sync_state"], "rejected", "{status}");
+    assert!(
+        status["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("does not descend from the applied revision"),
+        "{status}"
+    );
+    assert_eq!(status["applied_revision"], c4.as_str());
     let (_, body) = http(daemon.port, "GET", "/api/v1/revisions", &[], b"");
     let revisions: Value = serde_json::from_str(&body).unwrap();
     let rejected: Vec<&Value> = revisions["revisions"]
@@ -1235,7 +1299,7 @@ fn only_commits_signed_by_trusted_ssh_or_openpgp_keys_are_applied() {
                 .is_some_and(|e| e.starts_with("rejected:"))
         })
         .collect();
-    assert_eq!(rejected.len(), 3, "{revisions}");
+    assert!(rejected.len() >= 3, "{revisions}");
 }
 
 #[test]

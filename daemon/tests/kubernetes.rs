@@ -572,7 +572,7 @@ fn a_driver_setting_with_a_bad_value_is_refused_with_its_location() {
     assert!(
         run.stderr.contains(
             "error[invalid-value]: `force-conflicts` \"maybe\" is not valid: \"true\" or \"false\""
-        ) && run.stderr.contains("--> stack/platform.kdl:8:25"),
+        ) && run.stderr.contains("--> stack/platform.kdl:7:25"),
         "{}",
         run.stderr
     );

@@ -17,10 +17,20 @@ use test_support::net::{free_port, request as http};
 const STACKS: usize = 6;
 const LEASE: Duration = Duration::from_secs(2);
 
-fn platform(stack: &str, world: &Path) -> String {
+/// The stack's platform. Where the local driver writes is the operator's (a stack may not name
+/// a host path; docs/SECURITY.md): `stack_config` gives it.
+fn platform(stack: &str) -> String {
     format!(
-        "platform \"{stack}\" {{\n    environment \"test\"\n    driver \"local\" {{\n        path \"{}\"\n        namespace \"{stack}\"\n    }}\n}}\n\nteam \"web\" {{\n    owner \"web-oncall@acme.example\"\n}}\n",
-        world.join(stack).display()
+        "platform \"{stack}\" {{\n    environment \"test\"\n    driver \"local\" {{\n        namespace \"{stack}\"\n    }}\n}}\n\nteam \"web\" {{\n    owner \"web-oncall@acme.example\"\n}}\n"
+    )
+}
+
+/// A stack's entry in the replicas' configuration, its local driver writing under `world`.
+fn stack_config(name: &str, remote: &Remote, world: &Path) -> String {
+    format!(
+        "stack \"{name}\" {{\n    repo \"{}\"\n    path \"stack\"\n    driver \"local\" path=\"{}\"\n}}\n",
+        remote.url(),
+        world.join(name).display()
     )
 }
 
@@ -188,20 +198,14 @@ fn three_replicas_share_six_stacks_take_over_the_dead_and_fence_the_paused() {
     let mut first = BTreeMap::new();
     for (name, remote) in names.iter().zip(&remotes) {
         let c = remote.push(
-            &[
-                ("platform.kdl", &platform(name, world.path())),
-                ("api.kdl", &service(1)),
-            ],
+            &[("platform.kdl", &platform(name)), ("api.kdl", &service(1))],
             "first",
         );
         first.insert(name.clone(), c);
     }
     let mut config = format!("store \"{}\"\nlease-ttl \"{}s\"\n", db.url, LEASE.as_secs());
     for (name, remote) in names.iter().zip(&remotes) {
-        config.push_str(&format!(
-            "stack \"{name}\" {{\n    repo \"{}\"\n    path \"stack\"\n}}\n",
-            remote.url()
-        ));
+        config.push_str(&stack_config(name, remote, world.path()));
     }
     let replicas: Vec<Replica> = ["r1", "r2", "r3"]
         .iter()
@@ -390,17 +394,11 @@ fn replicas_carry_on_after_postgres_restarts() {
         first.insert(
             name.clone(),
             remote.push(
-                &[
-                    ("platform.kdl", &platform(name, world.path())),
-                    ("api.kdl", &service(1)),
-                ],
+                &[("platform.kdl", &platform(name)), ("api.kdl", &service(1))],
                 "first",
             ),
         );
-        config.push_str(&format!(
-            "stack \"{name}\" {{\n    repo \"{}\"\n    path \"stack\"\n}}\n",
-            remote.url()
-        ));
+        config.push_str(&stack_config(name, remote, world.path()));
     }
     let replicas: Vec<Replica> = ["r1", "r2"]
         .iter()
@@ -451,4 +449,70 @@ fn replicas_carry_on_after_postgres_restarts() {
             r.log()
         );
     }
+}
+
+/// A replica that loses a stack's lease and takes it back reconciles again: it read the
+/// shutdown left from losing the lease, ended its new loop at once while it kept renewing the
+/// lease, and a later commit was never applied (`docs/SECURITY.md`). The lease is taken from
+/// it by another holder in the store, then left to expire.
+#[test]
+fn a_replica_that_loses_a_lease_and_takes_it_back_reconciles_again() {
+    let db = test_support::postgres::database();
+    let world = tempfile::tempdir().unwrap();
+    let name = "solo".to_string();
+    let remote = Remote::new();
+    let first = remote.push(
+        &[("platform.kdl", &platform(&name)), ("api.kdl", &service(1))],
+        "first",
+    );
+    let config = format!(
+        "store \"{}\"\nlease-ttl \"{}s\"\n{}",
+        db.url,
+        LEASE.as_secs(),
+        stack_config(&name, &remote, world.path())
+    );
+    let cluster = Cluster::new(
+        &db.url,
+        vec![Replica::start("r1", &config)],
+        std::slice::from_ref(&name),
+    );
+    cluster.wait("the first commit applied", |c| {
+        c.applied(&name) == Some(first.clone())
+    });
+    let store = &cluster.stores[&name];
+    // Twice: whether the shutdown is left over depends on what the loop was doing.
+    for round in 1..=2 {
+        let epoch = store.lease().unwrap().unwrap().epoch;
+        let stops = |c: &Cluster| {
+            c.replicas[0]
+                .log()
+                .matches("stopped reconciling the stack")
+                .count()
+        };
+        let stopped_before = stops(&cluster);
+        // Another holder takes the lease for four seconds: the replica stops reconciling.
+        test_support::postgres::psql(
+            &db.url,
+            &format!(
+                "SET search_path TO \"{}\"; UPDATE lease SET holder = 'intruder', pid = 1, host = 'elsewhere', expires_at = extract(epoch from now())::bigint + 4, epoch = epoch + 1",
+                daemon::store::postgres_schema(&name)
+            ),
+        );
+        cluster.wait("the replica noticed the loss", |c| {
+            stops(c) > stopped_before
+        });
+        // Expired, the lease is taken back; a later commit is applied.
+        cluster.wait("the lease taken back", |_| {
+            store
+                .lease()
+                .unwrap()
+                .is_some_and(|l| l.holder.ends_with("r1") && l.epoch > epoch + 1)
+        });
+        let later = remote.push(&[("api.kdl", &service(round + 1))], "after the take-back");
+        cluster.wait("the later commit applied", |c| {
+            c.applied(&name) == Some(later.clone())
+        });
+        assert_eq!(cluster.applies_of(&name, &later), 1);
+    }
+    cluster.check_journals();
 }

@@ -91,3 +91,32 @@ fn a_truncated_or_overwritten_store_is_refused_clearly_or_read_never_a_panic() {
         "{message}"
     );
 }
+
+/// A store whose schema version is negative (`PRAGMA user_version = -1`) panicked on open; it
+/// is refused as damaged, by the library and by a command, and left as it was.
+#[test]
+fn a_negative_schema_version_is_refused_as_damage_not_a_panic() {
+    let ws = Workspace::new();
+    ws.copy_example();
+    let run = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let db = ws.path().join(".platformd/platformd.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .pragma_update(None, "user_version", -1)
+        .unwrap();
+    let before = std::fs::read(&db).unwrap();
+    let err = read_all(&ws.path().join(".platformd")).unwrap_err();
+    assert!(err.contains("schema version is -1"), "{err}");
+    for args in [
+        &["history"][..],
+        &["plan", "stack"],
+        &["apply", "stack", "--auto-approve"],
+    ] {
+        let run = ws.run(args);
+        assert_eq!(run.code, 1, "{args:?}: {}", run.all());
+        assert!(run.stderr.contains("damaged"), "{args:?}: {}", run.all());
+        assert!(!run.stderr.contains("panicked"), "{args:?}: {}", run.all());
+    }
+    assert_eq!(std::fs::read(&db).unwrap(), before);
+}

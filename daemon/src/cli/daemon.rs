@@ -38,6 +38,7 @@ pub struct DaemonArgs {
     pub verify_commits: Option<String>,
     pub allowed_signers: Option<PathBuf>,
     pub trusted_keys: Option<PathBuf>,
+    pub allow_history_rewrite: bool,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub api_rate_limit: f64,
@@ -95,14 +96,14 @@ pub fn run(args: DaemonArgs) -> Result<u8> {
                     })
                     .transpose()
             };
-            Some(Arc::new(
-                Verifier::new(
-                    VerifyMode::parse(mode).map_err(anyhow::Error::msg)?,
-                    read(&args.allowed_signers)?.as_deref(),
-                    read(&args.trusted_keys)?.as_deref(),
-                )
-                .map_err(anyhow::Error::msg)?,
-            ))
+            let mut verifier = Verifier::new(
+                VerifyMode::parse(mode).map_err(anyhow::Error::msg)?,
+                read(&args.allowed_signers)?.as_deref(),
+                read(&args.trusted_keys)?.as_deref(),
+            )
+            .map_err(anyhow::Error::msg)?;
+            verifier.allow_history_rewrite = args.allow_history_rewrite;
+            Some(Arc::new(verifier))
         }
         None => None,
     };

@@ -268,10 +268,22 @@ impl Ownership {
     fn start_slot(&mut self, i: usize, epoch: i64, renewals: &Renewals) {
         let settings = &self.settings;
         let slot = &mut self.slots[i];
-        let Some(receiver) = slot.receiver.take() else {
+        let Some(mut receiver) = slot.receiver.take() else {
             tracing::error!(stack = %slot.name, "the stack's loop ended abnormally before; not restarting it");
             return;
         };
+        // A loop that stopped on `shutting_down` between events left the shutdown sent to it
+        // in the channel: read first, it ended the new loop at once while the lease was still
+        // renewed, and the stack was never reconciled again. Everything else is kept, in order.
+        let mut kept = Vec::new();
+        while let Ok(event) = receiver.try_recv() {
+            if !matches!(event, Event::Shutdown) {
+                kept.push(event);
+            }
+        }
+        for event in kept {
+            let _ = slot.events.try_send(event);
+        }
         let mut source = match Source::new(&slot.repo, &slot.branch, &slot.path, &slot.dir) {
             Ok(s) => s,
             Err(e) => {

@@ -1,7 +1,7 @@
 //! Operator commands sent by the HTTP API (and so the UI): each one an `ops` call made from the
 //! loop, so a request never races an apply.
 
-use super::{ApplyMode, Reconciler};
+use super::Reconciler;
 use crate::ops::{DriftScope, RollbackReport};
 use api::{ApplyReason, SyncState};
 
@@ -96,13 +96,11 @@ impl Reconciler {
                     self.window_allows(&revision, &snapshot, Some((&o.actor, &o.reason)))?;
                     self.window_overridden = Some(revision.clone());
                 }
-                self.reconcile(
-                    &revision,
-                    &snapshot,
-                    ApplyMode::Operator,
-                    ApplyReason::Apply,
-                )
-                .await?;
+                // The operator's request is not an approval: the stack's `sync` mode and
+                // `approval` scope decide, as for every other path (`docs/SECURITY.md`).
+                let mode = self.declared_mode();
+                self.reconcile(&revision, &snapshot, mode, ApplyReason::Apply)
+                    .await?;
                 Ok(format!("synced to {revision}"))
             }
             Command::Rollback(target) => self.rollback(&target).await,
@@ -155,13 +153,9 @@ impl Reconciler {
                 let Some((revision, snapshot)) = self.last_good.clone() else {
                     return Ok("resumed".into());
                 };
-                self.reconcile(
-                    &revision,
-                    &snapshot,
-                    ApplyMode::Operator,
-                    ApplyReason::Apply,
-                )
-                .await?;
+                let mode = self.declared_mode();
+                self.reconcile(&revision, &snapshot, mode, ApplyReason::Apply)
+                    .await?;
                 Ok(format!("resumed; synced to {revision}"))
             }
         }

@@ -39,8 +39,6 @@ pub(crate) enum ApplyMode {
     Auto,
     /// `sync "manual"`: every plan waits for an approval of exactly it.
     Manual,
-    /// An operator's sync or resume: the operator's request is the approval.
-    Operator,
 }
 
 /// Everything that can make the loop act.
@@ -72,6 +70,9 @@ pub struct Shared {
     pub store: Store,
     /// Set on SIGTERM: the engine starts no new driver calls.
     pub shutting_down: Arc<AtomicBool>,
+    /// A fetch asked for while the event queue was full (a webhook, a file change): made after
+    /// the loop's next event, so no request is lost.
+    pub fetch_requested: AtomicBool,
     /// The replica that reconciles this stack, when it is not this process (replicas sharing
     /// a store): the stack's endpoints here answer 503 naming it.
     pub elsewhere: RwLock<Option<String>>,
@@ -93,6 +94,7 @@ impl Shared {
             events,
             store,
             shutting_down: Arc::new(AtomicBool::new(false)),
+            fetch_requested: AtomicBool::new(false),
             elsewhere: RwLock::new(None),
         }
     }
@@ -255,6 +257,15 @@ impl Reconciler {
         &self.shared.store
     }
 
+    /// How the last valid revision's plans may be applied, as its `sync` declares: an
+    /// operator's sync or resume goes through the same approval as the loop's own applies.
+    fn declared_mode(&self) -> ApplyMode {
+        match self.shared.status().sync_mode {
+            Some(SyncMode::Manual) => ApplyMode::Manual,
+            _ => ApplyMode::Auto,
+        }
+    }
+
     fn set_error(&self, error: Option<String>) {
         if let Some(e) = &error {
             tracing::warn!(error = %e, "reconcile problem");
@@ -366,6 +377,9 @@ impl Reconciler {
             if self.shared.shutting_down.load(Ordering::SeqCst) {
                 break;
             }
+            if self.shared.fetch_requested.swap(false, Ordering::SeqCst) {
+                self.poll().await;
+            }
         }
     }
 
@@ -392,7 +406,8 @@ impl Reconciler {
         let read = match &self.source {
             Source::Git(g) => {
                 let g = g.clone();
-                tokio::task::spawn_blocking(move || g.fetch())
+                let applied = self.shared.status().applied_revision;
+                tokio::task::spawn_blocking(move || g.fetch(applied.as_deref()))
                     .await
                     .unwrap_or_else(|e| {
                         Err(crate::source::SourceError::Failed {
@@ -784,7 +799,6 @@ impl Reconciler {
         let needed = match mode {
             ApplyMode::Auto => plan.touches_approval_scope(),
             ApplyMode::Manual => true,
-            ApplyMode::Operator => false,
         };
         if !needed {
             self.awaiting_approval = None;

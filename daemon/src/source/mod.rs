@@ -172,7 +172,9 @@ impl GitSource {
     }
 
     /// Fetches the branch (force-pushes are followed) and reads the stack at its tip. Blocking.
-    pub fn fetch(&self) -> Result<Revision, SourceError> {
+    /// With commit verification, a tip that does not descend from `applied` is refused unless
+    /// the operator allows history rewrites.
+    pub fn fetch(&self, applied: Option<&str>) -> Result<Revision, SourceError> {
         let repo = self.open_or_init()?;
         let tracking = format!("refs/remotes/origin/{}", self.branch);
         let refspec = format!("+refs/heads/{}:{tracking}", self.branch);
@@ -214,6 +216,13 @@ impl GitSource {
                 Ok(signer) => signed_by = Some(signer),
                 Err(why) => rejected = Some(why),
             }
+            if rejected.is_none()
+                && !verifier.allow_history_rewrite
+                && let Some(applied) = applied.filter(|a| *a != at.commit)
+                && let Some(why) = rewrite_of(&repo, id, applied)
+            {
+                rejected = Some(why);
+            }
         }
         Ok(Revision {
             id: at.commit,
@@ -224,6 +233,26 @@ impl GitSource {
             signed_by,
         })
     }
+}
+
+/// Why `tip` may not follow `applied`: it does not descend from it (the branch was reset or
+/// force-pushed to an older or unrelated commit, signed or not). `None` when it does, or when
+/// `applied` is not a commit of this repository (nothing to compare with).
+fn rewrite_of(repo: &gix::Repository, tip: gix::ObjectId, applied: &str) -> Option<String> {
+    let applied_id = gix::ObjectId::from_hex(applied.as_bytes()).ok()?;
+    repo.find_object(applied_id).ok()?;
+    let descends = repo
+        .rev_walk([tip])
+        .all()
+        .ok()
+        .is_some_and(|walk| walk.map_while(Result::ok).any(|info| info.id == applied_id));
+    (!descends).then(|| {
+        format!(
+            "{} does not descend from the applied revision {}: the branch was reset or force-pushed; it is applied only if the operator allows history rewrites (--allow-history-rewrite)",
+            &tip.to_string()[..12],
+            &applied[..applied.len().min(12)]
+        )
+    })
 }
 
 /// A watched directory. Clones share the reader and the change count, so a read can run on

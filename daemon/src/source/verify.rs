@@ -31,6 +31,10 @@ impl VerifyMode {
 /// The trusted keys.
 pub struct Verifier {
     pub mode: VerifyMode,
+    /// Apply a signed tip that does not descend from the applied revision (the branch was
+    /// reset or force-pushed): the operator's `--allow-history-rewrite`. Off, such a tip is
+    /// refused, so a branch reset to an older signed commit cannot roll the platform back.
+    pub allow_history_rewrite: bool,
     /// (principals, key) from an `allowed_signers` file.
     ssh: Vec<(String, ssh_key::PublicKey)>,
     pgp: Vec<SignedPublicKey>,
@@ -98,7 +102,12 @@ impl Verifier {
                     .into(),
             );
         }
-        Ok(Verifier { mode, ssh, pgp })
+        Ok(Verifier {
+            mode,
+            allow_history_rewrite: false,
+            ssh,
+            pgp,
+        })
     }
 
     /// Who signed `data` with `signature` (an armored SSH or OpenPGP signature), or why it is

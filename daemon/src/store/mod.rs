@@ -1478,6 +1478,14 @@ impl Store {
 
 /// A store written by a newer platformd is never read or migrated by this one.
 fn refuse_newer(found: i64, location: &Location) -> Result<()> {
+    // No platformd writes a negative version: a damaged or foreign database (it indexed the
+    // migrations with it and panicked).
+    if found < 0 {
+        return Err(StoreError::Damaged {
+            path: location.to_string(),
+            detail: format!("its schema version is {found}"),
+        });
+    }
     if found > SCHEMA_VERSION {
         return Err(StoreError::TooNew {
             dir: location.to_string(),

@@ -26,7 +26,13 @@ pub fn literal_looks_secret(value: &str) -> Option<&'static str> {
     // below all start with one of these bytes, the URL check needs a colon.
     let first = v.as_bytes().first().copied().unwrap_or(0);
     let has_colon = v.as_bytes().contains(&b':');
-    if !matches!(first, b's' | b'r' | b'g' | b'x' | b'h' | b'-' | b'A') && !has_colon {
+    let long = v.len() >= 32;
+    if !matches!(
+        first,
+        b's' | b'r' | b'g' | b'x' | b'h' | b'-' | b'A' | b'e' | b'n' | b'{'
+    ) && !has_colon
+        && !long
+    {
         return None;
     }
     let prefixes: &[(&str, &str)] = &[
@@ -35,6 +41,14 @@ pub fn literal_looks_secret(value: &str) -> Option<&'static str> {
         ("ghp_", "a GitHub personal access token"),
         ("github_pat_", "a GitHub personal access token"),
         ("gho_", "a GitHub OAuth token"),
+        ("ghs_", "a GitHub app installation token"),
+        ("ghu_", "a GitHub app user token"),
+        ("ghr_", "a GitHub refresh token"),
+        ("xoxa-", "a Slack app token"),
+        ("xoxr-", "a Slack refresh token"),
+        ("xapp-", "a Slack app-level token"),
+        ("npm_", "an npm access token"),
+        ("AIza", "a Google API key"),
         ("xoxb-", "a Slack bot token"),
         ("xoxp-", "a Slack user token"),
         ("glpat-", "a GitLab access token"),
@@ -45,6 +59,31 @@ pub fn literal_looks_secret(value: &str) -> Option<&'static str> {
         if prefix.as_bytes()[0] == first && v.starts_with(prefix) && v.len() >= prefix.len() + 8 {
             return Some(what);
         }
+    }
+    // A JSON Web Token: three base64url parts, the first a JSON header (`{"` is `eyJ`).
+    if first == b'e'
+        && v.starts_with("eyJ")
+        && v.len() >= 30
+        && v.split('.').count() == 3
+        && v.split('.').all(|part| {
+            part.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'=')
+        })
+    {
+        return Some("a JSON Web Token");
+    }
+    if first == b'{' && v.contains("private_key") {
+        return Some("a Google Cloud service-account key");
+    }
+    if long
+        && ["AccountKey=", "SharedAccessKey=", "SharedAccessSignature="]
+            .iter()
+            .any(|k| v.contains(k))
+    {
+        return Some("an Azure storage or Service Bus key");
+    }
+    if long && looks_generated(v) {
+        return Some("a high-entropy string (it looks like a generated key)");
     }
     if v.starts_with("sk-") && v.len() >= 20 && !v.contains(' ') {
         return Some("an API secret key");
@@ -75,7 +114,48 @@ pub fn literal_looks_secret(value: &str) -> Option<&'static str> {
     {
         return Some("a URL with an embedded password");
     }
+    if v.contains("hooks.slack.com/services/") || v.contains("hooks.slack.com/workflows/") {
+        return Some("a Slack webhook URL (the URL is the credential)");
+    }
     None
+}
+
+/// A long run of key characters (base64 and base64url) mixing upper and lower case and digits,
+/// with the entropy of random text: generated keys, not words, names, digests (hex has no upper
+/// case) or paths.
+fn looks_generated(v: &str) -> bool {
+    let bytes = v.as_bytes();
+    if !bytes
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_'))
+    {
+        return false;
+    }
+    let has = |f: fn(&u8) -> bool| bytes.iter().any(f);
+    if !(has(u8::is_ascii_uppercase) && has(u8::is_ascii_lowercase) && has(u8::is_ascii_digit)) {
+        return false;
+    }
+    // Paths and names are words between slashes and dashes: a key has long runs without them.
+    if bytes
+        .split(|&b| b == b'/' || b == b'-' || b == b'_')
+        .all(|part| part.len() < 20)
+    {
+        return false;
+    }
+    let mut counts = [0u32; 128];
+    for &b in bytes {
+        counts[b as usize] += 1;
+    }
+    let n = bytes.len() as f64;
+    let entropy: f64 = counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / n;
+            -p * p.log2()
+        })
+        .sum();
+    entropy >= 4.3
 }
 
 /// Whether an env variable name says it holds a credential.
@@ -130,5 +210,39 @@ mod tests {
         assert!(!name_looks_secret("LOG_LEVEL") && !name_looks_secret("KEYCLOAK_URL"));
         assert!(check_reference("aws-sm:prod/x").is_ok());
         assert!(check_reference("aws-secrets:prod/x").is_err());
+    }
+
+    /// The shapes a review found missed (they reached the store and rendered files), each
+    /// detected, and the ordinary long values of a stack left alone.
+    #[test]
+    fn detects_tokens_keys_and_webhook_urls_of_every_common_shape() {
+        let found = [
+            "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+            r#"{"type": "service_account", "project_id": "acme", "private_key_id": "abc", "private_key": "-----BEGIN PRIVATE KEY-----\nMIIE"}"#,
+            "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX",
+            "ghs_16C7e42F292c6912E7710c838347Ae178B4a",
+            "DefaultEndpointsProtocol=https;AccountName=acme;AccountKey=Zm9vYmFyYmF6cXV4cXV1eA==;EndpointSuffix=core.windows.net",
+            "AIzaSyDaGmWKa4JsXZ-HjGw7ISLn_3namBGewQe",
+            "npm_1a2B3c4D5e6F7g8H9i0JkLmNoPqRsTuVwXyZ",
+            "q8Xz3Lp0Vb7Nm2Kd9Rt5Wy1Hc6Gf4Js8AeUo2Ti7",
+        ];
+        for value in found {
+            assert!(literal_looks_secret(value).is_some(), "missed {value}");
+        }
+        let ordinary = [
+            "ghcr.io/acme/checkout-api:1.4.2",
+            "meta-llama/Llama-3.1-8B-Instruct",
+            "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+            "sum(rate(vllm:request_success_total{service=\"{name}\"}[5m]))",
+            "arn:aws:iam::123456789012:role/platform-gpu-nodes",
+            "https://prometheus.monitoring.svc.cluster.local:9090/api/v1/query",
+            "s3://acme-data-lake-prod/events/year=2026/month=12/",
+            "checkout-payments-orders-events-v2-consumer-group",
+            "QWxhZGRpbjpvcGVuIHNlc2FtZQ",
+        ];
+        for value in ordinary {
+            assert!(literal_looks_secret(value).is_none(), "flagged {value}");
+        }
     }
 }
