@@ -36,16 +36,18 @@ pub struct MetricsEndpoint {
 }
 
 pub struct Prometheus {
-    url: String,
-    bearer_token_file: Option<PathBuf>,
+    /// Its URL without a trailing slash.
+    endpoint: MetricsEndpoint,
     client: reqwest::Client,
 }
 
 impl Prometheus {
     pub fn new(endpoint: &MetricsEndpoint) -> Prometheus {
         Prometheus {
-            url: endpoint.url.trim_end_matches('/').to_string(),
-            bearer_token_file: endpoint.bearer_token_file.clone(),
+            endpoint: MetricsEndpoint {
+                url: endpoint.url.trim_end_matches('/').to_string(),
+                bearer_token_file: endpoint.bearer_token_file.clone(),
+            },
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
@@ -56,15 +58,15 @@ impl Prometheus {
     /// Evaluates `promql` now; the answer's largest sample.
     pub async fn query(&self, promql: &str) -> Result<Reading, QueryError> {
         let url = reqwest::Url::parse_with_params(
-            &format!("{}/api/v1/query", self.url),
+            &format!("{}/api/v1/query", self.endpoint.url),
             &[("query", promql)],
         )
         .map_err(|e| QueryError::Unreachable {
-            url: crate::source::redact_url(&self.url),
+            url: crate::source::redact_url(&self.endpoint.url),
             detail: e.to_string(),
         })?;
         let mut request = self.client.get(url);
-        if let Some(path) = &self.bearer_token_file {
+        if let Some(path) = &self.endpoint.bearer_token_file {
             // Read at every query (tokens rotate) and never kept.
             let token = std::fs::read_to_string(path).map_err(|e| QueryError::Token {
                 path: path.display().to_string(),
@@ -73,12 +75,12 @@ impl Prometheus {
             request = request.bearer_auth(token.trim());
         }
         let response = request.send().await.map_err(|e| QueryError::Unreachable {
-            url: crate::source::redact_url(&self.url),
+            url: crate::source::redact_url(&self.endpoint.url),
             detail: e.to_string(),
         })?;
         let status = response.status();
         let body = response.text().await.map_err(|e| QueryError::Unreachable {
-            url: crate::source::redact_url(&self.url),
+            url: crate::source::redact_url(&self.endpoint.url),
             detail: e.to_string(),
         })?;
         if !status.is_success() {

@@ -264,27 +264,22 @@ fn the_bearer_scheme_is_case_insensitive_and_failed_authentication_is_throttled(
         &[],
     );
     let token = support::running::TOKEN;
-    for scheme in ["bearer", "BEARER", "Bearer"] {
-        let auth = format!("{scheme}  {token}");
-        let (code, body) = test_support::net::request(
+    let sync = |authorization: &str| {
+        test_support::net::request(
             daemon.port,
             "POST",
             "/api/v1/sync",
-            &[("authorization", &auth)],
+            &[("authorization", authorization)],
             b"",
-        );
+        )
+    };
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let (code, body) = sync(&format!("{scheme}  {token}"));
         assert_eq!(code, 200, "{scheme}: {body}");
     }
     let mut codes = Vec::new();
     for i in 0..64 {
-        let auth = format!("Bearer wrong-{i}");
-        let (code, _) = test_support::net::request(
-            daemon.port,
-            "POST",
-            "/api/v1/sync",
-            &[("authorization", &auth)],
-            b"",
-        );
+        let (code, _) = sync(&format!("Bearer wrong-{i}"));
         codes.push(code);
         if code == 429 {
             break;
@@ -297,13 +292,6 @@ fn the_bearer_scheme_is_case_insensitive_and_failed_authentication_is_throttled(
         "no throttling in 64 guesses: {codes:?}"
     );
     std::thread::sleep(Duration::from_secs(2));
-    let auth = format!("Bearer {token}");
-    let (code, body) = test_support::net::request(
-        daemon.port,
-        "POST",
-        "/api/v1/sync",
-        &[("authorization", &auth)],
-        b"",
-    );
+    let (code, body) = sync(&format!("Bearer {token}"));
     assert_eq!(code, 200, "{body}");
 }

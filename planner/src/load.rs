@@ -178,6 +178,12 @@ impl SizeBudget {
 
     /// Takes `size` bytes for the file at `path` (relative to the stack root).
     pub fn take(&self, path: &str, size: u64) -> Result<(), LoadError> {
+        self.grown(path, 0, size)
+    }
+
+    /// Takes what the file at `path` has grown by, from `taken` bytes (already taken) to
+    /// `size`: the file and the stack are checked against their limits at the new size.
+    fn grown(&self, path: &str, taken: u64, size: u64) -> Result<(), LoadError> {
         if size > MAX_FILE_BYTES {
             return Err(LoadError::FileTooLarge {
                 path: path.to_string(),
@@ -185,8 +191,9 @@ impl SizeBudget {
                 limit: MAX_FILE_BYTES,
             });
         }
-        let before = self.used.fetch_add(size, Ordering::Relaxed);
-        if before + size > MAX_STACK_BYTES {
+        let more = size.saturating_sub(taken);
+        let before = self.used.fetch_add(more, Ordering::Relaxed);
+        if before + more > MAX_STACK_BYTES {
             return Err(LoadError::StackTooLarge {
                 path: path.to_string(),
                 limit: MAX_STACK_BYTES,
@@ -371,9 +378,7 @@ fn read_text(path: &Path, rel: &str, budget: &SizeBudget) -> Result<String, Load
         .take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(io)?;
-    if bytes.len() as u64 > meta.len() {
-        budget.take(rel, bytes.len() as u64 - meta.len())?;
-    }
+    budget.grown(rel, meta.len(), bytes.len() as u64)?;
     String::from_utf8(bytes).map_err(|_| LoadError::NotUtf8 {
         path: rel.to_string(),
     })
@@ -609,6 +614,20 @@ mod tests {
             .iter()
             .map(|f| (f.path.as_str(), f.text.as_str()))
             .collect()
+    }
+
+    /// A file measured under the limit that has grown past it by the time it is read is
+    /// refused as too large, not counted only by what it grew.
+    #[test]
+    fn a_file_that_grows_past_the_limit_while_read_is_refused() {
+        let budget = SizeBudget::new();
+        budget.take("a.kdl", MAX_FILE_BYTES - 10).unwrap();
+        let grown = budget.grown("a.kdl", MAX_FILE_BYTES - 10, MAX_FILE_BYTES + 1);
+        assert!(
+            matches!(grown, Err(LoadError::FileTooLarge { size, .. }) if size == MAX_FILE_BYTES + 1),
+            "{grown:?}"
+        );
+        budget.grown("b.kdl", 10, 20).unwrap();
     }
 
     #[test]

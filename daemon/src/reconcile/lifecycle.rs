@@ -168,7 +168,7 @@ impl Reconciler {
     /// The snapshot of the applied revision: the last valid one when it is the one applied
     /// (no copy), else read from the store.
     fn applied_snapshot(&self) -> Option<std::sync::Arc<planner::Snapshot>> {
-        let applied = self.store().applied_revision().ok().flatten()?;
+        let applied = self.shared.status().applied_revision?;
         match &self.last_good {
             Some((revision, snapshot)) if *revision == applied => Some(snapshot.clone()),
             _ => self

@@ -41,6 +41,16 @@ pub(crate) enum ApplyMode {
     Manual,
 }
 
+impl ApplyMode {
+    /// As a stack's `sync` declares (`auto` when it declares none).
+    fn declared(sync: Option<SyncMode>) -> ApplyMode {
+        match sync {
+            Some(SyncMode::Manual) => ApplyMode::Manual,
+            _ => ApplyMode::Auto,
+        }
+    }
+}
+
 /// Everything that can make the loop act.
 #[derive(Debug)]
 pub enum Event {
@@ -260,10 +270,7 @@ impl Reconciler {
     /// How the last valid revision's plans may be applied, as its `sync` declares: an
     /// operator's sync or resume goes through the same approval as the loop's own applies.
     fn declared_mode(&self) -> ApplyMode {
-        match self.shared.status().sync_mode {
-            Some(SyncMode::Manual) => ApplyMode::Manual,
-            _ => ApplyMode::Auto,
-        }
+        ApplyMode::declared(self.shared.status().sync_mode)
     }
 
     fn set_error(&self, error: Option<String>) {
@@ -608,16 +615,7 @@ impl Reconciler {
             s.stack = Some(snapshot.stack.clone());
             s.sync_mode = analysis.stack.platform.as_ref().map(|p| p.sync);
         });
-        let mode = if analysis
-            .stack
-            .platform
-            .as_ref()
-            .is_none_or(|p| p.sync == SyncMode::Auto)
-        {
-            ApplyMode::Auto
-        } else {
-            ApplyMode::Manual
-        };
+        let mode = ApplyMode::declared(analysis.stack.platform.as_ref().map(|p| p.sync));
         // Freed off the loop once the plan is ready: held to the end, it was freed after the
         // sync was published, in the way of the next file event.
         self.free_after_plan.push(Box::new(analysis));

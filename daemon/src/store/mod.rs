@@ -593,7 +593,7 @@ impl Store {
         };
         let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         let location = Location::Dir(dir.to_path_buf());
-        refuse_newer(found, &location)?;
+        refuse_unknown_version(found, &location)?;
         if found < SCHEMA_VERSION {
             return Err(StoreError::NeedsMigration {
                 dir: dir.display().to_string(),
@@ -1476,8 +1476,9 @@ impl Store {
     }
 }
 
-/// A store written by a newer platformd is never read or migrated by this one.
-fn refuse_newer(found: i64, location: &Location) -> Result<()> {
+/// A store written by a newer platformd, or with a version no platformd writes, is never read
+/// or migrated by this one.
+fn refuse_unknown_version(found: i64, location: &Location) -> Result<()> {
     // No platformd writes a negative version: a damaged or foreign database (it indexed the
     // migrations with it and panicked).
     if found < 0 {
@@ -1577,7 +1578,7 @@ fn migrate_one(conn: &Conn, location: &Location) -> Result<Option<i64>> {
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(?1))", args![schema])?;
     }
     let found = schema_version_of(conn)?;
-    refuse_newer(found, location)?;
+    refuse_unknown_version(found, location)?;
     if found == SCHEMA_VERSION {
         return Ok(None);
     }
