@@ -963,3 +963,48 @@ fn a_bad_sync_window_is_refused_with_its_location() {
         run.stderr
     );
 }
+
+/// The store holds plans, token hashes and commit messages, and rendered files can name internal
+/// hosts: both are the user's only (directories 0700, files 0600), the store's write-ahead log
+/// included (`docs/SECURITY.md`).
+#[test]
+fn the_store_and_rendered_files_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let ws = Workspace::new();
+    ws.copy_example();
+    let run = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let mode =
+        |p: &std::path::Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777;
+    let state = ws.path().join(".platformd");
+    assert_eq!(mode(&state), 0o700);
+    let db = state.join("platformd.db");
+    assert_eq!(mode(&db), 0o600);
+    for log in ["platformd.db-wal", "platformd.db-shm"] {
+        if state.join(log).exists() {
+            assert_eq!(mode(&state.join(log)), 0o600, "{log}");
+        }
+    }
+    let rendered = [
+        ws.path().join(".platformd/rendered"),
+        ws.path().join("stack/.platformd/rendered"),
+    ]
+    .into_iter()
+    .find(|p| p.exists())
+    .expect("rendered files");
+    let mut files = 0;
+    let mut dirs = vec![rendered];
+    while let Some(dir) = dirs.pop() {
+        assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                assert_eq!(mode(&path), 0o600, "{}", path.display());
+                files += 1;
+            }
+        }
+    }
+    assert!(files >= 30, "{files} rendered files");
+}

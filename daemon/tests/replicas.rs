@@ -516,3 +516,104 @@ fn a_replica_that_loses_a_lease_and_takes_it_back_reconciles_again() {
     }
     cluster.check_journals();
 }
+
+/// A replica stopped in the middle of a driver call, past its lease: another replica takes the
+/// stack over and applies newer commits; woken, the old owner's call writes nothing (the driver
+/// asks the lease fence right before its write), its result is not recorded over the new
+/// owner's, and its apply is never marked succeeded (`docs/SECURITY.md`, fencing). The local
+/// driver's latency keeps the call in flight long enough to stop the process inside it.
+#[test]
+fn a_replica_paused_mid_call_writes_nothing_once_woken() {
+    let db = test_support::postgres::database();
+    let world = tempfile::tempdir().unwrap();
+    let name = "paused".to_string();
+    let remote = Remote::new();
+    let slow_platform = platform(&name).replace(
+        "namespace \"paused\"",
+        "namespace \"paused\"\n        simulate-latency-ms \"1500\"",
+    );
+    let first = remote.push(
+        &[("platform.kdl", &slow_platform), ("api.kdl", &service(1))],
+        "first",
+    );
+    let config = format!(
+        "store \"{}\"\nlease-ttl \"{}s\"\n{}",
+        db.url,
+        LEASE.as_secs(),
+        stack_config(&name, &remote, world.path())
+    );
+    let mut cluster = Cluster::new(
+        &db.url,
+        vec![Replica::start("a", &config)],
+        std::slice::from_ref(&name),
+    );
+    cluster.wait("the first commit applied by a", |c| {
+        c.applied(&name) == Some(first.clone())
+    });
+    let old_epoch = cluster.stores[&name].lease().unwrap().unwrap().epoch;
+
+    // Stop `a` inside its call for the second commit: its intent is journaled and the driver
+    // is waiting out its latency.
+    let second = remote.push(&[("api.kdl", &service(2))], "second");
+    cluster.wait("a's call for the second commit in flight", |c| {
+        !c.stores[&name].open_intents().unwrap().is_empty()
+    });
+    cluster.replicas[0].signal(libc::SIGSTOP);
+    let stopped_history = cluster.stores[&name].history().unwrap();
+    let a_apply = stopped_history.last().unwrap().id;
+
+    // `b` takes the stack over once the lease runs out, and applies a third commit.
+    cluster.replicas.push(Replica::start("b", &config));
+    cluster.wait("b took the stack over", |c| {
+        c.owners().get(&name).map(String::as_str) == Some("b")
+    });
+    let third = remote.push(&[("api.kdl", &service(3))], "third");
+    cluster.wait("the third commit applied by b", |c| {
+        c.applied(&name) == Some(third.clone())
+    });
+    let new_epoch = cluster.stores[&name].lease().unwrap().unwrap().epoch;
+    assert!(new_epoch > old_epoch);
+    let rendered = world.path().join(&name).join("service").join("api.yaml");
+    let applied_by_b = std::fs::read_to_string(&rendered).unwrap();
+    assert!(applied_by_b.contains("replicas: 3"), "{applied_by_b}");
+    let journal_before = cluster.stores[&name].journal().unwrap();
+
+    // Woken, `a` finishes waiting out its latency: its write and its result are refused.
+    cluster.replicas[0].signal(libc::SIGCONT);
+    cluster.wait("a noticed", |c| {
+        let log = c.replicas[0].log();
+        log.contains("not written") || log.contains("is no longer ours")
+    });
+    std::thread::sleep(LEASE * 2);
+    assert_eq!(
+        std::fs::read_to_string(&rendered).unwrap(),
+        applied_by_b,
+        "the woken replica overwrote the new owner's apply\n{}",
+        cluster.logs()
+    );
+    let store = &cluster.stores[&name];
+    assert_eq!(store.applied_revision().unwrap(), Some(third.clone()));
+    let resource = store.resource("service/api").unwrap().unwrap();
+    assert_eq!(resource.desired.spec["replicas"], 3, "b's state kept");
+    let history = store.history().unwrap();
+    let a_record = history.iter().find(|h| h.id == a_apply).unwrap();
+    assert_ne!(
+        a_record.status,
+        api::ApplyStatus::Succeeded,
+        "the woken replica's apply of {second} marked succeeded: {a_record:?}"
+    );
+    // Nothing under the old epoch changed after b's apply: no result written, no row flipped.
+    let journal = store.journal().unwrap();
+    assert_eq!(journal.len(), journal_before.len(), "{journal:?}");
+    for (before, after) in journal_before.iter().zip(&journal) {
+        assert_eq!(before.result, after.result, "{after:?} changed");
+    }
+    assert!(
+        journal
+            .iter()
+            .filter(|j| j.epoch == Some(old_epoch))
+            .all(|j| j.apply_id != a_apply || j.result != Some(daemon::store::IntentResult::Ok)),
+        "{journal:?}"
+    );
+    cluster.check_journals();
+}

@@ -560,6 +560,28 @@ fn journal_intents_are_fenced_by_the_lease_epoch(b: Backend) {
         Err(StoreError::LeaseLost(_))
     ));
     assert_eq!(b.store.history().unwrap().len(), 1);
+    // Nor does it record the result of a call made under the lost lease, count a retry, or
+    // end its apply: the new owner finds the intent open and the apply interrupted.
+    let journal_id = b.store.journal().unwrap()[0].id;
+    let lost = |r: Result<(), StoreError>| matches!(r, Err(StoreError::LeaseLost(e)) if e == first);
+    assert!(lost(fenced.journal_failed(
+        journal_id,
+        IntentResult::Failed,
+        "service/api",
+        "boom"
+    )));
+    assert!(lost(fenced.journal_deleted(journal_id, "service/api")));
+    assert!(lost(fenced.journal_attempt(journal_id)));
+    assert!(lost(fenced.finish_apply(
+        id,
+        ApplyStatus::Succeeded,
+        "1 applied",
+        "shop"
+    )));
+    let entry = &b.store.journal().unwrap()[0];
+    assert_eq!((entry.result, entry.attempts), (None, 1));
+    assert_eq!(b.store.history().unwrap()[0].status, ApplyStatus::Running);
+    assert_eq!(b.store.applied_revision().unwrap(), None);
     // Our own lease, run out, fences too.
     b.exec("UPDATE lease SET pid = 0, host = 'gone', expires_at = 0");
     let second = b.store.acquire_lease("platformd daemon", ttl).unwrap();
@@ -583,6 +605,32 @@ fn journal_intents_are_fenced_by_the_lease_epoch(b: Backend) {
         b.store.acquire_lease("platformd apply", ttl).unwrap(),
         third + 1
     );
+}
+
+fn driver_calls_ask_the_lease_by_its_deadline_then_the_database(b: Backend) {
+    let ttl = std::time::Duration::from_secs(1);
+    let epoch = b.store.acquire_lease("platformd daemon", ttl).unwrap();
+    let fenced = b.store.fenced(epoch);
+    fenced.check_lease().unwrap();
+    // Past the local deadline, the database answers: still ours while it has not run out.
+    b.exec("UPDATE lease SET expires_at = expires_at + 2");
+    std::thread::sleep(ttl);
+    fenced.check_lease().unwrap();
+    // Taken over (what a replica woken after a pause finds): refused, and the handle's
+    // deadline is forgotten, so the next call asks again.
+    b.exec(&format!(
+        "UPDATE lease SET pid = 7, host = 'node-b', epoch = {}",
+        epoch + 1
+    ));
+    std::thread::sleep(ttl * 3);
+    for _ in 0..2 {
+        assert!(matches!(
+            fenced.check_lease(),
+            Err(StoreError::LeaseLost(e)) if e == epoch
+        ));
+    }
+    // An unfenced handle (a drift scan, a read) is not asked about any lease.
+    b.store.check_lease().unwrap();
 }
 
 fn the_pin_and_its_events_change_together(b: Backend) {
@@ -692,6 +740,7 @@ suite!(
     tokens_are_kept_hashed_and_named_once,
     the_applier_lease_is_exclusive_and_expires,
     journal_intents_are_fenced_by_the_lease_epoch,
+    driver_calls_ask_the_lease_by_its_deadline_then_the_database,
     the_pin_and_its_events_change_together,
     idle_shutdown_records_periods_and_savings,
     corrupt_rows_are_errors_not_panics,

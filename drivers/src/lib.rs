@@ -17,6 +17,7 @@
 pub mod aws;
 pub mod drift;
 pub mod faults;
+pub mod fence;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;
 #[cfg(feature = "local")]

@@ -272,19 +272,69 @@ pub fn from_yaml(text: &str) -> Result<Vec<Value>, String> {
 }
 
 /// Writes through a temporary file and a rename, so a crash never leaves a half-written file.
+/// The temporary file is created exclusively with a random name and mode 0600 (a link or file
+/// planted at a predictable name is never written through), then given the final mode.
 fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     if std::fs::read_to_string(path).is_ok_and(|existing| existing == text) {
         return Ok(()); // idempotent: nothing to do
     }
     let dir = path.parent().expect("files live in a kind directory");
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
+    create_private_dir(dir)?;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let (tmp, mut file) = loop {
+        let tmp = dir.join(format!(".{name}.tmp-{:016x}", random_suffix()));
+        match open_exclusive(&tmp) {
+            Ok(file) => break (tmp, file),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    };
+    let written =
+        std::io::Write::write_all(&mut file, text.as_bytes()).and_then(|()| file.sync_all());
+    drop(file);
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// A new file that did not exist (never a link followed), readable by its owner only.
+fn open_exclusive(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
+}
+
+/// The output directories, created readable by their owner only (rendered files can name
+/// internal hosts and secret references).
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// Unpredictable enough that another local user cannot plant the temporary file's name.
+fn random_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.write_u32(std::process::id());
+    hasher.finish()
 }
 
 fn io_error(what: &str, path: &Path, e: std::io::Error) -> DriverError {
@@ -416,6 +466,7 @@ impl Driver for LocalDriver {
             desired.stack, desired.address
         );
         let path = self.file(desired.kind, &desired.name);
+        crate::fence::check()?;
         write_atomically(&path, &to_yaml(&docs, &header))
             .map_err(|e| io_error("write", &path, e))?;
         Ok(Applied {
@@ -434,6 +485,7 @@ impl Driver for LocalDriver {
     ) -> Result<(), DriverError> {
         self.pause().await;
         let path = self.file(kind, name);
+        crate::fence::check()?;
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -165,3 +165,53 @@ fn secret_references_render_as_references() {
     assert!(text.contains("key: prod/checkout/stripe"), "{text}");
     assert!(text.contains("secretKeyRef:"), "{text}");
 }
+
+/// Rendered files can name internal hosts and secret references: they are the daemon user's
+/// only (files 0600, directories 0700), written through a temporary file created exclusively
+/// under an unpredictable name, so a link planted where the old predictable name was is never
+/// written through (`docs/SECURITY.md`).
+#[test]
+fn rendered_files_are_private_and_never_written_through_a_planted_link() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("out");
+    let driver = LocalDriver::new(&root, None);
+    let resource = example_resources()
+        .into_iter()
+        .find(|r| r.kind == Kind::Service)
+        .unwrap();
+    let kind_dir = root.join("service");
+    std::fs::create_dir_all(&kind_dir).unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "untouched").unwrap();
+    let planted = kind_dir.join(format!(
+        ".{}.yaml.tmp-{}",
+        resource.name,
+        std::process::id()
+    ));
+    std::os::unix::fs::symlink(&victim, &planted).unwrap();
+    rt().block_on(async { driver.apply(&resource, &[]).await.unwrap() });
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+    let file = kind_dir.join(format!("{}.yaml", resource.name));
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&file), 0o600);
+    assert!(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .contains(&resource.name),
+        "the resource was rendered"
+    );
+    // Directories the driver creates are private too.
+    let fresh = dir.path().join("fresh");
+    let driver = LocalDriver::new(&fresh, None);
+    rt().block_on(async { driver.apply(&resource, &[]).await.unwrap() });
+    assert_eq!(mode(&fresh), 0o700);
+    assert_eq!(mode(&fresh.join("service")), 0o700);
+    // No temporary file is left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(fresh.join("service"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

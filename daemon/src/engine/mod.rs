@@ -289,11 +289,18 @@ impl Engine {
         Fut: std::future::Future<Output = Result<T, DriverError>>,
     {
         let mut attempt = 0;
+        let fence = {
+            let store = self.store.clone();
+            drivers::fence::Fence::new(move || store.check_lease().map_err(|e| e.to_string()))
+        };
         loop {
             if attempt > 0 {
                 self.store.journal_attempt(journal_id)?;
             }
-            match call().await {
+            // No call, first or retry, starts under a lease this replica no longer holds; the
+            // driver checks again right before each write it makes.
+            self.store.check_lease()?;
+            match drivers::fence::scope(fence.clone(), call()).await {
                 Ok(v) => return Ok(Ok(v)),
                 Err(e) if e.retryable && attempt < self.config.retries => {
                     let delay = self

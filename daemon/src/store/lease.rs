@@ -1,9 +1,9 @@
 //! The applier lease: one writer (CLI apply or daemon) per state directory at a time.
 
-use super::sql::args;
-use super::{Result, Store, StoreError, format_time, now};
-use std::sync::Arc;
+use super::sql::{Dialect, args};
+use super::{Result, Store, StoreError, format_time};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a lease lasts without renewal; renewed every third of it while applying.
@@ -19,6 +19,46 @@ pub struct Lease {
     pub expires_at: i64,
     /// Moves on with every take-over by another applier; journal intents are fenced by it.
     pub epoch: i64,
+}
+
+/// Unix seconds by the database's clock. Lease times are written and compared by this one
+/// clock, so replicas whose clocks disagree still agree on when a lease runs out.
+pub(super) fn db_now(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => "CAST(strftime('%s', 'now') AS BIGINT)",
+        Dialect::Postgres => "CAST(FLOOR(EXTRACT(EPOCH FROM clock_timestamp())) AS BIGINT)",
+    }
+}
+
+/// Until when this process knows its lease held, by its own monotonic clock: set when the
+/// lease is taken or renewed, from the time *before* the database was asked, less a tenth for
+/// clocks that run at different rates. A process stopped past it (SIGSTOP, a long pause) finds
+/// it passed on waking, as the monotonic clock runs on while a process is stopped, and asks the
+/// database before its next driver call.
+#[derive(Debug, Default)]
+pub(super) struct LeaseClock(Mutex<Option<(i64, Instant)>>);
+
+impl LeaseClock {
+    fn held_until(&self, epoch: i64, asked_at: Instant, remaining: Duration) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((epoch, asked_at + remaining.mul_f64(0.9)));
+    }
+
+    fn renewed(&self, asked_at: Instant, ttl: Duration) {
+        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((epoch, _)) = *held {
+            *held = Some((epoch, asked_at + ttl.mul_f64(0.9)));
+        }
+    }
+
+    fn forget(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    fn holds(&self, epoch: i64) -> bool {
+        matches!(*self.0.lock().unwrap_or_else(|e| e.into_inner()),
+            Some((held, until)) if held == epoch && Instant::now() < until)
+    }
 }
 
 pub(super) fn hostname() -> String {
@@ -67,11 +107,12 @@ impl Store {
         let me = std::process::id() as i64;
         let host = hostname();
         loop {
+            let asked_at = Instant::now();
+            let now = self.db_time()?;
             let current = self.lease_row()?;
             if let Some(lease) = &current {
                 let mine = lease.pid == me && lease.host == host;
-                let stale =
-                    lease.expires_at < now() || (lease.host == host && !pid_alive(lease.pid));
+                let stale = lease.expires_at < now || (lease.host == host && !pid_alive(lease.pid));
                 if !mine && !stale {
                     return Err(StoreError::Locked {
                         holder: lease.holder.clone(),
@@ -87,7 +128,7 @@ impl Store {
                 });
             let still_mine = current
                 .as_ref()
-                .is_some_and(|l| l.pid == me && l.host == host && l.expires_at >= now());
+                .is_some_and(|l| l.pid == me && l.host == host && l.expires_at >= now);
             let epoch = if still_mine { was_epoch } else { was_epoch + 1 };
             let taken = self.conn().execute(
                 "INSERT INTO lease (id, holder, pid, host, acquired_at, expires_at, epoch) VALUES (1, ?1, ?2, ?3, ?4, ?5, ?9)
@@ -98,8 +139,8 @@ impl Store {
                     holder,
                     me,
                     host,
-                    now(),
-                    now() + ttl.as_secs() as i64,
+                    now,
+                    now + ttl.as_secs() as i64,
                     was_pid,
                     was_host,
                     was_acquired,
@@ -108,6 +149,7 @@ impl Store {
                 ],
             )?;
             if taken == 1 {
+                self.lease_clock.held_until(epoch, asked_at, ttl);
                 return Ok(epoch);
             }
             // Another applier changed the row between the read and the swap: look again.
@@ -116,19 +158,74 @@ impl Store {
 
     /// Extends our lease; false when it is no longer ours.
     pub fn renew_lease(&self, ttl: Duration) -> Result<bool> {
-        let n = self.conn().execute(
-            "UPDATE lease SET expires_at = ?1 WHERE id = 1 AND pid = ?2 AND host = ?3",
-            args![
-                now() + ttl.as_secs() as i64,
-                std::process::id() as i64,
-                hostname()
-            ],
+        let asked_at = Instant::now();
+        let conn = self.conn();
+        let n = conn.execute(
+            &format!(
+                "UPDATE lease SET expires_at = {} + ?1 WHERE id = 1 AND pid = ?2 AND host = ?3",
+                db_now(conn.dialect())
+            ),
+            args![ttl.as_secs() as i64, std::process::id() as i64, hostname()],
         )?;
+        if n == 1 {
+            self.lease_clock.renewed(asked_at, ttl);
+        } else {
+            self.lease_clock.forget();
+        }
         Ok(n == 1)
+    }
+
+    /// The database's time, in Unix seconds.
+    fn db_time(&self) -> Result<i64> {
+        let conn = self.conn();
+        conn.query_row(
+            &format!("SELECT {}", db_now(conn.dialect())),
+            args![],
+            |r| r.get(0),
+        )
+    }
+
+    /// Whether the lease this handle is fenced by is still held, asked before every driver
+    /// call of an apply and before each retry: from the local deadline while the lease is
+    /// comfortably held, otherwise from the database (which moves the deadline on). Unfenced
+    /// handles pass.
+    pub fn check_lease(&self) -> Result<()> {
+        let Some(epoch) = self.epoch else {
+            return Ok(());
+        };
+        if self.lease_clock.holds(epoch) {
+            return Ok(());
+        }
+        let asked_at = Instant::now();
+        let conn = self.conn();
+        let now = db_now(conn.dialect());
+        let remaining: Option<i64> = conn.query_row_opt(
+            &format!(
+                "SELECT expires_at - {now} FROM lease
+                 WHERE id = 1 AND epoch = ?1 AND pid = ?2 AND host = ?3 AND expires_at >= {now}"
+            ),
+            args![epoch, std::process::id() as i64, hostname()],
+            |r| r.get(0),
+        )?;
+        match remaining {
+            Some(seconds) => {
+                self.lease_clock.held_until(
+                    epoch,
+                    asked_at,
+                    Duration::from_secs(seconds.max(0) as u64),
+                );
+                Ok(())
+            }
+            None => {
+                self.lease_clock.forget();
+                Err(StoreError::LeaseLost(epoch))
+            }
+        }
     }
 
     /// Gives the lease up; the row stays, so the next holder's epoch still moves on.
     pub fn release_lease(&self) -> Result<()> {
+        self.lease_clock.forget();
         self.conn().execute(
             "UPDATE lease SET expires_at = 0 WHERE id = 1 AND pid = ?1 AND host = ?2",
             args![std::process::id() as i64, hostname()],

@@ -188,6 +188,8 @@ pub struct Store {
     location: Arc<Location>,
     /// The lease epoch journal intents are written under ([`Store::fenced`]).
     epoch: Option<i64>,
+    /// Until when this process's lease is known held, without asking the database.
+    lease_clock: Arc<lease::LeaseClock>,
     /// The PostgreSQL schema of this stack, switched to whenever the (possibly shared)
     /// connection is taken.
     schema: Option<Arc<str>>,
@@ -337,6 +339,41 @@ pub struct StoredResource {
     pub desired: DesiredResource,
 }
 
+/// The state directory (created 0700) and the database with its log files (0600): the store
+/// holds plans, token hashes and commit messages, readable by the daemon's user only. SQLite
+/// gives its `-wal` and `-shm` files the database file's mode, so the file is created before
+/// SQLite opens it; files an older platformd left readable to others are tightened.
+fn private_files(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)?;
+    // Best effort from here: a directory this user cannot write is opened read-only, and
+    // SQLite reports what it cannot open.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(dir.join(DB_FILE));
+        for suffix in ["", "-wal", "-shm"] {
+            let path = dir.join(format!("{DB_FILE}{suffix}"));
+            if let Ok(meta) = std::fs::symlink_metadata(&path)
+                && meta.is_file()
+                && meta.permissions().mode() & 0o077 != 0
+                && let Err(e) =
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            {
+                tracing::warn!(path = %path.display(), error = %e, "cannot make the store readable by its owner only");
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Marks an intent done and moves the generation: every state change goes through here, inside
 /// the transaction that changes `resources`.
 fn close_intent_and_bump_generation(tx: &Conn, journal_id: i64) -> Result<()> {
@@ -361,9 +398,10 @@ fn lease_held(conn: &Conn, epoch: i64) -> Result<bool> {
     Ok(conn
         .query_opt(
             &format!(
-                "SELECT epoch FROM lease WHERE id = 1 AND epoch = ?1 AND pid = ?2 AND host = ?3 AND expires_at >= ?4{lock}"
+                "SELECT epoch FROM lease WHERE id = 1 AND epoch = ?1 AND pid = ?2 AND host = ?3 AND expires_at >= {}{lock}",
+                lease::db_now(conn.dialect())
             ),
-            args![epoch, std::process::id() as i64, lease::hostname(), now()],
+            args![epoch, std::process::id() as i64, lease::hostname()],
         )?
         .is_some())
 }
@@ -486,10 +524,11 @@ impl Store {
     }
 
     fn open_writable(dir: &Path) -> Result<Store> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Open {
+        let open_error = |source| StoreError::Open {
             dir: dir.display().to_string(),
             source,
-        })?;
+        };
+        private_files(dir).map_err(open_error)?;
         let conn = Connection::open(dir.join(DB_FILE))?;
         conn.busy_timeout(Duration::from_secs(10))?;
         // Switching a new database to WAL needs a moment of exclusive access; another process
@@ -521,6 +560,7 @@ impl Store {
             conn: Arc::new(Mutex::new(conn)),
             location: Arc::new(location),
             epoch: None,
+            lease_clock: Arc::default(),
             schema: None,
         }
     }
@@ -568,6 +608,7 @@ impl Store {
             conn,
             location: Arc::new(location),
             epoch: None,
+            lease_clock: Arc::default(),
             schema: Some(Arc::from(schema.as_str())),
         })
     }
@@ -664,6 +705,16 @@ impl Store {
     /// The epoch this handle's intents are fenced by, if any.
     pub fn epoch(&self) -> Option<i64> {
         self.epoch
+    }
+
+    /// Refuses a write of a fenced handle whose lease has moved on, inside the write's
+    /// transaction (on PostgreSQL the lease row stays locked until it ends, so a take-over
+    /// waits for the write or the write sees the take-over).
+    fn fence(&self, tx: &Conn) -> Result<()> {
+        match self.epoch {
+            Some(epoch) if !lease_held(tx, epoch)? => Err(StoreError::LeaseLost(epoch)),
+            _ => Ok(()),
+        }
     }
 
     pub fn location(&self) -> &Location {
@@ -1095,11 +1146,7 @@ impl Store {
         let tx = write_transaction(&conn)?;
         // A fenced handle starts no apply once its lease has moved on: an old owner that wakes
         // up leaves no trace in the history.
-        if let Some(epoch) = self.epoch
-            && !lease_held(&tx, epoch)?
-        {
-            return Err(StoreError::LeaseLost(epoch));
-        }
+        self.fence(&tx)?;
         let id: i64 = tx.query_row(
             "INSERT INTO applies (revision, reason, started_at, status, generation_before, holder, plan_id, actor, note)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
@@ -1130,6 +1177,8 @@ impl Store {
     ) -> Result<()> {
         let conn = self.conn();
         let tx = write_transaction(&conn)?;
+        // An old owner that wakes up does not end an apply as if it had finished it.
+        self.fence(&tx)?;
         let generation = generation_of(&tx)? as i64;
         tx.execute(
             "UPDATE applies SET finished_at = ?1, status = ?2, summary = ?3, generation_after = ?4 WHERE id = ?5",
@@ -1178,10 +1227,13 @@ impl Store {
         // The check and the write are one statement: no other applier can take the lease
         // over between them.
         conn.query_row_opt(
-            "INSERT INTO journal (apply_id, address, action, driver, desired, attempts, intent_at, epoch)
-             SELECT ?1, ?2, ?3, ?4, ?5, 1, ?6, ?7 FROM lease
-             WHERE id = 1 AND epoch = ?7 AND pid = ?8 AND host = ?9 AND expires_at >= ?6
-             RETURNING id",
+            &format!(
+                "INSERT INTO journal (apply_id, address, action, driver, desired, attempts, intent_at, epoch)
+                 SELECT ?1, ?2, ?3, ?4, ?5, 1, ?6, ?7 FROM lease
+                 WHERE id = 1 AND epoch = ?7 AND pid = ?8 AND host = ?9 AND expires_at >= {}
+                 RETURNING id",
+                lease::db_now(conn.dialect())
+            ),
             args![
                 apply_id,
                 address,
@@ -1200,10 +1252,14 @@ impl Store {
 
     /// Counts a retry (the first attempt is counted by the intent itself).
     pub fn journal_attempt(&self, journal_id: i64) -> Result<()> {
-        self.conn().execute(
+        let conn = self.conn();
+        let tx = write_transaction(&conn)?;
+        self.fence(&tx)?;
+        tx.execute(
             "UPDATE journal SET attempts = attempts + 1 WHERE id = ?1",
             args![journal_id],
         )?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -1219,6 +1275,9 @@ impl Store {
     ) -> Result<()> {
         let conn = self.conn();
         let tx = write_transaction(&conn)?;
+        // The result of a call made under a lease since lost is not recorded over what the
+        // new owner applied: it finds the intent open and observes the world instead.
+        self.fence(&tx)?;
         let address = format!("{}/{}", resource.snapshot.kind, resource.snapshot.name);
         tx.execute(
             "INSERT INTO resources (address, kind, driver, snapshot, desired, outputs, status, revision, apply_id, updated_at, inventory)
@@ -1249,6 +1308,7 @@ impl Store {
     pub fn journal_deleted(&self, journal_id: i64, address: &str) -> Result<()> {
         let conn = self.conn();
         let tx = write_transaction(&conn)?;
+        self.fence(&tx)?;
         tx.execute("DELETE FROM resources WHERE address = ?1", args![address])?;
         close_intent_and_bump_generation(&tx, journal_id)?;
         tx.commit()?;
@@ -1265,6 +1325,7 @@ impl Store {
     ) -> Result<()> {
         let conn = self.conn();
         let tx = write_transaction(&conn)?;
+        self.fence(&tx)?;
         tx.execute(
             "UPDATE journal SET result = ?1, error = ?2, result_at = ?3 WHERE id = ?4",
             args![result.as_str(), error, now(), journal_id],

@@ -73,7 +73,8 @@ pub struct AwsDriver {
 }
 
 /// Counts the requests the driver sends (every service, every attempt): what a drift scan
-/// costs, measured.
+/// costs, measured. It also holds each request of an apply to the lease fence
+/// ([`crate::fence`]): a request about to leave after the lease was lost is not sent.
 #[derive(Debug, Clone, Default)]
 struct CallCounter(std::sync::Arc<std::sync::atomic::AtomicU64>);
 
@@ -88,6 +89,7 @@ impl aws_sdk_s3::config::Intercept for CallCounter {
         _components: &aws_sdk_s3::config::RuntimeComponents,
         _cfg: &mut aws_sdk_s3::config::ConfigBag,
     ) -> Result<(), aws_sdk_s3::error::BoxError> {
+        crate::fence::check().map_err(|e| e.message)?;
         self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }

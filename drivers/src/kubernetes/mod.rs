@@ -245,6 +245,7 @@ impl KubernetesDriver {
             gvk_of(&serde_json::json!({ "apiVersion": object.api_version, "kind": object.kind }));
         let namespace = object.namespace.as_deref().unwrap_or("");
         let api = self.api(&gvk, namespace).await?;
+        crate::fence::check()?;
         match api.delete(&object.name, &DeleteParams::foreground()).await {
             Ok(_) => Ok(()),
             Err(e) if errors::status_code(&e) == Some(404) => Ok(()),
@@ -428,6 +429,7 @@ impl Driver for KubernetesDriver {
                     gvk.kind
                 ))
             })?;
+            crate::fence::check()?;
             let live = api
                 .patch(&name, &params, &Patch::Apply(&object))
                 .await
