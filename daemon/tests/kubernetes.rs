@@ -6,6 +6,7 @@ mod support;
 
 use api::ApplyStatus;
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::time::Duration;
 use support::{Tally, Workspace};
 use test_support::kube_emulator::KubeEmulator;
@@ -554,6 +555,65 @@ fn every_shipped_manifest_is_valid_and_every_kustomization_resolves() {
         assert!(
             env.contains(&needed),
             "{needed} is not set by the Deployment"
+        );
+    }
+
+    // RBAC is namespaced where it can be (docs/SECURITY.md): the namespaced types are granted
+    // only by RoleBindings in named namespaces; cluster-wide, only the cluster-scoped types.
+    let mut documents = Vec::new();
+    for path in &manifests {
+        let text = std::fs::read_to_string(path).unwrap();
+        for doc in serde_norway::Deserializer::from_str(&text) {
+            let doc = <serde_json::Value as serde::Deserialize>::deserialize(doc).unwrap();
+            documents.push((path.clone(), doc));
+        }
+    }
+    let roles: BTreeMap<String, serde_json::Value> = documents
+        .iter()
+        .filter(|(_, d)| d["kind"] == "ClusterRole")
+        .map(|(_, d)| {
+            (
+                d["metadata"]["name"].as_str().unwrap().to_string(),
+                d.clone(),
+            )
+        })
+        .collect();
+    let cluster_scoped = ["nodepools"];
+    let mut namespaces_granted = Vec::new();
+    for (path, doc) in &documents {
+        let role = doc["roleRef"]["name"].as_str().unwrap_or_default();
+        match doc["kind"].as_str() {
+            Some("ClusterRoleBinding") => {
+                for rule in roles[role]["rules"].as_array().unwrap() {
+                    for resource in rule["resources"].as_array().unwrap() {
+                        assert!(
+                            cluster_scoped.contains(&resource.as_str().unwrap()),
+                            "{} grants namespaced {resource} cluster-wide",
+                            path.display()
+                        );
+                    }
+                }
+            }
+            Some("RoleBinding") => {
+                assert_eq!(role, "platformd-namespaced", "{}", path.display());
+                namespaces_granted.push(doc["metadata"]["namespace"].as_str().unwrap().to_string());
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(namespaces_granted, ["apps"]);
+    for resource in ["deployments", "services", "kafkatopics", "clusters"] {
+        assert!(
+            roles["platformd-namespaced"]["rules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["resources"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|x| x == resource)),
+            "{resource} is not granted in the namespaces"
         );
     }
 }

@@ -437,3 +437,105 @@ fn a_kubeconfig_credential_plugin_runs_only_when_the_operator_allows_it() {
         .unwrap();
     assert!(marker.exists(), "the operator allowed the plugin");
 }
+
+/// Ownership before change (`docs/SECURITY.md`): a same-named object another tool made is never
+/// patched over, even with forced apply; an object of ours replaced by someone else's is neither
+/// deleted nor pruned; an object of ours left by an interrupted create is taken up again. The
+/// emulator checks apply and delete preconditions as the API server does.
+#[test]
+fn objects_without_this_stacks_tracking_annotation_are_never_overwritten_or_deleted() {
+    let emulator = KubeEmulator::start();
+    let dir = tempfile::tempdir().unwrap();
+    let driver = driver(&emulator, &dir);
+    let rt = runtime();
+    let theirs = |name: &str| {
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": { "name": name, "namespace": "shop", "labels": { "team": "billing" } },
+            "spec": { "replicas": 7 },
+        })
+    };
+    // Someone else's Deployment by the name the resource renders: refused, untouched.
+    emulator.edit("apps", "deployments", "shop", "api", "helm", |d| {
+        *d = theirs("api")
+    });
+    let err = rt
+        .block_on(driver.apply(&service("api", 2, false), &[]))
+        .unwrap_err();
+    assert!(!err.retryable);
+    assert!(
+        err.message
+            .contains("Deployment shop/api already exists and is not managed by this stack"),
+        "{}",
+        err.message
+    );
+    let live = emulator.get("apps", "deployments", "shop", "api").unwrap();
+    assert_eq!(live["spec"]["replicas"], 7);
+    assert_eq!(live["metadata"]["labels"]["team"], "billing");
+    assert!(
+        !emulator
+            .managers("apps", "deployments", "shop", "api")
+            .contains_key("platformd"),
+        "no field taken over"
+    );
+    // Labelled as ours for another resource of the stack: not ours either.
+    emulator.remove("apps", "deployments", "shop", "api");
+    rt.block_on(driver.apply(&service("web", 1, false), &[]))
+        .unwrap();
+    let mut web_as_api = service("web", 1, false);
+    web_as_api.address = "service/api".into();
+    assert!(rt.block_on(driver.apply(&web_as_api, &[])).is_err());
+
+    // Ours, left by an interrupted create (not in any inventory yet): applied again.
+    let first = rt
+        .block_on(driver.apply(&service("api", 2, true), &[]))
+        .unwrap();
+    let again = rt
+        .block_on(driver.apply(&service("api", 3, true), &[]))
+        .unwrap();
+    assert_eq!(again.inventory, first.inventory);
+    let live = emulator.get("apps", "deployments", "shop", "api").unwrap();
+    assert_eq!(live["spec"]["replicas"], 3);
+
+    // Our HPA replaced by someone else's; autoscaling removed: the prune leaves theirs.
+    emulator.remove("autoscaling", "horizontalpodautoscalers", "shop", "api");
+    emulator.edit(
+        "autoscaling",
+        "horizontalpodautoscalers",
+        "shop",
+        "api",
+        "kubectl",
+        |h| {
+            *h = json!({
+                "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+                "metadata": { "name": "api", "namespace": "shop" },
+                "spec": { "minReplicas": 1, "maxReplicas": 3 },
+            })
+        },
+    );
+    let pruned = rt
+        .block_on(driver.apply(&service("api", 3, false), &again.inventory))
+        .unwrap();
+    assert!(
+        emulator
+            .get("autoscaling", "horizontalpodautoscalers", "shop", "api")
+            .is_some(),
+        "someone else's HPA was pruned"
+    );
+    // Our Deployment replaced by someone else's: deleting the resource leaves it.
+    emulator.remove("apps", "deployments", "shop", "api");
+    emulator.edit("apps", "deployments", "shop", "api", "helm", |d| {
+        *d = theirs("api")
+    });
+    rt.block_on(driver.delete("shop", Kind::Service, "api", &pruned.inventory))
+        .unwrap();
+    assert_eq!(
+        emulator.get("apps", "deployments", "shop", "api").unwrap()["spec"]["replicas"],
+        7,
+        "someone else's Deployment was deleted"
+    );
+    assert!(
+        emulator.get("", "services", "shop", "api").is_none(),
+        "our Service is deleted"
+    );
+}

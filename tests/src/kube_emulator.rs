@@ -375,6 +375,23 @@ impl KubeEmulator {
     }
 }
 
+fn delete_object(
+    i: &mut Inner,
+    key: &(String, String, String, String),
+    plural: &str,
+    group: &str,
+    name: &str,
+) -> Response {
+    match i.objects.remove(key) {
+        Some(s) => ok(s.object),
+        None => status(
+            404,
+            "NotFound",
+            &format!("{plural}.{group} \"{name}\" not found"),
+        ),
+    }
+}
+
 fn status(code: u16, reason: &str, message: &str) -> Response {
     let body = json!({
         "kind": "Status", "apiVersion": "v1", "metadata": {},
@@ -742,14 +759,27 @@ fn serve(
                 &format!("{plural}.{group} \"{name}\" not found"),
             ),
         },
-        ("DELETE", Some(name)) => match i.objects.remove(&key(&name)) {
-            Some(s) => ok(s.object),
-            None => status(
-                404,
-                "NotFound",
-                &format!("{plural}.{group} \"{name}\" not found"),
-            ),
-        },
+        ("DELETE", Some(name)) => {
+            // DeleteOptions preconditions, as the API server checks them: a uid or version that
+            // is not the object's refuses the delete.
+            let options: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            if let Some(stored) = i.objects.get(&key(&name)) {
+                for (field, path) in [("uid", "uid"), ("resourceVersion", "resourceVersion")] {
+                    let wanted = &options["preconditions"][field];
+                    if !wanted.is_null() && wanted != &stored.object["metadata"][path] {
+                        return status(
+                            409,
+                            "Conflict",
+                            &format!(
+                                "Precondition failed: {field} in precondition: {wanted}, {field} in object meta: {}",
+                                stored.object["metadata"][path]
+                            ),
+                        );
+                    }
+                }
+            }
+            delete_object(i, &key(&name), &plural, &group, &name)
+        }
         ("PATCH", Some(name)) if content_type.starts_with("application/apply-patch") => {
             let applied: Value = match serde_json::from_slice(body) {
                 Ok(v) => v,
@@ -772,6 +802,32 @@ fn serve(
                 );
             };
             let force = query_param(query, "force").as_deref() == Some("true");
+            // A resourceVersion in the applied object is a precondition, as in the API server.
+            if let Some(wanted) = applied["metadata"]["resourceVersion"].as_str() {
+                let current = i
+                    .objects
+                    .get(&key(&name))
+                    .map(|s| s.object["metadata"]["resourceVersion"].clone());
+                match current {
+                    Some(rv) if rv.as_str() == Some(wanted) => {}
+                    Some(_) => {
+                        return status(
+                            409,
+                            "Conflict",
+                            &format!(
+                                "Operation cannot be fulfilled on {plural}.{group} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+                            ),
+                        );
+                    }
+                    None => {
+                        return status(
+                            404,
+                            "NotFound",
+                            &format!("{plural}.{group} \"{name}\" not found"),
+                        );
+                    }
+                }
+            }
             if applied["kind"].as_str() != Some(t.kind) {
                 return status(
                     400,

@@ -21,7 +21,8 @@ use crate::{
 };
 use async_trait::async_trait;
 use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
+    PatchParams, Preconditions,
 };
 use kube::discovery::Scope;
 use planner::model::Kind;
@@ -239,14 +240,44 @@ impl KubernetesDriver {
             .collect())
     }
 
-    /// Deletes one object; one that is already gone is fine.
-    async fn delete_object(&self, object: &ObjectRef) -> Result<(), DriverError> {
+    /// Deletes one object of `address`; one that is already gone is fine. An object by that name
+    /// that is not this stack's `address` (someone replaced ours) is left alone: ours is gone.
+    /// The delete is conditional on the uid and version read, so an object replaced between
+    /// the read and the delete is not deleted either.
+    async fn delete_object(
+        &self,
+        stack: &str,
+        address: &str,
+        object: &ObjectRef,
+    ) -> Result<(), DriverError> {
         let gvk =
             gvk_of(&serde_json::json!({ "apiVersion": object.api_version, "kind": object.kind }));
         let namespace = object.namespace.as_deref().unwrap_or("");
         let api = self.api(&gvk, namespace).await?;
+        let live = match api.get_opt(&object.name).await {
+            Ok(Some(live)) => live,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(errors::api(e, "get", &object.kind, namespace)),
+        };
+        if !owned_by(&live, stack, address) {
+            tracing::warn!(
+                kind = %object.kind,
+                namespace,
+                name = %object.name,
+                address,
+                "not deleted: the object by this name is not this stack's (its tracking annotation is missing or names another resource)"
+            );
+            return Ok(());
+        }
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: live.metadata.uid.clone(),
+                resource_version: live.metadata.resource_version.clone(),
+            }),
+            ..DeleteParams::foreground()
+        };
         crate::fence::check()?;
-        match api.delete(&object.name, &DeleteParams::foreground()).await {
+        match api.delete(&object.name, &params).await {
             Ok(_) => Ok(()),
             Err(e) if errors::status_code(&e) == Some(404) => Ok(()),
             Err(e) => Err(errors::api(e, "delete", &object.kind, namespace)),
@@ -305,6 +336,22 @@ fn overall_health(live: &[Value]) -> (Health, Option<String>) {
 }
 
 /// The inventory entry of an object (rendered or live).
+/// Whether a live object is `address` of `stack`: managed by platformd, labelled with the stack,
+/// annotated with the address. Only such objects are patched over or deleted.
+fn owned_by(live: &DynamicObject, stack: &str, address: &str) -> bool {
+    let labels = live.metadata.labels.as_ref();
+    let label = |key: &str| labels.and_then(|l| l.get(key)).map(String::as_str);
+    label(MANAGED_BY_LABEL) == Some(MANAGED_BY_VALUE)
+        && label(STACK_LABEL) == Some(stack)
+        && live
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ADDRESS_ANNOTATION))
+            .map(String::as_str)
+            == Some(address)
+}
+
 fn object_ref(doc: &Value) -> ObjectRef {
     ObjectRef {
         api_version: doc["apiVersion"].as_str().unwrap_or("").to_string(),
@@ -423,12 +470,30 @@ impl Driver for KubernetesDriver {
                 .unwrap_or(&desired.name)
                 .to_string();
             let api = self.api(&gvk, &namespace).await?;
-            let object: DynamicObject = serde_json::from_value(doc.clone()).map_err(|e| {
+            let mut object: DynamicObject = serde_json::from_value(doc.clone()).map_err(|e| {
                 DriverError::permanent(format!(
                     "{} {name} does not render to an object: {e}",
                     gvk.kind
                 ))
             })?;
+            // An object this resource did not apply before may exist already: it is patched
+            // only when it is this stack's (an interrupted create), and then only at the
+            // version read; never someone else's by the same name.
+            if !previous.contains(&object_ref(doc)) {
+                let existing = api
+                    .get_opt(&name)
+                    .await
+                    .map_err(|e| errors::api(e, "get", &gvk.kind, &namespace))?;
+                if let Some(live) = existing {
+                    if !owned_by(&live, &desired.stack, &desired.address) {
+                        return Err(DriverError::permanent(format!(
+                            "{} {namespace}/{name} already exists and is not managed by this stack (no `{ADDRESS_ANNOTATION}: {}` annotation with the stack's labels): platformd does not take over what it did not create; rename the resource, or remove the object",
+                            gvk.kind, desired.address
+                        )));
+                    }
+                    object.metadata.resource_version = live.metadata.resource_version;
+                }
+            }
             crate::fence::check()?;
             let live = api
                 .patch(&name, &params, &Patch::Apply(&object))
@@ -440,7 +505,8 @@ impl Driver for KubernetesDriver {
         // HPA) go: exactly those, from the inventory.
         let inventory: Vec<ObjectRef> = docs.iter().map(object_ref).collect();
         for gone in previous.iter().filter(|o| !inventory.contains(o)) {
-            self.delete_object(gone).await?;
+            self.delete_object(&desired.stack, &desired.address, gone)
+                .await?;
         }
         Ok(Applied {
             outputs: outputs_of(desired.kind, &desired.name, &namespace, &applied),
@@ -502,8 +568,9 @@ impl Driver for KubernetesDriver {
         } else {
             inventory.to_vec()
         };
+        let address = format!("{kind}/{name}");
         for object in &objects {
-            self.delete_object(object).await?;
+            self.delete_object(stack, &address, object).await?;
         }
         Ok(())
     }
