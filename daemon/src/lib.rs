@@ -16,6 +16,7 @@ pub mod engine;
 pub mod notify;
 pub mod ops;
 pub mod reconcile;
+pub mod serve;
 pub mod server;
 pub mod source;
 pub mod store;

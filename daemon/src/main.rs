@@ -319,6 +319,20 @@ pub enum Command {
         /// Mutating API requests each token may make per second (bursts of five times as many).
         #[arg(long, value_name = "N", default_value_t = 2.0)]
         api_rate_limit: f64,
+        /// How long a client may take to send a request's headers, and how long a connection
+        /// may wait idle for its next request.
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+        http_header_timeout: std::time::Duration,
+        /// How long a client may take to send a request's body.
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+        http_body_timeout: std::time::Duration,
+        /// Open API connections at most; past it a new connection is closed at once.
+        #[arg(long, value_name = "N", default_value_t = 256)]
+        http_max_connections: usize,
+        /// After SIGTERM and the last driver call, how long open API requests may take to
+        /// finish before their connections are closed.
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+        http_shutdown_grace: std::time::Duration,
     },
 }
 
@@ -507,6 +521,10 @@ fn main() -> ExitCode {
             tls_cert,
             tls_key,
             api_rate_limit,
+            http_header_timeout,
+            http_body_timeout,
+            http_max_connections,
+            http_shutdown_grace,
         } => {
             keep_freed_memory_for_reuse();
             cli::daemon::run(cli::daemon::DaemonArgs {
@@ -537,6 +555,13 @@ fn main() -> ExitCode {
                 tls_cert,
                 tls_key,
                 api_rate_limit,
+                http: daemon::serve::ServeLimits {
+                    header_timeout: http_header_timeout,
+                    body_timeout: http_body_timeout,
+                    max_connections: http_max_connections,
+                    shutdown_grace: http_shutdown_grace,
+                    ..daemon::serve::ServeLimits::default()
+                },
             })
         }
     };

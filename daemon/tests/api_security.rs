@@ -295,3 +295,128 @@ fn the_bearer_scheme_is_case_insensitive_and_failed_authentication_is_throttled(
     let (code, body) = sync(&format!("Bearer {token}"));
     assert_eq!(code, 200, "{body}");
 }
+
+/// What the server answers on `stream` before it closes: `Some(text)` once it closed, `None` if
+/// it is still open after `wait`.
+fn closed_within(stream: &mut std::net::TcpStream, wait: Duration) -> Option<String> {
+    use std::io::Read;
+    stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let deadline = Instant::now() + wait;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        match stream.read(&mut buf) {
+            Ok(0) => return Some(String::from_utf8_lossy(&got).into_owned()),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Some(String::from_utf8_lossy(&got).into_owned());
+            }
+            Err(_) => {}
+        }
+    }
+    None
+}
+
+/// A server that holds (`docs/SECURITY.md`, "The API"): a client trickling its headers or its
+/// body is cut off, idle connections are closed, connections past the cap are refused while
+/// the API keeps answering, and SIGTERM does not wait on open connections longer than the
+/// grace. Each bound here is the daemon's setting; the waits allow several times as much.
+#[test]
+fn slow_and_idle_clients_are_cut_off_connections_capped_and_shutdown_bounded() {
+    use std::io::Write;
+    use std::net::TcpStream;
+    let dir = tempfile::tempdir().unwrap();
+    let stack = dir.path().join("stack");
+    std::fs::create_dir_all(&stack).unwrap();
+    std::fs::write(stack.join("platform.kdl"), support::PLATFORM).unwrap();
+    let mut daemon = Daemon::start(
+        dir.path(),
+        stack.to_str().unwrap(),
+        &[
+            "--http-header-timeout",
+            "1s",
+            "--http-body-timeout",
+            "1s",
+            "--http-max-connections",
+            "6",
+            "--http-shutdown-grace",
+            "1s",
+        ],
+        &[],
+    );
+    let connect = || TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
+
+    // Headers trickled a line at a time: cut off, never answered.
+    let mut slow = connect();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let started = Instant::now();
+    let mut closed = None;
+    while closed.is_none() && started.elapsed() < Duration::from_secs(8) {
+        if slow.write_all(b"X-Slow: 1\r\n").is_err() {
+            closed = Some(String::new());
+            break;
+        }
+        closed = closed_within(&mut slow, Duration::from_millis(300));
+    }
+    let answered = closed.expect("a client trickling headers for 8s was still connected");
+    assert!(!answered.contains("200 OK"), "{answered}");
+
+    // A body that does not arrive: 408.
+    let mut slow_body = connect();
+    slow_body
+        .write_all(
+            format!(
+                "POST /api/v1/sync HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: 100\r\n\r\n{{\"a\":",
+                support::running::TOKEN
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    let answer = closed_within(&mut slow_body, Duration::from_secs(8))
+        .expect("a client sending a body slowly was still connected after 8s");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+
+    // Six idle connections fill the cap: a seventh is closed unanswered...
+    let idle: Vec<TcpStream> = (0..6).map(|_| connect()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut over = connect();
+    let _ = over.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    let answer = closed_within(&mut over, Duration::from_secs(3))
+        .expect("a connection past the cap was kept");
+    assert!(!answer.contains("200 OK"), "{answer}");
+    // ...until the idle ones are closed for idleness, and the API answers again.
+    for mut c in idle {
+        assert!(
+            closed_within(&mut c, Duration::from_secs(8)).is_some(),
+            "an idle connection was kept"
+        );
+    }
+    let (code, _) = test_support::net::request(daemon.port, "GET", "/healthz", &[], b"");
+    assert_eq!(code, 200);
+
+    // SIGTERM with a request still receiving its body: the daemon exits after the grace,
+    // not after the body timeout or never.
+    let mut pending = connect();
+    pending
+        .write_all(b"POST /hooks/git HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    unsafe { libc::kill(daemon.child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = daemon.child.try_wait().unwrap() {
+            assert_eq!(status.code(), Some(0), "{}", daemon.log());
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running 20s after SIGTERM\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(pending);
+}

@@ -66,7 +66,10 @@ fn every_rule_has_only_the_fields_of_the_operators_crd_and_routes_to_its_targets
         let docs = drivers::render::documents(&d, "shop");
         let rule = rule_of(&docs);
         assert_eq!(rule["apiVersion"], "monitoring.coreos.com/v1");
-        assert_eq!(rule["metadata"]["name"], format!("{}-alerts", d.name));
+        assert_eq!(
+            rule["metadata"]["name"],
+            format!("{}-{}-alerts", d.kind, d.name)
+        );
         assert_eq!(
             rule["metadata"]["annotations"]["platformd.dev/address"],
             d.address
@@ -154,7 +157,7 @@ fn the_kubernetes_driver_applies_the_rules_and_observes_them_without_drift() {
                     "monitoring.coreos.com",
                     "prometheusrules",
                     "shop",
-                    &format!("{}-alerts", d.name)
+                    &format!("{}-{}-alerts", d.kind, d.name)
                 )
                 .is_some(),
             "{}",

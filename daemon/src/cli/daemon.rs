@@ -42,6 +42,8 @@ pub struct DaemonArgs {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub api_rate_limit: f64,
+    /// The API listener's timeouts and connection cap.
+    pub http: daemon::serve::ServeLimits,
 }
 
 fn read_secret(path: &Path, what: &str) -> Result<String> {
@@ -227,21 +229,15 @@ pub fn run(args: DaemonArgs) -> Result<u8> {
         } else {
             router(apis.pop().map(|(_, api)| api).context("one stack")?)
         };
-        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-        let stopped = async move {
-            let _ = stop_rx.changed().await;
-        };
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let limits = args.http;
         let scheme = if tls.is_some() { "https" } else { "http" };
         let server = match tls {
             Some(acceptor) => {
                 let listener = daemon::tls::TlsListener::new(listener, acceptor)?;
-                tokio::spawn(async move {
-                    let _ = axum::serve(listener, app).with_graceful_shutdown(stopped).await;
-                })
+                tokio::spawn(daemon::serve::serve(listener, app, limits, stop_rx))
             }
-            None => tokio::spawn(async move {
-                let _ = axum::serve(listener, app).with_graceful_shutdown(stopped).await;
-            }),
+            None => tokio::spawn(daemon::serve::serve(listener, app, limits, stop_rx)),
         };
         if many {
             eprintln!("  API:      {scheme}://{local}  (GET /api/v1/stacks, /api/v1/stacks/<name>/status, /metrics)");

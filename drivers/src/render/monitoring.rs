@@ -12,6 +12,13 @@ use crate::DesiredResource;
 use planner::model::Kind;
 use serde_json::{Map, Value, json};
 
+/// The rule object's name: `KIND-NAME-alerts`. Names are unique per kind only (a service and a
+/// topic may both be `orders`), and every kind's rules are PrometheusRules, so the kind is part
+/// of the name; otherwise two resources would overwrite one object.
+pub fn alerts_name(desired: &DesiredResource) -> String {
+    format!("{}-{}-alerts", desired.kind.as_str(), desired.name)
+}
+
 /// The rule document of `desired`, if it declares monitoring.
 pub fn rules(desired: &DesiredResource, namespace: &str) -> Option<Value> {
     let monitoring = desired.spec.get("monitoring")?;
@@ -49,7 +56,7 @@ pub fn rules(desired: &DesiredResource, namespace: &str) -> Option<Value> {
     Some(json!({
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
-        "metadata": metadata(desired, &format!("{}-alerts", desired.name), Some(namespace)),
+        "metadata": metadata(desired, &alerts_name(desired), Some(namespace)),
         "spec": {
             "groups": [{
                 "name": format!("platformd.{}.{}", desired.kind.as_str(), desired.name),
