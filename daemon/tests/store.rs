@@ -793,3 +793,65 @@ fn a_restarted_postgres_loses_nothing_and_the_store_reconnects() {
     assert_eq!(store.history().unwrap().len(), 2);
     assert_eq!(store.applied_revision().unwrap().as_deref(), Some("rev2"));
 }
+
+/// A PostgreSQL address that accepts connections and then says nothing (a hung server, a
+/// half-open proxy): opening the store fails with a clear error once the connect timeout has
+/// passed, instead of waiting for ever (`docs/SECURITY.md`).
+#[test]
+fn a_postgres_that_never_answers_fails_at_the_connect_timeout() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for stream in listener.incoming().take(4) {
+            open.push(stream);
+        }
+        std::thread::sleep(std::time::Duration::from_secs(30));
+    });
+    let started = std::time::Instant::now();
+    let err = Store::open_postgres(
+        &format!("postgres://platformd@127.0.0.1:{port}/platformd?connect_timeout=1"),
+        None,
+        "shop",
+    )
+    .err()
+    .expect("a silent server is an error");
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    assert!(
+        err.to_string()
+            .contains("no answer to the connection within 1s"),
+        "{err}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    drop(held);
+}
+
+/// A row lock held by another session (a replica stopped inside a transaction, an operator's
+/// psql): a statement waiting for it fails at the lock timeout with PostgreSQL's own words,
+/// instead of blocking the caller for ever.
+#[test]
+fn a_statement_waiting_on_a_lock_fails_at_the_lock_timeout() {
+    let db = postgres::database();
+    let store = Store::open_postgres(&db.url, None, "shop").unwrap();
+    let ttl = std::time::Duration::from_secs(60);
+    store.acquire_lease("platformd daemon", ttl).unwrap();
+    let url = db.url.clone();
+    let holder = std::thread::spawn(move || {
+        postgres::psql(
+            &url,
+            &format!(
+                "SET search_path TO \"{}\"; BEGIN; SELECT epoch FROM lease WHERE id = 1 FOR UPDATE; SELECT pg_sleep(15); COMMIT;",
+                daemon::store::postgres_schema("shop")
+            ),
+        )
+    });
+    // Until the other session holds the lock.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let started = std::time::Instant::now();
+    let err = store.renew_lease(ttl).unwrap_err();
+    assert!(err.to_string().contains("lock timeout"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    // The connection carries on.
+    assert!(store.lease().unwrap().is_some());
+    let _ = holder.join();
+}

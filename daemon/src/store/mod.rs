@@ -722,7 +722,14 @@ impl Store {
     }
 
     fn conn(&self) -> MutexGuard<'_, Conn> {
-        let guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        // Waiting for another caller's transaction is a blocking wait like a round trip.
+        let guard = match self.conn.try_lock() {
+            Ok(guard) => guard,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => postgres::off_the_async_workers(|| {
+                self.conn.lock().unwrap_or_else(|e| e.into_inner())
+            }),
+        };
         if let (Some(schema), Conn::Postgres(client)) = (&self.schema, &*guard) {
             // A failure here shows again, as the store's error, at the statement that follows.
             if let Err(e) = client.use_schema(schema) {

@@ -9,16 +9,35 @@
 //! earlier statements died with the old connection, so everything up to its `COMMIT` or
 //! `ROLLBACK` fails (the caller's transaction is rolled back, never half applied on a new
 //! connection).
+//!
+//! Nothing waits without bound (`docs/SECURITY.md`): connecting (TCP and the start-up exchange)
+//! is limited by the URL's `connect_timeout` or [`CONNECT_TIMEOUT`]; each session runs with a
+//! statement timeout, a lock timeout and an idle-in-transaction timeout (a replica stopped in
+//! the middle of a transaction does not hold the lease row's lock for ever); and each round
+//! trip is limited on this side too ([`ROUND_TRIP_LIMIT`]: a server or network that stops
+//! answering without closing the connection), after which the connection is dropped and made
+//! again. A caller on a tokio worker waits through `block_in_place`, so the runtime moves its
+//! other tasks (the API, other stacks' loops) to other workers meanwhile.
 
 use super::sql::{Row, Value, postgres_parameters};
 use super::{Result, StoreError};
 use bytes::BytesMut;
 use std::collections::HashMap;
 use std::sync::mpsc::{SyncSender, sync_channel};
+use std::time::Duration;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{Client, NoTls, Statement};
 
 type Reply<T> = SyncSender<Result<T>>;
+
+/// Connecting, when the URL sets no `connect_timeout`.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The server's limits for each session.
+const SESSION_LIMITS: &str = "SET statement_timeout = '30s'; SET lock_timeout = '10s'; \
+     SET idle_in_transaction_session_timeout = '60s'";
+/// One round trip, on this side: longer than the server's statement timeout, so the server's
+/// clearer error comes first when it can.
+pub const ROUND_TRIP_LIMIT: Duration = Duration::from_secs(45);
 
 enum Request {
     Execute(String, Vec<Value>, Reply<u64>),
@@ -58,6 +77,14 @@ impl PgClient {
         if let Some(password) = password {
             config.password(password);
         }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        // A peer that vanished (a node lost, a partition) is noticed by TCP, not only at the
+        // next statement's limit.
+        config.keepalives(true);
+        config.keepalives_idle(Duration::from_secs(30));
+        config.tcp_user_timeout(Duration::from_secs(30));
         let server = describe(&config);
         let (requests, receiver) = tokio::sync::mpsc::unbounded_channel();
         let connection = Connection {
@@ -85,7 +112,7 @@ impl PgClient {
         let gone =
             || StoreError::Unavailable(format!("{}: the connection thread ended", self.server));
         self.requests.send(make(reply)).map_err(|_| gone())?;
-        answer.recv().map_err(|_| gone())?
+        off_the_async_workers(|| answer.recv()).map_err(|_| gone())?
     }
 
     pub(crate) fn execute(&self, sql: &str, args: &[Value]) -> Result<u64> {
@@ -105,6 +132,17 @@ impl PgClient {
     /// round trip to the server only when it changes.
     pub(crate) fn use_schema(&self, schema: &str) -> Result<()> {
         self.call(|r| Request::UseSchema(schema.to_string(), r))
+    }
+}
+
+/// Runs a blocking wait; on a worker of a multi-threaded tokio runtime, through
+/// `block_in_place`, so the worker's other tasks move to other workers while it waits.
+pub(crate) fn off_the_async_workers<T>(wait: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(wait)
+        }
+        _ => wait(),
     }
 }
 
@@ -136,22 +174,48 @@ impl Connection {
         };
         runtime.block_on(async move {
             while let Some(request) = receiver.recv().await {
+                let limit = ROUND_TRIP_LIMIT + self.connect_limit();
                 match request {
                     Request::Execute(sql, args, reply) => {
-                        let _ = reply.send(self.execute(&sql, &args).await);
+                        let done = tokio::time::timeout(limit, self.execute(&sql, &args)).await;
+                        let _ = reply.send(done.unwrap_or_else(|_| Err(self.no_answer(limit))));
                     }
                     Request::Query(sql, args, reply) => {
-                        let _ = reply.send(self.query(&sql, &args).await);
+                        let done = tokio::time::timeout(limit, self.query(&sql, &args)).await;
+                        let _ = reply.send(done.unwrap_or_else(|_| Err(self.no_answer(limit))));
                     }
                     Request::Batch(sql, reply) => {
-                        let _ = reply.send(self.batch(&sql).await);
+                        let done = tokio::time::timeout(limit, self.batch(&sql)).await;
+                        let _ = reply.send(done.unwrap_or_else(|_| Err(self.no_answer(limit))));
                     }
                     Request::UseSchema(schema, reply) => {
-                        let _ = reply.send(self.use_schema(schema).await);
+                        let done = tokio::time::timeout(limit, self.use_schema(schema)).await;
+                        let _ = reply.send(done.unwrap_or_else(|_| Err(self.no_answer(limit))));
                     }
                 }
             }
         });
+    }
+
+    fn connect_limit(&self) -> Duration {
+        self.config
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(CONNECT_TIMEOUT)
+    }
+
+    /// A round trip that got no answer in time: the connection is dropped (made again at the
+    /// next statement; a transaction in progress is lost and says so at its end).
+    fn no_answer(&mut self, limit: Duration) -> StoreError {
+        self.client = None;
+        self.statements.clear();
+        if self.in_transaction {
+            self.broken_transaction = true;
+        }
+        self.unavailable(format!(
+            "no answer within {}s; the connection was dropped",
+            limit.as_secs()
+        ))
     }
 
     fn unavailable(&self, e: impl std::fmt::Display) -> StoreError {
@@ -172,10 +236,17 @@ impl Connection {
                 .unavailable("the connection was lost inside a transaction; it was rolled back"));
         }
         if self.client.is_none() {
-            let (client, connection) = self
-                .config
-                .connect(NoTls)
+            // The URL's connect_timeout bounds only the TCP connect; a server that accepts and
+            // then says nothing is bounded here.
+            let limit = self.connect_limit();
+            let (client, connection) = tokio::time::timeout(limit, self.config.connect(NoTls))
                 .await
+                .map_err(|_| {
+                    self.unavailable(format!(
+                        "no answer to the connection within {}s",
+                        limit.as_secs()
+                    ))
+                })?
                 .map_err(|e| self.unavailable(e))?;
             tokio::spawn(async move {
                 if let Err(e) = connection.await {
@@ -184,7 +255,9 @@ impl Connection {
             });
             let quoted = self.schema.replace('"', "\"\"");
             client
-                .batch_execute(&format!("SET search_path TO \"{quoted}\""))
+                .batch_execute(&format!(
+                    "SET search_path TO \"{quoted}\"; {SESSION_LIMITS}"
+                ))
                 .await
                 .map_err(|e| self.unavailable(e))?;
             self.client = Some(client);
