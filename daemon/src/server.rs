@@ -27,7 +27,54 @@ pub struct Api {
     pub limiter:
         Arc<std::sync::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>>,
     pub rate: RateLimit,
+    /// Webhook deliveries already accepted: a replayed one is refused.
+    pub deliveries: Arc<std::sync::Mutex<Deliveries>>,
 }
+
+/// The signed webhook deliveries seen lately, by the digest of their signed body and by their
+/// delivery id (`X-GitHub-Delivery`, `X-Gitlab-Event-UUID`, `X-Platformd-Delivery`). The
+/// signature covers only the body, so the body's digest is what a replay cannot change; the id
+/// also catches a provider's redelivery. The last [`Deliveries::KEPT`] are kept, for a day; an
+/// older replay only makes the daemon fetch the real remote again.
+#[derive(Default)]
+pub struct Deliveries {
+    seen: std::collections::HashMap<String, std::time::Instant>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl Deliveries {
+    pub const KEPT: usize = 4096;
+    const FOR: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+    /// Records the delivery's keys; false when one of them was seen within the window.
+    fn first_time(&mut self, keys: &[String]) -> bool {
+        let now = std::time::Instant::now();
+        if keys.iter().any(|k| {
+            self.seen
+                .get(k)
+                .is_some_and(|at| now.duration_since(*at) < Self::FOR)
+        }) {
+            return false;
+        }
+        for key in keys {
+            self.seen.insert(key.clone(), now);
+            self.order.push_back(key.clone());
+        }
+        while self.order.len() > Self::KEPT {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        true
+    }
+}
+
+/// Headers that name a webhook delivery, by provider.
+const DELIVERY_HEADERS: [&str; 3] = [
+    "x-github-delivery",
+    "x-gitlab-event-uuid",
+    "x-platformd-delivery",
+];
 
 /// Mutating requests a token may make: sustained per second, and in a burst.
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +100,7 @@ impl Api {
             webhook_secret,
             limiter: Arc::default(),
             rate: RateLimit::default(),
+            deliveries: Arc::default(),
         }
     }
 }
@@ -646,6 +694,27 @@ async fn webhook(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Res
             StatusCode::TOO_MANY_REQUESTS,
             "too many webhooks; retry in a second",
         );
+    }
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(&body);
+    let mut keys = vec![format!(
+        "body:{}",
+        digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )];
+    keys.extend(DELIVERY_HEADERS.iter().filter_map(|h| {
+        let id = headers.get(*h)?.to_str().ok()?.trim();
+        (!id.is_empty()).then(|| format!("id:{id}"))
+    }));
+    let first = api
+        .deliveries
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .first_time(&keys);
+    if !first {
+        tracing::warn!("webhook delivery replayed; refused");
+        return error(StatusCode::CONFLICT, "this delivery was already received");
     }
     match api.shared.events.try_send(Event::Webhook) {
         Ok(()) => (StatusCode::ACCEPTED, Json(Reply::done("fetch scheduled"))).into_response(),

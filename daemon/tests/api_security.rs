@@ -420,3 +420,60 @@ fn slow_and_idle_clients_are_cut_off_connections_capped_and_shutdown_bounded() {
     }
     drop(pending);
 }
+
+/// A webhook that finds the loop's event queue full is coalesced into a fetch after the loop's
+/// next event, not dropped: the API answers 202 and marks the fetch as owed (the loop makes it
+/// after its next event, `reconcile/mod.rs`). Served in-process on a one-event queue that is
+/// already full.
+#[test]
+fn a_webhook_meeting_a_full_queue_is_coalesced_not_dropped() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = daemon::store::Store::open(dir.path()).unwrap();
+    let (events, mut queue) = tokio::sync::mpsc::channel(1);
+    events.try_send(daemon::reconcile::Event::PollTick).unwrap();
+    let shared = std::sync::Arc::new(daemon::reconcile::Shared::new(store, "test".into(), events));
+    let secret = b"coalesce-secret".to_vec();
+    let app = daemon::server::router(daemon::server::Api::new(
+        shared.clone(),
+        None,
+        Some(secret.clone()),
+    ));
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (_stop, stop) = tokio::sync::watch::channel(false);
+    rt.spawn(daemon::serve::serve(
+        listener,
+        app,
+        daemon::serve::ServeLimits::default(),
+        stop,
+    ));
+    let body = br#"{"ref":"refs/heads/main","after":"full"}"#;
+    let signature = test_support::net::github_signature(&secret, body);
+    let (code, text) = test_support::net::request(
+        port,
+        "POST",
+        "/hooks/git",
+        &[("X-Hub-Signature-256", &signature)],
+        body,
+    );
+    assert_eq!(code, 202, "{text}");
+    assert!(
+        shared
+            .fetch_requested
+            .load(std::sync::atomic::Ordering::SeqCst),
+        "the webhook was dropped"
+    );
+    // The queue holds only what was there before.
+    assert!(matches!(
+        queue.try_recv(),
+        Ok(daemon::reconcile::Event::PollTick)
+    ));
+    assert!(queue.try_recv().is_err());
+}

@@ -135,7 +135,7 @@ fn follows_a_file_remote_applies_pushes_and_survives_invalid_commits_force_pushe
 }
 
 #[test]
-fn a_signed_webhook_fetches_at_once_and_a_bad_signature_changes_nothing() {
+fn a_signed_webhook_fetches_at_once_and_a_bad_signature_or_a_replay_changes_nothing() {
     let remote = Remote::new();
     let c1 = remote.push(
         &[("platform.kdl", PLATFORM), ("api.kdl", &service(2))],
@@ -182,6 +182,47 @@ fn a_signed_webhook_fetches_at_once_and_a_bad_signature_changes_nothing() {
         sent.elapsed() < Duration::from_secs(10),
         "applied without waiting for the hourly poll"
     );
+    // A captured delivery replayed, as is or under a new delivery id, is refused (the
+    // signature covers only the body); a new delivery is accepted.
+    for delivery in ["", "replayed-id-2"] {
+        let (code, body_text) = http(
+            daemon.port,
+            "POST",
+            "/hooks/git",
+            &[
+                ("X-Hub-Signature-256", &signature),
+                ("X-GitHub-Delivery", delivery),
+            ],
+            body,
+        );
+        assert_eq!(code, 409, "{body_text}");
+        assert!(body_text.contains("already received"), "{body_text}");
+    }
+    let next = br#"{"ref":"refs/heads/main","after":"2"}"#;
+    let (code, _) = http(
+        daemon.port,
+        "POST",
+        "/hooks/git",
+        &[
+            ("X-Hub-Signature-256", &sign(next)),
+            ("X-GitHub-Delivery", "delivery-3"),
+        ],
+        next,
+    );
+    assert_eq!(code, 202);
+    // The same delivery id again (a provider's redelivery) with another body: refused.
+    let other = br#"{"ref":"refs/heads/main","after":"3"}"#;
+    let (code, _) = http(
+        daemon.port,
+        "POST",
+        "/hooks/git",
+        &[
+            ("X-Hub-Signature-256", &sign(other)),
+            ("X-GitHub-Delivery", "delivery-3"),
+        ],
+        other,
+    );
+    assert_eq!(code, 409);
 }
 
 #[test]

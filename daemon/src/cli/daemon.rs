@@ -166,7 +166,7 @@ pub fn run(args: DaemonArgs) -> Result<u8> {
                 shared.metrics = daemon::reconcile::metrics::Metrics::for_stack(name);
             }
             let shared = Arc::new(shared);
-            watcher.add(&stack.source, &tx)?;
+            watcher.add(&stack.source, &shared)?;
             let mut api = Api::new(
                 shared.clone(),
                 token.clone(),
@@ -435,10 +435,10 @@ struct DirWatcher {
 
 /// A watched stack directory (whose change count each event bumps) and the loop its changes
 /// go to.
-type WatchRoute = (daemon::source::DirSource, mpsc::Sender<Event>);
+type WatchRoute = (daemon::source::DirSource, Arc<Shared>);
 
 impl DirWatcher {
-    fn add(&mut self, source: &Source, events: &mpsc::Sender<Event>) -> Result<()> {
+    fn add(&mut self, source: &Source, shared: &Arc<Shared>) -> Result<()> {
         use notify::Watcher;
         let Source::Dir(d) = source else {
             return Ok(());
@@ -446,7 +446,7 @@ impl DirWatcher {
         self.routes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push((d.clone(), events.clone()));
+            .push((d.clone(), shared.clone()));
         if self.watcher.is_none() {
             let routes = self.routes.clone();
             self.watcher = Some(
@@ -461,7 +461,7 @@ impl DirWatcher {
                     ) {
                         return;
                     }
-                    for (source, events) in routes.lock().unwrap_or_else(|e| e.into_inner()).iter()
+                    for (source, shared) in routes.lock().unwrap_or_else(|e| e.into_inner()).iter()
                     {
                         let root = &source.dir;
                         if event
@@ -472,7 +472,13 @@ impl DirWatcher {
                             // Counted before the loop is woken: a read ahead of the debounce
                             // that overlapped this event is never used.
                             source.changed();
-                            let _ = events.try_send(Event::FileChanged);
+                            // A full queue: coalesced into a read after the loop's next
+                            // event, never dropped.
+                            if let Err(mpsc::error::TrySendError::Full(_)) =
+                                shared.events.try_send(Event::FileChanged)
+                            {
+                                shared.fetch_requested.store(true, Ordering::SeqCst);
+                            }
                         }
                     }
                 })
