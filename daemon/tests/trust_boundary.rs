@@ -190,6 +190,22 @@ fn a_stack_cannot_name_a_kubeconfig() {
     assert!(text.contains("platform.kdl:4:9"), "{text}");
 }
 
+/// An `endpoint-url` in the stack sent requests signed with the operator's AWS credentials
+/// (and their session token) wherever the stack said: the endpoint is the operator's.
+#[test]
+fn a_stack_cannot_choose_the_aws_endpoint() {
+    let (code, text) = validate_platform(
+        "    driver \"local\" {\n        path \".platformd/rendered\"\n    }\n    driver \"aws\" {\n        region \"eu-west-1\"\n        endpoint-url \"http://collector.example:8080\"\n    }\n",
+    );
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("error[operator-setting]: stack content may not choose the AWS endpoint"),
+        "{text}"
+    );
+    assert!(text.contains("platform.kdl:8:9"), "{text}");
+    assert!(text.contains("AWS_ENDPOINT_URL"), "{text}");
+}
+
 /// The local driver's `path "/srv/x/../y"` validated and was written: only a relative path
 /// that stays inside the daemon's directory is the stack's.
 #[test]

@@ -1,6 +1,7 @@
 //! The AWS driver (`docs/DRIVERS.md`), on aws-sdk-rust: buckets as S3 buckets, databases as
-//! RDS instances, GPU pools as EKS node groups, AI endpoints as SageMaker endpoints. Region,
-//! `endpoint-url` (also `AWS_ENDPOINT_URL`) and `profile` come from the driver's settings;
+//! RDS instances, GPU pools as EKS node groups, AI endpoints as SageMaker endpoints. Region and
+//! `profile` come from the driver's settings; `endpoint-url` (an emulator or S3-compatible
+//! endpoint) only from the operator's (`AWS_ENDPOINT_URL` or the daemon's configuration);
 //! credentials from the standard chain (environment, profile, SSO, web identity, IMDS), never
 //! logged or stored. Physical names are `<stack>-<name>`; ownership is marked with the same
 //! keys as Kubernetes labels, as tags. A name already taken by something platformd does not own
@@ -46,7 +47,13 @@ impl Settings {
     pub fn from_map(settings: &BTreeMap<String, String>) -> Settings {
         Settings {
             region: settings.get("region").cloned(),
-            endpoint_url: settings.get("endpoint-url").cloned(),
+            // The operator's: `endpoint-url` in the daemon's configuration, or the SDK's own
+            // AWS_ENDPOINT_URL (a stack cannot set it; docs/SECURITY.md).
+            endpoint_url: settings
+                .get("endpoint-url")
+                .cloned()
+                .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+                .filter(|url| !url.is_empty()),
             profile: settings.get("profile").cloned(),
             eks_cluster: settings.get("eks-cluster").cloned(),
             node_role_arn: settings.get("node-role-arn").cloned(),

@@ -354,6 +354,17 @@ pub(crate) fn decode_platform(node: &Node, diags: &mut Vec<Diagnostic>) -> Optio
                 ));
                 continue;
             }
+            // Requests signed with the operator's AWS credentials (and their session token)
+            // would go wherever the stack says.
+            if driver == DriverType::Aws && &*s.name.text == "endpoint-url" {
+                diags.push(operator_setting(
+                    "the AWS endpoint",
+                    s.name.span,
+                    "where requests signed with the operator's credentials are sent",
+                    "remove it: an emulator or S3-compatible endpoint is the operator's to set, with AWS_ENDPOINT_URL in the daemon's environment or `driver \"aws\" endpoint-url=…` in its configuration",
+                ));
+                continue;
+            }
             let usage = format!("{} \"…\"", s.name.text);
             if !shape(s, 1, 1, &[], &usage, diags) {
                 continue;
