@@ -344,3 +344,87 @@ fn an_unreachable_metrics_source_scales_nothing_and_says_so() {
         "{metrics}"
     );
 }
+
+/// The cost controller acts only for the applied revision (`docs/SECURITY.md`): a revision
+/// awaiting approval that gives an idle endpoint an idle-shutdown policy is never acted on; once
+/// approved and applied, it is.
+#[test]
+fn a_revision_awaiting_approval_is_not_acted_on_by_the_cost_controller() {
+    let exporter = Exporter::start();
+    exporter.counter(CHAT, 0.0);
+    let prometheus = PrometheusServer::start(exporter.port());
+    prometheus.wait_for(&REQUESTS.replace("{name}", "chat"), |v| v == 0.0);
+    let manual = platform().replace(
+        "    environment \"test\"\n",
+        "    environment \"test\"\n    sync \"manual\"\n",
+    );
+    let always_on = endpoint("chat", "l4", 2).replace("    idle-shutdown-after \"2h\"\n", "");
+    let remote = Remote::new();
+    let c1 = remote.push(
+        &[
+            ("platform.kdl", &manual),
+            ("pools.kdl", &pools()),
+            ("endpoints.kdl", &always_on),
+        ],
+        "always on",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Clock(dir.path().join("now"));
+    clock.set("2026-11-28T10:00:00Z");
+    let now = format!("@{}", clock.0.display());
+    let daemon = Daemon::start(
+        dir.path(),
+        &remote.url(),
+        &[
+            "--path",
+            "stack",
+            "--interval",
+            "300ms",
+            "--utilisation-interval",
+            "300ms",
+            "--metrics-url",
+            &prometheus.url(),
+        ],
+        &[("PLATFORMD_FAKE_NOW", &now)],
+    );
+    let approve = |revision: &str| {
+        daemon.wait("a plan awaiting approval", |d| {
+            d.status()["pending_approval"]["revision"] == revision
+        });
+        let hash = daemon.status()["pending_approval"]["plan_hash"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (code, body) = daemon.post(
+            "/api/v1/approve",
+            &format!(r#"{{"revision": "{revision}", "plan_hash": "{hash}"}}"#),
+        );
+        assert_eq!(code, 200, "{body}");
+        daemon.wait_applied(revision);
+    };
+    approve(&c1);
+    assert_eq!(replicas(dir.path(), "chat"), 2);
+
+    // The policy arrives in a revision that waits for approval: nothing is counted or done.
+    let c2 = remote.push(
+        &[("endpoints.kdl", &endpoint("chat", "l4", 2))],
+        "idle policy",
+    );
+    daemon.wait("the policy awaiting approval", |d| {
+        d.status()["pending_approval"]["revision"] == c2.as_str()
+    });
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    clock.set("2026-11-29T10:00:00Z");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let status = daemon.status();
+    assert_eq!(status["sync_state"], "awaiting-approval", "{status}");
+    assert!(status["idle_since"].is_null(), "{status}");
+    assert!(!is_down(&daemon, "ai-endpoint/chat"), "{status}");
+    assert_eq!(replicas(dir.path(), "chat"), 2);
+
+    // Approved and applied, the policy is the controller's to act on.
+    approve(&c2);
+    daemon.wait("chat seen idle", |d| idle_seen(d, "ai-endpoint/chat"));
+    clock.set("2026-11-29T12:30:00Z");
+    daemon.wait("chat scaled down", |d| is_down(d, "ai-endpoint/chat"));
+}
