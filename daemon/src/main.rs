@@ -429,7 +429,7 @@ pub enum DiagnosticFormat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let colour = commands::colour_enabled(cli.color);
+    let colour = cli::output::colour_enabled(cli.color);
     let state_dir = cli.state_dir;
     let result = match cli.command {
         Command::Validate { stack, format } => commands::validate(&stack, format, colour),
@@ -573,7 +573,7 @@ fn main() -> ExitCode {
             for cause in err.chain().skip(1) {
                 message.push_str(&format!(": {cause}"));
             }
-            eprintln!("{}: {message}", commands::paint(colour, "1;31", "error"));
+            eprintln!("{}: {message}", cli::output::paint(colour, "1;31", "error"));
             ExitCode::from(1)
         }
     }

@@ -420,7 +420,7 @@ pub fn plan(prior: &Snapshot, desired: &Snapshot, options: &PlanOptions) -> Plan
     // order, and joined in order.
     const SLICE: usize = 512;
     let order = order_by_depends_on(&desired_entries);
-    let made = crate::load::in_parallel(order.len().div_ceil(SLICE), |slice| {
+    let made = crate::parallel::in_parallel(order.len().div_ceil(SLICE), |slice| {
         order[slice * SLICE..((slice + 1) * SLICE).min(order.len())]
             .iter()
             .map(|&i| change_for(i))

@@ -5,22 +5,13 @@
 //! plan (exit 3), `warn` is reported. Pure: the same stack always gives the same findings.
 
 use crate::diagnostic::Diagnostic;
-use crate::model::{PolicyLevel, Stack};
+use crate::model::Stack;
 use crate::snapshot::Snapshot;
-use serde::{Deserialize, Serialize};
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// A rule a resource breaks.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PolicyFinding {
-    pub policy: String,
-    pub level: PolicyLevel,
-    pub address: String,
-    pub message: String,
-    /// `path:line:column` of the resource's declaration.
-    pub location: String,
-}
+pub use crate::model::PolicyFinding;
 
 /// Map keys that are user data, not field names: kept as written (`self.labels["cost-center"]`).
 const DATA_MAPS: &[&str] = &["labels", "env", "annotations"];

@@ -5,7 +5,7 @@ use crate::model::*;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
 
@@ -42,7 +42,7 @@ impl SpecJson {
 
 impl PartialEq for SpecJson {
     fn eq(&self, other: &SpecJson) -> bool {
-        // A kept spec (`SpecMemo`) is shared with the snapshot planned against it.
+        // A kept spec (`MemoizedSpec`) is shared with the snapshot planned against it.
         Arc::ptr_eq(&self.0, &other.0) || self.as_str() == other.as_str()
     }
 }
@@ -119,7 +119,7 @@ pub struct Snapshot {
     /// What the stack's `policy` rules found (`crate::policy`); a `deny` finding blocks a plan
     /// towards this snapshot.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub policy_findings: Vec<crate::policy::PolicyFinding>,
+    pub policy_findings: Vec<PolicyFinding>,
     /// The platform's sync windows: when this snapshot may be applied.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub windows: Vec<crate::window::SyncWindow>,
@@ -154,7 +154,7 @@ impl Snapshot {
             .map(|r| (r.address.key(), r))
             .collect();
         keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let built = crate::load::in_parallel(keyed.len().div_ceil(SLICE), |slice| {
+        let built = crate::parallel::in_parallel(keyed.len().div_ceil(SLICE), |slice| {
             let end = ((slice + 1) * SLICE).min(keyed.len());
             keyed[slice * SLICE..end]
                 .iter()
@@ -216,7 +216,7 @@ fn resource_snapshot(
 ) -> ResourceSnapshot {
     let drift = r.drift.unwrap_or(default_drift);
     let ignore_changes: Vec<String> = r.ignore_changes.iter().map(|s| s.value.clone()).collect();
-    let spec = r.spec_memo.spec(r, drift, &ignore_changes);
+    let spec = memoized_spec(r, drift, &ignore_changes);
     let mut depends_on: Vec<String> = r.references.iter().map(|x| x.target.key()).collect();
     depends_on.sort();
     depends_on.dedup();
@@ -240,7 +240,7 @@ fn resource_snapshot(
 /// What a resource's canonical spec is made of, serialized in this order: `team`, `labels`
 /// (when any), the kind's fields, `monitoring` (when set), then `lifecycle`. Borrowed from the
 /// resource to serialize it in one pass (no `serde_json::Value` tree, no second copy: large
-/// stacks make many of them); owned by a [`SpecMemo`], to compare later inputs with. One type
+/// stacks make many of them); owned by a [`MemoizedSpec`], to compare later inputs with. One type
 /// for both, so nothing the spec is made of can be left out of the comparison.
 #[derive(Serialize, PartialEq)]
 struct Canonical<'a> {
@@ -321,58 +321,37 @@ impl<'a> Canonical<'a> {
     }
 }
 
-/// A resource's canonical spec, kept across analyses with what it was made from.
+/// What a canonical spec was made of, and what was made: kept in a resource's
+/// [`crate::kept::KeptCell`] across analyses.
 ///
 /// Resources of a file in a `ParseCache` are copied out of the cache into every analysis, and
-/// the copies share this cell: the first snapshot fills it, and later ones (a watch-mode re-plan,
+/// the copies share the cell: the first snapshot fills it, and later ones (a watch-mode re-plan,
 /// the head of a pull request after its base) reuse the text instead of serializing the spec
 /// again. Reuse is decided by comparing the inputs, never assumed: validation may still change
 /// a copied resource (a pipeline's sink records its database's engine, which another file
 /// declares), and the platform's default drift policy may change.
-#[derive(Clone, Default)]
-pub struct SpecMemo(Option<Arc<OnceLock<MemoizedSpec>>>);
-
-/// What a canonical spec was made of, and what was made.
 struct MemoizedSpec {
     inputs: Canonical<'static>,
     made: SpecJson,
 }
 
-impl SpecMemo {
-    /// A memo that keeps what it is given (for resources kept in a cache).
-    pub fn kept() -> SpecMemo {
-        SpecMemo(Some(Arc::default()))
+/// `r`'s canonical spec: the kept one when it was made from the same inputs.
+fn memoized_spec(r: &Resource, drift: DriftPolicy, ignore_changes: &[String]) -> SpecJson {
+    let inputs = Canonical::of(r, drift, ignore_changes);
+    if !r.spec_memo.is_on() {
+        return SpecJson::of(&inputs);
     }
-
-    /// `r`'s canonical spec: the kept one when it was made from the same inputs.
-    fn spec(&self, r: &Resource, drift: DriftPolicy, ignore_changes: &[String]) -> SpecJson {
-        let inputs = Canonical::of(r, drift, ignore_changes);
-        let Some(cell) = &self.0 else {
-            return SpecJson::of(&inputs);
-        };
-        if let Some(kept) = cell.get()
-            && kept.inputs == inputs
-        {
-            return kept.made.clone();
-        }
-        let made = SpecJson::of(&inputs);
-        // Only the first is kept: a cached resource's inputs rarely change, and when they do
-        // the comparison above sends it here each time, which is correct, only not faster.
-        let _ = cell.set(MemoizedSpec {
-            inputs: inputs.into_owned(),
-            made: made.clone(),
-        });
-        made
+    if let Some(kept) = r.spec_memo.get::<MemoizedSpec>()
+        && kept.inputs == inputs
+    {
+        return kept.made.clone();
     }
-}
-
-impl std::fmt::Debug for SpecMemo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = match &self.0 {
-            None => "off",
-            Some(cell) if cell.get().is_some() => "kept",
-            Some(_) => "empty",
-        };
-        write!(f, "SpecMemo({state})")
-    }
+    let made = SpecJson::of(&inputs);
+    // Only the first is kept: a cached resource's inputs rarely change, and when they do the
+    // comparison above sends it here each time, which is correct, only not faster.
+    r.spec_memo.keep(MemoizedSpec {
+        inputs: inputs.into_owned(),
+        made: made.clone(),
+    });
+    made
 }

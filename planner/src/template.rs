@@ -19,7 +19,7 @@
 //! the use site, with the template's text as a secondary label.
 
 use crate::diagnostic::{Diagnostic, Label};
-use crate::model::Kind;
+use crate::kind::Kind;
 use crate::source::{Sources, Span};
 use crate::suggest;
 use crate::syntax::{Arg, Ident, Node, Value};

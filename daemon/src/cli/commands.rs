@@ -1,66 +1,15 @@
 //! The commands behind the CLI. Each returns the process exit code or an error (exit 1).
 
-use crate::{ColorChoice, DiagnosticFormat, GraphFormat, PlanArgs, PlanFormat};
+use super::output::{Colours, diag_colour, display_root, paint};
+use crate::{DiagnosticFormat, GraphFormat, PlanArgs, PlanFormat};
 use anyhow::{Context, Result, bail};
 use daemon::source::git::StackRepo;
-use planner::diagnostic::{self, Colour};
+use planner::diagnostic;
 use planner::load::ParseCache;
 use planner::plan::{MadeAgainst, PlanOptions};
 use planner::{Analysis, Snapshot, StackFile};
-use std::io::IsTerminal;
 use std::io::Write as _;
 use std::path::Path;
-
-/// Whether to colour stdout and stderr.
-#[derive(Clone, Copy)]
-pub struct Colours {
-    pub stdout: bool,
-    pub stderr: bool,
-}
-
-pub fn colour_enabled(choice: ColorChoice) -> Colours {
-    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    match choice {
-        ColorChoice::Always => Colours {
-            stdout: true,
-            stderr: true,
-        },
-        ColorChoice::Never => Colours {
-            stdout: false,
-            stderr: false,
-        },
-        ColorChoice::Auto => Colours {
-            stdout: !no_color && std::io::stdout().is_terminal(),
-            stderr: !no_color && std::io::stderr().is_terminal(),
-        },
-    }
-}
-
-pub fn paint(colours: Colours, code: &str, text: &str) -> String {
-    if colours.stderr {
-        format!("\x1b[{code}m{text}\x1b[0m")
-    } else {
-        text.to_string()
-    }
-}
-
-fn diag_colour(colours: Colours) -> Colour {
-    if colours.stderr {
-        Colour::Always
-    } else {
-        Colour::Never
-    }
-}
-
-/// How diagnostics name files: relative to where the user ran the command.
-pub(super) fn display_root(stack: &Path) -> String {
-    let s = stack.to_string_lossy().trim_end_matches('/').to_string();
-    if s == "." || s.is_empty() {
-        String::new()
-    } else {
-        s
-    }
-}
 
 fn analyze(stack: &Path, cache: Option<&ParseCache>) -> Result<Analysis> {
     let files = planner::load::read_dir(stack)?;

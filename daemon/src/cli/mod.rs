@@ -4,6 +4,7 @@
 pub mod commands;
 pub mod daemon;
 pub mod github;
+pub mod output;
 mod ownership;
 mod progress;
 pub mod state;

@@ -2,7 +2,7 @@
 //! `rollback`, `resume`): each reads its arguments, calls one `ops` use case, and renders what
 //! it returns. Nothing here decides what happens to the world.
 
-use super::commands::{Colours, paint};
+use super::output::{Colours, paint};
 use super::progress::TerminalProgress;
 use crate::ApplyOptions;
 use anyhow::{Context, Result, bail};
@@ -91,7 +91,7 @@ fn analyzed(stack: &Path, colours: Colours) -> Result<Option<(Snapshot, String)>
     analysis
         .stack
         .sources
-        .set_display_root(&super::commands::display_root(stack));
+        .set_display_root(&super::output::display_root(stack));
     if !analysis.diagnostics.is_empty() {
         eprint!(
             "{}",

@@ -10,6 +10,7 @@ mod postgres;
 pub mod replicas;
 mod sql;
 mod tokens;
+mod values;
 
 pub use idle::{Saving, ScaledDown};
 pub use lease::{LEASE_TTL, Lease, LeaseGuard};

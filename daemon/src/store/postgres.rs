@@ -19,7 +19,7 @@
 //! again. A caller on a tokio worker waits through `block_in_place`, so the runtime moves its
 //! other tasks (the API, other stacks' loops) to other workers meanwhile.
 
-use super::sql::{Row, Value, postgres_parameters};
+use super::values::{Row, Value, postgres_parameters};
 use super::{Result, StoreError};
 use bytes::BytesMut;
 use std::collections::HashMap;
