@@ -5,7 +5,7 @@
 //! limited per token; request bodies are limited in size; the webhook needs a valid GitHub-style
 //! `X-Hub-Signature-256`.
 
-use crate::reconcile::{Command, Event, Shared};
+use crate::reconcile::{Command, ErrorClass, Event, Shared};
 use crate::store::TokenScope;
 use api::{DriftBody, Reply, RevisionsBody, RollbackRequest, routes};
 use axum::body::Bytes;
@@ -558,7 +558,15 @@ async fn command(api: &Api, caller: Caller, command: Command) -> Response {
     }
     match answer.await {
         Ok(Ok(message)) => Json(Reply::done(message)).into_response(),
-        Ok(Err(message)) => (StatusCode::CONFLICT, Json(Reply::refused(message))).into_response(),
+        Ok(Err(refused)) => {
+            let status = match refused.class() {
+                ErrorClass::NotFound => StatusCode::NOT_FOUND,
+                ErrorClass::Conflict => StatusCode::CONFLICT,
+                ErrorClass::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorClass::Failed => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            (status, Json(Reply::refused(refused.to_string()))).into_response()
+        }
         Err(_) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the daemon is shutting down",

@@ -1,7 +1,7 @@
 //! Operator commands sent by the HTTP API (and so the UI): each one an `ops` call made from the
 //! loop, so a request never races an apply.
 
-use super::Reconciler;
+use super::{LoopError, Reconciler};
 use crate::ops::{DriftScope, RollbackReport};
 use api::{ApplyReason, SyncState};
 
@@ -46,14 +46,14 @@ impl Reconciler {
         &mut self,
         command: Command,
         actor: String,
-    ) -> Result<String, String> {
+    ) -> Result<String, LoopError> {
         let daemon = std::mem::replace(&mut self.ops.actor, actor);
         let result = self.run_command(command).await;
         self.ops.actor = daemon;
         result
     }
 
-    async fn run_command(&mut self, command: Command) -> Result<String, String> {
+    async fn run_command(&mut self, command: Command) -> Result<String, LoopError> {
         match command {
             Command::CorrectDrift {
                 only,
@@ -87,10 +87,10 @@ impl Reconciler {
             Command::Sync { override_window } => {
                 self.poll().await;
                 let Some((revision, snapshot)) = self.last_good.clone() else {
-                    return Err("no valid revision to sync".into());
+                    return Err(LoopError::NoValidRevision);
                 };
                 if let Some(pin) = self.store().pinned_revision().map_err(super::failed)? {
-                    return Err(format!("pinned to {pin} by a rollback; resume first"));
+                    return Err(LoopError::Pinned(pin));
                 }
                 if let Some(o) = &override_window {
                     self.window_allows(&revision, &snapshot, Some((&o.actor, &o.reason)))?;
@@ -120,7 +120,7 @@ impl Reconciler {
                         .approve(&revision, &plan_hash, &actor)
                         .map_err(super::failed)?;
                 if !approved {
-                    return Err(match pending {
+                    return Err(LoopError::Conflict(match pending {
                         Some(p) if p.revision == revision => format!(
                             "the plan for {revision} has changed since: it is now {}; approve that one",
                             api::short_hash(&p.plan_hash)
@@ -129,7 +129,7 @@ impl Reconciler {
                             format!("{revision} does not wait for approval; {} does", p.revision)
                         }
                         None => "no plan waits for approval".to_string(),
-                    });
+                    }));
                 }
                 self.store()
                     .event(
@@ -148,7 +148,7 @@ impl Reconciler {
                 }
             }
             Command::Resume => {
-                crate::ops::resume(self.store()).map_err(super::failed)?;
+                crate::ops::resume(self.store())?;
                 self.shared.update(|s| s.pinned_revision = None);
                 let Some((revision, snapshot)) = self.last_good.clone() else {
                     return Ok("resumed".into());
@@ -161,7 +161,7 @@ impl Reconciler {
         }
     }
 
-    async fn rollback(&mut self, target: &str) -> Result<String, String> {
+    async fn rollback(&mut self, target: &str) -> Result<String, LoopError> {
         let before = self.shared.status().sync_state;
         let tip = self.last_seen.clone();
         let report = self
@@ -176,16 +176,18 @@ impl Reconciler {
             }) => (revision, outcome.map(|o| (plan, o))),
             Ok(RollbackReport::Blocked { .. }) => {
                 self.set_state(before);
-                return Err("the rollback plan is blocked by policy".into());
+                return Err(LoopError::Blocked("rollback plan"));
             }
             // The daemon's approver always agrees; kept total rather than assumed.
             Ok(RollbackReport::Declined { revision, .. }) => {
                 self.set_state(before);
-                return Err(format!("the rollback to {revision} was declined"));
+                return Err(LoopError::Conflict(format!(
+                    "the rollback to {revision} was declined"
+                )));
             }
             Err(e) => {
                 self.set_state(before);
-                return Err(e.to_string());
+                return Err(e.into());
             }
         };
         if let Some((plan, outcome)) = applied {

@@ -229,13 +229,13 @@ impl Reconciler {
         address: &str,
         why: &str,
         trigger: &'static str,
-    ) -> Result<String, String> {
+    ) -> Result<String, super::LoopError> {
         let now = self.options.clock.now().as_second();
         let report = self.ops.wake(address, why, now).await;
         self.refresh_prior();
         self.refresh_counts();
         self.publish_lifecycle();
-        match report.map_err(super::failed)? {
+        match report? {
             LifecycleReport::Applied { outcome, .. } if outcome.complete() => {
                 self.shared.metrics.record_wake(trigger);
                 tracing::info!(address, why, "woke a scaled-down resource");

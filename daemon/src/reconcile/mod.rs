@@ -8,10 +8,12 @@
 //! resume, correct drift) are handled in `commands.rs`; every use case is an `ops` call.
 
 mod commands;
+mod errors;
 mod lifecycle;
 pub mod metrics;
 
 pub use commands::{Command, WindowOverride};
+pub use errors::{ErrorClass, LoopError};
 pub use lifecycle::month_start;
 pub use metrics::Metrics;
 
@@ -61,7 +63,7 @@ pub enum Event {
     FileChanged,
     DriftTick,
     /// An operator's command, with who sent it (the API token's name).
-    Command(Command, String, oneshot::Sender<Result<String, String>>),
+    Command(Command, String, oneshot::Sender<Result<String, LoopError>>),
     Shutdown,
 }
 
@@ -224,8 +226,9 @@ fn jittered(base: Duration, failures: u32) -> Duration {
     exp.mul_f64(0.5 + f64::from(nanos % 1000) / 1000.0)
 }
 
-fn failed(e: impl std::fmt::Display) -> String {
-    e.to_string()
+/// A store or plan failure as the loop reports it.
+fn failed(e: impl std::fmt::Display) -> LoopError {
+    LoopError::Failed(e.to_string())
 }
 
 impl Reconciler {
@@ -290,10 +293,10 @@ impl Reconciler {
     }
 
     /// Records a problem that stops this reconcile: error state, message in the status.
-    fn fail(&self, message: String) -> String {
+    fn fail(&self, message: String) -> LoopError {
         self.set_state(SyncState::Error);
         self.set_error(Some(message.clone()));
-        message
+        LoopError::Failed(message)
     }
 
     /// What the store says at start: applied and pinned revision, counts, the last drift scan.
@@ -704,7 +707,7 @@ impl Reconciler {
         snapshot: &Arc<Snapshot>,
         mode: ApplyMode,
         reason: ApplyReason,
-    ) -> Result<(), String> {
+    ) -> Result<(), LoopError> {
         let planned = self.plan_with_cached_prior(snapshot, revision);
         // Freed whether or not a plan was made: a failing plan must not hold on to every
         // revision's analysis.
@@ -747,7 +750,7 @@ impl Reconciler {
                 "plan for {revision} is blocked by policy: {}",
                 why.join("; ")
             )));
-            return Err("blocked by policy".into());
+            return Err(LoopError::Blocked("plan"));
         }
         if !plan.summary.has_changes {
             if self.store().applied_revision().map_err(failed)?.as_deref() != Some(revision) {
@@ -793,7 +796,7 @@ impl Reconciler {
         revision: &str,
         plan: &Plan,
         mode: ApplyMode,
-    ) -> Result<Option<(String, String)>, String> {
+    ) -> Result<Option<(String, String)>, LoopError> {
         let needed = match mode {
             ApplyMode::Auto => plan.touches_approval_scope(),
             ApplyMode::Manual => true,
@@ -840,9 +843,9 @@ impl Reconciler {
                 summary,
             })
         });
-        Err(format!(
-            "the plan for {revision} waits for approval: platformd approve {revision}"
-        ))
+        Err(LoopError::AwaitingApproval {
+            revision: revision.to_string(),
+        })
     }
 
     /// Applies the plan waiting for approval once an approval of it is in the store (from the
@@ -874,7 +877,7 @@ impl Reconciler {
         revision: &str,
         snapshot: &Snapshot,
         overridden: Option<(&str, &str)>,
-    ) -> Result<(), String> {
+    ) -> Result<(), LoopError> {
         let state = self.options.clock.window(snapshot);
         if state.open {
             self.waiting_for_window = None;
@@ -910,7 +913,7 @@ impl Reconciler {
         self.waiting_for_window = Some(revision.to_string());
         self.set_state(SyncState::WindowClosed);
         self.shared.update(|s| s.window = Some(state));
-        Err(format!("a sync window is closed: {reason}"))
+        Err(LoopError::WindowClosed { reason })
     }
 
     /// Applies the revision a closed window held back, once the window has opened.
@@ -945,7 +948,7 @@ impl Reconciler {
         revision: &str,
         reason: ApplyReason,
         plan_id: Option<i64>,
-    ) -> Result<(), String> {
+    ) -> Result<(), LoopError> {
         self.set_state(SyncState::Applying);
         self.shared
             .update(|s| s.last_apply_started_ms = Some(now_ms()));
@@ -977,7 +980,7 @@ impl Reconciler {
         snapshot: &Arc<Snapshot>,
         revision: &str,
         reason: ApplyReason,
-    ) -> Result<(), String> {
+    ) -> Result<(), LoopError> {
         let drivers: std::collections::HashMap<&str, &str> = plan
             .resources
             .iter()
@@ -1068,9 +1071,9 @@ impl Reconciler {
         &mut self,
         scope: DriftScope,
         window_overridden: bool,
-    ) -> Result<String, String> {
+    ) -> Result<String, LoopError> {
         let Some((revision, snapshot)) = self.last_good.clone() else {
-            return Err(OpsError::NoRevision.to_string());
+            return Err(LoopError::NoValidRevision);
         };
         let findings = match self.ops.scan(&snapshot, Some(&snapshot)).await {
             Ok(scan) => {
@@ -1080,16 +1083,15 @@ impl Reconciler {
             Err(e) => {
                 let message = e.to_string();
                 self.set_error(Some(message.clone()));
-                return Err(message);
+                return Err(LoopError::Failed(message));
             }
         };
         self.shared.publish_drift(&findings);
         let state = self.options.clock.window(&snapshot);
         if !state.open && !findings.is_empty() && !window_overridden {
-            return Err(format!(
-                "drift found; correcting it waits for the sync window: {}",
-                state.reason.unwrap_or_default()
-            ));
+            return Err(LoopError::DriftWaitsForWindow {
+                reason: state.reason.unwrap_or_default(),
+            });
         }
         let report = self
             .ops
