@@ -5,6 +5,17 @@
 
 use std::time::Instant;
 
+/// A fake clock that cannot be read (`PLATFORMD_FAKE_NOW`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ClockError(String);
+
+impl From<String> for ClockError {
+    fn from(message: String) -> ClockError {
+        ClockError(message)
+    }
+}
+
 /// The environment variable that sets a fake start time.
 pub const FAKE_NOW: &str = "PLATFORMD_FAKE_NOW";
 
@@ -25,7 +36,7 @@ impl Clock {
     }
 
     /// The system clock, or the fake start in `PLATFORMD_FAKE_NOW`.
-    pub fn from_env() -> Result<Clock, String> {
+    pub fn from_env() -> Result<Clock, ClockError> {
         match std::env::var(FAKE_NOW) {
             Ok(text) if text.starts_with('@') => {
                 let clock = Clock {
@@ -47,15 +58,15 @@ impl Clock {
         }
     }
 
-    fn read_file(&self) -> Result<jiff::Timestamp, String> {
+    fn read_file(&self) -> Result<jiff::Timestamp, ClockError> {
         let path = self.file.as_deref().unwrap_or(std::path::Path::new(""));
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("{FAKE_NOW}: cannot read {}: {e}", path.display()))?;
         text.trim().parse().map_err(|e| {
-            format!(
+            ClockError(format!(
                 "{FAKE_NOW}: {} is not an RFC 3339 time: {e}",
                 path.display()
-            )
+            ))
         })
     }
 

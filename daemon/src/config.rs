@@ -10,6 +10,18 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// A configuration file or a secret reference that cannot be used; the message is the rendered
+/// diagnostics or names the reference.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl From<String> for ConfigError {
+    fn from(message: String) -> ConfigError {
+        ConfigError(message)
+    }
+}
+
 /// A secret the configuration refers to, never holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretRef {
@@ -21,7 +33,7 @@ pub enum SecretRef {
 
 impl SecretRef {
     /// Reads the secret; an unset variable or an empty file is an error naming the reference.
-    pub fn read(&self) -> Result<String, String> {
+    pub fn read(&self) -> Result<String, ConfigError> {
         let value = match self {
             SecretRef::Env(name) => std::env::var(name)
                 .map_err(|_| format!("the environment variable {name} is not set"))?,
@@ -30,7 +42,7 @@ impl SecretRef {
         };
         let value = value.trim().to_string();
         if value.is_empty() {
-            return Err(format!("{self} is empty"));
+            return Err(ConfigError::from(format!("{self} is empty")));
         }
         Ok(value)
     }
@@ -111,17 +123,17 @@ const DRIVER_SETTINGS: &[(&str, &[&str])] = &[
 ];
 
 /// A parsed configuration, or its diagnostics rendered against the file.
-pub fn parse(path: &str, text: &str) -> Result<DaemonConfig, String> {
+pub fn parse(path: &str, text: &str) -> Result<DaemonConfig, ConfigError> {
     let mut sources = Sources::new();
     let file = sources.add(SourceFile::new(path, text));
     let nodes = match planner::syntax::parse(file, text) {
         Ok(nodes) => nodes,
         Err(diagnostics) => {
-            return Err(planner::diagnostic::render(
+            return Err(ConfigError::from(planner::diagnostic::render(
                 &diagnostics,
                 &sources,
                 planner::diagnostic::Colour::Never,
-            ));
+            )));
         }
     };
     let mut decoder = Decoder {
@@ -133,11 +145,11 @@ pub fn parse(path: &str, text: &str) -> Result<DaemonConfig, String> {
         Ok(config)
     } else {
         planner::diagnostic::sort(&mut decoder.diagnostics);
-        Err(planner::diagnostic::render(
+        Err(ConfigError::from(planner::diagnostic::render(
             &decoder.diagnostics,
             &sources,
             planner::diagnostic::Colour::Never,
-        ))
+        )))
     }
 }
 
@@ -616,10 +628,10 @@ stack "staging" {
         for (text, expected) in cases {
             let err = parse("platformd.kdl", text).expect_err(text);
             for e in *expected {
-                assert!(err.contains(e), "{text}: `{e}` not in\n{err}");
+                assert!(err.to_string().contains(e), "{text}: `{e}` not in\n{err}");
             }
             assert!(
-                !err.contains("hunter2"),
+                !err.to_string().contains("hunter2"),
                 "the secret is not repeated: {err}"
             );
         }

@@ -337,12 +337,12 @@ pub enum Command {
 }
 
 /// `90s`, `5m`, `1h30m`, `0s`, `300ms`.
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+fn parse_duration(s: &str) -> Result<std::time::Duration, planner::invalid::InvalidValue> {
     planner::units::parse_flag_duration(s)
 }
 
 /// An http:// or https:// URL without credentials (a token goes in --metrics-token-file).
-fn parse_metrics_url(s: &str) -> Result<String, String> {
+fn parse_metrics_url(s: &str) -> Result<String, planner::invalid::InvalidValue> {
     let url = reqwest::Url::parse(s).map_err(|e| e.to_string())?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err("an http:// or https:// URL".into());

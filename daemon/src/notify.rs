@@ -9,6 +9,17 @@ use crate::store::{Delivery, Store};
 use std::time::Duration;
 
 /// The header a signed webhook carries: `sha256=<hex HMAC-SHA256 of the body>`.
+/// A notification target that cannot be used, or a delivery that failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NotifyError(String);
+
+impl From<String> for NotifyError {
+    fn from(message: String) -> NotifyError {
+        NotifyError(message)
+    }
+}
+
 pub const SIGNATURE_HEADER: &str = "X-Platformd-Signature-256";
 
 /// Attempts before a delivery is given up (with backoff, about an hour in all).
@@ -42,18 +53,18 @@ impl std::fmt::Debug for Target {
 impl Target {
     /// `slack=URL`, `webhook=URL` (signed with `secret` when given), `github=OWNER/REPO` (the
     /// token from `GITHUB_TOKEN`, the API base from `PLATFORMD_GITHUB_API`).
-    pub fn parse(spec: &str, secret: Option<&[u8]>) -> Result<Target, String> {
+    pub fn parse(spec: &str, secret: Option<&[u8]>) -> Result<Target, NotifyError> {
         let (kind, value) = spec.split_once('=').ok_or_else(|| {
             format!(
                 "`{}` is not KIND=VALUE: use slack=URL, webhook=URL or github=OWNER/REPO",
                 redact(spec)
             )
         })?;
-        let url = |v: &str| -> Result<String, String> {
+        let url = |v: &str| -> Result<String, NotifyError> {
             if v.starts_with("https://") || v.starts_with("http://") {
                 Ok(v.to_string())
             } else {
-                Err(format!("{kind}= needs an http(s) URL"))
+                Err(NotifyError::from(format!("{kind}= needs an http(s) URL")))
             }
         };
         match kind {
@@ -64,7 +75,9 @@ impl Target {
             }),
             "github" => {
                 if value.split('/').count() != 2 || value.split('/').any(str::is_empty) {
-                    return Err(format!("github= needs OWNER/REPO, not `{value}`"));
+                    return Err(NotifyError::from(format!(
+                        "github= needs OWNER/REPO, not `{value}`"
+                    )));
                 }
                 let token = std::env::var("GITHUB_TOKEN")
                     .map_err(|_| "github= needs a token in GITHUB_TOKEN".to_string())?;
@@ -76,9 +89,9 @@ impl Target {
                     token,
                 })
             }
-            other => Err(format!(
+            other => Err(NotifyError::from(format!(
                 "unknown notification target `{other}`: use slack, webhook or github"
-            )),
+            ))),
         }
     }
 
@@ -141,7 +154,7 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    pub fn new(store: Store, targets: Vec<Target>) -> Result<Notifier, String> {
+    pub fn new(store: Store, targets: Vec<Target>) -> Result<Notifier, NotifyError> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
@@ -197,7 +210,7 @@ impl Notifier {
                     let retry_at = (attempts < MAX_ATTEMPTS)
                         .then(|| crate::store::now() + (1i64 << attempts.min(8)).min(300));
                     tracing::warn!(target = %d.target, apply = d.apply.id, attempts, error = %e, gave_up = retry_at.is_none(), "notification failed");
-                    if let Err(e) = self.store.delivery_failed(d.id, &e, retry_at) {
+                    if let Err(e) = self.store.delivery_failed(d.id, &e.to_string(), retry_at) {
                         tracing::warn!(error = %e, "cannot record a failed delivery");
                     }
                 }
@@ -205,7 +218,7 @@ impl Notifier {
         }
     }
 
-    async fn send(&self, target: &Target, stack: &str, d: &Delivery) -> Result<(), String> {
+    async fn send(&self, target: &Target, stack: &str, d: &Delivery) -> Result<(), NotifyError> {
         let request = match target {
             Target::Slack { url } => self
                 .client
@@ -260,7 +273,10 @@ impl Notifier {
         if response.status().is_success() {
             Ok(())
         } else {
-            Err(format!("the receiver answered {}", response.status()))
+            Err(NotifyError::from(format!(
+                "the receiver answered {}",
+                response.status()
+            )))
         }
     }
 }

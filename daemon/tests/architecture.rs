@@ -323,3 +323,26 @@ fn the_reading_finds_a_circle_when_there_is_one() {
     std::fs::write(src.join("c.rs"), "use super::d;\n").unwrap();
     assert_eq!(find_circle(&import_graph(src, false)), None);
 }
+
+/// Library code reports typed errors (`thiserror`), never bare strings: a caller can tell one
+/// failure from another, and the API can answer each with its own status.
+#[test]
+fn no_library_function_returns_a_string_error() {
+    let repo = support::repo_root();
+    let mut found = Vec::new();
+    for krate in CRATES {
+        let mut files = Vec::new();
+        rust_files(&repo.join(krate), &mut files);
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                if let Some(at) = line.find("Result<")
+                    && line[at..].contains(", String>")
+                {
+                    found.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "string errors:\n{}", found.join("\n"));
+}

@@ -16,12 +16,15 @@ use crate::DriverError;
 use std::future::Future;
 use std::sync::Arc;
 
+/// Why a write may not be made: the lease it was to be made under is lost.
+pub type LeaseLost = Box<dyn std::error::Error + Send + Sync>;
+
 /// Whether the apply's lease is still held; the error says why not.
 #[derive(Clone)]
-pub struct Fence(Arc<dyn Fn() -> Result<(), String> + Send + Sync>);
+pub struct Fence(Arc<dyn Fn() -> Result<(), LeaseLost> + Send + Sync>);
 
 impl Fence {
-    pub fn new(check: impl Fn() -> Result<(), String> + Send + Sync + 'static) -> Fence {
+    pub fn new(check: impl Fn() -> Result<(), LeaseLost> + Send + Sync + 'static) -> Fence {
         Fence(Arc::new(check))
     }
 }

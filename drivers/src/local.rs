@@ -260,10 +260,11 @@ pub fn to_yaml(docs: &[Value], header: &str) -> String {
     out
 }
 
-pub fn from_yaml(text: &str) -> Result<Vec<Value>, String> {
+/// The documents of a rendered file.
+pub fn from_yaml(text: &str) -> Result<Vec<Value>, serde_norway::Error> {
     let mut docs = Vec::new();
     for doc in serde_norway::Deserializer::from_str(text) {
-        let v = Value::deserialize(doc).map_err(|e| e.to_string())?;
+        let v = Value::deserialize(doc)?;
         if !v.is_null() {
             docs.push(v);
         }

@@ -9,6 +9,7 @@ pub mod cost;
 pub mod decode;
 pub mod diagnostic;
 pub mod graph;
+pub mod invalid;
 pub mod kept;
 pub mod kind;
 pub mod lifecycle;

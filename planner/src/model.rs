@@ -24,13 +24,13 @@ impl Address {
     }
 
     /// Parses `kind/name`; the error says what is wrong in words suitable for a label.
-    pub fn parse(s: &str) -> Result<Address, String> {
+    pub fn parse(s: &str) -> Result<Address, crate::invalid::InvalidValue> {
         let Some((kind, name)) = s.split_once('/') else {
-            return Err("expected `kind/name`".to_string());
+            return Err("expected `kind/name`".to_string().into());
         };
         let kind = Kind::parse(kind).ok_or_else(|| format!("unknown kind `{kind}`"))?;
         if name.is_empty() {
-            return Err("missing name after `/`".to_string());
+            return Err("missing name after `/`".to_string().into());
         }
         Ok(Address::new(kind, name))
     }

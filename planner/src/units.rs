@@ -71,12 +71,15 @@ pub fn memory_bytes(s: &str) -> Option<u64> {
 
 /// A duration given on the command line (`30s`, `5m`, `1h30m`, `300ms`, `0`), parsed by
 /// `humantime`.
-pub fn parse_flag_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_flag_duration(s: &str) -> Result<Duration, crate::invalid::InvalidValue> {
     if s.trim() == "0" {
         return Ok(Duration::ZERO);
     }
-    humantime::parse_duration(s.trim())
-        .map_err(|_| format!("`{s}` is not a duration like 30s, 5m, 1h30m or 300ms"))
+    humantime::parse_duration(s.trim()).map_err(|_| {
+        crate::invalid::InvalidValue(format!(
+            "`{s}` is not a duration like 30s, 5m, 1h30m or 300ms"
+        ))
+    })
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! is. Pure: the caller passes the time, so the daemon, the CLI and tests with a fixed clock all
 //! get the same answer.
 
+use crate::invalid::InvalidValue;
 use serde::{Deserialize, Serialize};
 
 /// Whether a window permits or forbids applying.
@@ -77,8 +78,8 @@ const MONTHS: [&str; 12] = [
 ];
 const WEEKDAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
 
-fn field(text: &str, what: &str, min: u32, max: u32, names: &[&str]) -> Result<u64, String> {
-    let value = |s: &str| -> Result<u32, String> {
+fn field(text: &str, what: &str, min: u32, max: u32, names: &[&str]) -> Result<u64, InvalidValue> {
+    let value = |s: &str| -> Result<u32, InvalidValue> {
         if let Some(i) = names.iter().position(|n| n.eq_ignore_ascii_case(s)) {
             return Ok(min + i as u32);
         }
@@ -86,7 +87,9 @@ fn field(text: &str, what: &str, min: u32, max: u32, names: &[&str]) -> Result<u
             .parse()
             .map_err(|_| format!("`{s}` is not a number in the {what} field"))?;
         if v < min || v > max {
-            return Err(format!("{what} {v} is outside {min}-{max}"));
+            return Err(InvalidValue::from(format!(
+                "{what} {v} is outside {min}-{max}"
+            )));
         }
         Ok(v)
     };
@@ -108,7 +111,9 @@ fn field(text: &str, what: &str, min: u32, max: u32, names: &[&str]) -> Result<u
         } else if let Some((a, b)) = range.split_once('-') {
             let (a, b) = (value(a)?, value(b)?);
             if a > b {
-                return Err(format!("the {what} range {range} runs backwards"));
+                return Err(InvalidValue::from(format!(
+                    "the {what} range {range} runs backwards"
+                )));
             }
             (a, b)
         } else {
@@ -125,13 +130,13 @@ fn field(text: &str, what: &str, min: u32, max: u32, names: &[&str]) -> Result<u
 }
 
 impl Cron {
-    pub fn parse(text: &str) -> Result<Cron, String> {
+    pub fn parse(text: &str) -> Result<Cron, InvalidValue> {
         let parts: Vec<&str> = text.split_whitespace().collect();
         if parts.len() != 5 {
-            return Err(format!(
+            return Err(InvalidValue::from(format!(
                 "a schedule has five fields (minute hour day-of-month month day-of-week), found {}",
                 parts.len()
-            ));
+            )));
         }
         Ok(Cron {
             minutes: field(parts[0], "minute", 0, 59, &[])?,
@@ -187,10 +192,10 @@ impl Cron {
 }
 
 /// Checks a time zone name against the bundled time zone database.
-pub fn check_timezone(name: &str) -> Result<(), String> {
+pub fn check_timezone(name: &str) -> Result<(), InvalidValue> {
     jiff::tz::TimeZone::get(name)
         .map(|_| ())
-        .map_err(|_| format!("`{name}` is not a time zone of the IANA database"))
+        .map_err(|_| InvalidValue(format!("`{name}` is not a time zone of the IANA database")))
 }
 
 /// How far ahead `opens_at` is looked for.
@@ -325,7 +330,7 @@ mod tests {
             ("x * * * *", "not a number"),
         ] {
             let err = Cron::parse(bad).unwrap_err();
-            assert!(err.contains(why), "{bad}: {err}");
+            assert!(err.to_string().contains(why), "{bad}: {err}");
         }
     }
 

@@ -420,7 +420,11 @@ impl App {
     }
 
     /// Shows the rollback plan in the open rollback dialog (if it is still open for `revision`).
-    pub fn show_rollback_plan(&mut self, revision: &str, plan: Result<api::Plan, String>) {
+    pub fn show_rollback_plan(
+        &mut self,
+        revision: &str,
+        plan: Result<api::Plan, crate::model::SourceError>,
+    ) {
         let Some(confirm) = &mut self.confirm else {
             return;
         };

@@ -46,3 +46,27 @@ impl Model {
         })
     }
 }
+
+/// Why a source could not fetch, act or preview: shown to the operator as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceError(pub String);
+
+impl std::fmt::Display for SourceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SourceError {}
+
+impl From<String> for SourceError {
+    fn from(message: String) -> SourceError {
+        SourceError(message)
+    }
+}
+
+impl From<&str> for SourceError {
+    fn from(message: &str) -> SourceError {
+        SourceError(message.to_string())
+    }
+}

@@ -3,7 +3,7 @@
 
 use crate::app::Action;
 use crate::model::Model;
-use crate::terminal::Source;
+use crate::terminal::{Source, SourceError};
 use api::{Client, Plan};
 
 #[derive(Clone)]
@@ -18,11 +18,11 @@ impl ApiSource {
 }
 
 impl Source for ApiSource {
-    fn fetch(&mut self) -> Result<Model, String> {
-        Model::fetch(&self.client).map_err(|e| e.to_string())
+    fn fetch(&mut self) -> Result<Model, SourceError> {
+        Model::fetch(&self.client).map_err(|e| SourceError(e.to_string()))
     }
 
-    fn act(&mut self, action: &Action) -> Result<String, String> {
+    fn act(&mut self, action: &Action) -> Result<String, SourceError> {
         let result = match action {
             Action::Sync => self.client.sync(),
             Action::Rollback(revision) => self.client.rollback(revision),
@@ -35,12 +35,12 @@ impl Source for ApiSource {
             Action::Wake(address) => self.client.wake(address),
             Action::Quit | Action::PreviewRollback(_) => return Ok(String::new()),
         };
-        result.map_err(|e| e.to_string())
+        result.map_err(|e| SourceError(e.to_string()))
     }
 
-    fn rollback_plan(&mut self, revision: &str) -> Result<Plan, String> {
+    fn rollback_plan(&mut self, revision: &str) -> Result<Plan, SourceError> {
         self.client
             .rollback_preview(revision)
-            .map_err(|e| e.to_string())
+            .map_err(|e| SourceError(e.to_string()))
     }
 }

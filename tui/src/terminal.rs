@@ -9,18 +9,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
+pub use crate::model::SourceError;
+
 /// Where the data comes from and where actions go: the daemon's API, or a state directory.
 pub trait Source: Send + Clone + 'static {
-    fn fetch(&mut self) -> Result<Model, String>;
-    fn act(&mut self, action: &Action) -> Result<String, String>;
+    fn fetch(&mut self) -> Result<Model, SourceError>;
+    fn act(&mut self, action: &Action) -> Result<String, SourceError>;
     /// The plan a rollback to `revision` would apply (changes nothing).
-    fn rollback_plan(&mut self, revision: &str) -> Result<api::Plan, String>;
+    fn rollback_plan(&mut self, revision: &str) -> Result<api::Plan, SourceError>;
 }
 
 enum Update {
-    Model(Box<Result<Model, String>>),
-    Done(Result<String, String>),
-    RollbackPlan(String, Box<Result<api::Plan, String>>),
+    Model(Box<Result<Model, SourceError>>),
+    Done(Result<String, SourceError>),
+    RollbackPlan(String, Box<Result<api::Plan, SourceError>>),
 }
 
 static TERMINATE: AtomicBool = AtomicBool::new(false);

@@ -85,7 +85,7 @@ pub fn run(args: DaemonArgs) -> Result<u8> {
         .map(|spec| {
             daemon::notify::Target::parse(spec, notify_secret.as_deref().map(str::as_bytes))
         })
-        .collect::<Result<Vec<_>, String>>()
+        .collect::<Result<Vec<_>, _>>()
         .map_err(anyhow::Error::msg)?;
     let verifier = match &args.verify_commits {
         Some(mode) => {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use tui::app::Action;
 use tui::model::{Model, Status};
 use tui::source::ApiSource;
-use tui::terminal::Source;
+use tui::terminal::{Source, SourceError};
 
 /// Reads a state directory through a read-only store; no actions (they need the daemon's
 /// reconcile loop).
@@ -19,15 +19,15 @@ struct StoreSource {
 }
 
 impl Source for StoreSource {
-    fn rollback_plan(&mut self, revision: &str) -> Result<planner::Plan, String> {
+    fn rollback_plan(&mut self, revision: &str) -> Result<planner::Plan, SourceError> {
         ops::rollback_preview(&self.store, revision, Vec::new())
             .map(|(_, _, planned)| planned.plan)
-            .map_err(|e| e.to_string())
+            .map_err(|e| SourceError(e.to_string()))
     }
 
-    fn fetch(&mut self) -> Result<Model, String> {
+    fn fetch(&mut self) -> Result<Model, SourceError> {
         let store = &self.store;
-        let e = |e: daemon::store::StoreError| e.to_string();
+        let e = |e: daemon::store::StoreError| SourceError(e.to_string());
         let revisions = store.revisions(200).map_err(e)?;
         let drift = store.last_drift_findings().map_err(e)?;
         let mut drift_counts = std::collections::BTreeMap::new();
@@ -46,7 +46,7 @@ impl Source for StoreSource {
             ..Status::default()
         };
         let resources = ops::resource_statuses(store, &drift, &Default::default())
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| SourceError(e.to_string()))?;
         Ok(Model {
             status,
             plan: None,
@@ -56,7 +56,7 @@ impl Source for StoreSource {
         })
     }
 
-    fn act(&mut self, _action: &Action) -> Result<String, String> {
+    fn act(&mut self, _action: &Action) -> Result<String, SourceError> {
         Err("actions need a running daemon: open the UI with --connect URL".into())
     }
 }

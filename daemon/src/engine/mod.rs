@@ -291,7 +291,7 @@ impl Engine {
         let mut attempt = 0;
         let fence = {
             let store = self.store.clone();
-            drivers::fence::Fence::new(move || store.check_lease().map_err(|e| e.to_string()))
+            drivers::fence::Fence::new(move || store.check_lease().map_err(Into::into))
         };
         loop {
             if attempt > 0 {

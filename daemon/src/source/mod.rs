@@ -214,7 +214,7 @@ impl GitSource {
                 .map_err(|e| invalid!("cannot read commit id {}: {e}", at.commit))?;
             match verifier.check(&repo, id) {
                 Ok(signer) => signed_by = Some(signer),
-                Err(why) => rejected = Some(why),
+                Err(why) => rejected = Some(why.to_string()),
             }
             if rejected.is_none()
                 && !verifier.allow_history_rewrite

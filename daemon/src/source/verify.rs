@@ -13,6 +13,23 @@
 use pgp::composed::{Deserializable, SignedPublicKey, StandaloneSignature};
 use pgp::types::{KeyDetails, PublicKeyTrait};
 
+/// Why a key file cannot be used, or why a signature or commit is not trusted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct VerifyError(String);
+
+impl From<String> for VerifyError {
+    fn from(message: String) -> VerifyError {
+        VerifyError(message)
+    }
+}
+
+impl From<&str> for VerifyError {
+    fn from(message: &str) -> VerifyError {
+        VerifyError(message.to_string())
+    }
+}
+
 /// What must be signed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VerifyMode {
@@ -23,13 +40,13 @@ pub enum VerifyMode {
 }
 
 impl VerifyMode {
-    pub fn parse(s: &str) -> Result<VerifyMode, String> {
+    pub fn parse(s: &str) -> Result<VerifyMode, VerifyError> {
         match s {
             "head" => Ok(VerifyMode::Head),
             "tag" => Ok(VerifyMode::Tag),
-            other => Err(format!(
+            other => Err(VerifyError::from(format!(
                 "--verify-commits is `head` or `tag`, not `{other}`"
-            )),
+            ))),
         }
     }
 }
@@ -129,7 +146,7 @@ impl Verifier {
         mode: VerifyMode,
         allowed_signers: Option<&str>,
         pgp_keys: Option<&str>,
-    ) -> Result<Verifier, String> {
+    ) -> Result<Verifier, VerifyError> {
         let mut ssh = Vec::new();
         for (n, line) in allowed_signers.unwrap_or("").lines().enumerate() {
             let line = line.trim();
@@ -146,10 +163,16 @@ impl Verifier {
                 })
                 .map(|p| p + 1)
             else {
-                return Err(format!("allowed signers line {}: no key type", n + 1));
+                return Err(VerifyError::from(format!(
+                    "allowed signers line {}: no key type",
+                    n + 1
+                )));
             };
             let Some(b64) = words.get(at + 1) else {
-                return Err(format!("allowed signers line {}: no key", n + 1));
+                return Err(VerifyError::from(format!(
+                    "allowed signers line {}: no key",
+                    n + 1
+                )));
             };
             let key = ssh_key::PublicKey::from_openssh(&format!("{} {b64}", words[at]))
                 .map_err(|e| format!("allowed signers line {}: {e}", n + 1))?;
@@ -179,16 +202,16 @@ impl Verifier {
                     // Certificates are not read: refusing is safer than trusting a CA key as a
                     // signing key.
                     "cert-authority" => {
-                        return Err(format!(
+                        return Err(VerifyError::from(format!(
                             "allowed signers line {}: cert-authority is not supported; list the signing keys themselves",
                             n + 1
-                        ));
+                        )));
                     }
                     other => {
-                        return Err(format!(
+                        return Err(VerifyError::from(format!(
                             "allowed signers line {}: unknown option `{other}` (namespaces, valid-after and valid-before are known)",
                             n + 1
-                        ));
+                        )));
                     }
                 }
             }
@@ -206,10 +229,9 @@ impl Verifier {
             }
         }
         if ssh.is_empty() && pgp.is_empty() {
-            return Err(
-                "commit verification needs trusted keys: --allowed-signers FILE or --trusted-keys FILE"
-                    .into(),
-            );
+            return Err(VerifyError::from(
+                "commit verification needs trusted keys: --allowed-signers FILE or --trusted-keys FILE",
+            ));
         }
         Ok(Verifier {
             mode,
@@ -221,7 +243,12 @@ impl Verifier {
 
     /// Who signed `data` with `signature` (an armored SSH or OpenPGP signature), made at
     /// `signed_at` (Unix seconds: the commit's or tag's own time), or why it is not trusted.
-    pub fn verify(&self, signature: &[u8], data: &[u8], signed_at: i64) -> Result<String, String> {
+    pub fn verify(
+        &self,
+        signature: &[u8],
+        data: &[u8],
+        signed_at: i64,
+    ) -> Result<String, VerifyError> {
         let text = String::from_utf8_lossy(signature);
         if text.contains("-----BEGIN SSH SIGNATURE-----") {
             let sig = ssh_key::SshSig::from_pem(signature)
@@ -234,31 +261,31 @@ impl Verifier {
                     "signed by an SSH key that is not in the allowed signers".to_string()
                 })?;
             if !signer.namespaces.is_empty() && !signer.namespaces.iter().any(|n| n == "git") {
-                return Err(format!(
+                return Err(VerifyError::from(format!(
                     "the SSH key of {} may not sign git objects (namespaces=\"{}\")",
                     signer.principals,
                     signer.namespaces.join(",")
-                ));
+                )));
             }
             if let Some(after) = signer.valid_after
                 && signed_at < after
             {
-                return Err(format!(
+                return Err(VerifyError::from(format!(
                     "the SSH key of {} is valid only after {}; this was signed at {}",
                     signer.principals,
                     format_unix(after),
                     format_unix(signed_at)
-                ));
+                )));
             }
             if let Some(before) = signer.valid_before
                 && signed_at >= before
             {
-                return Err(format!(
+                return Err(VerifyError::from(format!(
                     "the SSH key of {} was valid only before {}; this was signed at {}",
                     signer.principals,
                     format_unix(before),
                     format_unix(signed_at)
-                ));
+                )));
             }
             signer.key.verify("git", data, &sig).map_err(|_| {
                 format!("the SSH signature of {} does not verify", signer.principals)
@@ -312,13 +339,21 @@ impl Verifier {
                     return Ok(user);
                 }
             }
-            return Err("signed by an OpenPGP key that is not trusted".into());
+            return Err(VerifyError::from(
+                "signed by an OpenPGP key that is not trusted",
+            ));
         }
-        Err("the signature is neither SSH nor OpenPGP".into())
+        Err(VerifyError::from(
+            "the signature is neither SSH nor OpenPGP",
+        ))
     }
 
     /// Verifies the commit `commit` of `repo` as the mode asks: `Ok(signer)` or the reason.
-    pub fn check(&self, repo: &gix::Repository, commit: gix::ObjectId) -> Result<String, String> {
+    pub fn check(
+        &self,
+        repo: &gix::Repository,
+        commit: gix::ObjectId,
+    ) -> Result<String, VerifyError> {
         match self.mode {
             VerifyMode::Head => {
                 let commit = repo
@@ -332,10 +367,13 @@ impl Verifier {
                     .signature()
                     .map_err(|e| format!("cannot read the signature of {}: {e}", commit.id))?
                 else {
-                    return Err(format!("commit {} is not signed", commit.id));
+                    return Err(VerifyError::from(format!(
+                        "commit {} is not signed",
+                        commit.id
+                    )));
                 };
                 self.verify(signature.as_ref(), data.to_bstring().as_ref(), signed_at)
-                    .map_err(|why| format!("commit {}: {why}", commit.id))
+                    .map_err(|why| VerifyError(format!("commit {}: {why}", commit.id)))
             }
             VerifyMode::Tag => {
                 let mut reasons = Vec::new();
@@ -384,9 +422,14 @@ impl Verifier {
                     }
                 }
                 if reasons.is_empty() {
-                    Err(format!("commit {commit} has no annotated tag"))
+                    Err(VerifyError::from(format!(
+                        "commit {commit} has no annotated tag"
+                    )))
                 } else {
-                    Err(format!("commit {commit}: {}", reasons.join("; ")))
+                    Err(VerifyError::from(format!(
+                        "commit {commit}: {}",
+                        reasons.join("; ")
+                    )))
                 }
             }
         }
@@ -394,18 +437,25 @@ impl Verifier {
 }
 
 /// Whether an OpenPGP key may vouch for a signature made at `made` (Unix seconds).
-fn pgp_key_valid(user: &str, revoked: bool, expires: Option<i64>, made: i64) -> Result<(), String> {
+fn pgp_key_valid(
+    user: &str,
+    revoked: bool,
+    expires: Option<i64>,
+    made: i64,
+) -> Result<(), VerifyError> {
     if revoked {
-        return Err(format!("the OpenPGP key of {user} is revoked"));
+        return Err(VerifyError::from(format!(
+            "the OpenPGP key of {user} is revoked"
+        )));
     }
     if let Some(expires) = expires
         && made >= expires
     {
-        return Err(format!(
+        return Err(VerifyError::from(format!(
             "the OpenPGP key of {user} expired at {}; this was signed at {}",
             format_unix(expires),
             format_unix(made)
-        ));
+        )));
     }
     Ok(())
 }

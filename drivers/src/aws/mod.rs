@@ -102,6 +102,9 @@ impl aws_sdk_s3::config::Intercept for CallCounter {
     }
 }
 
+/// A resource's tags, key → value.
+pub type Tags = BTreeMap<String, String>;
+
 /// The tags every AWS resource carries: ownership, stack, address (the tracking id), team, and
 /// the user's labels.
 pub fn ownership_tags(desired: &DesiredResource) -> BTreeMap<String, String> {

@@ -62,10 +62,7 @@ fn outputs(bucket: &str, region: &str, endpoint: Option<&str>) -> Outputs {
     out
 }
 
-async fn bucket_tags(
-    client: &Client,
-    bucket: &str,
-) -> Result<BTreeMap<String, String>, DriverError> {
+async fn bucket_tags(client: &Client, bucket: &str) -> Result<super::Tags, DriverError> {
     match client.get_bucket_tagging().bucket(bucket).send().await {
         Ok(out) => Ok(out
             .tag_set()

@@ -186,7 +186,7 @@ async fn describe_endpoint(client: &Client, name: &str) -> Result<Option<Endpoin
     }
 }
 
-async fn list_tags(client: &Client, arn: &str) -> Result<BTreeMap<String, String>, DriverError> {
+async fn list_tags(client: &Client, arn: &str) -> Result<super::Tags, DriverError> {
     let mut tags = BTreeMap::new();
     let mut token: Option<String> = None;
     loop {

@@ -113,7 +113,7 @@ fn decode_window(
     }
     let kind = arg(n, 0).and_then(|v| one_of(v, &["allow", "deny"], diags));
     let checked = |key: &str,
-                   check: &dyn Fn(&str) -> Result<(), String>,
+                   check: &dyn Fn(&str) -> Result<(), crate::invalid::InvalidValue>,
                    example: &str,
                    diags: &mut Vec<Diagnostic>| {
         let v = string(required_prop(n, key, usage, diags)?, example, diags)?;

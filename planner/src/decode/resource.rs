@@ -392,7 +392,7 @@ pub(crate) fn parse_address_at(
                     "invalid-address",
                     format!("invalid address \"{text}\": {problem}"),
                 )
-                .with_label(span, problem)
+                .with_label(span, problem.to_string())
                 .with_help(help),
             );
             None
