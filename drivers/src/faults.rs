@@ -4,9 +4,7 @@
 //! setting `fault-schedule "seed=7,rate=0.1"`: each call draws from a generator seeded by the
 //! seed, the resource and the call's number, so a run is reproducible.
 
-use crate::{
-    Applied, ChangeMode, DesiredResource, Driver, DriverError, ObjectRef, ObservedResource,
-};
+use crate::{Applied, DesiredResource, Driver, DriverError, ObjectRef, ObservedResource};
 use async_trait::async_trait;
 use planner::model::Kind;
 use std::sync::Arc;
@@ -160,10 +158,6 @@ impl Driver for FaultyDriver {
 
     fn live_paths(&self, kind: Kind, field: &str) -> Vec<String> {
         self.inner.live_paths(kind, field)
-    }
-
-    fn change_mode(&self, kind: Kind, path: &str) -> ChangeMode {
-        self.inner.change_mode(kind, path)
     }
 
     async fn apply(

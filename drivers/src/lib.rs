@@ -6,7 +6,6 @@
 //! - async throughout; a driver is shared by concurrent apply tasks (`Send + Sync`);
 //! - [`Driver::observe`] lists everything the driver owns for a set of kinds in a few calls
 //!   (one list per kind, filtered by the ownership label), never one call per resource;
-//! - [`Driver::change_mode`] gives a per-field verdict: in place or replacement;
 //! - [`Driver::apply`] is idempotent (create-or-update to the desired state, safe to repeat
 //!   after a crash) and returns the resource's outputs and inventory (the objects it made,
 //!   which the store keeps so removal deletes exactly those);
@@ -116,13 +115,6 @@ pub struct ObservedResource {
     pub health_message: Option<String>,
 }
 
-/// Whether a field can change in place.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ChangeMode {
-    InPlace,
-    Replace(String),
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct DriverError {
@@ -167,11 +159,6 @@ pub trait Driver: Send + Sync {
 
     /// Paths of the live document that a spec field renders to, for `ignore-changes`.
     fn live_paths(&self, kind: Kind, field: &str) -> Vec<String>;
-
-    /// Per-field verdict beyond the planner's rules; `InPlace` unless the system forbids it.
-    fn change_mode(&self, _kind: Kind, _path: &str) -> ChangeMode {
-        ChangeMode::InPlace
-    }
 
     /// Create or update `desired`; idempotent. `previous` is the inventory of the last apply
     /// (empty for a new resource): what it no longer renders is deleted. Returns the outputs
