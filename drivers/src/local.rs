@@ -461,12 +461,28 @@ impl Driver for LocalDriver {
         if let Some(fault) = self.injected_fault(&desired.address) {
             return Err(fault);
         }
-        let docs = self.render(desired);
+        let mut docs = self.render(desired);
+        let path = self.file(desired.kind, &desired.name);
+        // `ignore-changes`: what the file holds on those fields stays.
+        let ignored = render::ignored_paths(desired);
+        if !ignored.is_empty()
+            && let Ok(text) = std::fs::read_to_string(&path)
+            && let Ok(live) = from_yaml(&text)
+        {
+            for (index, field) in &ignored {
+                let kept = live.get(*index).and_then(|d| render::value_at(d, field));
+                let slot = docs
+                    .get_mut(*index)
+                    .and_then(|d| render::value_at_mut(d, field));
+                if let (Some(kept), Some(slot)) = (kept, slot) {
+                    *slot = kept.clone();
+                }
+            }
+        }
         let header = format!(
             "# Rendered by platformd (stack {}, {}). Managed: hand edits are drift.\n",
             desired.stack, desired.address
         );
-        let path = self.file(desired.kind, &desired.name);
         crate::fence::check()?;
         write_atomically(&path, &to_yaml(&docs, &header))
             .map_err(|e| io_error("write", &path, e))?;

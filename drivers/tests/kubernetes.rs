@@ -539,3 +539,48 @@ fn objects_without_this_stacks_tracking_annotation_are_never_overwritten_or_dele
         "our Service is deleted"
     );
 }
+
+/// `ignore-changes` holds at apply, not only in the plan: an image bump kept the replicas an
+/// autoscaler had set (15) instead of resetting them to the declared 4, as forced server-side
+/// apply of the full object did. Without `ignore-changes` the declared value is applied.
+#[test]
+fn ignore_changes_keeps_the_live_value_of_a_field_at_apply() {
+    let emulator = KubeEmulator::start();
+    let dir = tempfile::tempdir().unwrap();
+    let driver = driver(&emulator, &dir);
+    let rt = runtime();
+    let first = rt
+        .block_on(driver.apply(&service("api", 4, false), &[]))
+        .unwrap();
+    // An autoscaler scales the Deployment up.
+    emulator.edit(
+        "apps",
+        "deployments",
+        "shop",
+        "api",
+        "horizontal-pod-autoscaler",
+        |d| d["spec"]["replicas"] = json!(15),
+    );
+    let mut bumped = service("api", 4, false);
+    bumped.spec["image"] = json!("ghcr.io/acme/api:1.1.0");
+    bumped.spec["lifecycle"] =
+        json!({ "protect": false, "drift": "report", "ignore-changes": ["replicas"] });
+    let again = rt
+        .block_on(driver.apply(&bumped, &first.inventory))
+        .unwrap();
+    let live = emulator.get("apps", "deployments", "shop", "api").unwrap();
+    assert_eq!(
+        live["spec"]["replicas"], 15,
+        "the autoscaler's replicas were reset"
+    );
+    assert_eq!(
+        live["spec"]["template"]["spec"]["containers"][0]["image"],
+        "ghcr.io/acme/api:1.1.0"
+    );
+    // Not ignored: the declared value is what is applied.
+    bumped.spec["lifecycle"]["ignore-changes"] = json!([]);
+    rt.block_on(driver.apply(&bumped, &again.inventory))
+        .unwrap();
+    let live = emulator.get("apps", "deployments", "shop", "api").unwrap();
+    assert_eq!(live["spec"]["replicas"], 4);
+}

@@ -215,3 +215,42 @@ fn rendered_files_are_private_and_never_written_through_a_planted_link() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// `ignore-changes` holds at apply in the local driver too: what the file holds on an ignored
+/// field stays; other fields follow the declaration.
+#[test]
+fn ignore_changes_keeps_what_the_file_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver = LocalDriver::new(dir.path(), None);
+    let mut resource = example_resources()
+        .into_iter()
+        .find(|r| r.kind == Kind::Service && r.spec["replicas"].is_u64())
+        .unwrap();
+    rt().block_on(async { driver.apply(&resource, &[]).await.unwrap() });
+    let file = dir
+        .path()
+        .join("service")
+        .join(format!("{}.yaml", resource.name));
+    let replicas = |text: &str| -> serde_json::Value {
+        drivers::local::from_yaml(text).unwrap()[0]["spec"]["replicas"].clone()
+    };
+    let declared = resource.spec["replicas"].clone();
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(replicas(&text), declared);
+    // Scaled by hand (or by a controller) to 15.
+    let scaled = text.replacen(&format!("replicas: {declared}"), "replicas: 15", 1);
+    assert_ne!(scaled, text);
+    std::fs::write(&file, &scaled).unwrap();
+    resource.spec["lifecycle"]["ignore-changes"] = serde_json::json!(["replicas"]);
+    resource.spec["labels"]["tier"] = serde_json::json!("web");
+    rt().block_on(async { driver.apply(&resource, &[]).await.unwrap() });
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(replicas(&text), 15, "{text}");
+    assert!(
+        text.contains("tier: web"),
+        "the rest follows the declaration: {text}"
+    );
+    resource.spec["lifecycle"]["ignore-changes"] = serde_json::json!([]);
+    rt().block_on(async { driver.apply(&resource, &[]).await.unwrap() });
+    assert_eq!(replicas(&std::fs::read_to_string(&file).unwrap()), declared);
+}

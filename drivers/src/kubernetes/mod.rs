@@ -336,6 +336,25 @@ fn overall_health(live: &[Value]) -> (Health, Option<String>) {
 }
 
 /// The inventory entry of an object (rendered or live).
+/// `object` with the live value of each of `paths` (where both have the field).
+fn with_live_values(
+    object: DynamicObject,
+    live: &DynamicObject,
+    paths: &[&str],
+) -> Result<DynamicObject, serde_json::Error> {
+    let live = serde_json::to_value(live)?;
+    let mut body = serde_json::to_value(&object)?;
+    for path in paths {
+        if let (Some(value), Some(slot)) = (
+            render::value_at(&live, path),
+            render::value_at_mut(&mut body, path),
+        ) {
+            *slot = value.clone();
+        }
+    }
+    serde_json::from_value(body)
+}
+
 /// Whether a live object is `address` of `stack`: managed by platformd, labelled with the stack,
 /// annotated with the address. Only such objects are patched over or deleted.
 fn owned_by(live: &DynamicObject, stack: &str, address: &str) -> bool {
@@ -462,8 +481,11 @@ impl Driver for KubernetesDriver {
         } else {
             PatchParams::apply(FIELD_MANAGER)
         };
+        // `ignore-changes`: what is live stays on those fields (an autoscaler's replicas), so
+        // the apply sends the live value of each, as Argo CD's RespectIgnoreDifferences does.
+        let ignored = render::ignored_paths(desired);
         let mut applied = Vec::new();
-        for doc in &docs {
+        for (index, doc) in docs.iter().enumerate() {
             let gvk = gvk_of(doc);
             let name = doc["metadata"]["name"]
                 .as_str()
@@ -479,19 +501,32 @@ impl Driver for KubernetesDriver {
             // An object this resource did not apply before may exist already: it is patched
             // only when it is this stack's (an interrupted create), and then only at the
             // version read; never someone else's by the same name.
-            if !previous.contains(&object_ref(doc)) {
-                let existing = api
-                    .get_opt(&name)
+            let known = previous.contains(&object_ref(doc));
+            let kept: Vec<&str> = ignored
+                .iter()
+                .filter(|(i, _)| *i == index)
+                .map(|(_, path)| path.as_str())
+                .collect();
+            let existing = if !known || !kept.is_empty() {
+                api.get_opt(&name)
                     .await
-                    .map_err(|e| errors::api(e, "get", &gvk.kind, &namespace))?;
-                if let Some(live) = existing {
+                    .map_err(|e| errors::api(e, "get", &gvk.kind, &namespace))?
+            } else {
+                None
+            };
+            if let Some(live) = existing {
+                if !known {
                     if !owned_by(&live, &desired.stack, &desired.address) {
                         return Err(DriverError::permanent(format!(
                             "{} {namespace}/{name} already exists and is not managed by this stack (no `{ADDRESS_ANNOTATION}: {}` annotation with the stack's labels): platformd does not take over what it did not create; rename the resource, or remove the object",
                             gvk.kind, desired.address
                         )));
                     }
-                    object.metadata.resource_version = live.metadata.resource_version;
+                    object.metadata.resource_version = live.metadata.resource_version.clone();
+                }
+                if !kept.is_empty() {
+                    object = with_live_values(object, &live, &kept)
+                        .map_err(|e| DriverError::permanent(format!("{} {name}: {e}", gvk.kind)))?;
                 }
             }
             crate::fence::check()?;

@@ -128,6 +128,64 @@ pub fn live_paths(kind: Kind, field: &str) -> Vec<String> {
     }
 }
 
+/// The rendered paths (document index, path in it) of the fields `ignore-changes` names.
+pub(crate) fn ignored_paths(desired: &DesiredResource) -> Vec<(usize, String)> {
+    let fields = desired.spec["lifecycle"]["ignore-changes"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>())
+        .unwrap_or_default();
+    fields
+        .into_iter()
+        .flat_map(|field| live_paths(desired.kind, field))
+        .filter_map(|path| {
+            let rest = path.strip_prefix('[')?;
+            let (index, path) = rest.split_once(']')?;
+            Some((
+                index.parse().ok()?,
+                path.trim_start_matches('.').to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// One step of a rendered path: a key, or an index into an array.
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// `spec.template.spec.containers[0].image` as steps.
+fn steps(path: &str) -> Vec<Step<'_>> {
+    let mut out = Vec::new();
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        let (key, mut rest) = part.split_once('[').map_or((part, ""), |(k, r)| (k, r));
+        if !key.is_empty() {
+            out.push(Step::Key(key));
+        }
+        while let Some((index, after)) = rest.split_once(']') {
+            if let Ok(i) = index.parse() {
+                out.push(Step::Index(i));
+            }
+            rest = after.trim_start_matches('[');
+        }
+    }
+    out
+}
+
+pub(crate) fn value_at<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
+    steps(path).iter().try_fold(value, |v, step| match step {
+        Step::Key(k) => v.get(*k),
+        Step::Index(i) => v.get(*i),
+    })
+}
+
+pub(crate) fn value_at_mut<'a>(value: &'a mut Value, path: &str) -> Option<&'a mut Value> {
+    steps(path).iter().try_fold(value, |v, step| match step {
+        Step::Key(k) => v.get_mut(*k),
+        Step::Index(i) => v.get_mut(*i),
+    })
+}
+
 pub(crate) fn str_at<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("")
 }
