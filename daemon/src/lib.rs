@@ -15,6 +15,7 @@ pub mod config;
 pub mod engine;
 pub mod notify;
 pub mod ops;
+pub mod ownership;
 pub mod reconcile;
 pub mod serve;
 pub mod server;

@@ -2,8 +2,8 @@
 //! serves the HTTP API. SIGTERM/SIGINT finish the driver calls in flight, leave the journal
 //! consistent, release the lease and exit 0.
 
-use super::ownership;
 use anyhow::{Context, Result};
+use daemon::ownership;
 use daemon::reconcile::{Event, Options, Reconciler, Shared};
 use daemon::server::{Api, router};
 use daemon::source::Source;

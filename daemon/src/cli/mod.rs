@@ -5,7 +5,6 @@ pub mod commands;
 pub mod daemon;
 pub mod github;
 pub mod output;
-mod ownership;
 mod progress;
 pub mod state;
 pub mod tui;

@@ -14,12 +14,12 @@
 //! a slow hand-over delays a renewal. A stack another replica reconciles answers 503 here,
 //! naming it.
 
-use daemon::notify::{Notifier, Target};
-use daemon::reconcile::{Event, Options, Reconciler, Shared};
-use daemon::source::Source;
-use daemon::source::verify::Verifier;
-use daemon::store::replicas::{Replicas, assign};
-use daemon::store::{Store, StoreError};
+use crate::notify::{Notifier, Target};
+use crate::reconcile::{Event, Options, Reconciler, Shared};
+use crate::source::Source;
+use crate::source::verify::Verifier;
+use crate::store::replicas::{Replicas, assign};
+use crate::store::{Store, StoreError};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -82,7 +82,7 @@ impl Slot {
 /// What every stack's loop is started with.
 pub struct LoopSettings {
     pub utilisation_interval: Duration,
-    pub metrics: Option<daemon::utilisation::MetricsEndpoint>,
+    pub metrics: Option<crate::utilisation::MetricsEndpoint>,
     pub debounce: Duration,
     pub parallelism: usize,
     pub verifier: Option<Arc<Verifier>>,
@@ -244,7 +244,7 @@ impl Ownership {
                     .lease()
                     .ok()
                     .flatten()
-                    .filter(|l| l.expires_at >= daemon::store::now())
+                    .filter(|l| l.expires_at >= crate::store::now())
                     .map(|l| {
                         l.holder
                             .strip_prefix("platformd daemon ")
@@ -295,7 +295,7 @@ impl Ownership {
         if let (Some(verifier), Source::Git(g)) = (&settings.verifier, &mut source) {
             g.verifier = Some(verifier.clone());
         }
-        let clock = match daemon::clock::Clock::from_env() {
+        let clock = match crate::clock::Clock::from_env() {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "invalid clock");
