@@ -527,46 +527,38 @@ pub fn rollback(
 /// Approves the plan waiting for approval in the store, after showing it; the daemon applies
 /// it at its next poll. A revision or hash that is not the waiting plan's is refused.
 pub fn approve(state_dir: &Path, revision: &str, plan_hash: Option<&str>, yes: bool) -> Result<u8> {
+    use daemon::ops::approve::{self, ApproveError, Naming};
     let store = Store::open_existing(state_dir)?;
-    let Some(pending) = store.pending_approval()? else {
-        eprintln!(
-            "error: no plan waits for approval in {}",
-            state_dir.display()
-        );
-        return Ok(1);
+    let waiting = approve::waiting_in(&store)?;
+    let waiting = match approve::check(waiting.as_ref(), revision, plan_hash, Naming::Prefix) {
+        Ok(waiting) => waiting,
+        Err(ApproveError::NothingWaits) => {
+            eprintln!(
+                "error: no plan waits for approval in {}",
+                state_dir.display()
+            );
+            return Ok(1);
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(1);
+        }
     };
-    if revision.is_empty() || !pending.revision.starts_with(revision) {
-        eprintln!(
-            "error: {revision} does not wait for approval; {} does ({})",
-            pending.revision, pending.summary
-        );
-        return Ok(1);
-    }
-    let short = api::short_hash(&pending.plan_hash);
-    if let Some(h) = plan_hash
-        && (h.len() < 8 || !pending.plan_hash.starts_with(h))
-    {
-        eprintln!(
-            "error: the plan for {} has changed since {h}: it is now {short} ({}); review it and approve that one",
-            pending.revision, pending.summary
-        );
-        return Ok(1);
-    }
-    println!("Plan {short} for {}: {}", pending.revision, pending.summary);
+    let short = api::short_hash(&waiting.plan_hash);
+    println!("Plan {short} for {}: {}", waiting.revision, waiting.summary);
     if !confirm(yes, "Approve exactly this plan?")? {
         println!("Not approved.");
         return Ok(1);
     }
     let actor = daemon::clock::os_user();
-    if !store.approve(&pending.revision, &pending.plan_hash, &actor)? {
-        eprintln!("error: the plan was applied or replaced meanwhile; nothing approved");
-        return Ok(1);
+    match approve::record(&store, &waiting, &actor) {
+        Ok(()) => {}
+        Err(ApproveError::Store(e)) => return Err(e.into()),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(1);
+        }
     }
-    store.event(
-        "approved",
-        &format!("{actor} approved plan {short} for {}", pending.revision),
-        None,
-    )?;
     println!("Approved by {actor}; the daemon applies it at its next poll.");
     Ok(0)
 }

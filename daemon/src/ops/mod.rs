@@ -6,6 +6,7 @@
 //! print: what to show, and how, is decided by the caller (the CLI renders text, the API JSON).
 
 mod apply;
+pub mod approve;
 mod drift;
 mod lifecycle;
 mod rollback;

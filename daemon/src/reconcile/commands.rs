@@ -2,6 +2,7 @@
 //! loop, so a request never races an apply.
 
 use super::{LoopError, Reconciler};
+use crate::ops::approve::{self, Naming, Waiting};
 use crate::ops::{DriftScope, RollbackReport};
 use api::{ApplyReason, SyncState};
 
@@ -110,37 +111,14 @@ impl Reconciler {
                 actor,
             } => {
                 // Only the plan waiting now can be approved: not an earlier one, not a guess.
-                let pending = self.shared.status().pending_approval;
-                let waiting = pending
-                    .as_ref()
-                    .is_some_and(|p| p.revision == revision && p.plan_hash == plan_hash);
-                let approved = waiting
-                    && self
-                        .store()
-                        .approve(&revision, &plan_hash, &actor)
-                        .map_err(super::failed)?;
-                if !approved {
-                    return Err(LoopError::Conflict(match pending {
-                        Some(p) if p.revision == revision => format!(
-                            "the plan for {revision} has changed since: it is now {}; approve that one",
-                            api::short_hash(&p.plan_hash)
-                        ),
-                        Some(p) => {
-                            format!("{revision} does not wait for approval; {} does", p.revision)
-                        }
-                        None => "no plan waits for approval".to_string(),
-                    }));
-                }
-                self.store()
-                    .event(
-                        "approved",
-                        &format!(
-                            "{actor} approved plan {} for {revision}",
-                            api::short_hash(&plan_hash)
-                        ),
-                        None,
-                    )
-                    .map_err(super::failed)?;
+                let pending = self.shared.status().pending_approval.map(|p| Waiting {
+                    revision: p.revision,
+                    plan_hash: p.plan_hash,
+                    summary: p.summary,
+                });
+                let waiting =
+                    approve::check(pending.as_ref(), &revision, Some(&plan_hash), Naming::Exact)?;
+                approve::record(self.store(), &waiting, &actor)?;
                 self.retry_approved().await;
                 match self.shared.status().sync_state {
                     SyncState::Synced => Ok(format!("approved and applied {revision}")),

@@ -3,6 +3,7 @@
 //! decides what to do next from the kind, not from a message.
 
 use crate::ops::OpsError;
+use crate::ops::approve::ApproveError;
 
 /// Why a reconcile or a command stopped short. Each message says what the operator can do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -85,6 +86,18 @@ impl From<OpsError> for LoopError {
             | OpsError::Engine(_)
             | OpsError::Drivers(_)
             | OpsError::DriftScan(_) => LoopError::Failed(e.to_string()),
+        }
+    }
+}
+
+impl From<ApproveError> for LoopError {
+    fn from(e: ApproveError) -> LoopError {
+        match e {
+            ApproveError::Store(_) => LoopError::Failed(e.to_string()),
+            ApproveError::NothingWaits
+            | ApproveError::OtherRevision { .. }
+            | ApproveError::PlanChanged { .. }
+            | ApproveError::Replaced => LoopError::Conflict(e.to_string()),
         }
     }
 }
