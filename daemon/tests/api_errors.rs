@@ -6,20 +6,9 @@
 
 mod support;
 
+use support::running::{manual_platform, service};
+
 use support::running::{Daemon, Remote};
-
-fn service(replicas: u32) -> String {
-    format!(
-        "service \"api\" {{\n    team \"web\"\n    image \"ghcr.io/acme/api:1.0.0\"\n    replicas {replicas}\n    port 8080\n}}\n"
-    )
-}
-
-fn manual_platform() -> String {
-    support::PLATFORM.replace(
-        "    environment \"test\"\n",
-        "    environment \"test\"\n    sync \"manual\"\n",
-    )
-}
 
 #[test]
 fn each_command_error_has_its_own_status() {

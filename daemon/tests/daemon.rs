@@ -3,6 +3,8 @@
 
 mod support;
 
+use support::running::{service, work_dir};
+
 use api::ApplyStatus;
 use daemon::store::IntentResult;
 use serde_json::Value;
@@ -17,16 +19,6 @@ use test_support::net::{free_port, request as http};
 
 fn sign(body: &[u8]) -> String {
     test_support::net::github_signature(SECRET.as_bytes(), body)
-}
-
-fn service(replicas: u32) -> String {
-    format!(
-        "service \"api\" {{\n    team \"web\"\n    image \"ghcr.io/acme/api:1.0.0\"\n    replicas {replicas}\n    port 8080\n}}\n"
-    )
-}
-
-fn work_dir() -> tempfile::TempDir {
-    tempfile::tempdir().unwrap()
 }
 
 #[test]

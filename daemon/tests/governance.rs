@@ -3,22 +3,14 @@
 
 mod support;
 
+use support::running::{manual_platform, service, work_dir};
+
 use serde_json::Value;
 use std::process::Command;
 use support::PLATFORM;
 
 use support::running::{Daemon, Remote};
 use test_support::net::request as http;
-
-fn service(replicas: u32) -> String {
-    format!(
-        "service \"api\" {{\n    team \"web\"\n    image \"ghcr.io/acme/api:1.0.0\"\n    replicas {replicas}\n    port 8080\n}}\n"
-    )
-}
-
-fn work_dir() -> tempfile::TempDir {
-    tempfile::tempdir().unwrap()
-}
 
 /// The weekend freeze: Fridays 22:00 Berlin for 60 hours, so until Monday 10:00 Berlin
 /// (09:00 UTC).
@@ -111,13 +103,6 @@ fn an_api_override_applies_inside_a_deny_window_and_is_recorded() {
             && history.contains("checkout is down"),
         "{history}"
     );
-}
-
-fn manual_platform() -> String {
-    PLATFORM.replace(
-        "    environment \"test\"\n",
-        "    environment \"test\"\n    sync \"manual\"\n",
-    )
 }
 
 fn pending(daemon: &Daemon) -> (String, String) {

@@ -3,21 +3,13 @@
 
 mod support;
 
+use support::running::{service, work_dir};
+
 use serde_json::Value;
 use std::time::Duration;
 use support::PLATFORM;
 
 use support::running::{Daemon, Remote};
-
-fn service(replicas: u32) -> String {
-    format!(
-        "service \"api\" {{\n    team \"web\"\n    image \"ghcr.io/acme/api:1.0.0\"\n    replicas {replicas}\n    port 8080\n}}\n"
-    )
-}
-
-fn work_dir() -> tempfile::TempDir {
-    tempfile::tempdir().unwrap()
-}
 
 #[test]
 fn finished_applies_are_announced_to_slack_a_signed_webhook_and_github_with_retries() {

@@ -3,6 +3,8 @@
 
 mod support;
 
+use support::running::{service, work_dir};
+
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -10,16 +12,6 @@ use support::PLATFORM;
 
 use support::running::{Daemon, Remote};
 use test_support::net::request as http;
-
-fn service(replicas: u32) -> String {
-    format!(
-        "service \"api\" {{\n    team \"web\"\n    image \"ghcr.io/acme/api:1.0.0\"\n    replicas {replicas}\n    port 8080\n}}\n"
-    )
-}
-
-fn work_dir() -> tempfile::TempDir {
-    tempfile::tempdir().unwrap()
-}
 
 /// Runs a tool in `dir`, panicking with its output on failure; returns stdout.
 fn tool(dir: &Path, program: &str, args: &[&str]) -> String {

@@ -153,3 +153,23 @@ impl Remote {
         id
     }
 }
+
+/// A stack's one service, `api`, with `replicas`.
+pub fn service(replicas: u32) -> String {
+    format!(
+        "service \"api\" {{\n    team \"web\"\n    image \"ghcr.io/acme/api:1.0.0\"\n    replicas {replicas}\n    port 8080\n}}\n"
+    )
+}
+
+/// The test platform with `sync "manual"`: every plan waits for approval.
+pub fn manual_platform() -> String {
+    super::PLATFORM.replace(
+        "    environment \"test\"\n",
+        "    environment \"test\"\n    sync \"manual\"\n",
+    )
+}
+
+/// A scratch directory for a daemon's state.
+pub fn work_dir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
