@@ -165,13 +165,14 @@ pub fn apply(args: ApplyArgs<'_>, colours: Colours) -> Result<u8> {
             return Ok(3);
         };
         let actor = daemon::clock::os_user();
-        store.event(
-            "window-override",
-            &format!(
-                "{actor} overrode the sync window to apply {} ({reason}): {why}",
-                request.revision
-            ),
-            None,
+        ops::window::record_override(
+            &store,
+            &actor,
+            ops::window::Overridden::Apply {
+                revision: &request.revision,
+            },
+            &reason,
+            why,
         )?;
         eprintln!(
             "{}: overriding the sync window ({reason}); recorded as {actor}: {why}",

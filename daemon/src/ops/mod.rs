@@ -10,6 +10,7 @@ pub mod approve;
 mod drift;
 mod lifecycle;
 mod rollback;
+pub mod window;
 
 pub use crate::engine::DriftScan;
 pub use crate::engine::{ApplyOutcome, EngineConfig, Progress, ResourceEvent, TracingProgress};

@@ -64,15 +64,14 @@ impl Reconciler {
                     (Some(o), Some((_, snapshot))) => {
                         let state = self.options.clock.window(snapshot);
                         if !state.open {
-                            let message = format!(
-                                "{} overrode the sync window to correct drift ({}): {}",
-                                o.actor,
-                                state.reason.unwrap_or_default(),
-                                o.reason
-                            );
-                            self.store()
-                                .event("window-override", &message, None)
-                                .map_err(super::failed)?;
+                            crate::ops::window::record_override(
+                                self.store(),
+                                &o.actor,
+                                crate::ops::window::Overridden::CorrectDrift,
+                                &state.reason.unwrap_or_default(),
+                                &o.reason,
+                            )
+                            .map_err(super::failed)?;
                         }
                         true
                     }

@@ -886,12 +886,15 @@ impl Reconciler {
         }
         let reason = state.reason.clone().unwrap_or_default();
         if let Some((actor, why)) = overridden {
-            let message =
-                format!("{actor} overrode the sync window to apply {revision} ({reason}): {why}");
             tracing::warn!(revision, actor, reason = why, "sync window overridden");
-            self.store()
-                .event("window-override", &message, None)
-                .map_err(|e| self.fail(format!("cannot record the override: {e}")))?;
+            crate::ops::window::record_override(
+                self.store(),
+                actor,
+                crate::ops::window::Overridden::Apply { revision },
+                &reason,
+                why,
+            )
+            .map_err(|e| self.fail(format!("cannot record the override: {e}")))?;
             self.waiting_for_window = None;
             self.shared.update(|s| s.window = None);
             return Ok(());
