@@ -105,23 +105,6 @@ const STACK_FIELDS: &[&str] = &[
     "driver",
 ];
 
-/// Per driver, the settings a stack's entry may set: where credentials and targets are, never
-/// what is built.
-const DRIVER_SETTINGS: &[(&str, &[&str])] = &[
-    (
-        "kubernetes",
-        &[
-            "kubeconfig",
-            "context",
-            "namespace",
-            "allowed-namespaces",
-            "allow-exec-credentials",
-        ],
-    ),
-    ("aws", &["profile", "region", "endpoint-url"]),
-    ("local", &["path"]),
-];
-
 /// A parsed configuration, or its diagnostics rendered against the file.
 pub fn parse(path: &str, text: &str) -> Result<DaemonConfig, ConfigError> {
     let mut sources = Sources::new();
@@ -388,8 +371,10 @@ impl Decoder {
         let example =
             "driver \"kubernetes\" kubeconfig=\"/etc/platformd/kube/prod\" context=\"prod\"";
         let name = self.string(node, example)?;
-        let Some((_, allowed)) = DRIVER_SETTINGS.iter().find(|(d, _)| *d == name) else {
-            let drivers: Vec<&str> = DRIVER_SETTINGS.iter().map(|(d, _)| *d).collect();
+        // A stack's entry gives what the operator decides for a driver (`descriptors`): where it
+        // finds its credentials and targets, never what is built.
+        let Some(descriptor) = descriptors::find(&name) else {
+            let drivers: Vec<&str> = descriptors::ALL.iter().map(|d| d.driver).collect();
             self.error(
                 "unknown-config-field",
                 node.args[0].span,
@@ -399,6 +384,7 @@ impl Decoder {
             );
             return None;
         };
+        let allowed: Vec<&str> = descriptor.operator_settings().map(|s| s.name).collect();
         let mut settings = BTreeMap::new();
         for prop in &node.props {
             if !allowed.contains(&&*prop.key.text) {

@@ -15,6 +15,7 @@ mod support;
 
 /// The crates' source roots.
 const CRATES: &[&str] = &[
+    "descriptors/src",
     "planner/src",
     "drivers/src",
     "daemon/src",

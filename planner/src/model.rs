@@ -118,62 +118,18 @@ impl DriverType {
         DriverType::ALL.into_iter().find(|d| d.as_str() == s)
     }
 
-    /// Kinds the driver can manage. The local driver renders every kind.
-    pub fn supports(self, kind: Kind) -> bool {
+    /// What the driver declares it serves and takes (`descriptors`, one file per driver).
+    pub fn descriptor(self) -> &'static descriptors::Descriptor {
         match self {
-            DriverType::Local => true,
-            DriverType::Kubernetes => {
-                matches!(
-                    kind,
-                    Kind::Service
-                        | Kind::AiEndpoint
-                        | Kind::Topic
-                        | Kind::Pipeline
-                        | Kind::GpuPool
-                        | Kind::Database
-                        | Kind::LlmQuota
-                        | Kind::Job
-                )
-            }
-            DriverType::Aws => matches!(
-                kind,
-                Kind::Bucket | Kind::Database | Kind::GpuPool | Kind::AiEndpoint
-            ),
+            DriverType::Local => &descriptors::LOCAL,
+            DriverType::Kubernetes => &descriptors::KUBERNETES,
+            DriverType::Aws => &descriptors::AWS,
         }
     }
 
-    /// Settings each driver accepts inside its `driver "name" { }` block.
-    pub fn settings(self) -> &'static [&'static str] {
-        match self {
-            DriverType::Local => &[
-                "path",
-                "namespace",
-                "simulate-latency-ms",
-                "inject-faults",
-                "fault-schedule",
-            ],
-            DriverType::Kubernetes => &[
-                "context",
-                "namespace",
-                "kubeconfig",
-                "node-class",
-                "kafka-cluster",
-                "ai-gateway",
-                "clickhouse-keeper",
-                "kafka-connect-cluster",
-                "force-conflicts",
-            ],
-            DriverType::Aws => &[
-                "region",
-                "endpoint-url",
-                "profile",
-                "eks-cluster",
-                "node-role-arn",
-                "subnets",
-                "sagemaker-execution-role",
-                "sagemaker-image",
-            ],
-        }
+    /// Kinds the driver can manage. The local driver renders every kind.
+    pub fn supports(self, kind: Kind) -> bool {
+        self.descriptor().serves(kind.as_str())
     }
 }
 

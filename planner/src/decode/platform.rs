@@ -329,8 +329,9 @@ pub(crate) fn decode_platform(node: &Node, diags: &mut Vec<Diagnostic>) -> Optio
         }
         let mut settings = BTreeMap::new();
         for s in &d.children {
-            let allowed = driver.settings();
-            if !allowed.contains(&&*s.name.text) {
+            let descriptor = driver.descriptor();
+            let Some(setting) = descriptor.setting(&s.name.text) else {
+                let allowed: Vec<&str> = descriptor.stack_settings().map(|s| s.name).collect();
                 diags.push(
                     Diagnostic::error(
                         "unknown-field",
@@ -339,29 +340,20 @@ pub(crate) fn decode_platform(node: &Node, diags: &mut Vec<Diagnostic>) -> Optio
                     .with_label(s.name.span, "unknown setting")
                     .with_help(suggest::help_for(
                         &s.name.text,
-                        allowed,
+                        &allowed,
                         "settings",
                     )),
                 );
                 continue;
-            }
-            if driver == DriverType::Kubernetes && &*s.name.text == "kubeconfig" {
+            };
+            // The operator's settings (host paths, credentials, where signed requests go) are
+            // known, so a stack that names one is told where they belong.
+            if let Some(refusal) = setting.refusal {
                 diags.push(operator_setting(
-                    "the kubeconfig",
+                    refusal.what,
                     s.name.span,
-                    "a host path and credentials chosen by stack content",
-                    "remove it: the daemon's KUBECONFIG, its in-cluster service account, or `driver \"kubernetes\" kubeconfig=…` in its configuration gives the credentials; `context` may name one of its contexts",
-                ));
-                continue;
-            }
-            // Requests signed with the operator's AWS credentials (and their session token)
-            // would go wherever the stack says.
-            if driver == DriverType::Aws && &*s.name.text == "endpoint-url" {
-                diags.push(operator_setting(
-                    "the AWS endpoint",
-                    s.name.span,
-                    "where requests signed with the operator's credentials are sent",
-                    "remove it: an emulator or S3-compatible endpoint is the operator's to set, with AWS_ENDPOINT_URL in the daemon's environment or `driver \"aws\" endpoint-url=…` in its configuration",
+                    refusal.label,
+                    refusal.help,
                 ));
                 continue;
             }

@@ -1,0 +1,97 @@
+//! The Kubernetes driver (`drivers/src/kubernetes/`).
+
+use crate::{Descriptor, Kinds, OperatorOnly, Owner, Setting};
+
+pub const KUBERNETES: Descriptor = Descriptor {
+    driver: "kubernetes",
+    kinds: Kinds::Only(&[
+        "service",
+        "ai-endpoint",
+        "topic",
+        "pipeline",
+        "gpu-pool",
+        "database",
+        "llm-quota",
+        "job",
+    ]),
+    settings: &[
+        Setting {
+            name: "context",
+            owner: Owner::Both,
+            doc: "a context of the operator's kubeconfig, by name",
+            refusal: None,
+        },
+        Setting {
+            name: "namespace",
+            owner: Owner::Both,
+            doc: "the namespace the stack's objects go to (never the cluster's own)",
+            refusal: None,
+        },
+        Setting {
+            name: "kubeconfig",
+            owner: Owner::Operator,
+            doc: "the kubeconfig file: a host path holding credentials",
+            refusal: Some(OperatorOnly {
+                what: "the kubeconfig",
+                label: "a host path and credentials chosen by stack content",
+                help: "remove it: the daemon's KUBECONFIG, its in-cluster service account, or `driver \"kubernetes\" kubeconfig=…` in its configuration gives the credentials; `context` may name one of its contexts",
+            }),
+        },
+        Setting {
+            name: "allowed-namespaces",
+            owner: Owner::Operator,
+            doc: "the namespaces the driver may write, comma-separated; every namespaced call outside them is refused",
+            refusal: Some(OperatorOnly {
+                what: "the namespaces it may write",
+                label: "the operator's limit on the stack itself",
+                help: "remove it: the operator sets `driver \"kubernetes\" allowed-namespaces=…` in the daemon's configuration",
+            }),
+        },
+        Setting {
+            name: "allow-exec-credentials",
+            owner: Owner::Operator,
+            doc: "\"true\" lets a kubeconfig credential plugin (exec, auth-provider) run",
+            refusal: Some(OperatorOnly {
+                what: "to run credential plugins",
+                label: "a command run on the daemon's host",
+                help: "remove it: only the operator may allow credential plugins, with `driver \"kubernetes\" allow-exec-credentials=\"true\"` in the daemon's configuration",
+            }),
+        },
+        Setting {
+            name: "node-class",
+            owner: Owner::Stack,
+            doc: "the Karpenter EC2NodeClass GPU pools use",
+            refusal: None,
+        },
+        Setting {
+            name: "kafka-cluster",
+            owner: Owner::Stack,
+            doc: "the Strimzi Kafka cluster topics belong to",
+            refusal: None,
+        },
+        Setting {
+            name: "ai-gateway",
+            owner: Owner::Stack,
+            doc: "the Envoy AI Gateway that routes to AI endpoints",
+            refusal: None,
+        },
+        Setting {
+            name: "clickhouse-keeper",
+            owner: Owner::Stack,
+            doc: "the ClickHouse Keeper ClickHouse databases coordinate through",
+            refusal: None,
+        },
+        Setting {
+            name: "kafka-connect-cluster",
+            owner: Owner::Stack,
+            doc: "the Kafka Connect cluster pipelines' connectors run on",
+            refusal: None,
+        },
+        Setting {
+            name: "force-conflicts",
+            owner: Owner::Stack,
+            doc: "\"false\" makes a field another manager owns a conflict instead of taking it",
+            refusal: None,
+        },
+    ],
+};

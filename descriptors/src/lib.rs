@@ -1,0 +1,129 @@
+//! What each driver serves and which settings it takes, declared once per driver (`local.rs`,
+//! `kubernetes.rs`, `aws.rs`): the kinds it can make, and for each setting who may set it (the
+//! stack, the operator, or both) and what it is for. The planner's validation, the daemon's
+//! configuration and the drivers read the same declaration, so a setting is added in one place.
+//! Plain data with no dependencies: the planner stays free of `kube` and the AWS SDK.
+
+mod aws;
+mod kubernetes;
+mod local;
+
+pub use aws::AWS;
+pub use kubernetes::KUBERNETES;
+pub use local::LOCAL;
+
+/// Who may choose a setting's value (`docs/SECURITY.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// The stack's `driver "name" { }` block only: what is built.
+    Stack,
+    /// The daemon's configuration only: host paths, credentials, where signed requests go.
+    Operator,
+    /// Either: a name the operator's credentials resolve (a context, a profile, a region).
+    Both,
+}
+
+/// Why a stack may not choose an operator's setting, as its diagnostic says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OperatorOnly {
+    /// What was chosen (`the kubeconfig`), after "stack content may not choose".
+    pub what: &'static str,
+    /// The label under the setting's name.
+    pub label: &'static str,
+    /// Where the operator sets it instead.
+    pub help: &'static str,
+}
+
+/// One setting of a driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setting {
+    pub name: &'static str,
+    pub owner: Owner,
+    /// What it is for, in a sentence.
+    pub doc: &'static str,
+    /// For an operator's setting: what a stack that sets it is told.
+    pub refusal: Option<OperatorOnly>,
+}
+
+/// The kinds a driver makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kinds {
+    All,
+    /// By the planner's kind names (`service`, `ai-endpoint`).
+    Only(&'static [&'static str]),
+}
+
+/// One driver's declaration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Descriptor {
+    pub driver: &'static str,
+    pub kinds: Kinds,
+    pub settings: &'static [Setting],
+}
+
+impl Descriptor {
+    /// Whether the driver makes resources of the kind named `kind`.
+    pub fn serves(&self, kind: &str) -> bool {
+        match self.kinds {
+            Kinds::All => true,
+            Kinds::Only(kinds) => kinds.contains(&kind),
+        }
+    }
+
+    pub fn setting(&self, name: &str) -> Option<&'static Setting> {
+        self.settings.iter().find(|s| s.name == name)
+    }
+
+    /// The settings a stack's driver block may name (its own and the shared ones), plus the
+    /// operator's, which it may name only to be told where they belong.
+    pub fn stack_settings(&self) -> impl Iterator<Item = &'static Setting> + use<> {
+        self.settings.iter().filter(|s| s.owner != Owner::Operator)
+    }
+
+    /// The settings the daemon's configuration may give.
+    pub fn operator_settings(&self) -> impl Iterator<Item = &'static Setting> + use<> {
+        self.settings.iter().filter(|s| s.owner != Owner::Stack)
+    }
+}
+
+/// Every driver's declaration.
+pub const ALL: [&Descriptor; 3] = [&KUBERNETES, &AWS, &LOCAL];
+
+/// The declaration of the driver named `driver`.
+pub fn find(driver: &str) -> Option<&'static Descriptor> {
+    ALL.into_iter().find(|d| d.driver == driver)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_driver_declares_each_setting_once_and_says_why_its_operator_settings_are_its() {
+        for d in ALL {
+            let mut names: Vec<&str> = d.settings.iter().map(|s| s.name).collect();
+            names.sort();
+            let before = names.len();
+            names.dedup();
+            assert_eq!(
+                names.len(),
+                before,
+                "{}: a setting declared twice",
+                d.driver
+            );
+            for s in d.settings {
+                assert!(!s.doc.is_empty(), "{}.{}: no doc", d.driver, s.name);
+                assert_eq!(
+                    s.refusal.is_some(),
+                    s.owner == Owner::Operator,
+                    "{}.{}: an operator's setting says why, and only it",
+                    d.driver,
+                    s.name
+                );
+            }
+        }
+        assert_eq!(find("kubernetes").map(|d| d.driver), Some("kubernetes"));
+        assert!(find("gcp").is_none());
+        assert!(LOCAL.serves("llm-quota") && !AWS.serves("service"));
+    }
+}
