@@ -1,6 +1,6 @@
 //! The Kubernetes driver (`drivers/src/kubernetes/`).
 
-use crate::{Descriptor, Kinds, OperatorOnly, Owner, Setting};
+use crate::{Descriptor, Kinds, OperatorOnly, Owner, Setting, ValueRule};
 
 pub const KUBERNETES: Descriptor = Descriptor {
     driver: "kubernetes",
@@ -20,12 +20,14 @@ pub const KUBERNETES: Descriptor = Descriptor {
             owner: Owner::Both,
             doc: "a context of the operator's kubeconfig, by name",
             refusal: None,
+            value: None,
         },
         Setting {
             name: "namespace",
             owner: Owner::Both,
             doc: "the namespace the stack's objects go to (never the cluster's own)",
             refusal: None,
+            value: None,
         },
         Setting {
             name: "kubeconfig",
@@ -36,6 +38,7 @@ pub const KUBERNETES: Descriptor = Descriptor {
                 label: "a host path and credentials chosen by stack content",
                 help: "remove it: the daemon's KUBECONFIG, its in-cluster service account, or `driver \"kubernetes\" kubeconfig=…` in its configuration gives the credentials; `context` may name one of its contexts",
             }),
+            value: None,
         },
         Setting {
             name: "allowed-namespaces",
@@ -46,6 +49,7 @@ pub const KUBERNETES: Descriptor = Descriptor {
                 label: "the operator's limit on the stack itself",
                 help: "remove it: the operator sets `driver \"kubernetes\" allowed-namespaces=…` in the daemon's configuration",
             }),
+            value: None,
         },
         Setting {
             name: "allow-exec-credentials",
@@ -56,42 +60,53 @@ pub const KUBERNETES: Descriptor = Descriptor {
                 label: "a command run on the daemon's host",
                 help: "remove it: only the operator may allow credential plugins, with `driver \"kubernetes\" allow-exec-credentials=\"true\"` in the daemon's configuration",
             }),
+            value: None,
         },
         Setting {
             name: "node-class",
             owner: Owner::Stack,
             doc: "the Karpenter EC2NodeClass GPU pools use",
             refusal: None,
+            value: None,
         },
         Setting {
             name: "kafka-cluster",
             owner: Owner::Stack,
             doc: "the Strimzi Kafka cluster topics belong to",
             refusal: None,
+            value: None,
         },
         Setting {
             name: "ai-gateway",
             owner: Owner::Stack,
             doc: "the Envoy AI Gateway that routes to AI endpoints",
             refusal: None,
+            value: None,
         },
         Setting {
             name: "clickhouse-keeper",
             owner: Owner::Stack,
             doc: "the ClickHouse Keeper ClickHouse databases coordinate through",
             refusal: None,
+            value: None,
         },
         Setting {
             name: "kafka-connect-cluster",
             owner: Owner::Stack,
             doc: "the Kafka Connect cluster pipelines' connectors run on",
             refusal: None,
+            value: None,
         },
         Setting {
             name: "force-conflicts",
             owner: Owner::Stack,
             doc: "\"false\" makes a field another manager owns a conflict instead of taking it",
             refusal: None,
+            value: Some(ValueRule {
+                valid: |v| v == "true" || v == "false",
+                expected: "\"true\" or \"false\"",
+                example: "force-conflicts \"false\"",
+            }),
         },
     ],
 };

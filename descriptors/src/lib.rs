@@ -34,6 +34,24 @@ pub struct OperatorOnly {
     pub help: &'static str,
 }
 
+/// The form a setting's value must have, checked where it is written (`invalid-value`).
+#[derive(Debug, Clone, Copy)]
+pub struct ValueRule {
+    pub valid: fn(&str) -> bool,
+    /// What is expected, as the diagnostic says it (`an IAM role ARN`).
+    pub expected: &'static str,
+    /// A whole example line (`node-role-arn "arn:aws:iam::123456789012:role/gpu-nodes"`).
+    pub example: &'static str,
+}
+
+impl PartialEq for ValueRule {
+    fn eq(&self, other: &Self) -> bool {
+        self.expected == other.expected && self.example == other.example
+    }
+}
+
+impl Eq for ValueRule {}
+
 /// One setting of a driver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Setting {
@@ -43,6 +61,8 @@ pub struct Setting {
     pub doc: &'static str,
     /// For an operator's setting: what a stack that sets it is told.
     pub refusal: Option<OperatorOnly>,
+    /// The form its value must have; any non-empty string when `None`.
+    pub value: Option<ValueRule>,
 }
 
 /// The kinds a driver makes.

@@ -177,65 +177,6 @@ const APPROVAL_FIELDS: &[FieldDef] = &[
 ];
 
 /// Driver settings whose value has a form: the check, what is accepted, an example.
-type SettingRule = (fn(&str) -> bool, &'static str, &'static str);
-
-fn is_role_arn(v: &str) -> bool {
-    v.starts_with("arn:") && v.contains(":role/")
-}
-
-fn setting_rule(name: &str) -> Option<SettingRule> {
-    Some(match name {
-        "force-conflicts" => (
-            |v| v == "true" || v == "false",
-            "\"true\" or \"false\"",
-            "force-conflicts \"false\"",
-        ),
-        "fault-schedule" => (
-            |v| {
-                let mut keys: Vec<&str> = Vec::new();
-                let ok = v.split(',').all(|part| match part.trim().split_once('=') {
-                    Some(("seed", n)) => {
-                        keys.push("seed");
-                        n.trim().parse::<u64>().is_ok()
-                    }
-                    Some(("rate", r)) => {
-                        keys.push("rate");
-                        r.trim()
-                            .parse::<f64>()
-                            .is_ok_and(|r| (0.0..=1.0).contains(&r))
-                    }
-                    _ => false,
-                });
-                keys.sort();
-                ok && keys == ["rate", "seed"]
-            },
-            "`seed=N,rate=R` with a rate from 0 to 1",
-            "fault-schedule \"seed=7,rate=0.1\"",
-        ),
-        "simulate-latency-ms" => (
-            |v| v.parse::<u64>().is_ok(),
-            "a whole number of milliseconds",
-            "simulate-latency-ms \"50\"",
-        ),
-        "subnets" => (
-            |v| v.split(',').all(|s| !s.trim().is_empty()),
-            "subnet ids separated by commas",
-            "subnets \"subnet-a,subnet-b\"",
-        ),
-        "node-role-arn" => (
-            is_role_arn,
-            "an IAM role ARN",
-            "node-role-arn \"arn:aws:iam::123456789012:role/gpu-nodes\"",
-        ),
-        "sagemaker-execution-role" => (
-            is_role_arn,
-            "an IAM role ARN",
-            "sagemaker-execution-role \"arn:aws:iam::123456789012:role/sagemaker\"",
-        ),
-        _ => return None,
-    })
-}
-
 /// Why a driver setting's value is not the stack's to choose (`docs/SECURITY.md`).
 struct StackSettingProblem {
     what: &'static str,
@@ -371,8 +312,8 @@ pub(crate) fn decode_platform(node: &Node, diags: &mut Vec<Diagnostic>) -> Optio
                 ));
                 continue;
             }
-            let checked = match setting_rule(&s.name.text) {
-                Some((valid, rule, example)) => formatted(value, valid, rule, example, diags),
+            let checked = match setting.value {
+                Some(rule) => formatted(value, rule.valid, rule.expected, rule.example, diags),
                 None => string(value, "\"…\"", diags),
             };
             if let Some(v) = checked {
