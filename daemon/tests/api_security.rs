@@ -251,10 +251,7 @@ fn the_bearer_scheme_is_case_insensitive_and_failed_authentication_is_throttled(
     // Auto-synced: a sync with a good token applies (200) rather than waiting for approval.
     std::fs::write(
         stack.join("platform.kdl"),
-        format!(
-            "{}service \"api\" {{\n    team \"web\"\n    image \"ghcr.io/acme/api:1.0.0\"\n    replicas 1\n    port 8080\n}}\n",
-            support::PLATFORM
-        ),
+        format!("{}{}", support::PLATFORM, support::running::service(1)),
     )
     .unwrap();
     let daemon = support::running::Daemon::start(

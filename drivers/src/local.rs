@@ -470,12 +470,8 @@ impl Driver for LocalDriver {
             && let Ok(live) = from_yaml(&text)
         {
             for (index, field) in &ignored {
-                let kept = live.get(*index).and_then(|d| render::value_at(d, field));
-                let slot = docs
-                    .get_mut(*index)
-                    .and_then(|d| render::value_at_mut(d, field));
-                if let (Some(kept), Some(slot)) = (kept, slot) {
-                    *slot = kept.clone();
+                if let (Some(doc), Some(live)) = (docs.get_mut(*index), live.get(*index)) {
+                    render::keep_live_value(doc, live, field);
                 }
             }
         }

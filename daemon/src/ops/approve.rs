@@ -6,12 +6,7 @@
 use crate::store::{Result as StoreResult, Store};
 
 /// The plan waiting for approval, as the caller knows it (the store's, or the loop's status).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Waiting {
-    pub revision: String,
-    pub plan_hash: String,
-    pub summary: String,
-}
+pub use api::PendingApproval as Waiting;
 
 /// Why an approval was not recorded.
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,7 @@
 //! loop, so a request never races an apply.
 
 use super::{LoopError, Reconciler};
-use crate::ops::approve::{self, Naming, Waiting};
+use crate::ops::approve::{self, Naming};
 use crate::ops::{DriftScope, RollbackReport};
 use api::{ApplyReason, SyncState};
 
@@ -110,11 +110,7 @@ impl Reconciler {
                 actor,
             } => {
                 // Only the plan waiting now can be approved: not an earlier one, not a guess.
-                let pending = self.shared.status().pending_approval.map(|p| Waiting {
-                    revision: p.revision,
-                    plan_hash: p.plan_hash,
-                    summary: p.summary,
-                });
+                let pending = self.shared.status().pending_approval;
                 let waiting =
                     approve::check(pending.as_ref(), &revision, Some(&plan_hash), Naming::Exact)?;
                 approve::record(self.store(), &waiting, &actor)?;

@@ -345,12 +345,7 @@ fn with_live_values(
     let live = serde_json::to_value(live)?;
     let mut body = serde_json::to_value(&object)?;
     for path in paths {
-        if let (Some(value), Some(slot)) = (
-            render::value_at(&live, path),
-            render::value_at_mut(&mut body, path),
-        ) {
-            *slot = value.clone();
-        }
+        render::keep_live_value(&mut body, &live, path);
     }
     serde_json::from_value(body)
 }

@@ -186,6 +186,14 @@ pub(crate) fn value_at_mut<'a>(value: &'a mut Value, path: &str) -> Option<&'a m
     })
 }
 
+/// Gives `doc` the value `live` has at `path`, where both have the field: what `ignore-changes`
+/// keeps at apply.
+pub(crate) fn keep_live_value(doc: &mut Value, live: &Value, path: &str) {
+    if let (Some(value), Some(slot)) = (value_at(live, path), value_at_mut(doc, path)) {
+        *slot = value.clone();
+    }
+}
+
 pub(crate) fn str_at<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("")
 }
