@@ -594,7 +594,11 @@ fn a_replica_paused_mid_call_writes_nothing_once_woken() {
     let store = &cluster.stores[&name];
     assert_eq!(store.applied_revision().unwrap(), Some(third.clone()));
     let resource = store.resource("service/api").unwrap().unwrap();
-    assert_eq!(resource.desired.spec["replicas"], 3, "b's state kept");
+    assert_eq!(
+        resource.desired.spec.to_value()["replicas"],
+        3,
+        "b's state kept"
+    );
     let history = store.history().unwrap();
     let a_record = history.iter().find(|h| h.id == a_apply).unwrap();
     assert_ne!(

@@ -104,7 +104,7 @@ fn stored(snapshot: &Snapshot, address: &str) -> StoredResource {
             address: address.to_string(),
             kind: r.kind,
             name: r.name.clone(),
-            spec: serde_json::from_str(r.spec.as_str()).unwrap(),
+            spec: planner::resource_spec::ResourceSpec::parse(r.kind, r.spec.as_str()).unwrap(),
             wired: Default::default(),
             resumed: false,
         },

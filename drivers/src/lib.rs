@@ -25,7 +25,8 @@ pub mod registry;
 pub mod render;
 
 use async_trait::async_trait;
-use planner::model::Kind;
+use planner::model::{Kind, Spec};
+use planner::resource_spec::ResourceSpec;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -40,14 +41,15 @@ pub const STACK_LABEL: &str = "platformd.dev/stack";
 pub const ADDRESS_ANNOTATION: &str = "platformd.dev/address";
 
 /// What a driver is asked to make true for one resource.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DesiredResource {
     pub stack: String,
     pub address: String,
     pub kind: Kind,
     pub name: String,
-    /// The canonical spec (see `docs/PLAN_FORMAT.md`).
-    pub spec: serde_json::Value,
+    /// The canonical spec, typed by kind (`planner::resource_spec`; its JSON form is in
+    /// `docs/PLAN_FORMAT.md`). Every default in it was decided by the planner.
+    pub spec: ResourceSpec,
     /// Wired values, resolved from the outputs of applied dependencies: env name → value.
     pub wired: BTreeMap<String, String>,
     /// An earlier attempt to create this resource was interrupted (a crash between a create and
@@ -59,7 +61,62 @@ pub struct DesiredResource {
 
 impl DesiredResource {
     pub fn team(&self) -> &str {
-        self.spec.get("team").and_then(|t| t.as_str()).unwrap_or("")
+        &self.spec.team
+    }
+
+    /// The kind's own fields.
+    pub fn fields(&self) -> &Spec {
+        &self.spec.fields
+    }
+
+    /// A resource to make from a canonical spec written out as JSON (tools and tests; the
+    /// engine builds them from a snapshot). The spec must be complete: defaults are the
+    /// planner's, never filled in here.
+    pub fn from_json(
+        stack: &str,
+        kind: Kind,
+        name: &str,
+        spec: &serde_json::Value,
+    ) -> Result<DesiredResource, planner::resource_spec::SpecError> {
+        Ok(DesiredResource {
+            stack: stack.to_string(),
+            address: format!("{kind}/{name}"),
+            kind,
+            name: name.to_string(),
+            spec: ResourceSpec::from_value(kind, spec)?,
+            wired: BTreeMap::new(),
+            resumed: false,
+        })
+    }
+}
+
+/// Read back as written: the spec is typed by the `kind` beside it.
+impl<'de> Deserialize<'de> for DesiredResource {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Stored {
+            stack: String,
+            address: String,
+            kind: Kind,
+            name: String,
+            spec: serde_json::Value,
+            #[serde(default)]
+            wired: BTreeMap<String, String>,
+            #[serde(default)]
+            resumed: bool,
+        }
+        let stored = Stored::deserialize(d)?;
+        let spec = ResourceSpec::from_value(stored.kind, &stored.spec)
+            .map_err(serde::de::Error::custom)?;
+        Ok(DesiredResource {
+            stack: stored.stack,
+            address: stored.address,
+            kind: stored.kind,
+            name: stored.name,
+            spec,
+            wired: stored.wired,
+            resumed: stored.resumed,
+        })
     }
 }
 

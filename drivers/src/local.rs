@@ -12,13 +12,13 @@
 //! "service/a=permanent,topic/b=retryable:2"` makes applies of those addresses fail (always, or
 //! the first N attempts with a retryable error).
 
-use crate::render::{self, str_at};
+use crate::render;
 use crate::{
     ADDRESS_ANNOTATION, Applied, DesiredResource, Driver, DriverError, Health, MANAGED_BY_LABEL,
     MANAGED_BY_VALUE, ObjectRef, ObservedResource, Outputs, STACK_LABEL,
 };
 use async_trait::async_trait;
-use planner::model::Kind;
+use planner::model::{DatabaseEngine, Kind, ModelRuntime, Spec};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -170,65 +170,58 @@ pub fn clickhouse_outputs(name: &str, namespace: &str, o: &mut Outputs) {
 pub fn synthesize_outputs(d: &DesiredResource, namespace: &str) -> Outputs {
     let mut o = Outputs::new();
     let name = &d.name;
-    match d.kind {
-        Kind::Service => {
+    match d.fields() {
+        Spec::Service(service) => {
             let host = format!("{name}.{namespace}.svc.cluster.local");
-            let port = d.spec.get("port").and_then(Value::as_u64).unwrap_or(80);
+            let port = service.port.unwrap_or(80);
             o.insert("url".into(), format!("http://{host}:{port}"));
             o.insert("host".into(), host);
             o.insert("port".into(), port.to_string());
         }
-        Kind::Database if str_at(&d.spec, "engine") == "clickhouse" => {
+        Spec::Database(db) if db.engine == DatabaseEngine::Clickhouse => {
             clickhouse_outputs(&d.name, namespace, &mut o);
         }
-        Kind::Database => {
-            let engine = str_at(&d.spec, "engine");
-            let port = if engine == "postgres" { 5432 } else { 3306 };
+        Spec::Database(db) => {
+            let postgres = db.engine == DatabaseEngine::Postgres;
+            let port = if postgres { 5432 } else { 3306 };
             let host = format!("{name}.{}.db.internal", d.stack);
-            let db = name.replace('-', "_");
-            let user = format!("{db}_app");
-            let scheme = if engine == "postgres" {
-                "postgres"
-            } else {
-                "mysql"
-            };
+            let sql_name = name.replace('-', "_");
+            let user = format!("{sql_name}_app");
+            let scheme = if postgres { "postgres" } else { "mysql" };
             o.insert(
                 "url".into(),
-                format!("{scheme}://{user}@{host}:{port}/{db}"),
+                format!("{scheme}://{user}@{host}:{port}/{sql_name}"),
             );
             o.insert("host".into(), host);
             o.insert("port".into(), port.to_string());
-            o.insert("name".into(), db);
+            o.insert("name".into(), sql_name);
             o.insert("username".into(), user);
         }
-        Kind::Bucket => {
+        Spec::Bucket(_) => {
             let bucket = format!("{}-{name}", d.stack);
             o.insert("arn".into(), format!("arn:aws:s3:::{bucket}"));
             o.insert("url".into(), format!("s3://{bucket}"));
             o.insert("name".into(), bucket);
         }
-        Kind::Topic => {
+        Spec::Topic(_) => {
             o.insert("name".into(), name.clone());
             o.insert(
                 "bootstrap-servers".into(),
                 format!("platform-kafka-bootstrap.{namespace}.svc:9092"),
             );
         }
-        Kind::Job => {
+        Spec::Job(_) | Spec::Pipeline(_) => {
             o.insert("name".into(), name.clone());
         }
-        Kind::Pipeline => {
-            o.insert("name".into(), name.clone());
-        }
-        Kind::GpuPool => {
+        Spec::GpuPool(_) => {
             o.insert("name".into(), name.clone());
             o.insert(
                 "node-selector".into(),
                 format!("platformd.dev/gpu-pool={name}"),
             );
         }
-        Kind::AiEndpoint => {
-            let url = if str_at(&d.spec, "runtime") == "sagemaker" {
+        Spec::AiEndpoint(endpoint) => {
+            let url = if endpoint.runtime == ModelRuntime::Sagemaker {
                 format!(
                     "https://runtime.sagemaker.local/endpoints/{}-{name}/invocations",
                     d.stack
@@ -236,15 +229,14 @@ pub fn synthesize_outputs(d: &DesiredResource, namespace: &str) -> Outputs {
             } else {
                 format!("http://{name}.{namespace}.svc.cluster.local:8000/v1")
             };
-            let model = d.spec.get("model").cloned().unwrap_or_default();
             o.insert("url".into(), url);
             o.insert(
                 "model".into(),
-                format!("{}@{}", str_at(&model, "id"), str_at(&model, "revision")),
+                format!("{}@{}", endpoint.model.id, endpoint.model.revision),
             );
         }
         // A rate limit publishes nothing.
-        Kind::LlmQuota => {}
+        Spec::LlmQuota(_) => {}
     }
     o
 }

@@ -10,15 +10,7 @@ use serde_json::json;
 use test_support::moto::MotoServer;
 
 fn resource(kind: Kind, name: &str, spec: serde_json::Value) -> DesiredResource {
-    DesiredResource {
-        stack: "shop".into(),
-        address: format!("{kind}/{name}"),
-        kind,
-        name: name.into(),
-        spec,
-        wired: Default::default(),
-        resumed: false,
-    }
+    DesiredResource::from_json("shop", kind, name, &spec).expect("a complete spec")
 }
 
 #[test]

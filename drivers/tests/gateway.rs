@@ -7,7 +7,7 @@
 use drivers::kubernetes::{KubernetesDriver, Settings};
 use drivers::render::gateway;
 use drivers::{DesiredResource, Driver};
-use planner::model::Kind;
+use planner::model::{Kind, Spec};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use test_support::kube_emulator::KubeEmulator;
@@ -135,39 +135,40 @@ fn check_against_crd(doc: &Value) {
 }
 
 fn endpoint(rate_limit: Value) -> DesiredResource {
-    DesiredResource {
-        stack: "shop".into(),
-        address: "ai-endpoint/chat".into(),
-        kind: Kind::AiEndpoint,
-        name: "chat".into(),
-        spec: json!({
-            "team": "ml",
-            "model": { "id": "meta-llama/Llama-3.1-8B-Instruct", "revision": "main" },
-            "runtime": "vllm",
-            "gpu-pool": { "pool": "l4", "gpus": 1 },
-            "replicas": 2,
-            "rate-limit": rate_limit,
-        }),
-        wired: Default::default(),
-        resumed: false,
+    let mut spec = json!({
+        "team": "ml",
+        "model": { "id": "meta-llama/Llama-3.1-8B-Instruct", "revision": "main" },
+        "runtime": "vllm",
+        "gpu-pool": { "pool": "l4", "gpus": 1 },
+        "replicas": 2,
+    });
+    if !rate_limit.is_null() {
+        spec["rate-limit"] = rate_limit;
     }
+    DesiredResource::from_json("shop", Kind::AiEndpoint, "chat", &spec).unwrap()
+}
+
+/// `d` without its endpoint's rate limit.
+fn without_rate_limit(mut d: DesiredResource) -> DesiredResource {
+    if let Spec::AiEndpoint(e) = &mut d.spec.fields {
+        e.rate_limit = None;
+    }
+    d
 }
 
 fn quota() -> DesiredResource {
-    DesiredResource {
-        stack: "shop".into(),
-        address: "llm-quota/storefront".into(),
-        kind: Kind::LlmQuota,
-        name: "storefront".into(),
-        spec: json!({
+    DesiredResource::from_json(
+        "shop",
+        Kind::LlmQuota,
+        "storefront",
+        &json!({
             "team": "storefront",
             "tokens-per-day": 20_000_000u64,
             "tokens-per-minute": 200_000u64,
             "endpoints": ["chat", "embeddings"],
         }),
-        wired: Default::default(),
-        resumed: false,
-    }
+    )
+    .unwrap()
 }
 
 #[test]
@@ -245,8 +246,7 @@ fn every_gateway_object_uses_only_the_fields_and_values_of_the_published_crds() 
     }
 
     // No limit declared: a route, but no policy.
-    let mut unlimited = endpoint(Value::Null);
-    unlimited.spec.as_object_mut().unwrap().remove("rate-limit");
+    let unlimited = endpoint(Value::Null);
     let docs = drivers::render::documents(&unlimited, "ml");
     assert!(!docs.iter().any(|d| d["kind"] == "BackendTrafficPolicy"));
     assert!(docs.iter().any(|d| d["kind"] == "AIGatewayRoute"));
@@ -309,8 +309,7 @@ fn the_kubernetes_driver_applies_routes_and_quotas_on_the_named_gateway() {
     );
 
     // The limit removed: its policy is pruned, the route stays.
-    let mut unlimited = chat.clone();
-    unlimited.spec.as_object_mut().unwrap().remove("rate-limit");
+    let unlimited = without_rate_limit(chat.clone());
     let inventory = applied.inventory.clone();
     rt.block_on(driver.apply(&unlimited, &inventory)).unwrap();
     assert!(

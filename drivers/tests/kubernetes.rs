@@ -5,7 +5,8 @@
 use drivers::drift::managed_differences;
 use drivers::kubernetes::{KubernetesDriver, Settings};
 use drivers::{DesiredResource, Driver};
-use planner::model::Kind;
+use planner::model::{DriftPolicy, Kind, Spec};
+use planner::resource_spec::LifecycleSpec;
 use serde_json::json;
 use std::time::Duration;
 use test_support::kube_emulator::{BUILT_IN, KubeEmulator, OPERATOR_CRDS};
@@ -24,32 +25,23 @@ fn driver(emulator: &KubeEmulator, dir: &tempfile::TempDir) -> KubernetesDriver 
 fn service(name: &str, replicas: u64, autoscale: bool) -> DesiredResource {
     let mut spec = json!({
         "team": "web", "image": format!("ghcr.io/acme/{name}:1.0.0"), "replicas": replicas, "port": 8080,
+        "resources": { "cpu": "250m", "memory": "256Mi" },
         "env": { "LOG_LEVEL": "info", "STRIPE_KEY": { "secret": "aws-sm:prod/stripe" } },
     });
     if autoscale {
         spec["autoscale"] = json!({ "min": 2, "max": 6, "cpu-percent": 70 });
     }
-    DesiredResource {
-        stack: "shop".into(),
-        address: format!("service/{name}"),
-        kind: Kind::Service,
-        name: name.into(),
-        spec,
-        wired: Default::default(),
-        resumed: false,
-    }
+    DesiredResource::from_json("shop", Kind::Service, name, &spec).unwrap()
 }
 
 fn topic(name: &str) -> DesiredResource {
-    DesiredResource {
-        stack: "shop".into(),
-        address: format!("topic/{name}"),
-        kind: Kind::Topic,
-        name: name.into(),
-        spec: json!({ "team": "web", "partitions": 6, "retention-hours": 72 }),
-        wired: Default::default(),
-        resumed: false,
-    }
+    DesiredResource::from_json(
+        "shop",
+        Kind::Topic,
+        name,
+        &json!({ "team": "web", "partitions": 6, "retention-hours": 72, "replication-factor": 3 }),
+    )
+    .unwrap()
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -562,9 +554,14 @@ fn ignore_changes_keeps_the_live_value_of_a_field_at_apply() {
         |d| d["spec"]["replicas"] = json!(15),
     );
     let mut bumped = service("api", 4, false);
-    bumped.spec["image"] = json!("ghcr.io/acme/api:1.1.0");
-    bumped.spec["lifecycle"] =
-        json!({ "protect": false, "drift": "report", "ignore-changes": ["replicas"] });
+    if let Spec::Service(s) = &mut bumped.spec.fields {
+        s.image = "ghcr.io/acme/api:1.1.0".into();
+    }
+    bumped.spec.lifecycle = LifecycleSpec {
+        protect: false,
+        drift: DriftPolicy::Report,
+        ignore_changes: vec!["replicas".into()],
+    };
     let again = rt
         .block_on(driver.apply(&bumped, &first.inventory))
         .unwrap();
@@ -578,7 +575,7 @@ fn ignore_changes_keeps_the_live_value_of_a_field_at_apply() {
         "ghcr.io/acme/api:1.1.0"
     );
     // Not ignored: the declared value is what is applied.
-    bumped.spec["lifecycle"]["ignore-changes"] = json!([]);
+    bumped.spec.lifecycle.ignore_changes.clear();
     rt.block_on(driver.apply(&bumped, &again.inventory))
         .unwrap();
     let live = emulator.get("apps", "deployments", "shop", "api").unwrap();

@@ -16,18 +16,14 @@ fn example_resources() -> Vec<DesiredResource> {
         .resources
         .iter()
         .map(|(address, r)| {
-            let spec = r.spec.value();
+            let spec = planner::resource_spec::ResourceSpec::parse(r.kind, r.spec.as_str())
+                .expect("the planner's spec reads as its kind");
             // Stand-ins for wired outputs, as the engine would resolve them.
             let wired = spec
-                .get("env")
-                .and_then(|e| e.as_object())
-                .map(|env| {
-                    env.iter()
-                        .filter(|(_, v)| v.get("from").is_some())
-                        .map(|(k, _)| (k.clone(), format!("wired-{k}")))
-                        .collect()
-                })
-                .unwrap_or_default();
+                .wires("BACKUP_BUCKET")
+                .iter()
+                .map(|wire| (wire.env.to_string(), format!("wired-{}", wire.env)))
+                .collect();
             DesiredResource {
                 stack: snapshot.stack.clone(),
                 address: address.clone(),
@@ -224,7 +220,7 @@ fn ignore_changes_keeps_what_the_file_holds() {
     let driver = LocalDriver::new(dir.path(), None);
     let mut resource = example_resources()
         .into_iter()
-        .find(|r| r.kind == Kind::Service && r.spec["replicas"].is_u64())
+        .find(|r| r.kind == Kind::Service)
         .unwrap();
     rt().block_on(async { driver.apply(&resource, &[]).await.unwrap() });
     let file = dir
@@ -234,15 +230,18 @@ fn ignore_changes_keeps_what_the_file_holds() {
     let replicas = |text: &str| -> serde_json::Value {
         drivers::local::from_yaml(text).unwrap()[0]["spec"]["replicas"].clone()
     };
-    let declared = resource.spec["replicas"].clone();
+    let declared = match resource.fields() {
+        planner::model::Spec::Service(s) => s.replicas,
+        other => panic!("a service's spec: {other:?}"),
+    };
     let text = std::fs::read_to_string(&file).unwrap();
     assert_eq!(replicas(&text), declared);
     // Scaled by hand (or by a controller) to 15.
     let scaled = text.replacen(&format!("replicas: {declared}"), "replicas: 15", 1);
     assert_ne!(scaled, text);
     std::fs::write(&file, &scaled).unwrap();
-    resource.spec["lifecycle"]["ignore-changes"] = serde_json::json!(["replicas"]);
-    resource.spec["labels"]["tier"] = serde_json::json!("web");
+    resource.spec.lifecycle.ignore_changes = vec!["replicas".into()];
+    resource.spec.labels.insert("tier".into(), "web".into());
     rt().block_on(async { driver.apply(&resource, &[]).await.unwrap() });
     let text = std::fs::read_to_string(&file).unwrap();
     assert_eq!(replicas(&text), 15, "{text}");
@@ -250,7 +249,7 @@ fn ignore_changes_keeps_what_the_file_holds() {
         text.contains("tier: web"),
         "the rest follows the declaration: {text}"
     );
-    resource.spec["lifecycle"]["ignore-changes"] = serde_json::json!([]);
+    resource.spec.lifecycle.ignore_changes.clear();
     rt().block_on(async { driver.apply(&resource, &[]).await.unwrap() });
     assert_eq!(replicas(&std::fs::read_to_string(&file).unwrap()), declared);
 }

@@ -51,8 +51,12 @@ fn pipeline(name: &str) -> DesiredResource {
 #[test]
 fn a_topic_into_clickhouse_is_a_sink_connector_with_the_dead_letter_topic() {
     let d = pipeline("orders-raw");
+    let planner::model::Spec::Pipeline(p) = d.fields() else {
+        panic!("a pipeline: {d:?}")
+    };
     assert_eq!(
-        d.spec["sink"]["engine"], "clickhouse",
+        p.sink.engine,
+        Some(planner::model::DatabaseEngine::Clickhouse),
         "the planner typed the sink"
     );
     let docs = drivers::render::documents(&d, "analytics");

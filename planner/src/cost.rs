@@ -3,7 +3,7 @@
 //! review, not billing: they are deterministic and explainable, not exact.
 
 use crate::diagnostic::Diagnostic;
-use crate::model::{Resource, Spec, Stack};
+use crate::model::{Capacity, DatabaseEngine, Resource, Spec, Stack};
 use crate::units::{cpu_millis, memory_bytes};
 use std::collections::BTreeMap;
 
@@ -159,7 +159,7 @@ pub fn estimate(stack: &Stack) -> Estimate {
             Spec::Pipeline(p) => {
                 compute_cost(&prices, &p.resources.cpu, &p.resources.memory, p.replicas)
             }
-            Spec::Database(d) if d.engine == "clickhouse" => {
+            Spec::Database(d) if d.engine == DatabaseEngine::Clickhouse => {
                 // Pods of the cluster's size, each with its volume.
                 let pods = d.shards.unwrap_or(1) * d.replicas.unwrap_or(1);
                 let (cpu, memory) = d
@@ -206,7 +206,7 @@ pub fn estimate(stack: &Stack) -> Estimate {
                     if gpus == 0 {
                         return None;
                     }
-                    let factor = if pool_spec.capacity == "spot" {
+                    let factor = if pool_spec.capacity == Capacity::Spot {
                         prices.rate("spot-factor")
                     } else {
                         1.0
@@ -226,7 +226,7 @@ pub fn estimate(stack: &Stack) -> Estimate {
                     match pools.get(placement.pool.as_str()) {
                         Some(pool_spec) => match prices.instance(&pool_spec.instance_type) {
                             Some((hourly, gpus)) if gpus > 0 => {
-                                let factor = if pool_spec.capacity == "spot" {
+                                let factor = if pool_spec.capacity == Capacity::Spot {
                                     prices.rate("spot-factor")
                                 } else {
                                     1.0
@@ -263,7 +263,7 @@ pub fn estimate(stack: &Stack) -> Estimate {
         if let Spec::GpuPool(p) = &*r.spec {
             let usd = match prices.instance(&p.instance_type) {
                 Some((hourly, _)) => {
-                    let factor = if p.capacity == "spot" {
+                    let factor = if p.capacity == Capacity::Spot {
                         prices.rate("spot-factor")
                     } else {
                         1.0

@@ -19,6 +19,7 @@ pub mod parallel;
 pub mod plan;
 pub mod policy;
 pub mod render;
+pub mod resource_spec;
 pub mod snapshot;
 pub mod source;
 pub mod suggest;

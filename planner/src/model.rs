@@ -279,7 +279,7 @@ pub struct Resource {
 }
 
 /// A resource's alerts and where they go (`docs/LANGUAGE.md`, "Monitoring").
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Monitoring {
     pub alerts: Vec<Alert>,
@@ -287,7 +287,7 @@ pub struct Monitoring {
 }
 
 /// `alert "cpu" above=80 for="10m" severity="critical"`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Alert {
     pub metric: AlertMetric,
@@ -308,7 +308,7 @@ fn whole_as_integer<S: serde::Serializer>(n: &f64, s: S) -> Result<S::Ok, S::Err
 }
 
 /// What an alert watches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AlertMetric {
     /// CPU use, percent of what is requested (or of the instance).
@@ -362,7 +362,7 @@ impl AlertMetric {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AlertSeverity {
     Warning,
@@ -375,6 +375,67 @@ impl AlertSeverity {
             AlertSeverity::Warning => "warning",
             AlertSeverity::Critical => "critical",
         }
+    }
+}
+
+/// An enum whose values are written as fixed names in stacks, plans and specs; `ALL` in the
+/// order the docs list them, `NAMES` for the decoder's "expected one of".
+macro_rules! named_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vdoc])* #[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            pub const NAMES: &'static [&'static str] = &[$($text),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+
+            pub fn parse(s: &str) -> Option<$name> {
+                $name::ALL.iter().copied().find(|v| v.as_str() == s)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+named_enum! {
+    /// A database's `engine`.
+    DatabaseEngine {
+        Postgres => "postgres",
+        Mysql => "mysql",
+        Mariadb => "mariadb",
+        Clickhouse => "clickhouse",
+    }
+}
+
+named_enum! {
+    /// What serves an AI endpoint's model: a self-hosted runtime, or SageMaker.
+    ModelRuntime {
+        Vllm => "vllm",
+        Tgi => "tgi",
+        Triton => "triton",
+        Sagemaker => "sagemaker",
+    }
+}
+
+named_enum! {
+    /// How a GPU pool's nodes are bought.
+    Capacity {
+        OnDemand => "on-demand",
+        Spot => "spot",
     }
 }
 
@@ -395,11 +456,11 @@ pub enum Spec {
 }
 
 /// `job "name" { image …; command …; gpu-pool "pool" gpus=N; schedule "CRON"; … }`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct JobSpec {
     pub image: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub command: Vec<String>,
     pub resources: ComputeResources,
     pub env: BTreeMap<String, EnvValue>,
@@ -418,7 +479,7 @@ pub struct JobSpec {
 
 /// The gateway rate limits of a team's `llm-quota`: the team's limits and the endpoints they
 /// cover (every endpoint of the stack served through the gateway).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct LlmQuotaSpec {
     #[serde(flatten)]
@@ -455,14 +516,44 @@ impl Serialize for EnvValue {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+impl<'de> Deserialize<'de> for EnvValue {
+    /// The canonical form back: a string is a literal, `{"from": "kind/name.output"}` a wired
+    /// output (split once, here, at the last dot: addresses have none after the name's kind),
+    /// `{"secret": "…"}` a reference.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Wire {
+            Literal(String),
+            From { from: String },
+            Secret { secret: String },
+        }
+        Ok(match Wire::deserialize(d)? {
+            Wire::Literal(v) => EnvValue::Literal(v),
+            Wire::From { from } => match from.rsplit_once('.') {
+                Some((address, output)) => EnvValue::From {
+                    address: address.to_string(),
+                    output: output.to_string(),
+                },
+                None => {
+                    return Err(serde::de::Error::custom(format!(
+                        "wired value `{from}` names no output"
+                    )));
+                }
+            },
+            Wire::Secret { secret } => EnvValue::Secret(secret),
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct ComputeResources {
     pub cpu: String,
     pub memory: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct HealthCheck {
     pub path: String,
@@ -472,7 +563,7 @@ pub struct HealthCheck {
     pub period_seconds: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Autoscale {
     pub min: u32,
@@ -480,7 +571,7 @@ pub struct Autoscale {
     pub cpu_percent: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct ServiceSpec {
     pub image: String,
@@ -495,10 +586,10 @@ pub struct ServiceSpec {
     pub autoscale: Option<Autoscale>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct DatabaseSpec {
-    pub engine: String,
+    pub engine: DatabaseEngine,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
     /// The instance class (every engine but ClickHouse, which sizes pods by `resources`).
@@ -522,14 +613,14 @@ pub struct DatabaseSpec {
 }
 
 /// `backup bucket="…" schedule="…"`: ClickHouse backups to a bucket of the stack.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct DatabaseBackup {
     pub bucket: String,
     pub schedule: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct BucketSpec {
     pub versioning: bool,
@@ -540,7 +631,7 @@ pub struct BucketSpec {
     pub estimated_gb: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct TopicSpec {
     pub partitions: u32,
@@ -548,7 +639,7 @@ pub struct TopicSpec {
     pub replication_factor: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Sink {
     pub target: String,
@@ -559,7 +650,7 @@ pub struct Sink {
     /// The engine of the database it writes to (filled in by validation), which decides how the
     /// pipeline is rendered.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub engine: Option<String>,
+    pub engine: Option<DatabaseEngine>,
     /// ClickHouse tables: the partition key and the sorting key (`PARTITION BY`, `ORDER BY`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub partition_by: Option<String>,
@@ -567,7 +658,7 @@ pub struct Sink {
     pub order_by: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct PipelineSpec {
     pub source: String,
@@ -585,39 +676,39 @@ pub struct PipelineSpec {
     pub env: BTreeMap<String, EnvValue>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct NodeRange {
     pub min: u32,
     pub max: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct GpuPoolSpec {
     pub accelerator: String,
     pub instance_type: String,
     pub nodes: NodeRange,
-    pub capacity: String,
+    pub capacity: Capacity,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idle_shutdown_after: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct ModelRef {
     pub id: String,
     pub revision: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct PoolPlacement {
     pub pool: String,
     pub gpus: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct RateLimit {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -626,18 +717,18 @@ pub struct RateLimit {
     pub requests_per_minute: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Canary {
     pub revision: String,
     pub weight_percent: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct AiEndpointSpec {
     pub model: ModelRef,
-    pub runtime: String,
+    pub runtime: ModelRuntime,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gpu_pool: Option<PoolPlacement>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -127,7 +127,7 @@ fn llm_quotas(stack: &Stack, diags: &mut Vec<Diagnostic>) -> Vec<Resource> {
             return None;
         };
         let driver = stack.driver_for(r)?;
-        (e.runtime != "sagemaker" && (driver == "kubernetes" || driver == "local"))
+        (e.runtime != ModelRuntime::Sagemaker && (driver == "kubernetes" || driver == "local"))
             .then_some(driver)
     };
     let endpoints: Vec<(&Resource, String)> = stack
@@ -343,7 +343,7 @@ fn check_drivers(stack: &Stack, diags: &mut Vec<Diagnostic>) {
     // cloud account, which has no ClickHouse.
     for r in &stack.resources {
         if let Spec::Database(db) = &*r.spec
-            && db.engine == "clickhouse"
+            && db.engine == DatabaseEngine::Clickhouse
             && let Some(driver) = stack.driver_for(r).and_then(|n| platform.driver(&n))
             && driver.driver == DriverType::Aws
         {
@@ -358,12 +358,19 @@ fn check_drivers(stack: &Stack, diags: &mut Vec<Diagnostic>) {
             continue;
         }
         let (what, value, help) = match &*r.spec {
-            Spec::Database(db) if !matches!(db.engine.as_str(), "postgres" | "clickhouse") => (
-                "postgres databases (CloudNativePG) and ClickHouse clusters (Altinity)",
-                db.engine.as_str(),
-                "route `database` to `aws` (RDS serves every engine), or use `engine \"postgres\"`",
-            ),
-            Spec::AiEndpoint(e) if e.runtime == "sagemaker" => (
+            Spec::Database(db)
+                if !matches!(
+                    db.engine,
+                    DatabaseEngine::Postgres | DatabaseEngine::Clickhouse
+                ) =>
+            {
+                (
+                    "postgres databases (CloudNativePG) and ClickHouse clusters (Altinity)",
+                    db.engine.as_str(),
+                    "route `database` to `aws` (RDS serves every engine), or use `engine \"postgres\"`",
+                )
+            }
+            Spec::AiEndpoint(e) if e.runtime == ModelRuntime::Sagemaker => (
                 "self-hosted runtimes (vllm, tgi, triton)",
                 e.runtime.as_str(),
                 "route `ai-endpoint` to `aws` for SageMaker, or serve it with `runtime \"vllm\"`",
@@ -410,7 +417,7 @@ fn check_drivers(stack: &Stack, diags: &mut Vec<Diagnostic>) {
             "`eks-cluster \"prod\"`, `node-role-arn \"arn:aws:iam::123456789012:role/gpu-nodes\"`, `subnets \"subnet-a,subnet-b\"`",
         ),
         (
-            |s| matches!(s, Spec::AiEndpoint(e) if e.runtime == "sagemaker"),
+            |s| matches!(s, Spec::AiEndpoint(e) if e.runtime == ModelRuntime::Sagemaker),
             &["sagemaker-execution-role"],
             "to make SageMaker endpoints",
             "`sagemaker-execution-role \"arn:aws:iam::123456789012:role/sagemaker\"`",
@@ -468,7 +475,7 @@ fn check_drivers(stack: &Stack, diags: &mut Vec<Diagnostic>) {
         let Spec::AiEndpoint(e) = &*r.spec else {
             continue;
         };
-        let problem = if e.runtime != "sagemaker" {
+        let problem = if e.runtime != ModelRuntime::Sagemaker {
             Some((
                 format!(
                     "driver `aws` serves runtime \"sagemaker\", not `{}`",
@@ -684,11 +691,11 @@ pub fn check_templates_only(stack: &Stack, diags: &mut Vec<Diagnostic>) {
 /// order keys) in a database, a prefix in a bucket. A database sink records the database's
 /// engine in the pipeline's spec.
 pub fn check_sinks(stack: &mut Stack, diags: &mut Vec<Diagnostic>) {
-    let engines: HashMap<Address, String> = stack
+    let engines: HashMap<Address, DatabaseEngine> = stack
         .resources
         .iter()
         .filter_map(|r| match &*r.spec {
-            Spec::Database(db) => Some((r.address.clone(), db.engine.clone())),
+            Spec::Database(db) => Some((r.address.clone(), db.engine)),
             _ => None,
         })
         .collect();
@@ -704,7 +711,7 @@ pub fn check_sinks(stack: &mut Stack, diags: &mut Vec<Diagnostic>) {
         if p.sink.engine.as_ref() != engine
             && let Spec::Pipeline(p) = std::sync::Arc::make_mut(&mut r.spec)
         {
-            p.sink.engine = engine.cloned();
+            p.sink.engine = engine.copied();
         }
     }
     let stack = &*stack;
@@ -725,7 +732,7 @@ pub fn check_sinks(stack: &mut Stack, diags: &mut Vec<Diagnostic>) {
             continue; // reported as an unknown reference
         };
         let (kind_words, allowed, needs_table): (&str, &[&str], bool) = match &*target.spec {
-            Spec::Database(db) if db.engine == "clickhouse" => (
+            Spec::Database(db) if db.engine == DatabaseEngine::Clickhouse => (
                 "a ClickHouse database",
                 &["table", "partition-by", "order-by"],
                 true,

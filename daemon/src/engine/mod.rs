@@ -25,6 +25,7 @@ use api::ApplyStatus;
 use drivers::{Applied, DesiredResource, Driver, DriverError};
 use planner::Snapshot;
 use planner::plan::Action;
+use planner::resource_spec::ResourceSpec;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -214,26 +215,18 @@ pub fn desired_resource(
     address: &str,
     snapshot: &planner::snapshot::ResourceSnapshot,
 ) -> Result<DesiredResource, StoreError> {
-    let spec = snapshot.spec.value();
+    // The snapshot is the planner's (a stored plan's): its spec reads as its kind unless the
+    // store was damaged or written by a platformd with other specs.
+    let spec = ResourceSpec::parse(snapshot.kind, snapshot.spec.as_str())
+        .map_err(|e| StoreError::Corrupt(format!("{address}: {e}")))?;
     let mut wired = BTreeMap::new();
-    if let Some(serde_json::Value::Object(env)) = spec.get("env") {
-        for (name, v) in env {
-            let Some(from) = v.get("from").and_then(|f| f.as_str()) else {
-                continue;
-            };
-            let (target, output) = from.rsplit_once('.').unwrap_or((from, ""));
-            if let Some(value) = store.outputs(target)?.and_then(|o| o.get(output).cloned()) {
-                wired.insert(name.clone(), value);
-            }
+    for wire in spec.wires(drivers::render::clickhouse::BACKUP_BUCKET) {
+        if let Some(value) = store
+            .outputs(&wire.address)?
+            .and_then(|o| o.get(wire.output).cloned())
+        {
+            wired.insert(wire.env.to_string(), value);
         }
-    }
-    // A ClickHouse backup writes to its bucket by the bucket's name.
-    if let Some(bucket) = spec["backup"]["bucket"].as_str()
-        && let Some(name) = store
-            .outputs(&format!("bucket/{bucket}"))?
-            .and_then(|o| o.get("name").cloned())
-    {
-        wired.insert(drivers::render::clickhouse::BACKUP_BUCKET.to_string(), name);
     }
     Ok(DesiredResource {
         stack: stack.to_string(),
@@ -248,26 +241,17 @@ pub fn desired_resource(
 
 /// Env values wired from outputs that are not available (their producer is not applied).
 fn unresolved_wiring(resource: &DesiredResource) -> Option<String> {
-    if let Some(bucket) = resource.spec["backup"]["bucket"].as_str()
-        && !resource
-            .wired
-            .contains_key(drivers::render::clickhouse::BACKUP_BUCKET)
-    {
-        return Some(format!(
-            "output `name` of bucket/{bucket} is not available: it has not been applied"
-        ));
-    }
-    let env = resource.spec.get("env")?.as_object()?;
-    env.iter().find_map(|(name, v)| {
-        let from = v.get("from")?.as_str()?;
-        if resource.wired.contains_key(name) {
-            return None;
-        }
-        let (target, output) = from.rsplit_once('.').unwrap_or((from, ""));
-        Some(format!(
-            "output `{output}` of {target} is not available: it has not been applied"
-        ))
-    })
+    resource
+        .spec
+        .wires(drivers::render::clickhouse::BACKUP_BUCKET)
+        .into_iter()
+        .find(|wire| !resource.wired.contains_key(wire.env))
+        .map(|wire| {
+            format!(
+                "output `{}` of {} is not available: it has not been applied",
+                wire.output, wire.address
+            )
+        })
 }
 
 impl Engine {

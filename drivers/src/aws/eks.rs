@@ -13,7 +13,7 @@ use aws_sdk_eks::types::{
     AmiTypes, CapacityTypes, Nodegroup, NodegroupScalingConfig, Taint, TaintEffect,
     UpdateLabelsPayload, UpdateTaintsPayload,
 };
-use planner::model::Kind;
+use planner::model::{Capacity, GpuPoolSpec, Kind};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -46,14 +46,14 @@ fn placement(settings: &Settings) -> Result<(String, String, Vec<String>), Drive
     Ok((cluster, role, subnets))
 }
 
-fn capacity(desired: &DesiredResource) -> &'static str {
-    match desired.spec["capacity"].as_str() {
-        Some("spot") => "SPOT",
-        _ => "ON_DEMAND",
+fn capacity(pool: &GpuPoolSpec) -> &'static str {
+    match pool.capacity {
+        Capacity::Spot => "SPOT",
+        Capacity::OnDemand => "ON_DEMAND",
     }
 }
 
-fn tags(desired: &DesiredResource, cluster: &str) -> BTreeMap<String, String> {
+fn tags(desired: &DesiredResource, pool: &GpuPoolSpec, cluster: &str) -> BTreeMap<String, String> {
     let mut t = super::ownership_tags(desired);
     t.insert("k8s.io/cluster-autoscaler/enabled".into(), "true".into());
     t.insert(
@@ -68,7 +68,7 @@ fn tags(desired: &DesiredResource, cluster: &str) -> BTreeMap<String, String> {
         "k8s.io/cluster-autoscaler/node-template/taint/nvidia.com/gpu".into(),
         "true:NoSchedule".into(),
     );
-    if let Some(idle) = desired.spec["idle-shutdown-after"].as_str() {
+    if let Some(idle) = &pool.idle_shutdown_after {
         t.insert(
             "k8s.io/cluster-autoscaler/node-template/autoscaling-options/scaledownunneededtime"
                 .into(),
@@ -88,24 +88,24 @@ fn to_json(map: &BTreeMap<String, String>) -> Value {
 
 /// The pool's size bounds as EKS takes them: a node group's maximum is at least 1, so a pool held
 /// at `nodes min=0` (`max` 0, scaled down by the cost controller) keeps maximum 1 and desired 0.
-fn bounds(desired: &DesiredResource) -> (i32, i32, i32) {
-    let min = desired.spec["nodes"]["min"].as_i64().unwrap_or(0) as i32;
-    let max = desired.spec["nodes"]["max"].as_i64().unwrap_or(1) as i32;
+fn bounds(pool: &GpuPoolSpec) -> (i32, i32, i32) {
+    let min = i32::try_from(pool.nodes.min).unwrap_or(i32::MAX);
+    let max = i32::try_from(pool.nodes.max).unwrap_or(i32::MAX);
     (min, max.max(1), max)
 }
 
-pub fn expected(desired: &DesiredResource, settings: &Settings) -> Value {
+pub fn expected(desired: &DesiredResource, pool: &GpuPoolSpec, settings: &Settings) -> Value {
     let cluster = settings.eks_cluster.clone().unwrap_or_default();
     json!({
         "name": physical_name(&desired.stack, &desired.name),
         "cluster": cluster,
-        "min": desired.spec["nodes"]["min"].as_i64().unwrap_or(0),
-        "max": bounds(desired).1,
-        "instance-types": [desired.spec["instance-type"].as_str().unwrap_or("")],
-        "capacity": capacity(desired),
+        "min": pool.nodes.min,
+        "max": bounds(pool).1,
+        "instance-types": [pool.instance_type],
+        "capacity": capacity(pool),
         "labels": { POOL_LABEL: desired.name },
         "taints": [{ "key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE" }],
-        "tags": to_json(&tags(desired, &cluster)),
+        "tags": to_json(&tags(desired, pool, &cluster)),
     })
 }
 
@@ -176,17 +176,18 @@ pub async fn apply(
     client: &Client,
     settings: &Settings,
     desired: &DesiredResource,
+    pool: &GpuPoolSpec,
 ) -> Result<Applied, DriverError> {
     let (cluster, role, subnets) = placement(settings)?;
     let name = physical_name(&desired.stack, &desired.name);
-    let (min, max, ceiling) = bounds(desired);
+    let (min, max, ceiling) = bounds(pool);
     let labels: HashMap<String, String> = [(POOL_LABEL.to_string(), desired.name.clone())].into();
     let taint = Taint::builder()
         .key("nvidia.com/gpu")
         .value("true")
         .effect(TaintEffect::NoSchedule)
         .build();
-    let tags: HashMap<String, String> = tags(desired, &cluster).into_iter().collect();
+    let tags: HashMap<String, String> = tags(desired, pool, &cluster).into_iter().collect();
     match describe(client, &cluster, &name).await? {
         Some(group) if !owned_by(tag(&group), desired) => {
             return Err(DriverError::permanent(format!(
@@ -250,8 +251,8 @@ pub async fn apply(
                         .desired_size(min.max(if ceiling > 0 { 1 } else { 0 }).min(ceiling))
                         .build(),
                 )
-                .instance_types(desired.spec["instance-type"].as_str().unwrap_or(""))
-                .capacity_type(CapacityTypes::from(capacity(desired)))
+                .instance_types(&pool.instance_type)
+                .capacity_type(CapacityTypes::from(capacity(pool)))
                 .ami_type(AmiTypes::Al2X8664Gpu)
                 .set_labels(Some(labels))
                 .taints(taint)

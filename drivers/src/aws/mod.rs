@@ -23,7 +23,7 @@ use crate::{
     MANAGED_BY_VALUE, ObjectRef, ObservedResource, STACK_LABEL,
 };
 use async_trait::async_trait;
-use planner::model::Kind;
+use planner::model::{Kind, Spec};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -102,6 +102,11 @@ impl aws_sdk_s3::config::Intercept for CallCounter {
     }
 }
 
+/// A kind the planner never routes here (`descriptors/src/aws.rs`).
+fn not_served(kind: Kind) -> DriverError {
+    DriverError::permanent(format!("the aws driver does not serve {kind}"))
+}
+
 /// A resource's tags, key → value.
 pub type Tags = BTreeMap<String, String>;
 
@@ -109,10 +114,8 @@ pub type Tags = BTreeMap<String, String>;
 /// the user's labels.
 pub fn ownership_tags(desired: &DesiredResource) -> BTreeMap<String, String> {
     let mut t = BTreeMap::new();
-    if let Some(Value::Object(labels)) = desired.spec.get("labels") {
-        for (k, v) in labels {
-            t.insert(k.clone(), v.as_str().unwrap_or("").to_string());
-        }
+    for (k, v) in &desired.spec.labels {
+        t.insert(k.clone(), v.clone());
     }
     t.insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
     t.insert(STACK_LABEL.into(), desired.stack.clone());
@@ -313,12 +316,18 @@ impl Driver for AwsDriver {
     }
 
     fn expected(&self, desired: &DesiredResource) -> Result<Value, DriverError> {
-        Ok(match desired.kind {
-            Kind::Database => rds::expected(desired),
-            Kind::GpuPool => eks::expected(desired, &self.settings),
-            Kind::AiEndpoint => sagemaker::expected(desired, &self.settings, &self.region()),
-            _ => s3::expected(desired),
-        })
+        match desired.fields() {
+            Spec::Bucket(bucket) => Ok(s3::expected(desired, bucket)),
+            Spec::Database(db) => Ok(rds::expected(desired, db)),
+            Spec::GpuPool(pool) => Ok(eks::expected(desired, pool, &self.settings)),
+            Spec::AiEndpoint(endpoint) => Ok(sagemaker::expected(
+                desired,
+                endpoint,
+                &self.settings,
+                &self.region(),
+            )),
+            _ => Err(not_served(desired.kind)),
+        }
     }
 
     fn live_paths(&self, _kind: Kind, field: &str) -> Vec<String> {
@@ -330,30 +339,32 @@ impl Driver for AwsDriver {
         desired: &DesiredResource,
         _previous: &[ObjectRef],
     ) -> Result<Applied, DriverError> {
-        match desired.kind {
-            Kind::Bucket => {
+        match desired.fields() {
+            Spec::Bucket(bucket) => {
                 s3::apply(
                     self.s3().await,
                     desired,
+                    bucket,
                     &self.region(),
                     self.settings.endpoint_url.as_deref(),
                 )
                 .await
             }
-            Kind::Database => rds::apply(self.rds().await, desired).await,
-            Kind::GpuPool => eks::apply(self.eks().await, &self.settings, desired).await,
-            Kind::AiEndpoint => {
+            Spec::Database(db) => rds::apply(self.rds().await, desired, db).await,
+            Spec::GpuPool(pool) => {
+                eks::apply(self.eks().await, &self.settings, desired, pool).await
+            }
+            Spec::AiEndpoint(endpoint) => {
                 sagemaker::apply(
                     self.sagemaker().await,
                     &self.settings,
                     &self.region(),
                     desired,
+                    endpoint,
                 )
                 .await
             }
-            other => Err(DriverError::permanent(format!(
-                "the aws driver does not serve {other} yet"
-            ))),
+            _ => Err(not_served(desired.kind)),
         }
     }
 
@@ -362,11 +373,11 @@ impl Driver for AwsDriver {
         desired: &DesiredResource,
         timeout: std::time::Duration,
     ) -> Result<(), DriverError> {
-        match desired.kind {
-            Kind::Database => {
+        match desired.fields() {
+            Spec::Database(_) => {
                 rds::wait_available(self.rds().await, desired, timeout, self.poll).await
             }
-            Kind::GpuPool => {
+            Spec::GpuPool(_) => {
                 eks::wait_active(
                     self.eks().await,
                     &self.settings,
@@ -376,12 +387,13 @@ impl Driver for AwsDriver {
                 )
                 .await
             }
-            Kind::AiEndpoint => {
+            Spec::AiEndpoint(endpoint) => {
                 sagemaker::wait_in_service(
                     self.sagemaker().await,
                     &self.settings,
                     &self.region(),
                     desired,
+                    endpoint,
                     timeout,
                     self.poll,
                 )

@@ -12,7 +12,7 @@ use super::{name_of, owned_by, physical_name, tracked_address};
 use crate::{Applied, DesiredResource, DriverError, Health, ObjectRef, ObservedResource, Outputs};
 use aws_sdk_rds::Client;
 use aws_sdk_rds::types::{DbInstance, Tag};
-use planner::model::Kind;
+use planner::model::{DatabaseSpec, Kind};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -29,23 +29,22 @@ fn sql_name(name: &str) -> String {
 }
 
 /// The managed configuration of an instance, in the shape `observe` reports it.
-pub fn expected(desired: &DesiredResource) -> Value {
-    let s = &desired.spec;
+pub fn expected(desired: &DesiredResource, db: &DatabaseSpec) -> Value {
     let tags: Map<String, Value> = tags(desired)
         .into_iter()
         .map(|(k, v)| (k, Value::String(v)))
         .collect();
     let mut doc = json!({
         "identifier": physical_name(&desired.stack, &desired.name),
-        "engine": s["engine"].as_str().unwrap_or("postgres"),
-        "class": s["size"].as_str().unwrap_or(""),
-        "storage-gb": s["storage-gb"].as_i64().unwrap_or(20),
-        "backup-retention-days": s["backup-retention-days"].as_i64().unwrap_or(7),
-        "multi-az": s["high-availability"].as_bool().unwrap_or(false),
-        "deletion-protection": s["lifecycle"]["protect"].as_bool().unwrap_or(true),
+        "engine": db.engine.as_str(),
+        "class": db.size.as_deref().unwrap_or(""),
+        "storage-gb": db.storage_gb,
+        "backup-retention-days": db.backup_retention_days,
+        "multi-az": db.high_availability,
+        "deletion-protection": desired.spec.lifecycle.protect,
         "tags": tags,
     });
-    if let Some(v) = s["version"].as_str() {
+    if let Some(v) = &db.version {
         doc["engine-version"] = json!(v);
     }
     doc
@@ -131,9 +130,13 @@ async fn describe(client: &Client, id: &str) -> Result<Option<DbInstance>, Drive
     }
 }
 
-pub async fn apply(client: &Client, desired: &DesiredResource) -> Result<Applied, DriverError> {
+pub async fn apply(
+    client: &Client,
+    desired: &DesiredResource,
+    db: &DatabaseSpec,
+) -> Result<Applied, DriverError> {
     let id = physical_name(&desired.stack, &desired.name);
-    let want = expected(desired);
+    let want = expected(desired, db);
     let existing = describe(client, &id).await?;
     let rds_tags: Vec<Tag> = tags(desired)
         .into_iter()

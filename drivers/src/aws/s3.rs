@@ -16,7 +16,7 @@ use aws_sdk_s3::types::{
     ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
     Tag, Tagging,
 };
-use planner::model::Kind;
+use planner::model::{BucketSpec, Kind};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
@@ -32,17 +32,16 @@ fn tags(desired: &DesiredResource) -> BTreeMap<String, String> {
 }
 
 /// The managed configuration of a bucket, in the shape `observe` reports it.
-pub fn expected(desired: &DesiredResource) -> Value {
-    let spec = &desired.spec;
+pub fn expected(desired: &DesiredResource, spec: &BucketSpec) -> Value {
     let tags: Map<String, Value> = tags(desired)
         .into_iter()
         .map(|(k, v)| (k, Value::String(v)))
         .collect();
     json!({
         "name": physical_name(&desired.stack, &desired.name),
-        "versioning": spec["versioning"].as_bool().unwrap_or(false),
-        "expire-after-days": spec.get("expire-after-days").cloned().unwrap_or(Value::Null),
-        "public-access-block": !spec["public"].as_bool().unwrap_or(false),
+        "versioning": spec.versioning,
+        "expire-after-days": spec.expire_after_days,
+        "public-access-block": !spec.public,
         "encryption": "AES256",
         "tags": tags,
     })
@@ -88,6 +87,7 @@ fn taken(bucket: &str) -> DriverError {
 pub async fn apply(
     client: &Client,
     desired: &DesiredResource,
+    spec: &BucketSpec,
     region: &str,
     endpoint: Option<&str>,
 ) -> Result<Applied, DriverError> {
@@ -146,8 +146,7 @@ pub async fn apply(
         .send()
         .await
         .map_err(|e| classify(e, "s3:PutBucketTagging", &bucket))?;
-    let spec = &desired.spec;
-    let versioning = if spec["versioning"].as_bool().unwrap_or(false) {
+    let versioning = if spec.versioning {
         BucketVersioningStatus::Enabled
     } else {
         BucketVersioningStatus::Suspended
@@ -163,13 +162,17 @@ pub async fn apply(
         .send()
         .await
         .map_err(|e| classify(e, "s3:PutBucketVersioning", &bucket))?;
-    match spec["expire-after-days"].as_i64() {
+    match spec.expire_after_days {
         Some(days) => {
             let rule = LifecycleRule::builder()
                 .id("platformd-expire")
                 .status(ExpirationStatus::Enabled)
                 .filter(LifecycleRuleFilter::builder().prefix("").build())
-                .expiration(LifecycleExpiration::builder().days(days as i32).build())
+                .expiration(
+                    LifecycleExpiration::builder()
+                        .days(i32::try_from(days).unwrap_or(i32::MAX))
+                        .build(),
+                )
                 .build()
                 .map_err(build_error)?;
             client
@@ -194,7 +197,7 @@ pub async fn apply(
                 .map_err(|e| classify(e, "s3:PutLifecycleConfiguration", &bucket))?;
         }
     }
-    if spec["public"].as_bool().unwrap_or(false) {
+    if spec.public {
         client
             .delete_public_access_block()
             .bucket(&bucket)

@@ -23,7 +23,7 @@ use aws_sdk_sagemaker::types::{
     ContainerDefinition, DesiredWeightAndCapacity, ProductionVariant,
     ProductionVariantInstanceType, Tag,
 };
-use planner::model::Kind;
+use planner::model::{AiEndpointSpec, Kind};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -52,21 +52,16 @@ struct Revision {
     role: String,
 }
 
-fn revision(desired: &DesiredResource, settings: &Settings, region: &str) -> Revision {
-    let s = &desired.spec;
-    let instance_type = s["instance-type"].as_str().unwrap_or("").to_string();
+fn revision(
+    desired: &DesiredResource,
+    e: &AiEndpointSpec,
+    settings: &Settings,
+    region: &str,
+) -> Revision {
+    let instance_type = e.instance_type.clone().unwrap_or_default();
     let mut environment = BTreeMap::new();
-    environment.insert(
-        "HF_MODEL_ID".to_string(),
-        s["model"]["id"].as_str().unwrap_or("").to_string(),
-    );
-    environment.insert(
-        "HF_MODEL_REVISION".to_string(),
-        s["model"]["revision"]
-            .as_str()
-            .unwrap_or("main")
-            .to_string(),
-    );
+    environment.insert("HF_MODEL_ID".to_string(), e.model.id.clone());
+    environment.insert("HF_MODEL_REVISION".to_string(), e.model.revision.clone());
     // The container shards the model over every GPU of the instance.
     let gpus = planner::cost::gpus_per_instance(&instance_type).unwrap_or(1);
     environment.insert("SM_NUM_GPUS".to_string(), gpus.to_string());
@@ -111,8 +106,8 @@ fn is_revision_of(name: &str, endpoint: &str) -> bool {
         .is_some_and(|h| h.len() == 8 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-fn replicas(desired: &DesiredResource) -> i32 {
-    desired.spec["replicas"].as_i64().unwrap_or(1).max(1) as i32
+fn replicas(e: &AiEndpointSpec) -> i32 {
+    i32::try_from(e.replicas).unwrap_or(i32::MAX).max(1)
 }
 
 fn tags(desired: &DesiredResource) -> BTreeMap<String, String> {
@@ -133,14 +128,19 @@ fn to_json(map: &BTreeMap<String, String>) -> Value {
     )
 }
 
-pub fn expected(desired: &DesiredResource, settings: &Settings, region: &str) -> Value {
-    let rev = revision(desired, settings, region);
+pub fn expected(
+    desired: &DesiredResource,
+    e: &AiEndpointSpec,
+    settings: &Settings,
+    region: &str,
+) -> Value {
+    let rev = revision(desired, e, settings, region);
     json!({
         "name": physical_name(&desired.stack, &desired.name),
         "endpoint-config": rev.name,
         "model": rev.name,
         "instance-type": rev.instance_type,
-        "replicas": replicas(desired),
+        "replicas": replicas(e),
         "tags": to_json(&tags(desired)),
     })
 }
@@ -261,6 +261,7 @@ async fn ensure_config(
     client: &Client,
     desired: &DesiredResource,
     rev: &Revision,
+    replicas: i32,
     tags: &BTreeMap<String, String>,
 ) -> Result<(), DriverError> {
     match client
@@ -290,7 +291,7 @@ async fn ensure_config(
                 .instance_type(ProductionVariantInstanceType::from(
                     rev.instance_type.as_str(),
                 ))
-                .initial_instance_count(replicas(desired))
+                .initial_instance_count(replicas)
                 .initial_variant_weight(1.0)
                 .build(),
         )
@@ -342,9 +343,10 @@ pub async fn apply(
     settings: &Settings,
     region: &str,
     desired: &DesiredResource,
+    e: &AiEndpointSpec,
 ) -> Result<Applied, DriverError> {
     let name = physical_name(&desired.stack, &desired.name);
-    let rev = revision(desired, settings, region);
+    let rev = revision(desired, e, settings, region);
     if rev.role.is_empty() {
         return Err(DriverError::permanent(
             "the aws driver needs `sagemaker-execution-role` to make SageMaker endpoints",
@@ -391,7 +393,7 @@ pub async fn apply(
     }
     if current.as_ref().is_none_or(|e| e.config != rev.name) {
         ensure_model(client, desired, &rev, &tags).await?;
-        ensure_config(client, desired, &rev, &tags).await?;
+        ensure_config(client, desired, &rev, replicas(e), &tags).await?;
     }
     match &current {
         None => {
@@ -413,14 +415,14 @@ pub async fn apply(
                 .await
                 .map_err(|e| classify(e, "sagemaker:UpdateEndpoint", &name))?;
         }
-        Some(endpoint) if endpoint.desired_count != Some(replicas(desired)) => {
+        Some(endpoint) if endpoint.desired_count != Some(replicas(e)) => {
             client
                 .update_endpoint_weights_and_capacities()
                 .endpoint_name(&name)
                 .desired_weights_and_capacities(
                     DesiredWeightAndCapacity::builder()
                         .variant_name(VARIANT)
-                        .desired_instance_count(replicas(desired))
+                        .desired_instance_count(replicas(e))
                         .build(),
                 )
                 .send()
@@ -457,11 +459,12 @@ pub async fn wait_in_service(
     settings: &Settings,
     region: &str,
     desired: &DesiredResource,
+    e: &AiEndpointSpec,
     timeout: Duration,
     poll: Duration,
 ) -> Result<(), DriverError> {
     let name = physical_name(&desired.stack, &desired.name);
-    let rev = revision(desired, settings, region);
+    let rev = revision(desired, e, settings, region);
     let deadline = Instant::now() + timeout;
     loop {
         let endpoint = describe_endpoint(client, &name).await?;

@@ -5,8 +5,9 @@
 //! `<name>-app` Secret (platformd never sees it). Outputs: `host` `<name>-rw.<namespace>.svc`
 //! (the read-write service), `port`, `url` without credentials.
 
-use crate::render::{metadata, str_at};
+use crate::render::metadata;
 use crate::{DesiredResource, Outputs};
+use planner::model::DatabaseSpec;
 use serde_json::{Value, json};
 
 /// Database and owner names: the resource name with `-` as `_` (SQL identifiers).
@@ -14,19 +15,15 @@ fn sql_name(name: &str) -> String {
     name.replace('-', "_")
 }
 
-pub fn cluster(d: &DesiredResource, namespace: &str) -> Value {
-    let instances = if d.spec["high-availability"].as_bool().unwrap_or(false) {
-        3
-    } else {
-        1
-    };
-    let version = match str_at(&d.spec, "version") {
-        "" => "16",
-        v => v,
+pub fn cluster(d: &DesiredResource, spec: &DatabaseSpec, namespace: &str) -> Value {
+    let instances = if spec.high_availability { 3 } else { 1 };
+    let version = match spec.version.as_deref() {
+        None | Some("") => "16",
+        Some(v) => v,
     };
     let major = version.split('.').next().unwrap_or(version);
-    let storage = d.spec["storage-gb"].as_u64().unwrap_or(20);
-    let retention = d.spec["backup-retention-days"].as_u64().unwrap_or(7);
+    let storage = spec.storage_gb;
+    let retention = spec.backup_retention_days;
     let db = sql_name(&d.name);
     json!({
         "apiVersion": "postgresql.cnpg.io/v1",

@@ -25,7 +25,7 @@ use kube::api::{
     PatchParams, Preconditions,
 };
 use kube::discovery::Scope;
-use planner::model::Kind;
+use planner::model::{DatabaseEngine, Kind, Spec};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -137,32 +137,33 @@ impl KubernetesDriver {
     /// The objects `desired` is made of in the cluster.
     fn documents(&self, desired: &DesiredResource) -> Vec<Value> {
         let namespace = self.namespace(&desired.stack);
-        match desired.kind {
-            Kind::GpuPool => vec![nodepool::node_pool(
+        match desired.fields() {
+            Spec::GpuPool(pool) => vec![nodepool::node_pool(
                 desired,
+                pool,
                 self.settings.node_class.as_deref().unwrap_or("default"),
             )],
-            Kind::Database if desired.spec["engine"] == "clickhouse" => {
+            Spec::Database(db) if db.engine == DatabaseEngine::Clickhouse => {
                 let keeper = self
                     .settings
                     .clickhouse_keeper
                     .as_deref()
                     .unwrap_or(render::clickhouse::DEFAULT_KEEPER);
-                let mut docs = render::clickhouse::documents(desired, namespace, keeper);
+                let mut docs = render::clickhouse::documents(desired, db, namespace, keeper);
                 docs.extend(render::monitoring::rules(desired, namespace));
                 docs
             }
-            Kind::Database => std::iter::once(cnpg::cluster(desired, namespace))
+            Spec::Database(db) => std::iter::once(cnpg::cluster(desired, db, namespace))
                 .chain(render::monitoring::rules(desired, namespace))
                 .collect(),
-            Kind::AiEndpoint => {
+            Spec::AiEndpoint(_) => {
                 let mut docs = render::documents(desired, self.namespace(&desired.stack));
                 if let Some(gateway) = &self.settings.ai_gateway {
                     render::gateway::attach_to(&mut docs, gateway);
                 }
                 docs
             }
-            Kind::Topic => {
+            Spec::Topic(_) => {
                 let mut docs = render::documents(desired, self.namespace(&desired.stack));
                 if let Some(cluster) = &self.settings.kafka_cluster {
                     for doc in &mut docs {
@@ -171,7 +172,7 @@ impl KubernetesDriver {
                 }
                 docs
             }
-            Kind::Pipeline => {
+            Spec::Pipeline(_) => {
                 let mut docs = render::documents(desired, namespace);
                 if let Some(cluster) = &self.settings.kafka_connect_cluster {
                     for doc in docs.iter_mut().filter(|d| d["kind"] == "KafkaConnector") {

@@ -6,22 +6,21 @@
 //! `node-class` setting (an `EC2NodeClass`, `default` when unset).
 
 use crate::DesiredResource;
-use crate::render::{metadata, str_at};
+use crate::render::metadata;
+use planner::model::GpuPoolSpec;
 use serde_json::{Value, json};
 
 pub const POOL_LABEL: &str = "platformd.dev/gpu-pool";
 
-pub fn node_pool(d: &DesiredResource, node_class: &str) -> Value {
-    let max_nodes = d.spec["nodes"]["max"].as_u64().unwrap_or(1);
-    let instance_type = str_at(&d.spec, "instance-type");
+pub fn node_pool(d: &DesiredResource, pool: &GpuPoolSpec, node_class: &str) -> Value {
+    let max_nodes = u64::from(pool.nodes.max);
+    let instance_type = pool.instance_type.as_str();
     let gpus = planner::cost::gpus_per_instance(instance_type).unwrap_or(1);
-    let capacity = match str_at(&d.spec, "capacity") {
-        "spot" => "spot",
-        _ => "on-demand",
-    };
-    let consolidate_after = match str_at(&d.spec, "idle-shutdown-after") {
-        "" => "Never",
-        after => after,
+    // Karpenter's capacity types are the language's names.
+    let capacity = pool.capacity.as_str();
+    let consolidate_after = match pool.idle_shutdown_after.as_deref() {
+        None | Some("") => "Never",
+        Some(after) => after,
     };
     let mut meta = metadata(d, &d.name, None);
     meta["labels"][POOL_LABEL] = json!(d.name);

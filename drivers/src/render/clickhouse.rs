@@ -7,8 +7,9 @@
 //! `spec.templates.podTemplates[]`, `spec.templates.volumeClaimTemplates[]`); the tests
 //! round-trip every rendered spec through the CRD's kopium-generated types.
 
-use super::{metadata, str_at};
+use super::metadata;
 use crate::DesiredResource;
+use planner::model::DatabaseSpec;
 use serde_json::{Value, json};
 
 /// The image of the ClickHouse server for `version` (default: the current LTS line).
@@ -30,20 +31,27 @@ pub fn service_name(d: &DesiredResource) -> String {
 
 /// The installation and, with `backup`, its backup CronJob. `keeper` is the ClickHouse Keeper
 /// (or ZooKeeper) service that replicated tables coordinate through.
-pub fn documents(d: &DesiredResource, namespace: &str, keeper: &str) -> Vec<Value> {
-    let spec = &d.spec;
-    let version = str_at(spec, "version");
-    let shards = spec.get("shards").and_then(Value::as_u64).unwrap_or(1);
-    let replicas = spec.get("replicas").and_then(Value::as_u64).unwrap_or(1);
-    let resources = spec.get("resources").cloned().unwrap_or(json!({}));
-    let storage_gb = spec.get("storage-gb").and_then(Value::as_u64).unwrap_or(20);
-    let backup = spec.get("backup");
+pub fn documents(
+    d: &DesiredResource,
+    db: &DatabaseSpec,
+    namespace: &str,
+    keeper: &str,
+) -> Vec<Value> {
+    let version = db.version.as_deref().unwrap_or("");
+    let shards = db.shards.unwrap_or(1);
+    let replicas = db.replicas.unwrap_or(1);
+    let (cpu, memory) = db
+        .resources
+        .as_ref()
+        .map_or(("", ""), |r| (r.cpu.as_str(), r.memory.as_str()));
+    let storage_gb = db.storage_gb;
+    let backup = db.backup.as_ref();
     let mut containers = vec![json!({
         "name": "clickhouse",
         "image": server_image(version),
         "resources": {
-            "requests": { "cpu": str_at(&resources, "cpu"), "memory": str_at(&resources, "memory") },
-            "limits": { "memory": str_at(&resources, "memory") },
+            "requests": { "cpu": cpu, "memory": memory },
+            "limits": { "memory": memory },
         },
     })];
     if let Some(b) = backup {
@@ -51,11 +59,8 @@ pub fn documents(d: &DesiredResource, namespace: &str, keeper: &str) -> Vec<Valu
             .wired
             .get(BACKUP_BUCKET)
             .cloned()
-            .unwrap_or_else(|| str_at(b, "bucket").to_string());
-        let keep = spec
-            .get("backup-retention-days")
-            .and_then(Value::as_u64)
-            .unwrap_or(7);
+            .unwrap_or_else(|| b.bucket.clone());
+        let keep = db.backup_retention_days;
         containers.push(json!({
             "name": "clickhouse-backup",
             "image": BACKUP_IMAGE,
@@ -82,7 +87,7 @@ pub fn documents(d: &DesiredResource, namespace: &str, keeper: &str) -> Vec<Valu
         configuration["zookeeper"] = json!({ "nodes": [{ "host": keeper, "port": 2181 }] });
     }
     let mut meta = metadata(d, &d.name, Some(namespace));
-    if let Some(days) = spec.get("retention-days").and_then(Value::as_u64) {
+    if let Some(days) = db.retention_days {
         // What pipelines writing to this cluster use as their tables' TTL.
         meta["annotations"]["platformd.dev/retention-days"] = days.to_string().into();
     }
@@ -113,7 +118,7 @@ pub fn documents(d: &DesiredResource, namespace: &str, keeper: &str) -> Vec<Valu
             "kind": "CronJob",
             "metadata": metadata(d, &format!("{}-backup", d.name), Some(namespace)),
             "spec": {
-                "schedule": str_at(b, "schedule"),
+                "schedule": b.schedule,
                 "timeZone": "Etc/UTC",
                 "concurrencyPolicy": "Forbid",
                 "jobTemplate": { "spec": {

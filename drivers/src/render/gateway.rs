@@ -14,8 +14,9 @@
 //!   over every endpoint's route, with rules shared across them for callers that send
 //!   `x-platformd-team: <team>`.
 
-use super::{metadata, str_at};
+use super::metadata;
 use crate::DesiredResource;
+use planner::model::{AiEndpointSpec, LlmQuotaSpec};
 use serde_json::{Value, json};
 
 pub const AI_GATEWAY_API: &str = "aigateway.envoyproxy.io/v1alpha1";
@@ -44,9 +45,14 @@ fn http_route(name: &str) -> Value {
 }
 
 /// The gateway objects of a self-hosted endpoint serving on `port`.
-pub fn endpoint_objects(d: &DesiredResource, namespace: &str, port: u16) -> Vec<Value> {
+pub fn endpoint_objects(
+    d: &DesiredResource,
+    e: &AiEndpointSpec,
+    namespace: &str,
+    port: u16,
+) -> Vec<Value> {
     let name = &d.name;
-    let model = d.spec.get("model").map_or("", |m| str_at(m, "id"));
+    let model = &e.model.id;
     let mut docs = vec![
         json!({
             "apiVersion": ENVOY_GATEWAY_API,
@@ -79,15 +85,15 @@ pub fn endpoint_objects(d: &DesiredResource, namespace: &str, port: u16) -> Vec<
             },
         }),
     ];
-    if let Some(limit) = d.spec.get("rate-limit") {
+    if let Some(limit) = &e.rate_limit {
         let mut rules = Vec::new();
-        if let Some(tokens) = limit.get("tokens-per-minute").and_then(Value::as_u64) {
+        if let Some(tokens) = limit.tokens_per_minute {
             rules.push(json!({
                 "limit": { "requests": tokens, "unit": "Minute" },
                 "cost": token_cost(),
             }));
         }
-        if let Some(requests) = limit.get("requests-per-minute").and_then(Value::as_u64) {
+        if let Some(requests) = limit.requests_per_minute {
             rules.push(json!({ "limit": { "requests": requests, "unit": "Minute" } }));
         }
         docs.push(json!({
@@ -104,12 +110,15 @@ pub fn endpoint_objects(d: &DesiredResource, namespace: &str, port: u16) -> Vec<
 }
 
 /// A team's quota: one policy over every endpoint's route, shared buckets per day and minute.
-pub fn quota_policy(d: &DesiredResource, namespace: &str) -> Value {
+pub fn quota_policy(d: &DesiredResource, q: &LlmQuotaSpec, namespace: &str) -> Value {
     let team = &d.name;
     let caller = json!([{ "headers": [{ "name": TEAM_HEADER, "type": "Exact", "value": team }] }]);
     let mut rules = Vec::new();
-    for (field, unit) in [("tokens-per-day", "Day"), ("tokens-per-minute", "Minute")] {
-        if let Some(tokens) = d.spec.get(field).and_then(Value::as_u64) {
+    for (tokens, unit) in [
+        (q.quota.tokens_per_day, "Day"),
+        (q.quota.tokens_per_minute, "Minute"),
+    ] {
+        if let Some(tokens) = tokens {
             rules.push(json!({
                 "clientSelectors": caller,
                 "limit": { "requests": tokens, "unit": unit },
@@ -118,15 +127,7 @@ pub fn quota_policy(d: &DesiredResource, namespace: &str) -> Value {
             }));
         }
     }
-    let targets: Vec<Value> = d
-        .spec
-        .get("endpoints")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(http_route)
-        .collect();
+    let targets: Vec<Value> = q.endpoints.iter().map(|e| http_route(e)).collect();
     json!({
         "apiVersion": ENVOY_GATEWAY_API,
         "kind": "BackendTrafficPolicy",

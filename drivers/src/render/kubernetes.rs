@@ -1,36 +1,71 @@
 //! Kubernetes manifests for workloads and topics.
 
-use super::{metadata, str_at};
+use super::metadata;
 use crate::DesiredResource;
-use planner::model::Kind;
+use planner::model::{
+    AiEndpointSpec, Autoscale, ComputeResources, DatabaseEngine, EnvValue, HealthCheck, JobSpec,
+    ModelRuntime, PipelineSpec, PoolPlacement, Spec, TopicSpec,
+};
 use serde_json::{Map, Value, json};
 
 pub fn manifests(d: &DesiredResource, namespace: &str) -> Vec<Value> {
-    match d.kind {
-        Kind::Topic => vec![kafka_topic(d, namespace)],
-        Kind::LlmQuota => vec![super::gateway::quota_policy(d, namespace)],
-        Kind::Job => batch_job(d, namespace),
-        Kind::Pipeline if is_connector(d) => vec![clickhouse_connector(d, namespace)],
-        _ => workload(d, namespace),
+    match d.fields() {
+        Spec::Topic(t) => vec![kafka_topic(d, t, namespace)],
+        Spec::LlmQuota(q) => vec![super::gateway::quota_policy(d, q, namespace)],
+        Spec::Job(j) => batch_job(d, j, namespace),
+        Spec::Pipeline(p) if is_connector(p) => vec![clickhouse_connector(d, p, namespace)],
+        Spec::Service(s) => workload(
+            d,
+            &Workload {
+                replicas: s.replicas,
+                port: s.port,
+                resources: Some(&s.resources),
+                health_check: s.health_check.as_ref(),
+                autoscale: s.autoscale.as_ref(),
+                serves: Serves::Image(&s.image),
+            },
+            namespace,
+        ),
+        Spec::Pipeline(p) => workload(
+            d,
+            &Workload {
+                replicas: p.replicas,
+                port: None,
+                resources: Some(&p.resources),
+                health_check: None,
+                autoscale: None,
+                serves: Serves::Image(&p.image),
+            },
+            namespace,
+        ),
+        Spec::AiEndpoint(e) => workload(
+            d,
+            &Workload {
+                replicas: e.replicas,
+                port: None,
+                resources: None,
+                health_check: None,
+                autoscale: e.autoscale.as_ref(),
+                serves: Serves::Model(e),
+            },
+            namespace,
+        ),
+        Spec::Database(_) | Spec::Bucket(_) | Spec::GpuPool(_) => Vec::new(),
     }
 }
 
-fn kafka_topic(d: &DesiredResource, namespace: &str) -> Value {
+fn kafka_topic(d: &DesiredResource, t: &TopicSpec, namespace: &str) -> Value {
     let mut meta = metadata(d, &d.name, Some(namespace));
     meta["labels"]["strimzi.io/cluster"] = "platform".into();
-    let hours = d
-        .spec
-        .get("retention-hours")
-        .and_then(Value::as_u64)
-        .unwrap_or(168);
+    let retention_ms = u64::from(t.retention_hours) * 3_600_000;
     json!({
         "apiVersion": "kafka.strimzi.io/v1beta2",
         "kind": "KafkaTopic",
         "metadata": meta,
         "spec": {
-            "partitions": d.spec.get("partitions").cloned().unwrap_or(json!(3)),
-            "replicas": d.spec.get("replication-factor").cloned().unwrap_or(json!(3)),
-            "config": { "retention.ms": (hours * 3_600_000).to_string() },
+            "partitions": t.partitions,
+            "replicas": t.replication_factor,
+            "config": { "retention.ms": retention_ms.to_string() },
         },
     })
 }
@@ -41,11 +76,10 @@ fn selector(d: &DesiredResource, name: &str) -> Value {
 }
 
 /// The container image and arguments of a model-serving runtime.
-fn runtime_container(spec: &Value, revision: &str) -> (String, Vec<String>, u16) {
-    let model = spec.get("model").cloned().unwrap_or_default();
-    let id = str_at(&model, "id").to_string();
-    match str_at(spec, "runtime") {
-        "tgi" => (
+fn runtime_container(e: &AiEndpointSpec, revision: &str) -> (String, Vec<String>, u16) {
+    let id = e.model.id.clone();
+    match e.runtime {
+        ModelRuntime::Tgi => (
             "ghcr.io/huggingface/text-generation-inference:2.4.1".into(),
             vec![
                 "--model-id".into(),
@@ -57,7 +91,7 @@ fn runtime_container(spec: &Value, revision: &str) -> (String, Vec<String>, u16)
             ],
             8000,
         ),
-        "triton" => (
+        ModelRuntime::Triton => (
             "nvcr.io/nvidia/tritonserver:24.10-py3".into(),
             vec![
                 "tritonserver".into(),
@@ -66,7 +100,8 @@ fn runtime_container(spec: &Value, revision: &str) -> (String, Vec<String>, u16)
             ],
             8000,
         ),
-        _ => (
+        // SageMaker endpoints are not rendered as workloads (`super::has_kubernetes_form`).
+        ModelRuntime::Vllm | ModelRuntime::Sagemaker => (
             "vllm/vllm-openai:v0.6.4".into(),
             vec![
                 "--model".into(),
@@ -88,12 +123,14 @@ fn secret_store(reference: &str) -> &str {
 
 /// Every secret store the workload's env references, sorted.
 fn secret_stores(d: &DesiredResource) -> std::collections::BTreeSet<String> {
-    let Some(Value::Object(vars)) = d.spec.get("env") else {
-        return Default::default();
-    };
-    vars.values()
-        .filter_map(|v| v.get("secret").and_then(Value::as_str))
-        .map(|r| secret_store(r).to_string())
+    d.spec
+        .env()
+        .into_iter()
+        .flat_map(|env| env.values())
+        .filter_map(|v| match v {
+            EnvValue::Secret(reference) => Some(secret_store(reference).to_string()),
+            _ => None,
+        })
         .collect()
 }
 
@@ -111,69 +148,92 @@ fn secret_name(d: &DesiredResource, store: &str, stores: usize) -> String {
 fn env_list(d: &DesiredResource, secrets: &mut Vec<(String, String)>) -> Vec<Value> {
     let stores = secret_stores(d).len();
     let mut env = Vec::new();
-    if d.kind == Kind::Pipeline {
-        env.push(json!({"name": "PIPELINE_SOURCE", "value": str_at(&d.spec, "source")}));
-        let sink = d.spec.get("sink").cloned().unwrap_or_default();
-        env.push(json!({"name": "PIPELINE_SINK", "value": str_at(&sink, "target")}));
-        for key in ["table", "prefix", "partition-by", "order-by"] {
-            if let Some(v) = sink.get(key).and_then(Value::as_str) {
-                let name = format!("PIPELINE_SINK_{}", key.replace('-', "_").to_uppercase());
-                env.push(json!({"name": name, "value": v}));
+    if let Spec::Pipeline(p) = d.fields() {
+        env.push(json!({"name": "PIPELINE_SOURCE", "value": p.source}));
+        env.push(json!({"name": "PIPELINE_SINK", "value": p.sink.target}));
+        for (key, value) in [
+            ("TABLE", &p.sink.table),
+            ("PREFIX", &p.sink.prefix),
+            ("PARTITION_BY", &p.sink.partition_by),
+            ("ORDER_BY", &p.sink.order_by),
+        ] {
+            if let Some(v) = value {
+                env.push(json!({"name": format!("PIPELINE_SINK_{key}"), "value": v}));
             }
         }
-        if let Some(sql) = d.spec.get("transform").and_then(Value::as_str) {
+        if let Some(sql) = &p.transform {
             env.push(json!({"name": "PIPELINE_TRANSFORM_SQL", "value": sql}));
         }
-        if let Some(topic) = d.spec.get("dead-letter-topic").and_then(Value::as_str) {
+        if let Some(topic) = &p.dead_letter_topic {
             env.push(json!({"name": "PIPELINE_DEAD_LETTER_TOPIC", "value": topic}));
         }
     }
-    if let Some(Value::Object(vars)) = d.spec.get("env") {
-        for (name, v) in vars {
-            match v {
-                Value::String(s) => env.push(json!({"name": name, "value": s})),
-                Value::Object(o) if o.contains_key("from") => {
-                    // Resolved from the dependency's outputs when applied.
-                    let value = d.wired.get(name).cloned().unwrap_or_default();
-                    env.push(json!({"name": name, "value": value}));
-                }
-                Value::Object(o) => {
-                    let reference = o.get("secret").and_then(Value::as_str).unwrap_or("");
-                    secrets.push((name.clone(), reference.to_string()));
-                    let secret = secret_name(d, secret_store(reference), stores);
-                    env.push(json!({
-                        "name": name,
-                        "valueFrom": { "secretKeyRef": { "name": secret, "key": name } },
-                    }));
-                }
-                _ => {}
+    for (name, v) in d.spec.env().into_iter().flatten() {
+        match v {
+            EnvValue::Literal(s) => env.push(json!({"name": name, "value": s})),
+            EnvValue::From { .. } => {
+                // Resolved from the dependency's outputs when applied.
+                let value = d.wired.get(name).cloned().unwrap_or_default();
+                env.push(json!({"name": name, "value": value}));
+            }
+            EnvValue::Secret(reference) => {
+                secrets.push((name.clone(), reference.clone()));
+                let secret = secret_name(d, secret_store(reference), stores);
+                env.push(json!({
+                    "name": name,
+                    "valueFrom": { "secretKeyRef": { "name": secret, "key": name } },
+                }));
             }
         }
     }
     env
 }
 
-fn workload(d: &DesiredResource, namespace: &str) -> Vec<Value> {
-    let spec = &d.spec;
+/// What a Deployment-backed resource asks of its pods.
+struct Workload<'a> {
+    replicas: u32,
+    port: Option<u16>,
+    resources: Option<&'a ComputeResources>,
+    health_check: Option<&'a HealthCheck>,
+    autoscale: Option<&'a Autoscale>,
+    serves: Serves<'a>,
+}
+
+/// What the container runs: an image of the stack's, or a model on a serving runtime.
+enum Serves<'a> {
+    Image(&'a str),
+    Model(&'a AiEndpointSpec),
+}
+
+fn requests(r: &ComputeResources) -> Value {
+    json!({
+        "requests": { "cpu": r.cpu, "memory": r.memory },
+        "limits": { "memory": r.memory },
+    })
+}
+
+fn workload(d: &DesiredResource, w: &Workload<'_>, namespace: &str) -> Vec<Value> {
     let mut docs = Vec::new();
     let mut secrets = Vec::new();
     let env = env_list(d, &mut secrets);
-    let replicas = spec.get("replicas").and_then(Value::as_u64).unwrap_or(1);
-    let is_endpoint = d.kind == Kind::AiEndpoint;
+    let replicas = u64::from(w.replicas);
+    let endpoint = match w.serves {
+        Serves::Model(e) => Some(e),
+        Serves::Image(_) => None,
+    };
     let mut container = Map::new();
     container.insert("name".into(), d.name.clone().into());
-    let mut port = spec.get("port").and_then(Value::as_u64).map(|p| p as u16);
-    if is_endpoint {
-        let revision = spec
-            .get("model")
-            .map(|m| str_at(m, "revision"))
-            .unwrap_or("main");
-        let (image, args, p) = runtime_container(spec, revision);
-        container.insert("image".into(), image.into());
-        container.insert("args".into(), json!(args));
-        port = Some(p);
-    } else {
-        container.insert("image".into(), str_at(spec, "image").into());
+    let mut port = w.port;
+    match w.serves {
+        Serves::Model(e) => {
+            let (image, args, p) = runtime_container(e, &e.model.revision);
+            container.insert("image".into(), image.into());
+            container.insert("args".into(), json!(args));
+            port = Some(p);
+        }
+        Serves::Image(image) => {
+            container.insert("image".into(), image.into());
+        }
     }
     if let Some(p) = port {
         container.insert(
@@ -184,25 +244,20 @@ fn workload(d: &DesiredResource, namespace: &str) -> Vec<Value> {
     if !env.is_empty() {
         container.insert("env".into(), Value::Array(env));
     }
-    let mut resources = json!({});
-    if let Some(r) = spec.get("resources") {
-        resources = json!({
-            "requests": { "cpu": str_at(r, "cpu"), "memory": str_at(r, "memory") },
-            "limits": { "memory": str_at(r, "memory") },
-        });
-    }
-    if is_endpoint && let Some(pool) = spec.get("gpu-pool") {
-        let gpus = pool.get("gpus").and_then(Value::as_u64).unwrap_or(1);
-        resources = json!({ "limits": { "nvidia.com/gpu": gpus.to_string() } });
-    }
-    if resources.as_object().is_some_and(|o| !o.is_empty()) {
+    let gpu_pool = endpoint.and_then(|e| e.gpu_pool.as_ref());
+    let resources = match (gpu_pool, w.resources) {
+        (Some(pool), _) => Some(json!({ "limits": { "nvidia.com/gpu": pool.gpus.to_string() } })),
+        (None, Some(r)) => Some(requests(r)),
+        (None, None) => None,
+    };
+    if let Some(resources) = resources {
         container.insert("resources".into(), resources);
     }
-    if let Some(h) = spec.get("health-check") {
+    if let Some(h) = w.health_check {
         let probe = json!({
-            "httpGet": { "path": str_at(h, "path"), "port": h.get("port").cloned().or(port.map(Value::from)).unwrap_or(json!(8080)) },
-            "initialDelaySeconds": h.get("initial-delay-seconds").cloned().unwrap_or(json!(5)),
-            "periodSeconds": h.get("period-seconds").cloned().unwrap_or(json!(10)),
+            "httpGet": { "path": h.path, "port": h.port.or(port).unwrap_or(8080) },
+            "initialDelaySeconds": h.initial_delay_seconds,
+            "periodSeconds": h.period_seconds,
         });
         container.insert("readinessProbe".into(), probe.clone());
         container.insert("livenessProbe".into(), probe);
@@ -212,10 +267,10 @@ fn workload(d: &DesiredResource, namespace: &str) -> Vec<Value> {
         "containers".into(),
         json!([Value::Object(container.clone())]),
     );
-    if is_endpoint && let Some(pool) = spec.get("gpu-pool") {
+    if let Some(pool) = gpu_pool {
         pod_spec.insert(
             "nodeSelector".into(),
-            json!({ "platformd.dev/gpu-pool": str_at(pool, "pool") }),
+            json!({ "platformd.dev/gpu-pool": pool.pool }),
         );
         pod_spec.insert(
             "tolerations".into(),
@@ -246,13 +301,12 @@ fn workload(d: &DesiredResource, namespace: &str) -> Vec<Value> {
     docs.push(deployment(&d.name, replicas, &pod_spec));
     // Canary: a second Deployment on the canary revision behind the same Service; traffic
     // splits by replica count (weight-percent of replicas, at least one).
-    if is_endpoint && let Some(canary) = spec.get("canary") {
-        let weight = canary
-            .get("weight-percent")
-            .and_then(Value::as_u64)
-            .unwrap_or(10);
+    if let Some(e) = endpoint
+        && let Some(canary) = &e.canary
+    {
+        let weight = u64::from(canary.weight_percent);
         let canary_replicas = (replicas * weight).div_ceil(100).max(1);
-        let (image, args, _) = runtime_container(spec, str_at(canary, "revision"));
+        let (image, args, _) = runtime_container(e, &canary.revision);
         let mut c = container.clone();
         c.insert("image".into(), image.into());
         c.insert("args".into(), json!(args));
@@ -275,22 +329,22 @@ fn workload(d: &DesiredResource, namespace: &str) -> Vec<Value> {
             },
         }));
         // Model traffic goes through the AI gateway, which enforces rate limits and quotas.
-        if is_endpoint {
-            docs.extend(super::gateway::endpoint_objects(d, namespace, p));
+        if let Some(e) = endpoint {
+            docs.extend(super::gateway::endpoint_objects(d, e, namespace, p));
         }
     }
-    if let Some(a) = spec.get("autoscale") {
+    if let Some(a) = w.autoscale {
         docs.push(json!({
             "apiVersion": "autoscaling/v2",
             "kind": "HorizontalPodAutoscaler",
             "metadata": metadata(d, &d.name, Some(namespace)),
             "spec": {
                 "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": d.name },
-                "minReplicas": a.get("min").cloned().unwrap_or(json!(1)).as_u64().unwrap_or(1).max(1),
-                "maxReplicas": a.get("max").cloned().unwrap_or(json!(1)),
+                "minReplicas": a.min.max(1),
+                "maxReplicas": a.max,
                 "metrics": [{
                     "type": "Resource",
-                    "resource": { "name": "cpu", "target": { "type": "Utilization", "averageUtilization": a.get("cpu-percent").cloned().unwrap_or(json!(70)) } },
+                    "resource": { "name": "cpu", "target": { "type": "Utilization", "averageUtilization": a.cpu_percent } },
                 }],
             },
         }));
@@ -301,11 +355,10 @@ fn workload(d: &DesiredResource, namespace: &str) -> Vec<Value> {
 
 /// A pipeline from a topic straight into ClickHouse (no transform) is a Kafka Connect job: the
 /// ClickHouse sink connector moves the records, and no worker of ours runs.
-pub fn is_connector(d: &DesiredResource) -> bool {
-    d.kind == Kind::Pipeline
-        && str_at(&d.spec, "source").starts_with("topic/")
-        && d.spec["sink"]["engine"] == "clickhouse"
-        && d.spec.get("transform").is_none()
+pub fn is_connector(p: &PipelineSpec) -> bool {
+    p.source.starts_with("topic/")
+        && p.sink.engine == Some(DatabaseEngine::Clickhouse)
+        && p.transform.is_none()
 }
 
 /// The Strimzi Kafka Connect cluster connectors run on when the driver names none.
@@ -314,11 +367,9 @@ pub const DEFAULT_CONNECT_CLUSTER: &str = "platform-connect";
 /// The ClickHouse sink connector of a pipeline, on the Strimzi Kafka Connect cluster
 /// (`strimzi.io/cluster`), writing to the ClickHouse installation's Service over HTTP, with
 /// failed records sent to the dead-letter topic when there is one.
-fn clickhouse_connector(d: &DesiredResource, namespace: &str) -> Value {
-    let spec = &d.spec;
-    let topic = str_at(spec, "source").trim_start_matches("topic/");
-    let sink = &spec["sink"];
-    let database = str_at(sink, "target").trim_start_matches("database/");
+fn clickhouse_connector(d: &DesiredResource, p: &PipelineSpec, namespace: &str) -> Value {
+    let topic = p.source.trim_start_matches("topic/");
+    let database = p.sink.target.trim_start_matches("database/");
     let mut config = json!({
         "topics": topic,
         "hostname": format!("clickhouse-{database}.{namespace}.svc"),
@@ -326,14 +377,14 @@ fn clickhouse_connector(d: &DesiredResource, namespace: &str) -> Value {
         "ssl": "false",
         "database": "default",
         "username": "default",
-        "topic2TableMap": format!("{topic}={}", str_at(sink, "table")),
+        "topic2TableMap": format!("{topic}={}", p.sink.table.as_deref().unwrap_or("")),
         "value.converter": "org.apache.kafka.connect.json.JsonConverter",
         "value.converter.schemas.enable": "false",
         "exactlyOnce": "false",
     });
-    if let Some(dlq) = spec.get("dead-letter-topic").and_then(Value::as_str) {
+    if let Some(dlq) = &p.dead_letter_topic {
         config["errors.tolerance"] = "all".into();
-        config["errors.deadletterqueue.topic.name"] = dlq.into();
+        config["errors.deadletterqueue.topic.name"] = dlq.as_str().into();
         config["errors.deadletterqueue.context.headers.enable"] = "true".into();
     }
     let mut meta = metadata(d, &d.name, Some(namespace));
@@ -344,7 +395,7 @@ fn clickhouse_connector(d: &DesiredResource, namespace: &str) -> Value {
         "metadata": meta,
         "spec": {
             "class": "com.clickhouse.kafka.connect.ClickHouseSinkConnector",
-            "tasksMax": spec.get("replicas").and_then(Value::as_u64).unwrap_or(1).max(1),
+            "tasksMax": p.replicas.max(1),
             "autoRestart": { "enabled": true },
             "config": config,
         },
@@ -388,16 +439,15 @@ fn external_secrets(
 
 /// The GPU limit, node selector and toleration of a pod on a `gpu-pool`.
 fn on_gpu_pool(
-    pool: &Value,
+    pool: &PoolPlacement,
     container: &mut Map<String, Value>,
     pod_spec: &mut Map<String, Value>,
 ) {
-    let gpus = pool.get("gpus").and_then(Value::as_u64).unwrap_or(1);
     let resources = container.entry("resources").or_insert_with(|| json!({}));
-    resources["limits"]["nvidia.com/gpu"] = gpus.to_string().into();
+    resources["limits"]["nvidia.com/gpu"] = pool.gpus.to_string().into();
     pod_spec.insert(
         "nodeSelector".into(),
-        json!({ "platformd.dev/gpu-pool": str_at(pool, "pool") }),
+        json!({ "platformd.dev/gpu-pool": pool.pool }),
     );
     pod_spec.insert(
         "tolerations".into(),
@@ -407,52 +457,40 @@ fn on_gpu_pool(
 
 /// `job` → a `batch/v1` `Job` (one-off) or `CronJob` (with `schedule`, in UTC, never two runs
 /// at once), plus the ExternalSecrets of its secret env.
-fn batch_job(d: &DesiredResource, namespace: &str) -> Vec<Value> {
-    let spec = &d.spec;
+fn batch_job(d: &DesiredResource, j: &JobSpec, namespace: &str) -> Vec<Value> {
     let mut secrets = Vec::new();
     let env = env_list(d, &mut secrets);
     let mut container = Map::new();
     container.insert("name".into(), d.name.clone().into());
-    container.insert("image".into(), str_at(spec, "image").into());
-    if let Some(command) = spec
-        .get("command")
-        .filter(|c| c.as_array().is_some_and(|a| !a.is_empty()))
-    {
-        container.insert("command".into(), command.clone());
+    container.insert("image".into(), j.image.clone().into());
+    if !j.command.is_empty() {
+        container.insert("command".into(), json!(j.command));
     }
     if !env.is_empty() {
         container.insert("env".into(), Value::Array(env));
     }
-    if let Some(r) = spec.get("resources") {
-        container.insert(
-            "resources".into(),
-            json!({
-                "requests": { "cpu": str_at(r, "cpu"), "memory": str_at(r, "memory") },
-                "limits": { "memory": str_at(r, "memory") },
-            }),
-        );
-    }
+    container.insert("resources".into(), requests(&j.resources));
     let mut pod_spec = Map::new();
     pod_spec.insert("restartPolicy".into(), "Never".into());
-    if let Some(pool) = spec.get("gpu-pool") {
+    if let Some(pool) = &j.gpu_pool {
         on_gpu_pool(pool, &mut container, &mut pod_spec);
     }
     pod_spec.insert("containers".into(), json!([Value::Object(container)]));
     let mut template_labels = selector(d, &d.name);
     template_labels["platformd.dev/team"] = d.team().into();
     let mut job_spec = json!({
-        "completions": spec.get("completions").cloned().unwrap_or(json!(1)),
-        "parallelism": spec.get("parallelism").cloned().unwrap_or(json!(1)),
-        "backoffLimit": spec.get("backoff-limit").cloned().unwrap_or(json!(3)),
+        "completions": j.completions,
+        "parallelism": j.parallelism,
+        "backoffLimit": j.backoff_limit,
         "template": {
             "metadata": { "labels": template_labels },
             "spec": Value::Object(pod_spec),
         },
     });
-    if let Some(timeout) = spec.get("timeout").and_then(Value::as_str) {
+    if let Some(timeout) = &j.timeout {
         job_spec["activeDeadlineSeconds"] = planner::units::duration_seconds(timeout).into();
     }
-    let mut docs = vec![match spec.get("schedule").and_then(Value::as_str) {
+    let mut docs = vec![match &j.schedule {
         Some(schedule) => json!({
             "apiVersion": "batch/v1",
             "kind": "CronJob",
@@ -478,24 +516,24 @@ fn batch_job(d: &DesiredResource, namespace: &str) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use planner::model::Kind;
     use serde_json::json;
 
     #[test]
     fn a_pipeline_worker_gets_its_transform_dead_letters_and_table_keys() {
-        let d = DesiredResource {
-            stack: "data".into(),
-            address: "pipeline/orders".into(),
-            kind: Kind::Pipeline,
-            name: "orders".into(),
-            spec: json!({
+        let d = DesiredResource::from_json(
+            "data",
+            Kind::Pipeline,
+            "orders",
+            &json!({
                 "team": "data", "source": "topic/order-events", "image": "ghcr.io/acme/ingest:2.0.0",
                 "transform": "SELECT * FROM input WHERE amount > 0",
-                "sink": { "target": "database/analytics", "table": "orders", "partition-by": "toYYYYMM(at)", "order-by": "(id)" },
+                "sink": { "target": "database/analytics", "table": "orders", "partition-by": "toYYYYMM(at)", "order-by": "(id)", "engine": "clickhouse" },
                 "dead-letter-topic": "orders-dlq",
+                "replicas": 1, "resources": { "cpu": "500m", "memory": "512Mi" }, "env": {},
             }),
-            wired: Default::default(),
-            resumed: false,
-        };
+        )
+        .unwrap();
         let docs = manifests(&d, "data");
         let env = docs[0]["spec"]["template"]["spec"]["containers"][0]["env"]
             .as_array()
@@ -518,15 +556,16 @@ mod tests {
     }
 
     fn service(env: Value) -> DesiredResource {
-        DesiredResource {
-            stack: "shop".into(),
-            address: "service/api".into(),
-            kind: Kind::Service,
-            name: "api".into(),
-            spec: json!({ "team": "web", "image": "ghcr.io/acme/api:1.0.0", "replicas": 1, "port": 8080, "env": env }),
-            wired: Default::default(),
-            resumed: false,
-        }
+        DesiredResource::from_json(
+            "shop",
+            Kind::Service,
+            "api",
+            &json!({
+                "team": "web", "image": "ghcr.io/acme/api:1.0.0", "replicas": 1, "port": 8080,
+                "resources": { "cpu": "250m", "memory": "256Mi" }, "env": env,
+            }),
+        )
+        .unwrap()
     }
 
     fn external_secrets(docs: &[Value]) -> Vec<&Value> {
@@ -542,7 +581,7 @@ mod tests {
             "DB_PASSWORD": { "secret": "vault:db/password" },
             "SIGNING_KEY": { "secret": "aws-sm:prod/signing" },
         }));
-        let docs = workload(&d, "shop");
+        let docs = manifests(&d, "shop");
         let found = external_secrets(&docs);
         assert_eq!(found.len(), 2, "{docs:#?}");
         let by_store = |store: &str| {
@@ -560,8 +599,8 @@ mod tests {
             .collect();
         assert_eq!(
             keys,
-            ["prod/stripe", "prod/signing"],
-            "in declaration order"
+            ["prod/signing", "prod/stripe"],
+            "in the order of the env's names (the spec's map is sorted)"
         );
         let vault = by_store("vault");
         assert_eq!(vault["spec"]["data"][0]["remoteRef"]["key"], "db/password");
@@ -582,7 +621,7 @@ mod tests {
     #[test]
     fn secrets_in_one_store_keep_one_external_secret() {
         let d = service(json!({ "STRIPE_KEY": { "secret": "aws-sm:prod/stripe" } }));
-        let docs = workload(&d, "shop");
+        let docs = manifests(&d, "shop");
         let found = external_secrets(&docs);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0]["metadata"]["name"], "api-secrets");

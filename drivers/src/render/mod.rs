@@ -22,34 +22,33 @@ pub mod kubernetes;
 pub mod monitoring;
 
 use crate::{ADDRESS_ANNOTATION, DesiredResource, MANAGED_BY_LABEL, MANAGED_BY_VALUE, STACK_LABEL};
-use planner::model::Kind;
+use planner::model::{DatabaseEngine, Kind, ModelRuntime, Spec};
 use serde_json::{Map, Value, json};
 
 /// The documents a resource renders to, in a stable order.
 pub fn documents(desired: &DesiredResource, namespace: &str) -> Vec<Value> {
-    let mut docs = match desired.kind {
-        Kind::Service | Kind::Pipeline | Kind::Topic | Kind::LlmQuota | Kind::Job => {
-            kubernetes::manifests(desired, namespace)
+    let mut docs = match desired.fields() {
+        Spec::Database(db) if has_kubernetes_form(desired.fields()) => {
+            clickhouse::documents(desired, db, namespace, clickhouse::DEFAULT_KEEPER)
         }
-        Kind::AiEndpoint if str_at(&desired.spec, "runtime") != "sagemaker" => {
-            kubernetes::manifests(desired, namespace)
-        }
-        Kind::Database if str_at(&desired.spec, "engine") == "clickhouse" => {
-            clickhouse::documents(desired, namespace, clickhouse::DEFAULT_KEEPER)
-        }
+        fields if has_kubernetes_form(fields) => kubernetes::manifests(desired, namespace),
         _ => vec![canonical(desired)],
     };
     docs.extend(monitoring::rules(desired, namespace));
     docs
 }
 
-/// Whether a kind (with this spec) renders to Kubernetes manifests.
-pub fn has_kubernetes_form(kind: Kind, spec: &Value) -> bool {
-    match kind {
-        Kind::Service | Kind::Pipeline | Kind::Topic | Kind::LlmQuota | Kind::Job => true,
-        Kind::AiEndpoint => str_at(spec, "runtime") != "sagemaker",
-        Kind::Database => str_at(spec, "engine") == "clickhouse",
-        _ => false,
+/// Whether a resource with these fields renders to Kubernetes manifests.
+pub fn has_kubernetes_form(fields: &Spec) -> bool {
+    match fields {
+        Spec::Service(_)
+        | Spec::Pipeline(_)
+        | Spec::Topic(_)
+        | Spec::LlmQuota(_)
+        | Spec::Job(_) => true,
+        Spec::AiEndpoint(e) => e.runtime != ModelRuntime::Sagemaker,
+        Spec::Database(db) => db.engine == DatabaseEngine::Clickhouse,
+        Spec::Bucket(_) | Spec::GpuPool(_) => false,
     }
 }
 
@@ -61,10 +60,8 @@ pub fn labels(desired: &DesiredResource) -> Map<String, Value> {
     m.insert(STACK_LABEL.into(), desired.stack.clone().into());
     m.insert("platformd.dev/kind".into(), desired.kind.as_str().into());
     m.insert("platformd.dev/team".into(), desired.team().into());
-    if let Some(Value::Object(user)) = desired.spec.get("labels") {
-        for (k, v) in user {
-            m.insert(k.clone(), v.clone());
-        }
+    for (k, v) in &desired.spec.labels {
+        m.insert(k.clone(), v.clone().into());
     }
     m
 }
@@ -86,10 +83,7 @@ pub fn metadata(desired: &DesiredResource, name: &str, namespace: Option<&str>) 
 /// `platformd.dev/v1` document for kinds with no Kubernetes form: the spec's own fields
 /// (without `team`, `labels` and `lifecycle`, which live in metadata or stay in platformd).
 pub fn canonical(desired: &DesiredResource) -> Value {
-    let mut spec = desired.spec.as_object().cloned().unwrap_or_default();
-    for k in ["team", "labels", "lifecycle", "monitoring"] {
-        spec.remove(k);
-    }
+    let spec = serde_json::to_value(desired.fields()).unwrap_or_default();
     let kind = match desired.kind {
         Kind::Database => "Database",
         Kind::Bucket => "Bucket",
@@ -105,7 +99,7 @@ pub fn canonical(desired: &DesiredResource) -> Value {
         "apiVersion": "platformd.dev/v1",
         "kind": kind,
         "metadata": metadata(desired, &desired.name, None),
-        "spec": Value::Object(spec),
+        "spec": spec,
     })
 }
 
@@ -130,12 +124,11 @@ pub fn live_paths(kind: Kind, field: &str) -> Vec<String> {
 
 /// The rendered paths (document index, path in it) of the fields `ignore-changes` names.
 pub(crate) fn ignored_paths(desired: &DesiredResource) -> Vec<(usize, String)> {
-    let fields = desired.spec["lifecycle"]["ignore-changes"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>())
-        .unwrap_or_default();
-    fields
-        .into_iter()
+    desired
+        .spec
+        .lifecycle
+        .ignore_changes
+        .iter()
         .flat_map(|field| live_paths(desired.kind, field))
         .filter_map(|path| {
             let rest = path.strip_prefix('[')?;
@@ -192,8 +185,4 @@ pub(crate) fn keep_live_value(doc: &mut Value, live: &Value, path: &str) {
     if let (Some(value), Some(slot)) = (value_at(live, path), value_at_mut(doc, path)) {
         *slot = value.clone();
     }
-}
-
-pub(crate) fn str_at<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or("")
 }

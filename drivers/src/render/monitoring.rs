@@ -7,9 +7,9 @@
 //! Alertmanager route can send it on without knowing the stack. The queries follow the metric
 //! names of the exporters a cluster usually runs (`docs/DRIVERS.md`, "Monitoring").
 
-use super::{metadata, str_at};
+use super::metadata;
 use crate::DesiredResource;
-use planner::model::Kind;
+use planner::model::{Alert, AlertMetric, Kind};
 use serde_json::{Map, Value, json};
 
 /// The rule object's name: `KIND-NAME-alerts`. Names are unique per kind only (a service and a
@@ -21,15 +21,9 @@ pub fn alerts_name(desired: &DesiredResource) -> String {
 
 /// The rule document of `desired`, if it declares monitoring.
 pub fn rules(desired: &DesiredResource, namespace: &str) -> Option<Value> {
-    let monitoring = desired.spec.get("monitoring")?;
-    let alerts = monitoring.get("alerts")?.as_array()?;
+    let monitoring = desired.spec.monitoring.as_ref()?;
     let mut routing = Map::new();
-    let notify: Vec<&str> = monitoring
-        .get("notify")
-        .and_then(Value::as_array)
-        .map(|n| n.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    for target in &notify {
+    for target in &monitoring.notify {
         let Some((scheme, to)) = target.split_once(':') else {
             continue;
         };
@@ -46,7 +40,8 @@ pub fn rules(desired: &DesiredResource, namespace: &str) -> Option<Value> {
         };
         routing.insert(label.into(), joined.into());
     }
-    let rules: Vec<Value> = alerts
+    let rules: Vec<Value> = monitoring
+        .alerts
         .iter()
         .filter_map(|a| rule(desired, namespace, a, &routing))
         .collect();
@@ -69,20 +64,24 @@ pub fn rules(desired: &DesiredResource, namespace: &str) -> Option<Value> {
 fn rule(
     desired: &DesiredResource,
     namespace: &str,
-    alert: &Value,
+    alert: &Alert,
     routing: &Map<String, Value>,
 ) -> Option<Value> {
-    let metric = str_at(alert, "metric");
-    let above = alert.get("above")?.as_f64()?;
-    let expr = format!("{} > {}", query(desired, namespace, metric)?, number(above));
+    let metric = alert.metric.as_str();
+    let above = alert.above;
+    let expr = format!(
+        "{} > {}",
+        query(desired, namespace, alert.metric)?,
+        number(above)
+    );
     let mut labels = Map::new();
-    labels.insert("severity".into(), str_at(alert, "severity").into());
+    labels.insert("severity".into(), alert.severity.as_str().into());
     labels.insert("team".into(), desired.team().into());
     labels.insert("platformd_address".into(), desired.address.clone().into());
     for (k, v) in routing {
         labels.insert(k.clone(), v.clone());
     }
-    let unit = if metric == "backlog" {
+    let unit = if alert.metric == AlertMetric::Backlog {
         " messages"
     } else {
         "%"
@@ -90,7 +89,7 @@ fn rule(
     Some(json!({
         "alert": alert_name(&desired.name, metric),
         "expr": expr,
-        "for": str_at(alert, "for"),
+        "for": alert.for_,
         "labels": Value::Object(labels),
         "annotations": {
             "summary": format!("{} {metric} above {}{unit}", desired.address, number(above)),
@@ -99,7 +98,7 @@ fn rule(
                 desired.address,
                 desired.team(),
                 number(above),
-                str_at(alert, "for")
+                alert.for_
             ),
         },
     }))
@@ -128,7 +127,7 @@ fn alert_name(name: &str, metric: &str) -> String {
 }
 
 /// The PromQL of one metric of one resource (without the threshold).
-fn query(desired: &DesiredResource, namespace: &str, metric: &str) -> Option<String> {
+fn query(desired: &DesiredResource, namespace: &str, metric: AlertMetric) -> Option<String> {
     let name = &desired.name;
     // A Deployment's pods are NAME-<replicaset hash>-<pod hash>; a CloudNativePG cluster's are
     // NAME-<ordinal>. Exact patterns keep `orders` from matching `orders-db`'s pods.
@@ -138,19 +137,21 @@ fn query(desired: &DesiredResource, namespace: &str, metric: &str) -> Option<Str
     };
     let scope = format!("namespace=\"{namespace}\",pod=~\"{pods}\"");
     Some(match (desired.kind, metric) {
-        (_, "cpu") => format!(
+        (_, AlertMetric::Cpu) => format!(
             "100 * sum(rate(container_cpu_usage_seconds_total{{{scope},container!=\"\"}}[5m])) / sum(kube_pod_container_resource_requests{{{scope},resource=\"cpu\"}})"
         ),
-        (Kind::Database, "disk") => format!(
+        (Kind::Database, AlertMetric::Disk) => format!(
             "100 * max(1 - kubelet_volume_stats_available_bytes{{namespace=\"{namespace}\",persistentvolumeclaim=~\"{pods}\"}} / kubelet_volume_stats_capacity_bytes{{namespace=\"{namespace}\",persistentvolumeclaim=~\"{pods}\"}})"
         ),
         // Consumer lag from kafka-exporter: of every group on a topic, or of the pipeline's
         // own consumer group (named after it).
-        (Kind::Topic, "backlog") => format!("sum(kafka_consumergroup_lag{{topic=\"{name}\"}})"),
-        (Kind::Pipeline, "backlog") => {
+        (Kind::Topic, AlertMetric::Backlog) => {
+            format!("sum(kafka_consumergroup_lag{{topic=\"{name}\"}})")
+        }
+        (Kind::Pipeline, AlertMetric::Backlog) => {
             format!("sum(kafka_consumergroup_lag{{consumergroup=\"{name}\"}})")
         }
-        (_, "errors") => format!(
+        (_, AlertMetric::Errors) => format!(
             "100 * sum(rate(http_requests_total{{namespace=\"{namespace}\",service=\"{name}\",code=~\"5..\"}}[5m])) / sum(rate(http_requests_total{{namespace=\"{namespace}\",service=\"{name}\"}}[5m]))"
         ),
         _ => return None,

@@ -29,7 +29,8 @@ pub fn desired(stack: &str, snapshot: &planner::Snapshot) -> Vec<DesiredResource
             address: address.clone(),
             kind: r.kind,
             name: r.name.clone(),
-            spec: r.spec.value(),
+            spec: planner::resource_spec::ResourceSpec::parse(r.kind, r.spec.as_str())
+                .expect("the planner's spec reads as its kind"),
             wired: Default::default(),
             resumed: false,
         })

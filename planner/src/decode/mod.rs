@@ -25,7 +25,7 @@ use policy::*;
 use resource::*;
 use std::collections::BTreeMap;
 use tables::*;
-pub use tables::{ACCELERATORS, ENGINES, RUNTIMES, common_fields, kind_fields};
+pub use tables::{ACCELERATORS, common_fields, kind_fields};
 
 /// What one file (or several) decoded to, before cross-file checks.
 #[derive(Debug, Clone, Default)]

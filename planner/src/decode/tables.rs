@@ -130,8 +130,6 @@ pub const ACCELERATORS: &[&str] = &[
     "aws-inferentia2",
     "aws-trainium",
 ];
-pub const RUNTIMES: &[&str] = &["vllm", "tgi", "triton", "sagemaker"];
-pub const ENGINES: &[&str] = &["postgres", "mysql", "mariadb", "clickhouse"];
 
 /// The kind-specific fields of a kind (common fields excluded), for docs and `ignore-changes`.
 pub fn kind_fields(kind: Kind) -> &'static [FieldDef] {

@@ -23,8 +23,9 @@ pub(crate) fn decode_gpu_pool(
         )?;
         Some(NodeRange { min, max })
     });
-    let capacity = single_enum(block, "capacity", &["on-demand", "spot"], diags)
-        .unwrap_or_else(|| "on-demand".into());
+    let capacity = single_enum(block, "capacity", Capacity::NAMES, diags)
+        .and_then(|c| Capacity::parse(&c))
+        .unwrap_or(Capacity::OnDemand);
     let idle_shutdown_after = idle_shutdown_after(block, diags);
     Some(GpuPoolSpec {
         accelerator: accelerator?,
@@ -70,7 +71,8 @@ pub(crate) fn decode_ai_endpoint(
             revision,
         })
     });
-    let runtime = single_enum(block, "runtime", RUNTIMES, diags);
+    let runtime = single_enum(block, "runtime", ModelRuntime::NAMES, diags)
+        .and_then(|r| ModelRuntime::parse(&r));
     let gpu_pool = decode_pool_placement(block, "\"l4-inference\"", references, diags);
     let instance_type = single_string(block, "instance-type", diags);
     let replicas = single_int(block, "replicas", 0, 100, diags).unwrap_or(1) as u32;
@@ -125,8 +127,8 @@ pub(crate) fn decode_ai_endpoint(
     let idle_shutdown_after = idle_shutdown_after(block, diags);
     let runtime = runtime?;
     // Self-hosted runtimes run on a GPU pool; SageMaker brings its own instances.
-    let (gpu_pool, instance_type) = match (runtime.as_str(), gpu_pool, instance_type) {
-        ("sagemaker", Some((_, span)), _) => {
+    let (gpu_pool, instance_type) = match (runtime, gpu_pool, instance_type) {
+        (ModelRuntime::Sagemaker, Some((_, span)), _) => {
             diags.push(
                 Diagnostic::error("wrong-arguments", "runtime \"sagemaker\" does not run on a gpu-pool")
                     .with_label(span, "not used by sagemaker")
@@ -134,8 +136,8 @@ pub(crate) fn decode_ai_endpoint(
             );
             return None;
         }
-        ("sagemaker", None, Some(it)) => (None, Some(it.value)),
-        ("sagemaker", None, None) => {
+        (ModelRuntime::Sagemaker, None, Some(it)) => (None, Some(it.value)),
+        (ModelRuntime::Sagemaker, None, None) => {
             diags.push(missing_field(
                 &block.owner,
                 block.owner_span,

@@ -12,7 +12,8 @@ pub(crate) fn decode_database(
         if !shape(n, 1, 1, &["version"], usage, diags) {
             return None;
         }
-        let engine = one_of(arg(n, 0)?, ENGINES, diags)?;
+        let engine = one_of(arg(n, 0)?, DatabaseEngine::NAMES, diags)
+            .and_then(|e| DatabaseEngine::parse(&e))?;
         let version = prop(n, "version").and_then(|v| match v.value {
             // `version=16` is as natural as `version="16"`.
             Value::Integer(i) => Some(i.to_string()),
@@ -22,7 +23,7 @@ pub(crate) fn decode_database(
     });
     let clickhouse = engine
         .as_ref()
-        .is_some_and(|(e, _)| e.as_str() == "clickhouse");
+        .is_some_and(|(e, _)| *e == DatabaseEngine::Clickhouse);
     // Fields of one engine family refused on the other, each at the field.
     let not_for = |field: &str, diags: &mut Vec<Diagnostic>, help: &str| {
         if let Some(n) = block.one(field) {
