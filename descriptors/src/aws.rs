@@ -1,6 +1,8 @@
 //! The AWS driver (`drivers/src/aws/`).
 
-use crate::{Descriptor, Kinds, OperatorOnly, Owner, Setting, ValueRule};
+use crate::{
+    Descriptor, FieldRule, Kinds, Needs, OperatorOnly, Owner, Setting, ValueRule, Variants, When,
+};
 
 pub const AWS: Descriptor = Descriptor {
     driver: "aws",
@@ -77,6 +79,60 @@ pub const AWS: Descriptor = Descriptor {
             doc: "the serving image of SageMaker endpoints (default: the TGI image)",
             refusal: None,
             value: None,
+        },
+    ],
+    variants: &[
+        Variants {
+            kind: "database",
+            field: "engine",
+            served: &["postgres", "mysql", "mariadb"],
+            message: "driver `aws` does not serve ClickHouse (RDS has no ClickHouse engine)",
+            help: "give it `driver \"kubernetes\"` (the Altinity clickhouse-operator runs it) or route `database` there",
+        },
+        // Model endpoints through SageMaker only.
+        Variants {
+            kind: "ai-endpoint",
+            field: "runtime",
+            served: &["sagemaker"],
+            message: "driver `aws` serves runtime \"sagemaker\", not `{value}`",
+            help: "route self-hosted runtimes to `kubernetes`, or use `runtime \"sagemaker\"` with an `instance-type`",
+        },
+    ],
+    // SageMaker endpoints need an instance and scale through the endpoint's instance count.
+    field_rules: &[
+        FieldRule {
+            kind: "ai-endpoint",
+            when: When::Zero("replicas"),
+            message: "a SageMaker endpoint needs at least one instance",
+            help: "set `replicas 1` or more",
+        },
+        FieldRule {
+            kind: "ai-endpoint",
+            when: When::Set(&["idle-shutdown-after"]),
+            message: "`idle-shutdown-after` is not served for SageMaker endpoints: they cannot scale to zero instances",
+            help: "remove it, or serve the model with `runtime \"vllm\"` on `kubernetes`, where idle endpoints scale to 0",
+        },
+        FieldRule {
+            kind: "ai-endpoint",
+            when: When::Set(&["autoscale", "canary"]),
+            message: "`autoscale` and `canary` are not served for SageMaker endpoints",
+            help: "remove them and size the endpoint with `replicas`, or serve the model with `runtime \"vllm\"` on `kubernetes`",
+        },
+    ],
+    // Account placement from the driver's settings: GPU pools are EKS node groups (cluster,
+    // node role, subnets); SageMaker endpoints run as an execution role.
+    needs: &[
+        Needs {
+            kind: "gpu-pool",
+            settings: &["eks-cluster", "node-role-arn", "subnets"],
+            what: "to make GPU pools (EKS node groups)",
+            example: "`eks-cluster \"prod\"`, `node-role-arn \"arn:aws:iam::123456789012:role/gpu-nodes\"`, `subnets \"subnet-a,subnet-b\"`",
+        },
+        Needs {
+            kind: "ai-endpoint",
+            settings: &["sagemaker-execution-role"],
+            what: "to make SageMaker endpoints",
+            example: "`sagemaker-execution-role \"arn:aws:iam::123456789012:role/sagemaker\"`",
         },
     ],
 };

@@ -1,6 +1,6 @@
 //! The Kubernetes driver (`drivers/src/kubernetes/`).
 
-use crate::{Descriptor, Kinds, OperatorOnly, Owner, Setting, ValueRule};
+use crate::{Descriptor, Kinds, OperatorOnly, Owner, Setting, ValueRule, Variants};
 
 pub const KUBERNETES: Descriptor = Descriptor {
     driver: "kubernetes",
@@ -109,4 +109,24 @@ pub const KUBERNETES: Descriptor = Descriptor {
             }),
         },
     ],
+    // PostgreSQL through CloudNativePG, ClickHouse through the Altinity operator, and
+    // self-hosted model runtimes; other engines and SageMaker live in the cloud account.
+    variants: &[
+        Variants {
+            kind: "database",
+            field: "engine",
+            served: &["postgres", "clickhouse"],
+            message: "driver `kubernetes` serves postgres databases (CloudNativePG) and ClickHouse clusters (Altinity), not `{value}`",
+            help: "route `database` to `aws` (RDS serves every engine), or use `engine \"postgres\"`",
+        },
+        Variants {
+            kind: "ai-endpoint",
+            field: "runtime",
+            served: &["vllm", "tgi", "triton"],
+            message: "driver `kubernetes` serves self-hosted runtimes (vllm, tgi, triton), not `{value}`",
+            help: "route `ai-endpoint` to `aws` for SageMaker, or serve it with `runtime \"vllm\"`",
+        },
+    ],
+    field_rules: &[],
+    needs: &[],
 };

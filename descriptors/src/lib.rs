@@ -65,6 +65,49 @@ pub struct Setting {
     pub value: Option<ValueRule>,
 }
 
+/// Variants of a kind a driver serves, told apart by one field of the kind (`engine` of a
+/// `database`, `runtime` of an `ai-endpoint`). A kind with no entry is served in every variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Variants {
+    pub kind: &'static str,
+    pub field: &'static str,
+    pub served: &'static [&'static str],
+    /// The diagnostic for any other value, `{value}` standing for it.
+    pub message: &'static str,
+    pub help: &'static str,
+}
+
+/// A field of a kind that the driver refuses in some form (a SageMaker endpoint scales by its
+/// instance count, not by `autoscale`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldRule {
+    pub kind: &'static str,
+    pub when: When,
+    pub message: &'static str,
+    pub help: &'static str,
+}
+
+/// When a [`FieldRule`] refuses a resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    /// Any of these fields is set.
+    Set(&'static [&'static str]),
+    /// This number field is zero.
+    Zero(&'static str),
+}
+
+/// Settings the driver needs to make resources of a kind (the cluster GPU pools join, the role
+/// SageMaker endpoints run as).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Needs {
+    pub kind: &'static str,
+    pub settings: &'static [&'static str],
+    /// What for, after "driver `aws` needs …" (`to make GPU pools (EKS node groups)`).
+    pub what: &'static str,
+    /// The settings written out, for the help line.
+    pub example: &'static str,
+}
+
 /// The kinds a driver makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kinds {
@@ -79,6 +122,12 @@ pub struct Descriptor {
     pub driver: &'static str,
     pub kinds: Kinds,
     pub settings: &'static [Setting],
+    /// The variants it serves of kinds it serves only in part.
+    pub variants: &'static [Variants],
+    /// Fields it refuses, in the order they are checked (one diagnostic per resource).
+    pub field_rules: &'static [FieldRule],
+    /// Settings it needs for some kinds.
+    pub needs: &'static [Needs],
 }
 
 impl Descriptor {
@@ -88,6 +137,13 @@ impl Descriptor {
             Kinds::All => true,
             Kinds::Only(kinds) => kinds.contains(&kind),
         }
+    }
+
+    /// Whether any rule of the driver is about `kind`: the planner looks at a resource's
+    /// fields only then.
+    pub fn has_rules_for(&self, kind: &str) -> bool {
+        self.variants.iter().any(|v| v.kind == kind)
+            || self.field_rules.iter().any(|r| r.kind == kind)
     }
 
     pub fn setting(&self, name: &str) -> Option<&'static Setting> {
@@ -140,6 +196,21 @@ mod tests {
                     d.driver,
                     s.name
                 );
+            }
+        }
+        for d in ALL {
+            for need in d.needs {
+                for s in need.settings {
+                    assert!(
+                        d.setting(s).is_some(),
+                        "{}: needs undeclared `{s}`",
+                        d.driver
+                    );
+                }
+                assert!(d.serves(need.kind), "{}: needs for {}", d.driver, need.kind);
+            }
+            for v in d.variants {
+                assert!(d.serves(v.kind), "{}: variants of {}", d.driver, v.kind);
             }
         }
         assert_eq!(find("kubernetes").map(|d| d.driver), Some("kubernetes"));

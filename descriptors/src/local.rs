@@ -50,6 +50,10 @@ pub const LOCAL: Descriptor = Descriptor {
             }),
         },
     ],
+    // Renders every kind in every variant, into files.
+    variants: &[],
+    field_rules: &[],
+    needs: &[],
 };
 
 /// `seed=N,rate=R`, each once, with a rate from 0 to 1.

@@ -69,8 +69,14 @@ pub fn build_with(
     Ok(out)
 }
 
+/// The driver `name` names, built from its settings. A driver is built only if it has a
+/// descriptor (`descriptors::find`): the planner checked the stack's settings against the same
+/// declaration.
 fn make(name: &str, settings: &BTreeMap<String, String>) -> Result<Arc<dyn Driver>, RegistryError> {
-    match name {
+    let Some(descriptor) = descriptors::find(name) else {
+        return Err(RegistryError::NotAvailable(name.to_string()));
+    };
+    match descriptor.driver {
         #[cfg(feature = "local")]
         "local" => Ok(Arc::new(crate::local::LocalDriver::from_settings(settings))),
         #[cfg(not(feature = "local"))]

@@ -338,180 +338,123 @@ fn check_drivers(stack: &Stack, diags: &mut Vec<Diagnostic>) {
             Some(_) => {}
         }
     }
-    // The Kubernetes driver serves PostgreSQL through CloudNativePG, ClickHouse through the
-    // Altinity operator and self-hosted model runtimes; other engines and SageMaker live in the
-    // cloud account, which has no ClickHouse.
+    check_driver_rules(stack, platform, diags);
+}
+
+/// What each driver declares about the kinds it serves only in part
+/// (`descriptors::Descriptor`): the variants it serves, the fields it refuses and the settings
+/// a kind needs. One `unsupported-kind` per resource, at the resource; one `missing-field` per
+/// driver and need, at the driver with the first resource that needs it.
+fn check_driver_rules(stack: &Stack, platform: &Platform, diags: &mut Vec<Diagnostic>) {
+    // (driver's position in the platform, need's position in its descriptor) → first resource.
+    let mut needed: BTreeMap<(usize, usize), &Resource> = BTreeMap::new();
     for r in &stack.resources {
-        if let Spec::Database(db) = &*r.spec
-            && db.engine == DatabaseEngine::Clickhouse
-            && let Some(driver) = stack.driver_for(r).and_then(|n| platform.driver(&n))
-            && driver.driver == DriverType::Aws
-        {
-            diags.push(
-                Diagnostic::error(
-                    "unsupported-kind",
-                    "driver `aws` does not serve ClickHouse (RDS has no ClickHouse engine)",
-                )
-                .with_label(r.kind_span, format!("{} cannot be applied by `aws`", r.address))
-                .with_help("give it `driver \"kubernetes\"` (the Altinity clickhouse-operator runs it) or route `database` there"),
-            );
-            continue;
-        }
-        let (what, value, help) = match &*r.spec {
-            Spec::Database(db)
-                if !matches!(
-                    db.engine,
-                    DatabaseEngine::Postgres | DatabaseEngine::Clickhouse
-                ) =>
-            {
-                (
-                    "postgres databases (CloudNativePG) and ClickHouse clusters (Altinity)",
-                    db.engine.as_str(),
-                    "route `database` to `aws` (RDS serves every engine), or use `engine \"postgres\"`",
-                )
-            }
-            Spec::AiEndpoint(e) if e.runtime == ModelRuntime::Sagemaker => (
-                "self-hosted runtimes (vllm, tgi, triton)",
-                e.runtime.as_str(),
-                "route `ai-endpoint` to `aws` for SageMaker, or serve it with `runtime \"vllm\"`",
-            ),
-            _ => continue,
-        };
-        let name = stack.driver_for(r).or_else(|| {
-            platform
-                .drivers
-                .first()
-                .map(|d| d.driver.as_str().to_string())
-        });
-        let on_kubernetes = name
-            .and_then(|n| platform.driver(&n))
-            .is_some_and(|d| d.driver == DriverType::Kubernetes);
-        if on_kubernetes {
-            diags.push(
-                Diagnostic::error(
-                    "unsupported-kind",
-                    format!("driver `kubernetes` serves {what}, not `{value}`"),
-                )
-                .with_label(
-                    r.kind_span,
-                    format!("{} cannot be applied by `kubernetes`", r.address),
-                )
-                .with_help(help),
-            );
-        }
-    }
-    // Resources on AWS that need account placement from the driver's settings: GPU pools are EKS
-    // node groups (cluster, node role, subnets); SageMaker endpoints run as an execution role.
-    // (which resources, the settings they need, what for, an example of each)
-    type Needs = (
-        fn(&Spec) -> bool,
-        &'static [&'static str],
-        &'static str,
-        &'static str,
-    );
-    let aws_needs: [Needs; 2] = [
-        (
-            |s| matches!(s, Spec::GpuPool(_)),
-            &["eks-cluster", "node-role-arn", "subnets"],
-            "to make GPU pools (EKS node groups)",
-            "`eks-cluster \"prod\"`, `node-role-arn \"arn:aws:iam::123456789012:role/gpu-nodes\"`, `subnets \"subnet-a,subnet-b\"`",
-        ),
-        (
-            |s| matches!(s, Spec::AiEndpoint(e) if e.runtime == ModelRuntime::Sagemaker),
-            &["sagemaker-execution-role"],
-            "to make SageMaker endpoints",
-            "`sagemaker-execution-role \"arn:aws:iam::123456789012:role/sagemaker\"`",
-        ),
-    ];
-    let on_aws = |r: &Resource| {
-        stack
-            .driver_for(r)
-            .or_else(|| {
-                platform
-                    .drivers
-                    .first()
-                    .map(|d| d.driver.as_str().to_string())
-            })
-            .and_then(|n| platform.driver(&n))
-            .is_some_and(|d| d.driver == DriverType::Aws)
-    };
-    let aws = platform
-        .drivers
-        .iter()
-        .find(|d| d.driver == DriverType::Aws);
-    for (applies, required, what, example) in aws_needs {
-        let (Some(first), Some(aws)) = (
-            stack
-                .resources
-                .iter()
-                .find(|r| applies(&r.spec) && on_aws(r)),
-            aws,
-        ) else {
+        let Some(name) = stack.driver_for(r) else {
             continue;
         };
-        let missing: Vec<String> = required
+        let Some((at, decl)) = platform
+            .drivers
             .iter()
-            .filter(|s| !aws.settings.contains_key(**s))
-            .map(|s| format!("`{s}`"))
-            .collect();
-        if !missing.is_empty() {
-            diags.push(
-                Diagnostic::error(
-                    "missing-field",
-                    format!("driver `aws` needs {} {what}", missing.join(", ")),
-                )
-                .with_label(aws.name_span, "missing settings")
-                .with_label(
-                    first.kind_span,
-                    format!("{} is routed to `aws`", first.address),
-                )
-                .with_help(format!("add them to the driver block: {example}")),
-            );
+            .enumerate()
+            .find(|(_, d)| d.driver.as_str() == name)
+        else {
+            continue; // an undeclared driver, reported above
+        };
+        let descriptor = decl.driver.descriptor();
+        let kind = r.address.kind.as_str();
+        if !descriptor.serves(kind) {
+            continue; // reported above
         }
-    }
-    // The AWS driver serves model endpoints through SageMaker only; SageMaker endpoints need an
-    // instance and scale through the endpoint's instance count.
-    for r in stack.resources.iter().filter(|r| on_aws(r)) {
-        let Spec::AiEndpoint(e) = &*r.spec else {
-            continue;
-        };
-        let problem = if e.runtime != ModelRuntime::Sagemaker {
-            Some((
-                format!(
-                    "driver `aws` serves runtime \"sagemaker\", not `{}`",
-                    e.runtime
-                ),
-                "route self-hosted runtimes to `kubernetes`, or use `runtime \"sagemaker\"` with an `instance-type`",
-            ))
-        } else if e.replicas == 0 {
-            Some((
-                "a SageMaker endpoint needs at least one instance".to_string(),
-                "set `replicas 1` or more",
-            ))
-        } else if e.idle_shutdown_after.is_some() {
-            Some((
-                "`idle-shutdown-after` is not served for SageMaker endpoints: they cannot scale to zero instances".to_string(),
-                "remove it, or serve the model with `runtime \"vllm\"` on `kubernetes`, where idle endpoints scale to 0",
-            ))
-        } else if e.autoscale.is_some() || e.canary.is_some() {
-            Some((
-                "`autoscale` and `canary` are not served for SageMaker endpoints".to_string(),
-                "remove them and size the endpoint with `replicas`, or serve the model with `runtime \"vllm\"` on `kubernetes`",
-            ))
-        } else {
-            None
-        };
-        if let Some((message, help)) = problem {
+        // The fields are looked at only where a rule needs them: most resources have none.
+        let refused = descriptor
+            .has_rules_for(kind)
+            .then(|| {
+                refusal(
+                    descriptor,
+                    kind,
+                    &serde_json::to_value(&*r.spec).unwrap_or_default(),
+                )
+            })
+            .flatten();
+        if let Some((message, help)) = refused {
             diags.push(
                 Diagnostic::error("unsupported-kind", message)
                     .with_label(
                         r.kind_span,
-                        format!("{} cannot be applied by `aws`", r.address),
+                        format!("{} cannot be applied by `{}`", r.address, descriptor.driver),
                     )
                     .with_help(help),
             );
+            continue;
+        }
+        for (n, need) in descriptor.needs.iter().enumerate() {
+            if need.kind == kind {
+                needed.entry((at, n)).or_insert(r);
+            }
         }
     }
+    for ((at, n), first) in needed {
+        let decl = &platform.drivers[at];
+        let descriptor = decl.driver.descriptor();
+        let need = &descriptor.needs[n];
+        let missing: Vec<String> = need
+            .settings
+            .iter()
+            .filter(|s| !decl.settings.contains_key(**s))
+            .map(|s| format!("`{s}`"))
+            .collect();
+        if missing.is_empty() {
+            continue;
+        }
+        diags.push(
+            Diagnostic::error(
+                "missing-field",
+                format!(
+                    "driver `{}` needs {} {}",
+                    descriptor.driver,
+                    missing.join(", "),
+                    need.what
+                ),
+            )
+            .with_label(decl.name_span, "missing settings")
+            .with_label(
+                first.kind_span,
+                format!("{} is routed to `{}`", first.address, descriptor.driver),
+            )
+            .with_help(format!("add them to the driver block: {}", need.example)),
+        );
+    }
+}
+
+/// Why `descriptor` refuses a resource of `kind` with these fields (its canonical spec), if it
+/// does: a variant it does not serve, else the first field rule that applies.
+fn refusal(
+    descriptor: &descriptors::Descriptor,
+    kind: &str,
+    fields: &serde_json::Value,
+) -> Option<(String, &'static str)> {
+    for variants in descriptor.variants.iter().filter(|v| v.kind == kind) {
+        let value = fields
+            .get(variants.field)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("");
+        if !variants.served.contains(&value) {
+            return Some((variants.message.replace("{value}", value), variants.help));
+        }
+    }
+    descriptor
+        .field_rules
+        .iter()
+        .filter(|rule| rule.kind == kind)
+        .find(|rule| match rule.when {
+            descriptors::When::Set(names) => names
+                .iter()
+                .any(|n| fields.get(*n).is_some_and(|v| !v.is_null())),
+            descriptors::When::Zero(name) => {
+                fields.get(name).and_then(serde_json::Value::as_u64) == Some(0)
+            }
+        })
+        .map(|rule| (rule.message.to_string(), rule.help))
 }
 
 fn supported_help(driver: DriverType, kind: Kind) -> String {
