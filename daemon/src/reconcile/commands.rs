@@ -100,7 +100,8 @@ impl Reconciler {
                 // `approval` scope decide, as for every other path (`docs/SECURITY.md`).
                 let mode = self.declared_mode();
                 self.reconcile(&revision, &snapshot, mode, ApplyReason::Apply)
-                    .await?;
+                    .await?
+                    .into_result(&revision)?;
                 Ok(format!("synced to {revision}"))
             }
             Command::Rollback(target) => self.rollback(&target).await,
@@ -128,7 +129,8 @@ impl Reconciler {
                 };
                 let mode = self.declared_mode();
                 self.reconcile(&revision, &snapshot, mode, ApplyReason::Apply)
-                    .await?;
+                    .await?
+                    .into_result(&revision)?;
                 Ok(format!("resumed; synced to {revision}"))
             }
         }
@@ -170,7 +172,8 @@ impl Reconciler {
                     .map_err(super::failed)?
                     .unwrap_or_else(|| planner::Snapshot::empty("")),
             );
-            self.applied(&plan, &outcome, &snapshot, &revision, ApplyReason::Rollback)?;
+            self.applied(&plan, &outcome, &snapshot, &revision, ApplyReason::Rollback)
+                .into_result(&revision)?;
         }
         self.shared.update(|s| {
             s.pinned_revision = Some(revision.clone());

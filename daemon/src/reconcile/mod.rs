@@ -11,11 +11,13 @@ mod commands;
 mod errors;
 mod lifecycle;
 pub mod metrics;
+mod outcome;
 
 pub use commands::{Command, WindowOverride};
 pub use errors::{ErrorClass, LoopError};
 pub use lifecycle::month_start;
 pub use metrics::Metrics;
+pub use outcome::{Requeue, SyncOutcome};
 
 use crate::ops::{ApplyOutcome, DriftScope, Ops, OpsError};
 use crate::source::{Revision, Source};
@@ -36,7 +38,7 @@ const DAEMON_ACTOR: &str = "platformd daemon";
 
 /// Who lets a plan be applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ApplyMode {
+pub enum ApplyMode {
     /// `sync "auto"`: applied unless it changes something in the platform's `approval` scope.
     Auto,
     /// `sync "manual"`: every plan waits for an approval of exactly it.
@@ -175,12 +177,9 @@ pub struct Reconciler {
     /// Phase timings of the revision being reconciled, for the "plan ready" log line.
     read_ms: u64,
     analyze_ms: u64,
-    /// The revision a closed sync window holds back, applied when the window opens.
-    waiting_for_window: Option<String>,
-    /// The revision whose plan waits for approval, and how it was to be applied.
-    awaiting_approval: Option<(String, ApplyMode)>,
-    /// How the change a closed window holds back was to be applied.
-    window_mode: ApplyMode,
+    /// What the last reconcile decided to do next (a revision waiting for its approval or its
+    /// window is looked at again at every poll tick).
+    requeue: Requeue,
     /// The last revision commit verification refused, recorded once.
     last_rejected: Option<String>,
     /// The revision an operator's window override lets through once.
@@ -188,6 +187,25 @@ pub struct Reconciler {
     /// What the revision being reconciled no longer needs, freed on another thread once its
     /// plan is ready (freeing beside the analysis or the plan slowed them).
     free_after_plan: Vec<Box<dyn Send + Sync>>,
+}
+
+/// What the approval gate says of a plan.
+enum ApprovalGate {
+    /// Neither the stack's `sync` mode nor its `approval` scope asks for one.
+    NotNeeded,
+    /// An approval of exactly this plan, not used yet.
+    Approved { plan_hash: String, by: String },
+    /// Put up for approval (or already waiting).
+    Waiting,
+}
+
+/// What the sync windows say of applying now.
+enum WindowGate {
+    /// Open, or overridden by an operator.
+    Open,
+    Closed {
+        reason: String,
+    },
 }
 
 /// A read and analysis of a watched directory made during a debounce (`Reconciler::read_ahead`).
@@ -257,10 +275,8 @@ impl Reconciler {
             prior: None,
             read_ms: 0,
             analyze_ms: 0,
-            waiting_for_window: None,
             window_overridden: None,
-            awaiting_approval: None,
-            window_mode: ApplyMode::Auto,
+            requeue: Requeue::AwaitChange,
             last_rejected: None,
             free_after_plan: Vec::new(),
         }
@@ -700,14 +716,33 @@ impl Reconciler {
         Ok(false)
     }
 
-    /// Plans `snapshot` against the store and applies it when allowed.
+    /// Plans `snapshot` against the store and applies it when the gates allow; what happens
+    /// next is decided from the outcome ([`SyncOutcome::requeue`]).
     async fn reconcile(
         &mut self,
         revision: &str,
         snapshot: &Arc<Snapshot>,
         mode: ApplyMode,
         reason: ApplyReason,
-    ) -> Result<(), LoopError> {
+    ) -> Result<SyncOutcome, LoopError> {
+        let result = self.sync(revision, snapshot, mode, reason).await;
+        if let Ok(outcome) = &result {
+            self.requeue = outcome.requeue(revision, mode, self.ops.owned_epoch.is_some());
+            if self.requeue == Requeue::NextPoll {
+                self.last_seen = None;
+            }
+        }
+        result
+    }
+
+    /// One sync of `revision`: plan, the gates (policy, approval, window), apply.
+    async fn sync(
+        &mut self,
+        revision: &str,
+        snapshot: &Arc<Snapshot>,
+        mode: ApplyMode,
+        reason: ApplyReason,
+    ) -> Result<SyncOutcome, LoopError> {
         let planned = self.plan_with_cached_prior(snapshot, revision);
         // Freed whether or not a plan was made: a failing plan must not hold on to every
         // revision's analysis.
@@ -750,7 +785,7 @@ impl Reconciler {
                 "plan for {revision} is blocked by policy: {}",
                 why.join("; ")
             )));
-            return Err(LoopError::Blocked("plan"));
+            return Ok(SyncOutcome::Blocked);
         }
         if !plan.summary.has_changes {
             if self.store().applied_revision().map_err(failed)?.as_deref() != Some(revision) {
@@ -763,13 +798,18 @@ impl Reconciler {
             }
             self.set_state(SyncState::Synced);
             self.refresh_counts();
-            return Ok(());
+            return Ok(SyncOutcome::NoChanges);
         }
-        let approved = self.approval_allows(revision, &plan, mode)?;
-        self.window_mode = mode;
+        let approved = match self.approval_allows(revision, &plan, mode)? {
+            ApprovalGate::NotNeeded => None,
+            ApprovalGate::Approved { plan_hash, by } => Some((plan_hash, by)),
+            ApprovalGate::Waiting => return Ok(SyncOutcome::AwaitingApproval),
+        };
         // An operator's override covers the one sync it was given for.
-        if self.window_overridden.take().as_deref() != Some(revision) {
-            self.window_allows(revision, snapshot, None)?;
+        if self.window_overridden.take().as_deref() != Some(revision)
+            && let WindowGate::Closed { reason } = self.window_allows(revision, snapshot, None)?
+        {
+            return Ok(SyncOutcome::WindowClosed { reason });
         }
         // An approved plan is recorded as started by its approver.
         let actor = self.ops.actor.clone();
@@ -780,7 +820,7 @@ impl Reconciler {
             .apply(&plan, snapshot, revision, reason, Some(plan_id))
             .await;
         self.ops.actor = actor;
-        if let (Ok(()), Some((hash, _))) = (&applied, approved) {
+        if let (Ok(SyncOutcome::Applied), Some((hash, _))) = (&applied, approved) {
             self.store()
                 .approval_applied(revision, &hash)
                 .map_err(|e| self.fail(format!("cannot record the approval as used: {e}")))?;
@@ -788,23 +828,22 @@ impl Reconciler {
         applied
     }
 
-    /// Whether `plan` may be applied without an approval, or has one: `Ok(Some((hash, approver)))`
-    /// when an approval of exactly this plan allows it (marked used once applied). Otherwise the plan
-    /// is put up for approval (state `awaiting-approval`) and this reconcile stops.
+    /// Whether `plan` may be applied without an approval, or has one (an approval of exactly
+    /// this plan, marked used once applied). Otherwise the plan is put up for approval (state
+    /// `awaiting-approval`) and this reconcile stops.
     fn approval_allows(
         &mut self,
         revision: &str,
         plan: &Plan,
         mode: ApplyMode,
-    ) -> Result<Option<(String, String)>, LoopError> {
+    ) -> Result<ApprovalGate, LoopError> {
         let needed = match mode {
             ApplyMode::Auto => plan.touches_approval_scope(),
             ApplyMode::Manual => true,
         };
         if !needed {
-            self.awaiting_approval = None;
             self.shared.update(|s| s.pending_approval = None);
-            return Ok(None);
+            return Ok(ApprovalGate::NotNeeded);
         }
         let hash = plan.approval_hash();
         let request = self
@@ -816,9 +855,11 @@ impl Reconciler {
             && let Some(by) = &a.approved_by
         {
             tracing::info!(revision, plan_hash = %hash, approved_by = %by, "plan approved");
-            self.awaiting_approval = None;
             self.shared.update(|s| s.pending_approval = None);
-            return Ok(Some((hash, by.clone())));
+            return Ok(ApprovalGate::Approved {
+                plan_hash: hash,
+                by: by.clone(),
+            });
         }
         let summary = planner::render::summary_line(plan);
         if request.is_none() {
@@ -834,7 +875,6 @@ impl Reconciler {
                 tracing::warn!(error = %e, "cannot record an event");
             }
         }
-        self.awaiting_approval = Some((revision.to_string(), mode));
         self.set_state(SyncState::AwaitingApproval);
         self.shared.update(|s| {
             s.pending_approval = Some(api::PendingApproval {
@@ -843,15 +883,17 @@ impl Reconciler {
                 summary,
             })
         });
-        Err(LoopError::AwaitingApproval {
-            revision: revision.to_string(),
-        })
+        Ok(ApprovalGate::Waiting)
     }
 
     /// Applies the plan waiting for approval once an approval of it is in the store (from the
     /// API or `platformd approve`, which writes the store directly).
     async fn retry_approved(&mut self) {
-        let Some((waiting, mode)) = self.awaiting_approval.clone() else {
+        let Requeue::UntilApproved {
+            revision: waiting,
+            mode,
+        } = self.requeue.clone()
+        else {
             return;
         };
         let approved = matches!(
@@ -877,12 +919,11 @@ impl Reconciler {
         revision: &str,
         snapshot: &Snapshot,
         overridden: Option<(&str, &str)>,
-    ) -> Result<(), LoopError> {
+    ) -> Result<WindowGate, LoopError> {
         let state = self.options.clock.window(snapshot);
         if state.open {
-            self.waiting_for_window = None;
             self.shared.update(|s| s.window = None);
-            return Ok(());
+            return Ok(WindowGate::Open);
         }
         let reason = state.reason.clone().unwrap_or_default();
         if let Some((actor, why)) = overridden {
@@ -895,11 +936,14 @@ impl Reconciler {
                 why,
             )
             .map_err(|e| self.fail(format!("cannot record the override: {e}")))?;
-            self.waiting_for_window = None;
             self.shared.update(|s| s.window = None);
-            return Ok(());
+            return Ok(WindowGate::Open);
         }
-        if self.waiting_for_window.as_deref() != Some(revision) {
+        let already_waiting = matches!(
+            &self.requeue,
+            Requeue::UntilWindowOpens { revision: waiting, .. } if waiting == revision
+        );
+        if !already_waiting {
             let opens = state
                 .opens_at
                 .as_deref()
@@ -913,15 +957,18 @@ impl Reconciler {
                 tracing::warn!(error = %e, "cannot record an event");
             }
         }
-        self.waiting_for_window = Some(revision.to_string());
         self.set_state(SyncState::WindowClosed);
         self.shared.update(|s| s.window = Some(state));
-        Err(LoopError::WindowClosed { reason })
+        Ok(WindowGate::Closed { reason })
     }
 
     /// Applies the revision a closed window held back, once the window has opened.
     async fn retry_held_back(&mut self) {
-        let Some(waiting) = self.waiting_for_window.clone() else {
+        let Requeue::UntilWindowOpens {
+            revision: waiting,
+            mode,
+        } = self.requeue.clone()
+        else {
             return;
         };
         let Some((revision, snapshot)) = self.last_good.clone() else {
@@ -937,7 +984,6 @@ impl Reconciler {
         );
         // Approval, when it was needed, was given before the window held the change back and
         // is checked again (and marked used) on the way.
-        let mode = self.window_mode;
         let _ = self
             .reconcile(&revision, &snapshot, mode, ApplyReason::Apply)
             .await;
@@ -951,7 +997,7 @@ impl Reconciler {
         revision: &str,
         reason: ApplyReason,
         plan_id: Option<i64>,
-    ) -> Result<(), LoopError> {
+    ) -> Result<SyncOutcome, LoopError> {
         self.set_state(SyncState::Applying);
         self.shared
             .update(|s| s.last_apply_started_ms = Some(now_ms()));
@@ -962,17 +1008,16 @@ impl Reconciler {
                 .await
         }
         .await;
-        let done = match result {
-            Ok((plan, outcome)) => self.applied(&plan, &outcome, snapshot, revision, reason),
-            Err(e) => Err(self.fail(e.to_string())),
-        };
-        // A replica that owns the stack tries an unfinished revision again at its next poll
-        // (its lease may have lapsed for a moment; if another replica took the stack, this loop
-        // is stopped before then).
-        if done.is_err() && self.ops.owned_epoch.is_some() {
-            self.last_seen = None;
+        match result {
+            Ok((plan, outcome)) => Ok(self.applied(&plan, &outcome, snapshot, revision, reason)),
+            // The drivers could not be built or the apply could not start: nothing applied,
+            // tried again as [`SyncOutcome::requeue`] says.
+            Err(e) => {
+                let message = e.to_string();
+                self.fail(message.clone());
+                Ok(SyncOutcome::Partial { message })
+            }
         }
-        done
     }
 
     /// Publishes the end of an apply: metrics, status, the cached prior state.
@@ -983,7 +1028,7 @@ impl Reconciler {
         snapshot: &Arc<Snapshot>,
         revision: &str,
         reason: ApplyReason,
-    ) -> Result<(), LoopError> {
+    ) -> SyncOutcome {
         let drivers: std::collections::HashMap<&str, &str> = plan
             .resources
             .iter()
@@ -1008,12 +1053,14 @@ impl Reconciler {
                 .iter()
                 .map(|(a, e)| format!("{a}: {e}"))
                 .collect();
-            return Err(self.fail(format!(
+            let message = format!(
                 "apply of {revision} {}: {}; {}",
                 outcome.status(),
                 outcome.summary(),
                 failures.join("; ")
-            )));
+            );
+            self.fail(message.clone());
+            return SyncOutcome::Partial { message };
         }
         metrics.record_sync(reason);
         // Everything applied: the store now holds exactly the desired state. (Set before the
@@ -1028,7 +1075,7 @@ impl Reconciler {
             s.last_sync_at = Some(crate::store::now());
             s.sync_state = SyncState::Synced;
         });
-        Ok(())
+        SyncOutcome::Applied
     }
 
     /// Plans against the store, reusing the prior snapshot while the store generation is the
@@ -1110,7 +1157,8 @@ impl Reconciler {
             &snapshot,
             &revision,
             ApplyReason::DriftCorrect,
-        )?;
+        )
+        .into_result(&revision)?;
         let count = report.corrected;
         Ok(format!(
             "corrected drift of {count} resource{}",
