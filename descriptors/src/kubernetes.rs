@@ -98,6 +98,17 @@ pub const KUBERNETES: Descriptor = Descriptor {
             value: None,
         },
         Setting {
+            name: "image-pull-secrets",
+            owner: Owner::Stack,
+            doc: "Secrets in the namespace every pod pulls its images with, comma-separated",
+            refusal: None,
+            value: Some(ValueRule {
+                valid: |v| v.split(',').all(|name| is_object_name(name.trim())),
+                expected: "Secret names (lowercase letters, digits, `-` and `.`) separated by commas",
+                example: "image-pull-secrets \"ghcr-pull,mirror-pull\"",
+            }),
+        },
+        Setting {
             name: "force-conflicts",
             owner: Owner::Stack,
             doc: "\"false\" makes a field another manager owns a conflict instead of taking it",
@@ -130,3 +141,15 @@ pub const KUBERNETES: Descriptor = Descriptor {
     field_rules: &[],
     needs: &[],
 };
+
+/// A Kubernetes object name (a DNS-1123 subdomain): at most 253 of lowercase letters, digits,
+/// `-` and `.`, starting and ending with a letter or digit.
+fn is_object_name(name: &str) -> bool {
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    name.len() <= 253
+        && edge(name.chars().next())
+        && edge(name.chars().last())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+}

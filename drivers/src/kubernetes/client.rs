@@ -41,6 +41,8 @@ pub struct Settings {
     /// The namespaces the operator lets this stack use (`allowed-namespaces "a,b"`, daemon
     /// configuration only); `None`: any but the cluster's own (`kube-*`).
     pub allowed_namespaces: Option<Vec<String>>,
+    /// Secrets in the namespace every pod pulls its images with (`image-pull-secrets "a,b"`).
+    pub image_pull_secrets: Vec<String>,
 }
 
 impl Default for Settings {
@@ -57,8 +59,17 @@ impl Default for Settings {
             force_conflicts: true,
             allow_exec_credentials: false,
             allowed_namespaces: None,
+            image_pull_secrets: Vec::new(),
         }
     }
+}
+
+/// A comma-separated list of names, trimmed, empty entries left out.
+fn names(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .collect()
 }
 
 impl Settings {
@@ -76,12 +87,11 @@ impl Settings {
             allow_exec_credentials: settings
                 .get("allow-exec-credentials")
                 .is_some_and(|v| v == "true"),
-            allowed_namespaces: settings.get("allowed-namespaces").map(|list| {
-                list.split(',')
-                    .map(|n| n.trim().to_string())
-                    .filter(|n| !n.is_empty())
-                    .collect()
-            }),
+            allowed_namespaces: settings.get("allowed-namespaces").map(|list| names(list)),
+            image_pull_secrets: settings
+                .get("image-pull-secrets")
+                .map(|list| names(list))
+                .unwrap_or_default(),
         }
     }
 

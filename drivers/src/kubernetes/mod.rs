@@ -136,6 +136,16 @@ impl KubernetesDriver {
 
     /// The objects `desired` is made of in the cluster.
     fn documents(&self, desired: &DesiredResource) -> Vec<Value> {
+        let mut docs = self.rendered(desired);
+        if !self.settings.image_pull_secrets.is_empty() {
+            with_pull_secrets(&mut docs, &self.settings.image_pull_secrets);
+        }
+        docs
+    }
+
+    /// The documents of `desired` with this driver's cluster-wide choices (node class, Kafka
+    /// and Connect clusters, keeper, gateway).
+    fn rendered(&self, desired: &DesiredResource) -> Vec<Value> {
         let namespace = self.namespace(&desired.stack);
         match desired.fields() {
             Spec::GpuPool(pool) => vec![nodepool::node_pool(
@@ -373,6 +383,31 @@ fn object_ref(doc: &Value) -> ObjectRef {
         kind: doc["kind"].as_str().unwrap_or("").to_string(),
         namespace: doc["metadata"]["namespace"].as_str().map(str::to_string),
         name: doc["metadata"]["name"].as_str().unwrap_or("").to_string(),
+    }
+}
+
+/// Gives every pod template in `docs` the image pull secrets `secrets` (Deployments, Jobs,
+/// CronJobs, ClickHouse pod templates).
+fn with_pull_secrets(docs: &mut [Value], secrets: &[String]) {
+    let refs: Vec<Value> = secrets
+        .iter()
+        .map(|name| serde_json::json!({ "name": name }))
+        .collect();
+    for doc in docs.iter_mut() {
+        let pods: Vec<&mut Value> = match doc["kind"].as_str() {
+            Some("Deployment" | "Job") => vec![&mut doc["spec"]["template"]["spec"]],
+            Some("CronJob") => vec![&mut doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]],
+            Some("ClickHouseInstallation") => {
+                match doc["spec"]["templates"]["podTemplates"].as_array_mut() {
+                    Some(templates) => templates.iter_mut().map(|t| &mut t["spec"]).collect(),
+                    None => Vec::new(),
+                }
+            }
+            _ => Vec::new(),
+        };
+        for pod in pods.into_iter().filter(|p| p.is_object()) {
+            pod["imagePullSecrets"] = Value::Array(refs.clone());
+        }
     }
 }
 
