@@ -17,6 +17,7 @@ pub mod notify;
 pub mod ops;
 pub mod ownership;
 pub mod reconcile;
+pub mod runtime;
 pub mod serve;
 pub mod server;
 pub mod source;

@@ -113,16 +113,7 @@ fn the_installation_uses_only_the_crds_fields_with_the_layout_keeper_and_backups
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("backup.yaml");
     std::fs::write(&file, serde_json::to_string_pretty(backup).unwrap()).unwrap();
-    let out = std::process::Command::new("kubernetes-validate")
-        .arg("--strict")
-        .arg(&file)
-        .output()
-        .expect("kubernetes-validate is installed (scripts/test.sh installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    support::kubernetes_validate(&[file]);
 }
 
 #[test]

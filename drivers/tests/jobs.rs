@@ -109,17 +109,7 @@ fn job_manifests_pass_kubernetes_validate_strict() {
         }
     }
     assert_eq!(files.len(), 2);
-    let out = std::process::Command::new("kubernetes-validate")
-        .arg("--strict")
-        .args(&files)
-        .output()
-        .expect("kubernetes-validate is installed (scripts/test.sh installs it)");
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::kubernetes_validate(&files);
 }
 
 #[test]

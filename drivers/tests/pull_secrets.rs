@@ -96,17 +96,7 @@ fn every_pod_pulls_with_the_named_secrets_and_the_manifests_stay_valid() {
     }
     kinds.sort();
     assert_eq!(kinds, ["CronJob", "Deployment", "Job"]);
-    let out = std::process::Command::new("kubernetes-validate")
-        .arg("--strict")
-        .args(&files)
-        .output()
-        .expect("kubernetes-validate is installed (scripts/test.sh installs it)");
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::kubernetes_validate(&files);
 }
 
 #[test]

@@ -3,17 +3,14 @@
 //! consistent, release the lease and exit 0.
 
 use anyhow::{Context, Result};
-use daemon::ownership;
-use daemon::reconcile::{Event, Options, Reconciler, Shared};
-use daemon::server::{Api, router};
+use daemon::ownership::LoopSettings;
+use daemon::runtime::{self, Replication, Serving, StackParts, Started};
 use daemon::source::Source;
 use daemon::store::Store;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 pub struct DaemonArgs {
     /// The stacks to follow and their store (`--config`); `None`: the one stack of `repo`.
@@ -52,15 +49,6 @@ fn read_secret(path: &Path, what: &str) -> Result<String> {
     let s = s.trim().to_string();
     anyhow::ensure!(!s.is_empty(), "the {what} file {} is empty", path.display());
     Ok(s)
-}
-
-/// Whether a file event can change the stack: `*.kdl` files outside hidden directories.
-fn relevant(path: &Path, root: &Path) -> bool {
-    let rel = path.strip_prefix(root).unwrap_or(path);
-    let hidden = rel
-        .components()
-        .any(|c| c.as_os_str().to_string_lossy().starts_with('.'));
-    !hidden && (path.extension().is_some_and(|e| e == "kdl") || path.extension().is_none())
 }
 
 pub fn run(args: DaemonArgs) -> Result<u8> {
@@ -148,183 +136,65 @@ pub fn run(args: DaemonArgs) -> Result<u8> {
         (None, None) => None,
         _ => anyhow::bail!("--tls-cert and --tls-key go together"),
     };
+    let serving = Serving {
+        listen: args.listen,
+        tls,
+        limits: args.http,
+        token,
+        rate_limit: args.api_rate_limit,
+    };
+    let loops = LoopSettings {
+        utilisation_interval: args.utilisation_interval,
+        metrics: args.metrics.clone(),
+        debounce: args.debounce,
+        parallelism: args.parallelism,
+        verifier,
+        targets,
+    };
+    let many = args.config.is_some();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(async move {
-        let many = args.config.is_some();
-        let mut running = Vec::new();
-        let mut watcher = DirWatcher::default();
-        let mut apis = Vec::new();
-        let notifier_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let mut slots = Vec::new();
-        for stack in stacks {
-            let (tx, rx) = mpsc::channel(64);
-            let mut shared = Shared::new(stack.store.clone(), stack.source.describe(), tx.clone());
-            if let Some(name) = &stack.name {
-                shared.metrics = daemon::reconcile::metrics::Metrics::for_stack(name);
-            }
-            let shared = Arc::new(shared);
-            watcher.add(&stack.source, &shared)?;
-            let mut api = Api::new(
-                shared.clone(),
-                token.clone(),
-                stack.webhook_secret.clone().map(String::into_bytes),
-            );
-            api.rate = daemon::server::RateLimit {
-                per_second: args.api_rate_limit,
-                burst: (args.api_rate_limit * 5.0).max(1.0),
-            };
-            let label = stack.name.clone().unwrap_or_default();
-            eprintln!("platformd daemon: following {}{}", stack.source.describe(),
-                if many { format!(" as stack `{label}`") } else { String::new() });
-            if replication.is_some() {
-                // Started when this replica owns the stack.
-                slots.push(ownership::Slot::new(
-                    label.clone(),
-                    stack.store.clone(),
-                    shared.clone(),
-                    tx.clone(),
-                    rx,
-                    stack.source_args.clone(),
-                    stack.interval,
-                    stack.drift_interval,
-                    stack.drivers.clone(),
-                ));
-                apis.push((label, api));
-                running.push((shared, tx, None));
-                continue;
-            }
-            let reconciler = Reconciler::new(
-                shared.clone(),
-                stack.source,
-                Options {
-                    interval: stack.interval,
-                    drift_interval: stack.drift_interval,
-                    utilisation_interval: args.utilisation_interval,
-                    metrics: args.metrics.clone(),
-                    debounce: args.debounce,
-                    parallelism: args.parallelism,
-                    clock: daemon::clock::Clock::from_env().map_err(anyhow::Error::msg)?,
-                    driver_settings: stack.drivers.clone(),
-                },
-            );
-            // Its own task: a slow receiver never holds the loop back. Started before the loop,
-            // so the loop's first apply is after the notifier's cursor and is announced.
-            if !targets.is_empty() {
-                let notifier = daemon::notify::Notifier::new(stack.store.clone(), targets.clone())
-                    .map_err(anyhow::Error::msg)?;
-                tokio::spawn(notifier.run(notifier_stop.clone(), Duration::from_millis(500)));
-            }
-            let loop_task = tokio::spawn(reconciler.run(rx));
-            apis.push((label, api));
-            running.push((shared, tx, Some(loop_task)));
-        }
-
-        let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
-        let local = listener.local_addr()?;
-        let app = if many {
-            daemon::server::multi_router(apis)
-        } else {
-            router(apis.pop().map(|(_, api)| api).context("one stack")?)
-        };
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let limits = args.http;
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        let server = match tls {
-            Some(acceptor) => {
-                let listener = daemon::tls::TlsListener::new(listener, acceptor)?;
-                tokio::spawn(daemon::serve::serve(listener, app, limits, stop_rx))
-            }
-            None => tokio::spawn(daemon::serve::serve(listener, app, limits, stop_rx)),
-        };
-        if many {
-            eprintln!("  API:      {scheme}://{local}  (GET /api/v1/stacks, /api/v1/stacks/<name>/status, /metrics)");
-        } else {
-            eprintln!("  API:      {scheme}://{local}  (GET /api/v1/status, /metrics)");
-        }
-        eprintln!("  store:    {}", running.first().map(|(s, ..)| store_description(&s.store, many)).unwrap_or_default());
-        eprintln!("  rendered: where the stack's local driver `path` points (default .platformd/rendered)");
-
-        let (ownership_stop, ownership_task) = match replication {
-            Some(Replication { replicas, ttl, replica }) => {
-                eprintln!("  replica:  {replica} (stacks are spread over the live replicas; lease {}s)", ttl.as_secs());
-                let (stop, stopped) = tokio::sync::watch::channel(false);
-                let task = tokio::spawn(
-                    ownership::Ownership {
-                        replicas,
-                        replica,
-                        ttl,
-                        slots,
-                        settings: ownership::LoopSettings {
-                            utilisation_interval: args.utilisation_interval,
-                            metrics: args.metrics.clone(),
-                            debounce: args.debounce,
-                            parallelism: args.parallelism,
-                            verifier: verifier.clone(),
-                            targets: targets.clone(),
-                        },
-                    }
-                    .run(stopped),
-                );
-                (Some(stop), Some(task))
-            }
-            None => (None, None),
-        };
-
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        // A loop ends only on shutdown; one that panicked leaves the other stacks running.
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: finishing in-flight driver calls"),
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: finishing in-flight driver calls"),
-        }
-        // Owned stacks stop and release their leases, so the other replicas take them at once.
-        if let (Some(stop), Some(task)) = (ownership_stop, ownership_task) {
-            let _ = stop.send(true);
-            let _ = task.await;
-        }
-        for (shared, tx, task) in &running {
-            if task.is_some() {
-                shared.shutting_down.store(true, Ordering::SeqCst);
-                let _ = tx.try_send(Event::Shutdown);
-            }
-        }
-        for (_, _, task) in running {
-            if let Some(task) = task {
-                let _ = task.await;
-            }
-        }
-        // Undelivered notifications stay in the store for the next start.
-        notifier_stop.store(true, Ordering::SeqCst);
-        let _ = stop_tx.send(true);
-        let _ = server.await;
-        eprintln!("platformd daemon: stopped");
-        Ok::<u8, anyhow::Error>(0)
-    })
+    rt.block_on(runtime::run(
+        stacks,
+        replication,
+        serving,
+        loops,
+        many,
+        announce,
+    ))?;
+    eprintln!("platformd daemon: stopped");
+    Ok(0)
 }
 
-/// One stack to follow, before its loop starts.
-struct StackParts {
-    /// `None` in the single-stack form.
-    name: Option<String>,
-    store: Store,
-    source: Source,
-    webhook_secret: Option<String>,
-    interval: Duration,
-    drift_interval: Duration,
-    /// Repository, branch, path and state directory: to open the source again when a replica
-    /// takes the stack over.
-    source_args: (String, String, String, PathBuf),
-    /// Driver settings from the configuration (credentials by reference).
-    drivers: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
-}
-
-/// Replicas sharing the configuration's PostgreSQL store.
-struct Replication {
-    replicas: daemon::store::replicas::Replicas,
-    ttl: Duration,
-    replica: String,
+/// What runs, once the API listens.
+fn announce(started: &Started<'_>) {
+    for (source, name) in &started.stacks {
+        match name {
+            Some(name) => eprintln!("platformd daemon: following {source} as stack `{name}`"),
+            None => eprintln!("platformd daemon: following {source}"),
+        }
+    }
+    let scheme = if started.tls { "https" } else { "http" };
+    let local = started.api;
+    if started.many {
+        eprintln!(
+            "  API:      {scheme}://{local}  (GET /api/v1/stacks, /api/v1/stacks/<name>/status, /metrics)"
+        );
+    } else {
+        eprintln!("  API:      {scheme}://{local}  (GET /api/v1/status, /metrics)");
+    }
+    eprintln!("  store:    {}", started.store);
+    eprintln!(
+        "  rendered: where the stack's local driver `path` points (default .platformd/rendered)"
+    );
+    if let Some((replica, ttl)) = started.replica {
+        eprintln!(
+            "  replica:  {replica} (stacks are spread over the live replicas; lease {}s)",
+            ttl.as_secs()
+        );
+    }
 }
 
 /// This replica's default name: the host and the process.
@@ -408,88 +278,4 @@ fn configured_stacks(
         None => None,
     };
     Ok((stacks, replication))
-}
-
-fn store_description(store: &Store, many: bool) -> String {
-    match store.location() {
-        daemon::store::Location::Dir(dir) if many => format!(
-            "{} (one per stack)",
-            dir.parent()
-                .map_or_else(|| dir.display().to_string(), |p| p.display().to_string())
-        ),
-        daemon::store::Location::Dir(dir) => dir.display().to_string(),
-        daemon::store::Location::Postgres { server, .. } => {
-            format!("postgres://{server} (a schema per stack)")
-        }
-    }
-}
-
-/// Directory mode: file events feed each stack's loop, which debounces them. One watcher for
-/// every watched directory (one inotify instance per process, however many stacks: the
-/// per-user limit is 128), each event sent to the loops whose directory it is in.
-#[derive(Default)]
-struct DirWatcher {
-    watcher: Option<notify::RecommendedWatcher>,
-    routes: Arc<std::sync::Mutex<Vec<WatchRoute>>>,
-}
-
-/// A watched stack directory (whose change count each event bumps) and the loop its changes
-/// go to.
-type WatchRoute = (daemon::source::DirSource, Arc<Shared>);
-
-impl DirWatcher {
-    fn add(&mut self, source: &Source, shared: &Arc<Shared>) -> Result<()> {
-        use notify::Watcher;
-        let Source::Dir(d) = source else {
-            return Ok(());
-        };
-        self.routes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((d.clone(), shared.clone()));
-        if self.watcher.is_none() {
-            let routes = self.routes.clone();
-            self.watcher = Some(
-                notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-                    let Ok(event) = res else { return };
-                    // Reading the stack (each poll does) is not a change: without this, every
-                    // poll's reads woke the loop to poll again.
-                    if matches!(
-                        event.kind,
-                        notify::EventKind::Access(_)
-                            | notify::EventKind::Modify(notify::event::ModifyKind::Metadata(_))
-                    ) {
-                        return;
-                    }
-                    for (source, shared) in routes.lock().unwrap_or_else(|e| e.into_inner()).iter()
-                    {
-                        let root = &source.dir;
-                        if event
-                            .paths
-                            .iter()
-                            .any(|p| p.starts_with(root) && relevant(p, root))
-                        {
-                            // Counted before the loop is woken: a read ahead of the debounce
-                            // that overlapped this event is never used.
-                            source.changed();
-                            // A full queue: coalesced into a read after the loop's next
-                            // event, never dropped.
-                            if let Err(mpsc::error::TrySendError::Full(_)) =
-                                shared.events.try_send(Event::FileChanged)
-                            {
-                                shared.fetch_requested.store(true, Ordering::SeqCst);
-                            }
-                        }
-                    }
-                })
-                .context("cannot watch the stack directory")?,
-            );
-        }
-        if let Some(watcher) = &mut self.watcher {
-            watcher
-                .watch(&d.dir, notify::RecursiveMode::Recursive)
-                .with_context(|| format!("cannot watch {}", d.dir.display()))?;
-        }
-        Ok(())
-    }
 }

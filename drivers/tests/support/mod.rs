@@ -85,3 +85,19 @@ pub fn apply_and_observe_without_drift(
     );
     applied
 }
+
+/// Checks `files` (manifests, one per file; JSON is YAML) with `kubernetes-validate --strict`,
+/// the official schemas offline.
+pub fn kubernetes_validate(files: &[std::path::PathBuf]) {
+    let out = std::process::Command::new("kubernetes-validate")
+        .arg("--strict")
+        .args(files)
+        .output()
+        .expect("kubernetes-validate is installed (scripts/test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
