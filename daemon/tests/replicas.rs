@@ -594,11 +594,10 @@ fn a_replica_paused_mid_call_writes_nothing_once_woken() {
     let store = &cluster.stores[&name];
     assert_eq!(store.applied_revision().unwrap(), Some(third.clone()));
     let resource = store.resource("service/api").unwrap().unwrap();
-    assert_eq!(
-        resource.desired.spec.to_value()["replicas"],
-        3,
-        "b's state kept"
-    );
+    let planner::model::Spec::Service(kept) = &resource.desired.spec.fields else {
+        panic!("a service's spec: {:?}", resource.desired.spec);
+    };
+    assert_eq!(kept.replicas, 3, "b's state kept");
     let history = store.history().unwrap();
     let a_record = history.iter().find(|h| h.id == a_apply).unwrap();
     assert_ne!(

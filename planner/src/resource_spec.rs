@@ -101,11 +101,6 @@ impl ResourceSpec {
         ResourceSpec::from_value(kind, &value)
     }
 
-    /// The canonical JSON document (what plans show and `ignore-changes` paths address).
-    pub fn to_value(&self) -> serde_json::Value {
-        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
-    }
-
     /// The environment the resource's workload gets (services, pipelines, jobs).
     pub fn env(&self) -> Option<&BTreeMap<String, EnvValue>> {
         match &self.fields {

@@ -244,14 +244,12 @@ fn workload(d: &DesiredResource, w: &Workload<'_>, namespace: &str) -> Vec<Value
     if !env.is_empty() {
         container.insert("env".into(), Value::Array(env));
     }
+    if let Some(r) = w.resources {
+        container.insert("resources".into(), requests(r));
+    }
     let gpu_pool = endpoint.and_then(|e| e.gpu_pool.as_ref());
-    let resources = match (gpu_pool, w.resources) {
-        (Some(pool), _) => Some(json!({ "limits": { "nvidia.com/gpu": pool.gpus.to_string() } })),
-        (None, Some(r)) => Some(requests(r)),
-        (None, None) => None,
-    };
-    if let Some(resources) = resources {
-        container.insert("resources".into(), resources);
+    if let Some(pool) = gpu_pool {
+        gpu_limit(pool, &mut container);
     }
     if let Some(h) = w.health_check {
         let probe = json!({
@@ -268,14 +266,7 @@ fn workload(d: &DesiredResource, w: &Workload<'_>, namespace: &str) -> Vec<Value
         json!([Value::Object(container.clone())]),
     );
     if let Some(pool) = gpu_pool {
-        pod_spec.insert(
-            "nodeSelector".into(),
-            json!({ "platformd.dev/gpu-pool": pool.pool }),
-        );
-        pod_spec.insert(
-            "tolerations".into(),
-            json!([{ "key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule" }]),
-        );
+        gpu_placement(pool, &mut pod_spec);
     }
     let deployment = |name: &str, replicas: u64, pod_spec: &Map<String, Value>| {
         let mut template_labels = selector(d, &d.name);
@@ -437,14 +428,14 @@ fn external_secrets(
     docs
 }
 
-/// The GPU limit, node selector and toleration of a pod on a `gpu-pool`.
-fn on_gpu_pool(
-    pool: &PoolPlacement,
-    container: &mut Map<String, Value>,
-    pod_spec: &mut Map<String, Value>,
-) {
+/// The GPU limit of a container on a `gpu-pool`, beside its other requests and limits.
+fn gpu_limit(pool: &PoolPlacement, container: &mut Map<String, Value>) {
     let resources = container.entry("resources").or_insert_with(|| json!({}));
     resources["limits"]["nvidia.com/gpu"] = pool.gpus.to_string().into();
+}
+
+/// The node selector and toleration of a pod on a `gpu-pool`.
+fn gpu_placement(pool: &PoolPlacement, pod_spec: &mut Map<String, Value>) {
     pod_spec.insert(
         "nodeSelector".into(),
         json!({ "platformd.dev/gpu-pool": pool.pool }),
@@ -473,7 +464,8 @@ fn batch_job(d: &DesiredResource, j: &JobSpec, namespace: &str) -> Vec<Value> {
     let mut pod_spec = Map::new();
     pod_spec.insert("restartPolicy".into(), "Never".into());
     if let Some(pool) = &j.gpu_pool {
-        on_gpu_pool(pool, &mut container, &mut pod_spec);
+        gpu_limit(pool, &mut container);
+        gpu_placement(pool, &mut pod_spec);
     }
     pod_spec.insert("containers".into(), json!([Value::Object(container)]));
     let mut template_labels = selector(d, &d.name);

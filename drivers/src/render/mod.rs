@@ -28,7 +28,7 @@ use serde_json::{Map, Value, json};
 /// The documents a resource renders to, in a stable order.
 pub fn documents(desired: &DesiredResource, namespace: &str) -> Vec<Value> {
     let mut docs = match desired.fields() {
-        Spec::Database(db) if has_kubernetes_form(desired.fields()) => {
+        Spec::Database(db) if db.engine == DatabaseEngine::Clickhouse => {
             clickhouse::documents(desired, db, namespace, clickhouse::DEFAULT_KEEPER)
         }
         fields if has_kubernetes_form(fields) => kubernetes::manifests(desired, namespace),
