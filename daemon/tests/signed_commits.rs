@@ -7,25 +7,52 @@ use support::running::{service, work_dir};
 
 use serde_json::Value;
 use std::path::Path;
-use std::process::Command;
 use support::PLATFORM;
 
 use support::running::{Daemon, Remote};
 use test_support::net::request as http;
 
-/// Runs a tool in `dir`, panicking with its output on failure; returns stdout.
+/// Runs a tool in `dir` (`test_support::tool` without extra environment).
 fn tool(dir: &Path, program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("{program} runs (scripts/test.sh installs it): {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    test_support::tool(dir, program, args, &[])
+}
+
+/// Makes an ed25519 OpenPGP signing key for `uid` in the keyring `home`; returns its
+/// fingerprint.
+fn gpg_key(dir: &Path, home: &str, uid: &str) -> String {
+    tool(
+        dir,
+        "gpg",
+        &[
+            "--homedir",
+            home,
+            "--batch",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            uid,
+            "ed25519",
+            "sign",
+            "never",
+        ],
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let listing = tool(
+        dir,
+        "gpg",
+        &[
+            "--homedir",
+            home,
+            "--with-colons",
+            "--list-secret-keys",
+            uid,
+        ],
+    );
+    listing
+        .lines()
+        .find(|l| l.starts_with("fpr:"))
+        .and_then(|l| l.split(':').nth(9))
+        .unwrap_or_else(|| panic!("no fingerprint for {uid}: {listing}"))
+        .to_string()
 }
 
 #[test]
@@ -54,33 +81,7 @@ fn only_commits_signed_by_trusted_ssh_or_openpgp_keys_are_applied() {
     // git runs gpg to sign: it finds this keyring through the environment.
     // SAFETY: set before this test starts any thread.
     unsafe { std::env::set_var("GNUPGHOME", home) };
-    tool(
-        k,
-        "gpg",
-        &[
-            "--homedir",
-            home,
-            "--batch",
-            "--passphrase",
-            "",
-            "--quick-gen-key",
-            "Release Bot <release@acme.example>",
-            "ed25519",
-            "sign",
-            "never",
-        ],
-    );
-    let listing = tool(
-        k,
-        "gpg",
-        &["--homedir", home, "--with-colons", "--list-secret-keys"],
-    );
-    let fingerprint = listing
-        .lines()
-        .find(|l| l.starts_with("fpr:"))
-        .and_then(|l| l.split(':').nth(9))
-        .unwrap()
-        .to_string();
+    let fingerprint = gpg_key(k, home, "Release Bot <release@acme.example>");
     let armored = tool(
         k,
         "gpg",
@@ -88,34 +89,7 @@ fn only_commits_signed_by_trusted_ssh_or_openpgp_keys_are_applied() {
     );
     std::fs::write(k.join("trusted.asc"), armored).unwrap();
     // A second OpenPGP key in the same keyring, which is not exported as trusted.
-    tool(
-        k,
-        "gpg",
-        &[
-            "--homedir",
-            home,
-            "--batch",
-            "--passphrase",
-            "",
-            "--quick-gen-key",
-            "Mallory <mallory@evil.example>",
-            "ed25519",
-            "sign",
-            "never",
-        ],
-    );
-    let listing = tool(
-        k,
-        "gpg",
-        &["--homedir", home, "--with-colons", "--list-secret-keys"],
-    );
-    let stranger_pgp = listing
-        .lines()
-        .filter(|l| l.starts_with("fpr:"))
-        .filter_map(|l| l.split(':').nth(9))
-        .find(|f| *f != fingerprint)
-        .unwrap()
-        .to_string();
+    let stranger_pgp = gpg_key(k, home, "Mallory <mallory@evil.example>");
 
     let remote = Remote::new();
     let sign_ssh = |key: &str| {

@@ -5,22 +5,7 @@
 
 use daemon::source::verify::{Verifier, VerifyMode};
 use std::path::Path;
-use std::process::Command;
-
-fn tool(dir: &Path, program: &str, args: &[&str], env: &[(&str, &str)]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap_or_else(|e| panic!("{program} runs (scripts/test.sh installs it): {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use test_support::tool;
 
 /// 2025-06-01T00:00:00Z.
 const JUNE_2025: i64 = 1_748_736_000;

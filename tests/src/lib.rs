@@ -13,6 +13,23 @@ pub mod postgres;
 pub mod prometheus;
 pub mod tls;
 
+/// Runs a command-line tool (`ssh-keygen`, `gpg`) in `dir` with `env` added, panicking with its
+/// output on failure; returns its stdout.
+pub fn tool(dir: &std::path::Path, program: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap_or_else(|e| panic!("{program} runs (scripts/test.sh installs it): {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Copies a directory tree (test fixtures and example stacks into scratch directories).
 pub fn copy_dir(src: &std::path::Path, dst: &std::path::Path) {
     std::fs::create_dir_all(dst).expect("create directory");
