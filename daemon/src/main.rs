@@ -427,7 +427,13 @@ pub enum DiagnosticFormat {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(&err),
+    };
+    if !matches!(cli.command, Command::Daemon { .. } | Command::Tui { .. }) {
+        end_quietly_on_a_closed_pipe();
+    }
     init_logging(cli.log_format);
     let colour = cli::output::colour_enabled(cli.color);
     let state_dir = cli.state_dir;
@@ -576,6 +582,28 @@ fn main() -> ExitCode {
             eprintln!("{}: {message}", cli::output::paint(colour, "1;31", "error"));
             ExitCode::from(1)
         }
+    }
+}
+
+/// `--help` and `--version` succeed; every other mistake in the arguments exits 1, an error
+/// like any other (2 means "changes present" to a CI job reading `--detailed-exitcode`).
+fn usage_error(err: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let _ = err.print();
+    match err.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => ExitCode::SUCCESS,
+        _ => ExitCode::from(1),
+    }
+}
+
+/// A command's output piped into `head` (or a closed terminal) ends the command quietly, as a
+/// Unix tool does, instead of a panic on the failed write: the Rust runtime ignores SIGPIPE,
+/// so its default action comes back here. The daemon and the UI keep ignoring it: a peer that
+/// goes away must not stop them (their sockets report the closed pipe as an error).
+fn end_quietly_on_a_closed_pipe() {
+    // SAFETY: restoring a signal's default disposition, before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
