@@ -68,3 +68,122 @@ fn usage_errors_exit_1_and_help_and_version_exit_0() {
         assert!(!run.stdout.is_empty(), "{args:?}");
     }
 }
+
+const PLATFORM: &str = r#"platform "shop" {
+    environment "test"
+    driver "local" {
+        path ".platformd/rendered"
+        namespace "shop"
+    }
+}
+
+team "web" {
+    owner "web-oncall@acme.example"
+}
+"#;
+
+fn database(engine: &str) -> String {
+    format!(
+        "database \"orders-db\" {{\n    team \"web\"\n    engine \"{engine}\"\n    size \"db.t4g.medium\"\n    protect #false\n}}\n"
+    )
+}
+
+const API: &str = "service \"api\" {\n    team \"web\"\n    image \"ghcr.io/acme/api:1.0.0\"\n    env \"DATABASE_URL\" from=\"database/orders-db.url\"\n}\n";
+
+/// A database replaced by another engine: its consumer is planned as an update whose URL is
+/// known after apply (text and JSON), and the new URL reaches it in the same apply.
+#[test]
+fn a_replaced_databases_url_reaches_its_consumer_in_the_same_apply() {
+    let ws = Workspace::new();
+    ws.stack(&[
+        ("platform.kdl", PLATFORM),
+        ("data.kdl", &database("postgres")),
+        ("api.kdl", API),
+    ]);
+    let applied = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(applied.code, 0, "{}", applied.all());
+    assert!(
+        ws.read_rendered("service/api.yaml")
+            .contains("value: postgres://")
+    );
+
+    ws.stack(&[
+        ("platform.kdl", PLATFORM),
+        ("data.kdl", &database("mysql")),
+        ("api.kdl", API),
+    ]);
+    let plan = ws.run(&["plan", "stack", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{}", plan.all());
+    assert!(
+        plan.stdout.contains(
+            "~ env.DATABASE_URL = {\"from\":\"database/orders-db.url\"} → (known after apply)"
+        ),
+        "{}",
+        plan.stdout
+    );
+    let json = ws.run(&["plan", "stack", "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_str(&json.stdout).expect("a JSON plan");
+    let api = json["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["address"] == "service/api")
+        .expect("the consumer is in the plan");
+    assert_eq!(api["action"], "update");
+    assert_eq!(api["changes"][0]["known_after_apply"], true);
+
+    let applied = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(applied.code, 0, "{}", applied.all());
+    let rendered = ws.read_rendered("service/api.yaml");
+    assert!(
+        rendered.contains("value: mysql://orders_db_app@orders-db."),
+        "{rendered}"
+    );
+    let again = ws.run(&["plan", "stack", "--detailed-exitcode"]);
+    assert_eq!(again.code, 0, "{}", again.all());
+    let drift = ws.run(&["drift", "stack", "--detailed-exitcode"]);
+    assert_eq!(drift.code, 0, "{}", drift.all());
+}
+
+/// A consumer whose update failed while its producer was replaced keeps the old URL; drift
+/// compares it with the producer's outputs as they are now, so it is found and corrected.
+#[test]
+fn drift_compares_a_consumer_with_the_outputs_its_producers_have_now() {
+    let ws = Workspace::new();
+    ws.stack(&[
+        ("platform.kdl", PLATFORM),
+        ("data.kdl", &database("postgres")),
+        ("api.kdl", API),
+    ]);
+    let applied = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(applied.code, 0, "{}", applied.all());
+    ws.stack(&[
+        ("platform.kdl", PLATFORM),
+        ("data.kdl", &database("mysql")),
+        ("api.kdl", API),
+    ]);
+    ws.local_driver(&[("inject-faults", "service/api=permanent")]);
+    let failed = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(failed.code, 1, "{}", failed.all());
+    assert!(
+        ws.read_rendered("service/api.yaml")
+            .contains("value: postgres://")
+    );
+
+    ws.stack(&[
+        ("platform.kdl", PLATFORM),
+        ("data.kdl", &database("mysql")),
+        ("api.kdl", API),
+    ]);
+    let drift = ws.run(&["drift", "stack", "--detailed-exitcode"]);
+    assert_eq!(drift.code, 2, "{}", drift.all());
+    assert!(drift.stdout.contains("service/api"), "{}", drift.stdout);
+    let corrected = ws.run(&["apply", "stack", "--refresh", "--auto-approve"]);
+    assert_eq!(corrected.code, 0, "{}", corrected.all());
+    assert!(
+        ws.read_rendered("service/api.yaml")
+            .contains("value: mysql://")
+    );
+    let clean = ws.run(&["drift", "stack", "--detailed-exitcode"]);
+    assert_eq!(clean.code, 0, "{}", clean.all());
+}

@@ -20,7 +20,7 @@ fn example_resources() -> Vec<DesiredResource> {
                 .expect("the planner's spec reads as its kind");
             // Stand-ins for wired outputs, as the engine would resolve them.
             let wired = spec
-                .wires("BACKUP_BUCKET")
+                .wires()
                 .iter()
                 .map(|wire| (wire.env.to_string(), format!("wired-{}", wire.env)))
                 .collect();

@@ -74,6 +74,22 @@ impl Kind {
         }
     }
 
+    /// The spec fields an output of this kind is made from, besides its name and its driver's
+    /// settings: changing one changes what consumers are wired to (`plan`: "known after apply").
+    pub fn output_fields(self) -> &'static [&'static str] {
+        match self {
+            Kind::Service => &["port"],
+            Kind::Database => &["engine"],
+            Kind::AiEndpoint => &["runtime", "model"],
+            Kind::Bucket
+            | Kind::Topic
+            | Kind::Pipeline
+            | Kind::GpuPool
+            | Kind::LlmQuota
+            | Kind::Job => &[],
+        }
+    }
+
     /// Databases and buckets hold data: deleting them needs an explicit allow unless
     /// `protect #false` was declared.
     pub fn protected_by_default(self) -> bool {

@@ -14,6 +14,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 pub const PLAN_FORMAT_VERSION: &str = "1";
 
+/// How a plan shows a value it cannot know yet: an output of a resource the same plan creates,
+/// replaces or changes, wired into another resource.
+pub const KNOWN_AFTER_APPLY: &str = "(known after apply)";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
@@ -66,6 +70,10 @@ pub struct FieldChange {
     /// Why this field forces replacement, when it does.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub forces_replacement: Option<String>,
+    /// The value after is an output of a resource this plan creates, replaces or changes: it is
+    /// known once that resource is applied, and `after` is `null` until then.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub known_after_apply: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -306,6 +314,7 @@ impl Plan {
                     before: c.after.clone(),
                     after: c.before.clone(),
                     forces_replacement: None,
+                    known_after_apply: false,
                 })
                 .collect();
             self.summary.update += 1;
@@ -473,6 +482,7 @@ pub fn plan(prior: &Snapshot, desired: &Snapshot, options: &PlanOptions) -> Plan
         });
     }
     resources.extend(deletes);
+    propagate_unknown_outputs(&mut resources);
 
     let mut summary = Summary::default();
     for r in &resources {
@@ -505,6 +515,95 @@ pub fn plan(prior: &Snapshot, desired: &Snapshot, options: &PlanOptions) -> Plan
         approval: desired.approval.clone(),
     }
 }
+
+/// Every resource wired to an output this plan may change (its producer is created, replaced, or
+/// changes a field the output is made from or a setting of its driver) is updated too, with the
+/// wired value shown as known after apply: the apply then re-applies it after its producer, with
+/// the output as it is then. Without this a consumer kept the old value and the plan said
+/// nothing (`docs/PLAN_FORMAT.md`, "Known after apply").
+fn propagate_unknown_outputs(resources: &mut [ResourceChange]) {
+    let mut changing: BTreeMap<String, String> = BTreeMap::new();
+    for r in resources.iter() {
+        let why = match r.action {
+            Action::Create => "is created".to_string(),
+            Action::Replace => "is replaced".to_string(),
+            Action::Update => {
+                let shaping: Vec<&str> = r
+                    .changed_paths
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|path| {
+                        path.starts_with(DRIVER_SETTING_PATH)
+                            || r.kind.output_fields().iter().any(|f| {
+                                *path == *f
+                                    || path.strip_prefix(*f).is_some_and(|p| p.starts_with('.'))
+                            })
+                    })
+                    .collect();
+                if shaping.is_empty() {
+                    continue;
+                }
+                format!("changes {}", shaping.join(", "))
+            }
+            Action::Delete | Action::NoOp => continue,
+        };
+        changing.insert(r.address.clone(), why);
+    }
+    if changing.is_empty() {
+        return;
+    }
+    for r in resources.iter_mut() {
+        if !matches!(r.action, Action::NoOp | Action::Update)
+            || !r.depends_on.iter().any(|d| changing.contains_key(d))
+        {
+            continue;
+        }
+        let Some(after) = &r.after else { continue };
+        // A snapshot's spec reads as its kind; one that does not has nothing to wire.
+        let Ok(spec) = crate::resource_spec::ResourceSpec::parse(r.kind, after.as_str()) else {
+            continue;
+        };
+        let value = after.value();
+        let mut reasons = Vec::new();
+        for wire in spec.wires() {
+            let Some(why) = changing.get(&wire.address) else {
+                continue;
+            };
+            let path = wire.path();
+            if r.changed_paths.contains(&path) {
+                continue;
+            }
+            let before = path
+                .split_once('.')
+                .and_then(|(field, key)| value.get(field)?.get(key))
+                .cloned();
+            r.changes.push(FieldChange {
+                path: path.clone(),
+                before,
+                after: None,
+                forces_replacement: None,
+                known_after_apply: true,
+            });
+            r.changed_paths.push(path);
+            reasons.push(format!("{}.{} {why}", wire.address, wire.output));
+        }
+        if reasons.is_empty() {
+            continue;
+        }
+        reasons.dedup();
+        if r.action == Action::NoOp {
+            r.action = Action::Update;
+            r.reason = format!(
+                "wired to an output known after apply: {}",
+                reasons.join("; ")
+            );
+        }
+    }
+}
+
+/// Where a plan shows a change of a driver's setting among a resource's changes
+/// (`driver.namespace`).
+pub const DRIVER_SETTING_PATH: &str = "driver.";
 
 /// Each desired entry's prior entry, by position, and whether some prior entry has none
 /// (something is deleted): a merge of the two sorted address lists.
@@ -720,6 +819,7 @@ pub fn diff_values(
             before: b.cloned(),
             after: a.cloned(),
             forces_replacement: None,
+            known_after_apply: false,
         }),
     }
 }

@@ -1,7 +1,7 @@
 //! Plan renderers: text for terminals and logs, JSON for machines, Markdown for PR comments.
 
 use crate::cost::{format_delta, format_usd};
-use crate::plan::{Action, FieldChange, Plan, ResourceChange};
+use crate::plan::{Action, FieldChange, KNOWN_AFTER_APPLY, Plan, ResourceChange};
 use serde_json::Value;
 use std::fmt::Write as _;
 
@@ -303,6 +303,11 @@ fn field_line(p: &Paint, c: &FieldChange, width: usize) -> String {
         String::new()
     };
     let text = match (&c.before, &c.after) {
+        _ if c.known_after_apply => format!(
+            "~ {:width$} = {} → {KNOWN_AFTER_APPLY}",
+            c.path,
+            value_text(c.before.as_ref())
+        ),
         (None, Some(a)) => format!("{marker} {:width$} = {}", c.path, value_text(Some(a))),
         (Some(b), None) => format!("{marker} {:width$} = {}", c.path, value_text(Some(b))),
         (b, a) => format!(
@@ -610,8 +615,13 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
                     } else {
                         ""
                     };
+                    let after = if c.known_after_apply {
+                        KNOWN_AFTER_APPLY.to_string()
+                    } else {
+                        value_text(c.after.as_ref())
+                    };
                     let _ = writeln!(d, "- {} = {}", c.path, value_text(c.before.as_ref()));
-                    let _ = writeln!(d, "+ {} = {}{forces}", c.path, value_text(c.after.as_ref()));
+                    let _ = writeln!(d, "+ {} = {after}{forces}", c.path);
                 }
             }
         }

@@ -59,9 +59,25 @@ struct Envelope {
 /// ClickHouse backup's bucket) it becomes, and where the value comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Wire<'a> {
+    /// The key of the wired value a driver receives (`DesiredResource::wired`).
     pub env: &'a str,
     pub address: String,
     pub output: &'a str,
+}
+
+/// The wired key under which a ClickHouse backup receives its bucket's name.
+pub const BACKUP_BUCKET_WIRE: &str = "BACKUP_BUCKET";
+
+impl Wire<'_> {
+    /// Where the wire is written in the canonical spec (`env.DATABASE_URL`, `backup.bucket`):
+    /// the path a plan shows its value at.
+    pub fn path(&self) -> String {
+        if self.env == BACKUP_BUCKET_WIRE {
+            "backup.bucket".to_string()
+        } else {
+            format!("env.{}", self.env)
+        }
+    }
 }
 
 impl ResourceSpec {
@@ -113,9 +129,9 @@ impl ResourceSpec {
 
     /// Every output of another resource this spec is wired to, in a stable order: its
     /// environment's `from=` values, then a ClickHouse backup's bucket name (which the backup
-    /// job receives as `backup_bucket_env`).
-    pub fn wires<'a>(&'a self, backup_bucket_env: &'a str) -> Vec<Wire<'a>> {
-        let mut wires: Vec<Wire<'a>> = self
+    /// job receives as [`BACKUP_BUCKET_WIRE`]).
+    pub fn wires(&self) -> Vec<Wire<'_>> {
+        let mut wires: Vec<Wire<'_>> = self
             .env()
             .into_iter()
             .flatten()
@@ -132,7 +148,7 @@ impl ResourceSpec {
             && let Some(backup) = &db.backup
         {
             wires.push(Wire {
-                env: backup_bucket_env,
+                env: BACKUP_BUCKET_WIRE,
                 address: format!("{}/{}", Kind::Bucket, backup.bucket),
                 output: "name",
             });
@@ -189,7 +205,8 @@ mod tests {
                "lifecycle":{"protect":false,"drift":"correct","ignore-changes":[]}}"#,
         )
         .unwrap();
-        let wires = spec.wires("BUCKET");
+        let wires = spec.wires();
+        assert_eq!(wires[0].path(), "env.DB");
         assert_eq!(
             wires,
             vec![Wire {

@@ -309,3 +309,43 @@ fn a_changed_one_off_job_runs_again_and_a_scheduled_one_updates_in_place() {
     assert!((total - plan.cost.after).abs() < 0.01);
     assert!(pool.cost.after > train.cost.after);
 }
+
+/// A replaced database and a service whose port changes: every resource wired to one of their
+/// outputs is updated, with the value known after apply; one wired only to an unchanged bucket
+/// stays unchanged.
+#[test]
+fn consumers_of_changing_outputs_are_planned_with_values_known_after_apply() {
+    let plan = fixture("known-after-apply");
+    snapshot_renderings("known-after-apply", &plan);
+    assert_eq!(
+        actions(&plan),
+        [
+            ("bucket/reports".to_string(), Action::NoOp),
+            ("database/orders-db".to_string(), Action::Replace),
+            ("service/api".to_string(), Action::Update),
+            ("service/exporter".to_string(), Action::NoOp),
+            ("service/web".to_string(), Action::Update),
+        ]
+    );
+    let api = find(&plan, "service/api");
+    let wired = api
+        .changes
+        .iter()
+        .find(|c| c.path == "env.DATABASE_URL")
+        .expect("the wired env is a change");
+    assert!(wired.known_after_apply && wired.after.is_none());
+    assert_eq!(
+        wired.before,
+        Some(serde_json::json!({"from": "database/orders-db.url"}))
+    );
+    let web = find(&plan, "service/web");
+    assert_eq!(web.changed_paths, ["env.API_URL"]);
+    assert!(
+        web.reason.contains("service/api.url changes port"),
+        "{}",
+        web.reason
+    );
+    let json = planner::render::json(&plan);
+    assert!(json.contains("\"known_after_apply\": true"), "{json}");
+    assert_eq!(plan.exit_code(true), 2);
+}

@@ -390,7 +390,11 @@ fn change_details(c: &ResourceChange) -> Vec<Line<'static>> {
                 "~ {}: {} → {}{forces}",
                 f.path,
                 show(&f.before),
-                show(&f.after)
+                if f.known_after_apply {
+                    api::KNOWN_AFTER_APPLY.to_string()
+                } else {
+                    show(&f.after)
+                }
             ),
             action_style(Action::Update),
         ));

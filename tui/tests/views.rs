@@ -77,6 +77,7 @@ fn busy_model() -> Model {
                 before: Some(2.into()),
                 after: Some(7.into()),
                 forces_replacement: None,
+                known_after_apply: false,
             }],
         },
         DriftFinding {

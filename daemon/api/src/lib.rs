@@ -23,7 +23,9 @@ pub use planner::Plan;
 /// Rendering helpers the UI shares with the CLI, so both say the same thing the same way.
 pub use planner::cost::format_usd;
 pub use planner::model::{DriftPolicy, SyncMode};
-pub use planner::plan::{Action, DriftFinding, DriftStatus, FieldChange, ResourceChange};
+pub use planner::plan::{
+    Action, DriftFinding, DriftStatus, FieldChange, KNOWN_AFTER_APPLY, ResourceChange,
+};
 pub use planner::render::{format_unix_time, summary_line, template_line};
 
 #[cfg(test)]

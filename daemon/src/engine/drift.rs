@@ -29,6 +29,7 @@ impl Engine {
         declared: Option<&Snapshot>,
     ) -> Result<DriftScan, EngineError> {
         let stored = self.store.resources()?;
+        let outputs = self.store.all_outputs()?;
         let mut observed: HashMap<String, (String, ObservedResource)> = HashMap::new();
         for (name, driver) in &self.drivers {
             let kinds: Vec<Kind> = Kind::ALL
@@ -65,13 +66,15 @@ impl Engine {
                     changes: Vec::new(),
                 }),
                 Some((_, o)) => {
-                    let expected =
-                        driver
-                            .expected(&s.desired)
-                            .map_err(|source| EngineError::Observe {
-                                driver: s.snapshot.driver.clone(),
-                                source,
-                            })?;
+                    // Compared with the outputs its producers have now, not the values wired
+                    // when it was applied: a consumer left with an old URL is drift.
+                    let rewired = super::rewired(&s.desired, &outputs);
+                    let expected = driver
+                        .expected(rewired.as_ref().unwrap_or(&s.desired))
+                        .map_err(|source| EngineError::Observe {
+                            driver: s.snapshot.driver.clone(),
+                            source,
+                        })?;
                     let ignored: Vec<String> = s
                         .snapshot
                         .ignore_changes
@@ -95,6 +98,7 @@ impl Engine {
                                     before: Some(d.expected),
                                     after: d.live,
                                     forces_replacement: None,
+                                    known_after_apply: false,
                                 })
                                 .collect(),
                         });

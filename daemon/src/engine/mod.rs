@@ -220,7 +220,7 @@ pub fn desired_resource(
     let spec = ResourceSpec::parse(snapshot.kind, snapshot.spec.as_str())
         .map_err(|e| StoreError::Corrupt(format!("{address}: {e}")))?;
     let mut wired = BTreeMap::new();
-    for wire in spec.wires(drivers::render::clickhouse::BACKUP_BUCKET) {
+    for wire in spec.wires() {
         if let Some(value) = store
             .outputs(&wire.address)?
             .and_then(|o| o.get(wire.output).cloned())
@@ -239,11 +239,36 @@ pub fn desired_resource(
     })
 }
 
+/// `desired` wired to the outputs its producers have now, when they differ from the values it
+/// was applied with.
+fn rewired(
+    desired: &DesiredResource,
+    outputs: &BTreeMap<String, drivers::Outputs>,
+) -> Option<DesiredResource> {
+    let current: Vec<(String, &String)> = desired
+        .spec
+        .wires()
+        .into_iter()
+        .filter_map(|wire| {
+            let value = outputs.get(&wire.address)?.get(wire.output)?;
+            (desired.wired.get(wire.env) != Some(value)).then(|| (wire.env.to_string(), value))
+        })
+        .collect();
+    if current.is_empty() {
+        return None;
+    }
+    let mut rewired = desired.clone();
+    for (env, value) in current {
+        rewired.wired.insert(env, value.clone());
+    }
+    Some(rewired)
+}
+
 /// Env values wired from outputs that are not available (their producer is not applied).
 fn unresolved_wiring(resource: &DesiredResource) -> Option<String> {
     resource
         .spec
-        .wires(drivers::render::clickhouse::BACKUP_BUCKET)
+        .wires()
         .into_iter()
         .find(|wire| !resource.wired.contains_key(wire.env))
         .map(|wire| {

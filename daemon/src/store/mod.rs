@@ -954,6 +954,19 @@ impl Store {
         Ok(self.resource_counts()?.values().sum())
     }
 
+    /// Every applied resource's outputs, by address.
+    pub fn all_outputs(&self) -> Result<std::collections::BTreeMap<String, Outputs>> {
+        let rows =
+            self.conn()
+                .query_map("SELECT address, outputs FROM resources", args![], |r| {
+                    Ok((
+                        r.get::<String>(0)?,
+                        serde_json::from_str::<Outputs>(r.text(1)?).map_err(corrupt)?,
+                    ))
+                })?;
+        Ok(rows.into_iter().collect())
+    }
+
     pub fn outputs(&self, address: &str) -> Result<Option<Outputs>> {
         self.json_row("SELECT outputs FROM resources WHERE address = ?1", address)
     }

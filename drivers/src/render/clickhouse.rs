@@ -142,7 +142,7 @@ pub fn documents(
 }
 
 /// The wired value the backup's bucket name arrives in (the bucket's `name` output).
-pub const BACKUP_BUCKET: &str = "BACKUP_BUCKET";
+pub const BACKUP_BUCKET: &str = planner::resource_spec::BACKUP_BUCKET_WIRE;
 
 /// The keeper service when the Kubernetes driver's `clickhouse-keeper` setting is not given.
 pub const DEFAULT_KEEPER: &str = "clickhouse-keeper";
