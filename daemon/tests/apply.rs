@@ -901,9 +901,9 @@ fn apply_inside_a_deny_window_is_refused_unless_overridden_with_a_reason() {
         refused.stderr
     );
     assert!(!ws.rendered("service/api.yaml").exists());
-    // An override needs a reason.
+    // An override needs a reason: a usage error, exit 1.
     let no_reason = ws.run(&["apply", "stack", "--auto-approve", "--override-window"]);
-    assert_eq!(no_reason.code, 2, "{}", no_reason.all());
+    assert_eq!(no_reason.code, 1, "{}", no_reason.all());
     let run = ws.run(&[
         "apply",
         "stack",
