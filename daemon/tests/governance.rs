@@ -298,3 +298,61 @@ fn an_approval_scope_holds_back_only_plans_that_touch_it() {
     assert_eq!(daemon.status()["sync_state"], "awaiting-approval");
     assert_eq!(daemon.status()["applied_revision"], c1.as_str());
 }
+
+/// The daemon's scheduled drift correction puts back what is applied and nothing more: a hand
+/// edit is undone at the next drift tick, and while a newer revision waits for approval a
+/// correction neither applies it nor ends the wait.
+#[test]
+fn scheduled_drift_correction_restores_what_is_applied_and_applies_nothing_waiting() {
+    let dir = work_dir();
+    let remote = Remote::new();
+    let c1 = remote.push(
+        &[("platform.kdl", PLATFORM), ("api.kdl", &service(1))],
+        "first",
+    );
+    let daemon = Daemon::start(
+        dir.path(),
+        &remote.url(),
+        &[
+            "--path",
+            "stack",
+            "--interval",
+            "300ms",
+            "--drift-interval",
+            "300ms",
+        ],
+        &[],
+    );
+    daemon.wait_applied(&c1);
+    let file = dir.path().join(".platformd/rendered/service/api.yaml");
+    let read = || std::fs::read_to_string(&file).unwrap_or_default();
+    assert!(read().contains("replicas: 1"), "{}", read());
+    let tamper = || std::fs::write(&file, read().replace("replicas: 1", "replicas: 9")).unwrap();
+    tamper();
+    daemon.wait("the scheduled correction", |_| {
+        read().contains("replicas: 1")
+    });
+
+    let c2 = remote.push(
+        &[
+            ("platform.kdl", &manual_platform()),
+            ("api.kdl", &service(5)),
+        ],
+        "scale api, manual sync",
+    );
+    daemon.wait("the new revision to wait for approval", |d| {
+        d.status()["sync_state"] == "awaiting-approval"
+    });
+    tamper();
+    daemon.wait("the correction while a revision waits", |_| {
+        read().contains("replicas: 1")
+    });
+    // A few more drift ticks: still what c1 applied, and c2 still waits.
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    assert!(!read().contains("replicas: 5"), "{}", read());
+    let status = daemon.status();
+    assert_eq!(status["applied_revision"], c1, "{status}");
+    assert_eq!(status["sync_state"], "awaiting-approval", "{status}");
+    assert!(daemon.log().contains("corrected drift"), "{}", daemon.log());
+    let _ = c2;
+}

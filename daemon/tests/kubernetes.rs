@@ -637,3 +637,78 @@ fn a_driver_setting_with_a_bad_value_is_refused_with_its_location() {
         run.stderr
     );
 }
+
+/// A change of the stack's namespace is planned as moves (the protected database blocked until
+/// allowed: a new namespace means a new database), and applied: every object is made in the
+/// new namespace, then removed from the old one; the cluster-scoped NodePool stays; no drift
+/// and no change is left.
+#[test]
+fn a_namespace_change_moves_every_object_and_leaves_no_drift() {
+    let emulator = KubeEmulator::start();
+    let ws = workspace(&emulator, true);
+    let run = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    ws.stack(&[
+        (
+            "platform.kdl",
+            &PLATFORM.replace("namespace \"shop\"", "namespace \"shop-v2\""),
+        ),
+        ("a.kdl", &format!("{WORKLOADS}{}", api(2))),
+    ]);
+    let plan = ws.run(&["plan", "stack", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 3, "{}", plan.all());
+    assert!(
+        plan.stdout
+            .contains("+/- service/api [kubernetes] will be moved")
+            && plan
+                .stdout
+                .contains("~ driver.namespace = \"shop\" → \"shop-v2\"")
+            && plan
+                .stdout
+                .contains("BLOCKED: protected; replacing destroys it. Allow with --allow-destroy database/orders-db"),
+        "{}",
+        plan.stdout
+    );
+    let run = ws.run(&[
+        "apply",
+        "stack",
+        "--auto-approve",
+        "--allow-destroy",
+        "database/orders-db",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    for (group, plural, name) in [
+        ("apps", "deployments", "api"),
+        ("", "services", "api"),
+        ("autoscaling", "horizontalpodautoscalers", "api"),
+        ("apps", "deployments", "assistant"),
+        ("kafka.strimzi.io", "kafkatopics", "orders"),
+        ("postgresql.cnpg.io", "clusters", "orders-db"),
+    ] {
+        assert!(
+            emulator.get(group, plural, "shop-v2", name).is_some(),
+            "{plural}/{name} in the new namespace"
+        );
+        assert!(
+            emulator.get(group, plural, "shop", name).is_none(),
+            "{plural}/{name} left in the old namespace"
+        );
+    }
+    assert!(
+        emulator
+            .get("karpenter.sh", "nodepools", "", "l4")
+            .is_some()
+    );
+    let deployment = emulator
+        .get("apps", "deployments", "shop-v2", "api")
+        .unwrap();
+    let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"].to_string();
+    assert!(
+        env.contains("http://assistant.shop-v2.svc.cluster.local"),
+        "{env}"
+    );
+    let plan = ws.run(&["plan", "stack", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+    let drift = ws.run(&["drift", "stack", "--detailed-exitcode"]);
+    assert_eq!(drift.code, 0, "{}", drift.all());
+}

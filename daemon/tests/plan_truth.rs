@@ -187,3 +187,81 @@ fn drift_compares_a_consumer_with_the_outputs_its_producers_have_now() {
     let clean = ws.run(&["drift", "stack", "--detailed-exitcode"]);
     assert_eq!(clean.code, 0, "{}", clean.all());
 }
+
+const WEB: &str = "service \"web\" {\n    team \"web\"\n    image \"ghcr.io/acme/web:1.0.0\"\n    env \"API_URL\" from=\"service/api.url\"\n}\n";
+
+/// The local driver's `namespace` is part of what it renders and of its outputs: a change plans
+/// an update of every resource and the wired URL as known after apply, and once applied there
+/// is no drift and no change left. Its `path` moves the files: each is written in the new
+/// directory, then removed from the old one.
+#[test]
+fn driver_settings_are_planned_and_applied_with_no_drift_left() {
+    let ws = Workspace::new();
+    let files = |platform: &str| {
+        ws.stack(&[
+            ("platform.kdl", platform),
+            ("data.kdl", &database("postgres")),
+            ("api.kdl", API),
+            ("web.kdl", WEB),
+        ])
+    };
+    files(PLATFORM);
+    let applied = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(applied.code, 0, "{}", applied.all());
+
+    let renamed = PLATFORM.replace("namespace \"shop\"", "namespace \"shop-v2\"");
+    files(&renamed);
+    let plan = ws.run(&["plan", "stack", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{}", plan.all());
+    assert!(
+        plan.stdout.contains("3 to update")
+            && plan
+                .stdout
+                .contains("~ driver.namespace = \"shop\" → \"shop-v2\"")
+            && plan.stdout.contains(
+                "~ env.API_URL      = {\"from\":\"service/api.url\"} → (known after apply)"
+            ),
+        "{}",
+        plan.stdout
+    );
+    let applied = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(applied.code, 0, "{}", applied.all());
+    let web = ws.read_rendered("service/web.yaml");
+    assert!(
+        web.contains("value: http://api.shop-v2.svc.cluster.local:80"),
+        "{web}"
+    );
+    assert_eq!(ws.run(&["plan", "stack", "--detailed-exitcode"]).code, 0);
+    let drift = ws.run(&["drift", "stack", "--detailed-exitcode"]);
+    assert_eq!(drift.code, 0, "{}", drift.all());
+
+    let moved = renamed.replace(".platformd/rendered", ".platformd/v2");
+    files(&moved);
+    let plan = ws.run(&["plan", "stack"]);
+    assert!(
+        plan.stdout
+            .contains("+/- service/api [local] will be moved")
+            && plan.stdout.contains("3 to replace"),
+        "{}",
+        plan.stdout
+    );
+    let applied = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(applied.code, 0, "{}", applied.all());
+    for file in [
+        "service/api.yaml",
+        "service/web.yaml",
+        "database/orders-db.yaml",
+    ] {
+        assert!(
+            !ws.rendered(file).exists(),
+            "{file} is left in the old path"
+        );
+        assert!(
+            ws.path().join(".platformd/v2").join(file).exists(),
+            "{file} in the new path"
+        );
+    }
+    assert_eq!(ws.run(&["plan", "stack", "--detailed-exitcode"]).code, 0);
+    let drift = ws.run(&["drift", "stack", "--detailed-exitcode"]);
+    assert_eq!(drift.code, 0, "{}", drift.all());
+}

@@ -1,8 +1,12 @@
 //! The AWS driver (`drivers/src/aws/`).
 
 use crate::{
-    Descriptor, FieldRule, Kinds, Needs, OperatorOnly, Owner, Setting, ValueRule, Variants, When,
+    Descriptor, FieldRule, Kinds, Needs, OnChange, OperatorOnly, Owner, Setting, ValueRule,
+    Variants, When,
 };
+
+/// Why a stack's AWS resources cannot follow a change of account or region.
+const AWS_ELSEWHERE: &str = "AWS resources cannot move to another account or region: bucket names are global and data does not follow; declare a second `aws` driver for the new place and route new resources to it";
 
 pub const AWS: Descriptor = Descriptor {
     driver: "aws",
@@ -14,6 +18,7 @@ pub const AWS: Descriptor = Descriptor {
             doc: "a profile of the operator's AWS configuration, by name",
             refusal: None,
             value: None,
+            on_change: OnChange::Refused(AWS_ELSEWHERE),
         },
         Setting {
             name: "region",
@@ -21,6 +26,7 @@ pub const AWS: Descriptor = Descriptor {
             doc: "the AWS region",
             refusal: None,
             value: None,
+            on_change: OnChange::Refused(AWS_ELSEWHERE),
         },
         Setting {
             name: "endpoint-url",
@@ -32,6 +38,7 @@ pub const AWS: Descriptor = Descriptor {
                 help: "remove it: an emulator or S3-compatible endpoint is the operator's to set, with AWS_ENDPOINT_URL in the daemon's environment or `driver \"aws\" endpoint-url=…` in its configuration",
             }),
             value: None,
+            on_change: OnChange::Nothing,
         },
         Setting {
             name: "eks-cluster",
@@ -39,6 +46,7 @@ pub const AWS: Descriptor = Descriptor {
             doc: "the EKS cluster GPU pools' node groups join",
             refusal: None,
             value: None,
+            on_change: OnChange::Move,
         },
         Setting {
             name: "node-role-arn",
@@ -50,6 +58,7 @@ pub const AWS: Descriptor = Descriptor {
                 expected: "an IAM role ARN",
                 example: "node-role-arn \"arn:aws:iam::123456789012:role/gpu-nodes\"",
             }),
+            on_change: OnChange::Replace(&["gpu-pool"]),
         },
         Setting {
             name: "subnets",
@@ -61,6 +70,7 @@ pub const AWS: Descriptor = Descriptor {
                 expected: "subnet ids separated by commas",
                 example: "subnets \"subnet-a,subnet-b\"",
             }),
+            on_change: OnChange::Replace(&["gpu-pool"]),
         },
         Setting {
             name: "sagemaker-execution-role",
@@ -72,6 +82,7 @@ pub const AWS: Descriptor = Descriptor {
                 expected: "an IAM role ARN",
                 example: "sagemaker-execution-role \"arn:aws:iam::123456789012:role/sagemaker\"",
             }),
+            on_change: OnChange::Update(&["ai-endpoint"]),
         },
         Setting {
             name: "sagemaker-image",
@@ -79,6 +90,7 @@ pub const AWS: Descriptor = Descriptor {
             doc: "the serving image of SageMaker endpoints (default: the TGI image)",
             refusal: None,
             value: None,
+            on_change: OnChange::Update(&["ai-endpoint"]),
         },
     ],
     variants: &[

@@ -1,6 +1,6 @@
 //! The Kubernetes driver (`drivers/src/kubernetes/`).
 
-use crate::{Descriptor, Kinds, OperatorOnly, Owner, Setting, ValueRule, Variants};
+use crate::{Descriptor, Kinds, OnChange, OperatorOnly, Owner, Setting, ValueRule, Variants};
 
 pub const KUBERNETES: Descriptor = Descriptor {
     driver: "kubernetes",
@@ -21,6 +21,7 @@ pub const KUBERNETES: Descriptor = Descriptor {
             doc: "a context of the operator's kubeconfig, by name",
             refusal: None,
             value: None,
+            on_change: OnChange::Move,
         },
         Setting {
             name: "namespace",
@@ -28,6 +29,7 @@ pub const KUBERNETES: Descriptor = Descriptor {
             doc: "the namespace the stack's objects go to (never the cluster's own)",
             refusal: None,
             value: None,
+            on_change: OnChange::Move,
         },
         Setting {
             name: "kubeconfig",
@@ -39,6 +41,7 @@ pub const KUBERNETES: Descriptor = Descriptor {
                 help: "remove it: the daemon's KUBECONFIG, its in-cluster service account, or `driver \"kubernetes\" kubeconfig=…` in its configuration gives the credentials; `context` may name one of its contexts",
             }),
             value: None,
+            on_change: OnChange::Nothing,
         },
         Setting {
             name: "allowed-namespaces",
@@ -50,6 +53,7 @@ pub const KUBERNETES: Descriptor = Descriptor {
                 help: "remove it: the operator sets `driver \"kubernetes\" allowed-namespaces=…` in the daemon's configuration",
             }),
             value: None,
+            on_change: OnChange::Nothing,
         },
         Setting {
             name: "allow-exec-credentials",
@@ -61,6 +65,7 @@ pub const KUBERNETES: Descriptor = Descriptor {
                 help: "remove it: only the operator may allow credential plugins, with `driver \"kubernetes\" allow-exec-credentials=\"true\"` in the daemon's configuration",
             }),
             value: None,
+            on_change: OnChange::Nothing,
         },
         Setting {
             name: "node-class",
@@ -68,6 +73,7 @@ pub const KUBERNETES: Descriptor = Descriptor {
             doc: "the Karpenter EC2NodeClass GPU pools use",
             refusal: None,
             value: None,
+            on_change: OnChange::Update(&["gpu-pool"]),
         },
         Setting {
             name: "kafka-cluster",
@@ -75,6 +81,7 @@ pub const KUBERNETES: Descriptor = Descriptor {
             doc: "the Strimzi Kafka cluster topics belong to",
             refusal: None,
             value: None,
+            on_change: OnChange::Update(&["topic", "pipeline"]),
         },
         Setting {
             name: "ai-gateway",
@@ -82,6 +89,7 @@ pub const KUBERNETES: Descriptor = Descriptor {
             doc: "the Envoy AI Gateway that routes to AI endpoints",
             refusal: None,
             value: None,
+            on_change: OnChange::Update(&["ai-endpoint", "llm-quota"]),
         },
         Setting {
             name: "clickhouse-keeper",
@@ -89,6 +97,7 @@ pub const KUBERNETES: Descriptor = Descriptor {
             doc: "the ClickHouse Keeper ClickHouse databases coordinate through",
             refusal: None,
             value: None,
+            on_change: OnChange::Update(&["database"]),
         },
         Setting {
             name: "kafka-connect-cluster",
@@ -96,6 +105,7 @@ pub const KUBERNETES: Descriptor = Descriptor {
             doc: "the Kafka Connect cluster pipelines' connectors run on",
             refusal: None,
             value: None,
+            on_change: OnChange::Update(&["pipeline"]),
         },
         Setting {
             name: "image-pull-secrets",
@@ -107,6 +117,7 @@ pub const KUBERNETES: Descriptor = Descriptor {
                 expected: "Secret names (lowercase letters, digits, `-` and `.`) separated by commas",
                 example: "image-pull-secrets \"ghcr-pull,mirror-pull\"",
             }),
+            on_change: OnChange::Update(&["service", "pipeline", "job", "database", "ai-endpoint"]),
         },
         Setting {
             name: "force-conflicts",
@@ -118,6 +129,7 @@ pub const KUBERNETES: Descriptor = Descriptor {
                 expected: "\"true\" or \"false\"",
                 example: "force-conflicts \"false\"",
             }),
+            on_change: OnChange::Nothing,
         },
     ],
     // PostgreSQL through CloudNativePG, ClickHouse through the Altinity operator, and

@@ -63,6 +63,42 @@ pub struct Setting {
     pub refusal: Option<OperatorOnly>,
     /// The form its value must have; any non-empty string when `None`.
     pub value: Option<ValueRule>,
+    /// What a change of its value does to what the driver made: a plan shows it as a change of
+    /// the resources it affects.
+    pub on_change: OnChange,
+}
+
+/// What changing a setting's value does to the resources a driver made (`plan` shows each as
+/// a change of those resources, at the path `driver.<setting>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnChange {
+    /// Nothing the driver made: how it connects, whom it lets write, testing knobs.
+    Nothing,
+    /// The resources of these kinds (every kind when empty) render differently: each is
+    /// updated in place.
+    Update(&'static [&'static str]),
+    /// The resources of these kinds (every kind when empty) must be made again where they are:
+    /// each is replaced (its old form removed first).
+    Replace(&'static [&'static str]),
+    /// Every resource moves to where the setting now puts it (a namespace, a cluster, a
+    /// directory): made there first, then its old objects removed through the driver as it was
+    /// set before.
+    Move,
+    /// The resources cannot follow the change: the plan is blocked, saying why.
+    Refused(&'static str),
+}
+
+impl OnChange {
+    /// Whether a resource of the kind named `kind` is changed by it.
+    pub fn affects(&self, kind: &str) -> bool {
+        match self {
+            OnChange::Nothing => false,
+            OnChange::Update(kinds) | OnChange::Replace(kinds) => {
+                kinds.is_empty() || kinds.contains(&kind)
+            }
+            OnChange::Move | OnChange::Refused(_) => true,
+        }
+    }
 }
 
 /// Variants of a kind a driver serves, told apart by one field of the kind (`engine` of a

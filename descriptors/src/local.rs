@@ -1,6 +1,6 @@
 //! The local driver: renders every kind into files (`drivers/src/local.rs`).
 
-use crate::{Descriptor, Kinds, Owner, Setting, ValueRule};
+use crate::{Descriptor, Kinds, OnChange, Owner, Setting, ValueRule};
 
 pub const LOCAL: Descriptor = Descriptor {
     driver: "local",
@@ -12,6 +12,7 @@ pub const LOCAL: Descriptor = Descriptor {
             doc: "where files are rendered: a relative path inside the daemon's directory from a stack, anywhere from the operator",
             refusal: None,
             value: None,
+            on_change: OnChange::Move,
         },
         Setting {
             name: "namespace",
@@ -19,6 +20,7 @@ pub const LOCAL: Descriptor = Descriptor {
             doc: "the namespace written into rendered manifests (default: the stack's name)",
             refusal: None,
             value: None,
+            on_change: OnChange::Update(&[]),
         },
         Setting {
             name: "simulate-latency-ms",
@@ -30,6 +32,7 @@ pub const LOCAL: Descriptor = Descriptor {
                 expected: "a whole number of milliseconds",
                 example: "simulate-latency-ms \"50\"",
             }),
+            on_change: OnChange::Nothing,
         },
         Setting {
             name: "inject-faults",
@@ -37,6 +40,7 @@ pub const LOCAL: Descriptor = Descriptor {
             doc: "a testing knob: errors injected for named resources",
             refusal: None,
             value: None,
+            on_change: OnChange::Nothing,
         },
         Setting {
             name: "fault-schedule",
@@ -48,6 +52,7 @@ pub const LOCAL: Descriptor = Descriptor {
                 expected: "`seed=N,rate=R` with a rate from 0 to 1",
                 example: "fault-schedule \"seed=7,rate=0.1\"",
             }),
+            on_change: OnChange::Nothing,
         },
     ],
     // Renders every kind in every variant, into files.

@@ -34,29 +34,8 @@ pub fn build_with(
 ) -> Result<BTreeMap<String, Arc<dyn Driver>>, RegistryError> {
     let mut out: BTreeMap<String, Arc<dyn Driver>> = BTreeMap::new();
     for (name, declared) in &snapshot.drivers {
-        let merged;
-        let settings = match overrides.get(name) {
-            Some(extra) => {
-                merged = declared
-                    .iter()
-                    .chain(extra.iter())
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect::<BTreeMap<_, _>>();
-                &merged
-            }
-            None => declared,
-        };
-        match make(name, settings) {
+        match build_driver(name, declared, overrides) {
             Ok(driver) => {
-                // A testing knob: faults by a seeded schedule (`crate::faults`).
-                let driver = match settings
-                    .get("fault-schedule")
-                    .and_then(|s| crate::faults::Schedule::parse(s))
-                {
-                    Some(schedule) => Arc::new(crate::faults::FaultyDriver::new(driver, schedule))
-                        as Arc<dyn Driver>,
-                    None => driver,
-                };
                 out.insert(name.clone(), driver);
             }
             Err(e) => {
@@ -67,6 +46,40 @@ pub fn build_with(
         }
     }
     Ok(out)
+}
+
+/// One driver, from the settings a snapshot declares for it with `overrides` laid over them:
+/// also the driver as it was set before a change of its settings, which removes what moved.
+pub fn build_driver(
+    name: &str,
+    declared: &BTreeMap<String, String>,
+    overrides: &BTreeMap<String, BTreeMap<String, String>>,
+) -> Result<Arc<dyn Driver>, RegistryError> {
+    let merged;
+    let settings = match overrides.get(name) {
+        Some(extra) => {
+            merged = declared
+                .iter()
+                .chain(extra.iter())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<BTreeMap<_, _>>();
+            &merged
+        }
+        None => declared,
+    };
+    let driver = make(name, settings)?;
+    // A testing knob: faults by a seeded schedule (`crate::faults`).
+    Ok(
+        match settings
+            .get("fault-schedule")
+            .and_then(|s| crate::faults::Schedule::parse(s))
+        {
+            Some(schedule) => {
+                Arc::new(crate::faults::FaultyDriver::new(driver, schedule)) as Arc<dyn Driver>
+            }
+            None => driver,
+        },
+    )
 }
 
 /// The driver `name` names, built from its settings. A driver is built only if it has a

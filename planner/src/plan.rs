@@ -113,6 +113,10 @@ pub struct ResourceChange {
     /// The resource's own monthly cost budget, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_monthly_usd: Option<f64>,
+    /// A replace that moves the resource (a driver setting puts it elsewhere): made in the new
+    /// place first, then its old objects removed through the driver as it was set before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub moves: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -326,6 +330,25 @@ impl Plan {
         self.drift = findings;
     }
 
+    /// The plan of a drift correction: only the unchanged resources that `findings` correct,
+    /// as updates. Every other change stays out: it is applied by its own plan, through its
+    /// own gates, never as part of a correction.
+    pub fn drift_corrections(&self, findings: Vec<DriftFinding>) -> Plan {
+        let mut unchanged = self.clone();
+        unchanged.resources.retain(|r| r.action == Action::NoOp);
+        unchanged.summary = Summary {
+            no_op: unchanged.resources.len(),
+            ..Summary::default()
+        };
+        unchanged
+            .policy
+            .violations
+            .retain(|v| v.policy != "protected-delete");
+        unchanged.policy.blocked = !unchanged.policy.violations.is_empty();
+        unchanged.merge_drift(findings);
+        unchanged
+    }
+
     /// Exit code for `--detailed-exitcode` semantics: 3 blocked, 2 changes, 0 nothing to do.
     pub fn exit_code(&self, detailed: bool) -> i32 {
         if self.policy.blocked {
@@ -421,6 +444,7 @@ pub fn plan(prior: &Snapshot, desired: &Snapshot, options: &PlanOptions) -> Plan
                 scaled_down: after.scaled_down.clone(),
                 template: after.template.clone(),
                 budget_monthly_usd: after.budget_monthly_usd,
+                moves: false,
             },
             Some(before) => diff_resource(address, before, after, &allow),
         }
@@ -436,6 +460,8 @@ pub fn plan(prior: &Snapshot, desired: &Snapshot, options: &PlanOptions) -> Plan
             .collect::<Vec<_>>()
     });
     resources.extend(made.into_iter().flatten());
+    let settings = setting_changes(prior, desired);
+    let refused = plan_setting_changes(&mut resources, &settings, prior, &allow);
 
     // The prior state's graph orders deletes; most plans have none and skip building it.
     let prior_graph = if deleting {
@@ -479,6 +505,7 @@ pub fn plan(prior: &Snapshot, desired: &Snapshot, options: &PlanOptions) -> Plan
             scaled_down: None,
             template: before.template.clone(),
             budget_monthly_usd: None,
+            moves: false,
         });
     }
     resources.extend(deletes);
@@ -498,7 +525,11 @@ pub fn plan(prior: &Snapshot, desired: &Snapshot, options: &PlanOptions) -> Plan
     summary.has_changes = summary.create + summary.update + summary.replace + summary.delete > 0;
 
     let cost = cost_report(prior, desired);
-    let policy = policy_report(&resources, &cost, desired);
+    let mut policy = policy_report(&resources, &cost, desired);
+    if !refused.is_empty() {
+        policy.blocked = true;
+        policy.violations.extend(refused);
+    }
     Plan {
         format_version: PLAN_FORMAT_VERSION.to_string(),
         stack: desired.stack.clone(),
@@ -599,6 +630,144 @@ fn propagate_unknown_outputs(resources: &mut [ResourceChange]) {
             );
         }
     }
+}
+
+/// A driver setting whose value the desired state changes.
+struct SettingChange<'a> {
+    driver: &'a str,
+    name: &'a str,
+    before: Option<&'a String>,
+    after: Option<&'a String>,
+    on_change: descriptors::OnChange,
+}
+
+/// The driver settings that differ between `prior` and `desired`, for drivers both declare. A
+/// prior state that records no driver at all (a store written before settings were kept) is
+/// not compared: nothing can be said about what its resources were made with.
+fn setting_changes<'a>(prior: &'a Snapshot, desired: &'a Snapshot) -> Vec<SettingChange<'a>> {
+    let mut out = Vec::new();
+    if prior.drivers.is_empty() {
+        return out;
+    }
+    for (driver, after) in &desired.drivers {
+        let Some(before) = prior.drivers.get(driver) else {
+            continue;
+        };
+        let names: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+        for name in names {
+            let (b, a) = (before.get(name), after.get(name));
+            if b == a {
+                continue;
+            }
+            // A setting no descriptor declares (a store from another platformd) changes what
+            // is made, for all platformd knows.
+            let on_change = descriptors::find(driver)
+                .and_then(|d| d.settings.iter().find(|s| s.name == name.as_str()))
+                .map_or(descriptors::OnChange::Update(&[]), |s| s.on_change);
+            out.push(SettingChange {
+                driver,
+                name,
+                before: b,
+                after: a,
+                on_change,
+            });
+        }
+    }
+    out
+}
+
+/// Plans what each changed driver setting does to the resources it affects: a change at
+/// `driver.<setting>`, and an update, a replace, a move (a replace made in the new place
+/// first), or a refusal, which is returned as a blocking violation. Without this a setting
+/// change planned as nothing and showed up afterwards as drift on every resource.
+fn plan_setting_changes(
+    resources: &mut [ResourceChange],
+    settings: &[SettingChange<'_>],
+    prior: &Snapshot,
+    allow: &BTreeSet<&str>,
+) -> Vec<Violation> {
+    use descriptors::OnChange;
+    let mut refused: BTreeMap<(String, &str), (Vec<String>, &str)> = BTreeMap::new();
+    if settings.is_empty() {
+        return Vec::new();
+    }
+    for r in resources.iter_mut() {
+        let Some(before) = prior.resources.get(&r.address) else {
+            continue;
+        };
+        if before.driver != r.driver || r.action == Action::Delete {
+            continue;
+        }
+        for c in settings
+            .iter()
+            .filter(|c| c.driver == r.driver && c.on_change.affects(r.kind.as_str()))
+        {
+            let shown = |v: Option<&String>| v.map(|v| Value::String(v.clone()));
+            let what = format!("driver `{}` setting `{}`", c.driver, c.name);
+            let forces = match c.on_change {
+                OnChange::Nothing => continue,
+                OnChange::Update(_) => None,
+                OnChange::Replace(_) => Some(format!("{what} changes: it is made again")),
+                OnChange::Move => Some(format!(
+                    "{what} moves it: made where the setting now puts it, then its old objects removed"
+                )),
+                OnChange::Refused(why) => {
+                    refused
+                        .entry((c.driver.to_string(), c.name))
+                        .or_insert_with(|| (Vec::new(), why))
+                        .0
+                        .push(r.address.clone());
+                    continue;
+                }
+            };
+            let path = format!("{DRIVER_SETTING_PATH}{}", c.name);
+            r.changes.push(FieldChange {
+                path: path.clone(),
+                before: shown(c.before),
+                after: shown(c.after),
+                forces_replacement: forces.clone(),
+                known_after_apply: false,
+            });
+            r.changed_paths.push(path);
+            match forces {
+                Some(why) => {
+                    if r.action != Action::Replace {
+                        r.reason = why;
+                    } else if !r.reason.contains(&why) {
+                        r.reason = format!(
+                            "{}; {why}",
+                            r.reason.trim_end_matches("; blocked: protected")
+                        );
+                    }
+                    r.moves = matches!(c.on_change, OnChange::Move)
+                        && (r.action != Action::Replace || r.moves);
+                    r.action = Action::Replace;
+                    r.blocked = before.protect && !allow.contains(r.address.as_str());
+                    if r.blocked && !r.reason.ends_with("; blocked: protected") {
+                        r.reason.push_str("; blocked: protected");
+                    }
+                }
+                None if r.action == Action::NoOp => {
+                    r.action = Action::Update;
+                    r.reason = format!("{what} changes");
+                }
+                None => {}
+            }
+        }
+    }
+    refused
+        .into_iter()
+        .map(|((driver, name), (addresses, why))| Violation {
+            policy: "driver-setting".into(),
+            message: format!(
+                "driver `{driver}` setting `{name}` changes for {} resource{}: {why}",
+                addresses.len(),
+                if addresses.len() == 1 { "" } else { "s" }
+            ),
+            addresses,
+            location: None,
+        })
+        .collect()
 }
 
 /// Where a plan shows a change of a driver's setting among a resource's changes
@@ -787,6 +956,7 @@ fn diff_resource(
         scaled_down: after.scaled_down.clone(),
         template: after.template.clone(),
         budget_monthly_usd: after.budget_monthly_usd,
+        moves: false,
     }
 }
 

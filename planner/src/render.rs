@@ -204,9 +204,16 @@ pub fn text(plan: &Plan, colour: bool) -> String {
 }
 
 fn render_change_text(p: &Paint, r: &ResourceChange, out: &mut String) {
-    let head = format!("{:>3} {}", r.action.marker(), r.address);
+    // A move is made in its new place before the old one goes: Terraform's create before
+    // destroy, and its marker.
+    let marker = if r.moves { "+/-" } else { r.action.marker() };
+    let head = format!("{marker:>3} {}", r.address);
     let detail = match r.action {
         Action::Create => "will be created".to_string(),
+        Action::Replace if r.moves => format!(
+            "will be moved ({})",
+            r.reason.trim_end_matches("; blocked: protected")
+        ),
         Action::Update if r.reason != "update in place" => {
             format!("will be updated in place ({})", r.reason)
         }

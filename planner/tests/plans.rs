@@ -349,3 +349,59 @@ fn consumers_of_changing_outputs_are_planned_with_values_known_after_apply() {
     assert!(json.contains("\"known_after_apply\": true"), "{json}");
     assert_eq!(plan.exit_code(true), 2);
 }
+
+/// A driver setting that changes what its resources render (the local driver's `namespace`)
+/// plans an update of every resource it affects, at `driver.namespace`; one that changes
+/// nothing made (a testing knob) plans nothing. Consumers of outputs made from it are known
+/// after apply.
+#[test]
+fn a_changed_driver_setting_updates_what_it_affects() {
+    let plan = fixture("driver-setting-update");
+    snapshot_renderings("driver-setting-update", &plan);
+    assert!(plan.resources.iter().all(|r| r.action == Action::Update));
+    let api = find(&plan, "service/api");
+    assert_eq!(api.changed_paths, ["driver.namespace"]);
+    assert_eq!(api.reason, "driver `local` setting `namespace` changes");
+    let web = find(&plan, "service/web");
+    assert_eq!(web.changed_paths, ["driver.namespace", "env.API_URL"]);
+    assert!(web.changes[1].known_after_apply);
+}
+
+/// A setting that puts resources elsewhere (the local driver's `path`) plans each as a replace
+/// that moves it, made in the new place first; a protected bucket is blocked like any replace.
+#[test]
+fn a_driver_setting_that_moves_resources_plans_moves_and_blocks_protected_ones() {
+    let plan = fixture("driver-setting-move");
+    snapshot_renderings("driver-setting-move", &plan);
+    assert!(
+        plan.resources
+            .iter()
+            .all(|r| r.action == Action::Replace && r.moves)
+    );
+    let bucket = find(&plan, "bucket/reports");
+    assert!(bucket.blocked, "{}", bucket.reason);
+    assert!(!find(&plan, "service/api").blocked);
+    assert_eq!(plan.exit_code(true), 3);
+    let json = planner::render::json(&plan);
+    assert!(json.contains("\"moves\": true"), "{json}");
+}
+
+/// AWS resources cannot follow a change of region: the plan is blocked, naming them.
+#[test]
+fn a_driver_setting_its_resources_cannot_follow_blocks_the_plan() {
+    let plan = fixture("driver-setting-refused");
+    let violation = plan
+        .policy
+        .violations
+        .iter()
+        .find(|v| v.policy == "driver-setting")
+        .expect("a driver-setting violation");
+    assert_eq!(violation.addresses, ["bucket/reports"]);
+    assert!(
+        violation.message.contains("setting `region`"),
+        "{}",
+        violation.message
+    );
+    assert_eq!(find(&plan, "service/api").action, Action::NoOp);
+    assert_eq!(plan.exit_code(false), 3);
+}

@@ -172,6 +172,9 @@ pub struct Engine {
     pub actor: String,
     /// Why, when more than the apply's reason says (the cost controller's figures).
     pub note: Option<String>,
+    /// Driver settings laid over a snapshot's own (the operator's, by reference), also when a
+    /// driver is built as it was set before a change of its settings.
+    pub driver_overrides: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// Why one change did not complete.
@@ -195,7 +198,12 @@ struct Task {
     address: String,
     action: Action,
     driver: String,
-    prior_driver: Option<String>,
+    /// The driver that removes what the prior state made (a delete, the old form of a
+    /// replace): the resource's driver as it was set when it was applied.
+    remover: Option<Arc<dyn Driver>>,
+    /// A replace that moves the resource: made in the new place first, then the old objects
+    /// removed (`ResourceChange::moves`).
+    moves: bool,
 }
 
 /// Deterministic-per-call jitter in [0.5, 1.5).
@@ -287,6 +295,25 @@ impl Engine {
             .ok_or_else(|| EngineError::NoDriver(name.to_string()))
     }
 
+    /// The drivers as `prior` set them, where that differs from how they are set now (a
+    /// changed namespace, a driver no longer declared): what removes the objects made with
+    /// those settings. A driver that cannot be built so is left to the current one.
+    fn drivers_as_before(
+        &self,
+        prior: &Snapshot,
+        desired: &Snapshot,
+    ) -> BTreeMap<String, Arc<dyn Driver>> {
+        prior
+            .drivers
+            .iter()
+            .filter(|(name, settings)| desired.drivers.get(*name) != Some(*settings))
+            .filter_map(|(name, settings)| {
+                let built = drivers::registry::build_driver(name, settings, &self.driver_overrides);
+                built.ok().map(|driver| (name.clone(), driver))
+            })
+            .collect()
+    }
+
     async fn with_retries<T, F, Fut>(
         &self,
         journal_id: i64,
@@ -333,14 +360,17 @@ impl Engine {
         apply_id: i64,
         revision: &str,
     ) -> Result<(), TaskError> {
-        let driver = self
-            .driver(&task.driver)
-            .map_err(|e| TaskError::Driver(e.to_string()))?;
         let stack = desired.stack.clone();
         let Some(action) = JournalAction::of(task.action) else {
             return Ok(());
         };
+        let remover = || {
+            task.remover.clone().ok_or_else(|| {
+                TaskError::Driver(format!("no driver `{}` is configured", task.driver))
+            })
+        };
         if action == JournalAction::Delete {
+            let driver = remover()?;
             let before = prior
                 .resources
                 .get(&task.address)
@@ -368,6 +398,9 @@ impl Engine {
                 None,
             );
         }
+        let driver = self
+            .driver(&task.driver)
+            .map_err(|e| TaskError::Driver(e.to_string()))?;
         let snapshot = desired
             .resources
             .get(&task.address)
@@ -391,12 +424,24 @@ impl Engine {
         // What the last apply made: a replace deletes it; an update prunes what is no longer
         // rendered.
         let mut previous = self.store.inventory(&task.address)?;
+        if action == JournalAction::Replace && task.moves {
+            return self
+                .run_move(task, &driver, &resource, previous, prior, journal_id)
+                .await
+                .and_then(|result| {
+                    self.finish(
+                        journal_id,
+                        result.map(Some),
+                        apply_id,
+                        revision,
+                        &task.address,
+                        Some(&stored),
+                    )
+                });
+        }
         if action == JournalAction::Replace {
             // Names are identifiers, so the old one goes first (destroy, then create).
-            let old_driver = task.prior_driver.as_deref().unwrap_or(&task.driver);
-            let old = self
-                .driver(old_driver)
-                .map_err(|e| TaskError::Driver(e.to_string()))?;
+            let old = remover()?;
             let before = prior
                 .resources
                 .get(&task.address)
@@ -440,6 +485,74 @@ impl Engine {
             &task.address,
             Some(&stored),
         )
+    }
+
+    /// A replace that moves a resource (a driver setting puts it elsewhere): applied in the new
+    /// place first, so it is never absent, then what the prior state made that the new apply
+    /// did not make again is removed through the driver as it was set before. Objects the
+    /// move did not change (cluster-scoped ones on a namespace change) are kept.
+    async fn run_move(
+        &self,
+        task: &Task,
+        driver: &Arc<dyn Driver>,
+        resource: &DesiredResource,
+        previous: Vec<drivers::ObjectRef>,
+        prior: &Snapshot,
+        journal_id: i64,
+    ) -> Result<Result<Applied, DriverError>, TaskError> {
+        let applied = match self
+            .with_retries(journal_id, &task.address, || driver.apply(resource, &[]))
+            .await?
+        {
+            Ok(applied) => applied,
+            Err(e) => return Ok(Err(e)),
+        };
+        let ready = tokio::time::timeout(
+            self.config.ready_timeout,
+            driver.wait_ready(resource, self.config.ready_timeout),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(DriverError::retryable(format!(
+                "not ready after {:?}",
+                self.config.ready_timeout
+            )))
+        });
+        if let Err(e) = ready {
+            return Ok(Err(e));
+        }
+        let old_only: Vec<drivers::ObjectRef> = previous
+            .iter()
+            .filter(|o| !applied.inventory.contains(o))
+            .cloned()
+            .collect();
+        // A driver that keeps no inventory (the local driver) removes by name; one whose old
+        // objects were all made again has nothing left to remove.
+        if previous.is_empty() || !old_only.is_empty() {
+            let before = prior
+                .resources
+                .get(&task.address)
+                .ok_or_else(|| TaskError::Driver("not in the prior state".into()))?;
+            let old = task.remover.clone().ok_or_else(|| {
+                TaskError::Driver(format!("no driver `{}` is configured", task.driver))
+            })?;
+            let stack = resource.stack.clone();
+            let removed = self
+                .with_retries(journal_id, &task.address, || {
+                    old.delete(&stack, before.kind, &before.name, &old_only)
+                })
+                .await?;
+            if let Err(e) = removed {
+                return Ok(Err(DriverError {
+                    message: format!(
+                        "made in its new place, but its old objects were not removed: {}",
+                        e.message
+                    ),
+                    retryable: e.retryable,
+                }));
+            }
+        }
+        Ok(Ok(applied))
     }
 
     fn finish(

@@ -66,17 +66,26 @@ impl Engine {
         reason: ApplyReason,
         plan_id: Option<i64>,
     ) -> Result<ApplyOutcome, EngineError> {
+        let as_before = self.drivers_as_before(prior, desired);
         let tasks: Vec<Task> = plan
             .changes()
             .filter(|c| !c.blocked)
-            .map(|c| Task {
-                address: c.address.clone(),
-                action: c.action,
-                driver: c.driver.clone(),
-                prior_driver: prior.resources.get(&c.address).map(|r| r.driver.clone()),
+            .map(|c| {
+                let prior_driver = prior.resources.get(&c.address).map(|r| r.driver.as_str());
+                let remover_name = prior_driver.unwrap_or(&c.driver);
+                Task {
+                    address: c.address.clone(),
+                    action: c.action,
+                    driver: c.driver.clone(),
+                    remover: as_before
+                        .get(remover_name)
+                        .or_else(|| self.drivers.get(remover_name))
+                        .cloned(),
+                    moves: c.moves,
+                }
             })
             .collect();
-        for t in &tasks {
+        for t in tasks.iter().filter(|t| t.action != Action::Delete) {
             self.driver(&t.driver)?;
         }
         self.store.store_snapshot(revision, desired)?;

@@ -84,8 +84,9 @@ impl Ops {
         resource_statuses(&self.store, findings, live)
     }
 
-    /// Corrects the findings `scope` chooses by applying `snapshot` (the revision in force)
-    /// with those resources re-applied, whatever their policy.
+    /// Corrects the findings `scope` chooses by re-applying those resources as `snapshot` (the
+    /// revision in force) has them, whatever their policy. Nothing else is applied: a change
+    /// the plan has besides the corrections waits for its own apply and its gates.
     pub async fn correct_drift(
         &self,
         snapshot: &Snapshot,
@@ -112,19 +113,13 @@ impl Ops {
         }
         let corrected = chosen.len();
         let session = self.session(snapshot).await?;
-        let mut planned = plan_against_store(&self.store, snapshot, revision, Vec::new())?;
-        planned.plan.merge_drift(chosen);
-        if planned.plan.policy.blocked {
+        let planned = plan_against_store(&self.store, snapshot, revision, Vec::new())?;
+        let plan = planned.plan.drift_corrections(chosen);
+        if plan.policy.blocked {
             return Err(OpsError::Blocked("correction"));
         }
         let applied = session
-            .execute(
-                &planned.plan,
-                snapshot,
-                revision,
-                ApplyReason::DriftCorrect,
-                None,
-            )
+            .execute(&plan, snapshot, revision, ApplyReason::DriftCorrect, None)
             .await?;
         Ok(CorrectionReport {
             corrected,

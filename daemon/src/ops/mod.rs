@@ -144,6 +144,7 @@ impl Ops {
             progress: self.progress.clone(),
             actor: self.actor.clone(),
             note: self.note.clone(),
+            driver_overrides: self.driver_settings.clone(),
         }))
     }
 

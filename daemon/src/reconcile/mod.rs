@@ -411,9 +411,10 @@ impl Reconciler {
 
     async fn handle_other(&mut self, event: Event) {
         match event {
-            Event::DriftTick => {
-                let _ = self.drift_check(DriftScope::Scheduled, false).await;
-            }
+            Event::DriftTick => match self.drift_check(DriftScope::Scheduled, false).await {
+                Ok(done) => tracing::info!(result = %done, "scheduled drift check"),
+                Err(e) => tracing::warn!(error = %e, "scheduled drift check"),
+            },
             Event::UtilisationTick => self.utilisation_tick().await,
             Event::Command(command, actor, reply) => {
                 let result = self.command(command, actor).await;
@@ -1073,7 +1074,11 @@ impl Reconciler {
         self.shared.update(|s| {
             s.applied_revision = Some(revision.to_string());
             s.last_sync_at = Some(crate::store::now());
-            s.sync_state = SyncState::Synced;
+            // A drift correction puts the applied revision back; what the tracked revision
+            // waits for (an approval, a window, a policy) still holds.
+            if reason != ApplyReason::DriftCorrect {
+                s.sync_state = SyncState::Synced;
+            }
         });
         SyncOutcome::Applied
     }
@@ -1122,10 +1127,26 @@ impl Reconciler {
         scope: DriftScope,
         window_overridden: bool,
     ) -> Result<String, LoopError> {
-        let Some((revision, snapshot)) = self.last_good.clone() else {
+        // Drift is judged against what is applied and corrected back to it, with the drivers
+        // as they were set for it: a newer revision waiting for approval or a window is not
+        // applied by a correction.
+        let store = &self.ops.store;
+        let in_force = match store.applied_revision().map_err(failed)? {
+            Some(revision) => store
+                .snapshot(&revision)
+                .map_err(failed)?
+                .map(|snapshot| (revision, Arc::new(snapshot))),
+            None => None,
+        };
+        let Some((revision, snapshot)) = in_force else {
             return Err(LoopError::NoValidRevision);
         };
-        let findings = match self.ops.scan(&snapshot, Some(&snapshot)).await {
+        let declared = self
+            .last_good
+            .as_ref()
+            .map_or(&snapshot, |(_, s)| s)
+            .clone();
+        let findings = match self.ops.scan(&snapshot, Some(&declared)).await {
             Ok(scan) => {
                 *self.shared.live.write().unwrap_or_else(|e| e.into_inner()) = scan.live;
                 scan.findings

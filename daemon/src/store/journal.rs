@@ -68,6 +68,10 @@ impl Store {
                 |r| r.get(0),
             )?;
             set_meta_of(&tx, "applied_revision", Some(&revision))?;
+            // What the next plan compares driver settings with (`prior_snapshot`).
+            if let Some(drivers) = super::snapshot_drivers(&tx, &revision)? {
+                set_meta_of(&tx, super::APPLIED_DRIVERS, Some(&drivers))?;
+            }
         }
         set_meta_of(&tx, "stack", Some(stack))?;
         event_of(

@@ -446,6 +446,29 @@ fn set_meta_of(conn: &Conn, key: &str, value: Option<&str>) -> Result<()> {
     Ok(())
 }
 
+/// The meta key holding the driver settings of the applied revision, as JSON.
+const APPLIED_DRIVERS: &str = "applied_drivers";
+
+/// The driver settings of a stored snapshot, as JSON, read without building the snapshot (its
+/// resources are most of its text).
+fn snapshot_drivers(conn: &Conn, revision: &str) -> Result<Option<String>> {
+    #[derive(serde::Deserialize)]
+    struct DriversOnly {
+        #[serde(default)]
+        drivers: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+    }
+    let text: Option<String> = conn.query_row_opt(
+        "SELECT snapshot FROM snapshots WHERE revision = ?1",
+        args![revision],
+        |r| r.get(0),
+    )?;
+    text.map(|t| {
+        let only: DriversOnly = serde_json::from_str(&t).map_err(corrupt)?;
+        serde_json::to_string(&only.drivers).map_err(corrupt)
+    })
+    .transpose()
+}
+
 fn event_of(conn: &Conn, kind: &str, message: &str, address: Option<&str>) -> Result<()> {
     conn.execute(
         "INSERT INTO events (at, kind, message, address) VALUES (?1, ?2, ?3, ?4)",
@@ -907,6 +930,19 @@ impl Store {
             address(a).cmp(&address(b))
         });
         snapshot.resources = order.into_iter().filter_map(|i| rows[i].take()).collect();
+        // The settings the applied revision was made with; a store that never recorded them
+        // reads them from that revision's snapshot once.
+        let conn = self.conn();
+        let drivers = match meta_of(&conn, APPLIED_DRIVERS)? {
+            Some(drivers) => Some(drivers),
+            None => match meta_of(&conn, "applied_revision")? {
+                Some(revision) => snapshot_drivers(&conn, &revision)?,
+                None => None,
+            },
+        };
+        if let Some(drivers) = drivers {
+            snapshot.drivers = serde_json::from_str(&drivers).map_err(corrupt)?;
+        }
         Ok(snapshot)
     }
 
