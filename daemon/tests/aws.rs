@@ -295,6 +295,36 @@ fn a_database_is_an_rds_instance_whose_endpoint_is_wired_into_its_users() {
         Some(14)
     );
 
+    // Storage grown outside platformd (storage autoscaling) and `ignore-changes "storage-gb"`:
+    // a later change leaves the storage alone at apply, and it is not drift.
+    rt.block_on(
+        rds.modify_db_instance()
+            .db_instance_identifier("shop-orders-db")
+            .allocated_storage(200)
+            .apply_immediately(true)
+            .send(),
+    )
+    .unwrap();
+    let ignoring = ORDERS.replace(
+        "    backup-retention-days 14\n",
+        "    backup-retention-days 21\n    ignore-changes \"storage-gb\"\n",
+    );
+    ws.stack(&[("platform.kdl", &platform), ("orders.kdl", &ignoring)]);
+    let run = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let described = rt
+        .block_on(
+            rds.describe_db_instances()
+                .db_instance_identifier("shop-orders-db")
+                .send(),
+        )
+        .unwrap();
+    let instance = &described.db_instances()[0];
+    assert_eq!(instance.allocated_storage(), Some(200), "storage was reset");
+    assert_eq!(instance.backup_retention_period(), Some(21));
+    let drift = ws.run(&["drift", "stack", "--detailed-exitcode"]);
+    assert_eq!(drift.code, 0, "{}", drift.all());
+
     // Removed from the stack: blocked while protected, then deleted with a final snapshot.
     ws.stack(&[("platform.kdl", &platform), ("orders.kdl", "")]);
     assert_eq!(ws.run(&["apply", "stack", "--auto-approve"]).code, 3);

@@ -574,10 +574,75 @@ fn ignore_changes_keeps_the_live_value_of_a_field_at_apply() {
         live["spec"]["template"]["spec"]["containers"][0]["image"],
         "ghcr.io/acme/api:1.1.0"
     );
+    // platformd gave the field up: the autoscaler owns it, platformd's manager does not.
+    let owners = |path: &str| -> Vec<String> {
+        emulator
+            .managers("apps", "deployments", "shop", "api")
+            .into_iter()
+            .filter(|(_, owned)| owned.contains(path))
+            .map(|(manager, _)| manager)
+            .collect()
+    };
+    let replicas_owners = owners("spec.replicas");
+    assert!(
+        !replicas_owners.contains(&"platformd".to_string())
+            && replicas_owners.contains(&"horizontal-pod-autoscaler".to_string()),
+        "{replicas_owners:?}"
+    );
+    assert_eq!(
+        owners("spec.template.spec.containers"),
+        ["platformd"],
+        "the image is still platformd's"
+    );
+    // The autoscaler scales again, and another apply keeps that too.
+    emulator.edit(
+        "apps",
+        "deployments",
+        "shop",
+        "api",
+        "horizontal-pod-autoscaler",
+        |d| d["spec"]["replicas"] = json!(11),
+    );
+    let again = rt
+        .block_on(driver.apply(&bumped, &again.inventory))
+        .unwrap();
+    let live = emulator.get("apps", "deployments", "shop", "api").unwrap();
+    assert_eq!(live["spec"]["replicas"], 11);
     // Not ignored: the declared value is what is applied.
     bumped.spec.lifecycle.ignore_changes.clear();
     rt.block_on(driver.apply(&bumped, &again.inventory))
         .unwrap();
     let live = emulator.get("apps", "deployments", "shop", "api").unwrap();
     assert_eq!(live["spec"]["replicas"], 4);
+}
+
+/// `ignore-changes` added to a field only platformd owned (no autoscaler yet): the field keeps
+/// its value, owned by the handover manager rather than platformd, until an autoscaler takes it.
+#[test]
+fn ignore_changes_hands_a_field_over_without_resetting_it() {
+    let emulator = KubeEmulator::start();
+    let dir = tempfile::tempdir().unwrap();
+    let driver = driver(&emulator, &dir);
+    let rt = runtime();
+    let first = rt
+        .block_on(driver.apply(&service("api", 4, false), &[]))
+        .unwrap();
+    let mut ignoring = service("api", 4, false);
+    ignoring.spec.lifecycle.ignore_changes = vec!["replicas".into()];
+    rt.block_on(driver.apply(&ignoring, &first.inventory))
+        .unwrap();
+    let live = emulator.get("apps", "deployments", "shop", "api").unwrap();
+    assert_eq!(
+        live["spec"]["replicas"], 4,
+        "the field was removed with its owner"
+    );
+    let managers = emulator.managers("apps", "deployments", "shop", "api");
+    assert!(
+        !managers["platformd"].contains("spec.replicas"),
+        "{managers:?}"
+    );
+    assert!(
+        managers["platformd-handover"].contains("spec.replicas"),
+        "{managers:?}"
+    );
 }

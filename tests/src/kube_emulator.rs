@@ -8,7 +8,9 @@
 //! `Ready=True` on custom resources) — by default it does so on every apply.
 //!
 //! Simplifications, stated: lists are atomic in field ownership (a list is one field), and
-//! deletion is immediate (no finalizers, foreground or not).
+//! deletion is immediate (no finalizers, foreground or not). As in the API server, a field
+//! applied with the value it has is shared among its managers, and a field a manager stops
+//! applying is removed only when no other manager owns it.
 
 use axum::body::Bytes;
 use axum::extract::{Request, State};
@@ -869,18 +871,33 @@ fn serve(
                     ),
                 );
             }
+            // A field applied with the value it has is shared with the managers that own it;
+            // one whose value the apply changes (forced, past a conflict) is taken from them.
+            let changed: BTreeSet<&String> = fields
+                .iter()
+                .filter(|(p, v)| lookup(&current, p) != Some(v))
+                .map(|(p, _)| p)
+                .collect();
             for owned in stored
                 .managers
                 .iter_mut()
                 .filter(|(m, _)| *m != &manager)
                 .map(|(_, o)| o)
             {
-                owned.retain(|p| !field_set.contains(p));
+                owned.retain(|p| !changed.contains(p));
             }
             let before_spec = current.get("spec").cloned();
+            // A field the manager applied before and leaves out now is removed, unless another
+            // manager owns it too: then it stays, theirs alone (how ownership is handed over).
             if let Some(previous) = stored.managers.get(&manager) {
                 for p in previous.difference(&field_set) {
-                    unset(&mut current, p);
+                    let shared = stored
+                        .managers
+                        .iter()
+                        .any(|(m, owned)| *m != manager && owned.contains(p));
+                    if !shared {
+                        unset(&mut current, p);
+                    }
                 }
             }
             if current.is_null() {

@@ -330,8 +330,14 @@ impl Driver for AwsDriver {
         }
     }
 
-    fn live_paths(&self, _kind: Kind, field: &str) -> Vec<String> {
-        vec![field.to_string()]
+    fn live_paths(&self, kind: Kind, field: &str) -> Vec<String> {
+        // The live documents name a field as the service does where it differs.
+        let live = match (kind, field) {
+            (Kind::Database, "size") => "class",
+            (Kind::Database, "high-availability") => "multi-az",
+            _ => field,
+        };
+        vec![live.to_string()]
     }
 
     async fn apply(

@@ -149,15 +149,36 @@ pub async fn apply(
             )));
         }
         Some(instance) => {
-            client
+            // `ignore-changes`: an ignored field is left out of the modification, so what
+            // changed it (storage autoscaling, an operator's resize) keeps its value.
+            let ignored = |field: &str| {
+                desired
+                    .spec
+                    .lifecycle
+                    .ignore_changes
+                    .iter()
+                    .any(|f| f == field)
+            };
+            let mut modify = client
                 .modify_db_instance()
                 .db_instance_identifier(&id)
-                .db_instance_class(want["class"].as_str().unwrap_or(""))
-                .allocated_storage(want["storage-gb"].as_i64().unwrap_or(20) as i32)
-                .backup_retention_period(want["backup-retention-days"].as_i64().unwrap_or(7) as i32)
-                .multi_az(want["multi-az"].as_bool().unwrap_or(false))
                 .deletion_protection(want["deletion-protection"].as_bool().unwrap_or(true))
-                .apply_immediately(true)
+                .apply_immediately(true);
+            if !ignored("size") {
+                modify = modify.db_instance_class(want["class"].as_str().unwrap_or(""));
+            }
+            if !ignored("storage-gb") {
+                modify = modify.allocated_storage(want["storage-gb"].as_i64().unwrap_or(20) as i32);
+            }
+            if !ignored("backup-retention-days") {
+                modify = modify.backup_retention_period(
+                    want["backup-retention-days"].as_i64().unwrap_or(7) as i32,
+                );
+            }
+            if !ignored("high-availability") {
+                modify = modify.multi_az(want["multi-az"].as_bool().unwrap_or(false));
+            }
+            modify
                 .send()
                 .await
                 .map_err(|e| classify(e, "rds:ModifyDBInstance", &id))?;

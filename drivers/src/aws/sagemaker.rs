@@ -415,7 +415,16 @@ pub async fn apply(
                 .await
                 .map_err(|e| classify(e, "sagemaker:UpdateEndpoint", &name))?;
         }
-        Some(endpoint) if endpoint.desired_count != Some(replicas(e)) => {
+        // `ignore-changes "replicas"`: the instance count autoscaling set is left alone.
+        Some(endpoint)
+            if endpoint.desired_count != Some(replicas(e))
+                && !desired
+                    .spec
+                    .lifecycle
+                    .ignore_changes
+                    .iter()
+                    .any(|f| f == "replicas") =>
+        {
             client
                 .update_endpoint_weights_and_capacities()
                 .endpoint_name(&name)

@@ -348,17 +348,67 @@ fn overall_health(live: &[Value]) -> (Health, Option<String>) {
 
 /// The inventory entry of an object (rendered or live).
 /// `object` with the live value of each of `paths` (where both have the field).
-fn with_live_values(
-    object: DynamicObject,
-    live: &DynamicObject,
-    paths: &[&str],
-) -> Result<DynamicObject, serde_json::Error> {
-    let live = serde_json::to_value(live)?;
-    let mut body = serde_json::to_value(&object)?;
-    for path in paths {
-        render::keep_live_value(&mut body, &live, path);
+/// The field manager that holds the fields `ignore-changes` hands over, until the autoscaler or
+/// operator that changes them takes them (its update makes it their only owner).
+const HANDOVER_FIELD_MANAGER: &str = "platformd-handover";
+
+impl KubernetesDriver {
+    /// `ignore-changes` at apply: platformd stops owning the ignored fields of an existing
+    /// object, so the HPA or operator that changes them owns them, as Kubernetes' documented
+    /// transfer of ownership does. Each field outside a list that the object has is applied
+    /// with its live value under a manager of its own (a field platformd alone owned would
+    /// otherwise be removed when left out), then left out of platformd's apply; a conflict there
+    /// means another manager owns it already. A field inside a list (a container's image) is
+    /// sent with its live value instead. Returns what platformd applies.
+    async fn hand_over_ignored(
+        &self,
+        api: &Api<DynamicObject>,
+        gvk: &GroupVersionKind,
+        namespace: &str,
+        object: DynamicObject,
+        live: &DynamicObject,
+        paths: &[&str],
+    ) -> Result<DynamicObject, DriverError> {
+        let name = live.metadata.name.clone().unwrap_or_default();
+        let refused =
+            |e: serde_json::Error| DriverError::permanent(format!("{} {name}: {e}", gvk.kind));
+        let live_value = serde_json::to_value(live).map_err(refused)?;
+        let mut body = serde_json::to_value(&object).map_err(refused)?;
+        let mut handover = serde_json::json!({
+            "apiVersion": body["apiVersion"],
+            "kind": body["kind"],
+            "metadata": { "name": body["metadata"]["name"] },
+        });
+        let mut handed = false;
+        for path in paths {
+            match render::value_at(&live_value, path) {
+                Some(value) if render::outside_lists(path) => {
+                    render::take_value(&mut body, path);
+                    render::put_value(&mut handover, path, value.clone());
+                    handed = true;
+                }
+                Some(_) => render::keep_live_value(&mut body, &live_value, path),
+                None => {}
+            }
+        }
+        if handed {
+            let handover: DynamicObject = serde_json::from_value(handover).map_err(refused)?;
+            crate::fence::check()?;
+            match api
+                .patch(
+                    &name,
+                    &PatchParams::apply(HANDOVER_FIELD_MANAGER),
+                    &Patch::Apply(&handover),
+                )
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if errors::status_code(&e) == Some(409) => {}
+                Err(e) => return Err(errors::api(e, "patch", &gvk.kind, namespace)),
+            }
+        }
+        serde_json::from_value(body).map_err(refused)
     }
-    serde_json::from_value(body)
 }
 
 /// Whether a live object is `address` of `stack`: managed by platformd, labelled with the stack,
@@ -556,8 +606,9 @@ impl Driver for KubernetesDriver {
                     object.metadata.resource_version = live.metadata.resource_version.clone();
                 }
                 if !kept.is_empty() {
-                    object = with_live_values(object, &live, &kept)
-                        .map_err(|e| DriverError::permanent(format!("{} {name}: {e}", gvk.kind)))?;
+                    object = self
+                        .hand_over_ignored(&api, &gvk, &namespace, object, &live, &kept)
+                        .await?;
                 }
             }
             crate::fence::check()?;

@@ -179,6 +179,46 @@ pub(crate) fn value_at_mut<'a>(value: &'a mut Value, path: &str) -> Option<&'a m
     })
 }
 
+/// Whether `path` names a field outside any list (`spec.replicas`, not
+/// `spec.template.spec.containers[0].image`): such a field can be left out of an apply and owned
+/// by someone else alone. A field inside a list is kept at its live value instead (lists are
+/// merged by key, which a field path here does not carry).
+pub(crate) fn outside_lists(path: &str) -> bool {
+    steps(path).iter().all(|s| matches!(s, Step::Key(_)))
+}
+
+/// Removes the field at `path` (outside lists) from `doc`, returning its value.
+pub(crate) fn take_value(doc: &mut Value, path: &str) -> Option<Value> {
+    let (parent, last) = path.rsplit_once('.').unwrap_or(("", path));
+    let parent = if parent.is_empty() {
+        Some(doc)
+    } else {
+        value_at_mut(doc, parent)
+    };
+    parent?.as_object_mut()?.remove(last)
+}
+
+/// Sets the field at `path` (outside lists) in `doc`, making the objects on the way.
+pub(crate) fn put_value(doc: &mut Value, path: &str, value: Value) {
+    let mut cur = doc;
+    let keys: Vec<&str> = path.split('.').filter(|k| !k.is_empty()).collect();
+    for (i, key) in keys.iter().enumerate() {
+        if !cur.is_object() {
+            *cur = Value::Object(Default::default());
+        }
+        let Some(map) = cur.as_object_mut() else {
+            return;
+        };
+        if i + 1 == keys.len() {
+            map.insert(key.to_string(), value);
+            return;
+        }
+        cur = map
+            .entry(key.to_string())
+            .or_insert_with(|| Value::Object(Default::default()));
+    }
+}
+
 /// Gives `doc` the value `live` has at `path`, where both have the field: what `ignore-changes`
 /// keeps at apply.
 pub(crate) fn keep_live_value(doc: &mut Value, live: &Value, path: &str) {
