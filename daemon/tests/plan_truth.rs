@@ -4,6 +4,7 @@
 
 mod support;
 
+use daemon::store::{IntentResult, JournalAction};
 use std::process::Stdio;
 use support::Workspace;
 
@@ -261,6 +262,193 @@ fn driver_settings_are_planned_and_applied_with_no_drift_left() {
             "{file} in the new path"
         );
     }
+    assert_eq!(ws.run(&["plan", "stack", "--detailed-exitcode"]).code, 0);
+    let drift = ws.run(&["drift", "stack", "--detailed-exitcode"]);
+    assert_eq!(drift.code, 0, "{}", drift.all());
+}
+
+fn named_service(name: &str, extra: &str) -> String {
+    format!(
+        "service \"{name}\" {{\n    team \"web\"\n    image \"ghcr.io/acme/{name}:1.0.0\"\n{extra}}}\n"
+    )
+}
+
+/// `moved`: a rename is planned as one resource renamed, not a delete and a create; the local
+/// driver renames its file; the store keeps the resource under its new address; a consumer's
+/// wiring follows.
+#[test]
+fn a_moved_resource_is_renamed_with_no_delete() {
+    let ws = Workspace::new();
+    ws.stack(&[
+        ("platform.kdl", PLATFORM),
+        ("api.kdl", &named_service("api", "")),
+        (
+            "web.kdl",
+            &named_service("web", "    env \"API_URL\" from=\"service/api.url\"\n"),
+        ),
+    ]);
+    let applied = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(applied.code, 0, "{}", applied.all());
+
+    let renamed = named_service("orders-api", "").replace("orders-api:1.0.0", "api:1.0.0");
+    ws.stack(&[
+        ("platform.kdl", PLATFORM),
+        (
+            "api.kdl",
+            &format!("{renamed}\nmoved from=\"service/api\" to=\"service/orders-api\"\n"),
+        ),
+        (
+            "web.kdl",
+            &named_service(
+                "web",
+                "    env \"API_URL\" from=\"service/orders-api.url\"\n",
+            ),
+        ),
+    ]);
+    let plan = ws.run(&["plan", "stack", "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_str(&plan.stdout).expect("a JSON plan");
+    let actions: Vec<(String, String)> = json["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["address"].as_str().unwrap().to_string(),
+                r["action"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        actions.contains(&("service/orders-api".into(), "update".into()))
+            && !actions.iter().any(|(_, a)| a == "delete" || a == "create"),
+        "{actions:?}"
+    );
+    let text = ws.run(&["plan", "stack"]);
+    assert!(
+        text.stdout.contains(
+            "~ service/orders-api [local] will be updated in place (renamed from service/api)"
+        ),
+        "{}",
+        text.stdout
+    );
+    let applied = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(applied.code, 0, "{}", applied.all());
+    assert!(!ws.rendered("service/api.yaml").exists());
+    let moved = ws.read_rendered("service/orders-api.yaml");
+    assert!(
+        moved.contains("platformd.dev/address: service/orders-api"),
+        "{moved}"
+    );
+    assert!(
+        ws.read_rendered("service/web.yaml")
+            .contains("http://orders-api.shop.svc.cluster.local"),
+        "the consumer follows the new address"
+    );
+    let store = ws.store();
+    assert!(store.resource("service/api").unwrap().is_none());
+    assert!(store.resource("service/orders-api").unwrap().is_some());
+    assert_eq!(ws.run(&["plan", "stack", "--detailed-exitcode"]).code, 0);
+    let drift = ws.run(&["drift", "stack", "--detailed-exitcode"]);
+    assert_eq!(drift.code, 0, "{}", drift.all());
+}
+
+const LOGS: &str = "bucket \"logs\" {\n    team \"web\"\n}\n";
+
+/// `removed`: a protected bucket let go is not deleted and not blocked; its file stays without
+/// platformd's marks, and nothing is left in the store or found as drift.
+#[test]
+fn a_removed_resource_is_forgotten_with_nothing_deleted() {
+    let ws = Workspace::new();
+    ws.stack(&[("platform.kdl", PLATFORM), ("logs.kdl", LOGS)]);
+    let applied = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(applied.code, 0, "{}", applied.all());
+
+    ws.stack(&[
+        ("platform.kdl", PLATFORM),
+        ("logs.kdl", "removed \"bucket/logs\"\n"),
+    ]);
+    let plan = ws.run(&["plan", "stack", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{}", plan.all());
+    assert!(
+        plan.stdout.contains("1 to forget")
+            && plan
+                .stdout
+                .contains("x bucket/logs [local] will no longer be managed (removed)"),
+        "{}",
+        plan.stdout
+    );
+    let applied = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(applied.code, 0, "{}", applied.all());
+    let left = ws.read_rendered("bucket/logs.yaml");
+    assert!(!left.contains("app.kubernetes.io/managed-by"), "{left}");
+    assert!(ws.store().resource("bucket/logs").unwrap().is_none());
+    let drift = ws.run(&["drift", "stack", "--detailed-exitcode"]);
+    assert_eq!(drift.code, 0, "{}", drift.all());
+    assert_eq!(ws.run(&["plan", "stack", "--detailed-exitcode"]).code, 0);
+}
+
+/// `import`: a file that exists and is not platformd's is refused at apply, naming the import
+/// that adopts it; with the import it is adopted (not recreated) and brought to its
+/// declaration.
+#[test]
+fn an_existing_object_is_refused_then_imported() {
+    let ws = Workspace::new();
+    let existing = "apiVersion: platformd.dev/v1\nkind: Bucket\nmetadata:\n  name: logs\n  labels:\n    owner: ops\nspec:\n  note: made by hand\n";
+    std::fs::create_dir_all(ws.rendered("bucket")).unwrap();
+    std::fs::write(ws.rendered("bucket/logs.yaml"), existing).unwrap();
+    ws.stack(&[("platform.kdl", PLATFORM), ("logs.kdl", LOGS)]);
+    let refused = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(refused.code, 1, "{}", refused.all());
+    assert!(
+        refused
+            .all()
+            .contains("adopt it with `import \"bucket/logs\" id=\"bucket/logs.yaml\"`"),
+        "{}",
+        refused.all()
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.rendered("bucket/logs.yaml")).unwrap(),
+        existing,
+        "the file was not touched"
+    );
+
+    ws.stack(&[
+        ("platform.kdl", PLATFORM),
+        (
+            "logs.kdl",
+            &format!("{LOGS}\nimport \"bucket/logs\" id=\"bucket/logs.yaml\"\n"),
+        ),
+    ]);
+    let plan = ws.run(&["plan", "stack"]);
+    assert!(
+        plan.stdout.contains("1 to import")
+            && plan.stdout.contains(
+                "<= bucket/logs [local] will be imported (id `bucket/logs.yaml`), then updated to its declaration"
+            ),
+        "{}",
+        plan.stdout
+    );
+    let applied = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(applied.code, 0, "{}", applied.all());
+    let adopted = ws.read_rendered("bucket/logs.yaml");
+    assert!(
+        adopted.contains("platformd.dev/address: bucket/logs"),
+        "{adopted}"
+    );
+    let tally = support::Tally::of(&ws.path().join(".platformd")).expect("a store");
+    assert_eq!(
+        tally
+            .intents(Some(JournalAction::Import), IntentResult::Ok)
+            .len(),
+        1,
+        "journaled as an import"
+    );
+    assert!(
+        tally
+            .intents(Some(JournalAction::Create), IntentResult::Ok)
+            .is_empty(),
+        "not created"
+    );
     assert_eq!(ws.run(&["plan", "stack", "--detailed-exitcode"]).code, 0);
     let drift = ws.run(&["drift", "stack", "--detailed-exitcode"]);
     assert_eq!(drift.code, 0, "{}", drift.all());

@@ -147,6 +147,7 @@ pub const AWS: Descriptor = Descriptor {
             example: "`sagemaker-execution-role \"arn:aws:iam::123456789012:role/sagemaker\"`",
         },
     ],
+    renames: Kinds::Only(&[]),
 };
 
 fn is_role_arn(v: &str) -> bool {

@@ -152,6 +152,7 @@ pub const KUBERNETES: Descriptor = Descriptor {
     ],
     field_rules: &[],
     needs: &[],
+    renames: Kinds::Only(&[]),
 };
 
 /// A Kubernetes object name (a DNS-1123 subdomain): at most 253 of lowercase letters, digits,

@@ -164,6 +164,9 @@ pub struct Descriptor {
     pub field_rules: &'static [FieldRule],
     /// Settings it needs for some kinds.
     pub needs: &'static [Needs],
+    /// The kinds whose resources it renames in place (a `moved` block): a file is renamed; a
+    /// Kubernetes object or a bucket cannot be, so a move of one is made anew.
+    pub renames: Kinds,
 }
 
 impl Descriptor {

@@ -59,6 +59,7 @@ pub const LOCAL: Descriptor = Descriptor {
     variants: &[],
     field_rules: &[],
     needs: &[],
+    renames: Kinds::All,
 };
 
 /// `seed=N,rate=R`, each once, with a rate from 0 to 1.

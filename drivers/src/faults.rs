@@ -182,6 +182,55 @@ impl Driver for FaultyDriver {
         self.inner.wait_ready(desired, timeout).await
     }
 
+    async fn adopt(
+        &self,
+        desired: &DesiredResource,
+        id: &str,
+    ) -> Result<Vec<ObjectRef>, DriverError> {
+        let fault = self.next(&desired.address);
+        self.before(fault, &desired.address).await?;
+        let adopted = self.inner.adopt(desired, id).await?;
+        if fault == Fault::LostAnswer {
+            return Err(lost(&desired.address));
+        }
+        Ok(adopted)
+    }
+
+    async fn release(
+        &self,
+        stack: &str,
+        kind: Kind,
+        name: &str,
+        inventory: &[ObjectRef],
+    ) -> Result<(), DriverError> {
+        let address = format!("{kind}/{name}");
+        let fault = self.next(&address);
+        self.before(fault, &address).await?;
+        self.inner.release(stack, kind, name, inventory).await?;
+        if fault == Fault::LostAnswer {
+            return Err(lost(&address));
+        }
+        Ok(())
+    }
+
+    async fn rename(
+        &self,
+        stack: &str,
+        kind: Kind,
+        from: &str,
+        to: &str,
+        inventory: &[ObjectRef],
+    ) -> Result<Vec<ObjectRef>, DriverError> {
+        let address = format!("{kind}/{to}");
+        let fault = self.next(&address);
+        self.before(fault, &address).await?;
+        let renamed = self.inner.rename(stack, kind, from, to, inventory).await?;
+        if fault == Fault::LostAnswer {
+            return Err(lost(&address));
+        }
+        Ok(renamed)
+    }
+
     async fn delete(
         &self,
         stack: &str,

@@ -235,6 +235,39 @@ pub trait Driver: Send + Sync {
         Ok(())
     }
 
+    /// Brings an object that exists outside platformd under management as `desired` (an
+    /// `import`): checks that `id` names the object the driver makes for `desired` (a driver
+    /// never adopts under another name), that it exists, and that no other resource owns it,
+    /// then marks it (and any other object `desired` renders that exists) as this resource's.
+    /// Returns their inventory; the engine then applies `desired` over it.
+    async fn adopt(
+        &self,
+        desired: &DesiredResource,
+        id: &str,
+    ) -> Result<Vec<ObjectRef>, DriverError>;
+
+    /// Lets a resource go (a `removed` block): takes platformd's ownership marks off the
+    /// objects of `inventory` (labels, annotations, tags), which stay as they are; idempotent.
+    async fn release(
+        &self,
+        stack: &str,
+        kind: Kind,
+        name: &str,
+        inventory: &[ObjectRef],
+    ) -> Result<(), DriverError>;
+
+    /// Renames a resource where its system can (a `moved` block, for the kinds the driver's
+    /// descriptor lists in `renames`): what was `from` is afterwards found as `to`'s. Returns
+    /// the inventory; the engine then applies `to` over it.
+    async fn rename(
+        &self,
+        stack: &str,
+        kind: Kind,
+        from: &str,
+        to: &str,
+        inventory: &[ObjectRef],
+    ) -> Result<Vec<ObjectRef>, DriverError>;
+
     /// Deletes the resource: exactly the objects of `inventory` (what the store says was
     /// applied); deleting what does not exist succeeds.
     async fn delete(

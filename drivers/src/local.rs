@@ -95,6 +95,34 @@ impl LocalDriver {
         self.root.join(kind.as_str()).join(format!("{name}.yaml"))
     }
 
+    /// What an `import` names a resource's file by: its path under the driver's directory.
+    fn id_of(&self, kind: Kind, name: &str) -> String {
+        format!("{kind}/{name}.yaml")
+    }
+
+    /// Rewrites the file at `path` with its first document's ownership marks changed by
+    /// `mark`, under `header`.
+    fn remark(
+        &self,
+        path: &Path,
+        header: &str,
+        mark: impl FnOnce(&mut Value),
+    ) -> Result<(), DriverError> {
+        let text = std::fs::read_to_string(path).map_err(|e| io_error("read", path, e))?;
+        let mut docs = from_yaml(&text).map_err(|e| {
+            DriverError::permanent(format!("{} is not valid YAML: {e}", path.display()))
+        })?;
+        let Some(first) = docs.first_mut().filter(|d| d.is_object()) else {
+            return Err(DriverError::permanent(format!(
+                "{} holds no document to mark",
+                path.display()
+            )));
+        };
+        mark(first);
+        crate::fence::check()?;
+        write_atomically(path, &to_yaml(&docs, header)).map_err(|e| io_error("write", path, e))
+    }
+
     async fn pause(&self) {
         if !self.latency.is_zero() {
             tokio::time::sleep(self.latency).await;
@@ -330,6 +358,32 @@ fn random_suffix() -> u64 {
     hasher.finish()
 }
 
+/// Which stack and address a rendered file belongs to, by its first document's labels and
+/// annotation (or, for a file that is not valid YAML, by the header platformd writes); `None`
+/// when it is no platformd resource's.
+fn file_owner(text: &str) -> Option<(String, String)> {
+    let Ok(docs) = from_yaml(text) else {
+        let header = text.lines().next()?;
+        let inside = header
+            .strip_prefix("# Rendered by platformd (stack ")?
+            .split_once(')')?
+            .0;
+        let (stack, address) = inside.split_once(", ")?;
+        return Some((stack.to_string(), address.to_string()));
+    };
+    let first = docs.first()?;
+    let labels = &first["metadata"]["labels"];
+    if labels[MANAGED_BY_LABEL] != MANAGED_BY_VALUE {
+        return None;
+    }
+    Some((
+        labels[STACK_LABEL].as_str()?.to_string(),
+        first["metadata"]["annotations"][ADDRESS_ANNOTATION]
+            .as_str()?
+            .to_string(),
+    ))
+}
+
 fn io_error(what: &str, path: &Path, e: std::io::Error) -> DriverError {
     // Local IO errors other than permissions are usually transient (disk full, interrupted).
     let message = format!("cannot {what} {}: {e}", path.display());
@@ -455,6 +509,22 @@ impl Driver for LocalDriver {
         }
         let mut docs = self.render(desired);
         let path = self.file(desired.kind, &desired.name);
+        // A file this resource did not write is never overwritten: it is adopted by an import.
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            match file_owner(&text) {
+                Some((stack, address)) if stack == desired.stack && address == desired.address => {}
+                owner => {
+                    return Err(DriverError::permanent(format!(
+                        "{} exists and is not managed by this stack as {}{}: platformd does not take over what it did not create; adopt it with `import \"{}\" id=\"{}\"`, rename the resource, or remove the file",
+                        path.display(),
+                        desired.address,
+                        owner.map_or(String::new(), |(s, a)| format!(" (it is {a} of stack {s})")),
+                        desired.address,
+                        self.id_of(desired.kind, &desired.name),
+                    )));
+                }
+            }
+        }
         // `ignore-changes`: what the file holds on those fields stays.
         let ignored = render::ignored_paths(desired);
         if !ignored.is_empty()
@@ -481,15 +551,136 @@ impl Driver for LocalDriver {
         })
     }
 
-    async fn delete(
+    async fn adopt(
         &self,
-        _stack: &str,
+        desired: &DesiredResource,
+        id: &str,
+    ) -> Result<Vec<ObjectRef>, DriverError> {
+        self.pause().await;
+        let expected = self.id_of(desired.kind, &desired.name);
+        if id != expected {
+            return Err(DriverError::permanent(format!(
+                "the local driver keeps {} in `{expected}`, not `{id}`: import it with id=\"{expected}\"",
+                desired.address
+            )));
+        }
+        let path = self.file(desired.kind, &desired.name);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(DriverError::permanent(format!(
+                    "nothing to import for {}: {} does not exist",
+                    desired.address,
+                    path.display()
+                )));
+            }
+            Err(e) => return Err(io_error("read", &path, e)),
+        };
+        match file_owner(&text) {
+            Some((stack, address)) if stack != desired.stack || address != desired.address => {
+                return Err(DriverError::permanent(format!(
+                    "{} is managed as {address} of stack {stack}: it cannot be imported as {}",
+                    path.display(),
+                    desired.address
+                )));
+            }
+            _ => {}
+        }
+        let header = format!(
+            "# Rendered by platformd (stack {}, {}). Managed: hand edits are drift.\n",
+            desired.stack, desired.address
+        );
+        self.remark(&path, &header, |first| {
+            first["metadata"]["labels"][MANAGED_BY_LABEL] = MANAGED_BY_VALUE.into();
+            first["metadata"]["labels"][STACK_LABEL] = desired.stack.clone().into();
+            first["metadata"]["annotations"][ADDRESS_ANNOTATION] = desired.address.clone().into();
+        })?;
+        Ok(Vec::new())
+    }
+
+    async fn release(
+        &self,
+        stack: &str,
         kind: Kind,
         name: &str,
         _inventory: &[ObjectRef],
     ) -> Result<(), DriverError> {
         self.pause().await;
         let path = self.file(kind, name);
+        let address = format!("{kind}/{name}");
+        match std::fs::read_to_string(&path) {
+            Ok(text) if file_owner(&text) == Some((stack.to_string(), address.clone())) => {}
+            // Gone, or not ours (already released): nothing to take off.
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_error("read", &path, e)),
+        }
+        let header =
+            format!("# Written by platformd for {address} of {stack}; no longer managed by it.\n");
+        self.remark(&path, &header, |first| {
+            if let Some(labels) = first["metadata"]["labels"].as_object_mut() {
+                labels.remove(MANAGED_BY_LABEL);
+                labels.remove(STACK_LABEL);
+            }
+            if let Some(annotations) = first["metadata"]["annotations"].as_object_mut() {
+                annotations.remove(ADDRESS_ANNOTATION);
+                annotations.remove(OUTPUTS_ANNOTATION);
+            }
+        })
+    }
+
+    async fn rename(
+        &self,
+        stack: &str,
+        kind: Kind,
+        from: &str,
+        to: &str,
+        _inventory: &[ObjectRef],
+    ) -> Result<Vec<ObjectRef>, DriverError> {
+        self.pause().await;
+        let (old, new) = (self.file(kind, from), self.file(kind, to));
+        if let Ok(text) = std::fs::read_to_string(&new)
+            && file_owner(&text) != Some((stack.to_string(), format!("{kind}/{to}")))
+        {
+            return Err(DriverError::permanent(format!(
+                "cannot rename {kind}/{from} to {kind}/{to}: {} exists and is not platformd's {kind}/{to}",
+                new.display()
+            )));
+        }
+        crate::fence::check()?;
+        match std::fs::rename(&old, &new) {
+            Ok(()) => {}
+            // Renamed already (a repeated call), or never written: the apply writes it.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_error("rename", &old, e)),
+        }
+        // The file now answers to its new address (the apply that follows rewrites the rest).
+        let address = format!("{kind}/{to}");
+        let header = format!(
+            "# Rendered by platformd (stack {stack}, {address}). Managed: hand edits are drift.\n"
+        );
+        self.remark(&new, &header, |first| {
+            first["metadata"]["annotations"][ADDRESS_ANNOTATION] = address.clone().into();
+        })?;
+        Ok(Vec::new())
+    }
+
+    async fn delete(
+        &self,
+        stack: &str,
+        kind: Kind,
+        name: &str,
+        _inventory: &[ObjectRef],
+    ) -> Result<(), DriverError> {
+        self.pause().await;
+        let path = self.file(kind, name);
+        // Only this resource's file goes (one released or replaced by hand stays).
+        if let Ok(text) = std::fs::read_to_string(&path)
+            && file_owner(&text) != Some((stack.to_string(), format!("{kind}/{name}")))
+        {
+            tracing::warn!(path = %path.display(), "not deleted: the file is not this resource's");
+            return Ok(());
+        }
         crate::fence::check()?;
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),

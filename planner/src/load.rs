@@ -436,6 +436,9 @@ pub fn parse_files(files: Vec<StackFile>) -> Parsed {
 }
 
 /// What the first pass made of one file.
+// `Decoded` is the usual variant: boxing it would allocate once per file to save the rare
+// others some bytes.
+#[allow(clippy::large_enum_variant)]
 enum FirstPass {
     /// Decoded at once: the file has no template and no use (the usual case; its syntax tree
     /// is dropped right away, which keeps peak memory at one tree per worker).

@@ -762,8 +762,39 @@ pub struct Stack {
     pub resources: Vec<Resource>,
     pub pricing: PricingOverrides,
     pub policies: Vec<Policy>,
+    /// `import` blocks: existing objects adopted as declared resources.
+    pub imports: Vec<Import>,
+    /// `moved` blocks: renames the plan carries over from the prior state.
+    pub moves: Vec<Moved>,
+    /// `removed` blocks: resources let go without being deleted.
+    pub removals: Vec<Removed>,
     /// Templates and their uses (`crate::template`).
     pub templates: crate::template::Templates,
+}
+
+/// `import "bucket/logs" id="shop-logs"`: an object that exists outside platformd, adopted as
+/// the declared resource at `address` instead of being created.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Import {
+    pub address: Spanned<Address>,
+    /// The driver's id of the object (`docs/LANGUAGE.md`, "Import").
+    pub id: Spanned<String>,
+}
+
+/// `moved from="service/api" to="service/orders-api"`: the resource applied as `from` is the
+/// one declared as `to`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Moved {
+    pub from: Spanned<Address>,
+    pub to: Spanned<Address>,
+    pub span: Span,
+}
+
+/// `removed "bucket/logs"`: the resource applied at `address` is no longer managed, and not
+/// deleted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Removed {
+    pub address: Spanned<Address>,
 }
 
 /// `approval { kinds …; teams … }`: a plan that changes a resource of these kinds or teams waits

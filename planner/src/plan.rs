@@ -26,6 +26,10 @@ pub enum Action {
     Replace,
     Delete,
     NoOp,
+    /// An existing object adopted as the declared resource (`import`), then applied.
+    Import,
+    /// No longer managed, and not deleted (`removed`): platformd's marks come off its objects.
+    Forget,
 }
 
 impl Action {
@@ -36,6 +40,8 @@ impl Action {
             Action::Replace => "replace",
             Action::Delete => "delete",
             Action::NoOp => "no-op",
+            Action::Import => "import",
+            Action::Forget => "forget",
         }
     }
 
@@ -47,6 +53,8 @@ impl Action {
             Action::Replace => "-/+",
             Action::Delete => "-",
             Action::NoOp => " ",
+            Action::Import => "<=",
+            Action::Forget => "x",
         }
     }
 }
@@ -113,10 +121,17 @@ pub struct ResourceChange {
     /// The resource's own monthly cost budget, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_monthly_usd: Option<f64>,
-    /// A replace that moves the resource (a driver setting puts it elsewhere): made in the new
-    /// place first, then its old objects removed through the driver as it was set before.
+    /// A replace that moves the resource (a driver setting puts it elsewhere, or a `moved`
+    /// block renames what its driver cannot rename): made in the new place first, then its old
+    /// objects removed through the driver as it was set before.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub moves: bool,
+    /// The address the resource was applied as, when a `moved` block renames it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_from: Option<String>,
+    /// The driver's id of the object an `import` adopts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -128,6 +143,36 @@ pub struct Summary {
     pub no_op: usize,
     pub blocked: usize,
     pub has_changes: bool,
+    #[serde(default)]
+    pub import: usize,
+    #[serde(default)]
+    pub forget: usize,
+}
+
+impl Summary {
+    /// Counts `resources` by action.
+    pub fn of(resources: &[ResourceChange]) -> Summary {
+        let mut summary = Summary::default();
+        for r in resources {
+            match r.action {
+                Action::Create => summary.create += 1,
+                Action::Update => summary.update += 1,
+                Action::Replace => summary.replace += 1,
+                Action::Delete => summary.delete += 1,
+                Action::NoOp => summary.no_op += 1,
+                Action::Import => summary.import += 1,
+                Action::Forget => summary.forget += 1,
+            }
+            summary.blocked += usize::from(r.blocked);
+        }
+        summary.has_changes = summary.changes() > 0;
+        summary
+    }
+
+    /// How many resources change.
+    pub fn changes(&self) -> usize {
+        self.create + self.update + self.replace + self.delete + self.import + self.forget
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -324,9 +369,7 @@ impl Plan {
             self.summary.update += 1;
             self.summary.no_op -= 1;
         }
-        self.summary.has_changes =
-            self.summary.create + self.summary.update + self.summary.replace + self.summary.delete
-                > 0;
+        self.summary.has_changes = self.summary.changes() > 0;
         self.drift = findings;
     }
 
@@ -445,6 +488,8 @@ pub fn plan(prior: &Snapshot, desired: &Snapshot, options: &PlanOptions) -> Plan
                 template: after.template.clone(),
                 budget_monthly_usd: after.budget_monthly_usd,
                 moves: false,
+                moved_from: None,
+                import_id: None,
             },
             Some(before) => diff_resource(address, before, after, &allow),
         }
@@ -460,6 +505,7 @@ pub fn plan(prior: &Snapshot, desired: &Snapshot, options: &PlanOptions) -> Plan
             .collect::<Vec<_>>()
     });
     resources.extend(made.into_iter().flatten());
+    plan_moves_and_imports(&mut resources, prior, desired, &allow);
     let settings = setting_changes(prior, desired);
     let refused = plan_setting_changes(&mut resources, &settings, prior, &allow);
 
@@ -469,13 +515,26 @@ pub fn plan(prior: &Snapshot, desired: &Snapshot, options: &PlanOptions) -> Plan
     } else {
         Graph::from_dependencies(std::iter::empty())
     };
+    // The sources of moves planned now: they continue under their new address.
+    let moving: BTreeSet<&str> = moves_now(prior, desired)
+        .map(|(_, from)| from.as_str())
+        .collect();
     let mut deletes: Vec<ResourceChange> = Vec::new();
     for n in prior_graph.topo_order().into_iter().rev() {
         let address = prior_graph.address(n);
-        if desired.resources.contains_key(address) {
+        if desired.resources.contains_key(address) || moving.contains(address) {
             continue;
         }
         let before = &prior.resources[address];
+        if desired.removed.contains(address) {
+            deletes.push(ResourceChange {
+                action: Action::Forget,
+                reason: "removed: no longer managed; its objects stay, without platformd's marks"
+                    .into(),
+                ..deleted(address, before, false, String::new())
+            });
+            continue;
+        }
         let blocked = before.protect && !allow.contains(address);
         let reason = if blocked {
             format!(
@@ -484,45 +543,12 @@ pub fn plan(prior: &Snapshot, desired: &Snapshot, options: &PlanOptions) -> Plan
         } else {
             "removed from the stack".to_string()
         };
-        deletes.push(ResourceChange {
-            address: address.to_string(),
-            kind: before.kind,
-            driver: before.driver.clone(),
-            team: before.team.clone(),
-            action: Action::Delete,
-            reason: reason.to_string(),
-            before: Some(before.spec.clone()),
-            after: None,
-            changed_paths: Vec::new(),
-            changes: Vec::new(),
-            ignored_paths: Vec::new(),
-            depends_on: before.depends_on.clone(),
-            blocked,
-            cost: ResourceCost {
-                before: before.monthly_cost_usd,
-                after: 0.0,
-            },
-            scaled_down: None,
-            template: before.template.clone(),
-            budget_monthly_usd: None,
-            moves: false,
-        });
+        deletes.push(deleted(address, before, blocked, reason));
     }
     resources.extend(deletes);
     propagate_unknown_outputs(&mut resources);
 
-    let mut summary = Summary::default();
-    for r in &resources {
-        match r.action {
-            Action::Create => summary.create += 1,
-            Action::Update => summary.update += 1,
-            Action::Replace => summary.replace += 1,
-            Action::Delete => summary.delete += 1,
-            Action::NoOp => summary.no_op += 1,
-        }
-        summary.blocked += usize::from(r.blocked);
-    }
-    summary.has_changes = summary.create + summary.update + summary.replace + summary.delete > 0;
+    let summary = Summary::of(&resources);
 
     let cost = cost_report(prior, desired);
     let mut policy = policy_report(&resources, &cost, desired);
@@ -557,6 +583,7 @@ fn propagate_unknown_outputs(resources: &mut [ResourceChange]) {
     for r in resources.iter() {
         let why = match r.action {
             Action::Create => "is created".to_string(),
+            Action::Import => "is imported".to_string(),
             Action::Replace => "is replaced".to_string(),
             Action::Update => {
                 let shaping: Vec<&str> = r
@@ -576,7 +603,7 @@ fn propagate_unknown_outputs(resources: &mut [ResourceChange]) {
                 }
                 format!("changes {}", shaping.join(", "))
             }
-            Action::Delete | Action::NoOp => continue,
+            Action::Delete | Action::NoOp | Action::Forget => continue,
         };
         changing.insert(r.address.clone(), why);
     }
@@ -629,6 +656,119 @@ fn propagate_unknown_outputs(resources: &mut [ResourceChange]) {
                 reasons.join("; ")
             );
         }
+    }
+}
+
+/// The delete of a resource no longer declared.
+fn deleted(
+    address: &str,
+    before: &ResourceSnapshot,
+    blocked: bool,
+    reason: String,
+) -> ResourceChange {
+    ResourceChange {
+        address: address.to_string(),
+        kind: before.kind,
+        driver: before.driver.clone(),
+        team: before.team.clone(),
+        action: Action::Delete,
+        reason,
+        before: Some(before.spec.clone()),
+        after: None,
+        changed_paths: Vec::new(),
+        changes: Vec::new(),
+        ignored_paths: Vec::new(),
+        depends_on: before.depends_on.clone(),
+        blocked,
+        cost: ResourceCost {
+            before: before.monthly_cost_usd,
+            after: 0.0,
+        },
+        scaled_down: None,
+        template: before.template.clone(),
+        budget_monthly_usd: None,
+        moves: false,
+        moved_from: None,
+        import_id: None,
+    }
+}
+
+/// The `moved` blocks a plan carries out now: the new address is declared and not yet applied,
+/// the old one is applied. (Once applied, a `moved` block is history and changes nothing.)
+fn moves_now<'a>(
+    prior: &'a Snapshot,
+    desired: &'a Snapshot,
+) -> impl Iterator<Item = (&'a String, &'a String)> {
+    desired.moved.iter().filter(|(to, from)| {
+        desired.resources.contains_key(*to)
+            && !prior.resources.contains_key(*to)
+            && prior.resources.contains_key(*from)
+    })
+}
+
+/// A moved resource is planned against what was applied at its old address: renamed in place
+/// where its driver can (an update, even with nothing else to change), else made under the new
+/// name first and the old removed (a move, blocked for a protected resource as a replace is).
+/// An imported resource not yet applied is adopted instead of created.
+fn plan_moves_and_imports(
+    resources: &mut [ResourceChange],
+    prior: &Snapshot,
+    desired: &Snapshot,
+    allow: &BTreeSet<&str>,
+) {
+    if desired.moved.is_empty() && desired.imports.is_empty() {
+        return;
+    }
+    let moves: BTreeMap<&String, &String> = moves_now(prior, desired).collect();
+    for r in resources.iter_mut() {
+        if let Some(from) = moves.get(&r.address) {
+            let before = &prior.resources[*from];
+            let after = &desired.resources[&r.address];
+            let allowed = allow.contains(r.address.as_str()) || allow.contains(from.as_str());
+            let mut change = diff_resource(&r.address, before, after, &BTreeSet::new());
+            let renames = before.driver == after.driver
+                && descriptors::find(&after.driver)
+                    .is_some_and(|d| renames_kind(d.renames, after.kind));
+            match (renames, change.action) {
+                (true, Action::NoOp) => {
+                    change.action = Action::Update;
+                    change.reason = format!("renamed from {from}");
+                }
+                (true, Action::Update) => {
+                    change.reason = format!("renamed from {from}; {}", change.reason);
+                }
+                (true, _) => {
+                    change.reason = format!("moved from {from}; {}", change.reason);
+                }
+                (false, _) => {
+                    change.action = Action::Replace;
+                    change.moves = true;
+                    change.reason = format!(
+                        "moved from {from}: driver `{}` cannot rename a {}, so it is made under the new name, then the old one removed",
+                        after.driver, after.kind
+                    );
+                }
+            }
+            change.blocked = change.action == Action::Replace && before.protect && !allowed;
+            if change.blocked {
+                change.reason.push_str("; blocked: protected");
+            }
+            change.moved_from = Some((*from).clone());
+            *r = change;
+        } else if r.action == Action::Create
+            && let Some(id) = desired.imports.get(&r.address)
+        {
+            r.action = Action::Import;
+            r.reason = format!("imported: adopts `{id}` instead of creating it");
+            r.import_id = Some(id.clone());
+        }
+    }
+}
+
+fn renames_kind(kinds: descriptors::Kinds, kind: Kind) -> bool {
+    match kinds {
+        descriptors::Kinds::All => true,
+        descriptors::Kinds::Only(kinds) => kinds.contains(&kind.as_str()),
     }
 }
 
@@ -957,6 +1097,8 @@ fn diff_resource(
         template: after.template.clone(),
         budget_monthly_usd: after.budget_monthly_usd,
         moves: false,
+        moved_from: None,
+        import_id: None,
     }
 }
 

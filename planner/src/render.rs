@@ -21,6 +21,8 @@ pub fn summary_line(plan: &Plan) -> String {
         (s.update, "to update"),
         (s.replace, "to replace"),
         (s.delete, "to delete"),
+        (s.import, "to import"),
+        (s.forget, "to forget"),
     ] {
         if n > 0 {
             parts.push(plural(n, what));
@@ -100,6 +102,8 @@ impl Paint {
             Action::Replace => "35",
             Action::Delete => "31",
             Action::NoOp => "0",
+            Action::Import => "36",
+            Action::Forget => "34",
         };
         self.c(code, s)
     }
@@ -224,6 +228,13 @@ fn render_change_text(p: &Paint, r: &ResourceChange, out: &mut String) {
         ),
         Action::Delete => "will be destroyed".to_string(),
         Action::NoOp => String::new(),
+        Action::Import => format!(
+            "will be imported (id `{}`), then updated to its declaration",
+            r.import_id.as_deref().unwrap_or("")
+        ),
+        Action::Forget => {
+            "will no longer be managed (removed): its objects stay, not destroyed".to_string()
+        }
     };
     let _ = writeln!(out, "{} [{}] {detail}", p.action(r.action, &head), r.driver);
     if let Some(t) = &r.template {
@@ -248,7 +259,7 @@ fn render_change_text(p: &Paint, r: &ResourceChange, out: &mut String) {
         );
     }
     match r.action {
-        Action::Create => {
+        Action::Create | Action::Import => {
             let mut fields = Vec::new();
             if let Some(after) = &r.after {
                 leaves("", &after.value(), &mut fields);
@@ -474,6 +485,8 @@ fn action_badge(a: Action) -> &'static str {
         Action::Replace => "🟣 replace",
         Action::Delete => "🔴 delete",
         Action::NoOp => "no-op",
+        Action::Import => "🔵 import",
+        Action::Forget => "⚪ forget",
     }
 }
 
@@ -603,7 +616,7 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
         }
         d.push_str("```diff\n");
         match r.action {
-            Action::Create => {
+            Action::Create | Action::Import => {
                 let mut fields = Vec::new();
                 if let Some(after) = &r.after {
                     leaves("", &after.value(), &mut fields);

@@ -129,6 +129,15 @@ pub struct Snapshot {
     /// Where the cost controller reads utilisation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<MetricsSource>,
+    /// `import` blocks: address → the driver's id of the object it adopts.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub imports: BTreeMap<String, String>,
+    /// `moved` blocks: new address → the address it was applied as.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub moved: BTreeMap<String, String>,
+    /// `removed` blocks: addresses let go without being deleted.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub removed: std::collections::BTreeSet<String>,
 }
 
 impl Snapshot {
@@ -202,6 +211,21 @@ impl Snapshot {
             windows: platform.map(|p| p.windows.clone()).unwrap_or_default(),
             approval: platform.and_then(|p| p.approval.clone()),
             metrics: platform.and_then(|p| p.metrics.clone()),
+            imports: stack
+                .imports
+                .iter()
+                .map(|i| (i.address.value.key(), i.id.value.clone()))
+                .collect(),
+            moved: stack
+                .moves
+                .iter()
+                .map(|m| (m.to.value.key(), m.from.value.key()))
+                .collect(),
+            removed: stack
+                .removals
+                .iter()
+                .map(|r| r.address.value.key())
+                .collect(),
         }
     }
 }

@@ -106,6 +106,12 @@ pub fn check(
     let quotas = llm_quotas(&stack, diags);
     stack.resources.extend(quotas);
 
+    stack.imports = decoded.imports;
+    stack.moves = decoded.moves;
+    stack.removals = decoded.removals;
+    if !syntax_errors {
+        check_lifecycle_blocks(&stack, &addresses, diags);
+    }
     check_drivers(&stack, diags);
     // A file that failed to parse may hold the missing declarations; reporting dangling
     // references then would be noise.
@@ -115,6 +121,99 @@ pub fn check(
     }
     check_gpu_capacity(&stack, diags);
     stack
+}
+
+/// `import`, `moved` and `removed` against the declarations: an import adopts a declared
+/// resource (once), a move ends at a declared resource of the same kind and starts at one no
+/// longer declared, and a removal names a resource no longer declared.
+fn check_lifecycle_blocks(
+    stack: &Stack,
+    declared: &HashMap<Address, usize>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let mut imported: HashMap<&Address, &Import> = HashMap::new();
+    for import in &stack.imports {
+        let address = &import.address.value;
+        if !declared.contains_key(address) {
+            diags.push(
+                Diagnostic::error(
+                    "invalid-import",
+                    format!("`import` of {address}, which the stack does not declare"),
+                )
+                .with_label(import.address.span, "not declared")
+                .with_help(format!(
+                    "declare {address} as the object is (an import adopts a declared resource), or remove the import"
+                )),
+            );
+        } else if let Some(first) = imported.insert(address, import) {
+            diags.push(
+                Diagnostic::error("invalid-import", format!("{address} is imported twice"))
+                    .with_label(import.address.span, "imported again here")
+                    .with_label(first.address.span, "first imported here")
+                    .with_help("one object is adopted as one resource; remove one import"),
+            );
+        }
+    }
+    let mut moved_from: HashMap<&Address, &Moved> = HashMap::new();
+    for m in &stack.moves {
+        let (from, to) = (&m.from.value, &m.to.value);
+        let problem = if from.kind != to.kind {
+            Some((
+                m.to.span,
+                "another kind",
+                format!("a move keeps the kind: {from} cannot become {to}"),
+                "a different kind is a different resource: declare the new one, and `removed` or delete the old".to_string(),
+            ))
+        } else if !declared.contains_key(to) {
+            Some((
+                m.to.span,
+                "not declared",
+                format!("`moved` to {to}, which the stack does not declare"),
+                format!("declare {to} (the resource under its new name)"),
+            ))
+        } else if declared.contains_key(from) {
+            Some((
+                m.from.span,
+                "still declared",
+                format!("`moved` from {from}, which the stack still declares"),
+                format!("remove the declaration of {from}: after a move only {to} is declared"),
+            ))
+        } else if moved_from.contains_key(from) {
+            Some((
+                m.from.span,
+                "moved again here",
+                format!("{from} is moved twice"),
+                "a resource moves to one new address; remove one `moved`".to_string(),
+            ))
+        } else {
+            None
+        };
+        match problem {
+            Some((span, label, message, help)) => diags.push(
+                Diagnostic::error("invalid-move", message)
+                    .with_label(span, label)
+                    .with_help(help),
+            ),
+            None => {
+                moved_from.insert(from, m);
+            }
+        }
+    }
+    for r in &stack.removals {
+        let address = &r.address.value;
+        if declared.contains_key(address) {
+            diags.push(
+                Diagnostic::error(
+                    "invalid-removal",
+                    format!("`removed` names {address}, which the stack still declares"),
+                )
+                .with_label(r.address.span, "still declared")
+                .with_help(format!(
+                    "remove the declaration of {address} too: `removed` lets a resource that is no longer declared go without deleting it"
+                )),
+            );
+        }
+    }
 }
 
 /// The `llm-quota/<team>` resource of every team with an `llm-quota`: the gateway's token limits

@@ -405,3 +405,36 @@ fn a_driver_setting_its_resources_cannot_follow_blocks_the_plan() {
     assert_eq!(find(&plan, "service/api").action, Action::NoOp);
     assert_eq!(plan.exit_code(false), 3);
 }
+
+/// `moved`, `removed` and `import` in a pull request's plan: a rename the driver can make in
+/// place is an update (no delete, no create); one it cannot is a move, made anew first; a
+/// removal forgets a protected bucket without a block; an import adopts instead of creating.
+#[test]
+fn moved_removed_and_imported_resources_are_planned_as_such() {
+    let plan = fixture("moved-removed-import");
+    snapshot_renderings("moved-removed-import", &plan);
+    assert_eq!(
+        actions(&plan),
+        [
+            ("bucket/logs".to_string(), Action::Import),
+            ("job/reports".to_string(), Action::Replace),
+            ("service/orders-api".to_string(), Action::Update),
+            ("bucket/old-logs".to_string(), Action::Forget),
+        ]
+    );
+    let api = find(&plan, "service/orders-api");
+    assert_eq!(api.moved_from.as_deref(), Some("service/api"));
+    let job = find(&plan, "job/reports");
+    assert!(
+        job.moves && job.reason.contains("cannot rename"),
+        "{}",
+        job.reason
+    );
+    assert_eq!(
+        find(&plan, "bucket/logs").import_id.as_deref(),
+        Some("bucket/logs.yaml")
+    );
+    assert!(!plan.policy.blocked, "{:?}", plan.policy);
+    assert_eq!(plan.summary.import, 1);
+    assert_eq!(plan.summary.forget, 1);
+}

@@ -505,6 +505,27 @@ fn unescape_keys(v: &Value) -> Value {
     }
 }
 
+/// RFC 7386: objects merge key by key, `null` removes a key, anything else replaces.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    let Some(map) = target.as_object_mut() else {
+        return;
+    };
+    for (k, v) in patch {
+        if v.is_null() {
+            map.remove(k);
+        } else {
+            merge_patch(map.entry(k.clone()).or_insert(Value::Null), v);
+        }
+    }
+}
+
 fn bump_generation(object: &mut Value) {
     let generation = object["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
     object["metadata"]["generation"] = json!(generation);
@@ -781,6 +802,50 @@ fn serve(
                 }
             }
             delete_object(i, &key(&name), &plural, &group, &name)
+        }
+        ("PATCH", Some(name)) if content_type.starts_with("application/merge-patch") => {
+            // A JSON merge patch (RFC 7386), an update: the fields it changes become the
+            // manager's alone, the ones it removes (null) are nobody's.
+            let patch: Value = match serde_json::from_slice(body) {
+                Ok(v) => v,
+                Err(e) => {
+                    return status(400, "BadRequest", &format!("cannot decode the patch: {e}"));
+                }
+            };
+            let manager = query_param(query, "fieldManager").unwrap_or_else(|| "unknown".into());
+            i.resource_version += 1;
+            let rv = i.resource_version;
+            let Some(stored) = i.objects.get_mut(&key(&name)) else {
+                return status(
+                    404,
+                    "NotFound",
+                    &format!("{plural}.{group} \"{name}\" not found"),
+                );
+            };
+            let before = escape_keys(&stored.object);
+            merge_patch(&mut stored.object, &patch);
+            let after = escape_keys(&stored.object);
+            let changed: BTreeSet<String> = leaf_paths(&after)
+                .into_iter()
+                .filter(|(p, v)| lookup(&before, p) != Some(v))
+                .map(|(p, _)| p)
+                .collect();
+            let removed: BTreeSet<String> = leaf_paths(&before)
+                .into_iter()
+                .filter(|(p, _)| lookup(&after, p).is_none())
+                .map(|(p, _)| p)
+                .collect();
+            for owned in stored.managers.values_mut() {
+                owned.retain(|p| !changed.contains(p) && !removed.contains(p));
+            }
+            if !changed.is_empty() {
+                stored.managers.entry(manager).or_default().extend(changed);
+            }
+            if after.get("spec") != before.get("spec") {
+                bump_generation(&mut stored.object);
+            }
+            stored.object["metadata"]["resourceVersion"] = json!(rv.to_string());
+            ok(stored.object.clone())
         }
         ("PATCH", Some(name)) if content_type.starts_with("application/apply-patch") => {
             let applied: Value = match serde_json::from_slice(body) {

@@ -17,6 +17,8 @@ fn action_style(a: Action) -> Style {
         Action::Replace => Color::Magenta,
         Action::Delete => Color::Red,
         Action::NoOp => Color::Reset,
+        Action::Import => Color::Cyan,
+        Action::Forget => Color::Blue,
     };
     Style::default().fg(colour)
 }

@@ -204,6 +204,10 @@ struct Task {
     /// A replace that moves the resource: made in the new place first, then the old objects
     /// removed (`ResourceChange::moves`).
     moves: bool,
+    /// The address it was applied as, when a `moved` block renames it.
+    moved_from: Option<String>,
+    /// The driver's id of the object an `import` adopts.
+    import_id: Option<String>,
 }
 
 /// Deterministic-per-call jitter in [0.5, 1.5).
@@ -369,12 +373,17 @@ impl Engine {
                 TaskError::Driver(format!("no driver `{}` is configured", task.driver))
             })
         };
-        if action == JournalAction::Delete {
-            let driver = remover()?;
-            let before = prior
+        // Where the resource was applied: its old address when a `moved` block renames it.
+        let prior_address = task.moved_from.as_deref().unwrap_or(&task.address);
+        let before = || {
+            prior
                 .resources
-                .get(&task.address)
-                .ok_or_else(|| TaskError::Driver("not in the prior state".into()))?;
+                .get(prior_address)
+                .ok_or_else(|| TaskError::Driver("not in the prior state".into()))
+        };
+        if matches!(action, JournalAction::Delete | JournalAction::Forget) {
+            let driver = remover()?;
+            let before = before()?;
             let stored = self.store.resource(&task.address)?;
             let inventory = self.store.inventory(&task.address)?;
             let journal_id = self.store.journal_intent(
@@ -385,8 +394,16 @@ impl Engine {
                 stored.as_ref(),
             )?;
             let result = self
-                .with_retries(journal_id, &task.address, || {
-                    driver.delete(&stack, before.kind, &before.name, &inventory)
+                .with_retries(journal_id, &task.address, || async {
+                    if action == JournalAction::Forget {
+                        driver
+                            .release(&stack, before.kind, &before.name, &inventory)
+                            .await
+                    } else {
+                        driver
+                            .delete(&stack, before.kind, &before.name, &inventory)
+                            .await
+                    }
                 })
                 .await?;
             return self.finish(
@@ -421,31 +438,29 @@ impl Engine {
             &task.driver,
             Some(&stored),
         )?;
+        let done = |result: Result<Option<Applied>, DriverError>| {
+            self.finish_moved(
+                journal_id,
+                result,
+                apply_id,
+                revision,
+                &stored,
+                task.moved_from.as_deref(),
+            )
+        };
         // What the last apply made: a replace deletes it; an update prunes what is no longer
         // rendered.
-        let mut previous = self.store.inventory(&task.address)?;
+        let mut previous = self.store.inventory(prior_address)?;
         if action == JournalAction::Replace && task.moves {
-            return self
-                .run_move(task, &driver, &resource, previous, prior, journal_id)
-                .await
-                .and_then(|result| {
-                    self.finish(
-                        journal_id,
-                        result.map(Some),
-                        apply_id,
-                        revision,
-                        &task.address,
-                        Some(&stored),
-                    )
-                });
+            let result = self
+                .run_move(task, &driver, &resource, previous, before()?, journal_id)
+                .await?;
+            return done(result.map(Some));
         }
         if action == JournalAction::Replace {
             // Names are identifiers, so the old one goes first (destroy, then create).
             let old = remover()?;
-            let before = prior
-                .resources
-                .get(&task.address)
-                .ok_or_else(|| TaskError::Driver("not in the prior state".into()))?;
+            let before = before()?;
             let deleted = self
                 .with_retries(journal_id, &task.address, || {
                     old.delete(&stack, before.kind, &before.name, &previous)
@@ -455,6 +470,29 @@ impl Engine {
                 return self.finish(journal_id, Err(e), apply_id, revision, &task.address, None);
             }
             previous.clear();
+        }
+        // An import adopts the existing object first; a rename in place renames it first: the
+        // apply then works on it as its own.
+        let taken = match (&task.import_id, &task.moved_from) {
+            (Some(id), _) => Some(
+                self.with_retries(journal_id, &task.address, || driver.adopt(&resource, id))
+                    .await?,
+            ),
+            (None, Some(_)) if action == JournalAction::Update => {
+                let from = before()?;
+                Some(
+                    self.with_retries(journal_id, &task.address, || {
+                        driver.rename(&stack, from.kind, &from.name, &resource.name, &previous)
+                    })
+                    .await?,
+                )
+            }
+            _ => None,
+        };
+        match taken {
+            Some(Ok(inventory)) => previous = inventory,
+            Some(Err(e)) => return done(Err(e)),
+            None => {}
         }
         let result = match self
             .with_retries(journal_id, &task.address, || {
@@ -477,14 +515,7 @@ impl Engine {
             },
             Err(e) => Err(e),
         };
-        self.finish(
-            journal_id,
-            result,
-            apply_id,
-            revision,
-            &task.address,
-            Some(&stored),
-        )
+        done(result)
     }
 
     /// A replace that moves a resource (a driver setting puts it elsewhere): applied in the new
@@ -497,7 +528,7 @@ impl Engine {
         driver: &Arc<dyn Driver>,
         resource: &DesiredResource,
         previous: Vec<drivers::ObjectRef>,
-        prior: &Snapshot,
+        before: &planner::snapshot::ResourceSnapshot,
         journal_id: i64,
     ) -> Result<Result<Applied, DriverError>, TaskError> {
         let applied = match self
@@ -529,10 +560,6 @@ impl Engine {
         // A driver that keeps no inventory (the local driver) removes by name; one whose old
         // objects were all made again has nothing left to remove.
         if previous.is_empty() || !old_only.is_empty() {
-            let before = prior
-                .resources
-                .get(&task.address)
-                .ok_or_else(|| TaskError::Driver("not in the prior state".into()))?;
             let old = task.remover.clone().ok_or_else(|| {
                 TaskError::Driver(format!("no driver `{}` is configured", task.driver))
             })?;
@@ -553,6 +580,36 @@ impl Engine {
             }
         }
         Ok(Ok(applied))
+    }
+
+    /// [`Engine::finish`] of an apply; a resource moved from another address takes that
+    /// address's place in the store, in the same transaction.
+    fn finish_moved(
+        &self,
+        journal_id: i64,
+        result: Result<Option<Applied>, DriverError>,
+        apply_id: i64,
+        revision: &str,
+        stored: &StoredResource,
+        moved_from: Option<&str>,
+    ) -> Result<(), TaskError> {
+        let address = format!("{}/{}", stored.snapshot.kind, stored.snapshot.name);
+        match (result, moved_from) {
+            (Ok(Some(applied)), Some(from)) => {
+                self.store.journal_applied_in_place_of(
+                    journal_id, apply_id, revision, stored, &applied, from,
+                )?;
+                Ok(())
+            }
+            (result, _) => self.finish(
+                journal_id,
+                result,
+                apply_id,
+                revision,
+                &address,
+                Some(stored),
+            ),
+        }
     }
 
     fn finish(

@@ -50,11 +50,15 @@ impl Engine {
             let store = &self.store;
             let live = observed.get(&(intent.driver.clone(), intent.address.clone()));
             match (intent.action, &intent.desired) {
-                (JournalAction::Delete, _) if live.is_none() => {
+                // Deleted, or released (no longer found as platformd's): done.
+                (JournalAction::Delete | JournalAction::Forget, _) if live.is_none() => {
                     store.journal_deleted(intent.id, &intent.address)?
                 }
                 (
-                    JournalAction::Create | JournalAction::Update | JournalAction::Replace,
+                    JournalAction::Create
+                    | JournalAction::Update
+                    | JournalAction::Replace
+                    | JournalAction::Import,
                     Some(stored),
                 ) => {
                     let matches = match (live, self.drivers.get(&intent.driver)) {

@@ -71,7 +71,11 @@ impl Engine {
             .changes()
             .filter(|c| !c.blocked)
             .map(|c| {
-                let prior_driver = prior.resources.get(&c.address).map(|r| r.driver.as_str());
+                let prior_address = c.moved_from.as_ref().unwrap_or(&c.address);
+                let prior_driver = prior
+                    .resources
+                    .get(prior_address)
+                    .map(|r| r.driver.as_str());
                 let remover_name = prior_driver.unwrap_or(&c.driver);
                 Task {
                     address: c.address.clone(),
@@ -82,10 +86,15 @@ impl Engine {
                         .or_else(|| self.drivers.get(remover_name))
                         .cloned(),
                     moves: c.moves,
+                    moved_from: c.moved_from.clone(),
+                    import_id: c.import_id.clone(),
                 }
             })
             .collect();
-        for t in tasks.iter().filter(|t| t.action != Action::Delete) {
+        for t in tasks
+            .iter()
+            .filter(|t| !matches!(t.action, Action::Delete | Action::Forget))
+        {
             self.driver(&t.driver)?;
         }
         self.store.store_snapshot(revision, desired)?;

@@ -154,6 +154,39 @@ impl Store {
         resource: &StoredResource,
         applied: &Applied,
     ) -> Result<()> {
+        self.record_applied(journal_id, apply_id, revision, resource, applied, None)
+    }
+
+    /// [`Store::journal_applied`] of a resource a `moved` block renamed: it takes the place of
+    /// the row at `from` (its history stays in the journal under both addresses).
+    pub fn journal_applied_in_place_of(
+        &self,
+        journal_id: i64,
+        apply_id: i64,
+        revision: &str,
+        resource: &StoredResource,
+        applied: &Applied,
+        from: &str,
+    ) -> Result<()> {
+        self.record_applied(
+            journal_id,
+            apply_id,
+            revision,
+            resource,
+            applied,
+            Some(from),
+        )
+    }
+
+    fn record_applied(
+        &self,
+        journal_id: i64,
+        apply_id: i64,
+        revision: &str,
+        resource: &StoredResource,
+        applied: &Applied,
+        in_place_of: Option<&str>,
+    ) -> Result<()> {
         let conn = self.conn();
         let tx = write_transaction(&conn)?;
         // The result of a call made under a lease since lost is not recorded over what the
@@ -180,6 +213,15 @@ impl Store {
                 serde_json::to_string(&applied.inventory).map_err(corrupt)?
             ],
         )?;
+        if let Some(from) = in_place_of.filter(|from| *from != address) {
+            tx.execute("DELETE FROM resources WHERE address = ?1", args![from])?;
+            event_of(
+                &tx,
+                "moved",
+                &format!("{from} is now {address}"),
+                Some(&address),
+            )?;
+        }
         close_intent_and_bump_generation(&tx, journal_id)?;
         tx.commit()?;
         Ok(())

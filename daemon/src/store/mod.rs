@@ -273,6 +273,10 @@ string_enum! {
         Update = "update",
         Replace = "replace",
         Delete = "delete",
+        /// An existing object adopted, then applied (`import`).
+        Import = "import",
+        /// Ownership marks taken off; nothing deleted (`removed`).
+        Forget = "forget",
     }
 }
 
@@ -294,6 +298,8 @@ impl JournalAction {
             Action::Update => Some(JournalAction::Update),
             Action::Replace => Some(JournalAction::Replace),
             Action::Delete => Some(JournalAction::Delete),
+            Action::Import => Some(JournalAction::Import),
+            Action::Forget => Some(JournalAction::Forget),
             Action::NoOp => None,
         }
     }

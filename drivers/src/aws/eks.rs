@@ -6,7 +6,10 @@
 //! UpdateNodegroupConfig; the planner already replaces a pool whose instance type changes.
 
 use super::errors::{classify, code};
-use super::{Settings, name_of, owned_by, physical_name, tracked_address};
+use super::{
+    OWNERSHIP_KEYS, Settings, Tags, adoptable, expect_id, marked_as, name_of, owned_by,
+    physical_name, tracked_address,
+};
 use crate::{Applied, DesiredResource, DriverError, Health, ObjectRef, ObservedResource, Outputs};
 use aws_sdk_eks::Client;
 use aws_sdk_eks::types::{
@@ -170,6 +173,79 @@ async fn describe(
 /// One tag of a node group.
 fn tag<'a>(group: &'a Nodegroup) -> impl Fn(&str) -> Option<&'a str> + 'a {
     |k| group.tags().and_then(|t| t.get(k)).map(String::as_str)
+}
+
+fn tags_of(group: &Nodegroup) -> Tags {
+    group
+        .tags()
+        .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default()
+}
+
+/// `import`: the node group `id` (the name platformd gives the pool) on the driver's cluster is
+/// tagged as `desired`'s; the apply that follows brings its scaling, labels and taint to the
+/// declaration.
+pub async fn adopt(
+    client: &Client,
+    settings: &Settings,
+    desired: &DesiredResource,
+    id: &str,
+) -> Result<Vec<ObjectRef>, DriverError> {
+    let (cluster, _, _) = placement(settings)?;
+    let name = physical_name(&desired.stack, &desired.name);
+    expect_id(id, &name, desired, "node group")?;
+    let Some(group) = describe(client, &cluster, &name).await? else {
+        return Err(DriverError::permanent(format!(
+            "nothing to import for {}: no node group `{name}` on cluster {cluster}",
+            desired.address
+        )));
+    };
+    adoptable(
+        &tags_of(&group),
+        desired,
+        &format!("node group `{name}` on cluster {cluster}"),
+    )?;
+    let arn = group.nodegroup_arn().unwrap_or_default();
+    crate::fence::check()?;
+    client
+        .tag_resource()
+        .resource_arn(arn)
+        .set_tags(Some(super::ownership_tags(desired).into_iter().collect()))
+        .send()
+        .await
+        .map_err(|e| classify(e, "eks:TagResource", &name))?;
+    Ok(vec![ObjectRef {
+        api_version: "eks".into(),
+        kind: "Nodegroup".into(),
+        namespace: Some(cluster),
+        name,
+    }])
+}
+
+/// `removed`: platformd's tags come off the node group, which keeps its nodes.
+pub async fn release(
+    client: &Client,
+    settings: &Settings,
+    stack: &str,
+    address: &str,
+    name: &str,
+) -> Result<(), DriverError> {
+    let (cluster, _, _) = placement(settings)?;
+    let Some(group) = describe(client, &cluster, name).await? else {
+        return Ok(());
+    };
+    if !marked_as(&tags_of(&group), stack, address) {
+        return Ok(());
+    }
+    crate::fence::check()?;
+    client
+        .untag_resource()
+        .resource_arn(group.nodegroup_arn().unwrap_or_default())
+        .set_tag_keys(Some(OWNERSHIP_KEYS.iter().map(|k| k.to_string()).collect()))
+        .send()
+        .await
+        .map_err(|e| classify(e, "eks:UntagResource", name))?;
+    Ok(())
 }
 
 pub async fn apply(

@@ -139,6 +139,50 @@ fn owned_by<'a>(tag: impl Fn(&str) -> Option<&'a str>, desired: &DesiredResource
     tracked_address(tag, &desired.stack) == Some(desired.address.as_str())
 }
 
+/// The tag keys that mark a resource as platformd's (`ownership_tags` without the labels).
+const OWNERSHIP_KEYS: [&str; 4] = [
+    MANAGED_BY_LABEL,
+    STACK_LABEL,
+    ADDRESS_ANNOTATION,
+    "platformd.dev/team",
+];
+
+/// Whether an existing resource with `tags` may be imported as `desired`: not when it is marked
+/// as another platformd resource's.
+fn adoptable(tags: &Tags, desired: &DesiredResource, what: &str) -> Result<(), DriverError> {
+    let tag = |k: &str| tags.get(k).map(String::as_str);
+    if tag(MANAGED_BY_LABEL) != Some(MANAGED_BY_VALUE) || owned_by(tag, desired) {
+        return Ok(());
+    }
+    Err(DriverError::permanent(format!(
+        "{what} is managed as {} of stack {}: it cannot be imported as {}",
+        tag(ADDRESS_ANNOTATION).unwrap_or("?"),
+        tag(STACK_LABEL).unwrap_or("?"),
+        desired.address
+    )))
+}
+
+/// An `import` id must be the name platformd gives the resource: it never adopts under another.
+fn expect_id(
+    id: &str,
+    physical: &str,
+    desired: &DesiredResource,
+    what: &str,
+) -> Result<(), DriverError> {
+    if id == physical {
+        return Ok(());
+    }
+    Err(DriverError::permanent(format!(
+        "the aws driver keeps {} as {what} `{physical}` (`<stack>-<name>`), not `{id}`: import it with id=\"{physical}\", or declare the resource under the name that gives `{id}`",
+        desired.address
+    )))
+}
+
+/// Whether `tags` mark a resource as `address` of `stack` (what `release` takes off).
+fn marked_as(tags: &Tags, stack: &str, address: &str) -> bool {
+    tracked_address(|k| tags.get(k).map(String::as_str), stack) == Some(address)
+}
+
 /// The resource name of an address (`bucket/exports` → `exports`).
 fn name_of(address: &str) -> String {
     address
@@ -407,6 +451,57 @@ impl Driver for AwsDriver {
             }
             _ => Ok(()),
         }
+    }
+
+    async fn adopt(
+        &self,
+        desired: &DesiredResource,
+        id: &str,
+    ) -> Result<Vec<ObjectRef>, DriverError> {
+        match desired.kind {
+            Kind::Bucket => s3::adopt(self.s3().await, desired, id).await,
+            Kind::Database => rds::adopt(self.rds().await, desired, id).await,
+            Kind::GpuPool => eks::adopt(self.eks().await, &self.settings, desired, id).await,
+            Kind::AiEndpoint => sagemaker::adopt(self.sagemaker().await, desired, id).await,
+            kind => Err(not_served(kind)),
+        }
+    }
+
+    async fn release(
+        &self,
+        stack: &str,
+        kind: Kind,
+        name: &str,
+        _inventory: &[ObjectRef],
+    ) -> Result<(), DriverError> {
+        let id = physical_name(stack, name);
+        let address = format!("{kind}/{name}");
+        match kind {
+            Kind::Bucket => s3::release(self.s3().await, stack, &address, &id).await,
+            Kind::Database => rds::release(self.rds().await, stack, &address, &id).await,
+            Kind::GpuPool => {
+                eks::release(self.eks().await, &self.settings, stack, &address, &id).await
+            }
+            Kind::AiEndpoint => {
+                sagemaker::release(self.sagemaker().await, stack, &address, &id).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn rename(
+        &self,
+        _stack: &str,
+        kind: Kind,
+        from: &str,
+        to: &str,
+        _inventory: &[ObjectRef],
+    ) -> Result<Vec<ObjectRef>, DriverError> {
+        // The descriptor lists no kind as renamed in place: a bucket's name is global and
+        // permanent, so a move is planned as made anew (protected data blocks it).
+        Err(DriverError::permanent(format!(
+            "the aws driver does not rename {kind}/{from} to {kind}/{to} in place"
+        )))
     }
 
     async fn delete(

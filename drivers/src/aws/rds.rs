@@ -8,7 +8,10 @@
 //! and tags, so no per-resource calls are needed.
 
 use super::errors::{classify, code};
-use super::{name_of, owned_by, physical_name, tracked_address};
+use super::{
+    OWNERSHIP_KEYS, Tags, adoptable, expect_id, marked_as, name_of, owned_by, physical_name,
+    tracked_address,
+};
 use crate::{Applied, DesiredResource, DriverError, Health, ObjectRef, ObservedResource, Outputs};
 use aws_sdk_rds::Client;
 use aws_sdk_rds::types::{DbInstance, Tag};
@@ -128,6 +131,83 @@ async fn describe(client: &Client, id: &str) -> Result<Option<DbInstance>, Drive
         Err(e) if code(&e) == Some("DBInstanceNotFound") => Ok(None),
         Err(e) => Err(classify(e, "rds:DescribeDBInstances", id)),
     }
+}
+
+fn tags_of(instance: &DbInstance) -> Tags {
+    instance
+        .tag_list()
+        .iter()
+        .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+        .collect()
+}
+
+fn instance_ref(id: &str) -> ObjectRef {
+    ObjectRef {
+        api_version: "rds".into(),
+        kind: "DBInstance".into(),
+        namespace: None,
+        name: id.to_string(),
+    }
+}
+
+/// `import`: the instance `id` (the identifier platformd gives the resource) is tagged as
+/// `desired`'s; the apply that follows brings its configuration to the declaration.
+pub async fn adopt(
+    client: &Client,
+    desired: &DesiredResource,
+    id: &str,
+) -> Result<Vec<ObjectRef>, DriverError> {
+    let physical = physical_name(&desired.stack, &desired.name);
+    expect_id(id, &physical, desired, "DB instance")?;
+    let Some(instance) = describe(client, &physical).await? else {
+        return Err(DriverError::permanent(format!(
+            "nothing to import for {}: no DB instance `{physical}` in the account",
+            desired.address
+        )));
+    };
+    adoptable(
+        &tags_of(&instance),
+        desired,
+        &format!("DB instance `{physical}`"),
+    )?;
+    let arn = instance.db_instance_arn().unwrap_or_default();
+    let rds_tags: Vec<Tag> = tags(desired)
+        .into_iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect();
+    crate::fence::check()?;
+    client
+        .add_tags_to_resource()
+        .resource_name(arn)
+        .set_tags(Some(rds_tags))
+        .send()
+        .await
+        .map_err(|e| classify(e, "rds:AddTagsToResource", &physical))?;
+    Ok(vec![instance_ref(&physical)])
+}
+
+/// `removed`: platformd's tags come off the instance, which keeps running with its data.
+pub async fn release(
+    client: &Client,
+    stack: &str,
+    address: &str,
+    id: &str,
+) -> Result<(), DriverError> {
+    let Some(instance) = describe(client, id).await? else {
+        return Ok(());
+    };
+    if !marked_as(&tags_of(&instance), stack, address) {
+        return Ok(());
+    }
+    crate::fence::check()?;
+    client
+        .remove_tags_from_resource()
+        .resource_name(instance.db_instance_arn().unwrap_or_default())
+        .set_tag_keys(Some(OWNERSHIP_KEYS.iter().map(|k| k.to_string()).collect()))
+        .send()
+        .await
+        .map_err(|e| classify(e, "rds:RemoveTagsFromResource", id))?;
+    Ok(())
 }
 
 pub async fn apply(

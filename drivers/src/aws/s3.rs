@@ -6,7 +6,10 @@
 //! (S3 has no list that returns it), a few buckets at a time.
 
 use super::errors::{classify, code};
-use super::{name_of, owned_by, physical_name, tracked_address};
+use super::{
+    OWNERSHIP_KEYS, Tags, adoptable, expect_id, marked_as, name_of, owned_by, physical_name,
+    tracked_address,
+};
 use crate::{Applied, DesiredResource, DriverError, Health, ObjectRef, ObservedResource, Outputs};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::types::{
@@ -390,6 +393,94 @@ pub async fn observe(
     }
     found.sort_by(|a, b| a.address.cmp(&b.address));
     Ok(found)
+}
+
+/// Writes a bucket's whole tag set (none: the tag set is removed).
+async fn put_tags(client: &Client, bucket: &str, tags: &Tags) -> Result<(), DriverError> {
+    crate::fence::check()?;
+    if tags.is_empty() {
+        return client
+            .delete_bucket_tagging()
+            .bucket(bucket)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify(e, "s3:DeleteBucketTagging", bucket));
+    }
+    let tag_set = tags
+        .iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(build_error))
+        .collect::<Result<Vec<_>, _>>()?;
+    client
+        .put_bucket_tagging()
+        .bucket(bucket)
+        .tagging(
+            Tagging::builder()
+                .set_tag_set(Some(tag_set))
+                .build()
+                .map_err(build_error)?,
+        )
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| classify(e, "s3:PutBucketTagging", bucket))
+}
+
+/// `import`: the bucket named `id` (the name platformd gives the resource) is tagged as
+/// `desired`'s, its other tags kept.
+pub async fn adopt(
+    client: &Client,
+    desired: &DesiredResource,
+    id: &str,
+) -> Result<Vec<ObjectRef>, DriverError> {
+    let bucket = physical_name(&desired.stack, &desired.name);
+    expect_id(id, &bucket, desired, "bucket")?;
+    match client.head_bucket().bucket(&bucket).send().await {
+        Ok(_) => {}
+        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
+            return Err(DriverError::permanent(format!(
+                "nothing to import for {}: no bucket `{bucket}` in the account",
+                desired.address
+            )));
+        }
+        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 403) => {
+            return Err(taken(&bucket));
+        }
+        Err(e) => return Err(classify(e, "s3:HeadBucket", &bucket)),
+    }
+    let mut merged = bucket_tags(client, &bucket).await?;
+    adoptable(&merged, desired, &format!("bucket `{bucket}`"))?;
+    merged.extend(tags(desired));
+    put_tags(client, &bucket, &merged).await?;
+    Ok(vec![bucket_ref(&bucket)])
+}
+
+/// `removed`: platformd's tags come off the bucket, which stays with its data.
+pub async fn release(
+    client: &Client,
+    stack: &str,
+    address: &str,
+    bucket: &str,
+) -> Result<(), DriverError> {
+    let mut tags = match bucket_tags(client, bucket).await {
+        Ok(tags) => tags,
+        Err(_) if client.head_bucket().bucket(bucket).send().await.is_err() => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !marked_as(&tags, stack, address) {
+        return Ok(());
+    }
+    tags.retain(|k, _| !OWNERSHIP_KEYS.contains(&k.as_str()));
+    put_tags(client, bucket, &tags).await
+}
+
+fn bucket_ref(bucket: &str) -> ObjectRef {
+    ObjectRef {
+        api_version: "s3".into(),
+        kind: "Bucket".into(),
+        namespace: None,
+        name: bucket.to_string(),
+    }
 }
 
 /// Deletes an empty bucket. A bucket with objects is refused: platformd never destroys data

@@ -15,7 +15,10 @@
 //! DescribeEndpointConfig (model, instance type).
 
 use super::errors::classify;
-use super::{Settings, name_of, owned_by, physical_name, tracked_address};
+use super::{
+    OWNERSHIP_KEYS, Settings, adoptable, expect_id, marked_as, name_of, owned_by, physical_name,
+    tracked_address,
+};
 use crate::{Applied, DesiredResource, DriverError, Health, ObjectRef, ObservedResource, Outputs};
 use aws_sdk_sagemaker::Client;
 use aws_sdk_sagemaker::error::{ProvideErrorMetadata, SdkError};
@@ -701,6 +704,62 @@ pub async fn observe(
         });
     }
     Ok(found)
+}
+
+/// `import`: the endpoint `id` (the name platformd gives the resource) is tagged as
+/// `desired`'s; the apply that follows moves it onto the declared model and configuration
+/// (a new revision, blue/green), leaving the models and configurations it ran before in place.
+pub async fn adopt(
+    client: &Client,
+    desired: &DesiredResource,
+    id: &str,
+) -> Result<Vec<ObjectRef>, DriverError> {
+    let name = physical_name(&desired.stack, &desired.name);
+    expect_id(id, &name, desired, "SageMaker endpoint")?;
+    let Some(endpoint) = describe_endpoint(client, &name).await? else {
+        return Err(DriverError::permanent(format!(
+            "nothing to import for {}: no SageMaker endpoint `{name}`",
+            desired.address
+        )));
+    };
+    adoptable(
+        &list_tags(client, &endpoint.arn).await?,
+        desired,
+        &format!("SageMaker endpoint `{name}`"),
+    )?;
+    crate::fence::check()?;
+    client
+        .add_tags()
+        .resource_arn(&endpoint.arn)
+        .set_tags(Some(sdk_tags(&tags(desired))))
+        .send()
+        .await
+        .map_err(|e| classify(e, "sagemaker:AddTags", &name))?;
+    Ok(inventory(&name))
+}
+
+/// `removed`: platformd's tags come off the endpoint, which keeps serving.
+pub async fn release(
+    client: &Client,
+    stack: &str,
+    address: &str,
+    name: &str,
+) -> Result<(), DriverError> {
+    let Some(endpoint) = describe_endpoint(client, name).await? else {
+        return Ok(());
+    };
+    if !marked_as(&list_tags(client, &endpoint.arn).await?, stack, address) {
+        return Ok(());
+    }
+    crate::fence::check()?;
+    client
+        .delete_tags()
+        .resource_arn(&endpoint.arn)
+        .set_tag_keys(Some(OWNERSHIP_KEYS.iter().map(|k| k.to_string()).collect()))
+        .send()
+        .await
+        .map_err(|e| classify(e, "sagemaker:DeleteTags", name))?;
+    Ok(())
 }
 
 /// Deletes the endpoint, then its endpoint configs and models.

@@ -427,6 +427,34 @@ fn owned_by(live: &DynamicObject, stack: &str, address: &str) -> bool {
             == Some(address)
 }
 
+/// What an `import` names a Kubernetes object by: `Kind/namespace/name`, or `Kind/name` for a
+/// cluster-scoped one.
+fn import_id(doc: &Value) -> String {
+    let kind = doc["kind"].as_str().unwrap_or("");
+    let name = doc["metadata"]["name"].as_str().unwrap_or("");
+    match doc["metadata"]["namespace"].as_str() {
+        Some(namespace) => format!("{kind}/{namespace}/{name}"),
+        None => format!("{kind}/{name}"),
+    }
+}
+
+/// A live object labelled by platformd for some resource, but not `address` of `stack`.
+fn owned_elsewhere(live: &DynamicObject, stack: &str, address: &str) -> Option<String> {
+    let labels = live.metadata.labels.as_ref()?;
+    if labels.get(MANAGED_BY_LABEL).map(String::as_str) != Some(MANAGED_BY_VALUE) {
+        return None;
+    }
+    let other_stack = labels.get(STACK_LABEL).cloned().unwrap_or_default();
+    let other = live
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ADDRESS_ANNOTATION))
+        .cloned()
+        .unwrap_or_default();
+    (other_stack != stack || other != address).then(|| format!("{other} of stack {other_stack}"))
+}
+
 fn object_ref(doc: &Value) -> ObjectRef {
     ObjectRef {
         api_version: doc["apiVersion"].as_str().unwrap_or("").to_string(),
@@ -599,8 +627,11 @@ impl Driver for KubernetesDriver {
                 if !known {
                     if !owned_by(&live, &desired.stack, &desired.address) {
                         return Err(DriverError::permanent(format!(
-                            "{} {namespace}/{name} already exists and is not managed by this stack (no `{ADDRESS_ANNOTATION}: {}` annotation with the stack's labels): platformd does not take over what it did not create; rename the resource, or remove the object",
-                            gvk.kind, desired.address
+                            "{} {namespace}/{name} already exists and is not managed by this stack (no `{ADDRESS_ANNOTATION}: {}` annotation with the stack's labels): platformd does not take over what it did not create; adopt it with `import \"{}\" id=\"{}\"`, rename the resource, or remove the object",
+                            gvk.kind,
+                            desired.address,
+                            desired.address,
+                            import_id(doc)
                         )));
                     }
                     object.metadata.resource_version = live.metadata.resource_version.clone();
@@ -670,6 +701,133 @@ impl Driver for KubernetesDriver {
             }
         }
         Ok(())
+    }
+
+    async fn adopt(
+        &self,
+        desired: &DesiredResource,
+        id: &str,
+    ) -> Result<Vec<ObjectRef>, DriverError> {
+        let namespace = self.namespace(&desired.stack).to_string();
+        let docs = self.documents(desired);
+        if !docs.iter().any(|doc| import_id(doc) == id) {
+            let ids: Vec<String> = docs.iter().map(import_id).collect();
+            return Err(DriverError::permanent(format!(
+                "`{id}` is not an object platformd makes for {} (in namespace {namespace}): import one of {}",
+                desired.address,
+                ids.join(", ")
+            )));
+        }
+        let mut adopted = Vec::new();
+        for doc in &docs {
+            let gvk = gvk_of(doc);
+            let name = doc["metadata"]["name"].as_str().unwrap_or("").to_string();
+            let api = self.api(&gvk, &namespace).await?;
+            let live = api
+                .get_opt(&name)
+                .await
+                .map_err(|e| errors::api(e, "get", &gvk.kind, &namespace))?;
+            let Some(live) = live else {
+                if import_id(doc) == id {
+                    return Err(DriverError::permanent(format!(
+                        "nothing to import for {}: {} {namespace}/{name} does not exist",
+                        desired.address, gvk.kind
+                    )));
+                }
+                continue; // made by the apply that follows
+            };
+            if let Some(owner) = owned_elsewhere(&live, &desired.stack, &desired.address) {
+                return Err(DriverError::permanent(format!(
+                    "{} {namespace}/{name} is managed as {owner}: it cannot be imported as {}",
+                    gvk.kind, desired.address
+                )));
+            }
+            // Marked as this resource's: the apply that follows then patches it as its own.
+            let mark: DynamicObject = serde_json::from_value(serde_json::json!({
+                "apiVersion": doc["apiVersion"],
+                "kind": doc["kind"],
+                "metadata": {
+                    "name": name,
+                    "labels": doc["metadata"]["labels"],
+                    "annotations": { ADDRESS_ANNOTATION: desired.address },
+                },
+            }))
+            .map_err(|e| DriverError::permanent(format!("{} {name}: {e}", gvk.kind)))?;
+            crate::fence::check()?;
+            api.patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&mark),
+            )
+            .await
+            .map_err(|e| errors::api(e, "patch", &gvk.kind, &namespace))?;
+            adopted.push(object_ref(doc));
+        }
+        Ok(adopted)
+    }
+
+    async fn release(
+        &self,
+        stack: &str,
+        kind: Kind,
+        name: &str,
+        inventory: &[ObjectRef],
+    ) -> Result<(), DriverError> {
+        let address = format!("{kind}/{name}");
+        let objects = if inventory.is_empty() {
+            self.found_objects(stack, &address, kind).await?
+        } else {
+            inventory.to_vec()
+        };
+        // The ownership marks come off; the objects and everything else in them stay.
+        let unmark = serde_json::json!({
+            "metadata": {
+                "labels": { MANAGED_BY_LABEL: null, STACK_LABEL: null },
+                "annotations": { ADDRESS_ANNOTATION: null },
+            }
+        });
+        for object in &objects {
+            let gvk = gvk_of(
+                &serde_json::json!({ "apiVersion": object.api_version, "kind": object.kind }),
+            );
+            let namespace = object.namespace.as_deref().unwrap_or("");
+            let api = self.api(&gvk, namespace).await?;
+            let live = match api.get_opt(&object.name).await {
+                Ok(Some(live)) => live,
+                Ok(None) => continue,
+                Err(e) => return Err(errors::api(e, "get", &object.kind, namespace)),
+            };
+            if !owned_by(&live, stack, &address) {
+                continue;
+            }
+            crate::fence::check()?;
+            api.patch(
+                &object.name,
+                &PatchParams {
+                    field_manager: Some(FIELD_MANAGER.to_string()),
+                    ..PatchParams::default()
+                },
+                &Patch::Merge(&unmark),
+            )
+            .await
+            .map_err(|e| errors::api(e, "patch", &object.kind, namespace))?;
+        }
+        Ok(())
+    }
+
+    async fn rename(
+        &self,
+        _stack: &str,
+        kind: Kind,
+        from: &str,
+        to: &str,
+        _inventory: &[ObjectRef],
+    ) -> Result<Vec<ObjectRef>, DriverError> {
+        // The descriptor lists no kind as renamed in place: a move of a Kubernetes resource is
+        // planned as made under the new name, then the old objects removed.
+        Err(DriverError::permanent(format!(
+            "Kubernetes objects cannot be renamed: {kind}/{from} is moved to {kind}/{to} by making it anew"
+        )))
     }
 
     async fn delete(

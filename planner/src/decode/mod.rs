@@ -5,6 +5,7 @@
 mod env;
 pub mod fields;
 mod kinds;
+mod lifecycle_blocks;
 mod platform;
 mod policy;
 mod resource;
@@ -19,6 +20,7 @@ use crate::syntax::{Node, Value};
 use env::*;
 use fields::*;
 use kinds::*;
+use lifecycle_blocks::*;
 use platform::*;
 pub use platform::{RESERVED_NAMESPACES, is_contained_relative_path};
 use policy::*;
@@ -35,6 +37,9 @@ pub struct Decoded {
     pub resources: Vec<Resource>,
     pub pricing: PricingOverrides,
     pub policies: Vec<Policy>,
+    pub imports: Vec<Import>,
+    pub moves: Vec<Moved>,
+    pub removals: Vec<Removed>,
 }
 
 impl Decoded {
@@ -57,13 +62,18 @@ impl Decoded {
         self.teams.extend(other.teams);
         self.resources.extend(other.resources);
         self.policies.extend(other.policies);
+        self.imports.extend(other.imports);
+        self.moves.extend(other.moves);
+        self.removals.extend(other.removals);
         self.pricing.instances.extend(other.pricing.instances);
         self.pricing.rates.extend(other.pricing.rates);
     }
 }
 
 /// Top-level node names other than resource kinds.
-pub(crate) const TOP_LEVEL: &[&str] = &["platform", "team", "pricing", "policy"];
+pub(crate) const TOP_LEVEL: &[&str] = &[
+    "platform", "team", "pricing", "policy", "import", "moved", "removed",
+];
 
 pub fn decode_nodes(nodes: &[Node], diags: &mut Vec<Diagnostic>) -> Decoded {
     let mut out = Decoded::default();
@@ -91,6 +101,9 @@ pub fn decode_nodes(nodes: &[Node], diags: &mut Vec<Diagnostic>) -> Decoded {
                     out.policies.push(p);
                 }
             }
+            "import" => out.imports.extend(decode_import(node, diags)),
+            "moved" => out.moves.extend(decode_moved(node, diags)),
+            "removed" => out.removals.extend(decode_removed(node, diags)),
             other => match Kind::parse(other) {
                 Some(Kind::LlmQuota) => diags.push(
                     Diagnostic::error("unknown-kind", "`llm-quota` is declared in a team")
