@@ -197,6 +197,141 @@ fn a_bucket_name_someone_else_holds_is_refused_not_adopted() {
     assert!(!drift.stdout.contains("shop-exports"), "{}", drift.all());
 }
 
+/// A bucket and an RDS instance made by hand, then imported: neither is recreated (the
+/// bucket keeps its object, the instance its creation time), both carry platformd's tags and
+/// are brought to the declaration. `removed` lets them go with their tags off, nothing deleted.
+#[test]
+fn an_existing_bucket_and_rds_instance_are_imported_without_recreating() {
+    let moto = MotoServer::start();
+    let s3 = moto.s3(REGION);
+    let rds = moto.rds(REGION);
+    let rt = rt();
+    rt.block_on(
+        s3.create_bucket()
+            .bucket("shop-exports")
+            .create_bucket_configuration(
+                aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(REGION))
+                    .build(),
+            )
+            .send(),
+    )
+    .unwrap();
+    rt.block_on(
+        s3.put_object()
+            .bucket("shop-exports")
+            .key("kept.csv")
+            .body(aws_sdk_s3::primitives::ByteStream::from_static(b"a,b\n"))
+            .send(),
+    )
+    .unwrap();
+    rt.block_on(
+        rds.create_db_instance()
+            .db_instance_identifier("shop-orders-db")
+            .engine("postgres")
+            .db_instance_class("db.t4g.medium")
+            .allocated_storage(20)
+            .master_username("admin")
+            .master_user_password("not-a-real-one-1")
+            .send(),
+    )
+    .unwrap();
+    let created = |rt: &tokio::runtime::Runtime| {
+        rt.block_on(
+            rds.describe_db_instances()
+                .db_instance_identifier("shop-orders-db")
+                .send(),
+        )
+        .unwrap()
+        .db_instances()[0]
+            .clone()
+    };
+    let before = created(&rt);
+    let platform = platform(&moto).replace(
+        "route \"bucket\" to=\"aws\"",
+        "route \"bucket\" \"database\" to=\"aws\"",
+    );
+    let database = "database \"orders-db\" {\n    team \"data\"\n    engine \"postgres\"\n    size \"db.r6g.large\"\n    storage-gb 100\n}\n";
+    let ws = workspace(&moto, "");
+    ws.stack(&[
+        ("platform.kdl", &platform),
+        ("data.kdl", &format!("{EXPORTS}{database}")),
+    ]);
+    let refused = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(refused.code, 1, "{}", refused.all());
+    assert!(
+        refused
+            .all()
+            .contains("adopt it with `import \"database/orders-db\" id=\"shop-orders-db\"`"),
+        "{}",
+        refused.all()
+    );
+
+    ws.stack(&[
+        ("platform.kdl", &platform),
+        (
+            "data.kdl",
+            &format!(
+                "{EXPORTS}{database}\nimport \"bucket/exports\" id=\"shop-exports\"\nimport \"database/orders-db\" id=\"shop-orders-db\"\n"
+            ),
+        ),
+    ]);
+    let plan = ws.run(&["plan", "stack"]);
+    assert!(plan.stdout.contains("2 to import"), "{}", plan.stdout);
+    let run = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let objects = rt
+        .block_on(s3.list_objects_v2().bucket("shop-exports").send())
+        .unwrap();
+    assert_eq!(objects.contents().len(), 1, "the bucket was not recreated");
+    assert!(versioning(&rt, &s3, "shop-exports"), "brought to the declaration");
+    let after = created(&rt);
+    assert_eq!(
+        after.instance_create_time(),
+        before.instance_create_time(),
+        "the instance was not recreated"
+    );
+    assert_eq!(after.db_instance_class(), Some("db.r6g.large"));
+    assert!(
+        after
+            .tag_list()
+            .iter()
+            .any(|t| t.key() == Some("platformd.dev/address")
+                && t.value() == Some("database/orders-db"))
+    );
+    assert_eq!(ws.run(&["plan", "stack", "--detailed-exitcode"]).code, 0);
+    assert_eq!(ws.run(&["drift", "stack", "--detailed-exitcode"]).code, 0);
+
+    ws.stack(&[
+        ("platform.kdl", &platform),
+        (
+            "data.kdl",
+            "removed \"bucket/exports\"\nremoved \"database/orders-db\"\n",
+        ),
+    ]);
+    let run = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let kept = created(&rt);
+    assert!(
+        !kept
+            .tag_list()
+            .iter()
+            .any(|t| t.key() == Some("platformd.dev/address")),
+        "{:?}",
+        kept.tag_list()
+    );
+    let tags = rt.block_on(s3.get_bucket_tagging().bucket("shop-exports").send());
+    assert!(
+        tags.map(|t| !t
+            .tag_set()
+            .iter()
+            .any(|t| t.key() == "app.kubernetes.io/managed-by"))
+            .unwrap_or(true),
+        "the bucket's ownership tags are off"
+    );
+    assert_eq!(ws.run(&["drift", "stack", "--detailed-exitcode"]).code, 0);
+}
+
 const ORDERS: &str = "database \"orders-db\" {\n    team \"data\"\n    engine \"postgres\" version=\"16\"\n    size \"db.r6g.large\"\n    storage-gb 100\n    backup-retention-days 14\n    high-availability #true\n}\n\nservice \"api\" {\n    team \"data\"\n    image \"ghcr.io/acme/api:1.0.0\"\n    replicas 1\n    port 8080\n    env \"DATABASE_URL\" from=\"database/orders-db.url\"\n}\n";
 
 #[test]

@@ -712,3 +712,75 @@ fn a_namespace_change_moves_every_object_and_leaves_no_drift() {
     let drift = ws.run(&["drift", "stack", "--detailed-exitcode"]);
     assert_eq!(drift.code, 0, "{}", drift.all());
 }
+
+/// A Deployment made by hand: the apply refuses it and names the import; with the import it is
+/// adopted (same uid: not recreated) and brought to the declaration. `removed` then lets it go:
+/// the objects stay, without platformd's marks.
+#[test]
+fn an_existing_deployment_is_imported_then_let_go() {
+    let emulator = KubeEmulator::start();
+    let ws = workspace(&emulator, false);
+    emulator.edit("apps", "deployments", "shop", "api", "kubectl", |d| {
+        *d = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": { "name": "api", "namespace": "shop", "uid": "uid-by-hand",
+                "labels": { "team": "web" } },
+            "spec": { "replicas": 1, "selector": { "matchLabels": { "app": "api" } },
+                "template": { "metadata": { "labels": { "app": "api" } },
+                    "spec": { "containers": [{ "name": "api", "image": "ghcr.io/acme/api:0.9.0" }] } } },
+        });
+    });
+    let service = "service \"api\" {\n    team \"web\"\n    image \"ghcr.io/acme/api:1.0.0\"\n    replicas 2\n    port 8080\n}\n";
+    ws.stack(&[("platform.kdl", PLATFORM), ("a.kdl", service)]);
+    let refused = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(refused.code, 1, "{}", refused.all());
+    assert!(
+        refused
+            .all()
+            .contains("adopt it with `import \"service/api\" id=\"Deployment/shop/api\"`"),
+        "{}",
+        refused.all()
+    );
+
+    let imported = format!("{service}\nimport \"service/api\" id=\"Deployment/shop/api\"\n");
+    ws.stack(&[("platform.kdl", PLATFORM), ("a.kdl", &imported)]);
+    let plan = ws.run(&["plan", "stack"]);
+    assert!(
+        plan.stdout
+            .contains("<= service/api [kubernetes] will be imported (id `Deployment/shop/api`)"),
+        "{}",
+        plan.stdout
+    );
+    let run = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let deployment = emulator
+        .get("apps", "deployments", "shop", "api")
+        .expect("api");
+    assert_eq!(deployment["metadata"]["uid"], "uid-by-hand", "not recreated");
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    assert_eq!(
+        deployment["metadata"]["annotations"]["platformd.dev/address"],
+        "service/api"
+    );
+    assert_eq!(ws.run(&["plan", "stack", "--detailed-exitcode"]).code, 0);
+    assert_eq!(ws.run(&["drift", "stack", "--detailed-exitcode"]).code, 0);
+
+    ws.stack(&[("platform.kdl", PLATFORM), ("a.kdl", "removed \"service/api\"\n")]);
+    let run = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    for (group, plural) in [("apps", "deployments"), ("", "services")] {
+        let object = emulator
+            .get(group, plural, "shop", "api")
+            .unwrap_or_else(|| panic!("{plural}/api was deleted"));
+        assert!(
+            object["metadata"]["labels"]
+                .get("app.kubernetes.io/managed-by")
+                .is_none()
+                && object["metadata"]["annotations"]
+                    .get("platformd.dev/address")
+                    .is_none(),
+            "{object}"
+        );
+    }
+    assert_eq!(ws.run(&["drift", "stack", "--detailed-exitcode"]).code, 0);
+}

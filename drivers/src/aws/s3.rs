@@ -83,7 +83,7 @@ fn tag<'a>(tags: &'a BTreeMap<String, String>) -> impl Fn(&str) -> Option<&'a st
 
 fn taken(bucket: &str) -> DriverError {
     DriverError::permanent(format!(
-        "the bucket name `{bucket}` is taken by a bucket platformd does not own; platformd never adopts it: rename the resource or delete that bucket"
+        "the bucket name `{bucket}` is taken by a bucket platformd does not own; platformd takes over nothing it did not make: if the bucket is this resource's, adopt it with an `import` of the resource with id=\"{bucket}\" (it must be in this account); else rename the resource"
     ))
 }
 

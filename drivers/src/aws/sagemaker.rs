@@ -218,7 +218,7 @@ fn lookup<'a>(tags: &'a BTreeMap<String, String>) -> impl Fn(&str) -> Option<&'a
 
 fn not_owned(what: &str, name: &str) -> DriverError {
     DriverError::permanent(format!(
-        "the SageMaker {what} `{name}` exists and platformd does not own it; platformd never adopts it: rename the endpoint"
+        "the SageMaker {what} `{name}` exists and platformd does not own it; platformd takes over nothing it did not make: adopt an endpoint with an `import` of the resource with id=\"{name}\", or rename the endpoint"
     ))
 }
 
