@@ -172,6 +172,26 @@ pub enum Command {
         /// Why the window is overridden (required with `--override-window`).
         #[arg(long, value_name = "TEXT")]
         reason: Option<String>,
+        /// Apply only ADDR and what it needs; the rest of the stack stays as it is.
+        #[arg(long, value_name = "ADDR", num_args = 1.., conflicts_with = "plan")]
+        target: Vec<String>,
+        /// Replace ADDR even though nothing forces it (a protected one also needs
+        /// --allow-destroy).
+        #[arg(long, value_name = "ADDR", num_args = 1.., conflicts_with = "plan")]
+        replace: Vec<String>,
+        #[command(flatten)]
+        options: ApplyOptions,
+    },
+    /// Adopt an object that exists outside platformd as the declared resource ADDRESS (as an
+    /// `import` block would), and apply only it.
+    Import {
+        /// The declared resource, e.g. `bucket/logs`.
+        address: String,
+        /// The driver's id of the object: `Kind/namespace/name` on Kubernetes, the name in the
+        /// account on AWS (`<stack>-<name>`), `kind/name.yaml` for the local driver.
+        id: String,
+        #[arg(default_value = ".")]
+        stack: PathBuf,
         #[command(flatten)]
         options: ApplyOptions,
     },
@@ -395,6 +415,12 @@ pub struct PlanArgs {
     /// Observe live state first: report drift and plan its correction.
     #[arg(long, conflicts_with = "base")]
     pub refresh: bool,
+    /// Plan only ADDR and what it needs.
+    #[arg(long, value_name = "ADDR", num_args = 1.., conflicts_with = "base")]
+    pub target: Vec<String>,
+    /// Plan ADDR as replaced even though nothing forces it.
+    #[arg(long, value_name = "ADDR", num_args = 1.., conflicts_with = "base")]
+    pub replace: Vec<String>,
     /// Post the Markdown plan on the pull request, updating platformd's earlier comment for
     /// this stack instead of adding one (token in GITHUB_TOKEN).
     #[arg(long, requires = "base")]
@@ -455,6 +481,8 @@ fn main() -> ExitCode {
             refresh,
             override_window,
             reason,
+            target,
+            replace,
             options,
         } => state::apply(
             state::ApplyArgs {
@@ -464,6 +492,28 @@ fn main() -> ExitCode {
                 refresh,
                 window_override: reason.filter(|_| override_window),
                 options,
+                replace,
+                targets: target,
+                import: None,
+            },
+            colour,
+        ),
+        Command::Import {
+            address,
+            id,
+            stack,
+            options,
+        } => state::apply(
+            state::ApplyArgs {
+                stack: &stack,
+                plan_file: None,
+                state_dir: &state_dir,
+                refresh: false,
+                window_override: None,
+                options,
+                replace: Vec::new(),
+                targets: Vec::new(),
+                import: Some((address, id)),
             },
             colour,
         ),

@@ -284,7 +284,10 @@ fn an_existing_bucket_and_rds_instance_are_imported_without_recreating() {
         .block_on(s3.list_objects_v2().bucket("shop-exports").send())
         .unwrap();
     assert_eq!(objects.contents().len(), 1, "the bucket was not recreated");
-    assert!(versioning(&rt, &s3, "shop-exports"), "brought to the declaration");
+    assert!(
+        versioning(&rt, &s3, "shop-exports"),
+        "brought to the declaration"
+    );
     let after = created(&rt);
     assert_eq!(
         after.instance_create_time(),
@@ -292,13 +295,9 @@ fn an_existing_bucket_and_rds_instance_are_imported_without_recreating() {
         "the instance was not recreated"
     );
     assert_eq!(after.db_instance_class(), Some("db.r6g.large"));
-    assert!(
-        after
-            .tag_list()
-            .iter()
-            .any(|t| t.key() == Some("platformd.dev/address")
-                && t.value() == Some("database/orders-db"))
-    );
+    assert!(after.tag_list().iter().any(
+        |t| t.key() == Some("platformd.dev/address") && t.value() == Some("database/orders-db")
+    ));
     assert_eq!(ws.run(&["plan", "stack", "--detailed-exitcode"]).code, 0);
     assert_eq!(ws.run(&["drift", "stack", "--detailed-exitcode"]).code, 0);
 

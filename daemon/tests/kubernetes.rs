@@ -756,7 +756,10 @@ fn an_existing_deployment_is_imported_then_let_go() {
     let deployment = emulator
         .get("apps", "deployments", "shop", "api")
         .expect("api");
-    assert_eq!(deployment["metadata"]["uid"], "uid-by-hand", "not recreated");
+    assert_eq!(
+        deployment["metadata"]["uid"], "uid-by-hand",
+        "not recreated"
+    );
     assert_eq!(deployment["spec"]["replicas"], 2);
     assert_eq!(
         deployment["metadata"]["annotations"]["platformd.dev/address"],
@@ -765,7 +768,10 @@ fn an_existing_deployment_is_imported_then_let_go() {
     assert_eq!(ws.run(&["plan", "stack", "--detailed-exitcode"]).code, 0);
     assert_eq!(ws.run(&["drift", "stack", "--detailed-exitcode"]).code, 0);
 
-    ws.stack(&[("platform.kdl", PLATFORM), ("a.kdl", "removed \"service/api\"\n")]);
+    ws.stack(&[
+        ("platform.kdl", PLATFORM),
+        ("a.kdl", "removed \"service/api\"\n"),
+    ]);
     let run = ws.run(&["apply", "stack", "--auto-approve"]);
     assert_eq!(run.code, 0, "{}", run.all());
     for (group, plural) in [("apps", "deployments"), ("", "services")] {

@@ -453,3 +453,176 @@ fn an_existing_object_is_refused_then_imported() {
     let drift = ws.run(&["drift", "stack", "--detailed-exitcode"]);
     assert_eq!(drift.code, 0, "{}", drift.all());
 }
+
+const TOPIC: &str = "topic \"events\" {\n    team \"web\"\n    partitions 3\n}\n";
+
+/// `--target`: only the target and what it needs are applied (a service, the service it is
+/// wired to, that one's database), the rest waits; the revision is not recorded as applied in
+/// full until a plain apply. `--replace` replaces what nothing forced, its consumers known after
+/// apply, and a protected resource only when allowed. An address that names nothing is refused.
+#[test]
+fn targeted_and_replacing_applies_do_only_what_they_name() {
+    let ws = Workspace::new();
+    ws.stack(&[
+        ("platform.kdl", PLATFORM),
+        (
+            "data.kdl",
+            &database("postgres").replace("    protect #false\n", ""),
+        ),
+        ("api.kdl", API),
+        ("web.kdl", WEB),
+        ("topic.kdl", TOPIC),
+    ]);
+    let unknown = ws.run(&["plan", "stack", "--target", "service/wbe"]);
+    assert_eq!(unknown.code, 1, "{}", unknown.all());
+    assert!(
+        unknown
+            .stderr
+            .contains("service/wbe is neither declared nor applied")
+            && unknown.stderr.contains("service/web"),
+        "{}",
+        unknown.stderr
+    );
+    let plan = ws.run(&["plan", "stack", "--target", "service/web"]);
+    assert!(
+        plan.stdout.contains("Plan for shop (test): 3 to create")
+            && plan
+                .stdout
+                .contains("Targeting is in effect: only service/web"),
+        "{}",
+        plan.stdout
+    );
+    let applied = ws.run(&[
+        "apply",
+        "stack",
+        "--target",
+        "service/web",
+        "--auto-approve",
+    ]);
+    assert_eq!(applied.code, 0, "{}", applied.all());
+    for made in [
+        "service/web.yaml",
+        "service/api.yaml",
+        "database/orders-db.yaml",
+    ] {
+        assert!(ws.rendered(made).exists(), "{made}");
+    }
+    assert!(!ws.rendered("topic/events.yaml").exists(), "not targeted");
+    let store = ws.store();
+    assert_eq!(
+        store.applied_revision().unwrap(),
+        None,
+        "not applied in full"
+    );
+    let history = ws.run(&["history", "--format", "json"]);
+    assert!(
+        history.stdout.contains("\"targeted\""),
+        "{}",
+        history.stdout
+    );
+    let rest = ws.run(&["plan", "stack"]);
+    assert!(
+        rest.stdout.contains("1 to create") && rest.stdout.contains("+ topic/events"),
+        "{}",
+        rest.stdout
+    );
+    let applied = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(applied.code, 0, "{}", applied.all());
+    assert!(ws.store().applied_revision().unwrap().is_some());
+
+    let replace = ws.run(&["plan", "stack", "--replace", "service/api"]);
+    assert!(
+        replace
+            .stdout
+            .contains("-/+ service/api [local] must be replaced (replaced on request (--replace))")
+            && replace
+                .stdout
+                .contains("~ env.API_URL = {\"from\":\"service/api.url\"} → (known after apply)"),
+        "{}",
+        replace.stdout
+    );
+    let applied = ws.run(&[
+        "apply",
+        "stack",
+        "--replace",
+        "service/api",
+        "--auto-approve",
+    ]);
+    assert_eq!(applied.code, 0, "{}", applied.all());
+    let tally = support::Tally::of(&ws.path().join(".platformd")).expect("a store");
+    assert_eq!(
+        tally
+            .intents(Some(JournalAction::Replace), IntentResult::Ok)
+            .len(),
+        1
+    );
+    let protected = ws.run(&[
+        "apply",
+        "stack",
+        "--replace",
+        "database/orders-db",
+        "--auto-approve",
+    ]);
+    assert_eq!(protected.code, 3, "{}", protected.all());
+    let allowed = ws.run(&[
+        "apply",
+        "stack",
+        "--replace",
+        "database/orders-db",
+        "--allow-destroy",
+        "database/orders-db",
+        "--auto-approve",
+    ]);
+    assert_eq!(allowed.code, 0, "{}", allowed.all());
+    assert_eq!(ws.run(&["plan", "stack", "--detailed-exitcode"]).code, 0);
+}
+
+/// `platformd import ADDRESS ID`: the one object is adopted and applied; nothing else in the
+/// stack changes.
+#[test]
+fn the_import_command_adopts_one_object_and_applies_nothing_else() {
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.rendered("bucket")).unwrap();
+    std::fs::write(
+        ws.rendered("bucket/logs.yaml"),
+        "apiVersion: platformd.dev/v1\nkind: Bucket\nmetadata:\n  name: logs\n",
+    )
+    .unwrap();
+    ws.stack(&[
+        ("platform.kdl", PLATFORM),
+        ("logs.kdl", LOGS),
+        ("topic.kdl", TOPIC),
+    ]);
+    let undeclared = ws.run(&["import", "bucket/other", "bucket/other.yaml", "stack"]);
+    assert_eq!(undeclared.code, 1, "{}", undeclared.all());
+    assert!(
+        undeclared.stderr.contains("bucket/other is not declared"),
+        "{}",
+        undeclared.stderr
+    );
+    let run = ws.run(&[
+        "import",
+        "bucket/logs",
+        "bucket/logs.yaml",
+        "stack",
+        "--auto-approve",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stdout
+            .contains("<= bucket/logs [local] will be imported"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        ws.read_rendered("bucket/logs.yaml")
+            .contains("platformd.dev/address: bucket/logs")
+    );
+    assert!(!ws.rendered("topic/events.yaml").exists());
+    let rest = ws.run(&["plan", "stack"]);
+    assert!(
+        rest.stdout.contains("1 to create") && rest.stdout.contains("+ topic/events"),
+        "{}",
+        rest.stdout
+    );
+}

@@ -281,6 +281,10 @@ pub struct Plan {
     /// The platform's `approval` scope, so a saved plan is held to it too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<crate::model::ApprovalScope>,
+    /// The addresses targeting limited the plan to (`--target`), with what they need; the rest
+    /// of the stack is left as it is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
 }
 
 impl Plan {
@@ -451,6 +455,10 @@ pub struct PlanOptions {
     /// Addresses whose deletion or replacement is allowed even though they are protected.
     pub allow_destroy: Vec<String>,
     pub made_against: MadeAgainst,
+    /// Addresses to replace even though nothing forces it (`--replace`).
+    pub replace: Vec<String>,
+    /// When given, only these addresses and what they need are planned (`--target`).
+    pub targets: Vec<String>,
 }
 
 /// Plans the change from `prior` to `desired`.
@@ -508,6 +516,7 @@ pub fn plan(prior: &Snapshot, desired: &Snapshot, options: &PlanOptions) -> Plan
     plan_moves_and_imports(&mut resources, prior, desired, &allow);
     let settings = setting_changes(prior, desired);
     let refused = plan_setting_changes(&mut resources, &settings, prior, &allow);
+    replace_on_request(&mut resources, &options.replace, prior, &allow);
 
     // The prior state's graph orders deletes; most plans have none and skip building it.
     let prior_graph = if deleting {
@@ -547,6 +556,10 @@ pub fn plan(prior: &Snapshot, desired: &Snapshot, options: &PlanOptions) -> Plan
     }
     resources.extend(deletes);
     propagate_unknown_outputs(&mut resources);
+    if !options.targets.is_empty() {
+        let wanted = with_what_they_need(&options.targets, desired);
+        resources.retain(|r| wanted.contains(r.address.as_str()));
+    }
 
     let summary = Summary::of(&resources);
 
@@ -570,7 +583,48 @@ pub fn plan(prior: &Snapshot, desired: &Snapshot, options: &PlanOptions) -> Plan
         windows: desired.windows.clone(),
         window: None,
         approval: desired.approval.clone(),
+        targets: options.targets.clone(),
     }
+}
+
+/// `--replace`: each named resource that exists and would otherwise be kept or updated is
+/// replaced; a protected one is blocked unless allowed, as any replace.
+fn replace_on_request(
+    resources: &mut [ResourceChange],
+    replace: &[String],
+    prior: &Snapshot,
+    allow: &BTreeSet<&str>,
+) {
+    for r in resources.iter_mut() {
+        if !replace.contains(&r.address) || !matches!(r.action, Action::NoOp | Action::Update) {
+            continue;
+        }
+        let Some(before) = prior.resources.get(&r.address) else {
+            continue;
+        };
+        r.action = Action::Replace;
+        r.reason = "replaced on request (--replace)".to_string();
+        r.blocked = before.protect && !allow.contains(r.address.as_str());
+        if r.blocked {
+            r.reason.push_str("; blocked: protected");
+        }
+    }
+}
+
+/// `targets` and, in the desired state, everything they depend on, transitively: what a
+/// targeted plan includes (a target no longer declared is included alone).
+fn with_what_they_need<'a>(targets: &'a [String], desired: &'a Snapshot) -> BTreeSet<&'a str> {
+    let mut wanted: BTreeSet<&str> = BTreeSet::new();
+    let mut todo: Vec<&str> = targets.iter().map(String::as_str).collect();
+    while let Some(address) = todo.pop() {
+        if !wanted.insert(address) {
+            continue;
+        }
+        if let Some(r) = desired.resources.get(address) {
+            todo.extend(r.depends_on.iter().map(String::as_str));
+        }
+    }
+    wanted
 }
 
 /// Every resource wired to an output this plan may change (its producer is created, replaced, or

@@ -125,6 +125,9 @@ pub fn text(plan: &Plan, colour: bool) -> String {
         summary_line(plan)
     );
     let _ = writeln!(out, "Cost: {}", cost_line(plan));
+    if let Some(line) = targeting_line(plan) {
+        let _ = writeln!(out, "{}", p.c("1;33", &line));
+    }
     if plan.policy.blocked {
         let _ = writeln!(
             out,
@@ -301,6 +304,16 @@ fn render_change_text(p: &Paint, r: &ResourceChange, out: &mut String) {
     out.push('\n');
 }
 
+/// The warning of a targeted plan (`--target`), as Terraform gives it.
+pub fn targeting_line(plan: &Plan) -> Option<String> {
+    (!plan.targets.is_empty()).then(|| {
+        format!(
+            "Targeting is in effect: only {} and what they need; the rest of the stack is left as it is",
+            plan.targets.join(", ")
+        )
+    })
+}
+
 /// `from template web-service v2, use "checkout" at payments/checkout.kdl:1:1`.
 pub fn template_line(t: &crate::template::TemplateOrigin) -> String {
     format!(
@@ -390,6 +403,7 @@ fn write_json_in_chunks(
         windows: plan.windows.clone(),
         window: plan.window.clone(),
         approval: plan.approval.clone(),
+        targets: plan.targets.clone(),
     };
     let shell = serde_json::to_vec_pretty(&shell).map_err(std::io::Error::other)?;
     let Some(at) = shell
@@ -502,6 +516,9 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
     let _ = writeln!(head, "### platformd plan: `{}`{env}\n", plan.stack);
     let _ = writeln!(head, "**{}**  ", summary_line(plan));
     let _ = writeln!(head, "**Cost:** {}\n", cost_line(plan));
+    if let Some(line) = targeting_line(plan) {
+        let _ = writeln!(head, "> [!WARNING]\n> {}\n", md_escape(&line));
+    }
     if plan.policy.blocked {
         let _ = writeln!(
             head,

@@ -103,6 +103,9 @@ string_enum! {
         IdleShutdown = "idle-shutdown",
         /// Scaled-down resources brought back (operator, demand).
         Wake = "wake",
+        /// Only some resources of the revision (`--target`, `platformd import`): the revision
+        /// is not recorded as applied in full.
+        Targeted = "targeted",
     }
 }
 

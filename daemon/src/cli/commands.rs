@@ -186,7 +186,11 @@ pub fn plan(args: &PlanArgs, state_dir: &Path, colours: Colours) -> Result<u8> {
             &args.stack,
             state_dir,
             args.refresh,
-            args.allow_destroy.clone(),
+            daemon::ops::Choices {
+                allow_destroy: args.allow_destroy.clone(),
+                replace: args.replace.clone(),
+                targets: args.target.clone(),
+            },
             colours,
         )?;
         return match plan {
@@ -276,6 +280,7 @@ pub fn plan(args: &PlanArgs, state_dir: &Path, colours: Colours) -> Result<u8> {
     let options = PlanOptions {
         allow_destroy: args.allow_destroy.clone(),
         made_against,
+        ..PlanOptions::default()
     };
     for addr in &options.allow_destroy {
         if !prior.resources.contains_key(addr) && !desired.resources.contains_key(addr) {

@@ -77,6 +77,12 @@ pub struct ApplyArgs<'a> {
     /// `--override-window --reason`: apply even while a sync window is closed.
     pub window_override: Option<String>,
     pub options: ApplyOptions,
+    /// `--replace` addresses.
+    pub replace: Vec<String>,
+    /// `--target` addresses.
+    pub targets: Vec<String>,
+    /// `platformd import ADDRESS ID`: adopt this one object (and apply only it).
+    pub import: Option<(String, String)>,
 }
 
 fn print_plan(plan: &Plan, colours: Colours) {
@@ -141,13 +147,30 @@ pub fn apply(args: ApplyArgs<'_>, colours: Colours) -> Result<u8> {
             ApplyRequest::from_saved_plan(plan)
         }
         None => match analyzed(args.stack, colours)? {
-            Some((desired, revision)) => ApplyRequest {
-                desired,
-                revision,
-                source: DesiredSource::Directory,
-                refresh: args.refresh,
-                allow_destroy: args.options.allow_destroy.clone(),
-            },
+            Some((mut desired, revision)) => {
+                let mut targets = args.targets.clone();
+                if let Some((address, id)) = &args.import {
+                    if !desired.resources.contains_key(address) {
+                        bail!(
+                            "{address} is not declared in {}: an import adopts a declared resource; declare it as the object is, then import it",
+                            args.stack.display()
+                        );
+                    }
+                    desired.imports.insert(address.clone(), id.clone());
+                    targets.push(address.clone());
+                }
+                ApplyRequest {
+                    desired,
+                    revision,
+                    source: DesiredSource::Directory,
+                    refresh: args.refresh,
+                    choices: ops::Choices {
+                        allow_destroy: args.options.allow_destroy.clone(),
+                        replace: args.replace.clone(),
+                        targets,
+                    },
+                }
+            }
             None => return Ok(1),
         },
     };
@@ -234,7 +257,7 @@ pub fn plan_from_store(
     stack: &Path,
     state_dir: &Path,
     refresh: bool,
-    allow_destroy: Vec<String>,
+    choices: ops::Choices,
     colours: Colours,
 ) -> Result<Option<Plan>> {
     if !Store::exists(state_dir) {
@@ -247,7 +270,7 @@ pub fn plan_from_store(
                 state_dir.display()
             );
         }
-        let mut plan = ops::plan_from_nothing(&desired, &revision, allow_destroy);
+        let mut plan = ops::plan_from_nothing(&desired, &revision, choices)?;
         plan.window = closed_window(&desired)?;
         super::free_in_background(desired);
         return Ok(Some(plan));
@@ -270,7 +293,7 @@ pub fn plan_from_store(
     } else {
         store.prior_snapshot()?
     };
-    let mut plan = ops::plan_from_prior(&store, &prior, &desired, &revision, allow_destroy)?;
+    let mut plan = ops::plan_from_prior(&store, &prior, &desired, &revision, choices)?;
     super::free_in_background(prior);
     plan.window = closed_window(&desired)?;
     if refresh {

@@ -20,7 +20,8 @@ pub struct ApplyRequest {
     pub source: DesiredSource,
     /// Observe live state first and correct drift (policy `correct`).
     pub refresh: bool,
-    pub allow_destroy: Vec<String>,
+    /// `--allow-destroy`, `--replace`, `--target`.
+    pub choices: super::Choices,
 }
 
 /// How an apply ended. Every variant carries the plan, for the caller to show.
@@ -42,9 +43,9 @@ impl ApplyRequest {
         ApplyRequest {
             desired: plan.desired_snapshot(),
             revision: plan.made_against.head_revision.clone().unwrap_or_default(),
+            choices: super::Choices::of_plan(&plan),
             source: DesiredSource::SavedPlan(Box::new(plan)),
             refresh: false,
-            allow_destroy: Vec::new(),
         }
     }
 }
@@ -94,7 +95,7 @@ impl Ops {
             &self.store,
             &request.desired,
             &request.revision,
-            request.allow_destroy,
+            request.choices,
         )?;
         match request.source {
             DesiredSource::SavedPlan(saved) => {
@@ -125,14 +126,13 @@ impl Ops {
             return Ok(ApplyReport::Declined(plan));
         }
         let started = Instant::now();
+        let reason = if plan.targets.is_empty() {
+            ApplyReason::Apply
+        } else {
+            ApplyReason::Targeted
+        };
         let (plan, outcome) = session
-            .execute(
-                &plan,
-                &request.desired,
-                &request.revision,
-                ApplyReason::Apply,
-                None,
-            )
+            .execute(&plan, &request.desired, &request.revision, reason, None)
             .await?;
         Ok(ApplyReport::Applied {
             plan,

@@ -113,7 +113,8 @@ impl Ops {
         }
         let corrected = chosen.len();
         let session = self.session(snapshot).await?;
-        let planned = plan_against_store(&self.store, snapshot, revision, Vec::new())?;
+        let planned =
+            plan_against_store(&self.store, snapshot, revision, super::Choices::default())?;
         let plan = planned.plan.drift_corrections(chosen);
         if plan.policy.blocked {
             return Err(OpsError::Blocked("correction"));

@@ -63,6 +63,8 @@ pub enum OpsError {
     },
     #[error("no valid revision yet")]
     NoRevision,
+    #[error("{address} is neither declared nor applied; {help}")]
+    UnknownAddress { address: String, help: String },
     #[error("the {0} is blocked by policy")]
     Blocked(&'static str),
     #[error("drift scan failed: {0}")]
@@ -179,15 +181,70 @@ impl Ops {
     }
 }
 
+/// What an operator chose for a plan besides the stack (`--allow-destroy`, `--replace`,
+/// `--target`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Choices {
+    pub allow_destroy: Vec<String>,
+    pub replace: Vec<String>,
+    pub targets: Vec<String>,
+}
+
+impl Choices {
+    /// What a plan was made with that a plan made again must keep: its targets.
+    pub fn of_plan(plan: &Plan) -> Choices {
+        Choices {
+            targets: plan.targets.clone(),
+            ..Choices::default()
+        }
+    }
+
+    /// Only protected resources allowed to go.
+    pub fn allowing(allow_destroy: Vec<String>) -> Choices {
+        Choices {
+            allow_destroy,
+            ..Choices::default()
+        }
+    }
+
+    fn options(self, made_against: MadeAgainst) -> PlanOptions {
+        PlanOptions {
+            allow_destroy: self.allow_destroy,
+            made_against,
+            replace: self.replace,
+            targets: self.targets,
+        }
+    }
+
+    /// Refuses a `--replace` or `--target` address that is neither declared nor applied.
+    pub fn check(&self, prior: &Snapshot, desired: &Snapshot) -> Result<(), OpsError> {
+        for address in self.replace.iter().chain(&self.targets) {
+            if !desired.resources.contains_key(address) && !prior.resources.contains_key(address) {
+                let known: Vec<&str> = desired
+                    .resources
+                    .keys()
+                    .chain(prior.resources.keys())
+                    .map(String::as_str)
+                    .collect();
+                return Err(OpsError::UnknownAddress {
+                    address: address.clone(),
+                    help: planner::suggest::help_for(address, &known, "resources"),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Plans `desired` against the store's last applied state.
 pub fn plan_against_store(
     store: &Store,
     desired: &Snapshot,
     head_revision: &str,
-    allow_destroy: Vec<String>,
+    choices: Choices,
 ) -> Result<Planned, OpsError> {
     let prior = store.prior_snapshot()?;
-    let plan = plan_from_prior(store, &prior, desired, head_revision, allow_destroy)?;
+    let plan = plan_from_prior(store, &prior, desired, head_revision, choices)?;
     Ok(Planned { prior, plan })
 }
 
@@ -198,15 +255,16 @@ pub fn plan_from_prior(
     prior: &Snapshot,
     desired: &Snapshot,
     head_revision: &str,
-    allow_destroy: Vec<String>,
+    choices: Choices,
 ) -> Result<Plan, OpsError> {
+    choices.check(prior, desired)?;
     let overlaid = overlay(store, desired, &[])?;
     plan_between(
         store,
         prior,
         overlaid.as_ref().unwrap_or(desired),
         head_revision,
-        allow_destroy,
+        choices,
     )
 }
 
@@ -224,7 +282,7 @@ fn plan_with_overlay(
         prior,
         overlaid.as_ref().unwrap_or(desired),
         head_revision,
-        Vec::new(),
+        Choices::default(),
     )
 }
 
@@ -233,7 +291,7 @@ fn plan_between(
     prior: &Snapshot,
     desired: &Snapshot,
     head_revision: &str,
-    allow_destroy: Vec<String>,
+    choices: Choices,
 ) -> Result<Plan, OpsError> {
     let made_against = MadeAgainst {
         base_revision: store.applied_revision()?,
@@ -243,10 +301,7 @@ fn plan_between(
     Ok(planner::plan::plan(
         prior,
         desired,
-        &PlanOptions {
-            allow_destroy,
-            made_against,
-        },
+        &choices.options(made_against),
     ))
 }
 
@@ -260,21 +315,20 @@ pub fn record_plan(store: &Store, revision: &str, plan: &Plan) -> Result<i64, Op
 pub fn plan_from_nothing(
     desired: &Snapshot,
     head_revision: &str,
-    allow_destroy: Vec<String>,
-) -> Plan {
+    choices: Choices,
+) -> Result<Plan, OpsError> {
     let made_against = MadeAgainst {
         base_revision: None,
         head_revision: Some(head_revision.to_string()),
         state_generation: Some(0),
     };
-    planner::plan::plan(
-        &Snapshot::empty(&desired.stack),
+    let prior = Snapshot::empty(&desired.stack);
+    choices.check(&prior, desired)?;
+    Ok(planner::plan::plan(
+        &prior,
         desired,
-        &PlanOptions {
-            allow_destroy,
-            made_against,
-        },
-    )
+        &choices.options(made_against),
+    ))
 }
 
 impl Session {
@@ -292,7 +346,7 @@ impl Session {
         let store = &self.engine.store;
         let moved = plan.made_against.state_generation != Some(store.generation()?);
         let Planned { prior, plan } = if self.recovered > 0 && moved {
-            let mut planned = plan_against_store(store, desired, revision, Vec::new())?;
+            let mut planned = plan_against_store(store, desired, revision, Choices::of_plan(plan))?;
             planned.plan.merge_drift(plan.drift.clone());
             planned
         } else {

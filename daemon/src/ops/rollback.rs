@@ -64,7 +64,12 @@ pub fn rollback_preview(
     let snapshot = store
         .snapshot(&full)?
         .ok_or_else(|| OpsError::UnknownRevision(target.to_string()))?;
-    let planned = plan_against_store(store, &snapshot, &full, allow_destroy)?;
+    let planned = plan_against_store(
+        store,
+        &snapshot,
+        &full,
+        super::Choices::allowing(allow_destroy),
+    )?;
     Ok((full, snapshot, planned))
 }
 

@@ -74,7 +74,9 @@ impl From<OpsError> for LoopError {
     fn from(e: OpsError) -> LoopError {
         match e {
             OpsError::UnknownRevision(_) => LoopError::NotFound(e.to_string()),
-            OpsError::AmbiguousRevision { .. } => LoopError::Invalid(e.to_string()),
+            OpsError::AmbiguousRevision { .. } | OpsError::UnknownAddress { .. } => {
+                LoopError::Invalid(e.to_string())
+            }
             OpsError::NotRollbackTarget(_)
             | OpsError::NotScaledDown { .. }
             | OpsError::StalePlan { .. }

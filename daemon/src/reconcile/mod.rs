@@ -1098,7 +1098,13 @@ impl Reconciler {
                 &self.prior.insert((generation, prior)).1
             }
         };
-        crate::ops::plan_from_prior(&self.shared.store, prior, snapshot, revision, Vec::new())
+        crate::ops::plan_from_prior(
+            &self.shared.store,
+            prior,
+            snapshot,
+            revision,
+            crate::ops::Choices::default(),
+        )
     }
 
     /// Reloads the cached prior snapshot after the store changed, so the next edit's plan

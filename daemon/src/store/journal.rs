@@ -61,12 +61,13 @@ impl Store {
             "UPDATE applies SET finished_at = ?1, status = ?2, summary = ?3, generation_after = ?4 WHERE id = ?5",
             args![now(), status.as_str(), summary, generation, apply_id],
         )?;
-        if status == ApplyStatus::Succeeded {
-            let revision: String = tx.query_row(
-                "SELECT revision FROM applies WHERE id = ?1",
-                args![apply_id],
-                |r| r.get(0),
-            )?;
+        let (revision, reason): (String, String) = tx.query_row(
+            "SELECT revision, reason FROM applies WHERE id = ?1",
+            args![apply_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        // A targeted apply changed only part of its revision: the revision is not in force.
+        if status == ApplyStatus::Succeeded && reason != ApplyReason::Targeted.as_str() {
             set_meta_of(&tx, "applied_revision", Some(&revision))?;
             // What the next plan compares driver settings with (`prior_snapshot`).
             if let Some(drivers) = super::snapshot_drivers(&tx, &revision)? {

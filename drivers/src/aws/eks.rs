@@ -267,7 +267,8 @@ pub async fn apply(
     match describe(client, &cluster, &name).await? {
         Some(group) if !owned_by(tag(&group), desired) => {
             return Err(DriverError::permanent(format!(
-                "the node group `{name}` on cluster {cluster} exists and platformd does not own it; platformd takes over nothing it did not make: adopt it with `import \"{}\" id=\"{name}\"`, or rename the pool", desired.address
+                "the node group `{name}` on cluster {cluster} exists and platformd does not own it; platformd takes over nothing it did not make: adopt it with `import \"{}\" id=\"{name}\"`, or rename the pool",
+                desired.address
             )));
         }
         Some(group) => {

@@ -225,7 +225,8 @@ pub async fn apply(
     match &existing {
         Some(instance) if !owned_by(tag(instance), desired) => {
             return Err(DriverError::permanent(format!(
-                "the RDS instance `{id}` exists and platformd does not own it; platformd takes over nothing it did not make: adopt it with `import \"{}\" id=\"{id}\"`, or rename the resource", desired.address
+                "the RDS instance `{id}` exists and platformd does not own it; platformd takes over nothing it did not make: adopt it with `import \"{}\" id=\"{id}\"`, or rename the resource",
+                desired.address
             )));
         }
         Some(instance) => {
