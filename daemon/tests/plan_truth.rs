@@ -34,8 +34,7 @@ fn run_into_a_closed_pipe(ws: &Workspace, args: &[&str]) {
 fn every_command_survives_a_closed_pipe() {
     let ws = Workspace::new();
     ws.copy_example();
-    let applied = ws.run(&["apply", "stack", "--auto-approve"]);
-    assert_eq!(applied.code, 0, "{}", applied.all());
+    apply_ok(&ws, &[]);
     for args in [
         &["validate", "stack"][..],
         &["plan", "stack", "--format", "json"],
@@ -89,6 +88,23 @@ fn database(engine: &str) -> String {
     )
 }
 
+/// The stack of a database (`engine`) and the service wired to it.
+fn orders_stack(ws: &Workspace, engine: &str) {
+    ws.stack(&[
+        ("platform.kdl", PLATFORM),
+        ("data.kdl", &database(engine)),
+        ("api.kdl", API),
+    ]);
+}
+
+/// `platformd apply stack --auto-approve` with `extra`, which must succeed.
+fn apply_ok(ws: &Workspace, extra: &[&str]) {
+    let mut args = vec!["apply", "stack", "--auto-approve"];
+    args.extend_from_slice(extra);
+    let run = ws.run(&args);
+    assert_eq!(run.code, 0, "{args:?}: {}", run.all());
+}
+
 const API: &str = "service \"api\" {\n    team \"web\"\n    image \"ghcr.io/acme/api:1.0.0\"\n    env \"DATABASE_URL\" from=\"database/orders-db.url\"\n}\n";
 
 /// A database replaced by another engine: its consumer is planned as an update whose URL is
@@ -96,23 +112,14 @@ const API: &str = "service \"api\" {\n    team \"web\"\n    image \"ghcr.io/acme
 #[test]
 fn a_replaced_databases_url_reaches_its_consumer_in_the_same_apply() {
     let ws = Workspace::new();
-    ws.stack(&[
-        ("platform.kdl", PLATFORM),
-        ("data.kdl", &database("postgres")),
-        ("api.kdl", API),
-    ]);
-    let applied = ws.run(&["apply", "stack", "--auto-approve"]);
-    assert_eq!(applied.code, 0, "{}", applied.all());
+    orders_stack(&ws, "postgres");
+    apply_ok(&ws, &[]);
     assert!(
         ws.read_rendered("service/api.yaml")
             .contains("value: postgres://")
     );
 
-    ws.stack(&[
-        ("platform.kdl", PLATFORM),
-        ("data.kdl", &database("mysql")),
-        ("api.kdl", API),
-    ]);
+    orders_stack(&ws, "mysql");
     let plan = ws.run(&["plan", "stack", "--detailed-exitcode"]);
     assert_eq!(plan.code, 2, "{}", plan.all());
     assert!(
@@ -133,8 +140,7 @@ fn a_replaced_databases_url_reaches_its_consumer_in_the_same_apply() {
     assert_eq!(api["action"], "update");
     assert_eq!(api["changes"][0]["known_after_apply"], true);
 
-    let applied = ws.run(&["apply", "stack", "--auto-approve"]);
-    assert_eq!(applied.code, 0, "{}", applied.all());
+    apply_ok(&ws, &[]);
     let rendered = ws.read_rendered("service/api.yaml");
     assert!(
         rendered.contains("value: mysql://orders_db_app@orders-db."),
@@ -151,18 +157,9 @@ fn a_replaced_databases_url_reaches_its_consumer_in_the_same_apply() {
 #[test]
 fn drift_compares_a_consumer_with_the_outputs_its_producers_have_now() {
     let ws = Workspace::new();
-    ws.stack(&[
-        ("platform.kdl", PLATFORM),
-        ("data.kdl", &database("postgres")),
-        ("api.kdl", API),
-    ]);
-    let applied = ws.run(&["apply", "stack", "--auto-approve"]);
-    assert_eq!(applied.code, 0, "{}", applied.all());
-    ws.stack(&[
-        ("platform.kdl", PLATFORM),
-        ("data.kdl", &database("mysql")),
-        ("api.kdl", API),
-    ]);
+    orders_stack(&ws, "postgres");
+    apply_ok(&ws, &[]);
+    orders_stack(&ws, "mysql");
     ws.local_driver(&[("inject-faults", "service/api=permanent")]);
     let failed = ws.run(&["apply", "stack", "--auto-approve"]);
     assert_eq!(failed.code, 1, "{}", failed.all());
@@ -171,11 +168,7 @@ fn drift_compares_a_consumer_with_the_outputs_its_producers_have_now() {
             .contains("value: postgres://")
     );
 
-    ws.stack(&[
-        ("platform.kdl", PLATFORM),
-        ("data.kdl", &database("mysql")),
-        ("api.kdl", API),
-    ]);
+    orders_stack(&ws, "mysql");
     let drift = ws.run(&["drift", "stack", "--detailed-exitcode"]);
     assert_eq!(drift.code, 2, "{}", drift.all());
     assert!(drift.stdout.contains("service/api"), "{}", drift.stdout);
@@ -207,8 +200,7 @@ fn driver_settings_are_planned_and_applied_with_no_drift_left() {
         ])
     };
     files(PLATFORM);
-    let applied = ws.run(&["apply", "stack", "--auto-approve"]);
-    assert_eq!(applied.code, 0, "{}", applied.all());
+    apply_ok(&ws, &[]);
 
     let renamed = PLATFORM.replace("namespace \"shop\"", "namespace \"shop-v2\"");
     files(&renamed);
@@ -225,8 +217,7 @@ fn driver_settings_are_planned_and_applied_with_no_drift_left() {
         "{}",
         plan.stdout
     );
-    let applied = ws.run(&["apply", "stack", "--auto-approve"]);
-    assert_eq!(applied.code, 0, "{}", applied.all());
+    apply_ok(&ws, &[]);
     let web = ws.read_rendered("service/web.yaml");
     assert!(
         web.contains("value: http://api.shop-v2.svc.cluster.local:80"),
@@ -246,8 +237,7 @@ fn driver_settings_are_planned_and_applied_with_no_drift_left() {
         "{}",
         plan.stdout
     );
-    let applied = ws.run(&["apply", "stack", "--auto-approve"]);
-    assert_eq!(applied.code, 0, "{}", applied.all());
+    apply_ok(&ws, &[]);
     for file in [
         "service/api.yaml",
         "service/web.yaml",
@@ -287,8 +277,7 @@ fn a_moved_resource_is_renamed_with_no_delete() {
             &named_service("web", "    env \"API_URL\" from=\"service/api.url\"\n"),
         ),
     ]);
-    let applied = ws.run(&["apply", "stack", "--auto-approve"]);
-    assert_eq!(applied.code, 0, "{}", applied.all());
+    apply_ok(&ws, &[]);
 
     let renamed = named_service("orders-api", "").replace("orders-api:1.0.0", "api:1.0.0");
     ws.stack(&[
@@ -331,8 +320,7 @@ fn a_moved_resource_is_renamed_with_no_delete() {
         "{}",
         text.stdout
     );
-    let applied = ws.run(&["apply", "stack", "--auto-approve"]);
-    assert_eq!(applied.code, 0, "{}", applied.all());
+    apply_ok(&ws, &[]);
     assert!(!ws.rendered("service/api.yaml").exists());
     let moved = ws.read_rendered("service/orders-api.yaml");
     assert!(
@@ -360,8 +348,7 @@ const LOGS: &str = "bucket \"logs\" {\n    team \"web\"\n}\n";
 fn a_removed_resource_is_forgotten_with_nothing_deleted() {
     let ws = Workspace::new();
     ws.stack(&[("platform.kdl", PLATFORM), ("logs.kdl", LOGS)]);
-    let applied = ws.run(&["apply", "stack", "--auto-approve"]);
-    assert_eq!(applied.code, 0, "{}", applied.all());
+    apply_ok(&ws, &[]);
 
     ws.stack(&[
         ("platform.kdl", PLATFORM),
@@ -377,8 +364,7 @@ fn a_removed_resource_is_forgotten_with_nothing_deleted() {
         "{}",
         plan.stdout
     );
-    let applied = ws.run(&["apply", "stack", "--auto-approve"]);
-    assert_eq!(applied.code, 0, "{}", applied.all());
+    apply_ok(&ws, &[]);
     let left = ws.read_rendered("bucket/logs.yaml");
     assert!(!left.contains("app.kubernetes.io/managed-by"), "{left}");
     assert!(ws.store().resource("bucket/logs").unwrap().is_none());
@@ -428,8 +414,7 @@ fn an_existing_object_is_refused_then_imported() {
         "{}",
         plan.stdout
     );
-    let applied = ws.run(&["apply", "stack", "--auto-approve"]);
-    assert_eq!(applied.code, 0, "{}", applied.all());
+    apply_ok(&ws, &[]);
     let adopted = ws.read_rendered("bucket/logs.yaml");
     assert!(
         adopted.contains("platformd.dev/address: bucket/logs"),
@@ -526,8 +511,7 @@ fn targeted_and_replacing_applies_do_only_what_they_name() {
         "{}",
         rest.stdout
     );
-    let applied = ws.run(&["apply", "stack", "--auto-approve"]);
-    assert_eq!(applied.code, 0, "{}", applied.all());
+    apply_ok(&ws, &[]);
     assert!(ws.store().applied_revision().unwrap().is_some());
 
     let replace = ws.run(&["plan", "stack", "--replace", "service/api"]);

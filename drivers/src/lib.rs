@@ -257,16 +257,22 @@ pub trait Driver: Send + Sync {
     ) -> Result<(), DriverError>;
 
     /// Renames a resource where its system can (a `moved` block, for the kinds the driver's
-    /// descriptor lists in `renames`): what was `from` is afterwards found as `to`'s. Returns
-    /// the inventory; the engine then applies `to` over it.
+    /// descriptor lists in `renames`; the planner makes anything else anew under the new name):
+    /// what was `from` is afterwards found as `to`'s. Returns the inventory; the engine then
+    /// applies `to` over it.
     async fn rename(
         &self,
-        stack: &str,
+        _stack: &str,
         kind: Kind,
         from: &str,
         to: &str,
-        inventory: &[ObjectRef],
-    ) -> Result<Vec<ObjectRef>, DriverError>;
+        _inventory: &[ObjectRef],
+    ) -> Result<Vec<ObjectRef>, DriverError> {
+        Err(DriverError::permanent(format!(
+            "driver `{}` does not rename {kind}/{from} to {kind}/{to} in place (its descriptor lists no such kind in `renames`)",
+            self.name()
+        )))
+    }
 
     /// Deletes the resource: exactly the objects of `inventory` (what the store says was
     /// applied); deleting what does not exist succeeds.

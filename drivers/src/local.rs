@@ -358,6 +358,17 @@ fn random_suffix() -> u64 {
     hasher.finish()
 }
 
+/// The first line of every file the driver writes; it also tells whose an unreadable file is.
+fn header(stack: &str, address: &str) -> String {
+    format!("# Rendered by platformd (stack {stack}, {address}). Managed: hand edits are drift.\n")
+}
+
+/// Whether the file at `path` is `address` of `stack` (false when it cannot be read).
+fn holds(path: &Path, stack: &str, address: &str) -> bool {
+    std::fs::read_to_string(path)
+        .is_ok_and(|text| file_owner(&text) == Some((stack.to_string(), address.to_string())))
+}
+
 /// Which stack and address a rendered file belongs to, by its first document's labels and
 /// annotation (or, for a file that is not valid YAML, by the header platformd writes); `None`
 /// when it is no platformd resource's.
@@ -537,10 +548,7 @@ impl Driver for LocalDriver {
                 }
             }
         }
-        let header = format!(
-            "# Rendered by platformd (stack {}, {}). Managed: hand edits are drift.\n",
-            desired.stack, desired.address
-        );
+        let header = header(&desired.stack, &desired.address);
         crate::fence::check()?;
         write_atomically(&path, &to_yaml(&docs, &header))
             .map_err(|e| io_error("write", &path, e))?;
@@ -586,11 +594,7 @@ impl Driver for LocalDriver {
             }
             _ => {}
         }
-        let header = format!(
-            "# Rendered by platformd (stack {}, {}). Managed: hand edits are drift.\n",
-            desired.stack, desired.address
-        );
-        self.remark(&path, &header, |first| {
+        self.remark(&path, &header(&desired.stack, &desired.address), |first| {
             first["metadata"]["labels"][MANAGED_BY_LABEL] = MANAGED_BY_VALUE.into();
             first["metadata"]["labels"][STACK_LABEL] = desired.stack.clone().into();
             first["metadata"]["annotations"][ADDRESS_ANNOTATION] = desired.address.clone().into();
@@ -608,12 +612,9 @@ impl Driver for LocalDriver {
         self.pause().await;
         let path = self.file(kind, name);
         let address = format!("{kind}/{name}");
-        match std::fs::read_to_string(&path) {
-            Ok(text) if file_owner(&text) == Some((stack.to_string(), address.clone())) => {}
-            // Gone, or not ours (already released): nothing to take off.
-            Ok(_) => return Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(io_error("read", &path, e)),
+        // Gone, or not ours (already released): nothing to take off.
+        if !holds(&path, stack, &address) {
+            return Ok(());
         }
         let header =
             format!("# Written by platformd for {address} of {stack}; no longer managed by it.\n");
@@ -639,9 +640,7 @@ impl Driver for LocalDriver {
     ) -> Result<Vec<ObjectRef>, DriverError> {
         self.pause().await;
         let (old, new) = (self.file(kind, from), self.file(kind, to));
-        if let Ok(text) = std::fs::read_to_string(&new)
-            && file_owner(&text) != Some((stack.to_string(), format!("{kind}/{to}")))
-        {
+        if new.exists() && !holds(&new, stack, &format!("{kind}/{to}")) {
             return Err(DriverError::permanent(format!(
                 "cannot rename {kind}/{from} to {kind}/{to}: {} exists and is not platformd's {kind}/{to}",
                 new.display()
@@ -656,10 +655,7 @@ impl Driver for LocalDriver {
         }
         // The file now answers to its new address (the apply that follows rewrites the rest).
         let address = format!("{kind}/{to}");
-        let header = format!(
-            "# Rendered by platformd (stack {stack}, {address}). Managed: hand edits are drift.\n"
-        );
-        self.remark(&new, &header, |first| {
+        self.remark(&new, &header(stack, &address), |first| {
             first["metadata"]["annotations"][ADDRESS_ANNOTATION] = address.clone().into();
         })?;
         Ok(Vec::new())
@@ -675,9 +671,7 @@ impl Driver for LocalDriver {
         self.pause().await;
         let path = self.file(kind, name);
         // Only this resource's file goes (one released or replaced by hand stays).
-        if let Ok(text) = std::fs::read_to_string(&path)
-            && file_owner(&text) != Some((stack.to_string(), format!("{kind}/{name}")))
-        {
+        if path.exists() && !holds(&path, stack, &format!("{kind}/{name}")) {
             tracing::warn!(path = %path.display(), "not deleted: the file is not this resource's");
             return Ok(());
         }

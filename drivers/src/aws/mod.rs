@@ -489,21 +489,6 @@ impl Driver for AwsDriver {
         }
     }
 
-    async fn rename(
-        &self,
-        _stack: &str,
-        kind: Kind,
-        from: &str,
-        to: &str,
-        _inventory: &[ObjectRef],
-    ) -> Result<Vec<ObjectRef>, DriverError> {
-        // The descriptor lists no kind as renamed in place: a bucket's name is global and
-        // permanent, so a move is planned as made anew (protected data blocks it).
-        Err(DriverError::permanent(format!(
-            "the aws driver does not rename {kind}/{from} to {kind}/{to} in place"
-        )))
-    }
-
     async fn delete(
         &self,
         stack: &str,

@@ -815,21 +815,6 @@ impl Driver for KubernetesDriver {
         Ok(())
     }
 
-    async fn rename(
-        &self,
-        _stack: &str,
-        kind: Kind,
-        from: &str,
-        to: &str,
-        _inventory: &[ObjectRef],
-    ) -> Result<Vec<ObjectRef>, DriverError> {
-        // The descriptor lists no kind as renamed in place: a move of a Kubernetes resource is
-        // planned as made under the new name, then the old objects removed.
-        Err(DriverError::permanent(format!(
-            "Kubernetes objects cannot be renamed: {kind}/{from} is moved to {kind}/{to} by making it anew"
-        )))
-    }
-
     async fn delete(
         &self,
         stack: &str,
