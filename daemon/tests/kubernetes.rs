@@ -373,36 +373,46 @@ fn kill_9_during_a_cluster_apply_then_restart_converges_with_history_intact() {
     }
 }
 
+/// The RBAC `deploy/kubernetes` ships for platformd's ServiceAccount, with its namespaced role
+/// bound in `namespace` (as `namespaces/rolebinding-apps.yaml` is copied per namespace), without
+/// the rules for `drop` (a resource's plural), if given.
+fn shipped_rbac(namespace: &str, drop: Option<&str>) -> test_support::kube_emulator::Rbac {
+    let root = support::repo_root().join("deploy/kubernetes");
+    let read = |rel: &str| std::fs::read_to_string(root.join(rel)).unwrap();
+    let mut roles = read("base/clusterrole.yaml");
+    if let Some(plural) = drop {
+        let marker = format!("    resources: [\"{plural}\"]\n");
+        let at = roles
+            .find(&marker)
+            .unwrap_or_else(|| panic!("no rule for {plural}"));
+        let start = roles[..at].rfind("  - apiGroups").unwrap();
+        let end = at + marker.len() + roles[at + marker.len()..].find('\n').unwrap() + 1;
+        roles.replace_range(start..end, "");
+    }
+    let binding = read("namespaces/rolebinding-apps.yaml")
+        .replace("namespace: apps", &format!("namespace: {namespace}"));
+    test_support::kube_emulator::Rbac::for_service_account(
+        &[roles, read("base/clusterrolebinding.yaml"), binding],
+        "platformd",
+        "platformd",
+    )
+}
+
 /// The example's commented Kubernetes variant, uncommented: it validates, and applies to a
-/// cluster (the emulator) with every cluster kind on it and buckets on the local driver.
+/// cluster (the emulator, authorizing every request with the RBAC `deploy/kubernetes` ships)
+/// with every cluster kind on it and buckets on the local driver. Without one rule of the
+/// ClusterRole, the apply fails with the API server's 403.
 #[test]
 fn the_examples_kubernetes_variant_validates_and_applies() {
     let emulator = KubeEmulator::start();
+    emulator.set_rbac(Some(shipped_rbac("platform", None)));
     let ws = Workspace::new();
     ws.copy_example();
     let platform = ws.path().join("stack/platform.kdl");
     let text = std::fs::read_to_string(&platform).unwrap();
-    let mut inside = false;
-    let variant: Vec<String> = text
-        .lines()
-        .map(|line| {
-            if line.contains("kubernetes-variant:begin") || line.contains("kubernetes-variant:end")
-            {
-                inside = line.contains("begin");
-                return line.to_string();
-            }
-            if inside {
-                line.replacen("// ", "", 1)
-            } else {
-                line.to_string()
-            }
-        })
-        .collect();
+    let variant = test_support::example_kubernetes_variant(&text, "emulator");
     let kubeconfig = ws.path().join("kubeconfig");
     std::fs::write(&kubeconfig, emulator.kubeconfig()).unwrap();
-    let variant = variant
-        .join("\n")
-        .replace("context \"prod-eks\"", "context \"emulator\"");
     let mut ws = ws;
     ws.env
         .push(("KUBECONFIG".into(), kubeconfig.display().to_string()));
@@ -431,6 +441,24 @@ fn the_examples_kubernetes_variant_validates_and_applies() {
         "buckets stay on the local driver"
     );
     assert_eq!(ws.run(&["plan", "stack", "--detailed-exitcode"]).code, 0);
+    assert_eq!(ws.run(&["drift", "stack", "--detailed-exitcode"]).code, 0);
+
+    // A rule less: what it granted is refused.
+    let fresh = KubeEmulator::start();
+    fresh.set_rbac(Some(shipped_rbac("platform", Some("prometheusrules"))));
+    std::fs::write(&kubeconfig, fresh.kubeconfig()).unwrap();
+    let _ = std::fs::remove_dir_all(ws.path().join(".platformd"));
+    let run = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.all().contains("prometheusrules")
+            && run.all().contains("forbidden")
+            && run
+                .all()
+                .contains("system:serviceaccount:platformd:platformd"),
+        "{}",
+        run.all()
+    );
 }
 
 /// Every manifest under `deploy/kubernetes` (the base with the driver's ClusterRole, the

@@ -208,6 +208,123 @@ struct Inner {
     seen: Vec<Seen>,
     /// Act as the controllers on every apply (Deployments available, custom resources ready).
     auto_ready: bool,
+    /// When set, every request is the kubeconfig's user's and is authorized as the API server
+    /// would: a request its roles do not grant is a 403 Status.
+    rbac: Option<Rbac>,
+}
+
+/// One rule of a Role or ClusterRole.
+#[derive(Debug, Clone)]
+struct Rule {
+    groups: Vec<String>,
+    resources: Vec<String>,
+    verbs: Vec<String>,
+}
+
+impl Rule {
+    fn grants(&self, verb: &str, group: &str, resource: &str) -> bool {
+        let has = |list: &[String], v: &str| list.iter().any(|x| x == "*" || x == v);
+        has(&self.verbs, verb) && has(&self.groups, group) && has(&self.resources, resource)
+    }
+}
+
+/// Role-based access control for one ServiceAccount, from the ClusterRoles, Roles and their
+/// bindings in Kubernetes manifests (what `deploy/kubernetes` ships).
+#[derive(Debug, Clone, Default)]
+pub struct Rbac {
+    /// `system:serviceaccount:<namespace>:<name>`.
+    pub user: String,
+    /// Granted everywhere (ClusterRoleBindings).
+    cluster: Vec<Rule>,
+    /// Granted in one namespace (RoleBindings): namespace → rules.
+    namespaced: BTreeMap<String, Vec<Rule>>,
+}
+
+impl Rbac {
+    /// The rules `manifests` (YAML, any number of documents each) grant the ServiceAccount
+    /// `namespace/name`.
+    pub fn for_service_account(manifests: &[String], namespace: &str, name: &str) -> Rbac {
+        let docs: Vec<Value> = manifests
+            .iter()
+            .flat_map(|text| {
+                text.split("\n---")
+                    .filter_map(|doc| serde_norway::from_str::<Value>(doc).ok())
+                    .filter(|doc| doc.is_object())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let strings = |v: &Value| -> Vec<String> {
+            v.as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let rules_of = |kind: &str, role: &str, role_namespace: Option<&str>| -> Vec<Rule> {
+            docs.iter()
+                .filter(|d| {
+                    d["kind"] == kind
+                        && d["metadata"]["name"] == role
+                        && role_namespace.is_none_or(|ns| d["metadata"]["namespace"] == ns)
+                })
+                .flat_map(|d| d["rules"].as_array().cloned().unwrap_or_default())
+                .map(|r| Rule {
+                    groups: strings(&r["apiGroups"]),
+                    resources: strings(&r["resources"]),
+                    verbs: strings(&r["verbs"]),
+                })
+                .collect()
+        };
+        let binds_us = |binding: &Value| {
+            binding["subjects"].as_array().is_some_and(|subjects| {
+                subjects.iter().any(|s| {
+                    s["kind"] == "ServiceAccount"
+                        && s["name"] == name
+                        && s["namespace"] == namespace
+                })
+            })
+        };
+        let mut rbac = Rbac {
+            user: format!("system:serviceaccount:{namespace}:{name}"),
+            ..Rbac::default()
+        };
+        for binding in docs.iter().filter(|d| binds_us(d)) {
+            let role = binding["roleRef"]["name"].as_str().unwrap_or("");
+            let role_kind = binding["roleRef"]["kind"].as_str().unwrap_or("");
+            match binding["kind"].as_str() {
+                Some("ClusterRoleBinding") if role_kind == "ClusterRole" => {
+                    rbac.cluster.extend(rules_of("ClusterRole", role, None));
+                }
+                Some("RoleBinding") => {
+                    let ns = binding["metadata"]["namespace"].as_str().unwrap_or("");
+                    let rules = match role_kind {
+                        "ClusterRole" => rules_of("ClusterRole", role, None),
+                        _ => rules_of("Role", role, Some(ns)),
+                    };
+                    rbac.namespaced
+                        .entry(ns.to_string())
+                        .or_default()
+                        .extend(rules);
+                }
+                _ => {}
+            }
+        }
+        rbac
+    }
+
+    /// Whether `verb` on `resource` of `group` in `namespace` ("" for the cluster scope, or a
+    /// list across namespaces) is granted.
+    pub fn allows(&self, verb: &str, group: &str, resource: &str, namespace: &str) -> bool {
+        let granted = |rules: &[Rule]| rules.iter().any(|r| r.grants(verb, group, resource));
+        granted(&self.cluster)
+            || (!namespace.is_empty()
+                && self
+                    .namespaced
+                    .get(namespace)
+                    .is_some_and(|rules| granted(rules)))
+    }
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -239,6 +356,7 @@ impl KubeEmulator {
             latency: Duration::ZERO,
             seen: Vec::new(),
             auto_ready: true,
+            rbac: None,
         }));
         let app = axum::Router::new()
             .fallback(handle)
@@ -267,6 +385,11 @@ impl KubeEmulator {
 
     pub fn set_latency(&self, latency: Duration) {
         lock(&self.inner).latency = latency;
+    }
+
+    /// Authorizes every request from now on as `rbac` grants (`None`: everything is allowed).
+    pub fn set_rbac(&self, rbac: Option<Rbac>) {
+        lock(&self.inner).rbac = rbac;
     }
 
     pub fn set_auto_ready(&self, on: bool) {
@@ -735,6 +858,34 @@ fn serve(
             );
         }
     };
+    if let Some(rbac) = &i.rbac {
+        let verb = match (method.as_str(), &name) {
+            ("GET", None) if query_param(query, "watch").as_deref() == Some("true") => "watch",
+            ("GET", None) => "list",
+            ("GET", Some(_)) => "get",
+            ("POST", _) => "create",
+            ("PUT", _) => "update",
+            ("PATCH", _) => "patch",
+            ("DELETE", None) => "deletecollection",
+            ("DELETE", Some(_)) => "delete",
+            (other, _) => other,
+        };
+        if !rbac.allows(verb, &group, &plural, &namespace) {
+            let scope = if namespace.is_empty() {
+                "at the cluster scope".to_string()
+            } else {
+                format!("in the namespace \"{namespace}\"")
+            };
+            return status(
+                403,
+                "Forbidden",
+                &format!(
+                    "{plural}.{group} is forbidden: User \"{}\" cannot {verb} resource \"{plural}\" in API group \"{group}\" {scope}",
+                    rbac.user
+                ),
+            );
+        }
+    }
     let Some(t) = i
         .types
         .iter()

@@ -46,6 +46,30 @@ pub fn copy_dir(src: &std::path::Path, dst: &std::path::Path) {
 
 /// Adds testing settings (`simulate-latency-ms`, `inject-faults`) to the `driver "local"` block
 /// of the stack's `platform.kdl`, the way a test asks the local driver for latency or faults.
+/// The example's `platform.kdl` with its commented Kubernetes variant turned on (the lines
+/// between `kubernetes-variant:begin` and `:end` uncommented), its context named `context`.
+pub fn example_kubernetes_variant(platform: &str, context: &str) -> String {
+    let mut inside = false;
+    let lines: Vec<String> = platform
+        .lines()
+        .map(|line| {
+            if line.contains("kubernetes-variant:begin") || line.contains("kubernetes-variant:end")
+            {
+                inside = line.contains("begin");
+                return line.to_string();
+            }
+            if inside {
+                line.replacen("// ", "", 1)
+            } else {
+                line.to_string()
+            }
+        })
+        .collect();
+    lines
+        .join("\n")
+        .replace("context \"prod-eks\"", &format!("context \"{context}\""))
+}
+
 pub fn set_local_driver(stack: &std::path::Path, settings: &[(&str, &str)]) {
     let path = stack.join("platform.kdl");
     let text = std::fs::read_to_string(&path).expect("platform.kdl");

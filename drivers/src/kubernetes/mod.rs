@@ -38,6 +38,115 @@ pub const FIELD_MANAGER: &str = "platformd";
 /// The alert rules of a resource's `monitoring` block, after its own objects.
 const PROMETHEUS_RULE: (&str, &str, &str) = ("monitoring.coreos.com", "v1", "PrometheusRule");
 
+/// One type of object the driver writes, as RBAC names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectType {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    /// The resource (plural) RBAC rules name.
+    pub resource: &'static str,
+    pub namespaced: bool,
+}
+
+const fn namespaced(
+    group: &'static str,
+    version: &'static str,
+    kind: &'static str,
+    resource: &'static str,
+) -> ObjectType {
+    ObjectType {
+        group,
+        version,
+        kind,
+        resource,
+        namespaced: true,
+    }
+}
+
+/// Every type of object the driver writes, and so what its ServiceAccount must be granted:
+/// the ClusterRoles in `deploy/kubernetes/base/clusterrole.yaml` grant exactly these, with
+/// [`VERBS`] (checked by `drivers/tests/rbac.rs`, with every document rendered).
+pub const OBJECT_TYPES: &[ObjectType] = &[
+    namespaced("apps", "v1", "Deployment", "deployments"),
+    namespaced("", "v1", "Service", "services"),
+    namespaced(
+        "autoscaling",
+        "v2",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+    ),
+    namespaced("batch", "v1", "Job", "jobs"),
+    namespaced("batch", "v1", "CronJob", "cronjobs"),
+    namespaced(
+        "external-secrets.io",
+        "v1beta1",
+        "ExternalSecret",
+        "externalsecrets",
+    ),
+    namespaced(
+        "monitoring.coreos.com",
+        "v1",
+        "PrometheusRule",
+        "prometheusrules",
+    ),
+    namespaced("kafka.strimzi.io", "v1beta2", "KafkaTopic", "kafkatopics"),
+    namespaced(
+        "kafka.strimzi.io",
+        "v1beta2",
+        "KafkaConnector",
+        "kafkaconnectors",
+    ),
+    namespaced("postgresql.cnpg.io", "v1", "Cluster", "clusters"),
+    namespaced(
+        "clickhouse.altinity.com",
+        "v1",
+        "ClickHouseInstallation",
+        "clickhouseinstallations",
+    ),
+    namespaced("gateway.envoyproxy.io", "v1alpha1", "Backend", "backends"),
+    namespaced(
+        "gateway.envoyproxy.io",
+        "v1alpha1",
+        "BackendTrafficPolicy",
+        "backendtrafficpolicies",
+    ),
+    namespaced(
+        "aigateway.envoyproxy.io",
+        "v1alpha1",
+        "AIServiceBackend",
+        "aiservicebackends",
+    ),
+    namespaced(
+        "aigateway.envoyproxy.io",
+        "v1alpha1",
+        "AIGatewayRoute",
+        "aigatewayroutes",
+    ),
+    ObjectType {
+        group: "karpenter.sh",
+        version: "v1",
+        kind: "NodePool",
+        resource: "nodepools",
+        namespaced: false,
+    },
+];
+
+/// What the driver does with its objects: read one (`get`), list them by label (`list`),
+/// server-side apply (`patch`, and `create` for an object that does not exist yet), remove
+/// (`delete`). Nothing else is granted.
+pub const VERBS: &[&str] = &["get", "list", "create", "patch", "delete"];
+
+/// The type of `doc` among [`OBJECT_TYPES`].
+pub fn object_type_of(doc: &Value) -> Option<&'static ObjectType> {
+    let api_version = doc["apiVersion"].as_str()?;
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let kind = doc["kind"].as_str()?;
+    OBJECT_TYPES
+        .iter()
+        .find(|t| t.group == group && t.version == version && t.kind == kind)
+}
+
 /// The object types each kind renders to, in the order the renderer emits them.
 fn object_types(kind: Kind) -> &'static [(&'static str, &'static str, &'static str)] {
     match kind {
@@ -875,4 +984,23 @@ fn outputs_of(kind: Kind, name: &str, namespace: &str, live: &[Value]) -> Output
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the driver lists to find a kind's objects and what it is granted are one set.
+    #[test]
+    fn every_listed_type_is_granted_and_every_granted_type_is_listed() {
+        let listed: std::collections::BTreeSet<(&str, &str, &str)> = Kind::ALL
+            .into_iter()
+            .flat_map(|k| object_types(k).iter().copied())
+            .collect();
+        let granted: std::collections::BTreeSet<(&str, &str, &str)> = OBJECT_TYPES
+            .iter()
+            .map(|t| (t.group, t.version, t.kind))
+            .collect();
+        assert_eq!(listed, granted);
+    }
 }

@@ -1,0 +1,172 @@
+//! The RBAC shipped for the Kubernetes driver covers exactly what it writes: every document it
+//! renders for the example's Kubernetes variant (and a connector pipeline and jobs) is one of
+//! `OBJECT_TYPES`, every one of those is rendered, and the ClusterRoles in
+//! `deploy/kubernetes/base/clusterrole.yaml` grant exactly those types with exactly `VERBS`. A
+//! new rendered type cannot ship ungranted; a grant nothing renders cannot stay. (That a cluster
+//! honours the grants is `daemon/tests/kubernetes.rs`, against the emulator's RBAC.)
+
+mod support;
+
+use drivers::kubernetes::{KubernetesDriver, OBJECT_TYPES, ObjectType, Settings, VERBS};
+use drivers::{DesiredResource, Driver};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::Path;
+
+fn repo() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+/// Every resource of the example's Kubernetes variant that the variant routes to the cluster.
+fn variant_resources() -> Vec<DesiredResource> {
+    let dir = tempfile::tempdir().unwrap();
+    test_support::copy_dir(&repo().join("platform-state-example"), dir.path());
+    let platform = dir.path().join("platform.kdl");
+    let text = std::fs::read_to_string(&platform).unwrap();
+    std::fs::write(
+        &platform,
+        test_support::example_kubernetes_variant(&text, "cluster"),
+    )
+    .unwrap();
+    let snapshot = planner::analyze_dir(dir.path())
+        .unwrap()
+        .snapshot
+        .expect("the variant is valid");
+    snapshot
+        .resources
+        .iter()
+        .filter(|(_, r)| r.driver == "kubernetes")
+        .map(|(address, r)| {
+            let spec = planner::resource_spec::ResourceSpec::parse(r.kind, r.spec.as_str())
+                .expect("the planner's spec reads as its kind");
+            let wired = spec
+                .wires()
+                .iter()
+                .map(|wire| (wire.env.to_string(), format!("wired-{}", wire.env)))
+                .collect();
+            DesiredResource {
+                stack: snapshot.stack.clone(),
+                address: address.clone(),
+                kind: r.kind,
+                name: r.name.clone(),
+                spec,
+                wired,
+                resumed: false,
+            }
+        })
+        .collect()
+}
+
+/// What the example does not render on the cluster: a connector pipeline and jobs.
+const EXTRA: &str = r#"platform "data" {
+    driver "local" { path ".platformd/rendered" }
+    driver "kubernetes" { namespace "platform" }
+    route "pipeline" "database" "topic" "job" to="kubernetes"
+}
+team "data" { owner "data@acme.example" }
+topic "orders" { team "data"; }
+database "events" {
+    team "data"
+    engine "clickhouse"
+}
+pipeline "orders-raw" {
+    team "data"
+    source "topic/orders"
+    sink "database/events" table="orders_raw"
+    image "ghcr.io/acme/ingest:2.0.0"
+}
+job "once" {
+    team "data"
+    image "ghcr.io/acme/reports:1.0.0"
+}
+job "nightly" {
+    team "data"
+    image "ghcr.io/acme/reports:1.0.0"
+    schedule "0 3 * * *"
+}
+"#;
+
+#[test]
+fn every_rendered_type_is_granted_and_every_granted_type_is_rendered() {
+    let driver = KubernetesDriver::new(Settings {
+        namespace: Some("platform".into()),
+        ..Settings::default()
+    });
+    let mut resources = variant_resources();
+    assert!(resources.len() > 15, "{}", resources.len());
+    resources.extend(support::desired("data", &support::snapshot(EXTRA)));
+    let mut rendered: BTreeSet<&'static str> = BTreeSet::new();
+    for r in &resources {
+        let Value::Array(docs) = driver.expected(r).unwrap() else {
+            panic!("{} renders a list", r.address)
+        };
+        for doc in &docs {
+            let t = drivers::kubernetes::object_type_of(doc).unwrap_or_else(|| {
+                panic!(
+                    "{} renders {} {}, which OBJECT_TYPES (and so the ClusterRole) lacks",
+                    r.address, doc["apiVersion"], doc["kind"]
+                )
+            });
+            assert_eq!(
+                t.namespaced,
+                doc["metadata"]["namespace"].is_string(),
+                "{}: {}",
+                r.address,
+                t.kind
+            );
+            rendered.insert(t.kind);
+        }
+    }
+    let granted: BTreeSet<&str> = OBJECT_TYPES.iter().map(|t| t.kind).collect();
+    assert_eq!(
+        rendered, granted,
+        "a granted type nothing renders, or the reverse"
+    );
+}
+
+/// (group, resource, verbs) of every rule of the ClusterRole `name`.
+fn rules(manifests: &str, name: &str) -> BTreeSet<(String, String, Vec<String>)> {
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
+    };
+    let mut out = BTreeSet::new();
+    for doc in manifests.split("\n---") {
+        let doc: Value = serde_norway::from_str(doc).unwrap();
+        if doc["kind"] != "ClusterRole" || doc["metadata"]["name"] != name {
+            continue;
+        }
+        for rule in doc["rules"].as_array().unwrap() {
+            for group in strings(&rule["apiGroups"]) {
+                for resource in strings(&rule["resources"]) {
+                    out.insert((group.clone(), resource, strings(&rule["verbs"])));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_shipped_cluster_roles_grant_exactly_the_driver_s_types_and_verbs() {
+    let manifests =
+        std::fs::read_to_string(repo().join("deploy/kubernetes/base/clusterrole.yaml")).unwrap();
+    let wanted = |namespaced: bool| -> BTreeSet<(String, String, Vec<String>)> {
+        OBJECT_TYPES
+            .iter()
+            .filter(|t: &&ObjectType| t.namespaced == namespaced)
+            .map(|t| {
+                (
+                    t.group.to_string(),
+                    t.resource.to_string(),
+                    VERBS.iter().map(|v| v.to_string()).collect(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(rules(&manifests, "platformd-namespaced"), wanted(true));
+    assert_eq!(rules(&manifests, "platformd-cluster"), wanted(false));
+}
