@@ -20,6 +20,7 @@ need curl || missing+=(curl) # the daemon's own HTTPS listener, checked with cur
 need gpg || missing+=(gnupg) # OpenPGP-signed commits in the signature tests (the daemon verifies in process)
 need ssh-keygen || missing+=(openssh-client) # SSH-signed commits in the signature tests
 need prometheus || missing+=(prometheus) # the cost controller reads utilisation from a real Prometheus
+need promtool || missing+=(prometheus) # alert rules are unit-tested with `promtool test rules`
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql) # the shared store's backend
 need psql || missing+=(postgresql-client)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -827,6 +827,27 @@ pub fn check_sinks(stack: &mut Stack, diags: &mut Vec<Diagnostic>) {
 pub fn check_monitoring_drivers(stack: &Stack, diags: &mut Vec<Diagnostic>) {
     for r in &stack.resources {
         let Some(m) = &r.monitoring else { continue };
+        // A pipeline's errors are the records it dead-letters: without a dead-letter topic
+        // there is nothing to count, and the alert would silently watch nothing.
+        if let Spec::Pipeline(p) = &*r.spec
+            && p.dead_letter_topic.is_none()
+            && m.value
+                .alerts
+                .iter()
+                .any(|a| a.metric == AlertMetric::Errors)
+        {
+            diags.push(
+                Diagnostic::error(
+                    "missing-field",
+                    format!(
+                        "{} alerts on `errors` but has no `dead-letter-topic`",
+                        r.address
+                    ),
+                )
+                .with_label(m.span, "its errors are the records it dead-letters")
+                .with_help("add `dead-letter-topic \"topic/<name>-dead-letters\"` to the pipeline, or remove the `errors` alert"),
+            );
+        }
         let Some(driver) = stack.driver_for(r) else {
             continue;
         };

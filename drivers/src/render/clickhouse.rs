@@ -78,7 +78,7 @@ pub fn documents(
     }
     let mut configuration = json!({
         "clusters": [{
-            "name": "main",
+            "name": CLUSTER,
             "layout": { "shardsCount": shards, "replicasCount": replicas },
         }],
     });
@@ -140,6 +140,11 @@ pub fn documents(
     }
     docs
 }
+
+/// The name of the one cluster of every ClickHouseInstallation: the operator names its pods
+/// `chi-<installation>-<cluster>-<shard>-<replica>-0` and their volumes
+/// `<volume claim template>-<pod>`, which the alert rules match.
+pub const CLUSTER: &str = "main";
 
 /// The wired value the backup's bucket name arrives in (the bucket's `name` output).
 pub const BACKUP_BUCKET: &str = planner::resource_spec::BACKUP_BUCKET_WIRE;

@@ -150,6 +150,8 @@ fn env_list(d: &DesiredResource, secrets: &mut Vec<(String, String)>) -> Vec<Val
     let mut env = Vec::new();
     if let Spec::Pipeline(p) = d.fields() {
         env.push(json!({"name": "PIPELINE_SOURCE", "value": p.source}));
+        // The worker consumes as this group: what the backlog and error alerts watch.
+        env.push(json!({"name": "PIPELINE_CONSUMER_GROUP", "value": consumer_group(d, p)}));
         env.push(json!({"name": "PIPELINE_SINK", "value": p.sink.target}));
         for (key, value) in [
             ("TABLE", &p.sink.table),
@@ -350,6 +352,16 @@ pub fn is_connector(p: &PipelineSpec) -> bool {
     p.source.starts_with("topic/")
         && p.sink.engine == Some(DatabaseEngine::Clickhouse)
         && p.transform.is_none()
+}
+
+/// The Kafka consumer group a pipeline reads its source as: its worker's (`PIPELINE_CONSUMER_GROUP`,
+/// the pipeline's name), or its connector's, which Kafka Connect names `connect-<connector>`.
+pub fn consumer_group(d: &DesiredResource, p: &PipelineSpec) -> String {
+    if is_connector(p) {
+        format!("connect-{}", d.name)
+    } else {
+        d.name.clone()
+    }
 }
 
 /// The Strimzi Kafka Connect cluster connectors run on when the driver names none.

@@ -9,7 +9,7 @@
 
 use super::metadata;
 use crate::DesiredResource;
-use planner::model::{Alert, AlertMetric, Kind};
+use planner::model::{Alert, AlertMetric, DatabaseEngine, Spec};
 use serde_json::{Map, Value, json};
 
 /// The rule object's name: `KIND-NAME-alerts`. Names are unique per kind only (a service and a
@@ -126,36 +126,69 @@ fn alert_name(name: &str, metric: &str) -> String {
     out
 }
 
-/// The PromQL of one metric of one resource (without the threshold).
+/// The PromQL of one metric of one resource (without the threshold), on the series the
+/// exporters a cluster runs publish (`docs/DRIVERS.md`, "Monitoring"): cAdvisor and
+/// kube-state-metrics for CPU, the kubelet for volumes, kafka-exporter for consumer groups and
+/// topics, the application's (or vLLM's) `http_requests_total` for errors. `promtool test
+/// rules` checks each against series of those shapes (`drivers/tests/alerts.rs`).
 fn query(desired: &DesiredResource, namespace: &str, metric: AlertMetric) -> Option<String> {
     let name = &desired.name;
-    // A Deployment's pods are NAME-<replicaset hash>-<pod hash>; a CloudNativePG cluster's are
-    // NAME-<ordinal>. Exact patterns keep `orders` from matching `orders-db`'s pods.
-    let pods = match desired.kind {
-        Kind::Database => format!("{name}-[0-9]+"),
-        _ => format!("{name}-[a-z0-9]+-[a-z0-9]{{5}}"),
+    // Pods by the names their controllers give them; exact patterns keep `orders` from
+    // matching `orders-db`'s pods. A Deployment's are NAME-<replicaset hash>-<pod hash>; a
+    // CloudNativePG cluster's NAME-<ordinal>, its volumes too; the Altinity operator's
+    // chi-NAME-<cluster>-<shard>-<replica>-0, its volumes data-<pod>.
+    let (pods, volumes) = match desired.fields() {
+        Spec::Database(db) if db.engine == DatabaseEngine::Clickhouse => {
+            let pods = format!(
+                "chi-{name}-{}-[0-9]+-[0-9]+-0",
+                crate::render::clickhouse::CLUSTER
+            );
+            let volumes = format!("data-{pods}");
+            (pods, volumes)
+        }
+        Spec::Database(_) => (format!("{name}-[0-9]+"), format!("{name}-[0-9]+")),
+        _ => (format!("{name}-[a-z0-9]+-[a-z0-9]{{5}}"), String::new()),
     };
     let scope = format!("namespace=\"{namespace}\",pod=~\"{pods}\"");
-    Some(match (desired.kind, metric) {
+    Some(match (desired.fields(), metric) {
         (_, AlertMetric::Cpu) => format!(
             "100 * sum(rate(container_cpu_usage_seconds_total{{{scope},container!=\"\"}}[5m])) / sum(kube_pod_container_resource_requests{{{scope},resource=\"cpu\"}})"
         ),
-        (Kind::Database, AlertMetric::Disk) => format!(
-            "100 * max(1 - kubelet_volume_stats_available_bytes{{namespace=\"{namespace}\",persistentvolumeclaim=~\"{pods}\"}} / kubelet_volume_stats_capacity_bytes{{namespace=\"{namespace}\",persistentvolumeclaim=~\"{pods}\"}})"
+        (Spec::Database(_), AlertMetric::Disk) => format!(
+            "100 * max(1 - kubelet_volume_stats_available_bytes{{namespace=\"{namespace}\",persistentvolumeclaim=~\"{volumes}\"}} / kubelet_volume_stats_capacity_bytes{{namespace=\"{namespace}\",persistentvolumeclaim=~\"{volumes}\"}})"
         ),
         // Consumer lag from kafka-exporter: of every group on a topic, or of the pipeline's
-        // own consumer group (named after it).
-        (Kind::Topic, AlertMetric::Backlog) => {
+        // own consumer group.
+        (Spec::Topic(_), AlertMetric::Backlog) => {
             format!("sum(kafka_consumergroup_lag{{topic=\"{name}\"}})")
         }
-        (Kind::Pipeline, AlertMetric::Backlog) => {
-            format!("sum(kafka_consumergroup_lag{{consumergroup=\"{name}\"}})")
+        (Spec::Pipeline(p), AlertMetric::Backlog) => format!(
+            "sum(kafka_consumergroup_lag{{consumergroup=\"{}\"}})",
+            crate::render::kubernetes::consumer_group(desired, p)
+        ),
+        // A pipeline's errors are the records it dead-letters, as a share of what it reads.
+        (Spec::Pipeline(p), AlertMetric::Errors) => {
+            let dead_letters = topic_name(p.dead_letter_topic.as_deref()?);
+            let source = topic_name(&p.source);
+            let group = crate::render::kubernetes::consumer_group(desired, p);
+            format!(
+                "100 * sum(rate(kafka_topic_partition_current_offset{{topic=\"{dead_letters}\"}}[5m])) / sum(rate(kafka_consumergroup_current_offset{{consumergroup=\"{group}\",topic=\"{source}\"}}[5m]))"
+            )
         }
+        // vLLM's OpenAI server counts requests by status class (`5xx`) per pod.
+        (Spec::AiEndpoint(_), AlertMetric::Errors) => format!(
+            "100 * sum(rate(http_requests_total{{{scope},status=\"5xx\"}}[5m])) / sum(rate(http_requests_total{{{scope}}}[5m]))"
+        ),
         (_, AlertMetric::Errors) => format!(
             "100 * sum(rate(http_requests_total{{namespace=\"{namespace}\",service=\"{name}\",code=~\"5..\"}}[5m])) / sum(rate(http_requests_total{{namespace=\"{namespace}\",service=\"{name}\"}}[5m]))"
         ),
         _ => return None,
     })
+}
+
+/// `topic/orders` → `orders`: the Kafka topic a topic resource makes.
+fn topic_name(address: &str) -> &str {
+    address.split_once('/').map_or(address, |(_, name)| name)
 }
 
 #[cfg(test)]
