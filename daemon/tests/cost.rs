@@ -9,13 +9,22 @@ use std::path::Path;
 use support::running::{Daemon, Remote};
 use test_support::prometheus::{Exporter, PrometheusServer};
 
-const CHAT: &str = r#"vllm:request_success_total{service="chat"}"#;
-const BUSY_LLM: &str = r#"vllm:request_success_total{service="busy-llm"}"#;
+const CHAT: &str = r#"vllm:request_success_total{namespace="ml",service="chat"}"#;
+const BUSY_LLM: &str = r#"vllm:request_success_total{namespace="ml",service="busy-llm"}"#;
 const L4_GPU: &str = r#"DCGM_FI_DEV_GPU_UTIL{gpu_pool="l4",gpu="0"}"#;
 const A100_IDLE_GPU: &str = r#"DCGM_FI_DEV_GPU_UTIL{gpu_pool="a100",gpu="0"}"#;
 const A100_BUSY_GPU: &str = r#"DCGM_FI_DEV_GPU_UTIL{gpu_pool="a100",gpu="1"}"#;
 /// The rate window is short so a test does not wait five minutes for traffic to drain.
-const REQUESTS: &str = r#"sum(rate(vllm:request_success_total{service="{name}"}[4s]))"#;
+/// `{namespace}` is the resource's driver's namespace (the local driver's `ml` here).
+const REQUESTS: &str =
+    r#"sum(rate(vllm:request_success_total{namespace="{namespace}",service="{name}"}[4s]))"#;
+
+/// [`REQUESTS`] of the endpoint `name`, as the daemon fills it in.
+fn requests(name: &str) -> String {
+    REQUESTS
+        .replace("{name}", name)
+        .replace("{namespace}", "ml")
+}
 
 fn platform() -> String {
     format!(
@@ -124,7 +133,7 @@ fn idle_endpoints_and_pools_scale_down_and_come_back_on_wake_commit_and_demand()
     exporter.gauge(A100_IDLE_GPU, 0.0);
     exporter.gauge(A100_BUSY_GPU, 93.0);
     let prometheus = PrometheusServer::start(exporter.port());
-    prometheus.wait_for(&REQUESTS.replace("{name}", "chat"), |v| v > 0.0);
+    prometheus.wait_for(&requests("chat"), |v| v > 0.0);
 
     let remote = Remote::new();
     let stack = |chat_replicas: u32| {
@@ -167,7 +176,7 @@ fn idle_endpoints_and_pools_scale_down_and_come_back_on_wake_commit_and_demand()
     // Traffic stops: the first idle look starts the count; two hours later nothing happened
     // yet, at 2h13m the endpoint goes to 0, and the one with traffic is never touched.
     exporter.counter(CHAT, 0.0);
-    prometheus.wait_for(&REQUESTS.replace("{name}", "chat"), |v| v == 0.0);
+    prometheus.wait_for(&requests("chat"), |v| v == 0.0);
     daemon.wait("chat seen idle", |d| idle_seen(d, "ai-endpoint/chat"));
     clock.set("2026-11-28T11:59:00Z");
     std::thread::sleep(std::time::Duration::from_secs(2));
@@ -283,7 +292,7 @@ fn idle_endpoints_and_pools_scale_down_and_come_back_on_wake_commit_and_demand()
 
     // Down once more, then a commit that changes the endpoint brings it back as declared.
     exporter.counter(CHAT, 0.0);
-    prometheus.wait_for(&REQUESTS.replace("{name}", "chat"), |v| v == 0.0);
+    prometheus.wait_for(&requests("chat"), |v| v == 0.0);
     daemon.wait("chat idle", |d| idle_seen(d, "ai-endpoint/chat"));
     clock.set("2026-11-28T18:00:00Z");
     daemon.wait("chat down", |d| is_down(d, "ai-endpoint/chat"));
@@ -353,7 +362,7 @@ fn a_revision_awaiting_approval_is_not_acted_on_by_the_cost_controller() {
     let exporter = Exporter::start();
     exporter.counter(CHAT, 0.0);
     let prometheus = PrometheusServer::start(exporter.port());
-    prometheus.wait_for(&REQUESTS.replace("{name}", "chat"), |v| v == 0.0);
+    prometheus.wait_for(&requests("chat"), |v| v == 0.0);
     let manual = platform().replace(
         "    environment \"test\"\n",
         "    environment \"test\"\n    sync \"manual\"\n",

@@ -82,12 +82,17 @@ impl Reconciler {
                 return;
             }
         };
-        let namespace = snapshot
-            .drivers
-            .get("kubernetes")
-            .and_then(|s| s.get("namespace"))
-            .map_or("default", String::as_str)
-            .to_string();
+        // Where a resource's objects are, for `{namespace}`: its driver's namespace (the
+        // operator's override first, as the driver reads them), else the stack's name, which
+        // both the Kubernetes and the local driver default to.
+        let namespace_of = |driver: &str| -> String {
+            let of = |settings: Option<&std::collections::BTreeMap<String, String>>| {
+                settings.and_then(|s| s.get("namespace")).cloned()
+            };
+            of(self.ops.driver_settings.get(driver))
+                .or_else(|| of(snapshot.drivers.get(driver)))
+                .unwrap_or_else(|| snapshot.stack.clone())
+        };
         let prometheus = Prometheus::new(&endpoint);
         let mut problems = Vec::new();
         let mut to_scale = Vec::new();
@@ -96,6 +101,7 @@ impl Reconciler {
             let Some(threshold) = planner::lifecycle::idle_after(r) else {
                 continue;
             };
+            let namespace = namespace_of(&r.driver);
             let Some(query) =
                 planner::lifecycle::query_for(r, &queries, &snapshot.stack, &namespace)
             else {
