@@ -126,6 +126,12 @@ pub const AWS: Descriptor = Descriptor {
         },
         FieldRule {
             kind: "ai-endpoint",
+            when: When::Set(&["env"]),
+            message: "`env` is not served for SageMaker endpoints: the serving container's environment is the driver's",
+            help: "remove it, or serve the model with `runtime \"vllm\"` on `kubernetes`, where `env` (and secret references) reach the runtime",
+        },
+        FieldRule {
+            kind: "ai-endpoint",
             when: When::Set(&["autoscale", "canary"]),
             message: "`autoscale` and `canary` are not served for SageMaker endpoints",
             help: "remove them and size the endpoint with `replicas`, or serve the model with `runtime \"vllm\"` on `kubernetes`",

@@ -734,6 +734,10 @@ pub struct AiEndpointSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instance_type: Option<String>,
     pub replicas: u32,
+    /// The runtime's environment: literals, wired outputs, secret references (a gated model's
+    /// `HF_TOKEN`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, EnvValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -117,12 +117,13 @@ impl ResourceSpec {
         ResourceSpec::from_value(kind, &value)
     }
 
-    /// The environment the resource's workload gets (services, pipelines, jobs).
+    /// The environment the resource's workload gets (services, pipelines, jobs, endpoints).
     pub fn env(&self) -> Option<&BTreeMap<String, EnvValue>> {
         match &self.fields {
             Spec::Service(s) => Some(&s.env),
             Spec::Pipeline(p) => Some(&p.env),
             Spec::Job(j) => Some(&j.env),
+            Spec::AiEndpoint(e) => Some(&e.env),
             _ => None,
         }
     }

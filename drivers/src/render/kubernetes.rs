@@ -78,7 +78,9 @@ fn selector(d: &DesiredResource, name: &str) -> Value {
 /// The container image and arguments of a model-serving runtime.
 fn runtime_container(e: &AiEndpointSpec, revision: &str) -> (String, Vec<String>, u16) {
     let id = e.model.id.clone();
-    match e.runtime {
+    // A model on more than one GPU is sharded across them (tensor parallelism).
+    let gpus = e.gpu_pool.as_ref().map_or(1, |p| p.gpus);
+    let (image, mut args, port): (String, Vec<String>, u16) = match e.runtime {
         ModelRuntime::Tgi => (
             "ghcr.io/huggingface/text-generation-inference:2.4.1".into(),
             vec![
@@ -113,7 +115,16 @@ fn runtime_container(e: &AiEndpointSpec, revision: &str) -> (String, Vec<String>
             ],
             8000,
         ),
+    };
+    if gpus > 1 {
+        match e.runtime {
+            ModelRuntime::Vllm => args.extend(["--tensor-parallel-size".into(), gpus.to_string()]),
+            ModelRuntime::Tgi => args.extend(["--num-shard".into(), gpus.to_string()]),
+            // Triton shards by each model's own configuration in the repository.
+            ModelRuntime::Triton | ModelRuntime::Sagemaker => {}
+        }
     }
+    (image, args, port)
 }
 
 /// The secret store of a reference (`aws-sm:prod/app/key` → `aws-sm`).

@@ -101,6 +101,10 @@ pub(crate) const AI_ENDPOINT_FIELDS: &[FieldDef] = &[
     once("gpu-pool", "gpu-pool \"l4-inference\" gpus=1"),
     once("instance-type", "instance-type \"ml.g5.xlarge\""),
     once("replicas", "replicas 2"),
+    repeated(
+        "env",
+        "env \"HF_TOKEN\" secret=\"vault:ml/huggingface-token\"",
+    ),
     once("rate-limit", "rate-limit tokens-per-minute=100000"),
     once("autoscale", "autoscale min=1 max=4 cpu-percent=70"),
     once("canary", "canary revision=\"v2\" weight-percent=10"),

@@ -76,6 +76,7 @@ pub(crate) fn decode_ai_endpoint(
     let gpu_pool = decode_pool_placement(block, "\"l4-inference\"", references, diags);
     let instance_type = single_string(block, "instance-type", diags);
     let replicas = single_int(block, "replicas", 0, 100, diags).unwrap_or(1) as u32;
+    let env = decode_env(block, references, diags);
     let rate_limit = block.one("rate-limit").and_then(|n| {
         let usage = block.def("rate-limit").usage;
         if !shape(
@@ -172,6 +173,7 @@ pub(crate) fn decode_ai_endpoint(
         gpu_pool,
         instance_type,
         replicas,
+        env,
         rate_limit,
         autoscale,
         canary,

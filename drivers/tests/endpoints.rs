@@ -1,0 +1,128 @@
+//! Self-hosted AI endpoints as the runtime needs them: `env` with secret references (a gated
+//! model's `HF_TOKEN` from the secret store, never its value) and wired outputs, and a model on
+//! several GPUs sharded across them (vLLM's tensor parallelism, TGI's shards). The manifests
+//! pass `kubernetes-validate --strict`.
+
+mod support;
+
+use serde_json::Value;
+
+const STACK: &str = r#"platform "ml" {
+    driver "local" { path ".platformd/rendered" }
+    driver "kubernetes" { namespace "ml" }
+    route "ai-endpoint" "gpu-pool" "topic" to="kubernetes"
+}
+team "ml" { owner "ml@acme.example" }
+topic "prompts" { team "ml"; }
+gpu-pool "h100" {
+    team "ml"
+    accelerator "nvidia-h100"
+    instance-type "p5.48xlarge"
+    nodes min=0 max=2
+}
+ai-endpoint "llama-70b" {
+    team "ml"
+    model "meta-llama/Llama-3.1-70B-Instruct" revision="main"
+    runtime "vllm"
+    gpu-pool "h100" gpus=4
+    env "HF_TOKEN" secret="vault:ml/huggingface-token"
+    env "VLLM_LOGGING_LEVEL" "INFO"
+    env "PROMPTS" from="topic/prompts.bootstrap-servers"
+}
+ai-endpoint "mistral" {
+    team "ml"
+    model "mistralai/Mistral-7B-Instruct-v0.3" revision="main"
+    runtime "tgi"
+    gpu-pool "h100" gpus=2
+}
+ai-endpoint "small" {
+    team "ml"
+    model "meta-llama/Llama-3.2-1B-Instruct" revision="main"
+    runtime "vllm"
+    gpu-pool "h100" gpus=1
+}
+"#;
+
+fn documents(name: &str) -> Vec<Value> {
+    let mut d = support::desired("ml", &support::snapshot(STACK))
+        .into_iter()
+        .find(|d| d.address == format!("ai-endpoint/{name}"))
+        .unwrap();
+    d.wired.insert(
+        "PROMPTS".into(),
+        "platform-kafka-bootstrap.ml.svc:9092".into(),
+    );
+    drivers::render::documents(&d, "ml")
+}
+
+fn container(docs: &[Value]) -> &Value {
+    let deployment = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    &deployment["spec"]["template"]["spec"]["containers"][0]
+}
+
+fn args(docs: &[Value]) -> Vec<String> {
+    container(docs)["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn an_endpoint_gets_its_env_with_secrets_by_reference() {
+    let docs = documents("llama-70b");
+    let env = container(&docs)["env"].as_array().unwrap().clone();
+    let by_name = |name: &str| env.iter().find(|e| e["name"] == name).cloned();
+    let token = by_name("HF_TOKEN").expect("the token reaches the runtime");
+    assert!(token["value"].is_null(), "{token}");
+    let secret = token["valueFrom"]["secretKeyRef"]["name"].as_str().unwrap();
+    assert_eq!(by_name("VLLM_LOGGING_LEVEL").unwrap()["value"], "INFO");
+    assert_eq!(
+        by_name("PROMPTS").unwrap()["value"],
+        "platform-kafka-bootstrap.ml.svc:9092"
+    );
+    // The Secret comes from the store through an ExternalSecret of that name.
+    let external = docs
+        .iter()
+        .find(|d| d["kind"] == "ExternalSecret")
+        .expect("an ExternalSecret");
+    assert_eq!(external["spec"]["target"]["name"], secret);
+    assert!(
+        external.to_string().contains("ml/huggingface-token"),
+        "{external}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for (i, doc) in docs.iter().enumerate() {
+        let kind = doc["kind"].as_str().unwrap();
+        if matches!(kind, "Deployment" | "Service" | "HorizontalPodAutoscaler") {
+            let file = dir.path().join(format!("{i}-{kind}.json"));
+            std::fs::write(&file, doc.to_string()).unwrap();
+            files.push(file);
+        }
+    }
+    support::kubernetes_validate(&files);
+}
+
+#[test]
+fn a_model_on_several_gpus_is_sharded_across_them() {
+    let vllm = args(&documents("llama-70b"));
+    let at = vllm
+        .iter()
+        .position(|a| a == "--tensor-parallel-size")
+        .expect("vLLM shards a 4-GPU model");
+    assert_eq!(vllm[at + 1], "4");
+    let tgi = args(&documents("mistral"));
+    let at = tgi
+        .iter()
+        .position(|a| a == "--num-shard")
+        .expect("TGI shards a 2-GPU model");
+    assert_eq!(tgi[at + 1], "2");
+    let one = args(&documents("small"));
+    assert!(
+        !one.iter().any(|a| a.contains("tensor-parallel")),
+        "{one:?}"
+    );
+}
