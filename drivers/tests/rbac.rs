@@ -170,3 +170,47 @@ fn the_shipped_cluster_roles_grant_exactly_the_driver_s_types_and_verbs() {
     assert_eq!(rules(&manifests, "platformd-namespaced"), wanted(true));
     assert_eq!(rules(&manifests, "platformd-cluster"), wanted(false));
 }
+
+/// `docs/DRIVERS.md` lists the operator of every API group the driver writes, and the version of
+/// each schema vendored in `tests/src/crd/` is the one it names.
+#[test]
+fn the_operators_table_names_every_group_and_the_vendored_schemas() {
+    let doc = std::fs::read_to_string(repo().join("docs/DRIVERS.md")).unwrap();
+    let table: Vec<&str> = doc
+        .split("**Operators a cluster needs**")
+        .nth(1)
+        .expect("the operators section")
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .collect();
+    let built_in = ["", "apps", "batch", "autoscaling"];
+    for t in OBJECT_TYPES.iter().filter(|t| !built_in.contains(&t.group)) {
+        let row = table
+            .iter()
+            .find(|row| row.starts_with(&format!("| `{}` |", t.group)))
+            .unwrap_or_else(|| panic!("no operator row for {}", t.group));
+        assert!(row.contains(t.kind), "{row} lacks {}", t.kind);
+        assert!(row.contains(t.version), "{row} lacks {}", t.version);
+    }
+    let crd = repo().join("tests/src/crd");
+    for entry in std::fs::read_dir(&crd).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let Some(at) = text.find("crate `kcr_") else {
+            continue;
+        };
+        let named: Vec<&str> = text[at + "crate `".len()..]
+            .split_whitespace()
+            .filter(|word| *word != "//!")
+            .take(2)
+            .collect();
+        let (krate, version) = (named[0].trim_end_matches('`'), named[1]);
+        assert!(
+            table
+                .iter()
+                .any(|row| row.contains(&format!("`{krate}` {version}"))),
+            "{} is vendored from {krate} {version}, which the table does not name",
+            path.display()
+        );
+    }
+}
