@@ -25,6 +25,7 @@ service "api" {
         alert "cpu" above=80 for="5m"
         alert "errors" above=5 for="5m" severity="critical"
         notify "slack:#web-alerts"
+        runbook "https://runbooks.acme.example/api"
     }
 }
 database "orders-db" {
@@ -208,6 +209,15 @@ fn every_alert_fires_on_real_series_and_stays_quiet_on_healthy_ones() {
         }
     }
     let names: Vec<&str> = rules.iter().map(|r| r["alert"].as_str().unwrap()).collect();
+    for rule in rules
+        .iter()
+        .filter(|r| r["labels"]["platformd_address"] == "service/api")
+    {
+        assert_eq!(
+            rule["annotations"]["runbook_url"], "https://runbooks.acme.example/api",
+            "{rule}"
+        );
+    }
     assert_eq!(names.len(), 11, "{names:?}");
     let mut tests = Vec::new();
     for rule in &rules {

@@ -1,5 +1,7 @@
 //! The local driver against a real directory.
 
+mod support;
+
 use drivers::drift::managed_differences;
 use drivers::local::LocalDriver;
 use drivers::{DesiredResource, Driver};
@@ -12,29 +14,7 @@ fn example_resources() -> Vec<DesiredResource> {
         .unwrap()
         .snapshot
         .expect("the example is valid");
-    snapshot
-        .resources
-        .iter()
-        .map(|(address, r)| {
-            let spec = planner::resource_spec::ResourceSpec::parse(r.kind, r.spec.as_str())
-                .expect("the planner's spec reads as its kind");
-            // Stand-ins for wired outputs, as the engine would resolve them.
-            let wired = spec
-                .wires()
-                .iter()
-                .map(|wire| (wire.env.to_string(), format!("wired-{}", wire.env)))
-                .collect();
-            DesiredResource {
-                stack: snapshot.stack.clone(),
-                address: address.clone(),
-                kind: r.kind,
-                name: r.name.clone(),
-                spec,
-                wired,
-                resumed: false,
-            }
-        })
-        .collect()
+    support::desired_wired(&snapshot)
 }
 
 fn rt() -> tokio::runtime::Runtime {

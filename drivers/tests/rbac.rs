@@ -32,28 +32,15 @@ fn variant_resources() -> Vec<DesiredResource> {
         .unwrap()
         .snapshot
         .expect("the variant is valid");
-    snapshot
+    let routed: Vec<String> = snapshot
         .resources
         .iter()
         .filter(|(_, r)| r.driver == "kubernetes")
-        .map(|(address, r)| {
-            let spec = planner::resource_spec::ResourceSpec::parse(r.kind, r.spec.as_str())
-                .expect("the planner's spec reads as its kind");
-            let wired = spec
-                .wires()
-                .iter()
-                .map(|wire| (wire.env.to_string(), format!("wired-{}", wire.env)))
-                .collect();
-            DesiredResource {
-                stack: snapshot.stack.clone(),
-                address: address.clone(),
-                kind: r.kind,
-                name: r.name.clone(),
-                spec,
-                wired,
-                resumed: false,
-            }
-        })
+        .map(|(address, _)| address.clone())
+        .collect();
+    support::desired_wired(&snapshot)
+        .into_iter()
+        .filter(|d| routed.contains(&d.address))
         .collect()
 }
 

@@ -284,6 +284,9 @@ pub struct Resource {
 pub struct Monitoring {
     pub alerts: Vec<Alert>,
     pub notify: Vec<String>,
+    /// Where on-call finds what to do (`runbook_url` of every rule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runbook: Option<String>,
 }
 
 /// `alert "cpu" above=80 for="10m" severity="critical"`.

@@ -86,21 +86,30 @@ fn rule(
     } else {
         "%"
     };
+    let mut annotations = json!({
+        "summary": format!("{} {metric} above {}{unit}", desired.address, number(above)),
+        "description": format!(
+            "{} ({} team) has had {metric} above {}{unit} for {}.",
+            desired.address,
+            desired.team(),
+            number(above),
+            alert.for_
+        ),
+    });
+    if let Some(runbook) = desired
+        .spec
+        .monitoring
+        .as_ref()
+        .and_then(|m| m.runbook.as_ref())
+    {
+        annotations["runbook_url"] = json!(runbook);
+    }
     Some(json!({
         "alert": alert_name(&desired.name, metric),
         "expr": expr,
         "for": alert.for_,
         "labels": Value::Object(labels),
-        "annotations": {
-            "summary": format!("{} {metric} above {}{unit}", desired.address, number(above)),
-            "description": format!(
-                "{} ({} team) has had {metric} above {}{unit} for {}.",
-                desired.address,
-                desired.team(),
-                number(above),
-                alert.for_
-            ),
-        },
+        "annotations": annotations,
     }))
 }
 

@@ -37,6 +37,23 @@ pub fn desired(stack: &str, snapshot: &planner::Snapshot) -> Vec<DesiredResource
         .collect()
 }
 
+/// Every resource of `snapshot` (of its own stack), with stand-ins for its wired outputs as the
+/// engine would resolve them (`wired-<ENV>`).
+pub fn desired_wired(snapshot: &planner::Snapshot) -> Vec<DesiredResource> {
+    desired(&snapshot.stack, snapshot)
+        .into_iter()
+        .map(|mut d| {
+            d.wired = d
+                .spec
+                .wires()
+                .iter()
+                .map(|wire| (wire.env.to_string(), format!("wired-{}", wire.env)))
+                .collect();
+            d
+        })
+        .collect()
+}
+
 /// A Kubernetes driver talking to `emulator` through a kubeconfig written into `dir`, with the
 /// rest of `settings` as given.
 pub fn emulator_driver(

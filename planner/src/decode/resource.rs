@@ -326,6 +326,24 @@ fn decode_monitoring(
             None => ok = false,
         }
     }
+    let runbook = block.one("runbook").and_then(|n| {
+        let usage = block.def("runbook").usage;
+        if !shape(n, 1, 1, &[], usage, diags) {
+            ok = false;
+            return None;
+        }
+        let url = formatted(
+            arg(n, 0)?,
+            |v| v.starts_with("https://") || v.starts_with("http://"),
+            "an http(s) URL an on-call engineer can open",
+            usage,
+            diags,
+        );
+        if url.is_none() {
+            ok = false;
+        }
+        url.map(|u| u.value)
+    });
     if alerts.is_empty() && ok {
         diags.push(
             Diagnostic::error("missing-field", "`monitoring` has no alert")
@@ -334,7 +352,16 @@ fn decode_monitoring(
         );
         return None;
     }
-    ok.then(|| Spanned::new(Monitoring { alerts, notify }, node.name.span))
+    ok.then(|| {
+        Spanned::new(
+            Monitoring {
+                alerts,
+                notify,
+                runbook,
+            },
+            node.name.span,
+        )
+    })
 }
 
 /// A Kubernetes label value (also valid as an AWS tag value).

@@ -24,6 +24,10 @@ pub(crate) const MONITORING_FIELDS: &[FieldDef] = &[
         "alert \"cpu\" above=80 for=\"10m\" severity=\"critical\"",
     ),
     repeated("notify", "notify \"slack:#data-alerts\""),
+    once(
+        "runbook",
+        "runbook \"https://runbooks.acme.example/checkout\"",
+    ),
 ];
 
 pub(crate) const SERVICE_FIELDS: &[FieldDef] = &[
