@@ -646,3 +646,59 @@ fn ignore_changes_hands_a_field_over_without_resetting_it() {
         "{managers:?}"
     );
 }
+
+/// Applies ask for strict field validation, and the emulator holds custom objects to their
+/// operator's schema then: a field the CRD lacks is a 400, not silently pruned as a cluster
+/// would without it.
+#[test]
+fn applies_are_strict_and_a_field_the_crd_lacks_is_refused() {
+    let emulator = KubeEmulator::start();
+    let dir = tempfile::tempdir().unwrap();
+    let driver = driver(&emulator, &dir);
+    runtime()
+        .block_on(driver.apply(&service("api", 2, false), &[]))
+        .unwrap();
+    let patches: Vec<_> = emulator
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PATCH")
+        .collect();
+    assert!(!patches.is_empty());
+    assert!(
+        patches
+            .iter()
+            .all(|r| r.query.contains("fieldValidation=Strict")),
+        "{patches:?}"
+    );
+
+    let chi = |extra: serde_json::Value| {
+        let mut body = json!({
+            "apiVersion": "clickhouse.altinity.com/v1", "kind": "ClickHouseInstallation",
+            "metadata": { "name": "events" },
+            "spec": { "configuration": { "clusters": [{ "name": "main", "layout": { "shardsCount": 1 } }] } },
+        });
+        body["spec"]["configuration"]["clusters"][0]["layout"]
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body.to_string()
+    };
+    let path = "/apis/clickhouse.altinity.com/v1/namespaces/shop/clickhouseinstallations/events?fieldManager=test&fieldValidation=Strict";
+    let send = |body: String| {
+        test_support::net::request(
+            emulator.port,
+            "PATCH",
+            path,
+            &[("Content-Type", "application/apply-patch+yaml")],
+            body.as_bytes(),
+        )
+    };
+    let (code, body) = send(chi(json!({ "shardCount": 2 })));
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("unknown field") && body.contains("shardCount"),
+        "{body}"
+    );
+    let (code, body) = send(chi(json!({ "replicasCount": 2 })));
+    assert_eq!(code, 200, "{body}");
+}

@@ -628,6 +628,45 @@ fn unescape_keys(v: &Value) -> Value {
     }
 }
 
+/// The `spec` of an object of `kind` read by its operator's published schema (vendored in
+/// `crate::crd`): a field of the wrong type or one the schema lacks is an error, as the API
+/// server's strict field validation reports it. Kinds without a vendored schema pass.
+fn strict_spec(kind: &str, spec: &Value) -> Result<(), String> {
+    fn by<T: serde::de::DeserializeOwned + serde::Serialize>(spec: &Value) -> Result<(), String> {
+        let typed: T = serde_json::from_value(spec.clone()).map_err(|e| e.to_string())?;
+        let back = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
+        match first_unknown(spec, &back, "spec") {
+            Some(path) => Err(format!("unknown field \"{path}\"")),
+            None => Ok(()),
+        }
+    }
+    match kind {
+        "ClickHouseInstallation" => {
+            by::<crate::crd::clickhouse_installation::ClickHouseInstallationSpec>(spec)
+        }
+        "KafkaConnector" => by::<crate::crd::kafka_connector::KafkaConnectorSpec>(spec),
+        "PrometheusRule" => by::<crate::crd::prometheus_rule::PrometheusRuleSpec>(spec),
+        _ => Ok(()),
+    }
+}
+
+/// The first path of `sent` that the schema's reading (`kept`) dropped.
+fn first_unknown(sent: &Value, kept: &Value, path: &str) -> Option<String> {
+    match (sent, kept) {
+        (Value::Object(a), Value::Object(b)) => a.iter().find_map(|(k, v)| match b.get(k) {
+            None if !v.is_null() => Some(format!("{path}.{k}")),
+            None => None,
+            Some(w) => first_unknown(v, w, &format!("{path}.{k}")),
+        }),
+        (Value::Array(a), Value::Array(b)) => a
+            .iter()
+            .zip(b)
+            .enumerate()
+            .find_map(|(i, (v, w))| first_unknown(v, w, &format!("{path}[{i}]"))),
+        _ => None,
+    }
+}
+
 /// RFC 7386: objects merge key by key, `null` removes a key, anything else replaces.
 fn merge_patch(target: &mut Value, patch: &Value) {
     let Value::Object(patch) = patch else {
@@ -1051,6 +1090,21 @@ fn serve(
                     400,
                     "BadRequest",
                     "the kind in the body does not match the path",
+                );
+            }
+            // `fieldValidation=Strict`: a field the type's schema does not define is refused,
+            // where the API server would otherwise prune it silently (the operators' CRDs,
+            // by their vendored schemas).
+            if query_param(query, "fieldValidation").as_deref() == Some("Strict")
+                && let Err(problem) = strict_spec(t.kind, &applied["spec"])
+            {
+                return status(
+                    400,
+                    "BadRequest",
+                    &format!(
+                        "{} \"{name}\" is invalid: strict decoding error: {problem}",
+                        t.kind
+                    ),
                 );
             }
             i.resource_version += 1;

@@ -22,7 +22,7 @@ use crate::{
 use async_trait::async_trait;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
-    PatchParams, Preconditions,
+    PatchParams, Preconditions, ValidationDirective,
 };
 use kube::discovery::Scope;
 use planner::model::{DatabaseEngine, Kind, Spec};
@@ -694,10 +694,13 @@ impl Driver for KubernetesDriver {
     ) -> Result<Applied, DriverError> {
         let namespace = self.namespace(&desired.stack).to_string();
         let docs = self.documents(desired);
+        // Strict: a field the type's schema lacks is refused, not pruned silently (a CRD
+        // version that renamed a field would otherwise drop what was declared).
+        let params = PatchParams::apply(FIELD_MANAGER).validation(ValidationDirective::Strict);
         let params = if self.settings.force_conflicts {
-            PatchParams::apply(FIELD_MANAGER).force()
+            params.force()
         } else {
-            PatchParams::apply(FIELD_MANAGER)
+            params
         };
         // `ignore-changes`: what is live stays on those fields (an autoscaler's replicas), so
         // the apply sends the live value of each, as Argo CD's RespectIgnoreDifferences does.
