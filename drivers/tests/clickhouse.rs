@@ -107,9 +107,21 @@ fn the_installation_uses_only_the_crds_fields_with_the_layout_keeper_and_backups
     // Four pods of 4 vCPU / 32 GiB with 500 GB each.
     assert!(monthly > 1000.0, "{monthly}");
 
+    // Each shard's backups go to a path of its own.
+    assert_eq!(env("S3_PATH"), "data/events/shard-{shard}");
     let backup = &docs[1];
     assert_eq!(backup["kind"], "CronJob");
     assert_eq!(backup["spec"]["schedule"], "0 2 * * *");
+    // Every shard is backed up, each through its first replica; one failure fails the job.
+    let script =
+        backup["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["command"][2]
+            .as_str()
+            .unwrap();
+    assert!(script.starts_with("set -e;"), "{script}");
+    for host in ["chi-events-main-0-0", "chi-events-main-1-0"] {
+        assert!(script.contains(host), "{host} in {script}");
+    }
+    assert!(!script.contains("chi-events-main-2-0"), "{script}");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("backup.yaml");
     std::fs::write(&file, serde_json::to_string_pretty(backup).unwrap()).unwrap();

@@ -70,7 +70,9 @@ pub fn documents(
                 { "name": "API_CREATE_INTEGRATION_TABLES", "value": "true" },
                 { "name": "REMOTE_STORAGE", "value": "s3" },
                 { "name": "S3_BUCKET", "value": bucket },
-                { "name": "S3_PATH", "value": format!("{}/{}", d.stack, d.name) },
+                // Each shard's backups under its own path: clickhouse-backup fills `{shard}`
+                // from the server's macros, which the operator sets per shard.
+                { "name": "S3_PATH", "value": format!("{}/{}/shard-{{shard}}", d.stack, d.name) },
                 // One backup a day by default: keep as many as days of retention.
                 { "name": "BACKUPS_TO_KEEP_REMOTE", "value": keep.to_string() },
             ],
@@ -128,10 +130,7 @@ pub fn documents(
                         "containers": [{
                             "name": "backup",
                             "image": server_image(version),
-                            "command": [
-                                "clickhouse-client", "--host", service_name(d), "--query",
-                                "INSERT INTO system.backup_actions(command) VALUES('create_remote')",
-                            ],
+                            "command": ["/bin/sh", "-c", backup_script(d, shards)],
                         }],
                     } },
                 } },
@@ -139,6 +138,19 @@ pub fn documents(
         }));
     }
     docs
+}
+
+/// The backup job's script: every shard backed up through its first replica (the operator's
+/// per-replica Service `chi-NAME-main-SHARD-0`), each by its own clickhouse-backup sidecar; the
+/// job fails if any shard's backup could not be started, so a partial backup is not a success.
+fn backup_script(d: &DesiredResource, shards: u32) -> String {
+    let hosts: Vec<String> = (0..shards.max(1))
+        .map(|shard| format!("chi-{}-{CLUSTER}-{shard}-0", d.name))
+        .collect();
+    format!(
+        "set -e; for host in {}; do clickhouse-client --host \"$host\" --query \"INSERT INTO system.backup_actions(command) VALUES('create_remote')\"; done",
+        hosts.join(" ")
+    )
 }
 
 /// The name of the one cluster of every ClickHouseInstallation: the operator names its pods
