@@ -44,6 +44,21 @@ fn versioning(rt: &tokio::runtime::Runtime, s3: &aws_sdk_s3::Client, bucket: &st
 
 use drivers::aws::versioning_from_raw as drivers_versioning_from_raw;
 
+/// A bucket made outside platformd, in the test region.
+fn create_bucket_by_hand(rt: &tokio::runtime::Runtime, s3: &aws_sdk_s3::Client, name: &str) {
+    rt.block_on(
+        s3.create_bucket()
+            .bucket(name)
+            .create_bucket_configuration(
+                aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(REGION))
+                    .build(),
+            )
+            .send(),
+    )
+    .unwrap();
+}
+
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -168,17 +183,7 @@ fn a_bucket_name_someone_else_holds_is_refused_not_adopted() {
     let moto = MotoServer::start();
     let s3 = moto.s3(REGION);
     let rt = rt();
-    rt.block_on(
-        s3.create_bucket()
-            .bucket("shop-exports")
-            .create_bucket_configuration(
-                aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(REGION))
-                    .build(),
-            )
-            .send(),
-    )
-    .unwrap();
+    create_bucket_by_hand(&rt, &s3, "shop-exports");
     let ws = workspace(&moto, EXPORTS);
     let run = ws.run(&["apply", "stack", "--auto-approve"]);
     assert_eq!(run.code, 1, "{}", run.all());
@@ -206,17 +211,7 @@ fn an_existing_bucket_and_rds_instance_are_imported_without_recreating() {
     let s3 = moto.s3(REGION);
     let rds = moto.rds(REGION);
     let rt = rt();
-    rt.block_on(
-        s3.create_bucket()
-            .bucket("shop-exports")
-            .create_bucket_configuration(
-                aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(REGION))
-                    .build(),
-            )
-            .send(),
-    )
-    .unwrap();
+    create_bucket_by_hand(&rt, &s3, "shop-exports");
     rt.block_on(
         s3.put_object()
             .bucket("shop-exports")

@@ -120,6 +120,22 @@ impl FaultyDriver {
             Fault::None | Fault::LostAnswer => Ok(()),
         }
     }
+
+    /// `call` with the schedule's next fault for `address` around it: an error, a timeout or
+    /// latency before it, or its answer lost after it.
+    async fn around<T>(
+        &self,
+        address: &str,
+        call: impl std::future::Future<Output = Result<T, DriverError>>,
+    ) -> Result<T, DriverError> {
+        let fault = self.next(address);
+        self.before(fault, address).await?;
+        let answer = call.await?;
+        if fault == Fault::LostAnswer {
+            return Err(lost(address));
+        }
+        Ok(answer)
+    }
 }
 
 fn lost(address: &str) -> DriverError {
@@ -143,13 +159,8 @@ impl Driver for FaultyDriver {
         stack: &str,
         kinds: &[Kind],
     ) -> Result<Vec<ObservedResource>, DriverError> {
-        let fault = self.next("observe");
-        self.before(fault, "observe").await?;
-        let observed = self.inner.observe(stack, kinds).await?;
-        if fault == Fault::LostAnswer {
-            return Err(lost("observe"));
-        }
-        Ok(observed)
+        self.around("observe", self.inner.observe(stack, kinds))
+            .await
     }
 
     fn expected(&self, desired: &DesiredResource) -> Result<serde_json::Value, DriverError> {
@@ -165,13 +176,8 @@ impl Driver for FaultyDriver {
         desired: &DesiredResource,
         previous: &[ObjectRef],
     ) -> Result<Applied, DriverError> {
-        let fault = self.next(&desired.address);
-        self.before(fault, &desired.address).await?;
-        let applied = self.inner.apply(desired, previous).await?;
-        if fault == Fault::LostAnswer {
-            return Err(lost(&desired.address));
-        }
-        Ok(applied)
+        self.around(&desired.address, self.inner.apply(desired, previous))
+            .await
     }
 
     async fn wait_ready(
@@ -187,13 +193,8 @@ impl Driver for FaultyDriver {
         desired: &DesiredResource,
         id: &str,
     ) -> Result<Vec<ObjectRef>, DriverError> {
-        let fault = self.next(&desired.address);
-        self.before(fault, &desired.address).await?;
-        let adopted = self.inner.adopt(desired, id).await?;
-        if fault == Fault::LostAnswer {
-            return Err(lost(&desired.address));
-        }
-        Ok(adopted)
+        self.around(&desired.address, self.inner.adopt(desired, id))
+            .await
     }
 
     async fn release(
@@ -204,13 +205,8 @@ impl Driver for FaultyDriver {
         inventory: &[ObjectRef],
     ) -> Result<(), DriverError> {
         let address = format!("{kind}/{name}");
-        let fault = self.next(&address);
-        self.before(fault, &address).await?;
-        self.inner.release(stack, kind, name, inventory).await?;
-        if fault == Fault::LostAnswer {
-            return Err(lost(&address));
-        }
-        Ok(())
+        self.around(&address, self.inner.release(stack, kind, name, inventory))
+            .await
     }
 
     async fn rename(
@@ -222,13 +218,11 @@ impl Driver for FaultyDriver {
         inventory: &[ObjectRef],
     ) -> Result<Vec<ObjectRef>, DriverError> {
         let address = format!("{kind}/{to}");
-        let fault = self.next(&address);
-        self.before(fault, &address).await?;
-        let renamed = self.inner.rename(stack, kind, from, to, inventory).await?;
-        if fault == Fault::LostAnswer {
-            return Err(lost(&address));
-        }
-        Ok(renamed)
+        self.around(
+            &address,
+            self.inner.rename(stack, kind, from, to, inventory),
+        )
+        .await
     }
 
     async fn delete(
@@ -239,13 +233,8 @@ impl Driver for FaultyDriver {
         inventory: &[ObjectRef],
     ) -> Result<(), DriverError> {
         let address = format!("{kind}/{name}");
-        let fault = self.next(&address);
-        self.before(fault, &address).await?;
-        self.inner.delete(stack, kind, name, inventory).await?;
-        if fault == Fault::LostAnswer {
-            return Err(lost(&address));
-        }
-        Ok(())
+        self.around(&address, self.inner.delete(stack, kind, name, inventory))
+            .await
     }
 }
 

@@ -206,7 +206,6 @@ pub async fn adopt(
         &format!("node group `{name}` on cluster {cluster}"),
     )?;
     let arn = group.nodegroup_arn().unwrap_or_default();
-    crate::fence::check()?;
     client
         .tag_resource()
         .resource_arn(arn)
@@ -237,7 +236,6 @@ pub async fn release(
     if !marked_as(&tags_of(&group), stack, address) {
         return Ok(());
     }
-    crate::fence::check()?;
     client
         .untag_resource()
         .resource_arn(group.nodegroup_arn().unwrap_or_default())

@@ -27,6 +27,14 @@ fn tags(desired: &DesiredResource) -> BTreeMap<String, String> {
     super::ownership_tags(desired)
 }
 
+/// [`tags`] as the SDK takes them.
+fn sdk_tags(desired: &DesiredResource) -> Vec<Tag> {
+    tags(desired)
+        .into_iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
 fn sql_name(name: &str) -> String {
     name.replace('-', "_")
 }
@@ -170,20 +178,31 @@ pub async fn adopt(
         desired,
         &format!("DB instance `{physical}`"),
     )?;
-    let arn = instance.db_instance_arn().unwrap_or_default();
-    let rds_tags: Vec<Tag> = tags(desired)
-        .into_iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect();
-    crate::fence::check()?;
+    tag_instance(
+        client,
+        instance.db_instance_arn().unwrap_or_default(),
+        desired,
+        &physical,
+    )
+    .await?;
+    Ok(vec![instance_ref(&physical)])
+}
+
+/// Gives the instance `arn` (identifier `id`) `desired`'s tags: ownership and labels.
+async fn tag_instance(
+    client: &Client,
+    arn: &str,
+    desired: &DesiredResource,
+    id: &str,
+) -> Result<(), DriverError> {
     client
         .add_tags_to_resource()
         .resource_name(arn)
-        .set_tags(Some(rds_tags))
+        .set_tags(Some(sdk_tags(desired)))
         .send()
         .await
-        .map_err(|e| classify(e, "rds:AddTagsToResource", &physical))?;
-    Ok(vec![instance_ref(&physical)])
+        .map_err(|e| classify(e, "rds:AddTagsToResource", id))?;
+    Ok(())
 }
 
 /// `removed`: platformd's tags come off the instance, which keeps running with its data.
@@ -199,7 +218,6 @@ pub async fn release(
     if !marked_as(&tags_of(&instance), stack, address) {
         return Ok(());
     }
-    crate::fence::check()?;
     client
         .remove_tags_from_resource()
         .resource_name(instance.db_instance_arn().unwrap_or_default())
@@ -218,10 +236,6 @@ pub async fn apply(
     let id = physical_name(&desired.stack, &desired.name);
     let want = expected(desired, db);
     let existing = describe(client, &id).await?;
-    let rds_tags: Vec<Tag> = tags(desired)
-        .into_iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect();
     match &existing {
         Some(instance) if !owned_by(tag(instance), desired) => {
             return Err(DriverError::permanent(format!(
@@ -264,13 +278,7 @@ pub async fn apply(
                 .await
                 .map_err(|e| classify(e, "rds:ModifyDBInstance", &id))?;
             if let Some(arn) = instance.db_instance_arn() {
-                client
-                    .add_tags_to_resource()
-                    .resource_name(arn)
-                    .set_tags(Some(rds_tags))
-                    .send()
-                    .await
-                    .map_err(|e| classify(e, "rds:AddTagsToResource", &id))?;
+                tag_instance(client, arn, desired, &id).await?;
             }
         }
         None => {
@@ -286,7 +294,7 @@ pub async fn apply(
                 .db_name(sql_name(&desired.name))
                 .master_username(MASTER_USER)
                 .manage_master_user_password(true)
-                .set_tags(Some(rds_tags));
+                .set_tags(Some(sdk_tags(desired)));
             if let Some(v) = want["engine-version"].as_str() {
                 create = create.engine_version(v);
             }
