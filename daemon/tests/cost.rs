@@ -1,32 +1,84 @@
 //! The cost controller end to end: a real Prometheus server scraping a test exporter with
-//! DCGM- and vLLM-shaped series, a daemon following a git remote with the local driver, and a
-//! clock the test moves (`PLATFORMD_FAKE_NOW=@FILE`) for the idle arithmetic.
+//! DCGM-, vLLM- and Envoy-shaped series, a daemon following a git remote with the local driver,
+//! and a clock the test moves (`PLATFORMD_FAKE_NOW=@FILE`) for the idle arithmetic. The series
+//! behave as on a cluster: an endpoint's runtime series exist only while it has pods, and the
+//! gateway's counters of its route stay, counting requests that found no pod.
 
 mod support;
 
 use serde_json::Value;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use support::running::{Daemon, Remote};
 use test_support::prometheus::{Exporter, PrometheusServer};
 
-const CHAT: &str = r#"vllm:request_success_total{namespace="ml",service="chat"}"#;
-const BUSY_LLM: &str = r#"vllm:request_success_total{namespace="ml",service="busy-llm"}"#;
 const L4_GPU: &str = r#"DCGM_FI_DEV_GPU_UTIL{gpu_pool="l4",gpu="0"}"#;
 const A100_IDLE_GPU: &str = r#"DCGM_FI_DEV_GPU_UTIL{gpu_pool="a100",gpu="0"}"#;
 const A100_BUSY_GPU: &str = r#"DCGM_FI_DEV_GPU_UTIL{gpu_pool="a100",gpu="1"}"#;
-/// The rate window is short so a test does not wait five minutes for traffic to drain.
-/// `{namespace}` is the resource's driver's namespace (the local driver's `ml` here).
-const REQUESTS: &str =
-    r#"sum(rate(vllm:request_success_total{namespace="{namespace}",service="{name}"}[4s]))"#;
 
-/// [`REQUESTS`] of the endpoint `name`, as the daemon fills it in.
+/// The default endpoint query (the gateway's counters of the endpoint's route) with a short
+/// rate window, so a test does not wait five minutes for traffic to drain. `{namespace}` is the
+/// resource's driver's namespace (the local driver's `ml` here).
+fn requests_query() -> String {
+    planner::lifecycle::GATEWAY_REQUESTS.replace("[5m]", "[4s]")
+}
+
+/// [`requests_query`] of the endpoint `name`, as the daemon fills it in.
 fn requests(name: &str) -> String {
-    REQUESTS
+    requests_query()
         .replace("{name}", name)
         .replace("{namespace}", "ml")
 }
 
+/// Requests offered to an endpoint per scrape, and the series they leave: vLLM's own counter
+/// while the endpoint has pods (gone with them), Envoy's cluster counters of its route always —
+/// `upstream_rq_total` for requests that reached a pod, `upstream_cx_none_healthy` for those
+/// that found none.
+struct Traffic(Arc<Mutex<f64>>);
+
+impl Traffic {
+    fn offer(exporter: &Exporter, dir: &Path, name: &str, per_scrape: f64) -> Traffic {
+        let load = Arc::new(Mutex::new(per_scrape));
+        let up = {
+            let dir: PathBuf = dir.to_path_buf();
+            let name = name.to_string();
+            move || replicas(&dir, &name).as_u64().unwrap_or(0) > 0
+        };
+        let cluster = format!(r#"envoy_cluster_name="httproute/ml/{name}/rule/0""#);
+        let (l, u) = (load.clone(), up.clone());
+        exporter.counter_with(
+            &format!(r#"vllm:request_success_total{{namespace="ml",service="{name}"}}"#),
+            move || u().then(|| *l.lock().unwrap()),
+        );
+        let (l, u) = (load.clone(), up.clone());
+        exporter.counter_with(
+            &format!("envoy_cluster_upstream_rq_total{{{cluster}}}"),
+            move || Some(if u() { *l.lock().unwrap() } else { 0.0 }),
+        );
+        let (l, u) = (load.clone(), up);
+        exporter.counter_with(
+            &format!("envoy_cluster_upstream_cx_none_healthy{{{cluster}}}"),
+            move || Some(if u() { 0.0 } else { *l.lock().unwrap() }),
+        );
+        Traffic(load)
+    }
+
+    fn set(&self, per_scrape: f64) {
+        *self.0.lock().unwrap() = per_scrape;
+    }
+}
+
+/// Whether Prometheus still has vLLM's counter of `name`.
+fn runtime_series_present(prometheus: &PrometheusServer, name: &str) -> bool {
+    prometheus
+        .query(&format!(
+            r#"vllm:request_success_total{{namespace="ml",service="{name}"}}"#
+        ))
+        .is_some()
+}
+
 fn platform() -> String {
+    let query = requests_query();
     format!(
         r##"platform "ml" {{
     environment "test"
@@ -35,7 +87,7 @@ fn platform() -> String {
         namespace "ml"
     }}
     metrics {{
-        query "ai-endpoint" #"{REQUESTS}"# idle-at-most=0
+        query "ai-endpoint" #"{query}"# idle-at-most=0
     }}
 }}
 
@@ -126,9 +178,10 @@ fn history(dir: &Path) -> String {
 
 #[test]
 fn idle_endpoints_and_pools_scale_down_and_come_back_on_wake_commit_and_demand() {
+    let dir = tempfile::tempdir().unwrap();
     let exporter = Exporter::start();
-    exporter.counter(CHAT, 1.0);
-    exporter.counter(BUSY_LLM, 1.0);
+    let chat = Traffic::offer(&exporter, dir.path(), "chat", 1.0);
+    let _busy = Traffic::offer(&exporter, dir.path(), "busy-llm", 1.0);
     exporter.gauge(L4_GPU, 80.0);
     exporter.gauge(A100_IDLE_GPU, 0.0);
     exporter.gauge(A100_BUSY_GPU, 93.0);
@@ -151,7 +204,6 @@ fn idle_endpoints_and_pools_scale_down_and_come_back_on_wake_commit_and_demand()
         ],
         "ml stack",
     );
-    let dir = tempfile::tempdir().unwrap();
     let clock = Clock(dir.path().join("now"));
     clock.set("2026-11-28T10:00:00Z");
     let now = format!("@{}", clock.0.display());
@@ -175,7 +227,7 @@ fn idle_endpoints_and_pools_scale_down_and_come_back_on_wake_commit_and_demand()
 
     // Traffic stops: the first idle look starts the count; two hours later nothing happened
     // yet, at 2h13m the endpoint goes to 0, and the one with traffic is never touched.
-    exporter.counter(CHAT, 0.0);
+    chat.set(0.0);
     prometheus.wait_for(&requests("chat"), |v| v == 0.0);
     daemon.wait("chat seen idle", |d| idle_seen(d, "ai-endpoint/chat"));
     clock.set("2026-11-28T11:59:00Z");
@@ -285,13 +337,28 @@ fn idle_endpoints_and_pools_scale_down_and_come_back_on_wake_commit_and_demand()
     daemon.wait("chat seen idle again", |d| idle_seen(d, "ai-endpoint/chat"));
     clock.set("2026-11-28T15:00:00Z");
     daemon.wait("chat scaled down again", |d| is_down(d, "ai-endpoint/chat"));
-    exporter.counter(CHAT, 1.0);
+    // With no pods, vLLM's series are gone: only the gateway can tell that callers came back.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while runtime_series_present(&prometheus, "chat") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "vLLM's series outlived the pods"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    chat.set(1.0);
     daemon.wait("chat woken by demand", |d| !is_down(d, "ai-endpoint/chat"));
     assert_eq!(replicas(dir.path(), "chat"), 2);
     assert!(history(dir.path()).contains("demand returned: requests"));
+    assert!(
+        prometheus.query(
+            r#"envoy_cluster_upstream_cx_none_healthy{envoy_cluster_name="httproute/ml/chat/rule/0"}"#
+        ) > Some(0.0),
+        "the demand that woke it found no pod"
+    );
 
     // Down once more, then a commit that changes the endpoint brings it back as declared.
-    exporter.counter(CHAT, 0.0);
+    chat.set(0.0);
     prometheus.wait_for(&requests("chat"), |v| v == 0.0);
     daemon.wait("chat idle", |d| idle_seen(d, "ai-endpoint/chat"));
     clock.set("2026-11-28T18:00:00Z");
@@ -359,8 +426,9 @@ fn an_unreachable_metrics_source_scales_nothing_and_says_so() {
 /// approved and applied, it is.
 #[test]
 fn a_revision_awaiting_approval_is_not_acted_on_by_the_cost_controller() {
+    let dir = tempfile::tempdir().unwrap();
     let exporter = Exporter::start();
-    exporter.counter(CHAT, 0.0);
+    let _chat = Traffic::offer(&exporter, dir.path(), "chat", 0.0);
     let prometheus = PrometheusServer::start(exporter.port());
     prometheus.wait_for(&requests("chat"), |v| v == 0.0);
     let manual = platform().replace(
@@ -377,7 +445,6 @@ fn a_revision_awaiting_approval_is_not_acted_on_by_the_cost_controller() {
         ],
         "always on",
     );
-    let dir = tempfile::tempdir().unwrap();
     let clock = Clock(dir.path().join("now"));
     clock.set("2026-11-28T10:00:00Z");
     let now = format!("@{}", clock.0.display());

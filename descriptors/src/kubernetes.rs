@@ -92,6 +92,18 @@ pub const KUBERNETES: Descriptor = Descriptor {
             on_change: OnChange::Update(&["ai-endpoint", "llm-quota"]),
         },
         Setting {
+            name: "ai-gateway-url",
+            owner: Owner::Stack,
+            doc: "where workloads reach the AI gateway (the `url` of AI endpoints), default the Gateway's Service in the namespace",
+            refusal: None,
+            value: Some(ValueRule {
+                valid: |v| v.starts_with("http://") || v.starts_with("https://"),
+                expected: "an http:// or https:// URL",
+                example: "ai-gateway-url \"http://envoy-ai.envoy-gateway-system.svc.cluster.local/v1\"",
+            }),
+            on_change: OnChange::Update(&["ai-endpoint"]),
+        },
+        Setting {
             name: "clickhouse-keeper",
             owner: Owner::Stack,
             doc: "the ClickHouse Keeper ClickHouse databases coordinate through",

@@ -255,7 +255,12 @@ pub fn synthesize_outputs(d: &DesiredResource, namespace: &str) -> Outputs {
                     d.stack
                 )
             } else {
-                format!("http://{name}.{namespace}.svc.cluster.local:8000/v1")
+                // Through the gateway, as on Kubernetes: the runtime's own Service would skip
+                // the callers' keys, the rate limit and the quotas.
+                crate::render::gateway::default_url(
+                    crate::render::gateway::DEFAULT_GATEWAY,
+                    namespace,
+                )
             };
             o.insert("url".into(), url);
             o.insert(

@@ -2,7 +2,12 @@
 //! LLM rate limits and quotas as Envoy AI Gateway objects: every field rendered is one the
 //! published CRDs define (`aigateway.envoyproxy.io/v1alpha1` AIGatewayRoute and AIServiceBackend,
 //! `gateway.envoyproxy.io/v1alpha1` Backend and BackendTrafficPolicy), with their enum values and
-//! validation rules; and the Kubernetes driver applies them to a cluster (the emulator).
+//! validation rules; the Kubernetes driver applies them to a cluster (the emulator); and, read
+//! by a stand-in of the gateway (`test_support::ai_gateway`), they hold: the example's quota
+//! cannot be dodged by leaving out or forging the team header, and its services reach the
+//! endpoints only through the gateway.
+
+mod support;
 
 use drivers::kubernetes::{KubernetesDriver, Settings};
 use drivers::render::gateway;
@@ -10,6 +15,7 @@ use drivers::{DesiredResource, Driver};
 use planner::model::{Kind, Spec};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
+use test_support::ai_gateway::{Admitted, Charge, Gateway, Refused};
 use test_support::kube_emulator::KubeEmulator;
 
 /// Field paths of each object's `spec` as the CRDs define them (`[]` marks a list item),
@@ -38,6 +44,18 @@ fn crd_fields(kind: &str) -> BTreeSet<&'static str> {
             "backendRef.namespace",
         ],
         "Backend" => &["endpoints[].fqdn.hostname", "endpoints[].fqdn.port"],
+        "SecurityPolicy" => &[
+            "targetRefs[].group",
+            "targetRefs[].kind",
+            "targetRefs[].name",
+            "apiKeyAuth.credentialRefs[].group",
+            "apiKeyAuth.credentialRefs[].kind",
+            "apiKeyAuth.credentialRefs[].name",
+            "apiKeyAuth.extractFrom[].headers[]",
+            "apiKeyAuth.forwardClientIDHeader",
+            "apiKeyAuth.sanitize",
+            "authorization.defaultAction",
+        ],
         "BackendTrafficPolicy" => &[
             "targetRefs[].group",
             "targetRefs[].kind",
@@ -116,6 +134,8 @@ fn check_against_crd(doc: &Value) {
             "rateLimit.global.rules[].cost.request.from"
             | "rateLimit.global.rules[].cost.response.from" => one_of(&["Number", "Metadata"]),
             "rateLimit.type" => one_of(&["Global", "Local"]),
+            "authorization.defaultAction" => one_of(&["Allow", "Deny"]),
+            "apiKeyAuth.credentialRefs[].kind" => one_of(&["Secret"]),
             // The CRDs' validation rules: routes attach to Gateways only, and an
             // AIServiceBackend's backend is an Envoy Gateway Backend.
             "parentRefs[].kind" => one_of(&["Gateway"]),
@@ -196,6 +216,7 @@ fn every_gateway_object_uses_only_the_fields_and_values_of_the_published_crds() 
             "Backend",
             "AIServiceBackend",
             "AIGatewayRoute",
+            "SecurityPolicy",
             "BackendTrafficPolicy"
         ]
     );
@@ -207,7 +228,12 @@ fn every_gateway_object_uses_only_the_fields_and_values_of_the_published_crds() 
         route["spec"]["rules"][0]["matches"][0]["headers"][0]["value"],
         "meta-llama/Llama-3.1-8B-Instruct"
     );
-    let policy = gateway_docs[3];
+    // Nobody calls it: closed.
+    assert_eq!(
+        gateway_docs[3]["spec"]["authorization"],
+        json!({ "defaultAction": "Deny" })
+    );
+    let policy = gateway_docs[4];
     assert_eq!(policy["spec"]["targetRefs"][0]["name"], "chat");
     let rules = &policy["spec"]["rateLimit"]["global"]["rules"];
     assert_eq!(
@@ -326,5 +352,182 @@ fn the_kubernetes_driver_applies_routes_and_quotas_on_the_named_gateway() {
         emulator
             .get("aigateway.envoyproxy.io", "aigatewayroutes", "ml", "chat")
             .is_some()
+    );
+}
+
+const STOREFRONT_KEY: &str = "sk-storefront-4f1c9a7e20b3";
+const PAYMENTS_KEY: &str = "sk-payments-8d2e6b0c51fa";
+const LLAMA: &str = "meta-llama/Llama-3.1-8B-Instruct";
+
+/// The secret manager behind the example's `llm-key` references.
+fn secret_manager(store: &str, key: &str) -> Option<String> {
+    match (store, key) {
+        ("aws-sm", "prod/storefront/llm-key") => Some(STOREFRONT_KEY.into()),
+        ("aws-sm", "prod/payments/llm-key") => Some(PAYMENTS_KEY.into()),
+        _ => None,
+    }
+}
+
+fn variant_driver() -> KubernetesDriver {
+    KubernetesDriver::new(Settings {
+        namespace: Some("platform".into()),
+        ..Settings::default()
+    })
+}
+
+/// The gateway in front of everything the example's Kubernetes variant renders.
+fn example_gateway() -> Gateway {
+    let driver = variant_driver();
+    let mut docs = Vec::new();
+    for r in support::variant_resources() {
+        let Value::Array(rendered) = driver.expected(&r).unwrap() else {
+            panic!("{} renders a list", r.address)
+        };
+        docs.extend(rendered);
+    }
+    Gateway::new(&docs, secret_manager)
+}
+
+fn charged_to<'a>(admitted: &'a Admitted, policy: &str) -> Vec<&'a Charge> {
+    admitted
+        .charged
+        .iter()
+        .filter(|c| c.policy == policy)
+        .collect()
+}
+
+#[test]
+fn the_example_team_quota_cannot_be_dodged_by_leaving_out_or_forging_the_team_header() {
+    let gw = example_gateway();
+    let bearer = format!("Bearer {STOREFRONT_KEY}");
+
+    // storefront's key: the request is storefront's, charged to its quota (per day, per minute)
+    // and to the endpoint's own limit; the key does not reach the runtime.
+    let honest = gw.request(LLAMA, &[("Authorization", &bearer)]).unwrap();
+    assert_eq!(honest.route, "support-llm");
+    assert_eq!(
+        honest.headers.get(gateway::TEAM_HEADER).map(String::as_str),
+        Some("storefront")
+    );
+    assert!(!honest.headers.contains_key("authorization"), "{honest:?}");
+    assert_eq!(charged_to(&honest, "llm-quota-storefront").len(), 2);
+    assert_eq!(charged_to(&honest, "support-llm-rate-limit").len(), 1);
+
+    // Forging another team's header with one's own key gains nothing: the gateway writes the
+    // key's team over it, and the same buckets are charged.
+    let forged = gw
+        .request(
+            LLAMA,
+            &[
+                ("Authorization", &bearer),
+                (gateway::TEAM_HEADER, "platform"),
+            ],
+        )
+        .unwrap();
+    assert_eq!(forged.headers[gateway::TEAM_HEADER], "storefront");
+    assert_eq!(forged.charged, honest.charged);
+
+    // Without a key, or with a key the route does not know, nothing gets through, header or not.
+    assert_eq!(gw.request(LLAMA, &[]), Err(Refused::Unauthorized));
+    assert_eq!(
+        gw.request(LLAMA, &[(gateway::TEAM_HEADER, "platform")]),
+        Err(Refused::Unauthorized)
+    );
+    assert_eq!(
+        gw.request(LLAMA, &[("x-api-key", "sk-a-guess")]),
+        Err(Refused::Unauthorized)
+    );
+    // Least privilege: payments calls the fraud scorer, not the assistant.
+    assert_eq!(
+        gw.request(
+            LLAMA,
+            &[("Authorization", &format!("Bearer {PAYMENTS_KEY}"))]
+        ),
+        Err(Refused::Unauthorized)
+    );
+
+    // payments on its own endpoint, claiming to be storefront: payments, and storefront's quota
+    // is left alone.
+    let fraud = gw
+        .request(
+            "acme/fraud-xgb-2026-10",
+            &[
+                ("x-api-key", PAYMENTS_KEY),
+                (gateway::TEAM_HEADER, "storefront"),
+            ],
+        )
+        .unwrap();
+    assert_eq!(fraud.headers[gateway::TEAM_HEADER], "payments");
+    assert!(charged_to(&fraud, "llm-quota-storefront").is_empty());
+}
+
+#[test]
+fn an_endpoint_no_workload_calls_is_closed() {
+    let gw = example_gateway();
+    // The recommender is served through the gateway, and no workload of the example wires it.
+    let recommender = support::variant_resources()
+        .into_iter()
+        .find(|r| r.address == "ai-endpoint/recommender")
+        .expect("the example serves a recommender");
+    let Spec::AiEndpoint(e) = &recommender.spec.fields else {
+        unreachable!()
+    };
+    assert!(e.callers.is_empty());
+    let bearer = format!("Bearer {STOREFRONT_KEY}");
+    assert_eq!(
+        gw.request(&e.model.id, &[("Authorization", &bearer)]),
+        Err(Refused::Forbidden)
+    );
+}
+
+#[test]
+fn wired_endpoint_urls_lead_to_the_gateway() {
+    let emulator = KubeEmulator::start();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = support::runtime();
+    let support_llm = support::variant_resources()
+        .into_iter()
+        .find(|r| r.address == "ai-endpoint/support-llm")
+        .unwrap();
+    let default = support::emulator_driver(
+        &emulator,
+        &dir,
+        Settings {
+            namespace: Some("platform".into()),
+            ..Settings::default()
+        },
+    );
+    let applied = rt.block_on(default.apply(&support_llm, &[])).unwrap();
+    assert_eq!(
+        applied.outputs["url"], "http://ai-gateway.platform.svc.cluster.local/v1",
+        "not the runtime's own Service, which skips keys, limits and quotas"
+    );
+    let named = support::emulator_driver(
+        &emulator,
+        &dir,
+        Settings {
+            namespace: Some("platform".into()),
+            ai_gateway: Some("llm".into()),
+            ..Settings::default()
+        },
+    );
+    let applied = rt.block_on(named.apply(&support_llm, &[])).unwrap();
+    assert_eq!(
+        applied.outputs["url"],
+        "http://llm.platform.svc.cluster.local/v1"
+    );
+    let pinned = support::emulator_driver(
+        &emulator,
+        &dir,
+        Settings {
+            namespace: Some("platform".into()),
+            ai_gateway_url: Some("https://llm.internal.acme.example/v1".into()),
+            ..Settings::default()
+        },
+    );
+    let applied = rt.block_on(pinned.apply(&support_llm, &[])).unwrap();
+    assert_eq!(
+        applied.outputs["url"],
+        "https://llm.internal.acme.example/v1"
     );
 }

@@ -7,42 +7,10 @@
 
 mod support;
 
+use drivers::Driver;
 use drivers::kubernetes::{KubernetesDriver, OBJECT_TYPES, ObjectType, Settings, VERBS};
-use drivers::{DesiredResource, Driver};
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::path::Path;
-
-fn repo() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
-
-/// Every resource of the example's Kubernetes variant that the variant routes to the cluster.
-fn variant_resources() -> Vec<DesiredResource> {
-    let dir = tempfile::tempdir().unwrap();
-    test_support::copy_dir(&repo().join("platform-state-example"), dir.path());
-    let platform = dir.path().join("platform.kdl");
-    let text = std::fs::read_to_string(&platform).unwrap();
-    std::fs::write(
-        &platform,
-        test_support::example_kubernetes_variant(&text, "cluster"),
-    )
-    .unwrap();
-    let snapshot = planner::analyze_dir(dir.path())
-        .unwrap()
-        .snapshot
-        .expect("the variant is valid");
-    let routed: Vec<String> = snapshot
-        .resources
-        .iter()
-        .filter(|(_, r)| r.driver == "kubernetes")
-        .map(|(address, _)| address.clone())
-        .collect();
-    support::desired_wired(&snapshot)
-        .into_iter()
-        .filter(|d| routed.contains(&d.address))
-        .collect()
-}
 
 /// What the example does not render on the cluster: a connector pipeline and jobs.
 const EXTRA: &str = r#"platform "data" {
@@ -79,7 +47,7 @@ fn every_rendered_type_is_granted_and_every_granted_type_is_rendered() {
         namespace: Some("platform".into()),
         ..Settings::default()
     });
-    let mut resources = variant_resources();
+    let mut resources = support::variant_resources();
     assert!(resources.len() > 15, "{}", resources.len());
     resources.extend(support::desired("data", &support::snapshot(EXTRA)));
     let mut rendered: BTreeSet<&'static str> = BTreeSet::new();
@@ -140,7 +108,8 @@ fn rules(manifests: &str, name: &str) -> BTreeSet<(String, String, Vec<String>)>
 #[test]
 fn the_shipped_cluster_roles_grant_exactly_the_driver_s_types_and_verbs() {
     let manifests =
-        std::fs::read_to_string(repo().join("deploy/kubernetes/base/clusterrole.yaml")).unwrap();
+        std::fs::read_to_string(support::repo().join("deploy/kubernetes/base/clusterrole.yaml"))
+            .unwrap();
     let wanted = |namespaced: bool| -> BTreeSet<(String, String, Vec<String>)> {
         OBJECT_TYPES
             .iter()
@@ -162,7 +131,7 @@ fn the_shipped_cluster_roles_grant_exactly_the_driver_s_types_and_verbs() {
 /// each schema vendored in `tests/src/crd/` is the one it names.
 #[test]
 fn the_operators_table_names_every_group_and_the_vendored_schemas() {
-    let doc = std::fs::read_to_string(repo().join("docs/DRIVERS.md")).unwrap();
+    let doc = std::fs::read_to_string(support::repo().join("docs/DRIVERS.md")).unwrap();
     let table: Vec<&str> = doc
         .split("**Operators a cluster needs**")
         .nth(1)
@@ -179,7 +148,7 @@ fn the_operators_table_names_every_group_and_the_vendored_schemas() {
         assert!(row.contains(t.kind), "{row} lacks {}", t.kind);
         assert!(row.contains(t.version), "{row} lacks {}", t.version);
     }
-    let crd = repo().join("tests/src/crd");
+    let crd = support::repo().join("tests/src/crd");
     for entry in std::fs::read_dir(&crd).unwrap() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();

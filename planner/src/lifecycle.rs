@@ -100,27 +100,23 @@ pub fn query_for(
     Some(UtilisationQuery { promql, ..query })
 }
 
+/// The gateway's request counters of an endpoint's route, which Envoy keeps whether or not the
+/// endpoint has pods: requests sent to it, and requests that found no pod to go to (`{name}` is
+/// the route, which Envoy Gateway's cluster for it is named after). The runtime's own counters
+/// (`vllm:request_success_total`, …) vanish with its pods, so a query over them could never see
+/// demand return to an endpoint scaled to zero. Two sums added, not one over a `__name__`
+/// pattern: `rate` drops the name, and the two series would collide.
+pub const GATEWAY_REQUESTS: &str = r#"sum(rate(envoy_cluster_upstream_rq_total{envoy_cluster_name=~"httproute/{namespace}/{name}/rule/.+"}[5m])) + sum(rate(envoy_cluster_upstream_cx_none_healthy{envoy_cluster_name=~"httproute/{namespace}/{name}/rule/.+"}[5m]))"#;
+
 /// The default queries: the busiest GPU of a pool (DCGM exporter; idle at ≤ 5 %), and requests
-/// per second of an endpoint from its runtime's own metrics (idle at 0).
+/// per second reaching an endpoint's route at the AI gateway (idle at 0), whatever its runtime.
 fn default_query(r: &ResourceSnapshot) -> Option<UtilisationQuery> {
     let (promql, idle_at_most) = match r.kind {
         Kind::GpuPool => (
             r#"max(DCGM_FI_DEV_GPU_UTIL{gpu_pool="{name}"})"#.to_string(),
             5.0,
         ),
-        Kind::AiEndpoint => {
-            let counter = match r.spec.value()["runtime"].as_str() {
-                Some("tgi") => "tgi_request_count",
-                Some("triton") => "nv_inference_request_success",
-                _ => "vllm:request_success_total",
-            };
-            (
-                format!(
-                    r#"sum(rate({counter}{{namespace="{{namespace}}",service="{{name}}"}}[5m]))"#
-                ),
-                0.0,
-            )
-        }
+        Kind::AiEndpoint => (GATEWAY_REQUESTS.to_string(), 0.0),
         _ => return None,
     };
     Some(UtilisationQuery {
@@ -227,12 +223,15 @@ mod tests {
 
     #[test]
     fn queries_fill_in_the_resource() {
-        let r = resource(Kind::AiEndpoint, serde_json::json!({"runtime": "tgi"}));
-        let q = query_for(&r, &Default::default(), "acme", "platform").unwrap();
-        assert_eq!(
-            q.promql,
-            r#"sum(rate(tgi_request_count{namespace="platform",service="x"}[5m]))"#
-        );
+        for runtime in ["vllm", "tgi", "triton"] {
+            let r = resource(Kind::AiEndpoint, serde_json::json!({ "runtime": runtime }));
+            let q = query_for(&r, &Default::default(), "acme", "platform").unwrap();
+            assert_eq!(
+                q.promql,
+                r#"sum(rate(envoy_cluster_upstream_rq_total{envoy_cluster_name=~"httproute/platform/x/rule/.+"}[5m])) + sum(rate(envoy_cluster_upstream_cx_none_healthy{envoy_cluster_name=~"httproute/platform/x/rule/.+"}[5m]))"#,
+                "{runtime}: the gateway's counters, which outlive the pods"
+            );
+        }
         assert_eq!(
             short_duration(Duration::from_secs(2 * 3600 + 13 * 60 + 5)),
             "2h13m"

@@ -188,6 +188,9 @@ pub struct Team {
     pub owner: Option<String>,
     pub budget_monthly_usd: Option<f64>,
     pub llm_quota: Option<Spanned<LlmQuota>>,
+    /// `llm-key secret="…"`: the secret reference of the team's key at the AI gateway. The
+    /// gateway knows a caller's team only by this key (`docs/DRIVERS.md`, "AI gateway").
+    pub llm_key: Option<Spanned<String>>,
 }
 
 /// A team's `llm-quota`: tokens its callers may use across the stack's AI endpoints.
@@ -749,6 +752,10 @@ pub struct AiEndpointSpec {
     pub canary: Option<Canary>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idle_shutdown_after: Option<String>,
+    /// The teams whose workloads call this endpoint, each with its `llm-key` secret reference:
+    /// the only keys the gateway accepts for it. Derived from the graph, not written.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub callers: BTreeMap<String, String>,
 }
 
 /// A price override from a `pricing { }` block.

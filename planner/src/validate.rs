@@ -105,6 +105,7 @@ pub fn check(
     stack.pricing = decoded.pricing;
     let quotas = llm_quotas(&stack, diags);
     stack.resources.extend(quotas);
+    endpoint_callers(&mut stack, diags);
 
     stack.imports = decoded.imports;
     stack.moves = decoded.moves;
@@ -216,23 +217,91 @@ fn check_lifecycle_blocks(
     }
 }
 
+/// The driver whose AI gateway serves `r`: a self-hosted runtime on the `kubernetes` or `local`
+/// driver (SageMaker endpoints are not behind the gateway). `None` for anything else.
+fn gateway_driver(stack: &Stack, r: &Resource) -> Option<String> {
+    let Spec::AiEndpoint(e) = &*r.spec else {
+        return None;
+    };
+    let driver = stack.driver_for(r)?;
+    (e.runtime != ModelRuntime::Sagemaker && (driver == "kubernetes" || driver == "local"))
+        .then_some(driver)
+}
+
+/// Who may call each endpoint behind the gateway: the teams of the workloads that wire one of
+/// its outputs, each with its `llm-key`. The gateway accepts only those keys and names the team
+/// from the key, so a quota cannot be dodged by leaving out or forging a header. A calling team
+/// without a key could not get through, which is an error at the wiring.
+fn endpoint_callers(stack: &mut Stack, diags: &mut Vec<Diagnostic>) {
+    let keys: HashMap<&str, &Spanned<String>> = stack
+        .teams
+        .iter()
+        .filter_map(|t| Some((t.name.value.as_str(), t.llm_key.as_ref()?)))
+        .collect();
+    let served: HashMap<&Address, usize> = stack
+        .resources
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| gateway_driver(stack, r).is_some())
+        .map(|(i, r)| (&r.address, i))
+        .collect();
+    if served.is_empty() {
+        return;
+    }
+    let mut callers: BTreeMap<usize, BTreeMap<String, String>> = BTreeMap::new();
+    for r in &stack.resources {
+        let Some(team) = &r.team else { continue };
+        for reference in &r.references {
+            if !matches!(reference.via, EdgeVia::Env(_)) {
+                continue;
+            }
+            let Some(&endpoint) = served.get(&reference.target) else {
+                continue;
+            };
+            match keys.get(team.value.as_str()) {
+                Some(key) => {
+                    callers
+                        .entry(endpoint)
+                        .or_default()
+                        .insert(team.value.clone(), key.value.clone());
+                }
+                None => diags.push(
+                    Diagnostic::error(
+                        "missing-llm-key",
+                        format!(
+                            "{} calls {}, but team `{}` has no `llm-key`",
+                            r.address, reference.target, team.value
+                        ),
+                    )
+                    .with_label(reference.span, "the gateway refuses callers without their team's key")
+                    .with_help(format!(
+                        "declare the team's key, `team \"{0}\" {{ llm-key secret=\"aws-sm:prod/{0}/llm-key\" }}`, and give the workload the same secret: `env \"OPENAI_API_KEY\" secret=\"aws-sm:prod/{0}/llm-key\"`",
+                        team.value
+                    )),
+                ),
+            }
+        }
+    }
+    for (i, teams) in callers {
+        let r = &mut stack.resources[i];
+        if let Spec::AiEndpoint(e) = std::sync::Arc::make_mut(&mut r.spec) {
+            e.callers = teams;
+        }
+        // The memo is shared with the cached copies of this file's resource, whose callers come
+        // from other files: it would keep a stale list.
+        r.spec_memo = Default::default();
+    }
+}
+
 /// The `llm-quota/<team>` resource of every team with an `llm-quota`: the gateway's token limits
 /// for the team's callers, over every endpoint of the stack served through the gateway (a
 /// self-hosted runtime on the `kubernetes` or `local` driver). Without such an endpoint the
 /// quota cannot be enforced, which is a warning.
 fn llm_quotas(stack: &Stack, diags: &mut Vec<Diagnostic>) -> Vec<Resource> {
-    let gateway_driver = |r: &Resource| -> Option<String> {
-        let Spec::AiEndpoint(e) = &*r.spec else {
-            return None;
-        };
-        let driver = stack.driver_for(r)?;
-        (e.runtime != ModelRuntime::Sagemaker && (driver == "kubernetes" || driver == "local"))
-            .then_some(driver)
-    };
     let endpoints: Vec<(&Resource, String)> = stack
         .resources
         .iter()
-        .filter_map(|r| Some((r, gateway_driver(r)?)))
+        .filter_map(|r| Some((r, gateway_driver(stack, r)?)))
         .collect();
     let mut out = Vec::new();
     for team in &stack.teams {

@@ -438,3 +438,89 @@ fn moved_removed_and_imported_resources_are_planned_as_such() {
     assert_eq!(plan.summary.import, 1);
     assert_eq!(plan.summary.forget, 1);
 }
+
+/// An endpoint behind the gateway admits the keys of exactly the teams whose workloads wire it:
+/// a new caller adds its team's key (an update of the endpoint, in the plan), a caller gone
+/// takes it away, and the reference never shows the key itself.
+#[test]
+fn an_endpoint_s_callers_follow_the_graph() {
+    let stack = |callers: &str| {
+        format!(
+            r#"platform "shop" {{ driver "local" {{ path ".platformd/rendered" }} }}
+team "ml" {{ owner "ml@acme.example" }}
+team "web" {{
+    owner "web@acme.example"
+    llm-key secret="aws-sm:prod/web/llm-key"
+}}
+team "ops" {{
+    owner "ops@acme.example"
+    llm-key secret="vault:ops/llm-key"
+}}
+gpu-pool "l4" {{
+    team "ml"
+    accelerator "nvidia-l4"
+    instance-type "g6.xlarge"
+    nodes min=0 max=2
+}}
+ai-endpoint "chat" {{
+    team "ml"
+    model "meta-llama/Llama-3.1-8B-Instruct"
+    runtime "vllm"
+    gpu-pool "l4" gpus=1
+}}
+{callers}"#
+        )
+    };
+    let web = r#"service "web" {
+    team "web"
+    image "ghcr.io/acme/web:1.0.0"
+    env "CHAT_URL" from="ai-endpoint/chat.url"
+}
+"#;
+    let ops = r#"job "triage" {
+    team "ops"
+    image "ghcr.io/acme/triage:1.0.0"
+    env "CHAT_URL" from="ai-endpoint/chat.url"
+}
+"#;
+    let snapshot = |text: String| -> Snapshot {
+        let analysis = planner::analyze(vec![planner::StackFile {
+            path: "platform.kdl".into(),
+            text,
+        }]);
+        assert!(
+            !analysis.has_errors(),
+            "{}",
+            analysis.render_diagnostics(planner::diagnostic::Colour::Never)
+        );
+        analysis.snapshot.unwrap()
+    };
+    let callers = |s: &Snapshot| -> serde_json::Value {
+        let spec: serde_json::Value =
+            serde_json::from_str(s.resources["ai-endpoint/chat"].spec.as_str()).unwrap();
+        spec["callers"].clone()
+    };
+    let one = snapshot(stack(web));
+    assert_eq!(
+        callers(&one),
+        serde_json::json!({ "web": "aws-sm:prod/web/llm-key" })
+    );
+    let two = snapshot(stack(&format!("{web}{ops}")));
+    assert_eq!(
+        callers(&two),
+        serde_json::json!({ "web": "aws-sm:prod/web/llm-key", "ops": "vault:ops/llm-key" })
+    );
+    let plan = planner::plan::plan(&one, &two, &PlanOptions::default());
+    let chat = find(&plan, "ai-endpoint/chat");
+    assert_eq!(chat.action, Action::Update);
+    assert!(
+        chat.changes.iter().any(|c| c.path == "callers.ops"),
+        "{:?}",
+        chat.changes
+    );
+    let none = snapshot(stack(""));
+    assert!(
+        callers(&none).is_null(),
+        "nobody calls it: no key is accepted"
+    );
+}

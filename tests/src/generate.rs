@@ -22,7 +22,7 @@ pub fn stack_files(resources: usize, seed: u64) -> Vec<(String, String)> {
     for t in 0..teams {
         let _ = writeln!(
             platform,
-            "team \"team-{t}\" {{\n    owner \"team-{t}@acme.example\"\n}}\n"
+            "team \"team-{t}\" {{\n    owner \"team-{t}@acme.example\"\n    llm-key secret=\"aws-sm:prod/team-{t}/llm-key\"\n}}\n"
         );
     }
     files.push(("platform.kdl".to_string(), platform));

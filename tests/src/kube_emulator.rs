@@ -153,6 +153,13 @@ pub const OPERATOR_CRDS: &[ResourceType] = &[
         namespaced: true,
     },
     ResourceType {
+        group: "gateway.envoyproxy.io",
+        version: "v1alpha1",
+        kind: "SecurityPolicy",
+        plural: "securitypolicies",
+        namespaced: true,
+    },
+    ResourceType {
         group: "aigateway.envoyproxy.io",
         version: "v1alpha1",
         kind: "AIServiceBackend",

@@ -1,6 +1,7 @@
 //! Shared test support for platformd's test suites and benchmarks: real git repositories
 //! built with the `git` CLI, and a generator of synthetic stacks of any size.
 
+pub mod ai_gateway;
 pub mod aws_recorded;
 pub mod bench;
 pub mod crd;

@@ -1,6 +1,6 @@
 //! A real Prometheus server (the machine's `prometheus` package) on loopback, scraping a test
-//! exporter whose series the test sets: DCGM- and vLLM-shaped utilisation for the cost
-//! controller's tests.
+//! exporter whose series the test sets: DCGM-, vLLM- and Envoy-shaped utilisation for the cost
+//! controller's tests, including series that exist only while their pods do.
 
 use crate::net::{LoopbackServer, free_port};
 use std::collections::BTreeMap;
@@ -8,11 +8,17 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// One series: a gauge with a value, or a counter that grows by `per_scrape` at every scrape.
-#[derive(Debug, Clone, Copy)]
+/// How much a series grows at a scrape, or `None` when it is not exported at all (its pods are
+/// gone): asked at every scrape.
+pub type Growth = Arc<dyn Fn() -> Option<f64> + Send + Sync>;
+
+/// One series: a gauge with a value, a counter that grows by `per_scrape` at every scrape, or a
+/// counter whose growth and very presence are decided at each scrape.
+#[derive(Clone)]
 enum Series {
     Gauge(f64),
     Counter { value: f64, per_scrape: f64 },
+    Dynamic { value: f64, growth: Growth },
 }
 
 /// Serves `/metrics` from series the test sets.
@@ -65,6 +71,22 @@ impl Exporter {
         };
         all.insert(series.to_string(), Series::Counter { value, per_scrape });
     }
+
+    /// A counter asked at every scrape how much it grew, or whether it exists at all: a
+    /// runtime's series that vanish when its pods do, a gateway's that follow offered load.
+    pub fn counter_with(
+        &self,
+        series: &str,
+        growth: impl Fn() -> Option<f64> + Send + Sync + 'static,
+    ) {
+        self.series.lock().unwrap().insert(
+            series.to_string(),
+            Series::Dynamic {
+                value: 0.0,
+                growth: Arc::new(growth),
+            },
+        );
+    }
 }
 
 fn exposition(series: &Mutex<BTreeMap<String, Series>>) -> String {
@@ -77,6 +99,18 @@ fn exposition(series: &Mutex<BTreeMap<String, Series>>) -> String {
                 *value += *per_scrape;
                 *value
             }
+            Series::Dynamic { value, growth } => match growth() {
+                Some(by) => {
+                    *value += by;
+                    *value
+                }
+                // Gone with its pods; a process that comes back starts counting from zero,
+                // as a restarted exporter does.
+                None => {
+                    *value = 0.0;
+                    continue;
+                }
+            },
         };
         out.push_str(&format!("{name} {value}\n"));
     }

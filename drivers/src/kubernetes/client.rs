@@ -26,6 +26,9 @@ pub struct Settings {
     pub kafka_cluster: Option<String>,
     /// The Gateway AI endpoints' routes attach to (`ai-gateway`, default `ai-gateway`).
     pub ai_gateway: Option<String>,
+    /// Where workloads reach the AI gateway (`ai-gateway-url`); by default the Gateway's Service
+    /// in the namespace (`render::gateway::default_url`).
+    pub ai_gateway_url: Option<String>,
     /// The Strimzi Kafka Connect cluster pipelines' connectors run on (`kafka-connect-cluster`,
     /// default `platform-connect`).
     pub kafka_connect_cluster: Option<String>,
@@ -54,6 +57,7 @@ impl Default for Settings {
             node_class: None,
             kafka_cluster: None,
             ai_gateway: None,
+            ai_gateway_url: None,
             clickhouse_keeper: None,
             kafka_connect_cluster: None,
             force_conflicts: true,
@@ -81,6 +85,7 @@ impl Settings {
             node_class: settings.get("node-class").cloned(),
             kafka_cluster: settings.get("kafka-cluster").cloned(),
             ai_gateway: settings.get("ai-gateway").cloned(),
+            ai_gateway_url: settings.get("ai-gateway-url").cloned(),
             clickhouse_keeper: settings.get("clickhouse-keeper").cloned(),
             kafka_connect_cluster: settings.get("kafka-connect-cluster").cloned(),
             force_conflicts: settings.get("force-conflicts").is_none_or(|v| v != "false"),

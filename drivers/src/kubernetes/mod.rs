@@ -112,6 +112,12 @@ pub const OBJECT_TYPES: &[ObjectType] = &[
         "backendtrafficpolicies",
     ),
     namespaced(
+        "gateway.envoyproxy.io",
+        "v1alpha1",
+        "SecurityPolicy",
+        "securitypolicies",
+    ),
+    namespaced(
         "aigateway.envoyproxy.io",
         "v1alpha1",
         "AIServiceBackend",
@@ -171,6 +177,7 @@ fn object_types(kind: Kind) -> &'static [(&'static str, &'static str, &'static s
             ("gateway.envoyproxy.io", "v1alpha1", "Backend"),
             ("aigateway.envoyproxy.io", "v1alpha1", "AIServiceBackend"),
             ("aigateway.envoyproxy.io", "v1alpha1", "AIGatewayRoute"),
+            ("gateway.envoyproxy.io", "v1alpha1", "SecurityPolicy"),
             ("gateway.envoyproxy.io", "v1alpha1", "BackendTrafficPolicy"),
             ("autoscaling", "v2", "HorizontalPodAutoscaler"),
             ("external-secrets.io", "v1beta1", "ExternalSecret"),
@@ -662,7 +669,7 @@ impl Driver for KubernetesDriver {
                     d["metadata"]["name"].as_str().unwrap_or("").to_string(),
                 )
             });
-            let outputs = outputs_of(kind, &name, self.namespace(stack), &live);
+            let outputs = outputs_of(kind, &name, self.namespace(stack), &live, &self.settings);
             let inventory = live.iter().map(object_ref).collect();
             let (health, health_message) = overall_health(&live);
             found.push(ObservedResource {
@@ -769,7 +776,13 @@ impl Driver for KubernetesDriver {
                 .await?;
         }
         Ok(Applied {
-            outputs: outputs_of(desired.kind, &desired.name, &namespace, &applied),
+            outputs: outputs_of(
+                desired.kind,
+                &desired.name,
+                &namespace,
+                &applied,
+                &self.settings,
+            ),
             inventory,
         })
     }
@@ -948,9 +961,16 @@ impl Driver for KubernetesDriver {
     }
 }
 
-/// Outputs from what the cluster has: a workload's in-cluster URL from its Service, a topic's
-/// bootstrap servers from its cluster label.
-fn outputs_of(kind: Kind, name: &str, namespace: &str, live: &[Value]) -> Outputs {
+/// Outputs from what the cluster has: a workload's in-cluster URL from its Service (an AI
+/// endpoint's is the gateway's, the only way in that enforces its keys, rate limit and quotas),
+/// a topic's bootstrap servers from its cluster label.
+fn outputs_of(
+    kind: Kind,
+    name: &str,
+    namespace: &str,
+    live: &[Value],
+    settings: &Settings,
+) -> Outputs {
     let mut out = Outputs::new();
     out.insert("name".into(), name.into());
     for doc in live {
@@ -959,10 +979,22 @@ fn outputs_of(kind: Kind, name: &str, namespace: &str, live: &[Value]) -> Output
                 let service = doc["metadata"]["name"].as_str().unwrap_or(name);
                 let port = doc["spec"]["ports"][0]["port"].as_i64().unwrap_or(80);
                 let host = format!("{service}.{namespace}.svc.cluster.local");
-                let scheme_path = if kind == Kind::AiEndpoint { "/v1" } else { "" };
+                let url = if kind == Kind::AiEndpoint {
+                    settings.ai_gateway_url.clone().unwrap_or_else(|| {
+                        render::gateway::default_url(
+                            settings
+                                .ai_gateway
+                                .as_deref()
+                                .unwrap_or(render::gateway::DEFAULT_GATEWAY),
+                            namespace,
+                        )
+                    })
+                } else {
+                    format!("http://{host}:{port}")
+                };
                 out.insert("host".into(), host.clone());
                 out.insert("port".into(), port.to_string());
-                out.insert("url".into(), format!("http://{host}:{port}{scheme_path}"));
+                out.insert("url".into(), url);
             }
             Some("KafkaTopic") => {
                 let cluster = doc["metadata"]["labels"]["strimzi.io/cluster"]

@@ -10,24 +10,43 @@
 //! - an endpoint's `rate-limit` becomes a `BackendTrafficPolicy` on the route the gateway makes
 //!   from it (same name): tokens per minute are charged from the recorded total tokens,
 //!   requests per minute one per request;
+//! - every route is closed by default: a `SecurityPolicy` (`apiKeyAuth`) admits only the keys of
+//!   the teams whose workloads call the endpoint (their `llm-key`, filled into a Secret by an
+//!   `ExternalSecret`, one key per team named by the team), reads the key from `Authorization:
+//!   Bearer` (what OpenAI clients send) or `x-api-key`, strips it before the runtime, and writes
+//!   the key's team into `x-platformd-team`, replacing whatever the caller sent. An endpoint no
+//!   workload calls denies every request (`authorization.defaultAction: Deny`);
 //! - a team's `llm-quota` (the `llm-quota/<team>` resource) becomes one `BackendTrafficPolicy`
-//!   over every endpoint's route, with rules shared across them for callers that send
-//!   `x-platformd-team: <team>`.
+//!   over every endpoint's route, with rules shared across them for requests whose
+//!   `x-platformd-team` is the team: a header only the gateway sets, from the key.
 
 use super::metadata;
 use crate::DesiredResource;
 use planner::model::{AiEndpointSpec, LlmQuotaSpec};
 use serde_json::{Value, json};
+use std::collections::BTreeSet;
 
 pub const AI_GATEWAY_API: &str = "aigateway.envoyproxy.io/v1alpha1";
 pub const ENVOY_GATEWAY_API: &str = "gateway.envoyproxy.io/v1alpha1";
 /// The Gateway routes attach to, unless the driver's `ai-gateway` setting names another.
 pub const DEFAULT_GATEWAY: &str = "ai-gateway";
-/// The request header that names the calling team.
+/// The request header that names the calling team: set by the gateway from the caller's key,
+/// overwriting any value the caller sent.
 pub const TEAM_HEADER: &str = "x-platformd-team";
+/// Where the gateway reads a caller's key: OpenAI clients send `Authorization: Bearer <key>`,
+/// Anthropic-style clients `x-api-key`.
+pub const KEY_HEADERS: [&str; 2] = ["Authorization", "x-api-key"];
 /// Where the AI Gateway filter records a response's total tokens.
 const TOKEN_METADATA_NAMESPACE: &str = "io.envoy.ai_gateway";
 const TOKEN_METADATA_KEY: &str = "llm_total_token";
+
+/// Where workloads in `namespace` reach the gateway `gateway`, OpenAI's `/v1` included: the
+/// Gateway's Service of the same name in the namespace, which is what Envoy Gateway creates in
+/// its gateway-namespace deploy mode (or with an `EnvoyProxy` whose `envoyService.name` is the
+/// Gateway's). Anything else is the driver's `ai-gateway-url` setting.
+pub fn default_url(gateway: &str, namespace: &str) -> String {
+    format!("http://{gateway}.{namespace}.svc.cluster.local/v1")
+}
 
 /// A rule's cost: nothing on the request path, the response's total tokens after it.
 fn token_cost() -> Value {
@@ -85,6 +104,7 @@ pub fn endpoint_objects(
             },
         }),
     ];
+    docs.push(security_policy(d, e, namespace));
     if let Some(limit) = &e.rate_limit {
         let mut rules = Vec::new();
         if let Some(tokens) = limit.tokens_per_minute {
@@ -107,6 +127,92 @@ pub fn endpoint_objects(
         }));
     }
     docs
+}
+
+/// The Secret holding the keys of an endpoint's calling teams kept in `store`: `<name>-callers`,
+/// or `<name>-callers-<store>` when the teams' keys live in several stores (an ExternalSecret
+/// reads from exactly one).
+fn callers_secret(name: &str, store: &str, stores: usize) -> String {
+    if stores <= 1 {
+        format!("{name}-callers")
+    } else {
+        format!("{name}-callers-{store}")
+    }
+}
+
+fn caller_stores(e: &AiEndpointSpec) -> BTreeSet<&str> {
+    e.callers.values().map(|r| store_of(r)).collect()
+}
+
+fn store_of(reference: &str) -> &str {
+    reference.split(':').next().unwrap_or("aws-sm")
+}
+
+/// One ExternalSecret per store holding calling teams' keys: each key is stored under its team's
+/// name, which is the client id the gateway forwards. Emitted with the endpoint's other
+/// ExternalSecrets, before them (`<name>-callers` sorts before `<name>-secrets`).
+pub fn caller_keys(d: &DesiredResource, e: &AiEndpointSpec, namespace: &str) -> Vec<Value> {
+    let stores = caller_stores(e);
+    stores
+        .iter()
+        .map(|store| {
+            let data: Vec<Value> = e
+                .callers
+                .iter()
+                .filter(|(_, reference)| store_of(reference) == *store)
+                .map(|(team, reference)| {
+                    let key = reference
+                        .split_once(':')
+                        .map_or(reference.as_str(), |(_, k)| k);
+                    json!({ "secretKey": team, "remoteRef": { "key": key } })
+                })
+                .collect();
+            let secret = callers_secret(&d.name, store, stores.len());
+            json!({
+                "apiVersion": "external-secrets.io/v1beta1",
+                "kind": "ExternalSecret",
+                "metadata": metadata(d, &secret, Some(namespace)),
+                "spec": {
+                    "secretStoreRef": { "kind": "ClusterSecretStore", "name": store },
+                    "target": { "name": secret },
+                    "data": data,
+                },
+            })
+        })
+        .collect()
+}
+
+/// The route's admission: the calling teams' keys, or nobody when no workload calls it.
+fn security_policy(d: &DesiredResource, e: &AiEndpointSpec, namespace: &str) -> Value {
+    let stores = caller_stores(e);
+    let spec = if stores.is_empty() {
+        json!({
+            "targetRefs": [http_route(&d.name)],
+            "authorization": { "defaultAction": "Deny" },
+        })
+    } else {
+        let credentials: Vec<Value> = stores
+            .iter()
+            .map(|store| {
+                json!({ "group": "", "kind": "Secret", "name": callers_secret(&d.name, store, stores.len()) })
+            })
+            .collect();
+        json!({
+            "targetRefs": [http_route(&d.name)],
+            "apiKeyAuth": {
+                "credentialRefs": credentials,
+                "extractFrom": [{ "headers": KEY_HEADERS }],
+                "forwardClientIDHeader": TEAM_HEADER,
+                "sanitize": true,
+            },
+        })
+    };
+    json!({
+        "apiVersion": ENVOY_GATEWAY_API,
+        "kind": "SecurityPolicy",
+        "metadata": metadata(d, &d.name, Some(namespace)),
+        "spec": spec,
+    })
 }
 
 /// A team's quota: one policy over every endpoint's route, shared buckets per day and minute.

@@ -353,6 +353,11 @@ fn workload(d: &DesiredResource, w: &Workload<'_>, namespace: &str) -> Vec<Value
             },
         }));
     }
+    if let Some(e) = endpoint
+        && port.is_some()
+    {
+        docs.extend(super::gateway::caller_keys(d, e, namespace));
+    }
     docs.extend(external_secrets(d, namespace, &secrets));
     docs
 }

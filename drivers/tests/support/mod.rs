@@ -118,3 +118,36 @@ pub fn kubernetes_validate(files: &[std::path::PathBuf]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The repository's root.
+pub fn repo() -> &'static std::path::Path {
+    std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+/// Every resource of the example's Kubernetes variant that the variant routes to the cluster,
+/// wired as by `desired_wired`.
+pub fn variant_resources() -> Vec<DesiredResource> {
+    let dir = tempfile::tempdir().unwrap();
+    test_support::copy_dir(&repo().join("platform-state-example"), dir.path());
+    let platform = dir.path().join("platform.kdl");
+    let text = std::fs::read_to_string(&platform).unwrap();
+    std::fs::write(
+        &platform,
+        test_support::example_kubernetes_variant(&text, "cluster"),
+    )
+    .unwrap();
+    let snapshot = planner::analyze_dir(dir.path())
+        .unwrap()
+        .snapshot
+        .expect("the variant is valid");
+    let routed: Vec<String> = snapshot
+        .resources
+        .iter()
+        .filter(|(_, r)| r.driver == "kubernetes")
+        .map(|(address, _)| address.clone())
+        .collect();
+    desired_wired(&snapshot)
+        .into_iter()
+        .filter(|d| routed.contains(&d.address))
+        .collect()
+}

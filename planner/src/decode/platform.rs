@@ -415,6 +415,7 @@ pub(crate) const TEAM_FIELDS: &[FieldDef] = &[
         "llm-quota",
         "llm-quota tokens-per-day=5000000 tokens-per-minute=50000",
     ),
+    once("llm-key", "llm-key secret=\"aws-sm:prod/payments/llm-key\""),
 ];
 
 pub(crate) fn decode_team(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Team> {
@@ -491,11 +492,35 @@ pub(crate) fn decode_team(node: &Node, diags: &mut Vec<Diagnostic>) -> Option<Te
             )
         })
     });
+    let llm_key = block.one("llm-key").and_then(|k| {
+        let usage = block.def("llm-key").usage;
+        if !shape(k, 0, 0, &["secret"], usage, diags) {
+            return None;
+        }
+        let v = required_prop(k, "secret", usage, diags)?;
+        let s = string(v, "secret=\"aws-sm:prod/payments/llm-key\"", diags)?;
+        if let Err((label, help)) = crate::decode::secrets::check_reference(&s.value) {
+            diags.push(
+                Diagnostic::error(
+                    "invalid-secret-ref",
+                    format!(
+                        "invalid secret reference for the llm-key of team `{}`",
+                        name.value
+                    ),
+                )
+                .with_label(s.span, label)
+                .with_help(help),
+            );
+            return None;
+        }
+        Some(s)
+    });
     Some(Team {
         name,
         owner,
         budget_monthly_usd,
         llm_quota,
+        llm_key,
     })
 }
 

@@ -178,6 +178,7 @@ pub(crate) fn decode_ai_endpoint(
         autoscale,
         canary,
         idle_shutdown_after,
+        callers: BTreeMap::new(),
     })
 }
 
