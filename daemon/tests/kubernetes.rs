@@ -440,6 +440,24 @@ fn the_examples_kubernetes_variant_validates_and_applies() {
         ws.rendered("bucket").exists(),
         "buckets stay on the local driver"
     );
+    // The analytics pipeline makes its table, with the cluster's 90-day retention as its TTL,
+    // on every replica of both shards.
+    let jobs = emulator.list("batch", "jobs");
+    let schema = jobs
+        .iter()
+        .find(|((_, name), _)| name.starts_with("orders-to-analytics-schema-"))
+        .map(|(_, job)| job)
+        .expect("the pipeline's schema Job");
+    let container = &schema["spec"]["template"]["spec"]["containers"][0];
+    let sql = container["env"][0]["value"].as_str().unwrap();
+    assert!(
+        sql.contains("CREATE TABLE IF NOT EXISTS default.order_events_local (order_id String, customer_id String, amount Decimal(18, 2), created_at DateTime)"),
+        "{sql}"
+    );
+    assert!(sql.contains("TTL created_at + INTERVAL 90 DAY"), "{sql}");
+    for host in ["chi-analytics-main-0-0", "chi-analytics-main-1-1"] {
+        assert!(container["command"][2].as_str().unwrap().contains(host));
+    }
     assert_eq!(ws.run(&["plan", "stack", "--detailed-exitcode"]).code, 0);
     assert_eq!(ws.run(&["drift", "stack", "--detailed-exitcode"]).code, 0);
 

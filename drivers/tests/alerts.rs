@@ -54,7 +54,7 @@ pipeline "orders-clean" {
     team "web"
     source "topic/orders"
     transform sql="SELECT * FROM input"
-    sink "database/events" table="orders"
+    sink "database/events" table="orders" columns="order_id String, amount Decimal(18, 2), created_at DateTime"
     dead-letter-topic "topic/orders-dead"
     image "ghcr.io/acme/ingest:2.0.0"
     monitoring {
@@ -65,7 +65,7 @@ pipeline "orders-clean" {
 pipeline "orders-raw" {
     team "web"
     source "topic/orders"
-    sink "database/events" table="orders_raw"
+    sink "database/events" table="orders_raw" columns="order_id String, amount Decimal(18, 2), created_at DateTime"
     image "ghcr.io/acme/ingest:2.0.0"
     monitoring { alert "backlog" above=1000 for="5m"; }
 }

@@ -27,7 +27,7 @@ database "events" {
 pipeline "orders-raw" {
     team "data"
     source "topic/orders"
-    sink "database/events" table="orders_raw"
+    sink "database/events" table="orders_raw" columns="order_id String, amount Decimal(18, 2), created_at DateTime"
     image "ghcr.io/acme/ingest:2.0.0"
 }
 job "once" {

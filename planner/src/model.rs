@@ -662,6 +662,75 @@ pub struct Sink {
     pub partition_by: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub order_by: Option<String>,
+    /// ClickHouse tables: the columns, `name Type` separated by commas, which the pipeline
+    /// creates the table with and adds when new ones appear.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns: Option<String>,
+    /// ClickHouse tables: the `Date`/`DateTime` column the retention TTL counts from (default:
+    /// the first such column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_column: Option<String>,
+    /// ClickHouse tables: the target cluster's layout and retention (filled in by validation),
+    /// which the table is created on and takes its TTL from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clickhouse: Option<ClickhouseTarget>,
+}
+
+/// What a pipeline's table needs to know of the ClickHouse cluster it is created on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ClickhouseTarget {
+    pub shards: u32,
+    pub replicas: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<u32>,
+}
+
+/// The columns of a `columns="…"` list: `(name, type)` in order, split at the commas outside
+/// parentheses (`Decimal(18, 2)` is one type). `None` when an entry is not `name Type`.
+pub fn table_columns(columns: &str) -> Option<Vec<(String, String)>> {
+    let mut entries = Vec::new();
+    let (mut depth, mut start) = (0i32, 0);
+    for (i, c) in columns.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                entries.push(&columns[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    entries.push(&columns[start..]);
+    entries
+        .into_iter()
+        .map(|entry| {
+            let (name, ty) = entry.trim().split_once(char::is_whitespace)?;
+            let ty = ty.trim();
+            (is_sql_identifier(name) && !ty.is_empty()).then(|| (name.to_string(), ty.to_string()))
+        })
+        .collect()
+}
+
+/// A plain SQL identifier: a letter or `_`, then letters, digits and `_`.
+pub fn is_sql_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The column a table's TTL counts from: `time-column`, else the first `Date`/`DateTime` one.
+pub fn ttl_column(sink: &Sink) -> Option<String> {
+    if let Some(c) = &sink.time_column {
+        return Some(c.clone());
+    }
+    table_columns(sink.columns.as_deref()?)?
+        .into_iter()
+        .find(|(_, ty)| ty.starts_with("Date"))
+        .map(|(name, _)| name)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -802,11 +802,19 @@ pub fn check_templates_only(stack: &Stack, diags: &mut Vec<Diagnostic>) {
 /// order keys) in a database, a prefix in a bucket. A database sink records the database's
 /// engine in the pipeline's spec.
 pub fn check_sinks(stack: &mut Stack, diags: &mut Vec<Diagnostic>) {
-    let engines: HashMap<Address, DatabaseEngine> = stack
+    let engines: HashMap<Address, (DatabaseEngine, Option<ClickhouseTarget>)> = stack
         .resources
         .iter()
         .filter_map(|r| match &*r.spec {
-            Spec::Database(db) => Some((r.address.clone(), db.engine)),
+            Spec::Database(db) => {
+                let clickhouse =
+                    (db.engine == DatabaseEngine::Clickhouse).then(|| ClickhouseTarget {
+                        shards: db.shards.unwrap_or(1),
+                        replicas: db.replicas.unwrap_or(1),
+                        retention_days: db.retention_days,
+                    });
+                Some((r.address.clone(), (db.engine, clickhouse)))
+            }
             _ => None,
         })
         .collect();
@@ -817,12 +825,16 @@ pub fn check_sinks(stack: &mut Stack, diags: &mut Vec<Diagnostic>) {
         let Some(sink) = r.references.iter().find(|x| x.via == EdgeVia::Sink) else {
             continue;
         };
-        let engine = engines.get(&sink.target);
-        // A cached file's spec is shared: copied only when the engine it records changes.
-        if p.sink.engine.as_ref() != engine
+        let engine = engines.get(&sink.target).map(|(e, _)| *e);
+        let clickhouse = engines.get(&sink.target).and_then(|(_, c)| *c);
+        // A cached file's spec is shared: copied only when what it records of its target
+        // changes, and then no longer the cached copy's (its memo would be stale).
+        if (p.sink.engine != engine || p.sink.clickhouse != clickhouse)
             && let Spec::Pipeline(p) = std::sync::Arc::make_mut(&mut r.spec)
         {
-            p.sink.engine = engine.copied();
+            p.sink.engine = engine;
+            p.sink.clickhouse = clickhouse;
+            r.spec_memo = Default::default();
         }
     }
     let stack = &*stack;
@@ -845,7 +857,13 @@ pub fn check_sinks(stack: &mut Stack, diags: &mut Vec<Diagnostic>) {
         let (kind_words, allowed, needs_table): (&str, &[&str], bool) = match &*target.spec {
             Spec::Database(db) if db.engine == DatabaseEngine::Clickhouse => (
                 "a ClickHouse database",
-                &["table", "partition-by", "order-by"],
+                &[
+                    "table",
+                    "partition-by",
+                    "order-by",
+                    "columns",
+                    "time-column",
+                ],
                 true,
             ),
             Spec::Database(_) => ("a database", &["table"], true),
@@ -857,6 +875,8 @@ pub fn check_sinks(stack: &mut Stack, diags: &mut Vec<Diagnostic>) {
             ("prefix", p.sink.prefix.is_some()),
             ("partition-by", p.sink.partition_by.is_some()),
             ("order-by", p.sink.order_by.is_some()),
+            ("columns", p.sink.columns.is_some()),
+            ("time-column", p.sink.time_column.is_some()),
         ];
         for (key, _) in given.iter().filter(|(k, set)| *set && !allowed.contains(k)) {
             diags.push(
@@ -875,6 +895,11 @@ pub fn check_sinks(stack: &mut Stack, diags: &mut Vec<Diagnostic>) {
                 )),
             );
         }
+        if let Spec::Database(db) = &*target.spec
+            && db.engine == DatabaseEngine::Clickhouse
+        {
+            check_clickhouse_table(r, p, db, sink_ref.span, diags);
+        }
         if needs_table && p.sink.table.is_none() {
             diags.push(
                 Diagnostic::error(
@@ -888,6 +913,95 @@ pub fn check_sinks(stack: &mut Stack, diags: &mut Vec<Diagnostic>) {
                 )),
             );
         }
+    }
+}
+
+/// A ClickHouse sink's table is created and migrated by the pipeline (`docs/DRIVERS.md`), so it
+/// needs its columns, a TTL column when the cluster keeps rows for `retention-days`, and only
+/// plain names and single expressions: these go into DDL run as the cluster's administrator, and
+/// a `;` or a comment would let a pipeline run any statement on a cluster it only writes to.
+fn check_clickhouse_table(
+    r: &Resource,
+    p: &PipelineSpec,
+    db: &DatabaseSpec,
+    span: crate::source::Span,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let sink = &p.sink;
+    let invalid = |what: &str, label: String, help: &str| {
+        Diagnostic::error(
+            "invalid-value",
+            format!("the sink of {} has {what}", r.address),
+        )
+        .with_label(span, label)
+        .with_help(help.to_string())
+    };
+    if let Some(table) = &sink.table
+        && !is_sql_identifier(table)
+    {
+        diags.push(invalid(
+            "a table name ClickHouse would need quoted",
+            format!("`{table}` is not a plain name"),
+            "name the table with letters, digits and `_`: `table=\"order_events\"`",
+        ));
+    }
+    for (key, value) in [
+        ("partition-by", &sink.partition_by),
+        ("order-by", &sink.order_by),
+        ("columns", &sink.columns),
+    ] {
+        if let Some(v) = value
+            && (v.contains(';') || v.contains("--") || v.contains("/*"))
+        {
+            diags.push(invalid(
+                &format!("more than one SQL expression in `{key}=`"),
+                format!("`{key}=` holds `;` or a comment"),
+                "write one expression; the table's DDL runs as the cluster's administrator",
+            ));
+        }
+    }
+    let Some(columns) = &sink.columns else {
+        diags.push(
+            Diagnostic::error(
+                "missing-field",
+                format!("the sink of {} needs the columns of its table", r.address),
+            )
+            .with_label(span, "a ClickHouse table is created with its columns")
+            .with_help("list them: `columns=\"order_id String, amount Decimal(18, 2), created_at DateTime\"`"),
+        );
+        return;
+    };
+    let Some(parsed) = table_columns(columns) else {
+        diags.push(invalid(
+            "columns that are not `name Type` pairs",
+            "expected `name Type, name Type`".into(),
+            "write them as `columns=\"order_id String, created_at DateTime\"`",
+        ));
+        return;
+    };
+    if let Some(t) = &sink.time_column
+        && !parsed.iter().any(|(name, _)| name == t)
+    {
+        diags.push(invalid(
+            "a time column that is not one of its columns",
+            format!("no column `{t}`"),
+            "name one of the `columns=`, of type Date or DateTime",
+        ));
+    }
+    if let Some(days) = db.retention_days
+        && ttl_column(sink).is_none()
+    {
+        diags.push(
+            Diagnostic::error(
+                "missing-field",
+                format!(
+                    "the table of {} needs a time column for the cluster's {days}-day retention",
+                    r.address
+                ),
+            )
+            .with_label(span, "no Date or DateTime column")
+            .with_help("add one to `columns=`, or name it: `time-column=\"created_at\"`"),
+        );
     }
 }
 

@@ -179,8 +179,38 @@ fn a_pipeline_sink_takes_the_keys_of_its_target() {
             .collect()
     };
     assert_eq!(
-        codes("\"database/ch\" table=\"events\" partition-by=\"toYYYYMM(at)\" order-by=\"(at)\""),
+        codes(
+            "\"database/ch\" table=\"events\" columns=\"id UInt64, at DateTime\" partition-by=\"toYYYYMM(at)\" order-by=\"(at)\""
+        ),
         Vec::<&str>::new()
+    );
+    // The table is made by the pipeline: it needs its columns, as `name Type` pairs.
+    assert_eq!(
+        codes("\"database/ch\" table=\"events\" order-by=\"(at)\""),
+        ["missing-field"]
+    );
+    assert_eq!(
+        codes("\"database/ch\" table=\"events\" columns=\"id, at\""),
+        ["invalid-value"]
+    );
+    // Its DDL runs as the cluster's administrator: one expression per key, plain table names.
+    assert_eq!(
+        codes(
+            "\"database/ch\" table=\"events\" columns=\"id UInt64, at DateTime\" order-by=\"(at); DROP TABLE payments\""
+        ),
+        ["invalid-value"]
+    );
+    assert_eq!(
+        codes("\"database/ch\" table=\"events\" columns=\"id UInt64 -- , at DateTime\""),
+        ["invalid-value"]
+    );
+    assert_eq!(
+        codes("\"database/ch\" table=\"ev ents\" columns=\"id UInt64\""),
+        ["invalid-value"]
+    );
+    assert_eq!(
+        codes("\"database/ch\" table=\"events\" columns=\"id UInt64\" time-column=\"at\""),
+        ["invalid-value"]
     );
     assert_eq!(
         codes("\"bucket/lake\" prefix=\"events/\""),
@@ -198,5 +228,31 @@ fn a_pipeline_sink_takes_the_keys_of_its_target() {
         codes("\"bucket/lake\" table=\"events\""),
         ["wrong-arguments"]
     );
-    assert_eq!(codes("\"database/ch\""), ["missing-field"]);
+    assert_eq!(codes("\"database/ch\""), ["missing-field", "missing-field"]);
+}
+
+#[test]
+fn a_clickhouse_table_under_retention_needs_a_time_column() {
+    let stack = |columns: &str| {
+        format!(
+            "platform \"p\" {{\n    driver \"local\" {{ path \"out\" }}\n}}\nteam \"data\" {{\n    owner \"data@acme.example\"\n}}\ntopic \"events\" {{\n    team \"data\"\n}}\ndatabase \"ch\" {{\n    team \"data\"\n    engine \"clickhouse\"\n    retention-days 30\n}}\npipeline \"p\" {{\n    team \"data\"\n    source \"topic/events\"\n    sink \"database/ch\" table=\"events\" columns=\"{columns}\"\n    image \"ghcr.io/acme/ingest:2.0.0\"\n}}\n"
+        )
+    };
+    let errors = |columns: &str| -> Vec<String> {
+        planner::analyze(vec![planner::StackFile {
+            path: "platform.kdl".into(),
+            text: stack(columns),
+        }])
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| d.message.clone())
+        .collect()
+    };
+    assert_eq!(errors("id UInt64, at DateTime"), Vec::<String>::new());
+    assert_eq!(errors("id UInt64, day Date"), Vec::<String>::new());
+    assert_eq!(
+        errors("id UInt64, note String"),
+        ["the table of pipeline/p needs a time column for the cluster's 30-day retention"]
+    );
 }

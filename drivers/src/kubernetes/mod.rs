@@ -164,6 +164,7 @@ fn object_types(kind: Kind) -> &'static [(&'static str, &'static str, &'static s
             PROMETHEUS_RULE,
         ],
         Kind::Pipeline => &[
+            ("batch", "v1", "Job"),
             ("apps", "v1", "Deployment"),
             ("kafka.strimzi.io", "v1beta2", "KafkaConnector"),
             ("", "v1", "Service"),

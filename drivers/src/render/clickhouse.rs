@@ -9,7 +9,7 @@
 
 use super::metadata;
 use crate::DesiredResource;
-use planner::model::DatabaseSpec;
+use planner::model::{DatabaseSpec, PipelineSpec};
 use serde_json::{Value, json};
 
 /// The image of the ClickHouse server for `version` (default: the current LTS line).
@@ -163,3 +163,129 @@ pub const BACKUP_BUCKET: &str = planner::resource_spec::BACKUP_BUCKET_WIRE;
 
 /// The keeper service when the Kubernetes driver's `clickhouse-keeper` setting is not given.
 pub const DEFAULT_KEEPER: &str = "clickhouse-keeper";
+
+/// The statements that create a pipeline's table, or bring an existing one up to date, on one
+/// replica: the local table (`<table>_local`, replicated when the cluster has replicas, with the
+/// sink's `PARTITION BY`, `ORDER BY` and a TTL of the cluster's `retention-days`), the columns
+/// added since it was made, its TTL set again, and the `Distributed` table `<table>` over every
+/// shard, which pipelines write to and queries read. Every statement is a no-op when the table
+/// already is as declared, so running them again is safe. A changed `PARTITION BY` or `ORDER BY`
+/// cannot be applied to a table in place (ClickHouse refuses); such a change needs a new table.
+pub fn table_sql(p: &PipelineSpec) -> Option<String> {
+    let sink = &p.sink;
+    let target = sink.clickhouse?;
+    let table = sink.table.as_deref()?;
+    let columns = planner::model::table_columns(sink.columns.as_deref()?)?;
+    let local = format!("default.{table}_local");
+    let engine = if target.replicas > 1 {
+        format!(
+            "ReplicatedMergeTree('/clickhouse/tables/{{shard}}/default/{table}_local', '{{replica}}')"
+        )
+    } else {
+        "MergeTree".to_string()
+    };
+    let ttl = target
+        .retention_days
+        .zip(planner::model::ttl_column(sink))
+        .map(|(days, column)| format!("{column} + INTERVAL {days} DAY"));
+    let declared: Vec<String> = columns.iter().map(|(n, t)| format!("{n} {t}")).collect();
+    let mut create = format!(
+        "CREATE TABLE IF NOT EXISTS {local} ({}) ENGINE = {engine}",
+        declared.join(", ")
+    );
+    if let Some(partition) = &sink.partition_by {
+        create.push_str(&format!(" PARTITION BY {partition}"));
+    }
+    create.push_str(&format!(
+        " ORDER BY {}",
+        sink.order_by.as_deref().unwrap_or("tuple()")
+    ));
+    if let Some(ttl) = &ttl {
+        create.push_str(&format!(" TTL {ttl}"));
+    }
+    let add: Vec<String> = columns
+        .iter()
+        .map(|(n, t)| format!("ADD COLUMN IF NOT EXISTS {n} {t}"))
+        .collect();
+    let mut statements = vec![create, format!("ALTER TABLE {local} {}", add.join(", "))];
+    if let Some(ttl) = &ttl {
+        statements.push(format!("ALTER TABLE {local} MODIFY TTL {ttl}"));
+    }
+    statements.push(format!(
+        "CREATE TABLE IF NOT EXISTS default.{table} AS {local} ENGINE = Distributed('{CLUSTER}', 'default', '{table}_local', rand())"
+    ));
+    statements.push(format!("ALTER TABLE default.{table} {}", add.join(", ")));
+    Some(statements.join(";\n") + ";")
+}
+
+/// Every replica of the cluster `database`: the operator's per-replica Services
+/// `chi-<installation>-<cluster>-<shard>-<replica>`.
+fn replica_hosts(database: &str, shards: u32, replicas: u32) -> Vec<String> {
+    (0..shards.max(1))
+        .flat_map(|s| {
+            (0..replicas.max(1)).map(move |r| format!("chi-{database}-{CLUSTER}-{s}-{r}"))
+        })
+        .collect()
+}
+
+/// A stable short digest (FNV-1a) naming a schema Job after what it runs: Jobs cannot be
+/// changed once made, so a new schema is a new Job and the old one is pruned.
+fn digest(text: &str) -> String {
+    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{:08x}", hash >> 32)
+}
+
+/// A value Kubernetes passes on literally: `$(NAME)` in an env value is otherwise replaced by
+/// another variable of the container, and `$$(` is its escape.
+pub fn literal_env_value(value: &str) -> String {
+    value.replace("$(", "$$(")
+}
+
+/// The Job that creates or migrates a pipeline's ClickHouse table on every replica before data
+/// flows (`table_sql`). The SQL reaches `clickhouse-client` through an environment variable, never
+/// through the shell's command line.
+pub fn schema_job(d: &DesiredResource, p: &PipelineSpec, namespace: &str) -> Option<Value> {
+    let sql = table_sql(p)?;
+    let target = p.sink.clickhouse?;
+    let database = p.sink.target.trim_start_matches("database/");
+    let hosts = replica_hosts(database, target.shards, target.replicas);
+    let script = format!(
+        "set -e; for host in {}; do clickhouse-client --host \"$host\" --multiquery --query \"$SCHEMA_SQL\"; done",
+        hosts.join(" ")
+    );
+    let name = format!("{}-schema-{}", d.name, digest(&format!("{script}\n{sql}")));
+    Some(json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": metadata(d, &name, Some(namespace)),
+        "spec": {
+            "backoffLimit": 6,
+            "template": { "spec": {
+                "restartPolicy": "Never",
+                "containers": [{
+                    "name": "schema",
+                    "image": server_image(""),
+                    "command": ["/bin/sh", "-c", script],
+                    "env": [{ "name": "SCHEMA_SQL", "value": literal_env_value(&sql) }],
+                }],
+            } },
+        },
+    }))
+}
+
+/// The init container of a pipeline worker writing to ClickHouse: the worker starts only once
+/// its table exists, so no record is read before it can be written.
+pub fn wait_for_table(p: &PipelineSpec) -> Option<Value> {
+    let table = p.sink.table.as_deref()?;
+    p.sink.clickhouse?;
+    let database = p.sink.target.trim_start_matches("database/");
+    Some(json!({
+        "name": "wait-for-table",
+        "image": server_image(""),
+        "command": ["/bin/sh", "-c", format!(
+            "until clickhouse-client --host clickhouse-{database} --query 'EXISTS TABLE default.{table}' | grep -q 1; do sleep 5; done"
+        )],
+    }))
+}

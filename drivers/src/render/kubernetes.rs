@@ -13,7 +13,13 @@ pub fn manifests(d: &DesiredResource, namespace: &str) -> Vec<Value> {
         Spec::Topic(t) => vec![kafka_topic(d, t, namespace)],
         Spec::LlmQuota(q) => vec![super::gateway::quota_policy(d, q, namespace)],
         Spec::Job(j) => batch_job(d, j, namespace),
-        Spec::Pipeline(p) if is_connector(p) => vec![clickhouse_connector(d, p, namespace)],
+        // A ClickHouse sink's table is made before data flows: by the schema Job, which the
+        // worker's init container waits for, and which the connector's tasks retry against
+        // (`autoRestart`) until the table is there.
+        Spec::Pipeline(p) if is_connector(p) => super::clickhouse::schema_job(d, p, namespace)
+            .into_iter()
+            .chain([clickhouse_connector(d, p, namespace)])
+            .collect(),
         Spec::Service(s) => workload(
             d,
             &Workload {
@@ -26,18 +32,29 @@ pub fn manifests(d: &DesiredResource, namespace: &str) -> Vec<Value> {
             },
             namespace,
         ),
-        Spec::Pipeline(p) => workload(
-            d,
-            &Workload {
-                replicas: p.replicas,
-                port: None,
-                resources: Some(&p.resources),
-                health_check: None,
-                autoscale: None,
-                serves: Serves::Image(&p.image),
-            },
-            namespace,
-        ),
+        Spec::Pipeline(p) => {
+            let mut docs = workload(
+                d,
+                &Workload {
+                    replicas: p.replicas,
+                    port: None,
+                    resources: Some(&p.resources),
+                    health_check: None,
+                    autoscale: None,
+                    serves: Serves::Image(&p.image),
+                },
+                namespace,
+            );
+            if let Some(wait) = super::clickhouse::wait_for_table(p) {
+                for doc in docs.iter_mut().filter(|doc| doc["kind"] == "Deployment") {
+                    doc["spec"]["template"]["spec"]["initContainers"] = json!([wait.clone()]);
+                }
+            }
+            super::clickhouse::schema_job(d, p, namespace)
+                .into_iter()
+                .chain(docs)
+                .collect()
+        }
         Spec::AiEndpoint(e) => workload(
             d,
             &Workload {
@@ -183,7 +200,10 @@ fn env_list(d: &DesiredResource, secrets: &mut Vec<(String, String)>) -> Vec<Val
     }
     for (name, v) in d.spec.env().into_iter().flatten() {
         match v {
-            EnvValue::Literal(s) => env.push(json!({"name": name, "value": s})),
+            EnvValue::Literal(s) => env.push(json!({
+                "name": name,
+                "value": super::clickhouse::literal_env_value(s),
+            })),
             EnvValue::From { .. } => {
                 // Resolved from the dependency's outputs when applied.
                 let value = d.wired.get(name).cloned().unwrap_or_default();
@@ -586,6 +606,22 @@ mod tests {
             }),
         )
         .unwrap()
+    }
+
+    /// Kubernetes expands `$(NAME)` in env values from the container's other variables: a
+    /// literal from the stack reaches the process as written.
+    #[test]
+    fn literal_env_values_are_not_expanded_by_the_kubelet() {
+        let d = service(json!({ "GREETING": "cost $(5) or $(HOME)" }));
+        let docs = manifests(&d, "shop");
+        let env = &docs[0]["spec"]["template"]["spec"]["containers"][0]["env"];
+        let greeting = env
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "GREETING")
+            .unwrap();
+        assert_eq!(greeting["value"], "cost $$(5) or $$(HOME)");
     }
 
     fn external_secrets(docs: &[Value]) -> Vec<&Value> {

@@ -200,7 +200,14 @@ pub(crate) fn decode_pipeline(
             n,
             1,
             1,
-            &["table", "prefix", "partition-by", "order-by"],
+            &[
+                "table",
+                "prefix",
+                "partition-by",
+                "order-by",
+                "columns",
+                "time-column",
+            ],
             usage,
             diags,
         ) {
@@ -227,6 +234,12 @@ pub(crate) fn decode_pipeline(
         let order_by = prop(n, "order-by")
             .and_then(|v| string(v, "order-by=\"(customer_id, created_at)\"", diags))
             .map(|s| s.value);
+        let columns = prop(n, "columns")
+            .and_then(|v| string(v, "columns=\"id UInt64, created_at DateTime\"", diags))
+            .map(|s| s.value);
+        let time_column = prop(n, "time-column")
+            .and_then(|v| string(v, "time-column=\"created_at\"", diags))
+            .map(|s| s.value);
         Some(Sink {
             target: target.key(),
             engine: None,
@@ -234,6 +247,9 @@ pub(crate) fn decode_pipeline(
             prefix,
             partition_by,
             order_by,
+            columns,
+            time_column,
+            clickhouse: None,
         })
     });
     let transform = block.one("transform").and_then(|n| {
