@@ -531,3 +531,103 @@ fn wired_endpoint_urls_lead_to_the_gateway() {
         "https://llm.internal.acme.example/v1"
     );
 }
+
+fn with_canary(weight: u32) -> DesiredResource {
+    let mut d = endpoint(Value::Null);
+    if let Spec::AiEndpoint(e) = &mut d.spec.fields {
+        e.canary = Some(planner::model::Canary {
+            revision: "a1b2c3d".into(),
+            weight_percent: weight,
+        });
+    }
+    d
+}
+
+fn selects(selector: &Value, labels: &Value) -> bool {
+    selector
+        .as_object()
+        .unwrap()
+        .iter()
+        .all(|(k, v)| labels.get(k) == Some(v))
+}
+
+#[test]
+fn a_canary_gets_the_declared_share_of_requests_at_the_gateway_not_of_pods() {
+    let docs = drivers::render::documents(&with_canary(10), "ml");
+    let find = |kind: &str, name: &str| -> &Value {
+        docs.iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("{kind} {name} in {docs:#?}"))
+    };
+    for doc in docs
+        .iter()
+        .filter(|d| d["apiVersion"].as_str().unwrap().contains("envoyproxy.io"))
+    {
+        check_against_crd(doc);
+    }
+    // 10 % of 2 replicas: one canary pod, and still 10 % of the requests.
+    let stable = find("Deployment", "chat");
+    let canary = find("Deployment", "chat-canary");
+    assert_eq!(stable["spec"]["replicas"], 2);
+    assert_eq!(canary["spec"]["replicas"], 1);
+    let route = find("AIGatewayRoute", "chat");
+    assert_eq!(
+        route["spec"]["rules"][0]["backendRefs"],
+        json!([{ "name": "chat", "weight": 90 }, { "name": "chat-canary", "weight": 10 }])
+    );
+    assert_eq!(
+        find("Backend", "chat-canary")["spec"]["endpoints"][0]["fqdn"]["hostname"],
+        "chat-canary.ml.svc.cluster.local"
+    );
+    assert_eq!(
+        find("AIServiceBackend", "chat-canary")["spec"]["backendRef"]["name"],
+        "chat-canary"
+    );
+    // Each Service reaches its own revision's pods only, and the Deployments do not overlap.
+    let pods = |d: &Value| d["spec"]["template"]["metadata"]["labels"].clone();
+    let service = |name: &str| find("Service", name)["spec"]["selector"].clone();
+    assert!(selects(&service("chat"), &pods(stable)));
+    assert!(!selects(&service("chat"), &pods(canary)));
+    assert!(selects(&service("chat-canary"), &pods(canary)));
+    assert!(!selects(&service("chat-canary"), &pods(stable)));
+    assert!(!selects(
+        &stable["spec"]["selector"]["matchLabels"],
+        &pods(canary)
+    ));
+    assert!(!selects(
+        &canary["spec"]["selector"]["matchLabels"],
+        &pods(stable)
+    ));
+    assert!(
+        canary["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("a1b2c3d")),
+        "the canary serves its revision"
+    );
+
+    // Without a canary, one backend and no weights.
+    let docs = drivers::render::documents(&endpoint(Value::Null), "ml");
+    let route = docs.iter().find(|d| d["kind"] == "AIGatewayRoute").unwrap();
+    assert_eq!(
+        route["spec"]["rules"][0]["backendRefs"],
+        json!([{ "name": "chat" }])
+    );
+}
+
+#[test]
+fn an_endpoint_with_a_canary_is_applied_and_observed_without_drift() {
+    let emulator = KubeEmulator::start();
+    let dir = tempfile::tempdir().unwrap();
+    let driver = support::emulator_driver(
+        &emulator,
+        &dir,
+        Settings {
+            namespace: Some("ml".into()),
+            ..Settings::default()
+        },
+    );
+    let rt = support::runtime();
+    support::apply_and_observe_without_drift(&rt, &driver, &with_canary(25));
+    assert!(emulator.get("", "services", "ml", "chat-canary").is_some());
+}

@@ -218,10 +218,12 @@ pub fn estimate(stack: &Stack) -> Estimate {
                 compute + gpus.unwrap_or(0.0)
             }
             Spec::AiEndpoint(e) => {
-                let replicas =
-                    e.autoscale
-                        .as_ref()
-                        .map_or(e.replicas, |a| a.min.max(e.replicas)) as f64;
+                // The canary's pods run beside the stable ones.
+                let replicas = (e
+                    .autoscale
+                    .as_ref()
+                    .map_or(e.replicas, |a| a.min.max(e.replicas))
+                    + e.canary_replicas()) as f64;
                 if let Some(placement) = &e.gpu_pool {
                     match pools.get(placement.pool.as_str()) {
                         Some(pool_spec) => match prices.instance(&pool_spec.instance_type) {

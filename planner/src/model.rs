@@ -827,6 +827,18 @@ pub struct AiEndpointSpec {
     pub callers: BTreeMap<String, String>,
 }
 
+impl AiEndpointSpec {
+    /// Pods of the canary revision: its share of the endpoint's replicas, at least one while
+    /// the endpoint runs at all (none when it is scaled to zero). The gateway splits traffic by
+    /// the declared weight whatever the pod counts; this sizes the canary for that share.
+    pub fn canary_replicas(&self) -> u32 {
+        match &self.canary {
+            Some(c) if self.replicas > 0 => (self.replicas * c.weight_percent).div_ceil(100).max(1),
+            _ => 0,
+        }
+    }
+}
+
 /// A price override from a `pricing { }` block.
 #[derive(Debug, Clone, Default)]
 pub struct PricingOverrides {

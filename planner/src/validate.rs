@@ -1087,7 +1087,8 @@ fn check_gpu_capacity(stack: &Stack, diags: &mut Vec<Diagnostic>) {
             let replicas = e
                 .autoscale
                 .as_ref()
-                .map_or(e.replicas, |a| a.max.max(e.replicas));
+                .map_or(e.replicas, |a| a.max.max(e.replicas))
+                + e.canary_replicas();
             let entry = demand.entry(placement.pool.as_str()).or_default();
             entry.0 += placement.gpus * replicas;
             entry.1.push(r);

@@ -524,3 +524,56 @@ ai-endpoint "chat" {{
         "nobody calls it: no key is accepted"
     );
 }
+
+/// A canary's pods cost and take GPUs like any others: a 10 % canary of a two-replica endpoint
+/// adds one pod's GPUs to its estimate and to its pool's demand.
+#[test]
+fn a_canary_is_counted_in_cost_and_gpu_capacity() {
+    let stack = |canary: &str| {
+        format!(
+            r#"platform "shop" {{ driver "local" {{ path ".platformd/rendered" }} }}
+team "ml" {{ owner "ml@acme.example" }}
+gpu-pool "l4" {{
+    team "ml"
+    accelerator "nvidia-l4"
+    instance-type "g6.xlarge"
+    nodes min=0 max=2
+}}
+ai-endpoint "chat" {{
+    team "ml"
+    model "meta-llama/Llama-3.1-8B-Instruct"
+    runtime "vllm"
+    gpu-pool "l4" gpus=1
+    replicas 2
+    {canary}
+}}
+"#
+        )
+    };
+    let analyse = |text: String| {
+        planner::analyze(vec![planner::StackFile {
+            path: "platform.kdl".into(),
+            text,
+        }])
+    };
+    let endpoint_cost = |a: &planner::Analysis| -> f64 {
+        let snapshot = a.snapshot.as_ref().unwrap();
+        let plan = planner::plan::plan(
+            &Snapshot::empty(&snapshot.stack),
+            snapshot,
+            &PlanOptions::default(),
+        );
+        find(&plan, "ai-endpoint/chat").cost.after
+    };
+    let without = analyse(stack(""));
+    let with = analyse(stack(r#"canary revision="a1b2c3d" weight-percent=10"#));
+    let (before, after) = (endpoint_cost(&without), endpoint_cost(&with));
+    assert!(
+        (after - before * 1.5).abs() < 0.01,
+        "three pods instead of two: {before} → {after}"
+    );
+    // Two nodes of one GPU: two stable pods fit, a canary beside them does not.
+    let capacity = |a: &planner::Analysis| a.diagnostics.iter().any(|d| d.code == "gpu-capacity");
+    assert!(!capacity(&without));
+    assert!(capacity(&with));
+}

@@ -6,7 +6,9 @@
 //! - every self-hosted `ai-endpoint` gets a `Backend` (its Service's cluster DNS name), an
 //!   `AIServiceBackend` (OpenAI schema) and an `AIGatewayRoute` on the stack's gateway matching
 //!   the model name (`x-ai-eg-model`), which records each response's total tokens in the
-//!   request's metadata (`llmRequestCosts`);
+//!   request's metadata (`llmRequestCosts`); with a `canary`, the canary revision's Service gets
+//!   its own Backend and AIServiceBackend and the route splits requests between the two by the
+//!   declared `weight-percent` (`backendRefs[].weight`), whatever the pod counts;
 //! - an endpoint's `rate-limit` becomes a `BackendTrafficPolicy` on the route the gateway makes
 //!   from it (same name): tokens per minute are charged from the recorded total tokens,
 //!   requests per minute one per request;
@@ -72,38 +74,58 @@ pub fn endpoint_objects(
 ) -> Vec<Value> {
     let name = &d.name;
     let model = &e.model.id;
-    let mut docs = vec![
-        json!({
+    // With a canary, each revision is a backend of its own and the route splits requests by
+    // the declared weight.
+    let mut tracks: Vec<(String, u32)> = vec![(name.clone(), 100)];
+    if let Some(c) = &e.canary {
+        tracks = vec![
+            (name.clone(), 100 - c.weight_percent),
+            (format!("{name}-canary"), c.weight_percent),
+        ];
+    }
+    let mut docs = Vec::new();
+    for (track, _) in &tracks {
+        docs.push(json!({
             "apiVersion": ENVOY_GATEWAY_API,
             "kind": "Backend",
-            "metadata": metadata(d, name, Some(namespace)),
+            "metadata": metadata(d, track, Some(namespace)),
             "spec": {
-                "endpoints": [{ "fqdn": { "hostname": format!("{name}.{namespace}.svc.cluster.local"), "port": port } }],
+                "endpoints": [{ "fqdn": { "hostname": format!("{track}.{namespace}.svc.cluster.local"), "port": port } }],
             },
-        }),
-        json!({
+        }));
+    }
+    for (track, _) in &tracks {
+        docs.push(json!({
             "apiVersion": AI_GATEWAY_API,
             "kind": "AIServiceBackend",
-            "metadata": metadata(d, name, Some(namespace)),
+            "metadata": metadata(d, track, Some(namespace)),
             "spec": {
                 "schema": { "name": "OpenAI", "prefix": "/v1" },
-                "backendRef": { "name": name, "kind": "Backend", "group": "gateway.envoyproxy.io" },
+                "backendRef": { "name": track, "kind": "Backend", "group": "gateway.envoyproxy.io" },
             },
-        }),
-        json!({
-            "apiVersion": AI_GATEWAY_API,
-            "kind": "AIGatewayRoute",
-            "metadata": metadata(d, name, Some(namespace)),
-            "spec": {
-                "parentRefs": [{ "name": DEFAULT_GATEWAY, "kind": "Gateway", "group": "gateway.networking.k8s.io" }],
-                "rules": [{
-                    "matches": [{ "headers": [{ "type": "Exact", "name": "x-ai-eg-model", "value": model }] }],
-                    "backendRefs": [{ "name": name }],
-                }],
-                "llmRequestCosts": [{ "metadataKey": TOKEN_METADATA_KEY, "type": "TotalToken" }],
-            },
-        }),
-    ];
+        }));
+    }
+    let backend_refs: Vec<Value> = if tracks.len() == 1 {
+        vec![json!({ "name": name })]
+    } else {
+        tracks
+            .iter()
+            .map(|(track, weight)| json!({ "name": track, "weight": weight }))
+            .collect()
+    };
+    docs.push(json!({
+        "apiVersion": AI_GATEWAY_API,
+        "kind": "AIGatewayRoute",
+        "metadata": metadata(d, name, Some(namespace)),
+        "spec": {
+            "parentRefs": [{ "name": DEFAULT_GATEWAY, "kind": "Gateway", "group": "gateway.networking.k8s.io" }],
+            "rules": [{
+                "matches": [{ "headers": [{ "type": "Exact", "name": "x-ai-eg-model", "value": model }] }],
+                "backendRefs": backend_refs,
+            }],
+            "llmRequestCosts": [{ "metadataKey": TOKEN_METADATA_KEY, "type": "TotalToken" }],
+        },
+    }));
     docs.push(security_policy(d, e, namespace));
     if let Some(limit) = &e.rate_limit {
         let mut rules = Vec::new();

@@ -301,8 +301,10 @@ fn workload(d: &DesiredResource, w: &Workload<'_>, namespace: &str) -> Vec<Value
     if let Some(pool) = gpu_pool {
         gpu_placement(pool, &mut pod_spec);
     }
+    // The canary's pods are their own app (`<name>-canary`), behind their own Service: the
+    // gateway, not the pod count, decides which revision a request reaches.
     let deployment = |name: &str, replicas: u64, pod_spec: &Map<String, Value>| {
-        let mut template_labels = selector(d, &d.name);
+        let mut template_labels = selector(d, name);
         template_labels["platformd.dev/team"] = d.team().into();
         if name != d.name {
             template_labels["platformd.dev/track"] = "canary".into();
@@ -313,8 +315,7 @@ fn workload(d: &DesiredResource, w: &Workload<'_>, namespace: &str) -> Vec<Value
             "metadata": metadata(d, name, Some(namespace)),
             "spec": {
                 "replicas": replicas,
-                "selector": { "matchLabels": if name == d.name { selector(d, &d.name) } else {
-                    let mut s = selector(d, &d.name); s["platformd.dev/track"] = "canary".into(); s } },
+                "selector": { "matchLabels": selector(d, name) },
                 "template": {
                     "metadata": { "labels": template_labels },
                     "spec": Value::Object(pod_spec.clone()),
@@ -323,13 +324,11 @@ fn workload(d: &DesiredResource, w: &Workload<'_>, namespace: &str) -> Vec<Value
         })
     };
     docs.push(deployment(&d.name, replicas, &pod_spec));
-    // Canary: a second Deployment on the canary revision behind the same Service; traffic
-    // splits by replica count (weight-percent of replicas, at least one).
-    if let Some(e) = endpoint
-        && let Some(canary) = &e.canary
-    {
-        let weight = u64::from(canary.weight_percent);
-        let canary_replicas = (replicas * weight).div_ceil(100).max(1);
+    // Canary: a second Deployment on the canary revision, sized for its share of the traffic,
+    // which the gateway splits by the declared weight (`gateway::endpoint_objects`).
+    let canary = endpoint.and_then(|e| Some((e, e.canary.as_ref()?)));
+    if let Some((e, canary)) = canary {
+        let canary_replicas = u64::from(e.canary_replicas());
         let (image, args, _) = runtime_container(e, &canary.revision);
         let mut c = container.clone();
         c.insert("image".into(), image.into());
@@ -343,15 +342,21 @@ fn workload(d: &DesiredResource, w: &Workload<'_>, namespace: &str) -> Vec<Value
         ));
     }
     if let Some(p) = port {
-        docs.push(json!({
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": metadata(d, &d.name, Some(namespace)),
-            "spec": {
-                "selector": selector(d, &d.name),
-                "ports": [{ "name": "http", "port": p, "targetPort": "http", "protocol": "TCP" }],
-            },
-        }));
+        let service = |name: &str| {
+            json!({
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": metadata(d, name, Some(namespace)),
+                "spec": {
+                    "selector": selector(d, name),
+                    "ports": [{ "name": "http", "port": p, "targetPort": "http", "protocol": "TCP" }],
+                },
+            })
+        };
+        docs.push(service(&d.name));
+        if canary.is_some() {
+            docs.push(service(&format!("{}-canary", d.name)));
+        }
         // Model traffic goes through the AI gateway, which enforces rate limits and quotas.
         if let Some(e) = endpoint {
             docs.extend(super::gateway::endpoint_objects(d, e, namespace, p));
