@@ -1,7 +1,8 @@
 //! Self-hosted AI endpoints as the runtime needs them: `env` with secret references (a gated
 //! model's `HF_TOKEN` from the secret store, never its value) and wired outputs, and a model on
-//! several GPUs sharded across them (vLLM's tensor parallelism, TGI's shards). The manifests
-//! pass `kubernetes-validate --strict`.
+//! several GPUs sharded across them (vLLM's tensor parallelism, TGI's shards), and Triton with
+//! its model fetched from the repository bucket into a volume. The manifests pass
+//! `kubernetes-validate --strict`.
 
 mod support;
 
@@ -35,6 +36,15 @@ ai-endpoint "mistral" {
     runtime "tgi"
     gpu-pool "h100" gpus=2
 }
+bucket "models" { team "ml"; }
+ai-endpoint "fraud" {
+    team "ml"
+    model "acme/fraud-xgb" revision="v14"
+    runtime "triton"
+    gpu-pool "h100" gpus=1
+    model-repository "bucket/models" prefix="triton/"
+    canary revision="v15" weight-percent=20
+}
 ai-endpoint "small" {
     team "ml"
     model "meta-llama/Llama-3.2-1B-Instruct" revision="main"
@@ -51,6 +61,10 @@ fn documents(name: &str) -> Vec<Value> {
     d.wired.insert(
         "PROMPTS".into(),
         "platform-kafka-bootstrap.ml.svc:9092".into(),
+    );
+    d.wired.insert(
+        planner::resource_spec::MODEL_REPOSITORY_WIRE.into(),
+        "ml-models-a1b2".into(),
     );
     drivers::render::documents(&d, "ml")
 }
@@ -125,4 +139,80 @@ fn a_model_on_several_gpus_is_sharded_across_them() {
         !one.iter().any(|a| a.contains("tensor-parallel")),
         "{one:?}"
     );
+}
+
+#[test]
+fn triton_serves_the_model_fetched_from_its_repository_into_a_volume() {
+    let docs = documents("fraud");
+    let deployments: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "Deployment").collect();
+    for (deployment, revision) in deployments.iter().zip(["v14", "v15"]) {
+        let pod = &deployment["spec"]["template"]["spec"];
+        assert_eq!(
+            pod["volumes"][0],
+            serde_json::json!({ "name": "models", "emptyDir": {} })
+        );
+        let fetch = &pod["initContainers"][0];
+        assert_eq!(fetch["name"], "fetch-model");
+        assert_eq!(
+            fetch["args"],
+            serde_json::json!([
+                "s3",
+                "sync",
+                format!("s3://ml-models-a1b2/triton/acme/fraud-xgb/{revision}/"),
+                "/models/fraud-xgb/"
+            ]),
+            "the bucket's real name, the revision of the track"
+        );
+        let server = &pod["containers"][0];
+        assert_eq!(server["volumeMounts"][0]["mountPath"], "/models");
+        let args: Vec<&str> = server["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert!(args.contains(&"--model-repository=/models"), "{args:?}");
+        assert!(args.contains(&"--load-model=fraud-xgb"), "{args:?}");
+        assert!(args.contains(&"--model-control-mode=explicit"), "{args:?}");
+    }
+    assert_eq!(deployments.len(), 2, "the stable revision and the canary");
+    // A vLLM endpoint downloads by id: no repository, no volume.
+    let vllm = documents("small");
+    assert!(container(&vllm).get("volumeMounts").is_none());
+}
+
+#[test]
+fn triton_needs_a_model_repository_and_tgi_serves_from_one_when_given() {
+    let codes = |text: &str| -> Vec<&'static str> {
+        planner::analyze(vec![planner::StackFile {
+            path: "platform.kdl".into(),
+            text: text.into(),
+        }])
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| d.code)
+        .collect()
+    };
+    assert_eq!(
+        codes(&STACK.replace(
+            "    model-repository \"bucket/models\" prefix=\"triton/\"\n",
+            ""
+        )),
+        ["missing-field"]
+    );
+    let own = STACK.replace(
+        "    runtime \"tgi\"\n",
+        "    runtime \"tgi\"\n    model-repository \"bucket/models\"\n",
+    );
+    assert_eq!(codes(&own), Vec::<&str>::new());
+    let d = support::desired("ml", &support::snapshot(&own))
+        .into_iter()
+        .find(|d| d.address == "ai-endpoint/mistral")
+        .unwrap();
+    let docs = drivers::render::documents(&d, "ml");
+    let args = args(&docs);
+    let at = args.iter().position(|a| a == "--model-id").unwrap();
+    assert_eq!(args[at + 1], "/models/Mistral-7B-Instruct-v0.3");
+    assert!(!args.iter().any(|a| a == "--revision"), "{args:?}");
 }

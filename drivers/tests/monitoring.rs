@@ -33,7 +33,6 @@ topic "orders" {
     partitions 6
     monitoring {
         alert "backlog" above=10000 for="15m"
-        notify "slack:#data-alerts"
     }
 }
 service "orders" {
@@ -117,6 +116,15 @@ fn every_rule_has_only_the_fields_of_the_operators_crd_and_routes_to_its_targets
     assert_eq!(
         topic["spec"]["groups"][0]["rules"][0]["expr"],
         r#"sum(kafka_consumergroup_lag{topic="orders"}) > 10000"#
+    );
+    // No `notify`: the owning team's owner is paged, not nobody.
+    assert_eq!(
+        topic["spec"]["groups"][0]["rules"][0]["labels"]["email_to"],
+        "data@acme.example"
+    );
+    assert_eq!(
+        topic["spec"]["groups"][0]["rules"][0]["labels"]["team"],
+        "data"
     );
     let service = by_address("service/orders");
     let rules = service["spec"]["groups"][0]["rules"]

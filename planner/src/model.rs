@@ -821,6 +821,10 @@ pub struct AiEndpointSpec {
     pub canary: Option<Canary>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idle_shutdown_after: Option<String>,
+    /// Triton: the bucket (and prefix) its model repository is fetched from, as
+    /// `<prefix><model id>/<revision>/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_repository: Option<ModelRepository>,
     /// The teams whose workloads call this endpoint, each with its `llm-key` secret reference:
     /// the only keys the gateway accepts for it. Derived from the graph, not written.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -837,6 +841,15 @@ impl AiEndpointSpec {
             _ => 0,
         }
     }
+}
+
+/// `model-repository "bucket/NAME" prefix="…"`: where Triton's model directories are kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ModelRepository {
+    pub bucket: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub prefix: String,
 }
 
 /// A price override from a `pricing { }` block.

@@ -67,6 +67,8 @@ pub struct Wire<'a> {
 
 /// The wired key under which a ClickHouse backup receives its bucket's name.
 pub const BACKUP_BUCKET_WIRE: &str = "BACKUP_BUCKET";
+/// The wired key under which a Triton endpoint receives its model repository bucket's name.
+pub const MODEL_REPOSITORY_WIRE: &str = "MODEL_REPOSITORY_BUCKET";
 
 impl Wire<'_> {
     /// Where the wire is written in the canonical spec (`env.DATABASE_URL`, `backup.bucket`):
@@ -74,6 +76,8 @@ impl Wire<'_> {
     pub fn path(&self) -> String {
         if self.env == BACKUP_BUCKET_WIRE {
             "backup.bucket".to_string()
+        } else if self.env == MODEL_REPOSITORY_WIRE {
+            "model-repository.bucket".to_string()
         } else {
             format!("env.{}", self.env)
         }
@@ -151,6 +155,15 @@ impl ResourceSpec {
             wires.push(Wire {
                 env: BACKUP_BUCKET_WIRE,
                 address: format!("{}/{}", Kind::Bucket, backup.bucket),
+                output: "name",
+            });
+        }
+        if let Spec::AiEndpoint(e) = &self.fields
+            && let Some(repository) = &e.model_repository
+        {
+            wires.push(Wire {
+                env: MODEL_REPOSITORY_WIRE,
+                address: format!("{}/{}", Kind::Bucket, repository.bucket),
                 output: "name",
             });
         }

@@ -106,6 +106,7 @@ pub fn check(
     let quotas = llm_quotas(&stack, diags);
     stack.resources.extend(quotas);
     endpoint_callers(&mut stack, diags);
+    notify_owners(&mut stack);
 
     stack.imports = decoded.imports;
     stack.moves = decoded.moves;
@@ -289,6 +290,34 @@ fn endpoint_callers(stack: &mut Stack, diags: &mut Vec<Diagnostic>) {
         }
         // The memo is shared with the cached copies of this file's resource, whose callers come
         // from other files: it would keep a stale list.
+        r.spec_memo = Default::default();
+    }
+}
+
+/// Alerts that name no target go to the owning team's `owner`: an alert routed nowhere would
+/// fire unseen. (`notify` given in the block replaces this.)
+fn notify_owners(stack: &mut Stack) {
+    let owners: HashMap<&str, &str> = stack
+        .teams
+        .iter()
+        .filter_map(|t| Some((t.name.value.as_str(), t.owner.as_deref()?)))
+        .collect();
+    let owners: HashMap<String, String> = owners
+        .into_iter()
+        .map(|(t, o)| (t.to_string(), o.to_string()))
+        .collect();
+    for r in &mut stack.resources {
+        let Some(monitoring) = &mut r.monitoring else {
+            continue;
+        };
+        if !monitoring.value.notify.is_empty() {
+            continue;
+        }
+        let Some(owner) = r.team.as_ref().and_then(|t| owners.get(&t.value)) else {
+            continue;
+        };
+        monitoring.value.notify.push(format!("email:{owner}"));
+        // The memo is shared with cached copies; the owner lives in another file.
         r.spec_memo = Default::default();
     }
 }

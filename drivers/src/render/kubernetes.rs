@@ -94,27 +94,44 @@ fn selector(d: &DesiredResource, name: &str) -> Value {
 
 /// The container image and arguments of a model-serving runtime.
 fn runtime_container(e: &AiEndpointSpec, revision: &str) -> (String, Vec<String>, u16) {
-    let id = e.model.id.clone();
+    // A model kept in a repository bucket is served from the directory it is fetched into
+    // (`model_fetch`); otherwise the runtime downloads it by id and revision.
+    let model_args = |flag: &str| -> Vec<String> {
+        if e.model_repository.is_some() {
+            vec![
+                flag.into(),
+                format!("{MODELS_DIR}/{}", triton_model_name(e)),
+            ]
+        } else {
+            vec![
+                flag.into(),
+                e.model.id.clone(),
+                "--revision".into(),
+                revision.into(),
+            ]
+        }
+    };
     // A model on more than one GPU is sharded across them (tensor parallelism).
     let gpus = e.gpu_pool.as_ref().map_or(1, |p| p.gpus);
     let (image, mut args, port): (String, Vec<String>, u16) = match e.runtime {
         ModelRuntime::Tgi => (
             "ghcr.io/huggingface/text-generation-inference:2.4.1".into(),
-            vec![
-                "--model-id".into(),
-                id,
-                "--revision".into(),
-                revision.into(),
-                "--port".into(),
-                "8000".into(),
-            ],
+            [
+                model_args("--model-id"),
+                vec!["--port".into(), "8000".into()],
+            ]
+            .concat(),
             8000,
         ),
+        // The model's directory is fetched into the `models` volume first (`model_fetch`);
+        // Triton loads exactly that model.
         ModelRuntime::Triton => (
             "nvcr.io/nvidia/tritonserver:24.10-py3".into(),
             vec![
                 "tritonserver".into(),
-                format!("--model-repository=/models/{id}/{revision}"),
+                format!("--model-repository={MODELS_DIR}"),
+                "--model-control-mode=explicit".into(),
+                format!("--load-model={}", triton_model_name(e)),
                 "--http-port=8000".into(),
             ],
             8000,
@@ -122,14 +139,7 @@ fn runtime_container(e: &AiEndpointSpec, revision: &str) -> (String, Vec<String>
         // SageMaker endpoints are not rendered as workloads (`super::has_kubernetes_form`).
         ModelRuntime::Vllm | ModelRuntime::Sagemaker => (
             "vllm/vllm-openai:v0.6.4".into(),
-            vec![
-                "--model".into(),
-                id,
-                "--revision".into(),
-                revision.into(),
-                "--port".into(),
-                "8000".into(),
-            ],
+            [model_args("--model"), vec!["--port".into(), "8000".into()]].concat(),
             8000,
         ),
     };
@@ -142,6 +152,40 @@ fn runtime_container(e: &AiEndpointSpec, revision: &str) -> (String, Vec<String>
         }
     }
     (image, args, port)
+}
+
+/// Where Triton's model repository is mounted.
+const MODELS_DIR: &str = "/models";
+/// The image that fetches a Triton model from its bucket.
+const AWS_CLI_IMAGE: &str = "amazon/aws-cli:2.22.35";
+
+/// The name a fetched model's directory has (and Triton knows the model by): the last part of
+/// its id.
+fn triton_model_name(e: &AiEndpointSpec) -> &str {
+    e.model.id.rsplit('/').next().unwrap_or(&e.model.id)
+}
+
+/// With a `model-repository`, the init container that copies the model's directory
+/// (`<prefix><id>/<revision>/` in the repository bucket: for Triton a model directory with
+/// `config.pbtxt` and numbered versions, for vLLM and TGI the weights and tokenizer) into the
+/// `models` volume. Arguments, not a shell line: ids and revisions come from the stack.
+fn model_fetch(d: &DesiredResource, e: &AiEndpointSpec, revision: &str) -> Option<Value> {
+    let repository = e.model_repository.as_ref()?;
+    let bucket = d
+        .wired
+        .get(planner::resource_spec::MODEL_REPOSITORY_WIRE)
+        .cloned()
+        .unwrap_or_else(|| repository.bucket.clone());
+    Some(json!({
+        "name": "fetch-model",
+        "image": AWS_CLI_IMAGE,
+        "args": [
+            "s3", "sync",
+            format!("s3://{bucket}/{}{}/{revision}/", repository.prefix, e.model.id),
+            format!("{MODELS_DIR}/{}/", triton_model_name(e)),
+        ],
+        "volumeMounts": [{ "name": "models", "mountPath": MODELS_DIR }],
+    }))
 }
 
 /// The secret store of a reference (`aws-sm:prod/app/key` → `aws-sm`).
@@ -293,7 +337,21 @@ fn workload(d: &DesiredResource, w: &Workload<'_>, namespace: &str) -> Vec<Value
         container.insert("readinessProbe".into(), probe.clone());
         container.insert("livenessProbe".into(), probe);
     }
+    let fetch = endpoint.and_then(|e| model_fetch(d, e, &e.model.revision));
+    if fetch.is_some() {
+        container.insert(
+            "volumeMounts".into(),
+            json!([{ "name": "models", "mountPath": MODELS_DIR }]),
+        );
+    }
     let mut pod_spec = Map::new();
+    if let Some(fetch) = fetch {
+        pod_spec.insert("initContainers".into(), json!([fetch]));
+        pod_spec.insert(
+            "volumes".into(),
+            json!([{ "name": "models", "emptyDir": {} }]),
+        );
+    }
     pod_spec.insert(
         "containers".into(),
         json!([Value::Object(container.clone())]),
@@ -335,6 +393,9 @@ fn workload(d: &DesiredResource, w: &Workload<'_>, namespace: &str) -> Vec<Value
         c.insert("args".into(), json!(args));
         let mut canary_pod = pod_spec.clone();
         canary_pod.insert("containers".into(), json!([Value::Object(c)]));
+        if let Some(fetch) = model_fetch(d, e, &canary.revision) {
+            canary_pod.insert("initContainers".into(), json!([fetch]));
+        }
         docs.push(deployment(
             &format!("{}-canary", d.name),
             canary_replicas,

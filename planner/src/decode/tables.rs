@@ -113,6 +113,10 @@ pub(crate) const AI_ENDPOINT_FIELDS: &[FieldDef] = &[
     once("autoscale", "autoscale min=1 max=4 cpu-percent=70"),
     once("canary", "canary revision=\"v2\" weight-percent=10"),
     once("idle-shutdown-after", "idle-shutdown-after \"1h\""),
+    once(
+        "model-repository",
+        "model-repository \"bucket/model-artifacts\" prefix=\"triton/\"",
+    ),
 ];
 
 pub(crate) const JOB_FIELDS: &[FieldDef] = &[

@@ -126,7 +126,57 @@ pub(crate) fn decode_ai_endpoint(
         })
     });
     let idle_shutdown_after = idle_shutdown_after(block, diags);
+    let model_repository = block.one("model-repository").and_then(|n| {
+        let usage = block.def("model-repository").usage;
+        if !shape(n, 1, 1, &["prefix"], usage, diags) {
+            return None;
+        }
+        let s = string(arg(n, 0)?, "\"bucket/model-artifacts\"", diags)?;
+        let target = parse_address(&s, &[Kind::Bucket], diags)?;
+        let prefix = prop(n, "prefix")
+            .and_then(|v| string(v, "prefix=\"triton/\"", diags))
+            .map_or(String::new(), |s| s.value);
+        references.push(Reference {
+            target: target.clone(),
+            output: Some("name".into()),
+            via: EdgeVia::DependsOn,
+            span: s.span,
+            allowed_kinds: &[Kind::Bucket],
+        });
+        Some((
+            ModelRepository {
+                bucket: target.name.clone(),
+                prefix,
+            },
+            n.name.span,
+        ))
+    });
     let runtime = runtime?;
+    // Triton serves only from a model repository; vLLM and TGI may (a model of one's own, not
+    // on Hugging Face); SageMaker brings its own model store.
+    let model_repository = match (runtime, model_repository) {
+        (ModelRuntime::Triton, Some((repository, _))) => Some(repository),
+        (ModelRuntime::Triton, None) => {
+            diags.push(missing_field(
+                &block.owner,
+                block.owner_span,
+                &block.def("model-repository"),
+            ));
+            return None;
+        }
+        (ModelRuntime::Sagemaker, Some((_, span))) => {
+            diags.push(
+                Diagnostic::error(
+                    "wrong-arguments",
+                    "`model-repository` is not for runtime \"sagemaker\"",
+                )
+                .with_label(span, "not used by sagemaker")
+                .with_help("SageMaker serves the model of its image (`sagemaker-image`) by its id"),
+            );
+            return None;
+        }
+        (_, repository) => repository.map(|(r, _)| r),
+    };
     // Self-hosted runtimes run on a GPU pool; SageMaker brings its own instances.
     let (gpu_pool, instance_type) = match (runtime, gpu_pool, instance_type) {
         (ModelRuntime::Sagemaker, Some((_, span)), _) => {
@@ -178,6 +228,7 @@ pub(crate) fn decode_ai_endpoint(
         autoscale,
         canary,
         idle_shutdown_after,
+        model_repository,
         callers: BTreeMap::new(),
     })
 }
