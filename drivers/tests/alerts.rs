@@ -40,6 +40,7 @@ database "orders-db" {
 database "events" {
     team "web"
     engine "clickhouse"
+    user "ingest" password="aws-sm:prod/events/ingest"
     monitoring {
         alert "cpu" above=80 for="5m"
         alert "disk" above=85 for="5m"

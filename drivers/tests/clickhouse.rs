@@ -30,6 +30,8 @@ database "events" {
     retention-days 90
     backup-retention-days 14
     backup bucket="ch-backups" schedule="0 2 * * *"
+    user "ingest" password="aws-sm:prod/events/ingest"
+    user "analyst" password="aws-sm:analytics/analyst"
 }
 "#;
 
@@ -122,6 +124,39 @@ fn the_installation_uses_only_the_crds_fields_with_the_layout_keeper_and_backups
         assert!(script.contains(host), "{host} in {script}");
     }
     assert!(!script.contains("chi-events-main-2-0"), "{script}");
+    // As the cluster's first user, its password from the users Secret.
+    assert!(
+        script.contains("--password \"$CLICKHOUSE_PASSWORD\""),
+        "{script}"
+    );
+    let backup_env =
+        &backup["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert_eq!(
+        backup_env[0],
+        serde_json::json!({ "name": "CLICKHOUSE_USER", "value": "ingest" })
+    );
+    assert_eq!(
+        backup_env[1]["valueFrom"]["secretKeyRef"],
+        serde_json::json!({ "name": "events-users", "key": "ingest" })
+    );
+
+    // The users: passwords from the users Secret, which an ExternalSecret fills by reference.
+    let users = &spec["configuration"]["users"];
+    assert_eq!(users["ingest/k8s_secret_password"], "events-users/ingest");
+    assert_eq!(users["analyst/k8s_secret_password"], "events-users/analyst");
+    assert_eq!(users["ingest/profile"], "default");
+    let external = docs
+        .iter()
+        .find(|d| d["kind"] == "ExternalSecret")
+        .expect("the users' ExternalSecret");
+    assert_eq!(external["spec"]["target"]["name"], "events-users");
+    assert_eq!(
+        external["spec"]["data"],
+        serde_json::json!([
+            { "secretKey": "ingest", "remoteRef": { "key": "prod/events/ingest" } },
+            { "secretKey": "analyst", "remoteRef": { "key": "analytics/analyst" } },
+        ])
+    );
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("backup.yaml");
     std::fs::write(&file, serde_json::to_string_pretty(backup).unwrap()).unwrap();

@@ -24,6 +24,7 @@ topic "orders-dlq" { team "data"; }
 database "events" {
     team "data"
     engine "clickhouse"
+    user "ingest" password="aws-sm:prod/events/ingest"
     shards 2
     replicas 2
     retention-days 90
@@ -82,6 +83,12 @@ fn a_topic_into_clickhouse_is_a_sink_connector_with_the_dead_letter_topic() {
     assert_eq!(config["hostname"], "clickhouse-events.analytics.svc");
     assert_eq!(config["topic2TableMap"], "orders=orders_raw");
     assert_eq!(config["errors.tolerance"], "all");
+    // As the cluster's user, the password resolved by Strimzi's secrets config provider.
+    assert_eq!(config["username"], "ingest");
+    assert_eq!(
+        config["password"],
+        "${secrets:analytics/events-users:ingest}"
+    );
     assert_eq!(config["errors.deadletterqueue.topic.name"], "orders-dlq");
 }
 
@@ -199,6 +206,15 @@ fn both_paths_create_their_table_with_the_cluster_s_retention_as_ttl_on_every_re
             assert!(script.contains(host), "{script}");
         }
         assert!(script.contains("--query \"$SCHEMA_SQL\""), "{script}");
+        let env = &job["spec"]["template"]["spec"]["containers"][0]["env"];
+        assert_eq!(
+            env[1],
+            serde_json::json!({ "name": "CLICKHOUSE_USER", "value": "ingest" })
+        );
+        assert_eq!(
+            env[2]["valueFrom"]["secretKeyRef"],
+            serde_json::json!({ "name": "events-users", "key": "ingest" })
+        );
         assert!(!script.contains("CREATE"), "{script}");
     }
     let (raw, _) = schema("orders-raw");

@@ -23,6 +23,7 @@ topic "orders" { team "data"; }
 database "events" {
     team "data"
     engine "clickhouse"
+    user "ingest" password="aws-sm:prod/events/ingest"
 }
 pipeline "orders-raw" {
     team "data"

@@ -616,6 +616,18 @@ pub struct DatabaseSpec {
     pub retention_days: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backup: Option<DatabaseBackup>,
+    /// ClickHouse: the users the cluster is made with, passwords by reference.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<ClickhouseUser>,
+}
+
+/// `user "NAME" password="store:path"`: a ClickHouse user the cluster is made with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ClickhouseUser {
+    pub name: String,
+    /// The secret reference of the user's password.
+    pub password: String,
 }
 
 /// `backup bucket="…" schedule="…"`: ClickHouse backups to a bucket of the stack.
@@ -670,6 +682,9 @@ pub struct Sink {
     /// the first such column).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_column: Option<String>,
+    /// ClickHouse tables: the cluster's user the pipeline writes as (default its first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     /// ClickHouse tables: the target cluster's layout and retention (filled in by validation),
     /// which the table is created on and takes its TTL from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -677,13 +692,17 @@ pub struct Sink {
 }
 
 /// What a pipeline's table needs to know of the ClickHouse cluster it is created on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct ClickhouseTarget {
     pub shards: u32,
     pub replicas: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_days: Option<u32>,
+    /// The user the pipeline writes (and creates its table) as: the sink's `user=`, else the
+    /// cluster's first user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 /// The columns of a `columns="…"` list: `(name, type)` in order, split at the commas outside

@@ -841,6 +841,7 @@ pub fn check_sinks(stack: &mut Stack, diags: &mut Vec<Diagnostic>) {
                         shards: db.shards.unwrap_or(1),
                         replicas: db.replicas.unwrap_or(1),
                         retention_days: db.retention_days,
+                        user: db.users.first().map(|u| u.name.clone()),
                     });
                 Some((r.address.clone(), (db.engine, clickhouse)))
             }
@@ -855,7 +856,16 @@ pub fn check_sinks(stack: &mut Stack, diags: &mut Vec<Diagnostic>) {
             continue;
         };
         let engine = engines.get(&sink.target).map(|(e, _)| *e);
-        let clickhouse = engines.get(&sink.target).and_then(|(_, c)| *c);
+        let clickhouse = engines
+            .get(&sink.target)
+            .and_then(|(_, c)| c.clone())
+            .map(|mut c| {
+                // The sink's own choice of user, when it names one.
+                if p.sink.user.is_some() {
+                    c.user = p.sink.user.clone();
+                }
+                c
+            });
         // A cached file's spec is shared: copied only when what it records of its target
         // changes, and then no longer the cached copy's (its memo would be stale).
         if (p.sink.engine != engine || p.sink.clickhouse != clickhouse)
@@ -892,6 +902,7 @@ pub fn check_sinks(stack: &mut Stack, diags: &mut Vec<Diagnostic>) {
                     "order-by",
                     "columns",
                     "time-column",
+                    "user",
                 ],
                 true,
             ),
@@ -906,6 +917,7 @@ pub fn check_sinks(stack: &mut Stack, diags: &mut Vec<Diagnostic>) {
             ("order-by", p.sink.order_by.is_some()),
             ("columns", p.sink.columns.is_some()),
             ("time-column", p.sink.time_column.is_some()),
+            ("user", p.sink.user.is_some()),
         ];
         for (key, _) in given.iter().filter(|(k, set)| *set && !allowed.contains(k)) {
             diags.push(
@@ -957,6 +969,39 @@ fn check_clickhouse_table(
     diags: &mut Vec<Diagnostic>,
 ) {
     let sink = &p.sink;
+    match &sink.user {
+        None if db.users.is_empty() => diags.push(
+            Diagnostic::error(
+                "missing-field",
+                format!("{} writes to {}, which has no user", r.address, sink.target),
+            )
+            .with_label(span, "ClickHouse admits `default` only from its own pods")
+            .with_help(format!(
+                "give the cluster a user: `user \"ingest\" password=\"aws-sm:prod/{}/ingest-password\"` in {}",
+                sink.target.trim_start_matches("database/"),
+                sink.target
+            )),
+        ),
+        Some(user) if !db.users.iter().any(|u| &u.name == user) => diags.push(
+            Diagnostic::error(
+                "invalid-value",
+                format!(
+                    "the sink of {} writes as user `{user}`, which {} does not declare",
+                    r.address, sink.target
+                ),
+            )
+            .with_label(span, format!("no user `{user}`"))
+            .with_help(format!(
+                "one of: {}",
+                db.users
+                    .iter()
+                    .map(|u| format!("`{}`", u.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        ),
+        _ => {}
+    }
     let invalid = |what: &str, label: String, help: &str| {
         Diagnostic::error(
             "invalid-value",

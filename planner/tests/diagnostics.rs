@@ -154,7 +154,7 @@ fn label_values_must_be_valid_kubernetes_labels_and_ownership_labels_are_reserve
 
 #[test]
 fn a_pipeline_sink_takes_the_keys_of_its_target() {
-    let platform = "platform \"p\" {\n    driver \"local\" { path \"out\" }\n}\nteam \"data\" {\n    owner \"data@acme.example\"\n}\ntopic \"events\" {\n    team \"data\"\n}\nbucket \"lake\" {\n    team \"data\"\n}\ndatabase \"pg\" {\n    team \"data\"\n    engine \"postgres\"\n    size \"db.t4g.medium\"\n}\ndatabase \"ch\" {\n    team \"data\"\n    engine \"clickhouse\"\n}\n";
+    let platform = "platform \"p\" {\n    driver \"local\" { path \"out\" }\n}\nteam \"data\" {\n    owner \"data@acme.example\"\n}\ntopic \"events\" {\n    team \"data\"\n}\nbucket \"lake\" {\n    team \"data\"\n}\ndatabase \"pg\" {\n    team \"data\"\n    engine \"postgres\"\n    size \"db.t4g.medium\"\n}\ndatabase \"ch\" {\n    team \"data\"\n    engine \"clickhouse\"\n    user \"ingest\" password=\"aws-sm:prod/ch/ingest\"\n}\n";
     let pipeline = |sink: &str| {
         format!(
             "pipeline \"p\" {{\n    team \"data\"\n    source \"topic/events\"\n    transform sql=\"SELECT * FROM input\"\n    sink {sink}\n    dead-letter-topic \"topic/events\"\n    image \"ghcr.io/acme/ingest:2.0.0\"\n}}\n"
@@ -212,6 +212,15 @@ fn a_pipeline_sink_takes_the_keys_of_its_target() {
         codes("\"database/ch\" table=\"events\" columns=\"id UInt64\" time-column=\"at\""),
         ["invalid-value"]
     );
+    // It writes as one of the cluster's users.
+    assert_eq!(
+        codes("\"database/ch\" table=\"events\" columns=\"id UInt64\" user=\"ingest\""),
+        Vec::<&str>::new()
+    );
+    assert_eq!(
+        codes("\"database/ch\" table=\"events\" columns=\"id UInt64\" user=\"nobody\""),
+        ["invalid-value"]
+    );
     assert_eq!(
         codes("\"bucket/lake\" prefix=\"events/\""),
         Vec::<&str>::new()
@@ -235,7 +244,7 @@ fn a_pipeline_sink_takes_the_keys_of_its_target() {
 fn a_clickhouse_table_under_retention_needs_a_time_column() {
     let stack = |columns: &str| {
         format!(
-            "platform \"p\" {{\n    driver \"local\" {{ path \"out\" }}\n}}\nteam \"data\" {{\n    owner \"data@acme.example\"\n}}\ntopic \"events\" {{\n    team \"data\"\n}}\ndatabase \"ch\" {{\n    team \"data\"\n    engine \"clickhouse\"\n    retention-days 30\n}}\npipeline \"p\" {{\n    team \"data\"\n    source \"topic/events\"\n    sink \"database/ch\" table=\"events\" columns=\"{columns}\"\n    image \"ghcr.io/acme/ingest:2.0.0\"\n}}\n"
+            "platform \"p\" {{\n    driver \"local\" {{ path \"out\" }}\n}}\nteam \"data\" {{\n    owner \"data@acme.example\"\n}}\ntopic \"events\" {{\n    team \"data\"\n}}\ndatabase \"ch\" {{\n    team \"data\"\n    engine \"clickhouse\"\n    retention-days 30\n    user \"ingest\" password=\"aws-sm:prod/ch/ingest\"\n}}\npipeline \"p\" {{\n    team \"data\"\n    source \"topic/events\"\n    sink \"database/ch\" table=\"events\" columns=\"{columns}\"\n    image \"ghcr.io/acme/ingest:2.0.0\"\n}}\n"
         )
     };
     let errors = |columns: &str| -> Vec<String> {
@@ -254,5 +263,47 @@ fn a_clickhouse_table_under_retention_needs_a_time_column() {
     assert_eq!(
         errors("id UInt64, note String"),
         ["the table of pipeline/p needs a time column for the cluster's 30-day retention"]
+    );
+}
+
+#[test]
+fn a_clickhouse_cluster_s_users_are_plain_names_with_passwords_by_reference_in_one_store() {
+    let codes = |users: &str| -> Vec<&'static str> {
+        let text = format!(
+            "platform \"p\" {{\n    driver \"local\" {{ path \"out\" }}\n}}\nteam \"data\" {{\n    owner \"data@acme.example\"\n}}\nbucket \"b\" {{\n    team \"data\"\n}}\ndatabase \"ch\" {{\n    team \"data\"\n    engine \"clickhouse\"\n    backup bucket=\"b\"\n{users}}}\n"
+        );
+        planner::analyze(vec![planner::StackFile {
+            path: "platform.kdl".into(),
+            text,
+        }])
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| d.code)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
+    };
+    assert_eq!(
+        codes("    user \"ingest\" password=\"aws-sm:prod/ch/ingest\"\n"),
+        Vec::<&str>::new()
+    );
+    // The backup job needs a user to sign in as.
+    assert_eq!(codes(""), ["missing-field"]);
+    assert_eq!(
+        codes("    user \"default\" password=\"aws-sm:prod/ch/default\"\n"),
+        ["invalid-value", "missing-field"]
+    );
+    assert_eq!(
+        codes("    user \"ingest\" password=\"hunter2-literal\"\n"),
+        ["invalid-secret-ref", "missing-field"]
+    );
+    assert_eq!(
+        codes("    user \"a\" password=\"aws-sm:x\"\n    user \"b\" password=\"vault:y\"\n"),
+        ["invalid-value"]
+    );
+    assert_eq!(
+        codes("    user \"a\" password=\"aws-sm:x\"\n    user \"a\" password=\"aws-sm:y\"\n"),
+        ["duplicate-field"]
     );
 }

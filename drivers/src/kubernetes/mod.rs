@@ -199,6 +199,7 @@ fn object_types(kind: Kind) -> &'static [(&'static str, &'static str, &'static s
             ("postgresql.cnpg.io", "v1", "Cluster"),
             ("clickhouse.altinity.com", "v1", "ClickHouseInstallation"),
             ("batch", "v1", "CronJob"),
+            ("external-secrets.io", "v1beta1", "ExternalSecret"),
             PROMETHEUS_RULE,
         ],
         // Buckets live in the cloud account (the `aws` driver).

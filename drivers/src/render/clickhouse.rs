@@ -84,6 +84,9 @@ pub fn documents(
             "layout": { "shardsCount": shards, "replicasCount": replicas },
         }],
     });
+    if let Some(users) = users_configuration(d, db) {
+        configuration["users"] = users;
+    }
     // Replicated tables need a keeper; a single replica does not.
     if replicas > 1 {
         configuration["zookeeper"] = json!({ "nodes": [{ "host": keeper, "port": 2181 }] });
@@ -131,12 +134,15 @@ pub fn documents(
                             "name": "backup",
                             "image": server_image(version),
                             "command": ["/bin/sh", "-c", backup_script(d, shards)],
+                            // As the cluster's first user: `default` is only for its own pods.
+                            "env": db.users.first().map_or_else(Vec::new, |u| user_env(&d.name, &u.name)),
                         }],
                     } },
                 } },
             },
         }));
     }
+    docs.extend(users_external_secret(d, db, namespace));
     docs
 }
 
@@ -148,7 +154,7 @@ fn backup_script(d: &DesiredResource, shards: u32) -> String {
         .map(|shard| format!("chi-{}-{CLUSTER}-{shard}-0", d.name))
         .collect();
     format!(
-        "set -e; for host in {}; do clickhouse-client --host \"$host\" --query \"INSERT INTO system.backup_actions(command) VALUES('create_remote')\"; done",
+        "set -e; for host in {}; do clickhouse-client --host \"$host\" --user \"$CLICKHOUSE_USER\" --password \"$CLICKHOUSE_PASSWORD\" --query \"INSERT INTO system.backup_actions(command) VALUES('create_remote')\"; done",
         hosts.join(" ")
     )
 }
@@ -173,7 +179,7 @@ pub const DEFAULT_KEEPER: &str = "clickhouse-keeper";
 /// cannot be applied to a table in place (ClickHouse refuses); such a change needs a new table.
 pub fn table_sql(p: &PipelineSpec) -> Option<String> {
     let sink = &p.sink;
-    let target = sink.clickhouse?;
+    let target = sink.clickhouse.as_ref()?;
     let table = sink.table.as_deref()?;
     let columns = planner::model::table_columns(sink.columns.as_deref()?)?;
     let local = format!("default.{table}_local");
@@ -248,14 +254,15 @@ pub fn literal_env_value(value: &str) -> String {
 /// through the shell's command line.
 pub fn schema_job(d: &DesiredResource, p: &PipelineSpec, namespace: &str) -> Option<Value> {
     let sql = table_sql(p)?;
-    let target = p.sink.clickhouse?;
+    let target = p.sink.clickhouse.as_ref()?;
     let database = p.sink.target.trim_start_matches("database/");
     let hosts = replica_hosts(database, target.shards, target.replicas);
     let script = format!(
-        "set -e; for host in {}; do clickhouse-client --host \"$host\" --multiquery --query \"$SCHEMA_SQL\"; done",
+        "set -e; for host in {}; do clickhouse-client --host \"$host\" --user \"$CLICKHOUSE_USER\" --password \"$CLICKHOUSE_PASSWORD\" --multiquery --query \"$SCHEMA_SQL\"; done",
         hosts.join(" ")
     );
     let name = format!("{}-schema-{}", d.name, digest(&format!("{script}\n{sql}")));
+    let credentials = user_env(database, target.user.as_deref()?);
     Some(json!({
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -268,7 +275,11 @@ pub fn schema_job(d: &DesiredResource, p: &PipelineSpec, namespace: &str) -> Opt
                     "name": "schema",
                     "image": server_image(""),
                     "command": ["/bin/sh", "-c", script],
-                    "env": [{ "name": "SCHEMA_SQL", "value": literal_env_value(&sql) }],
+                    "env": [
+                        json!({ "name": "SCHEMA_SQL", "value": literal_env_value(&sql) }),
+                        credentials[0].clone(),
+                        credentials[1].clone(),
+                    ],
                 }],
             } },
         },
@@ -279,13 +290,81 @@ pub fn schema_job(d: &DesiredResource, p: &PipelineSpec, namespace: &str) -> Opt
 /// its table exists, so no record is read before it can be written.
 pub fn wait_for_table(p: &PipelineSpec) -> Option<Value> {
     let table = p.sink.table.as_deref()?;
-    p.sink.clickhouse?;
+    let target = p.sink.clickhouse.as_ref()?;
     let database = p.sink.target.trim_start_matches("database/");
     Some(json!({
         "name": "wait-for-table",
         "image": server_image(""),
         "command": ["/bin/sh", "-c", format!(
-            "until clickhouse-client --host clickhouse-{database} --query 'EXISTS TABLE default.{table}' | grep -q 1; do sleep 5; done"
+            "until clickhouse-client --host clickhouse-{database} --user \"$CLICKHOUSE_USER\" --password \"$CLICKHOUSE_PASSWORD\" --query 'EXISTS TABLE default.{table}' | grep -q 1; do sleep 5; done"
         )],
+        "env": user_env(database, target.user.as_deref()?),
+    }))
+}
+
+/// The Secret holding the passwords of a ClickHouse cluster's users, one key per user, filled
+/// from the secret store by an ExternalSecret; the operator reads it (`k8s_secret_password`).
+pub fn users_secret(database: &str) -> String {
+    format!("{database}-users")
+}
+
+/// `CLICKHOUSE_USER` and `CLICKHOUSE_PASSWORD` of a client of `database` writing as `user`, the
+/// password from the cluster's users Secret, never in the manifest.
+pub fn user_env(database: &str, user: &str) -> Vec<Value> {
+    vec![
+        json!({ "name": "CLICKHOUSE_USER", "value": user }),
+        json!({
+            "name": "CLICKHOUSE_PASSWORD",
+            "valueFrom": { "secretKeyRef": { "name": users_secret(database), "key": user } },
+        }),
+    ]
+}
+
+/// The installation's `configuration.users` for the declared users: each password from the
+/// users Secret, reachable from the cluster's network (the operator keeps `default` to its own
+/// pods), with the default profile.
+fn users_configuration(d: &DesiredResource, db: &DatabaseSpec) -> Option<Value> {
+    if db.users.is_empty() {
+        return None;
+    }
+    let secret = users_secret(&d.name);
+    let mut users = serde_json::Map::new();
+    for u in &db.users {
+        users.insert(
+            format!("{}/k8s_secret_password", u.name),
+            format!("{secret}/{}", u.name).into(),
+        );
+        users.insert(format!("{}/networks/ip", u.name), json!(["::/0"]));
+        users.insert(format!("{}/profile", u.name), "default".into());
+    }
+    Some(Value::Object(users))
+}
+
+/// The ExternalSecret filling the users Secret, one key per user from its password reference
+/// (all in one store: the planner refuses a cluster whose passwords are in several).
+fn users_external_secret(d: &DesiredResource, db: &DatabaseSpec, namespace: &str) -> Option<Value> {
+    let first = db.users.first()?;
+    let store = first.password.split(':').next().unwrap_or("aws-sm");
+    let data: Vec<Value> = db
+        .users
+        .iter()
+        .map(|u| {
+            let key = u
+                .password
+                .split_once(':')
+                .map_or(u.password.as_str(), |(_, k)| k);
+            json!({ "secretKey": u.name, "remoteRef": { "key": key } })
+        })
+        .collect();
+    let secret = users_secret(&d.name);
+    Some(json!({
+        "apiVersion": "external-secrets.io/v1beta1",
+        "kind": "ExternalSecret",
+        "metadata": metadata(d, &secret, Some(namespace)),
+        "spec": {
+            "secretStoreRef": { "kind": "ClusterSecretStore", "name": store },
+            "target": { "name": secret },
+            "data": data,
+        },
     }))
 }

@@ -238,6 +238,10 @@ fn env_list(d: &DesiredResource, secrets: &mut Vec<(String, String)>) -> Vec<Val
         if let Some(sql) = &p.transform {
             env.push(json!({"name": "PIPELINE_TRANSFORM_SQL", "value": sql}));
         }
+        if let Some(user) = p.sink.clickhouse.as_ref().and_then(|c| c.user.as_deref()) {
+            let database = p.sink.target.trim_start_matches("database/");
+            env.extend(super::clickhouse::user_env(database, user));
+        }
         if let Some(topic) = &p.dead_letter_topic {
             env.push(json!({"name": "PIPELINE_DEAD_LETTER_TOPIC", "value": topic}));
         }
@@ -475,13 +479,25 @@ pub const DEFAULT_CONNECT_CLUSTER: &str = "platform-connect";
 fn clickhouse_connector(d: &DesiredResource, p: &PipelineSpec, namespace: &str) -> Value {
     let topic = p.source.trim_start_matches("topic/");
     let database = p.sink.target.trim_start_matches("database/");
+    let user = p
+        .sink
+        .clickhouse
+        .as_ref()
+        .and_then(|c| c.user.clone())
+        .unwrap_or_default();
     let mut config = json!({
         "topics": topic,
         "hostname": format!("clickhouse-{database}.{namespace}.svc"),
         "port": "8123",
         "ssl": "false",
         "database": "default",
-        "username": "default",
+        "username": user,
+        // Read from the cluster's users Secret by Strimzi's KubernetesSecretConfigProvider
+        // (the Connect cluster's `config.providers: secrets`), never written here.
+        "password": format!(
+            "${{secrets:{namespace}/{}:{user}}}",
+            super::clickhouse::users_secret(database)
+        ),
         "topic2TableMap": format!("{topic}={}", p.sink.table.as_deref().unwrap_or("")),
         "value.converter": "org.apache.kafka.connect.json.JsonConverter",
         "value.converter.schemas.enable": "false",

@@ -56,6 +56,10 @@ pub(crate) const DATABASE_FIELDS: &[FieldDef] = &[
         "backup",
         "backup bucket=\"clickhouse-backups\" schedule=\"0 2 * * *\"",
     ),
+    repeated(
+        "user",
+        "user \"ingest\" password=\"aws-sm:prod/analytics/ingest-password\"",
+    ),
 ];
 
 pub(crate) const BUCKET_FIELDS: &[FieldDef] = &[

@@ -62,11 +62,12 @@ pub(crate) fn decode_database(
             "resources",
             "retention-days",
             "backup",
+            "user",
         ] {
             not_for(
                 field,
                 diags,
-                "shards, replicas, resources, retention-days and backup are for `engine \"clickhouse\"`",
+                "shards, replicas, resources, retention-days, backup and user are for `engine \"clickhouse\"`",
             );
         }
         if engine.is_some() && block.one("size").is_none() {
@@ -140,6 +141,28 @@ pub(crate) fn decode_database(
     if !clickhouse {
         size.as_ref()?;
     }
+    let users = if clickhouse {
+        decode_clickhouse_users(block, diags)
+    } else {
+        Vec::new()
+    };
+    // The backup job asks each shard's sidecar through the server, as one of the cluster's
+    // users: `default` is kept to the cluster's own pods.
+    if let (Some(_), Some(n), true) = (&backup, block.one("backup"), users.is_empty()) {
+        diags.push(
+            Diagnostic::error(
+                "missing-field",
+                "a ClickHouse backup needs a user to run as",
+            )
+            .with_label(
+                n.name.span,
+                "the backup job signs in as the cluster's first user",
+            )
+            .with_help(
+                "declare one: `user \"ingest\" password=\"aws-sm:prod/analytics/ingest-password\"`",
+            ),
+        );
+    }
     Some(DatabaseSpec {
         engine,
         version,
@@ -152,7 +175,92 @@ pub(crate) fn decode_database(
         resources,
         retention_days,
         backup,
+        users,
     })
+}
+
+/// `user "NAME" password="store:path"`, repeatable: plain names, each once, passwords by
+/// reference only.
+fn decode_clickhouse_users(block: &Block<'_>, diags: &mut Vec<Diagnostic>) -> Vec<ClickhouseUser> {
+    let mut users: Vec<ClickhouseUser> = Vec::new();
+    for n in block.all("user") {
+        let usage = block.def("user").usage;
+        if !shape(n, 1, 1, &["password"], usage, diags) {
+            continue;
+        }
+        let Some(name) = arg(n, 0).and_then(|v| string(v, "\"ingest\"", diags)) else {
+            continue;
+        };
+        if !is_sql_identifier(&name.value) || name.value == "default" {
+            diags.push(
+                Diagnostic::error("invalid-value", format!("`{}` cannot be a ClickHouse user here", name.value))
+                    .with_label(name.span, "letters, digits and `_`, and not `default`")
+                    .with_help("name it like `user \"ingest\"`; the operator keeps `default` to the cluster's own pods"),
+            );
+            continue;
+        }
+        if users.iter().any(|u| u.name == name.value) {
+            diags.push(
+                Diagnostic::error(
+                    "duplicate-field",
+                    format!("user `{}` is declared twice", name.value),
+                )
+                .with_label(name.span, "declared again here")
+                .with_help("declare each user once"),
+            );
+            continue;
+        }
+        let Some(password) = required_prop(n, "password", usage, diags).and_then(|v| {
+            string(
+                v,
+                "password=\"aws-sm:prod/analytics/ingest-password\"",
+                diags,
+            )
+        }) else {
+            continue;
+        };
+        if let Err((label, help)) = crate::decode::secrets::check_reference(&password.value) {
+            diags.push(
+                Diagnostic::error(
+                    "invalid-secret-ref",
+                    format!(
+                        "invalid secret reference for the password of user `{}`",
+                        name.value
+                    ),
+                )
+                .with_label(password.span, label)
+                .with_help(help),
+            );
+            continue;
+        }
+        // One Secret holds every user's password (the operator reads it by key), filled by one
+        // ExternalSecret, which reads from one store.
+        let store = |r: &str| r.split(':').next().unwrap_or("").to_string();
+        if let Some(first) = users.first()
+            && store(&first.password) != store(&password.value)
+        {
+            diags.push(
+                Diagnostic::error(
+                    "invalid-value",
+                    format!(
+                        "the password of user `{}` is in another secret store than `{}`'s",
+                        name.value, first.name
+                    ),
+                )
+                .with_label(
+                    password.span,
+                    format!("not in `{}`", store(&first.password)),
+                )
+                .with_help("keep a cluster's user passwords in one secret store"),
+            );
+            continue;
+        }
+        users.push(ClickhouseUser {
+            name: name.value,
+            password: password.value,
+        });
+    }
+    users
 }
 
 pub(crate) fn decode_bucket(block: &Block<'_>, diags: &mut Vec<Diagnostic>) -> BucketSpec {
@@ -207,6 +315,7 @@ pub(crate) fn decode_pipeline(
                 "order-by",
                 "columns",
                 "time-column",
+                "user",
             ],
             usage,
             diags,
@@ -240,6 +349,9 @@ pub(crate) fn decode_pipeline(
         let time_column = prop(n, "time-column")
             .and_then(|v| string(v, "time-column=\"created_at\"", diags))
             .map(|s| s.value);
+        let user = prop(n, "user")
+            .and_then(|v| string(v, "user=\"ingest\"", diags))
+            .map(|s| s.value);
         Some(Sink {
             target: target.key(),
             engine: None,
@@ -249,6 +361,7 @@ pub(crate) fn decode_pipeline(
             order_by,
             columns,
             time_column,
+            user,
             clickhouse: None,
         })
     });
