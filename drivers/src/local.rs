@@ -229,6 +229,8 @@ pub fn synthesize_outputs(d: &DesiredResource, namespace: &str) -> Outputs {
             let bucket = format!("{}-{name}", d.stack);
             o.insert("arn".into(), format!("arn:aws:s3:::{bucket}"));
             o.insert("url".into(), format!("s3://{bucket}"));
+            // No cloud behind the local driver: it says so rather than name a real region.
+            o.insert("region".into(), "local".into());
             o.insert("name".into(), bucket);
         }
         Spec::Topic(_) => {

@@ -42,7 +42,9 @@ fn a_drift_scan_costs_lists_per_kind_and_bounded_describes() {
                 &format!("b{made}"),
                 json!({ "team": "data", "versioning": true, "public": false }),
             );
-            rt.block_on(driver.apply(&bucket, &[])).unwrap();
+            let applied = rt.block_on(driver.apply(&bucket, &[])).unwrap();
+            // What a ClickHouse backup into it is wired with: its name and its region.
+            assert_eq!(applied.outputs["region"], "eu-west-1");
             let db = resource(
                 Kind::Database,
                 &format!("d{made}"),

@@ -47,10 +47,16 @@ fn events() -> (DesiredResource, f64) {
         .into_iter()
         .find(|d| d.address == "database/events")
         .unwrap();
-    d.wired = [(
-        drivers::render::clickhouse::BACKUP_BUCKET.to_string(),
-        "data-ch-backups".to_string(),
-    )]
+    d.wired = [
+        (
+            drivers::render::clickhouse::BACKUP_BUCKET.to_string(),
+            "data-ch-backups".to_string(),
+        ),
+        (
+            planner::resource_spec::BACKUP_REGION_WIRE.to_string(),
+            "eu-west-1".to_string(),
+        ),
+    ]
     .into();
     (d, r.monthly_cost_usd)
 }
@@ -98,6 +104,13 @@ fn the_installation_uses_only_the_crds_fields_with_the_layout_keeper_and_backups
         "the bucket's real name, wired"
     );
     assert_eq!(env("BACKUPS_TO_KEEP_REMOTE"), "14");
+    assert_eq!(env("S3_REGION"), "eu-west-1", "the bucket's region, wired");
+    // Credentials are the pod's workload identity: no key is rendered.
+    assert!(
+        !containers[1]["env"].to_string().contains("ACCESS_KEY"),
+        "{}",
+        containers[1]["env"]
+    );
     assert_eq!(
         spec["templates"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"],
         "500Gi"

@@ -64,7 +64,7 @@ impl Kind {
         match self {
             Kind::Service => &["url", "host", "port"],
             Kind::Database => &["host", "port", "url", "name", "username"],
-            Kind::Bucket => &["name", "arn", "url"],
+            Kind::Bucket => &["name", "arn", "url", "region"],
             Kind::Topic => &["name", "bootstrap-servers"],
             Kind::Pipeline => &["name"],
             Kind::GpuPool => &["name", "node-selector"],

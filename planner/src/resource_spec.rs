@@ -67,6 +67,8 @@ pub struct Wire<'a> {
 
 /// The wired key under which a ClickHouse backup receives its bucket's name.
 pub const BACKUP_BUCKET_WIRE: &str = "BACKUP_BUCKET";
+/// The wired key under which a ClickHouse backup receives its bucket's region.
+pub const BACKUP_REGION_WIRE: &str = "BACKUP_REGION";
 /// The wired key under which a Triton endpoint receives its model repository bucket's name.
 pub const MODEL_REPOSITORY_WIRE: &str = "MODEL_REPOSITORY_BUCKET";
 
@@ -76,6 +78,8 @@ impl Wire<'_> {
     pub fn path(&self) -> String {
         if self.env == BACKUP_BUCKET_WIRE {
             "backup.bucket".to_string()
+        } else if self.env == BACKUP_REGION_WIRE {
+            "backup.region".to_string()
         } else if self.env == MODEL_REPOSITORY_WIRE {
             "model-repository.bucket".to_string()
         } else {
@@ -156,6 +160,11 @@ impl ResourceSpec {
                 env: BACKUP_BUCKET_WIRE,
                 address: format!("{}/{}", Kind::Bucket, backup.bucket),
                 output: "name",
+            });
+            wires.push(Wire {
+                env: BACKUP_REGION_WIRE,
+                address: format!("{}/{}", Kind::Bucket, backup.bucket),
+                output: "region",
             });
         }
         if let Spec::AiEndpoint(e) = &self.fields

@@ -54,6 +54,7 @@ fn outputs(bucket: &str, region: &str, endpoint: Option<&str>) -> Outputs {
     let mut out = Outputs::new();
     out.insert("name".into(), bucket.into());
     out.insert("arn".into(), format!("arn:aws:s3:::{bucket}"));
+    out.insert("region".into(), region.into());
     out.insert(
         "url".into(),
         match endpoint {

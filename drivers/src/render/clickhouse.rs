@@ -77,6 +77,13 @@ pub fn documents(
                 { "name": "BACKUPS_TO_KEEP_REMOTE", "value": keep.to_string() },
             ],
         }));
+        // The bucket's region, as its driver reports it; credentials are the pod's workload
+        // identity (no key is ever rendered).
+        if let Some(region) = d.wired.get(planner::resource_spec::BACKUP_REGION_WIRE)
+            && let Some(env) = containers[1]["env"].as_array_mut()
+        {
+            env.push(json!({ "name": "S3_REGION", "value": region }));
+        }
     }
     let mut configuration = json!({
         "clusters": [{
