@@ -766,13 +766,16 @@ fn a_namespace_change_moves_every_object_and_leaves_no_drift() {
 fn an_existing_deployment_is_imported_then_let_go() {
     let emulator = KubeEmulator::start();
     let ws = workspace(&emulator, false);
+    // Made by hand with the labels platformd selects by (a Deployment's selector cannot change:
+    // one selecting by other labels cannot be imported, below).
+    let selector = json!({ "matchLabels": { "app.kubernetes.io/name": "api", "platformd.dev/stack": "shop" } });
     emulator.edit("apps", "deployments", "shop", "api", "kubectl", |d| {
         *d = json!({
             "apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": { "name": "api", "namespace": "shop", "uid": "uid-by-hand",
                 "labels": { "team": "web" } },
-            "spec": { "replicas": 1, "selector": { "matchLabels": { "app": "api" } },
-                "template": { "metadata": { "labels": { "app": "api" } },
+            "spec": { "replicas": 1, "selector": selector,
+                "template": { "metadata": { "labels": selector["matchLabels"] },
                     "spec": { "containers": [{ "name": "api", "image": "ghcr.io/acme/api:0.9.0" }] } } },
         });
     });
@@ -835,4 +838,35 @@ fn an_existing_deployment_is_imported_then_let_go() {
         );
     }
     assert_eq!(ws.run(&["drift", "stack", "--detailed-exitcode"]).code, 0);
+
+    // A Deployment selecting by other labels: importing it would recreate it (its selector
+    // cannot change), so the import is refused and nothing is touched.
+    emulator.edit("apps", "deployments", "shop", "web", "kubectl", |d| {
+        *d = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": { "name": "web", "namespace": "shop", "uid": "uid-web" },
+            "spec": { "replicas": 1, "selector": { "matchLabels": { "app": "web" } },
+                "template": { "metadata": { "labels": { "app": "web" } },
+                    "spec": { "containers": [{ "name": "web", "image": "ghcr.io/acme/web:0.9.0" }] } } },
+        });
+    });
+    let web = "service \"web\" {\n    team \"web\"\n    image \"ghcr.io/acme/web:1.0.0\"\n}\nimport \"service/web\" id=\"Deployment/shop/web\"\n";
+    ws.stack(&[("platform.kdl", PLATFORM), ("a.kdl", web)]);
+    let refused = ws.run(&["apply", "stack", "--auto-approve"]);
+    assert_ne!(refused.code, 0, "{}", refused.all());
+    assert!(
+        refused
+            .all()
+            .contains("a Deployment's selector cannot change"),
+        "{}",
+        refused.all()
+    );
+    let untouched = emulator.get("apps", "deployments", "shop", "web").unwrap();
+    assert_eq!(untouched["metadata"]["uid"], "uid-web");
+    assert!(
+        untouched["metadata"]
+            .get("annotations")
+            .is_none_or(|a| a.get("platformd.dev/address").is_none()),
+        "{untouched}"
+    );
 }

@@ -631,3 +631,75 @@ fn an_endpoint_with_a_canary_is_applied_and_observed_without_drift() {
     support::apply_and_observe_without_drift(&rt, &driver, &with_canary(25));
     assert!(emulator.get("", "services", "ml", "chat-canary").is_some());
 }
+
+/// A canary made by an earlier platformd selected its pods by a track label under the
+/// endpoint's own app name; a Deployment's selector cannot change, so the API server refuses
+/// the new one (422, as the emulator does) and the driver replaces that Deployment.
+#[test]
+fn a_canary_deployment_whose_selector_changed_is_replaced_not_left_failing() {
+    let emulator = KubeEmulator::start();
+    let dir = tempfile::tempdir().unwrap();
+    let driver = support::emulator_driver(
+        &emulator,
+        &dir,
+        Settings {
+            namespace: Some("ml".into()),
+            ..Settings::default()
+        },
+    );
+    let rt = support::runtime();
+    let d = with_canary(10);
+    let applied = rt.block_on(driver.apply(&d, &[])).unwrap();
+    // As the earlier renderer left it.
+    let old_selector = json!({
+        "app.kubernetes.io/name": "chat",
+        "platformd.dev/stack": "shop",
+        "platformd.dev/track": "canary",
+    });
+    emulator.edit(
+        "apps",
+        "deployments",
+        "ml",
+        "chat-canary",
+        "kube-controller-manager",
+        |o| {
+            o["spec"]["selector"]["matchLabels"] = old_selector.clone();
+        },
+    );
+    let again = rt.block_on(driver.apply(&d, &applied.inventory));
+    assert!(again.is_ok(), "{again:?}");
+    let live = emulator
+        .get("apps", "deployments", "ml", "chat-canary")
+        .unwrap();
+    assert_eq!(
+        live["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"],
+        "chat-canary"
+    );
+    // The stand-in refuses the change in place, as a cluster does.
+    emulator.edit(
+        "apps",
+        "deployments",
+        "ml",
+        "chat-canary",
+        "kube-controller-manager",
+        |o| {
+            o["spec"]["selector"]["matchLabels"] = old_selector.clone();
+        },
+    );
+    let (code, body) = test_support::net::request(
+        emulator.port,
+        "PATCH",
+        "/apis/apps/v1/namespaces/ml/deployments/chat-canary?fieldManager=test",
+        &[("content-type", "application/apply-patch+yaml")],
+        serde_json::to_string(&json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": { "name": "chat-canary", "namespace": "ml" },
+            "spec": { "selector": { "matchLabels": { "app.kubernetes.io/name": "chat-canary" } } },
+        }))
+        .unwrap()
+        .as_bytes(),
+    );
+    assert_eq!(code, 422, "{body}");
+    assert!(body.contains("field is immutable"), "{body}");
+}

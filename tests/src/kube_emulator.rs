@@ -1099,6 +1099,26 @@ fn serve(
                     "the kind in the body does not match the path",
                 );
             }
+            // Fields the API server never changes once set: a Deployment's selector, a Job's
+            // pod template. A change is a 422, as on a cluster.
+            if let Some(existing) = i.objects.get(&key(&name))
+                && let Some(field) = immutable_change(t.kind, &existing.object, &applied)
+            {
+                return status(
+                    422,
+                    "Invalid",
+                    &format!(
+                        "{}.{} \"{name}\" is invalid: {field}: Invalid value: {}: field is immutable",
+                        t.kind,
+                        if group.is_empty() {
+                            "core"
+                        } else {
+                            group.as_str()
+                        },
+                        lookup_path(&applied, field)
+                    ),
+                );
+            }
             // `fieldValidation=Strict`: a field the type's schema does not define is refused,
             // where the API server would otherwise prune it silently (the operators' CRDs,
             // by their vendored schemas).
@@ -1210,6 +1230,23 @@ fn serve(
             &format!("{m} is not supported by the emulator"),
         ),
     }
+}
+
+/// The immutable field an apply would change, by the API server's validation: a Deployment's
+/// `spec.selector`, a Job's `spec.template` (compared on what the apply sets).
+fn immutable_change(kind: &str, existing: &Value, applied: &Value) -> Option<&'static str> {
+    let field = match kind {
+        "Deployment" => "spec.selector",
+        "Job" => "spec.template",
+        _ => return None,
+    };
+    let before = lookup_path(existing, field);
+    let after = lookup_path(applied, field);
+    (!before.is_null() && !after.is_null() && before != after).then_some(field)
+}
+
+fn lookup_path(doc: &Value, dotted: &str) -> Value {
+    dotted.split('.').fold(doc, |v, k| &v[k]).clone()
 }
 
 #[cfg(test)]

@@ -764,10 +764,31 @@ impl Driver for KubernetesDriver {
                 }
             }
             crate::fence::check()?;
-            let live = api
-                .patch(&name, &params, &Patch::Apply(&object))
-                .await
-                .map_err(|e| errors::api(e, "patch", &gvk.kind, &namespace))?;
+            let live = match api.patch(&name, &params, &Patch::Apply(&object)).await {
+                // A field the API server never changes (a Deployment's selector, a Job's pod
+                // template): the object is replaced, ours by the check above. Its pods go with
+                // it, in the background, as `kubectl replace --force` does.
+                Err(e) if is_immutable_change(&e) && matches!(gvk.kind.as_str(), "Deployment" | "Job") => {
+                    tracing::warn!(
+                        kind = %gvk.kind,
+                        namespace = %namespace,
+                        name = %name,
+                        address = %desired.address,
+                        "replacing the object: the change is to a field that cannot be changed in place"
+                    );
+                    crate::fence::check()?;
+                    match api.delete(&name, &DeleteParams::background()).await {
+                        Ok(_) => {}
+                        Err(e) if errors::status_code(&e) == Some(404) => {}
+                        Err(e) => return Err(errors::api(e, "delete", &gvk.kind, &namespace)),
+                    }
+                    object.metadata.resource_version = None;
+                    crate::fence::check()?;
+                    api.patch(&name, &params, &Patch::Apply(&object)).await
+                }
+                other => other,
+            }
+            .map_err(|e| errors::api(e, "patch", &gvk.kind, &namespace))?;
             applied.push(serde_json::to_value(&live).unwrap_or_default());
         }
         // Objects of the last apply that this one no longer renders (autoscale removed: its
@@ -869,6 +890,17 @@ impl Driver for KubernetesDriver {
                     gvk.kind, desired.address
                 )));
             }
+            // An import adopts what is there; it never recreates it. A field the API server
+            // will not change (a Deployment's selector) that differs from the declaration
+            // would force that, so the import is refused, before anything is marked.
+            let live_value = serde_json::to_value(&live).unwrap_or_default();
+            if gvk.kind == "Deployment" && live_value["spec"]["selector"] != doc["spec"]["selector"]
+            {
+                return Err(DriverError::permanent(format!(
+                    "Deployment {namespace}/{name} selects its pods by {}, and {} selects them by {}; a Deployment's selector cannot change, so importing it would mean recreating it: leave it out of platformd, or remove the `import` and delete the Deployment so that platformd makes its own",
+                    live_value["spec"]["selector"], desired.address, doc["spec"]["selector"]
+                )));
+            }
             // Marked as this resource's: the apply that follows then patches it as its own.
             let mark: DynamicObject = serde_json::from_value(serde_json::json!({
                 "apiVersion": doc["apiVersion"],
@@ -961,6 +993,11 @@ impl Driver for KubernetesDriver {
         }
         Ok(())
     }
+}
+
+/// A 422 for a change to a field the API server keeps as first set.
+fn is_immutable_change(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 422 && s.message.contains("field is immutable"))
 }
 
 /// Outputs from what the cluster has: a workload's in-cluster URL from its Service (an AI
