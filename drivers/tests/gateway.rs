@@ -489,45 +489,34 @@ fn wired_endpoint_urls_lead_to_the_gateway() {
         .into_iter()
         .find(|r| r.address == "ai-endpoint/support-llm")
         .unwrap();
-    let default = support::emulator_driver(
-        &emulator,
-        &dir,
-        Settings {
-            namespace: Some("platform".into()),
-            ..Settings::default()
-        },
-    );
-    let applied = rt.block_on(default.apply(&support_llm, &[])).unwrap();
+    // The url the endpoint's consumers are wired with, under the driver's gateway settings.
+    let url_with = |ai_gateway: Option<&str>, ai_gateway_url: Option<&str>| {
+        let driver = support::emulator_driver(
+            &emulator,
+            &dir,
+            Settings {
+                namespace: Some("platform".into()),
+                ai_gateway: ai_gateway.map(str::to_string),
+                ai_gateway_url: ai_gateway_url.map(str::to_string),
+                ..Settings::default()
+            },
+        );
+        rt.block_on(driver.apply(&support_llm, &[]))
+            .unwrap()
+            .outputs["url"]
+            .clone()
+    };
     assert_eq!(
-        applied.outputs["url"], "http://ai-gateway.platform.svc.cluster.local/v1",
+        url_with(None, None),
+        "http://ai-gateway.platform.svc.cluster.local/v1",
         "not the runtime's own Service, which skips keys, limits and quotas"
     );
-    let named = support::emulator_driver(
-        &emulator,
-        &dir,
-        Settings {
-            namespace: Some("platform".into()),
-            ai_gateway: Some("llm".into()),
-            ..Settings::default()
-        },
-    );
-    let applied = rt.block_on(named.apply(&support_llm, &[])).unwrap();
     assert_eq!(
-        applied.outputs["url"],
+        url_with(Some("llm"), None),
         "http://llm.platform.svc.cluster.local/v1"
     );
-    let pinned = support::emulator_driver(
-        &emulator,
-        &dir,
-        Settings {
-            namespace: Some("platform".into()),
-            ai_gateway_url: Some("https://llm.internal.acme.example/v1".into()),
-            ..Settings::default()
-        },
-    );
-    let applied = rt.block_on(pinned.apply(&support_llm, &[])).unwrap();
     assert_eq!(
-        applied.outputs["url"],
+        url_with(None, Some("https://llm.internal.acme.example/v1")),
         "https://llm.internal.acme.example/v1"
     );
 }

@@ -351,27 +351,13 @@ fn users_configuration(d: &DesiredResource, db: &DatabaseSpec) -> Option<Value> 
 /// (all in one store: the planner refuses a cluster whose passwords are in several).
 fn users_external_secret(d: &DesiredResource, db: &DatabaseSpec, namespace: &str) -> Option<Value> {
     let first = db.users.first()?;
-    let store = first.password.split(':').next().unwrap_or("aws-sm");
-    let data: Vec<Value> = db
-        .users
-        .iter()
-        .map(|u| {
-            let key = u
-                .password
-                .split_once(':')
-                .map_or(u.password.as_str(), |(_, k)| k);
-            json!({ "secretKey": u.name, "remoteRef": { "key": key } })
-        })
-        .collect();
-    let secret = users_secret(&d.name);
-    Some(json!({
-        "apiVersion": "external-secrets.io/v1beta1",
-        "kind": "ExternalSecret",
-        "metadata": metadata(d, &secret, Some(namespace)),
-        "spec": {
-            "secretStoreRef": { "kind": "ClusterSecretStore", "name": store },
-            "target": { "name": secret },
-            "data": data,
-        },
-    }))
+    Some(super::external_secret(
+        d,
+        namespace,
+        &users_secret(&d.name),
+        super::secret_store(&first.password),
+        db.users
+            .iter()
+            .map(|u| (u.name.as_str(), u.password.as_str())),
+    ))
 }

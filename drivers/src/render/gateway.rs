@@ -166,9 +166,7 @@ fn caller_stores(e: &AiEndpointSpec) -> BTreeSet<&str> {
     e.callers.values().map(|r| store_of(r)).collect()
 }
 
-fn store_of(reference: &str) -> &str {
-    reference.split(':').next().unwrap_or("aws-sm")
-}
+use super::secret_store as store_of;
 
 /// One ExternalSecret per store holding calling teams' keys: each key is stored under its team's
 /// name, which is the client id the gateway forwards. Emitted with the endpoint's other
@@ -178,28 +176,16 @@ pub fn caller_keys(d: &DesiredResource, e: &AiEndpointSpec, namespace: &str) -> 
     stores
         .iter()
         .map(|store| {
-            let data: Vec<Value> = e
-                .callers
-                .iter()
-                .filter(|(_, reference)| store_of(reference) == *store)
-                .map(|(team, reference)| {
-                    let key = reference
-                        .split_once(':')
-                        .map_or(reference.as_str(), |(_, k)| k);
-                    json!({ "secretKey": team, "remoteRef": { "key": key } })
-                })
-                .collect();
-            let secret = callers_secret(&d.name, store, stores.len());
-            json!({
-                "apiVersion": "external-secrets.io/v1beta1",
-                "kind": "ExternalSecret",
-                "metadata": metadata(d, &secret, Some(namespace)),
-                "spec": {
-                    "secretStoreRef": { "kind": "ClusterSecretStore", "name": store },
-                    "target": { "name": secret },
-                    "data": data,
-                },
-            })
+            super::external_secret(
+                d,
+                namespace,
+                &callers_secret(&d.name, store, stores.len()),
+                store,
+                e.callers
+                    .iter()
+                    .filter(|(_, reference)| store_of(reference) == *store)
+                    .map(|(team, reference)| (team.as_str(), reference.as_str())),
+            )
         })
         .collect()
 }

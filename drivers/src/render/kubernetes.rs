@@ -188,10 +188,7 @@ fn model_fetch(d: &DesiredResource, e: &AiEndpointSpec, revision: &str) -> Optio
     }))
 }
 
-/// The secret store of a reference (`aws-sm:prod/app/key` → `aws-sm`).
-fn secret_store(reference: &str) -> &str {
-    reference.split(':').next().unwrap_or("aws-sm")
-}
+use super::secret_store;
 
 /// Every secret store the workload's env references, sorted.
 fn secret_stores(d: &DesiredResource) -> std::collections::BTreeSet<String> {
@@ -530,32 +527,22 @@ fn external_secrets(
     namespace: &str,
     secrets: &[(String, String)],
 ) -> Vec<Value> {
-    let mut docs = Vec::new();
     let stores = secret_stores(d);
-    for store in &stores {
-        let data: Vec<Value> = secrets
-            .iter()
-            .filter(|(_, reference)| secret_store(reference) == store)
-            .map(|(name, reference)| {
-                let key = reference
-                    .split_once(':')
-                    .map_or(reference.as_str(), |(_, k)| k);
-                json!({ "secretKey": name, "remoteRef": { "key": key } })
-            })
-            .collect();
-        let secret = secret_name(d, store, stores.len());
-        docs.push(json!({
-            "apiVersion": "external-secrets.io/v1beta1",
-            "kind": "ExternalSecret",
-            "metadata": metadata(d, &secret, Some(namespace)),
-            "spec": {
-                "secretStoreRef": { "kind": "ClusterSecretStore", "name": store },
-                "target": { "name": secret },
-                "data": data,
-            },
-        }));
-    }
-    docs
+    stores
+        .iter()
+        .map(|store| {
+            super::external_secret(
+                d,
+                namespace,
+                &secret_name(d, store, stores.len()),
+                store,
+                secrets
+                    .iter()
+                    .filter(|(_, reference)| secret_store(reference) == store)
+                    .map(|(name, reference)| (name.as_str(), reference.as_str())),
+            )
+        })
+        .collect()
 }
 
 /// The GPU limit of a container on a `gpu-pool`, beside its other requests and limits.

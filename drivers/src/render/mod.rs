@@ -66,6 +66,40 @@ pub fn labels(desired: &DesiredResource) -> Map<String, Value> {
     m
 }
 
+/// The secret store a reference names (`aws-sm:prod/app/key` → `aws-sm`).
+pub fn secret_store(reference: &str) -> &str {
+    reference.split(':').next().unwrap_or("aws-sm")
+}
+
+/// An External Secrets `ExternalSecret` filling the Secret `secret` from the cluster store
+/// `store`: each `(key, reference)` becomes the Secret's `key`, read at the reference's path
+/// (`aws-sm:prod/app/key` → `prod/app/key`). platformd never sees a value.
+pub fn external_secret<'a>(
+    desired: &DesiredResource,
+    namespace: &str,
+    secret: &str,
+    store: &str,
+    entries: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Value {
+    let data: Vec<Value> = entries
+        .into_iter()
+        .map(|(key, reference)| {
+            let path = reference.split_once(':').map_or(reference, |(_, p)| p);
+            serde_json::json!({ "secretKey": key, "remoteRef": { "key": path } })
+        })
+        .collect();
+    serde_json::json!({
+        "apiVersion": "external-secrets.io/v1beta1",
+        "kind": "ExternalSecret",
+        "metadata": metadata(desired, secret, Some(namespace)),
+        "spec": {
+            "secretStoreRef": { "kind": "ClusterSecretStore", "name": store },
+            "target": { "name": secret },
+            "data": data,
+        },
+    })
+}
+
 pub fn metadata(desired: &DesiredResource, name: &str, namespace: Option<&str>) -> Value {
     let mut meta = Map::new();
     meta.insert("name".into(), name.into());
