@@ -16,87 +16,18 @@ use planner::model::{Kind, Spec};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use test_support::ai_gateway::{Admitted, Charge, Gateway, Refused};
+use test_support::crd::envoy_gateway;
 use test_support::kube_emulator::KubeEmulator;
 
-/// Field paths of each object's `spec` as the CRDs define them (`[]` marks a list item),
-/// transcribed from the operators' published schemas; the renderer may use only these.
+/// Field paths of each object's `spec` as the CRDs define them, transcribed from the
+/// operators' published schemas (`test_support::crd::envoy_gateway`); the renderer may use only
+/// these.
 fn crd_fields(kind: &str) -> BTreeSet<&'static str> {
-    let fields: &[&str] = match kind {
-        "AIGatewayRoute" => &[
-            "parentRefs[].name",
-            "parentRefs[].kind",
-            "parentRefs[].group",
-            "parentRefs[].namespace",
-            "rules[].matches[].headers[].type",
-            "rules[].matches[].headers[].name",
-            "rules[].matches[].headers[].value",
-            "rules[].backendRefs[].name",
-            "rules[].backendRefs[].weight",
-            "llmRequestCosts[].metadataKey",
-            "llmRequestCosts[].type",
-        ],
-        "AIServiceBackend" => &[
-            "schema.name",
-            "schema.prefix",
-            "backendRef.name",
-            "backendRef.kind",
-            "backendRef.group",
-            "backendRef.namespace",
-        ],
-        "Backend" => &["endpoints[].fqdn.hostname", "endpoints[].fqdn.port"],
-        "SecurityPolicy" => &[
-            "targetRefs[].group",
-            "targetRefs[].kind",
-            "targetRefs[].name",
-            "apiKeyAuth.credentialRefs[].group",
-            "apiKeyAuth.credentialRefs[].kind",
-            "apiKeyAuth.credentialRefs[].name",
-            "apiKeyAuth.extractFrom[].headers[]",
-            "apiKeyAuth.forwardClientIDHeader",
-            "apiKeyAuth.sanitize",
-            "authorization.defaultAction",
-        ],
-        "BackendTrafficPolicy" => &[
-            "targetRefs[].group",
-            "targetRefs[].kind",
-            "targetRefs[].name",
-            "rateLimit.type",
-            "rateLimit.global.rules[].clientSelectors[].headers[].name",
-            "rateLimit.global.rules[].clientSelectors[].headers[].type",
-            "rateLimit.global.rules[].clientSelectors[].headers[].value",
-            "rateLimit.global.rules[].limit.requests",
-            "rateLimit.global.rules[].limit.unit",
-            "rateLimit.global.rules[].cost.request.from",
-            "rateLimit.global.rules[].cost.request.number",
-            "rateLimit.global.rules[].cost.response.from",
-            "rateLimit.global.rules[].cost.response.metadata.namespace",
-            "rateLimit.global.rules[].cost.response.metadata.key",
-            "rateLimit.global.rules[].shared",
-        ],
-        other => panic!("no CRD for {other}"),
-    };
-    fields.iter().copied().collect()
-}
-
-fn leaves(prefix: &str, v: &Value, out: &mut Vec<(String, Value)>) {
-    match v {
-        Value::Object(m) => {
-            for (k, v) in m {
-                let p = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                leaves(&p, v, out);
-            }
-        }
-        Value::Array(items) => {
-            for item in items {
-                leaves(&format!("{prefix}[]"), item, out);
-            }
-        }
-        leaf => out.push((prefix.to_string(), leaf.clone())),
-    }
+    envoy_gateway::spec_paths(kind)
+        .unwrap_or_else(|| panic!("no CRD for {kind}"))
+        .iter()
+        .copied()
+        .collect()
 }
 
 /// Checks one object against its CRD: known fields only, and the schema's enums and rules.
@@ -104,7 +35,7 @@ fn check_against_crd(doc: &Value) {
     let kind = doc["kind"].as_str().unwrap();
     let allowed = crd_fields(kind);
     let mut fields = Vec::new();
-    leaves("", &doc["spec"], &mut fields);
+    envoy_gateway::leaves("", &doc["spec"], &mut fields);
     for (path, value) in &fields {
         assert!(
             allowed.contains(path.as_str()),
@@ -691,4 +622,40 @@ fn a_canary_deployment_whose_selector_changed_is_replaced_not_left_failing() {
     );
     assert_eq!(code, 422, "{body}");
     assert!(body.contains("field is immutable"), "{body}");
+}
+
+/// Under strict field validation the emulator holds the gateway kinds to their schemas, as the
+/// API server does: a field the CRD lacks is refused, not pruned.
+#[test]
+fn the_emulator_refuses_a_gateway_field_the_crd_lacks() {
+    let emulator = KubeEmulator::start();
+    let apply = |spec: Value| {
+        test_support::net::request(
+            emulator.port,
+            "PATCH",
+            "/apis/gateway.envoyproxy.io/v1alpha1/namespaces/ml/securitypolicies/chat?fieldManager=test&fieldValidation=Strict",
+            &[("content-type", "application/apply-patch+yaml")],
+            serde_json::to_string(&json!({
+                "apiVersion": gateway::ENVOY_GATEWAY_API,
+                "kind": "SecurityPolicy",
+                "metadata": { "name": "chat", "namespace": "ml" },
+                "spec": spec,
+            }))
+            .unwrap()
+            .as_bytes(),
+        )
+    };
+    let target =
+        json!([{ "group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "chat" }]);
+    let (code, body) = apply(json!({
+        "targetRefs": target,
+        "apiKeyAuth": { "forwardTeamHeader": "x-team" },
+    }));
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("spec.apiKeyAuth.forwardTeamHeader"), "{body}");
+    let (code, body) = apply(json!({
+        "targetRefs": target,
+        "authorization": { "defaultAction": "Deny" },
+    }));
+    assert_eq!(code, 200, "{body}");
 }

@@ -636,8 +636,8 @@ fn unescape_keys(v: &Value) -> Value {
 }
 
 /// The `spec` of an object of `kind` read by its operator's published schema (vendored in
-/// `crate::crd`): a field of the wrong type or one the schema lacks is an error, as the API
-/// server's strict field validation reports it. Kinds without a vendored schema pass.
+/// `crate::crd`; the gateways' transcribed): a field of the wrong type or one the schema lacks is
+/// an error, as the API server's strict field validation reports it. Kinds without a schema pass.
 fn strict_spec(kind: &str, spec: &Value) -> Result<(), String> {
     fn by<T: serde::de::DeserializeOwned + serde::Serialize>(spec: &Value) -> Result<(), String> {
         let typed: T = serde_json::from_value(spec.clone()).map_err(|e| e.to_string())?;
@@ -653,7 +653,11 @@ fn strict_spec(kind: &str, spec: &Value) -> Result<(), String> {
         }
         "KafkaConnector" => by::<crate::crd::kafka_connector::KafkaConnectorSpec>(spec),
         "PrometheusRule" => by::<crate::crd::prometheus_rule::PrometheusRuleSpec>(spec),
-        _ => Ok(()),
+        // Envoy Gateway and AI Gateway: their schemas' paths, transcribed.
+        kind => match crate::crd::envoy_gateway::unknown_path(kind, spec) {
+            Some(path) => Err(format!("unknown field \"spec.{path}\"")),
+            None => Ok(()),
+        },
     }
 }
 
