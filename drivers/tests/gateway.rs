@@ -16,14 +16,14 @@ use planner::model::{Kind, Spec};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use test_support::ai_gateway::{Admitted, Charge, Gateway, Refused};
-use test_support::crd::envoy_gateway;
+use test_support::crd::transcribed;
 use test_support::kube_emulator::KubeEmulator;
 
 /// Field paths of each object's `spec` as the CRDs define them, transcribed from the
-/// operators' published schemas (`test_support::crd::envoy_gateway`); the renderer may use only
+/// operators' published schemas (`test_support::crd::transcribed`); the renderer may use only
 /// these.
 fn crd_fields(kind: &str) -> BTreeSet<&'static str> {
-    envoy_gateway::spec_paths(kind)
+    transcribed::spec_paths(kind)
         .unwrap_or_else(|| panic!("no CRD for {kind}"))
         .iter()
         .copied()
@@ -35,7 +35,7 @@ fn check_against_crd(doc: &Value) {
     let kind = doc["kind"].as_str().unwrap();
     let allowed = crd_fields(kind);
     let mut fields = Vec::new();
-    envoy_gateway::leaves("", &doc["spec"], &mut fields);
+    transcribed::leaves("", &doc["spec"], &mut fields);
     for (path, value) in &fields {
         assert!(
             allowed.contains(path.as_str()),

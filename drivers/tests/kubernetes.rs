@@ -702,3 +702,98 @@ fn applies_are_strict_and_a_field_the_crd_lacks_is_refused() {
     let (code, body) = send(chi(json!({ "replicasCount": 2 })));
     assert_eq!(code, 200, "{body}");
 }
+
+/// The operators' kinds without a vendored type are held to their transcribed schemas under
+/// strict field validation (`test_support::crd::transcribed`): what platformd renders for a
+/// database and a GPU pool is accepted, a field or enum value the CRD lacks is refused, and a
+/// database that keeps no backups renders no retention CloudNativePG would refuse (`0d`).
+#[test]
+fn cloudnativepg_karpenter_and_external_secrets_objects_meet_their_schemas() {
+    let emulator = KubeEmulator::start();
+    let dir = tempfile::tempdir().unwrap();
+    let driver = driver(&emulator, &dir);
+    let rt = runtime();
+    let resource = |kind: Kind, name: &str, spec: serde_json::Value| {
+        DesiredResource::from_json("shop", kind, name, &spec).unwrap()
+    };
+    for retention in [7, 0] {
+        let db = resource(
+            Kind::Database,
+            &format!("orders-{retention}"),
+            json!({
+                "team": "web", "engine": "postgres", "version": "16", "storage-gb": 50,
+                "backup-retention-days": retention, "high-availability": false,
+            }),
+        );
+        let applied = rt.block_on(driver.apply(&db, &[]));
+        assert!(applied.is_ok(), "retention {retention}: {applied:?}");
+        let live = emulator
+            .get(
+                "postgresql.cnpg.io",
+                "clusters",
+                "shop",
+                &format!("orders-{retention}"),
+            )
+            .unwrap();
+        let policy = &live["spec"]["backup"]["retentionPolicy"];
+        if retention == 0 {
+            assert!(policy.is_null(), "{live}");
+        } else {
+            assert_eq!(policy, "7d");
+        }
+    }
+    let pool = resource(
+        Kind::GpuPool,
+        "l4",
+        json!({
+            "team": "web", "accelerator": "nvidia-l4", "instance-type": "g6.xlarge",
+            "nodes": { "min": 0, "max": 2 }, "capacity": "spot",
+        }),
+    );
+    let applied = rt.block_on(driver.apply(&pool, &[]));
+    assert!(applied.is_ok(), "{applied:?}");
+    let web = resource(
+        Kind::Service,
+        "web",
+        json!({
+            "team": "web", "image": "ghcr.io/acme/web:1.0.0", "replicas": 1,
+            "resources": { "cpu": "250m", "memory": "256Mi" },
+            "env": { "TOKEN": { "secret": "aws-sm:prod/web/token" } },
+        }),
+    );
+    let applied = rt.block_on(driver.apply(&web, &[]));
+    assert!(applied.is_ok(), "{applied:?}");
+
+    // What the schemas refuse.
+    let strict = |path: &str, body: serde_json::Value| {
+        test_support::net::request(
+            emulator.port,
+            "PATCH",
+            &format!("{path}?fieldManager=test&fieldValidation=Strict"),
+            &[("content-type", "application/apply-patch+yaml")],
+            body.to_string().as_bytes(),
+        )
+    };
+    let (code, body) = strict(
+        "/apis/karpenter.sh/v1/nodepools/bad",
+        json!({ "apiVersion": "karpenter.sh/v1", "kind": "NodePool", "metadata": { "name": "bad" },
+            "spec": { "disruption": { "consolidationPolicy": "WhenUnderutilized" } } }),
+    );
+    assert_eq!(code, 400, "a v1beta1 policy name: {body}");
+    let (code, body) = strict(
+        "/apis/postgresql.cnpg.io/v1/namespaces/shop/clusters/bad",
+        json!({ "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
+            "metadata": { "name": "bad", "namespace": "shop" },
+            "spec": { "instances": 1, "backup": { "retentionPolicy": "0d" } } }),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("retentionPolicy"), "{body}");
+    let (code, body) = strict(
+        "/apis/external-secrets.io/v1beta1/namespaces/shop/externalsecrets/bad",
+        json!({ "apiVersion": "external-secrets.io/v1beta1", "kind": "ExternalSecret",
+            "metadata": { "name": "bad", "namespace": "shop" },
+            "spec": { "secretStoreRef": { "kind": "ClusterSecretStore", "name": "aws-sm" },
+                "data": [{ "secretKey": "a", "remoteRef": { "key": "k", "version": "AWSCURRENT" } }] } }),
+    );
+    assert_eq!(code, 400, "a field platformd never sends: {body}");
+}

@@ -653,9 +653,10 @@ fn strict_spec(kind: &str, spec: &Value) -> Result<(), String> {
         }
         "KafkaConnector" => by::<crate::crd::kafka_connector::KafkaConnectorSpec>(spec),
         "PrometheusRule" => by::<crate::crd::prometheus_rule::PrometheusRuleSpec>(spec),
-        // Envoy Gateway and AI Gateway: their schemas' paths, transcribed.
-        kind => match crate::crd::envoy_gateway::unknown_path(kind, spec) {
-            Some(path) => Err(format!("unknown field \"spec.{path}\"")),
+        // The gateways, External Secrets, Karpenter, CloudNativePG: their schemas' paths,
+        // enums and patterns, transcribed.
+        kind => match crate::crd::transcribed::problem(kind, spec) {
+            Some(problem) => Err(problem),
             None => Ok(()),
         },
     }

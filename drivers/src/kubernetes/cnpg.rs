@@ -25,7 +25,7 @@ pub fn cluster(d: &DesiredResource, spec: &DatabaseSpec, namespace: &str) -> Val
     let storage = spec.storage_gb;
     let retention = spec.backup_retention_days;
     let db = sql_name(&d.name);
-    json!({
+    let mut cluster = json!({
         "apiVersion": "postgresql.cnpg.io/v1",
         "kind": "Cluster",
         "metadata": metadata(d, &d.name, Some(namespace)),
@@ -34,9 +34,14 @@ pub fn cluster(d: &DesiredResource, spec: &DatabaseSpec, namespace: &str) -> Val
             "imageName": format!("ghcr.io/cloudnative-pg/postgresql:{major}"),
             "storage": { "size": format!("{storage}Gi") },
             "bootstrap": { "initdb": { "database": db, "owner": db } },
-            "backup": { "retentionPolicy": format!("{retention}d") },
         },
-    })
+    });
+    // CloudNativePG takes a retention of at least one day (`^[1-9][0-9]*[dwm]$`); none kept
+    // means no retention policy at all.
+    if retention > 0 {
+        cluster["spec"]["backup"] = json!({ "retentionPolicy": format!("{retention}d") });
+    }
+    cluster
 }
 
 pub fn outputs(name: &str, namespace: &str, out: &mut Outputs) {

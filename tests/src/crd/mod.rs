@@ -2,6 +2,6 @@
 //! CRD schemas, for checking rendered objects in tests.
 
 pub mod clickhouse_installation;
-pub mod envoy_gateway;
 pub mod kafka_connector;
 pub mod prometheus_rule;
+pub mod transcribed;
