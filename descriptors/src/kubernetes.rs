@@ -103,6 +103,15 @@ pub const KUBERNETES: Descriptor = Descriptor {
             }),
             on_change: OnChange::Update(&["ai-endpoint"]),
         },
+        runtime_image("vllm-image", "the vLLM serving image of AI endpoints"),
+        runtime_image(
+            "tgi-image",
+            "the Text Generation Inference serving image of AI endpoints",
+        ),
+        runtime_image(
+            "triton-image",
+            "the Triton Inference Server image of AI endpoints",
+        ),
         Setting {
             name: "clickhouse-keeper",
             owner: Owner::Stack,
@@ -169,6 +178,44 @@ pub const KUBERNETES: Descriptor = Descriptor {
 
 /// A Kubernetes object name (a DNS-1123 subdomain): at most 253 of lowercase letters, digits,
 /// `-` and `.`, starting and ending with a letter or digit.
+/// A setting replacing a runtime's serving image, so an operator can pin it by digest.
+const fn runtime_image(name: &'static str, doc: &'static str) -> Setting {
+    Setting {
+        name,
+        owner: Owner::Stack,
+        doc,
+        refusal: None,
+        value: Some(ValueRule {
+            valid: is_image_reference,
+            expected: "an image reference, best pinned by digest (`repo@sha256:…`)",
+            example: "vllm-image \"vllm/vllm-openai@sha256:<digest>\"",
+        }),
+        on_change: OnChange::Update(&["ai-endpoint"]),
+    }
+}
+
+/// `registry/repo[:tag][@sha256:digest]`: no whitespace, a lowercase repository, and a digest,
+/// when given, of 64 hex digits.
+fn is_image_reference(s: &str) -> bool {
+    let (name, digest) = match s.split_once('@') {
+        Some((name, digest)) => (name, Some(digest)),
+        None => (s, None),
+    };
+    let digest_ok = digest.is_none_or(|d| {
+        d.strip_prefix("sha256:")
+            .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+    });
+    let repo = match name.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') && !tag.is_empty() => repo,
+        _ => name,
+    };
+    digest_ok
+        && !repo.is_empty()
+        && !s.contains(char::is_whitespace)
+        && !repo.ends_with('/')
+        && repo.chars().all(|c| !c.is_ascii_uppercase())
+}
+
 fn is_object_name(name: &str) -> bool {
     let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
     name.len() <= 253

@@ -216,3 +216,66 @@ fn triton_needs_a_model_repository_and_tgi_serves_from_one_when_given() {
     assert_eq!(args[at + 1], "/models/Mistral-7B-Instruct-v0.3");
     assert!(!args.iter().any(|a| a == "--revision"), "{args:?}");
 }
+
+/// The runtimes' images are pinned by tag by default; an operator pins them by digest with the
+/// Kubernetes driver's `vllm-image`, `tgi-image` and `triton-image` settings, for every revision.
+#[test]
+fn a_runtime_image_can_be_pinned_by_digest() {
+    use drivers::Driver;
+    let digest = format!("vllm/vllm-openai@sha256:{}", "ab12".repeat(16));
+    let mut settings = std::collections::BTreeMap::new();
+    settings.insert("namespace".to_string(), "ml".to_string());
+    settings.insert("vllm-image".to_string(), digest.clone());
+    let driver = drivers::kubernetes::KubernetesDriver::new(
+        drivers::kubernetes::Settings::from_map(&settings),
+    );
+    let mut d = support::desired("ml", &support::snapshot(STACK))
+        .into_iter()
+        .find(|d| d.address == "ai-endpoint/small")
+        .unwrap();
+    if let planner::model::Spec::AiEndpoint(e) = &mut d.spec.fields {
+        e.canary = Some(planner::model::Canary {
+            revision: "next".into(),
+            weight_percent: 10,
+        });
+    }
+    let Value::Array(docs) = driver.expected(&d).unwrap() else {
+        panic!("a list")
+    };
+    let images: Vec<&Value> = docs
+        .iter()
+        .filter(|d| d["kind"] == "Deployment")
+        .map(|d| &d["spec"]["template"]["spec"]["containers"][0]["image"])
+        .collect();
+    assert_eq!(images.len(), 2);
+    assert!(images.iter().all(|i| **i == digest), "{images:?}");
+    // TGI keeps its default: only vLLM was pinned.
+    let tgi = support::desired("ml", &support::snapshot(STACK))
+        .into_iter()
+        .find(|d| d.address == "ai-endpoint/mistral")
+        .unwrap();
+    let Value::Array(docs) = driver.expected(&tgi).unwrap() else {
+        panic!("a list")
+    };
+    assert!(
+        docs[0]["spec"]["template"]["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap()
+            .starts_with("ghcr.io/huggingface/text-generation-inference:")
+    );
+    // A digest that is not one is refused at plan time, at the setting.
+    let bad = STACK.replace(
+        "driver \"kubernetes\" { namespace \"ml\" }",
+        "driver \"kubernetes\" { namespace \"ml\"; vllm-image \"vllm/vllm-openai@sha256:abc\" }",
+    );
+    let codes: Vec<&str> = planner::analyze(vec![planner::StackFile {
+        path: "platform.kdl".into(),
+        text: bad,
+    }])
+    .diagnostics
+    .iter()
+    .filter(|d| d.is_error())
+    .map(|d| d.code)
+    .collect();
+    assert_eq!(codes, ["invalid-value"]);
+}

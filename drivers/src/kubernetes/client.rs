@@ -29,6 +29,9 @@ pub struct Settings {
     /// Where workloads reach the AI gateway (`ai-gateway-url`); by default the Gateway's Service
     /// in the namespace (`render::gateway::default_url`).
     pub ai_gateway_url: Option<String>,
+    /// Serving images replacing the runtimes' defaults (`vllm-image`, `tgi-image`,
+    /// `triton-image`), by runtime name: how an operator pins them by digest.
+    pub runtime_images: BTreeMap<String, String>,
     /// The Strimzi Kafka Connect cluster pipelines' connectors run on (`kafka-connect-cluster`,
     /// default `platform-connect`).
     pub kafka_connect_cluster: Option<String>,
@@ -58,6 +61,7 @@ impl Default for Settings {
             kafka_cluster: None,
             ai_gateway: None,
             ai_gateway_url: None,
+            runtime_images: BTreeMap::new(),
             clickhouse_keeper: None,
             kafka_connect_cluster: None,
             force_conflicts: true,
@@ -86,6 +90,13 @@ impl Settings {
             kafka_cluster: settings.get("kafka-cluster").cloned(),
             ai_gateway: settings.get("ai-gateway").cloned(),
             ai_gateway_url: settings.get("ai-gateway-url").cloned(),
+            runtime_images: ["vllm", "tgi", "triton"]
+                .into_iter()
+                .filter_map(|runtime| {
+                    let image = settings.get(&format!("{runtime}-image"))?;
+                    Some((runtime.to_string(), image.clone()))
+                })
+                .collect(),
             clickhouse_keeper: settings.get("clickhouse-keeper").cloned(),
             kafka_connect_cluster: settings.get("kafka-connect-cluster").cloned(),
             force_conflicts: settings.get("force-conflicts").is_none_or(|v| v != "false"),

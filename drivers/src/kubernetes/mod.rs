@@ -284,10 +284,17 @@ impl KubernetesDriver {
             Spec::Database(db) => std::iter::once(cnpg::cluster(desired, db, namespace))
                 .chain(render::monitoring::rules(desired, namespace))
                 .collect(),
-            Spec::AiEndpoint(_) => {
+            Spec::AiEndpoint(e) => {
                 let mut docs = render::documents(desired, self.namespace(&desired.stack));
                 if let Some(gateway) = &self.settings.ai_gateway {
                     render::gateway::attach_to(&mut docs, gateway);
+                }
+                // The operator's pinned serving image, for the stable and the canary revision.
+                if let Some(image) = self.settings.runtime_images.get(&e.runtime.to_string()) {
+                    for doc in docs.iter_mut().filter(|d| d["kind"] == "Deployment") {
+                        doc["spec"]["template"]["spec"]["containers"][0]["image"] =
+                            image.clone().into();
+                    }
                 }
                 docs
             }
