@@ -452,6 +452,21 @@ fn wired_endpoint_urls_lead_to_the_gateway() {
     );
 }
 
+/// A fresh emulator and a Kubernetes driver on it, working in `namespace`.
+fn cluster_with_namespace(namespace: &str) -> (KubeEmulator, tempfile::TempDir, KubernetesDriver) {
+    let emulator = KubeEmulator::start();
+    let dir = tempfile::tempdir().unwrap();
+    let driver = support::emulator_driver(
+        &emulator,
+        &dir,
+        Settings {
+            namespace: Some(namespace.into()),
+            ..Settings::default()
+        },
+    );
+    (emulator, dir, driver)
+}
+
 fn with_canary(weight: u32) -> DesiredResource {
     let mut d = endpoint(Value::Null);
     if let Spec::AiEndpoint(e) = &mut d.spec.fields {
@@ -537,16 +552,7 @@ fn a_canary_gets_the_declared_share_of_requests_at_the_gateway_not_of_pods() {
 
 #[test]
 fn an_endpoint_with_a_canary_is_applied_and_observed_without_drift() {
-    let emulator = KubeEmulator::start();
-    let dir = tempfile::tempdir().unwrap();
-    let driver = support::emulator_driver(
-        &emulator,
-        &dir,
-        Settings {
-            namespace: Some("ml".into()),
-            ..Settings::default()
-        },
-    );
+    let (emulator, _dir, driver) = cluster_with_namespace("ml");
     let rt = support::runtime();
     support::apply_and_observe_without_drift(&rt, &driver, &with_canary(25));
     assert!(emulator.get("", "services", "ml", "chat-canary").is_some());
@@ -557,16 +563,7 @@ fn an_endpoint_with_a_canary_is_applied_and_observed_without_drift() {
 /// the new one (422, as the emulator does) and the driver replaces that Deployment.
 #[test]
 fn a_canary_deployment_whose_selector_changed_is_replaced_not_left_failing() {
-    let emulator = KubeEmulator::start();
-    let dir = tempfile::tempdir().unwrap();
-    let driver = support::emulator_driver(
-        &emulator,
-        &dir,
-        Settings {
-            namespace: Some("ml".into()),
-            ..Settings::default()
-        },
-    );
+    let (emulator, _dir, driver) = cluster_with_namespace("ml");
     let rt = support::runtime();
     let d = with_canary(10);
     let applied = rt.block_on(driver.apply(&d, &[])).unwrap();
