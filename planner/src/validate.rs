@@ -302,10 +302,6 @@ fn notify_owners(stack: &mut Stack) {
         .iter()
         .filter_map(|t| Some((t.name.value.as_str(), t.owner.as_deref()?)))
         .collect();
-    let owners: HashMap<String, String> = owners
-        .into_iter()
-        .map(|(t, o)| (t.to_string(), o.to_string()))
-        .collect();
     for r in &mut stack.resources {
         let Some(monitoring) = &mut r.monitoring else {
             continue;
@@ -313,7 +309,7 @@ fn notify_owners(stack: &mut Stack) {
         if !monitoring.value.notify.is_empty() {
             continue;
         }
-        let Some(owner) = r.team.as_ref().and_then(|t| owners.get(&t.value)) else {
+        let Some(owner) = r.team.as_ref().and_then(|t| owners.get(t.value.as_str())) else {
             continue;
         };
         monitoring.value.notify.push(format!("email:{owner}"));

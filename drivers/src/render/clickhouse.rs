@@ -157,9 +157,7 @@ pub fn documents(
 /// per-replica Service `chi-NAME-main-SHARD-0`), each by its own clickhouse-backup sidecar; the
 /// job fails if any shard's backup could not be started, so a partial backup is not a success.
 fn backup_script(d: &DesiredResource, shards: u32) -> String {
-    let hosts: Vec<String> = (0..shards.max(1))
-        .map(|shard| format!("chi-{}-{CLUSTER}-{shard}-0", d.name))
-        .collect();
+    let hosts = replica_hosts(&d.name, shards, 1);
     format!(
         "set -e; for host in {}; do clickhouse-client --host \"$host\" --user \"$CLICKHOUSE_USER\" --password \"$CLICKHOUSE_PASSWORD\" --query \"INSERT INTO system.backup_actions(command) VALUES('create_remote')\"; done",
         hosts.join(" ")
@@ -250,26 +248,21 @@ fn digest(text: &str) -> String {
     format!("{:08x}", hash >> 32)
 }
 
-/// A value Kubernetes passes on literally: `$(NAME)` in an env value is otherwise replaced by
-/// another variable of the container, and `$$(` is its escape.
-pub fn literal_env_value(value: &str) -> String {
-    value.replace("$(", "$$(")
-}
-
 /// The Job that creates or migrates a pipeline's ClickHouse table on every replica before data
 /// flows (`table_sql`). The SQL reaches `clickhouse-client` through an environment variable, never
 /// through the shell's command line.
 pub fn schema_job(d: &DesiredResource, p: &PipelineSpec, namespace: &str) -> Option<Value> {
     let sql = table_sql(p)?;
     let target = p.sink.clickhouse.as_ref()?;
-    let database = p.sink.target.trim_start_matches("database/");
+    let database = sink_database(p);
     let hosts = replica_hosts(database, target.shards, target.replicas);
     let script = format!(
         "set -e; for host in {}; do clickhouse-client --host \"$host\" --user \"$CLICKHOUSE_USER\" --password \"$CLICKHOUSE_PASSWORD\" --multiquery --query \"$SCHEMA_SQL\"; done",
         hosts.join(" ")
     );
     let name = format!("{}-schema-{}", d.name, digest(&format!("{script}\n{sql}")));
-    let credentials = user_env(database, target.user.as_deref()?);
+    let mut env = vec![json!({ "name": "SCHEMA_SQL", "value": super::literal_env_value(&sql) })];
+    env.extend(user_env(database, target.user.as_deref()?));
     Some(json!({
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -282,11 +275,7 @@ pub fn schema_job(d: &DesiredResource, p: &PipelineSpec, namespace: &str) -> Opt
                     "name": "schema",
                     "image": server_image(""),
                     "command": ["/bin/sh", "-c", script],
-                    "env": [
-                        json!({ "name": "SCHEMA_SQL", "value": literal_env_value(&sql) }),
-                        credentials[0].clone(),
-                        credentials[1].clone(),
-                    ],
+                    "env": env,
                 }],
             } },
         },
@@ -298,7 +287,7 @@ pub fn schema_job(d: &DesiredResource, p: &PipelineSpec, namespace: &str) -> Opt
 pub fn wait_for_table(p: &PipelineSpec) -> Option<Value> {
     let table = p.sink.table.as_deref()?;
     let target = p.sink.clickhouse.as_ref()?;
-    let database = p.sink.target.trim_start_matches("database/");
+    let database = sink_database(p);
     Some(json!({
         "name": "wait-for-table",
         "image": server_image(""),
@@ -307,6 +296,11 @@ pub fn wait_for_table(p: &PipelineSpec) -> Option<Value> {
         )],
         "env": user_env(database, target.user.as_deref()?),
     }))
+}
+
+/// The ClickHouse installation a pipeline writes to: its sink's database name.
+pub fn sink_database(p: &PipelineSpec) -> &str {
+    p.sink.target.trim_start_matches("database/")
 }
 
 /// The Secret holding the passwords of a ClickHouse cluster's users, one key per user, filled
@@ -348,16 +342,15 @@ fn users_configuration(d: &DesiredResource, db: &DatabaseSpec) -> Option<Value> 
 }
 
 /// The ExternalSecret filling the users Secret, one key per user from its password reference
-/// (all in one store: the planner refuses a cluster whose passwords are in several).
-fn users_external_secret(d: &DesiredResource, db: &DatabaseSpec, namespace: &str) -> Option<Value> {
-    let first = db.users.first()?;
-    Some(super::external_secret(
+/// (all in one store: the planner refuses a cluster whose passwords are in several, so the
+/// Secret is `<db>-users` itself).
+fn users_external_secret(d: &DesiredResource, db: &DatabaseSpec, namespace: &str) -> Vec<Value> {
+    super::external_secrets_by_store(
         d,
         namespace,
         &users_secret(&d.name),
-        super::secret_store(&first.password),
         db.users
             .iter()
             .map(|u| (u.name.as_str(), u.password.as_str())),
-    ))
+    )
 }

@@ -22,7 +22,7 @@
 //!   over every endpoint's route, with rules shared across them for requests whose
 //!   `x-platformd-team` is the team: a header only the gateway sets, from the key.
 
-use super::metadata;
+use super::{metadata, secret_store, store_secret_name};
 use crate::DesiredResource;
 use planner::model::{AiEndpointSpec, LlmQuotaSpec};
 use serde_json::{Value, json};
@@ -151,43 +151,28 @@ pub fn endpoint_objects(
     docs
 }
 
-/// The Secret holding the keys of an endpoint's calling teams kept in `store`: `<name>-callers`,
-/// or `<name>-callers-<store>` when the teams' keys live in several stores (an ExternalSecret
-/// reads from exactly one).
-fn callers_secret(name: &str, store: &str, stores: usize) -> String {
-    if stores <= 1 {
-        format!("{name}-callers")
-    } else {
-        format!("{name}-callers-{store}")
-    }
+/// The Secret (one per secret store) holding the keys of an endpoint's calling teams:
+/// `<name>-callers`, or `<name>-callers-<store>` when their keys live in several stores.
+fn callers_base(d: &DesiredResource) -> String {
+    format!("{}-callers", d.name)
 }
 
 fn caller_stores(e: &AiEndpointSpec) -> BTreeSet<&str> {
-    e.callers.values().map(|r| store_of(r)).collect()
+    e.callers.values().map(|r| secret_store(r)).collect()
 }
-
-use super::secret_store as store_of;
 
 /// One ExternalSecret per store holding calling teams' keys: each key is stored under its team's
 /// name, which is the client id the gateway forwards. Emitted with the endpoint's other
 /// ExternalSecrets, before them (`<name>-callers` sorts before `<name>-secrets`).
 pub fn caller_keys(d: &DesiredResource, e: &AiEndpointSpec, namespace: &str) -> Vec<Value> {
-    let stores = caller_stores(e);
-    stores
-        .iter()
-        .map(|store| {
-            super::external_secret(
-                d,
-                namespace,
-                &callers_secret(&d.name, store, stores.len()),
-                store,
-                e.callers
-                    .iter()
-                    .filter(|(_, reference)| store_of(reference) == *store)
-                    .map(|(team, reference)| (team.as_str(), reference.as_str())),
-            )
-        })
-        .collect()
+    super::external_secrets_by_store(
+        d,
+        namespace,
+        &callers_base(d),
+        e.callers
+            .iter()
+            .map(|(team, reference)| (team.as_str(), reference.as_str())),
+    )
 }
 
 /// The route's admission: the calling teams' keys, or nobody when no workload calls it.
@@ -202,7 +187,7 @@ fn security_policy(d: &DesiredResource, e: &AiEndpointSpec, namespace: &str) -> 
         let credentials: Vec<Value> = stores
             .iter()
             .map(|store| {
-                json!({ "group": "", "kind": "Secret", "name": callers_secret(&d.name, store, stores.len()) })
+                json!({ "group": "", "kind": "Secret", "name": store_secret_name(&callers_base(d), store, stores.len()) })
             })
             .collect();
         json!({

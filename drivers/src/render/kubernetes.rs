@@ -1,6 +1,6 @@
 //! Kubernetes manifests for workloads and topics.
 
-use super::metadata;
+use super::{metadata, secret_store};
 use crate::DesiredResource;
 use planner::model::{
     AiEndpointSpec, Autoscale, ComputeResources, DatabaseEngine, EnvValue, HealthCheck, JobSpec,
@@ -188,8 +188,6 @@ fn model_fetch(d: &DesiredResource, e: &AiEndpointSpec, revision: &str) -> Optio
     }))
 }
 
-use super::secret_store;
-
 /// Every secret store the workload's env references, sorted.
 fn secret_stores(d: &DesiredResource) -> std::collections::BTreeSet<String> {
     d.spec
@@ -203,15 +201,10 @@ fn secret_stores(d: &DesiredResource) -> std::collections::BTreeSet<String> {
         .collect()
 }
 
-/// The Secret an ExternalSecret fills for `store`: `<name>-secrets` when the workload uses one
-/// store, `<name>-secrets-<store>` for each when it uses several (one ExternalSecret per store,
-/// since an ExternalSecret reads from exactly one).
+/// The Secret an ExternalSecret fills for `store`: `<name>-secrets`, or `<name>-secrets-<store>`
+/// for each when the workload uses several stores (`super::store_secret_name`).
 fn secret_name(d: &DesiredResource, store: &str, stores: usize) -> String {
-    if stores <= 1 {
-        format!("{}-secrets", d.name)
-    } else {
-        format!("{}-secrets-{store}", d.name)
-    }
+    super::store_secret_name(&format!("{}-secrets", d.name), store, stores)
 }
 
 fn env_list(d: &DesiredResource, secrets: &mut Vec<(String, String)>) -> Vec<Value> {
@@ -236,8 +229,10 @@ fn env_list(d: &DesiredResource, secrets: &mut Vec<(String, String)>) -> Vec<Val
             env.push(json!({"name": "PIPELINE_TRANSFORM_SQL", "value": sql}));
         }
         if let Some(user) = p.sink.clickhouse.as_ref().and_then(|c| c.user.as_deref()) {
-            let database = p.sink.target.trim_start_matches("database/");
-            env.extend(super::clickhouse::user_env(database, user));
+            env.extend(super::clickhouse::user_env(
+                super::clickhouse::sink_database(p),
+                user,
+            ));
         }
         if let Some(topic) = &p.dead_letter_topic {
             env.push(json!({"name": "PIPELINE_DEAD_LETTER_TOPIC", "value": topic}));
@@ -247,7 +242,7 @@ fn env_list(d: &DesiredResource, secrets: &mut Vec<(String, String)>) -> Vec<Val
         match v {
             EnvValue::Literal(s) => env.push(json!({
                 "name": name,
-                "value": super::clickhouse::literal_env_value(s),
+                "value": super::literal_env_value(s),
             })),
             EnvValue::From { .. } => {
                 // Resolved from the dependency's outputs when applied.
@@ -475,7 +470,7 @@ pub const DEFAULT_CONNECT_CLUSTER: &str = "platform-connect";
 /// failed records sent to the dead-letter topic when there is one.
 fn clickhouse_connector(d: &DesiredResource, p: &PipelineSpec, namespace: &str) -> Value {
     let topic = p.source.trim_start_matches("topic/");
-    let database = p.sink.target.trim_start_matches("database/");
+    let database = super::clickhouse::sink_database(p);
     let user = p
         .sink
         .clickhouse
@@ -527,22 +522,14 @@ fn external_secrets(
     namespace: &str,
     secrets: &[(String, String)],
 ) -> Vec<Value> {
-    let stores = secret_stores(d);
-    stores
-        .iter()
-        .map(|store| {
-            super::external_secret(
-                d,
-                namespace,
-                &secret_name(d, store, stores.len()),
-                store,
-                secrets
-                    .iter()
-                    .filter(|(_, reference)| secret_store(reference) == store)
-                    .map(|(name, reference)| (name.as_str(), reference.as_str())),
-            )
-        })
-        .collect()
+    super::external_secrets_by_store(
+        d,
+        namespace,
+        &format!("{}-secrets", d.name),
+        secrets
+            .iter()
+            .map(|(name, reference)| (name.as_str(), reference.as_str())),
+    )
 }
 
 /// The GPU limit of a container on a `gpu-pool`, beside its other requests and limits.

@@ -71,10 +71,57 @@ pub fn secret_store(reference: &str) -> &str {
     reference.split(':').next().unwrap_or("aws-sm")
 }
 
+/// The Secret holding the entries of one secret store, of secrets named `base`: `base` itself
+/// when the entries come from one store, `<base>-<store>` for each when they come from several
+/// (an ExternalSecret reads from exactly one store).
+pub fn store_secret_name(base: &str, store: &str, stores: usize) -> String {
+    if stores <= 1 {
+        base.to_string()
+    } else {
+        format!("{base}-{store}")
+    }
+}
+
+/// One `ExternalSecret` per secret store the `(key, reference)` entries name, each filling
+/// [`store_secret_name`]`(base, store, …)` with that store's entries.
+pub fn external_secrets_by_store<'a>(
+    desired: &DesiredResource,
+    namespace: &str,
+    base: &str,
+    entries: impl IntoIterator<Item = (&'a str, &'a str)> + Clone,
+) -> Vec<Value> {
+    let stores: std::collections::BTreeSet<&str> = entries
+        .clone()
+        .into_iter()
+        .map(|(_, reference)| secret_store(reference))
+        .collect();
+    stores
+        .iter()
+        .map(|store| {
+            external_secret(
+                desired,
+                namespace,
+                &store_secret_name(base, store, stores.len()),
+                store,
+                entries
+                    .clone()
+                    .into_iter()
+                    .filter(|(_, reference)| secret_store(reference) == *store),
+            )
+        })
+        .collect()
+}
+
+/// A value Kubernetes passes on literally: `$(NAME)` in an env value is otherwise replaced by
+/// another variable of the container, and `$$(` is its escape.
+pub fn literal_env_value(value: &str) -> String {
+    value.replace("$(", "$$(")
+}
+
 /// An External Secrets `ExternalSecret` filling the Secret `secret` from the cluster store
 /// `store`: each `(key, reference)` becomes the Secret's `key`, read at the reference's path
 /// (`aws-sm:prod/app/key` → `prod/app/key`). platformd never sees a value.
-pub fn external_secret<'a>(
+fn external_secret<'a>(
     desired: &DesiredResource,
     namespace: &str,
     secret: &str,

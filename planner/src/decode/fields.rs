@@ -428,6 +428,18 @@ pub fn string(v: Val<'_>, example: &str, diags: &mut Vec<Diagnostic>) -> Option<
     }
 }
 
+/// An optional string property: its value when present and a string (a wrong type is reported).
+pub fn string_prop(
+    node: &Node,
+    key: &str,
+    example: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<String> {
+    prop(node, key)
+        .and_then(|v| string(v, example, diags))
+        .map(|s| s.value)
+}
+
 pub fn integer(
     v: Val<'_>,
     min: i128,

@@ -331,37 +331,31 @@ pub(crate) fn decode_pipeline(
             span: s.span,
             allowed_kinds: SINK_KINDS,
         });
-        let table = prop(n, "table")
-            .and_then(|v| string(v, "table=\"order_events\"", diags))
-            .map(|s| s.value);
-        let prefix = prop(n, "prefix")
-            .and_then(|v| string(v, "prefix=\"events/\"", diags))
-            .map(|s| s.value);
-        let partition_by = prop(n, "partition-by")
-            .and_then(|v| string(v, "partition-by=\"toYYYYMM(created_at)\"", diags))
-            .map(|s| s.value);
-        let order_by = prop(n, "order-by")
-            .and_then(|v| string(v, "order-by=\"(customer_id, created_at)\"", diags))
-            .map(|s| s.value);
-        let columns = prop(n, "columns")
-            .and_then(|v| string(v, "columns=\"id UInt64, created_at DateTime\"", diags))
-            .map(|s| s.value);
-        let time_column = prop(n, "time-column")
-            .and_then(|v| string(v, "time-column=\"created_at\"", diags))
-            .map(|s| s.value);
-        let user = prop(n, "user")
-            .and_then(|v| string(v, "user=\"ingest\"", diags))
-            .map(|s| s.value);
         Some(Sink {
             target: target.key(),
             engine: None,
-            table,
-            prefix,
-            partition_by,
-            order_by,
-            columns,
-            time_column,
-            user,
+            table: string_prop(n, "table", "table=\"order_events\"", diags),
+            prefix: string_prop(n, "prefix", "prefix=\"events/\"", diags),
+            partition_by: string_prop(
+                n,
+                "partition-by",
+                "partition-by=\"toYYYYMM(created_at)\"",
+                diags,
+            ),
+            order_by: string_prop(
+                n,
+                "order-by",
+                "order-by=\"(customer_id, created_at)\"",
+                diags,
+            ),
+            columns: string_prop(
+                n,
+                "columns",
+                "columns=\"id UInt64, created_at DateTime\"",
+                diags,
+            ),
+            time_column: string_prop(n, "time-column", "time-column=\"created_at\"", diags),
+            user: string_prop(n, "user", "user=\"ingest\"", diags),
             clickhouse: None,
         })
     });
